@@ -1,0 +1,124 @@
+// Elementwise functions as plug-in types, and the one op that applies any of them.
+//
+// An elementwise function is a small, trivially copyable type with
+//   static constexpr const char* name;
+//   template <class T> T value(T x) const;          // f(x)
+//   template <class T> T derivative(T x, T y) const; // f'(x), given y = f(x) as well
+// The derivative may use the output y when that is cheaper (sigmoid' = y(1-y)). Activation
+// functions are exactly such types (see activations.hpp); a user's own is written the same way
+// and works everywhere a built-in does: in the op, in gradcheck, in the mean-field theory.
+#pragma once
+
+#include "ops/support.hpp"
+
+#include <cmath>
+#include <concepts>
+
+namespace gradscope {
+
+template <class F, class T = double>
+concept ElementwiseFunction = std::is_trivially_copyable_v<F> && requires(const F f, T x) {
+    { F::name } -> std::convertible_to<const char*>;
+    { f.value(x) } -> std::convertible_to<T>;
+    { f.derivative(x, x) } -> std::convertible_to<T>;
+};
+
+namespace detail {
+
+template <class T, class F>
+void elementwise_backward(Node<T>& node) {
+    const F f = node.template attr<F>();
+    const Node<T>& x = *node.inputs[0];
+    accumulate(*node.inputs[0],
+               grad_of(node).cwiseProduct(value_of(x).binaryExpr(
+                   value_of(node), [f](T xi, T yi) { return static_cast<T>(f.derivative(xi, yi)); })));
+}
+
+}  // namespace detail
+
+// y = f(x) elementwise, one node with the derivative fused into its backward.
+template <class T, ElementwiseFunction<T> F>
+Tensor<T> elementwise(const Tensor<T>& x, F f = {}) {
+    Node<T>& xn = x.node();
+    NodePtr<T> node =
+        detail::record<T>(F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>);
+    node->set_attr(f);
+    node->value.view() =
+        detail::value_of(xn).unaryExpr([f](T xi) { return static_cast<T>(f.value(xi)); });
+    return detail::finish(std::move(node));
+}
+
+// The elementwise functions of the core. Their derivatives follow PyTorch at kinks
+// (abs'(0) = 0, clamp passes the gradient on its closed interval).
+namespace fn {
+
+struct Exp {
+    static constexpr const char* name = "exp";
+    template <class T> T value(T x) const { return std::exp(x); }
+    template <class T> T derivative(T, T y) const { return y; }
+};
+
+struct Log {
+    static constexpr const char* name = "log";
+    template <class T> T value(T x) const { return std::log(x); }
+    template <class T> T derivative(T x, T) const { return T(1) / x; }
+};
+
+struct Sqrt {
+    static constexpr const char* name = "sqrt";
+    template <class T> T value(T x) const { return std::sqrt(x); }
+    template <class T> T derivative(T, T y) const { return T(0.5) / y; }
+};
+
+struct Square {
+    static constexpr const char* name = "square";
+    template <class T> T value(T x) const { return x * x; }
+    template <class T> T derivative(T x, T) const { return T(2) * x; }
+};
+
+struct Abs {
+    static constexpr const char* name = "abs";
+    template <class T> T value(T x) const { return std::abs(x); }
+    template <class T> T derivative(T x, T) const { return T((x > T(0)) - (x < T(0))); }
+};
+
+struct Pow {
+    static constexpr const char* name = "pow";
+    double exponent = 1.0;
+    template <class T> T value(T x) const { return std::pow(x, static_cast<T>(exponent)); }
+    template <class T> T derivative(T x, T) const {
+        return static_cast<T>(exponent) * std::pow(x, static_cast<T>(exponent - 1.0));
+    }
+};
+
+struct Clamp {
+    static constexpr const char* name = "clamp";
+    double low = 0.0;
+    double high = 0.0;
+    template <class T> T value(T x) const {
+        return std::min(std::max(x, static_cast<T>(low)), static_cast<T>(high));
+    }
+    template <class T> T derivative(T x, T) const {
+        return (x >= static_cast<T>(low) && x <= static_cast<T>(high)) ? T(1) : T(0);
+    }
+};
+
+}  // namespace fn
+
+template <class T> Tensor<T> exp(const Tensor<T>& x) { return elementwise(x, fn::Exp{}); }
+template <class T> Tensor<T> log(const Tensor<T>& x) { return elementwise(x, fn::Log{}); }
+template <class T> Tensor<T> sqrt(const Tensor<T>& x) { return elementwise(x, fn::Sqrt{}); }
+template <class T> Tensor<T> square(const Tensor<T>& x) { return elementwise(x, fn::Square{}); }
+template <class T> Tensor<T> abs(const Tensor<T>& x) { return elementwise(x, fn::Abs{}); }
+template <class T> Tensor<T> pow(const Tensor<T>& x, double exponent) {
+    return elementwise(x, fn::Pow{exponent});
+}
+template <class T> Tensor<T> clamp(const Tensor<T>& x, double low, double high) {
+    if (!(low <= high)) {
+        throw value_error("clamp: the lower bound " + std::to_string(low) +
+                          " exceeds the upper bound " + std::to_string(high));
+    }
+    return elementwise(x, fn::Clamp{low, high});
+}
+
+}  // namespace gradscope

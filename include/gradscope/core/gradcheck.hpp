@@ -1,0 +1,162 @@
+// gradcheck: compares the gradients backward computes with central finite differences.
+//
+// For an output of any shape, the check differentiates the scalar L = sum(R * f(inputs)) for
+// a fixed random R: if the analytic Jacobian J differs from the true one, R^T (J - J') is
+// nonzero for almost every R, so a random projection catches what a full Jacobian would, at
+// the cost of one backward pass instead of one per output element.
+#pragma once
+
+#include "grad_mode.hpp"
+#include "random.hpp"
+#include "tensor.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace gradscope {
+
+struct GradcheckOptions {
+    double step = 1e-6;          // central-difference step h (error O(h^2) + rounding/h)
+    double atol = 1e-5;          // an element passes when |a - n| <= atol + rtol * |n|
+    double rtol = 1e-3;
+    int projections = 2;         // random projections R tried
+    std::uint64_t seed = 20260;  // for R
+};
+
+struct GradcheckReport {
+    bool passed = false;
+    bool all_zero = false;  // every analytic and numeric entry was zero: proves nothing
+    bool non_finite = false;  // some gradient or difference was NaN or infinite
+    double max_abs_error = 0.0;
+    double max_rel_error = 0.0;  // |a - n| / max(|a|, |n|), over elements where either is nonzero
+    // The element that came closest to failing (or failed worst).
+    std::size_t worst_input = 0;
+    Index worst_row = 0;
+    Index worst_col = 0;
+    double worst_analytic = 0.0;
+    double worst_numeric = 0.0;
+    std::size_t elements_checked = 0;
+    std::string message;
+
+    explicit operator bool() const noexcept { return passed; }
+};
+
+namespace detail {
+
+inline void clear_grads(const std::vector<Tensor<double>>& tensors) {
+    for (Tensor<double> t : tensors) t.clear_grad();  // a copy is a handle to the same node
+}
+
+inline std::string describe(const GradcheckReport& r) {
+    std::ostringstream out;
+    out.precision(6);
+    if (r.elements_checked == 0) return "gradcheck: no input requires grad, nothing was checked";
+    if (r.non_finite) {
+        return "gradcheck FAILED: a gradient or a finite difference is NaN or infinite";
+    }
+    if (r.all_zero) {
+        return "gradcheck: analytic and numeric gradients are zero everywhere; a check that "
+               "compares zero with zero proves nothing";
+    }
+    out << "gradcheck " << (r.passed ? "passed" : "FAILED") << ": " << r.elements_checked
+        << " elements, max abs error " << r.max_abs_error << ", max rel error "
+        << r.max_rel_error << "; worst at input " << r.worst_input << " (" << r.worst_row
+        << ", " << r.worst_col << "): analytic " << r.worst_analytic << " vs numeric "
+        << r.worst_numeric;
+    return out.str();
+}
+
+}  // namespace detail
+
+// `f` maps the inputs (a const std::vector<Tensor<double>>&) to a tensor of any fixed shape.
+// Inputs that require grad must be leaves; they are perturbed in place and restored, and their
+// gradients are cleared. Double precision only: in float, rounding swamps the differences.
+template <class F>
+GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
+                          const GradcheckOptions& options = {}) {
+    using T = double;
+    GradcheckReport report;
+    Rng rng(options.seed);
+    double max_magnitude = 0.0;
+    double worst_excess = -1.0;
+
+    auto evaluate = [&](const Matrix<T>& projection) {
+        NoGradGuard no_grad;
+        const Tensor<T> out = f(inputs);
+        if (out.rows() != projection.rows() || out.cols() != projection.cols()) {
+            throw shape_error("gradcheck: the function's output changed shape from " +
+                              to_string(Shape{projection.rows(), projection.cols()}) + " to " +
+                              to_string(out.shape()));
+        }
+        return (out.value().array() * projection.array()).sum();
+    };
+
+    bool any_requires_grad = false;
+    for (const Tensor<T>& input : inputs) {
+        any_requires_grad = any_requires_grad || input.requires_grad();
+        if (input.requires_grad() && !input.is_leaf()) {
+            throw graph_error("gradcheck: inputs that require grad must be leaves (made by '" +
+                              std::string(input.op()) + "')");
+        }
+    }
+
+    if (!any_requires_grad) {
+        report.message = detail::describe(report);
+        return report;
+    }
+
+    for (int p = 0; p < options.projections; ++p) {
+        detail::clear_grads(inputs);
+        Tensor<T> out = f(inputs);
+        const Matrix<T> projection = rng.normal_matrix<T>(out.rows(), out.cols());
+        out.backward(projection);
+
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            Tensor<T> input = inputs[i];
+            if (!input.requires_grad()) continue;
+            const Matrix<T> analytic =
+                input.has_grad() ? Matrix<T>(input.grad()) : Matrix<T>::Zero(input.rows(), input.cols());
+            MatrixView<T> x = input.data();
+            for (Index r = 0; r < x.rows(); ++r) {
+                for (Index c = 0; c < x.cols(); ++c) {
+                    const T saved = x(r, c);
+                    x(r, c) = saved + options.step;
+                    const double plus = evaluate(projection);
+                    x(r, c) = saved - options.step;
+                    const double minus = evaluate(projection);
+                    x(r, c) = saved;
+                    const double numeric = (plus - minus) / (2.0 * options.step);
+                    const double a = analytic(r, c);
+                    const double err = std::abs(a - numeric);
+                    if (!std::isfinite(err)) report.non_finite = true;  // NaN would escape max()
+                    const double scale = std::max(std::abs(a), std::abs(numeric));
+                    max_magnitude = std::max(max_magnitude, scale);
+                    report.max_abs_error = std::max(report.max_abs_error, err);
+                    if (scale > 0.0) report.max_rel_error = std::max(report.max_rel_error, err / scale);
+                    const double excess = err / (options.atol + options.rtol * std::abs(numeric));
+                    if (excess > worst_excess) {
+                        worst_excess = excess;
+                        report.worst_input = i;
+                        report.worst_row = r;
+                        report.worst_col = c;
+                        report.worst_analytic = a;
+                        report.worst_numeric = numeric;
+                    }
+                    ++report.elements_checked;
+                }
+            }
+        }
+    }
+    detail::clear_grads(inputs);
+
+    report.all_zero = report.elements_checked > 0 && max_magnitude == 0.0;
+    report.passed = report.elements_checked > 0 && !report.all_zero && worst_excess <= 1.0 &&
+                    !report.non_finite;
+    report.message = detail::describe(report);
+    return report;
+}
+
+}  // namespace gradscope

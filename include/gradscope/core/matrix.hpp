@@ -1,0 +1,43 @@
+// Matrix types shared by the whole library.
+//
+// A tensor's value is a dense row-major matrix: rows are the batch, columns are features,
+// matching how a minibatch is laid out in memory and how PyTorch stores an MLP's activations.
+#pragma once
+
+#include <Eigen/Dense>
+
+#include <cstddef>
+#include <string>
+
+namespace gradscope {
+
+template <class T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// A view of a matrix whose storage lives elsewhere (the tensor's pooled buffer).
+template <class T>
+using MatrixView = Eigen::Map<Matrix<T>, Eigen::Aligned64>;
+
+template <class T>
+using ConstMatrixView = Eigen::Map<const Matrix<T>, Eigen::Aligned64>;
+
+// A view of caller-owned memory with no alignment promise (a seed gradient, a user's array).
+template <class T>
+using UnalignedConstView = Eigen::Map<const Matrix<T>>;
+
+using Index = Eigen::Index;
+
+struct Shape {
+    Index rows = 0;
+    Index cols = 0;
+
+    [[nodiscard]] Index size() const noexcept { return rows * cols; }
+    [[nodiscard]] bool is_scalar() const noexcept { return rows == 1 && cols == 1; }
+    friend bool operator==(const Shape&, const Shape&) = default;
+};
+
+inline std::string to_string(Shape s) {
+    return "[" + std::to_string(s.rows) + "x" + std::to_string(s.cols) + "]";
+}
+
+}  // namespace gradscope

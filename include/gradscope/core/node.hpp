@@ -1,0 +1,252 @@
+// A node of the autodiff graph: a value, its gradient, and how to send that gradient on to
+// the node's inputs.
+//
+// Nodes are reference counted by the Tensor handles that point at them and by the nodes
+// that use them as inputs, so a graph lives exactly as long as something can still reach it
+// (as in PyTorch). Released nodes and their buffers go back to per-thread pools, which is
+// what makes a steady-state training step free of heap allocations.
+#pragma once
+
+#include "buffer_pool.hpp"
+#include "matrix.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace gradscope {
+
+template <class T>
+struct Node;
+
+// Called with the gradient flowing into a tensor once all of it has arrived; the hook may
+// read it or overwrite it in place (the shape is fixed), and what it leaves flows on.
+template <class T>
+using GradHook = std::function<void(MatrixView<T> grad)>;
+
+template <class T>
+struct HookList {
+    struct Entry {
+        std::uint64_t id;
+        GradHook<T> hook;
+    };
+    std::vector<Entry> entries;
+    std::uint64_t next_id = 1;
+
+    std::uint64_t add(GradHook<T> hook) {
+        entries.push_back(Entry{next_id, std::move(hook)});
+        return next_id++;
+    }
+    bool remove(std::uint64_t id) {
+        for (auto it = entries.begin(); it != entries.end(); ++it) {
+            if (it->id == id) {
+                entries.erase(it);
+                return true;
+            }
+        }
+        return false;
+    }
+    [[nodiscard]] bool empty() const noexcept { return entries.empty(); }
+    void run(MatrixView<T> grad) const {
+        for (const Entry& entry : entries) entry.hook(grad);
+    }
+};
+
+template <class T>
+using BackwardFn = void (*)(Node<T>&);
+
+template <class T>
+struct Node {
+    // Graph structure.
+    int refcount = 0;
+    std::uint64_t sequence = 0;  // creation order, which is a topological order of any graph
+    std::uint64_t visit = 0;     // last backward traversal that reached this node
+    const char* op = "leaf";
+    BackwardFn<T> backward = nullptr;  // null for leaves and for graph-less results
+    std::vector<Node*> inputs;         // owning references, released with the node
+
+    // Data.
+    PooledMatrix<T> value;
+    PooledMatrix<T> grad;
+    PooledMatrix<T> saved;  // op-specific saved data; for hooked leaves, a pass accumulator
+
+    bool requires_grad = false;
+    bool is_leaf = true;
+    bool has_grad = false;     // a gradient is held in `grad`
+    bool retain_grad = false;  // keep a non-leaf's gradient after backward
+    bool graph_freed = false;  // backward ran without retain_graph: no second backward
+    bool written = false;      // this backward pass has sent it a gradient already
+
+    std::unique_ptr<HookList<T>> hooks;       // registered on this tensor
+    const HookList<T>* shared_hooks = nullptr;  // owned by whoever made the node (a module)
+    const char* label = nullptr;              // where the node was made, for error messages
+
+    // Small trivially copyable op attributes (a scalar, an index range, an activation's
+    // parameters), stored inline so recording an op never allocates.
+    static constexpr std::size_t attr_capacity = 64;
+    alignas(16) std::byte attr_storage[attr_capacity];
+
+    template <class A>
+    void set_attr(const A& attr) noexcept {
+        static_assert(std::is_trivially_copyable_v<A> && std::is_trivially_destructible_v<A>,
+                      "op attributes must be trivially copyable");
+        static_assert(sizeof(A) <= attr_capacity && alignof(A) <= 16,
+                      "op attributes must fit the node's inline storage");
+        ::new (static_cast<void*>(attr_storage)) A(attr);
+    }
+    template <class A>
+    [[nodiscard]] const A& attr() const noexcept {
+        return *std::launder(reinterpret_cast<const A*>(attr_storage));
+    }
+
+    [[nodiscard]] Shape shape() const noexcept { return value.shape(); }
+    [[nodiscard]] bool has_hooks() const noexcept {
+        return (hooks && !hooks->empty()) || (shared_hooks != nullptr && !shared_hooks->empty());
+    }
+    void run_hooks(MatrixView<T> incoming) const {
+        if (hooks) hooks->run(incoming);
+        if (shared_hooks != nullptr) shared_hooks->run(incoming);
+    }
+};
+
+namespace detail {
+
+inline std::uint64_t next_sequence() noexcept {
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+// Per-thread free list of nodes. Node objects keep the capacity of their input list, so
+// a reused node rarely allocates.
+template <class T>
+class NodePool {
+public:
+    NodePool() = default;
+    NodePool(const NodePool&) = delete;
+    NodePool& operator=(const NodePool&) = delete;
+    ~NodePool() {
+        for (Node<T>* node : free_) delete node;
+    }
+
+    static NodePool* local() noexcept {
+        thread_local bool destroyed = false;
+        if (destroyed) return nullptr;
+        struct Holder {
+            NodePool pool;
+            bool* destroyed;
+            ~Holder() { *destroyed = true; }
+        };
+        thread_local Holder holder{{}, &destroyed};
+        return &holder.pool;
+    }
+
+    static Node<T>* make() {
+        NodePool* pool = local();
+        Node<T>* node = nullptr;
+        if (pool != nullptr && !pool->free_.empty()) {
+            node = pool->free_.back();
+            pool->free_.pop_back();
+        } else {
+            node = new Node<T>();
+            node->inputs.reserve(4);
+        }
+        node->sequence = next_sequence();
+        return node;
+    }
+
+    // Releases a node whose count reached zero, and every input that this leaves unreferenced.
+    // Iterative, because an unrolled RNN makes chains far deeper than the call stack.
+    static void recycle(Node<T>* node) noexcept {
+        NodePool* pool = local();
+        std::vector<Node<T>*> local_stack;
+        std::vector<Node<T>*>& stack = pool != nullptr ? pool->stack_ : local_stack;
+        const std::size_t base = stack.size();
+        push(stack, node);
+        while (stack.size() > base) {
+            Node<T>* current = stack.back();
+            stack.pop_back();
+            for (Node<T>* input : current->inputs) {
+                if (--input->refcount == 0) push(stack, input);
+            }
+            clear(*current);
+            if (pool != nullptr && push(pool->free_, current)) continue;
+            delete current;
+        }
+    }
+
+private:
+    static bool push(std::vector<Node<T>*>& list, Node<T>* node) noexcept {
+        try {
+            list.push_back(node);
+            return true;
+        } catch (...) {
+            return false;
+        }
+    }
+
+    static void clear(Node<T>& node) noexcept {
+        node.inputs.clear();
+        node.value.reset();
+        node.grad.reset();
+        node.saved.reset();
+        node.hooks.reset();
+        node.shared_hooks = nullptr;
+        node.label = nullptr;
+        node.op = "leaf";
+        node.backward = nullptr;
+        node.requires_grad = false;
+        node.is_leaf = true;
+        node.has_grad = false;
+        node.retain_grad = false;
+        node.graph_freed = false;
+        node.written = false;
+        node.visit = 0;
+    }
+
+    std::vector<Node<T>*> free_;
+    std::vector<Node<T>*> stack_;
+};
+
+}  // namespace detail
+
+// Intrusive shared pointer to a node (the count is not atomic: a graph belongs to one thread
+// at a time, as a PyTorch autograd graph does during its forward pass).
+template <class T>
+class NodePtr {
+public:
+    NodePtr() = default;
+    explicit NodePtr(Node<T>* node) noexcept : node_(node) { acquire(); }
+    NodePtr(const NodePtr& other) noexcept : node_(other.node_) { acquire(); }
+    NodePtr(NodePtr&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
+    NodePtr& operator=(NodePtr other) noexcept {
+        std::swap(node_, other.node_);
+        return *this;
+    }
+    ~NodePtr() { release(); }
+
+    static NodePtr make() { return NodePtr(detail::NodePool<T>::make()); }
+
+    [[nodiscard]] Node<T>* get() const noexcept { return node_; }
+    Node<T>* operator->() const noexcept { return node_; }
+    Node<T>& operator*() const noexcept { return *node_; }
+    explicit operator bool() const noexcept { return node_ != nullptr; }
+
+private:
+    void acquire() noexcept {
+        if (node_ != nullptr) ++node_->refcount;
+    }
+    void release() noexcept {
+        if (node_ != nullptr && --node_->refcount == 0) detail::NodePool<T>::recycle(node_);
+        node_ = nullptr;
+    }
+
+    Node<T>* node_ = nullptr;
+};
+
+}  // namespace gradscope

@@ -1,0 +1,157 @@
+// What every op uses to record itself on the graph and to send gradients to its inputs.
+// An op is a forward function that fills a new node's value, plus a plain function pointer
+// that reads the node's gradient and accumulates into its inputs' gradients.
+#pragma once
+
+#include "../autograd.hpp"
+#include "../errors.hpp"
+#include "../grad_mode.hpp"
+#include "../node.hpp"
+#include "../tensor.hpp"
+
+#include <initializer_list>
+#include <span>
+#include <string>
+
+namespace gradscope::detail {
+
+// A new node for `op` with the given output shape. It records its inputs (and so becomes
+// part of the graph) only if gradients are enabled and some input requires one; otherwise
+// it is a constant, and the inputs may be freed as soon as the caller drops them.
+template <class T>
+NodePtr<T> record(const char* op, Shape shape, std::span<Node<T>* const> inputs,
+                  BackwardFn<T> backward) {
+    NodePtr<T> out = NodePtr<T>::make();
+    out->op = op;
+    out->value.resize(shape);
+    bool needs_grad = false;
+    if (is_grad_enabled()) {
+        for (const Node<T>* input : inputs) needs_grad = needs_grad || input->requires_grad;
+    }
+    if (needs_grad) {
+        out->requires_grad = true;
+        out->is_leaf = false;
+        out->backward = backward;
+        for (Node<T>* input : inputs) {
+            ++input->refcount;
+            out->inputs.push_back(input);
+        }
+    }
+    return out;
+}
+
+template <class T>
+NodePtr<T> record(const char* op, Shape shape, std::initializer_list<Node<T>*> inputs,
+                  BackwardFn<T> backward) {
+    return record<T>(op, shape, std::span<Node<T>* const>(inputs.begin(), inputs.size()),
+                     backward);
+}
+
+// Wraps a finished node in a Tensor, trapping a non-finite value in anomaly mode.
+template <class T>
+Tensor<T> finish(NodePtr<T> out) {
+    if (is_anomaly_enabled() && !out->value.view().allFinite()) {
+        throw numeric_error("anomaly: the forward of " + where(out->op, out->label) +
+                            " produced a NaN or an infinity (output " + to_string(out->shape()) +
+                            ")");
+    }
+    return Tensor<T>(std::move(out));
+}
+
+template <class T>
+ConstMatrixView<T> value_of(const Node<T>& node) {
+    return node.value.view();
+}
+template <class T>
+ConstMatrixView<T> grad_of(const Node<T>& node) {
+    return node.grad.view();
+}
+
+// Adds `expr` (a matrix expression of the input's shape) to the input's gradient. `noalias`
+// is safe: an input's gradient buffer never appears in the expression that feeds it.
+template <class T, class Expr>
+void accumulate(Node<T>& input, const Expr& expr) {
+    if (!input.requires_grad) return;
+    GradSlot<T> slot = grad_slot(input);
+    if (slot.first) {
+        slot.view.noalias() = expr;
+    } else {
+        slot.view.noalias() += expr;
+    }
+}
+
+// How an operand of a binary op is stretched to the output's shape: PyTorch's broadcasting,
+// restricted to the cases a 2-D batch needs (a 1xn row, an rx1 column, a 1x1 scalar).
+enum class Broadcast { none, row, col, scalar };
+
+inline Broadcast broadcast_kind(Shape operand, Shape out) {
+    if (operand == out) return Broadcast::none;
+    if (operand.is_scalar()) return Broadcast::scalar;
+    if (operand.rows == 1) return Broadcast::row;
+    return Broadcast::col;
+}
+
+inline Shape broadcast_shape(const char* op, Shape a, Shape b) {
+    auto fits = [](Index x, Index y) { return x == y || x == 1 || y == 1; };
+    if (!fits(a.rows, b.rows) || !fits(a.cols, b.cols)) {
+        throw_shapes(op, "shapes do not broadcast", a, b);
+    }
+    const Shape out{std::max(a.rows, b.rows), std::max(a.cols, b.cols)};
+    // Only whole operands stretch: [1xn] with [rx1] would make an outer product, which a
+    // batch of rows never means.
+    for (Shape s : {a, b}) {
+        if (s != out && !s.is_scalar() && !(s.rows == 1 && s.cols == out.cols) &&
+            !(s.cols == 1 && s.rows == out.rows)) {
+            throw_shapes(op, "shapes do not broadcast", a, b);
+        }
+    }
+    if (a != out && b != out) throw_shapes(op, "shapes do not broadcast", a, b);
+    return out;
+}
+
+// The operand's value at the output's shape: the value itself, or a broadcast copy in
+// pooled scratch storage.
+template <class T>
+ConstMatrixView<T> expand(const Node<T>& operand, Shape out, PooledMatrix<T>& scratch) {
+    const ConstMatrixView<T> v = operand.value.view();
+    switch (broadcast_kind(operand.shape(), out)) {
+        case Broadcast::none:
+            return v;
+        case Broadcast::row:
+            scratch.resize(out);
+            scratch.view() = v.replicate(out.rows, 1);
+            break;
+        case Broadcast::col:
+            scratch.resize(out);
+            scratch.view() = v.replicate(1, out.cols);
+            break;
+        case Broadcast::scalar:
+            scratch.resize(out);
+            scratch.view().setConstant(v(0, 0));
+            break;
+    }
+    return std::as_const(scratch).view();
+}
+
+// Accumulates a full-shape gradient into an operand that was broadcast, summing over the
+// rows or columns it was stretched along.
+template <class T, class Expr>
+void accumulate_reduced(Node<T>& operand, Shape out, const Expr& full) {
+    if (!operand.requires_grad) return;
+    switch (broadcast_kind(operand.shape(), out)) {
+        case Broadcast::none:
+            accumulate(operand, full);
+            break;
+        case Broadcast::row:
+            accumulate(operand, full.colwise().sum());
+            break;
+        case Broadcast::col:
+            accumulate(operand, full.rowwise().sum());
+            break;
+        case Broadcast::scalar:
+            accumulate(operand, Matrix<T>::Constant(1, 1, full.sum()));
+            break;
+    }
+}
+
+}  // namespace gradscope::detail

@@ -1,0 +1,221 @@
+// Tensor<T>: the handle users hold. Copying a tensor copies the handle, not the data (as in
+// PyTorch); the node it points at lives while any handle or dependent node refers to it.
+#pragma once
+
+#include "autograd.hpp"
+#include "errors.hpp"
+#include "grad_mode.hpp"
+#include "matrix.hpp"
+#include "node.hpp"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace gradscope {
+
+struct BackwardOptions {
+    // Keep the graph's saved data so that backward can run through it again.
+    bool retain_graph = false;
+};
+
+template <class T>
+class Tensor;
+
+// Removes a hook registered with Tensor::register_hook. Dropping the handle keeps the hook.
+template <class T>
+class HookHandle {
+public:
+    HookHandle() = default;
+    HookHandle(NodePtr<T> node, std::uint64_t id) : node_(std::move(node)), id_(id) {}
+
+    // Returns false when the hook was already removed.
+    bool remove() {
+        if (!node_ || !node_->hooks) return false;
+        const bool removed = node_->hooks->remove(id_);
+        node_ = NodePtr<T>();
+        return removed;
+    }
+
+private:
+    NodePtr<T> node_;
+    std::uint64_t id_ = 0;
+};
+
+template <class T>
+class Tensor {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "gradscope tensors hold float or double");
+
+public:
+    using Scalar = T;
+
+    // An empty handle; using it throws graph_error. Assign a tensor to it first.
+    Tensor() = default;
+
+    // Wraps a node made by an op. Users make tensors with the factories below.
+    explicit Tensor(NodePtr<T> node) noexcept : node_(std::move(node)) {}
+
+    // A leaf holding a copy of `value`, e.g. a batch of inputs. It takes no gradient.
+    template <class Derived>
+    static Tensor constant(const Eigen::DenseBase<Derived>& value) {
+        return leaf(value, false);
+    }
+
+    // A leaf that accumulates a gradient in backward: a trainable parameter.
+    template <class Derived>
+    static Tensor parameter(const Eigen::DenseBase<Derived>& value) {
+        return leaf(value, true);
+    }
+
+    template <class Derived>
+    static Tensor leaf(const Eigen::DenseBase<Derived>& value, bool requires_grad) {
+        NodePtr<T> node = NodePtr<T>::make();
+        node->value.resize(Shape{value.rows(), value.cols()});
+        node->value.view() = value.template cast<T>();
+        node->requires_grad = requires_grad;
+        return Tensor(std::move(node));
+    }
+
+    static Tensor zeros(Index rows, Index cols, bool requires_grad = false) {
+        return leaf(Matrix<T>::Zero(rows, cols), requires_grad);
+    }
+    static Tensor scalar(T value, bool requires_grad = false) {
+        return leaf(Matrix<T>::Constant(1, 1, value), requires_grad);
+    }
+
+    [[nodiscard]] bool defined() const noexcept { return static_cast<bool>(node_); }
+    [[nodiscard]] Shape shape() const { return node().shape(); }
+    [[nodiscard]] Index rows() const { return shape().rows; }
+    [[nodiscard]] Index cols() const { return shape().cols; }
+    [[nodiscard]] const char* op() const { return node().op; }
+
+    [[nodiscard]] ConstMatrixView<T> value() const { return std::as_const(node().value).view(); }
+
+    // The value of a 1x1 tensor.
+    [[nodiscard]] T item() const {
+        if (!shape().is_scalar()) {
+            throw shape_error("item: the tensor is " + to_string(shape()) + ", not [1x1]");
+        }
+        return value()(0, 0);
+    }
+
+    // Writable access to a leaf's value, for optimisers and initialisers. Changing the value
+    // of a tensor that a graph recorded would make that graph's gradients wrong, so only
+    // leaves allow it; do it after backward (or under NoGradGuard), as optimisers do.
+    [[nodiscard]] MatrixView<T> data() {
+        Node<T>& n = node();
+        if (!n.is_leaf) {
+            throw graph_error("data: only a leaf's value may be written; this tensor was made by '" +
+                              std::string(n.op) + "'");
+        }
+        return n.value.view();
+    }
+
+    [[nodiscard]] bool requires_grad() const { return node().requires_grad; }
+    [[nodiscard]] bool is_leaf() const { return node().is_leaf; }
+
+    void set_requires_grad(bool enabled) {
+        Node<T>& n = node();
+        if (!n.is_leaf) {
+            throw graph_error("set_requires_grad: only a leaf's flag may change; this tensor was "
+                              "made by '" + std::string(n.op) + "'");
+        }
+        n.requires_grad = enabled;
+    }
+
+    // Asks backward to keep this non-leaf tensor's gradient (leaves always keep theirs).
+    void retain_grad() { node().retain_grad = true; }
+
+    [[nodiscard]] bool has_grad() const { return node().has_grad; }
+
+    [[nodiscard]] ConstMatrixView<T> grad() const {
+        const Node<T>& n = node();
+        if (!n.has_grad) throw graph_error(no_grad_message(n));
+        return n.grad.view();
+    }
+
+    // Writable gradient, for clipping and for optimisers.
+    [[nodiscard]] MatrixView<T> mutable_grad() {
+        Node<T>& n = node();
+        if (!n.has_grad) throw graph_error(no_grad_message(n));
+        return n.grad.view();
+    }
+
+    // Sets the accumulated gradient to zero, keeping its buffer for the next step.
+    void zero_grad() {
+        Node<T>& n = node();
+        if (n.has_grad) n.grad.view().setZero();
+    }
+
+    // Drops the gradient and its buffer (PyTorch's set_to_none).
+    void clear_grad() {
+        Node<T>& n = node();
+        n.grad.reset();
+        n.has_grad = false;
+    }
+
+    // Backpropagates from a 1x1 tensor, as if it were the loss.
+    void backward(BackwardOptions options = {}) {
+        Node<T>& n = node();
+        if (!n.value.shape().is_scalar()) {
+            throw graph_error("backward: the tensor is " + to_string(n.shape()) +
+                              "; backward() without a seed needs a [1x1] result (call "
+                              "backward(seed) with a gradient of the same shape)");
+        }
+        const T one = T(1);
+        detail::run_backward(n, UnalignedConstView<T>(&one, 1, 1), options.retain_graph);
+    }
+
+    // Backpropagates `seed` = dL/d(this) for a tensor of any shape.
+    template <class Derived>
+    void backward(const Eigen::MatrixBase<Derived>& seed, BackwardOptions options = {}) {
+        Node<T>& n = node();
+        const Matrix<T> owned = seed.template cast<T>();
+        detail::run_backward(n, UnalignedConstView<T>(owned.data(), owned.rows(), owned.cols()),
+                             options.retain_graph);
+    }
+
+    // Registers `hook`, called during backward with the gradient flowing into this tensor.
+    template <class F>
+    HookHandle<T> register_hook(F&& hook) {
+        Node<T>& n = node();
+        if (!n.requires_grad) {
+            throw graph_error("register_hook: the tensor does not require grad, so no gradient "
+                              "will ever flow into it");
+        }
+        if (!n.hooks) n.hooks = std::make_unique<HookList<T>>();
+        const std::uint64_t id = n.hooks->add(GradHook<T>(std::forward<F>(hook)));
+        return HookHandle<T>(node_, id);
+    }
+
+    // A new leaf holding a copy of this tensor's value, cut off from the graph.
+    [[nodiscard]] Tensor detach() const { return constant(value()); }
+
+    // For ops and library internals.
+    [[nodiscard]] Node<T>& node() const {
+        if (!node_) throw graph_error("use of an empty Tensor handle (default-constructed or moved from)");
+        return *node_;
+    }
+    [[nodiscard]] const NodePtr<T>& node_ptr() const noexcept { return node_; }
+
+private:
+    static std::string no_grad_message(const Node<T>& n) {
+        if (!n.requires_grad) {
+            return "grad: the tensor (" + std::string(n.op) + " " + to_string(n.shape()) +
+                   ") does not require grad";
+        }
+        if (!n.is_leaf) {
+            return "grad: a non-leaf tensor ('" + std::string(n.op) +
+                   "') keeps its gradient only if retain_grad() was called before backward";
+        }
+        return "grad: no gradient has been computed for this tensor yet (call backward first)";
+    }
+
+    NodePtr<T> node_;
+};
+
+using TensorF = Tensor<float>;
+using TensorD = Tensor<double>;
+
+}  // namespace gradscope

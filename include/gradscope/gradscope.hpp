@@ -1,0 +1,4 @@
+// gradscope: one include for the whole library.
+#pragma once
+
+#include "core.hpp"
