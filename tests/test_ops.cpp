@@ -233,8 +233,9 @@ TEST_CASE("sigmoid neither overflows nor loses its tails at large inputs", "[ops
     v << -200.0f, -30.0f, 30.0f, 200.0f;
     const Matrix<float> s = sigmoid(TensorF::constant(v)).value();
     CHECK(s.allFinite());
-    CHECK(s(0, 0) == 0.0f);
-    CHECK(s(0, 1) > 0.0f);  // exp(-30) ~ 9e-14 is representable: not flushed to zero
+    CHECK(s(0, 0) >= 0.0f);
+    CHECK(s(0, 0) < 1e-30f);
+    CHECK(s(0, 1) == Approx(9.3576e-14f).epsilon(1e-3));  // exp(-30): representable, not flushed
     CHECK(s(0, 3) == 1.0f);
 }
 

@@ -2,60 +2,15 @@
 // tools/make_core_reference.py and committed in tests/data/core_reference.json. Both sides
 // compute in double; the differences left are rounding in a different order of operations,
 // so 1e-10 relative (with a 1e-12 floor for entries near zero) is a tolerance with room.
-#include "support/testing.hpp"
-
-#include <nlohmann/json.hpp>
-
-#include <fstream>
-#include <map>
-#include <string>
+#include "support/reference.hpp"
 
 using namespace gradscope;
 using namespace gradscope::testing;
 
 namespace {
 
-const nlohmann::json& reference() {
-    static const nlohmann::json data = [] {
-        const std::string path = std::string(GRADSCOPE_TEST_DATA_DIR) + "/core_reference.json";
-        std::ifstream in(path);
-        if (!in) throw std::runtime_error("cannot open " + path);
-        return nlohmann::json::parse(in);
-    }();
-    return data;
-}
-
-Matrix<double> to_matrix(const nlohmann::json& t) {
-    const Index rows = t.at("shape").at(0).get<Index>();
-    const Index cols = t.at("shape").at(1).get<Index>();
-    const auto data = t.at("data").get<std::vector<double>>();
-    REQUIRE(static_cast<Index>(data.size()) == rows * cols);
-    return Eigen::Map<const Matrix<double>>(data.data(), rows, cols);
-}
-
-struct Case {
-    const nlohmann::json& json;
-    std::map<std::string, TensorD> inputs;
-
-    explicit Case(const std::string& name) : json(reference().at("cases").at(name)) {
-        for (const auto& [key, value] : json.at("inputs").items()) {
-            const bool wants_grad = json.at("grads").contains(key);
-            inputs.emplace(key, TensorD::leaf(to_matrix(value), wants_grad));
-        }
-    }
-    TensorD& in(const std::string& key) { return inputs.at(key); }
-
-    void check_output(const std::string& key, const TensorD& actual) const {
-        INFO("output " << key);
-        CHECK(all_close(actual.value(), to_matrix(json.at("outputs").at(key)), 1e-10, 1e-12));
-    }
-    void check_grads() {
-        for (const auto& [key, value] : json.at("grads").items()) {
-            INFO("gradient of " << key);
-            REQUIRE(in(key).has_grad());
-            CHECK(all_close(in(key).grad(), to_matrix(value), 1e-10, 1e-12));
-        }
-    }
+struct Case : ReferenceCase {
+    explicit Case(const std::string& name) : ReferenceCase("core_reference.json", name) {}
 };
 
 }  // namespace

@@ -168,7 +168,7 @@ TEST_CASE("a hook on a leaf sees only this pass's gradient, before accumulation"
     CHECK(all_close(w.grad(), Matrix<double>::Constant(2, 2, 3.0)));
 }
 
-TEST_CASE("removed hooks are not called; others stay", "[tensor][hooks]") {
+TEST_CASE("removed hooks are not called and the others stay", "[tensor][hooks]") {
     const auto w = param(1, 1, 18);
     auto h = w * 1.0;
     int first = 0, second = 0;

@@ -1,11 +1,12 @@
 // Activation functions: elementwise function types (see elementwise.hpp), written exactly as a
-// user would write their own. The full set (leaky ReLU, ELU, SELU, GELU, ...) joins these with
-// the layers.
+// user would write their own. Each is a small value type; parameters (a slope, an alpha) are
+// members with PyTorch's defaults. Derivatives at kinks follow PyTorch.
 #pragma once
 
 #include "elementwise.hpp"
 
 #include <cmath>
+#include <numbers>
 
 namespace gradscope {
 
@@ -24,12 +25,23 @@ struct Sigmoid {
         return e / (T(1) + e);
     }
     template <class T> T derivative(T, T y) const { return y * (T(1) - y); }
+    // Eigen's logistic is vectorised and equally careful with large |x|.
+    template <class A> auto values(const Eigen::ArrayBase<A>& x) const { return x.logistic(); }
+    template <class A, class B>
+    auto derivatives(const Eigen::ArrayBase<A>&, const Eigen::ArrayBase<B>& y) const {
+        return y * (typename B::Scalar(1) - y);
+    }
 };
 
 struct Tanh {
     static constexpr const char* name = "tanh";
     template <class T> T value(T x) const { return std::tanh(x); }
     template <class T> T derivative(T, T y) const { return T(1) - y * y; }
+    template <class A> auto values(const Eigen::ArrayBase<A>& x) const { return x.tanh(); }
+    template <class A, class B>
+    auto derivatives(const Eigen::ArrayBase<A>&, const Eigen::ArrayBase<B>& y) const {
+        return typename B::Scalar(1) - y.square();
+    }
 };
 
 // relu'(0) = 0, as in PyTorch.
@@ -37,6 +49,113 @@ struct ReLU {
     static constexpr const char* name = "relu";
     template <class T> T value(T x) const { return x > T(0) ? x : T(0); }
     template <class T> T derivative(T x, T) const { return x > T(0) ? T(1) : T(0); }
+    template <class A> auto values(const Eigen::ArrayBase<A>& x) const {
+        return x.max(typename A::Scalar(0));
+    }
+    template <class A, class B>
+    auto derivatives(const Eigen::ArrayBase<A>& x, const Eigen::ArrayBase<B>&) const {
+        return (x > typename A::Scalar(0)).template cast<typename A::Scalar>();
+    }
+};
+
+struct LeakyReLU {
+    static constexpr const char* name = "leaky_relu";
+    double slope = 0.01;
+    template <class T> T value(T x) const { return x > T(0) ? x : static_cast<T>(slope) * x; }
+    template <class T> T derivative(T x, T) const { return x > T(0) ? T(1) : static_cast<T>(slope); }
+};
+
+struct ELU {
+    static constexpr const char* name = "elu";
+    double alpha = 1.0;
+    template <class T> T value(T x) const {
+        return x > T(0) ? x : static_cast<T>(alpha) * std::expm1(x);
+    }
+    template <class T> T derivative(T x, T y) const {
+        return x > T(0) ? T(1) : y + static_cast<T>(alpha);
+    }
+};
+
+// Klambauer et al. 2017: the constants that make the variance map's fixed point 1.
+struct SELU {
+    static constexpr const char* name = "selu";
+    static constexpr double lambda = 1.0507009873554804934193349852946;
+    static constexpr double alpha = 1.6732632423543772848170429916717;
+    template <class T> T value(T x) const {
+        return static_cast<T>(lambda) * (x > T(0) ? x : static_cast<T>(alpha) * std::expm1(x));
+    }
+    template <class T> T derivative(T x, T) const {
+        return static_cast<T>(lambda) * (x > T(0) ? T(1) : static_cast<T>(alpha) * std::exp(x));
+    }
+};
+
+// The exact GELU, x * Phi(x) with Phi the standard normal CDF.
+struct GELU {
+    static constexpr const char* name = "gelu";
+    template <class T> T value(T x) const {
+        return T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(std::numbers::sqrt2 / 2)));
+    }
+    template <class T> T derivative(T x, T) const {
+        const T cdf = T(0.5) * (T(1) + std::erf(x * static_cast<T>(std::numbers::sqrt2 / 2)));
+        const T pdf = std::exp(T(-0.5) * x * x) * static_cast<T>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+        return cdf + x * pdf;
+    }
+};
+
+// GELU's tanh approximation (PyTorch's approximate="tanh").
+struct GELUTanh {
+    static constexpr const char* name = "gelu_tanh";
+    static constexpr double k = 0.7978845608028654;  // sqrt(2 / pi)
+    static constexpr double c = 0.044715;
+    template <class T> T value(T x) const {
+        return T(0.5) * x * (T(1) + std::tanh(static_cast<T>(k) * (x + static_cast<T>(c) * x * x * x)));
+    }
+    template <class T> T derivative(T x, T) const {
+        const T t = std::tanh(static_cast<T>(k) * (x + static_cast<T>(c) * x * x * x));
+        return T(0.5) * (T(1) + t) +
+               T(0.5) * x * (T(1) - t * t) * static_cast<T>(k) * (T(1) + static_cast<T>(3 * c) * x * x);
+    }
+};
+
+// SiLU (swish): x * sigmoid(x).
+struct SiLU {
+    static constexpr const char* name = "silu";
+    template <class T> T value(T x) const { return x * Sigmoid{}.value(x); }
+    template <class T> T derivative(T x, T) const {
+        const T s = Sigmoid{}.value(x);
+        return s * (T(1) + x * (T(1) - s));
+    }
+};
+
+// log(1 + exp(beta x)) / beta, and x itself once beta x exceeds the threshold (PyTorch's
+// default 20), where the two agree to double precision and exp would overflow in float.
+struct Softplus {
+    static constexpr const char* name = "softplus";
+    double beta = 1.0;
+    double threshold = 20.0;
+    template <class T> T value(T x) const {
+        const T bx = static_cast<T>(beta) * x;
+        if (bx > static_cast<T>(threshold)) return x;
+        // log1p(exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow for large z
+        return (std::max(bx, T(0)) + std::log1p(std::exp(-std::abs(bx)))) / static_cast<T>(beta);
+    }
+    template <class T> T derivative(T x, T) const {
+        const T bx = static_cast<T>(beta) * x;
+        return bx > static_cast<T>(threshold) ? T(1) : Sigmoid{}.value(bx);
+    }
+};
+
+// Clamps to [min, max]; the gradient passes strictly inside (PyTorch's hardtanh).
+struct Hardtanh {
+    static constexpr const char* name = "hardtanh";
+    double min = -1.0;
+    double max = 1.0;
+    template <class T> T value(T x) const {
+        return std::min(std::max(x, static_cast<T>(min)), static_cast<T>(max));
+    }
+    template <class T> T derivative(T x, T) const {
+        return (x > static_cast<T>(min) && x < static_cast<T>(max)) ? T(1) : T(0);
+    }
 };
 
 template <class T> Tensor<T> sigmoid(const Tensor<T>& x) { return elementwise(x, Sigmoid{}); }

@@ -22,6 +22,13 @@ struct BackwardScratch {
     std::vector<Node<T>*> order;
     std::vector<Node<T>*> stack;
     std::vector<Node<T>*> to_release;
+    // Callbacks that want to run once the current backward pass has finished (a module's
+    // parameter-gradient hooks); each is listed at most once by its owner.
+    struct AfterBackward {
+        void* context;
+        void (*callback)(void*);
+    };
+    std::vector<AfterBackward> after_backward;
     bool running = false;
 
     static BackwardScratch& local() {
@@ -35,9 +42,9 @@ inline std::uint64_t next_visit_mark() noexcept {
     return counter.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
-inline std::string where(const char* op, const char* label) {
+inline std::string where(const char* op, const std::shared_ptr<const std::string>& label) {
     std::string text = "'" + std::string(op) + "'";
-    if (label != nullptr) text += " in " + std::string(label);
+    if (label && !label->empty()) text += " in " + *label;
     return text;
 }
 
@@ -146,6 +153,7 @@ void free_graph(BackwardScratch<T>& scratch, bool retain_graph) {
         if (retain_graph) continue;
         node->graph_freed = true;
         node->saved.reset();
+        node->aux.reset();
         scratch.to_release.insert(scratch.to_release.end(), node->inputs.begin(),
                                   node->inputs.end());
         node->inputs.clear();
@@ -157,8 +165,30 @@ void free_graph(BackwardScratch<T>& scratch, bool retain_graph) {
     scratch.to_release.clear();
 }
 
+// Runs (and forgets) the callbacks scheduled for the end of this pass. A callback may
+// schedule again for the next pass, so the list is swapped out before the calls.
 template <class T>
-void run_backward(Node<T>& root, UnalignedConstView<T> seed, bool retain_graph) {
+void run_after_backward(BackwardScratch<T>& scratch) {
+    if (scratch.after_backward.empty()) return;
+    thread_local std::vector<typename BackwardScratch<T>::AfterBackward> running;
+    running.swap(scratch.after_backward);
+    for (const auto& entry : running) entry.callback(entry.context);
+    running.clear();
+}
+
+template <class T>
+void schedule_after_backward(void* context, void (*callback)(void*)) {
+    BackwardScratch<T>::local().after_backward.push_back({context, callback});
+}
+
+template <class T>
+void unschedule_after_backward(void* context) noexcept {
+    auto& list = BackwardScratch<T>::local().after_backward;
+    std::erase_if(list, [context](const auto& entry) { return entry.context == context; });
+}
+
+template <class T>
+void run_backward(Node<T>& root, ConstMatrixView<T> seed, bool retain_graph) {
     if (!root.requires_grad) {
         throw graph_error("backward: the tensor (" + std::string(root.op) + " " +
                           to_string(root.shape()) +
@@ -202,6 +232,7 @@ void run_backward(Node<T>& root, UnalignedConstView<T> seed, bool retain_graph) 
         if (check) check_input_grads_finite(*node);
     }
     free_graph(scratch, retain_graph);
+    run_after_backward(scratch);
 }
 
 }  // namespace detail

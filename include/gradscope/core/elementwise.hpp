@@ -4,7 +4,9 @@
 //   static constexpr const char* name;
 //   template <class T> T value(T x) const;          // f(x)
 //   template <class T> T derivative(T x, T y) const; // f'(x), given y = f(x) as well
-// The derivative may use the output y when that is cheaper (sigmoid' = y(1-y)). Activation
+// The derivative may use the output y when that is cheaper (sigmoid' = y(1-y)). A type may
+// also offer whole-array versions, `values(x)` and `derivatives(x, y)` taking Eigen arrays, so
+// that Eigen can vectorise them (tanh, sigmoid, relu do); the op then prefers them. Activation
 // functions are exactly such types (see activations.hpp); a user's own is written the same way
 // and works everywhere a built-in does: in the op, in gradcheck, in the mean-field theory.
 #pragma once
@@ -25,13 +27,24 @@ concept ElementwiseFunction = std::is_trivially_copyable_v<F> && requires(const 
 
 namespace detail {
 
+template <class F, class T>
+concept HasArrayForm = requires(const F f, ConstMatrixView<T> x) {
+    f.values(x.array());
+    f.derivatives(x.array(), x.array());
+};
+
 template <class T, class F>
 void elementwise_backward(Node<T>& node) {
     const F f = node.template attr<F>();
     const Node<T>& x = *node.inputs[0];
-    accumulate(*node.inputs[0],
-               grad_of(node).cwiseProduct(value_of(x).binaryExpr(
-                   value_of(node), [f](T xi, T yi) { return static_cast<T>(f.derivative(xi, yi)); })));
+    if constexpr (HasArrayForm<F, T>) {
+        accumulate(*node.inputs[0],
+                   (grad_of(node).array() * f.derivatives(value_of(x).array(), value_of(node).array())).matrix());
+    } else {
+        accumulate(*node.inputs[0],
+                   grad_of(node).cwiseProduct(value_of(x).binaryExpr(
+                       value_of(node), [f](T xi, T yi) { return static_cast<T>(f.derivative(xi, yi)); })));
+    }
 }
 
 }  // namespace detail
@@ -43,8 +56,12 @@ Tensor<T> elementwise(const Tensor<T>& x, F f = {}) {
     NodePtr<T> node =
         detail::record<T>(F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>);
     node->set_attr(f);
-    node->value.view() =
-        detail::value_of(xn).unaryExpr([f](T xi) { return static_cast<T>(f.value(xi)); });
+    if constexpr (detail::HasArrayForm<F, T>) {
+        node->value.view().array() = f.values(detail::value_of(xn).array());
+    } else {
+        node->value.view() =
+            detail::value_of(xn).unaryExpr([f](T xi) { return static_cast<T>(f.value(xi)); });
+    }
     return detail::finish(std::move(node));
 }
 

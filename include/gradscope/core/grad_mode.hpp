@@ -3,12 +3,17 @@
 // Both are opt-in and scoped by RAII guards, so no global state leaks out of a scope.
 #pragma once
 
+#include <memory>
+#include <string>
+
 namespace gradscope {
 
 namespace detail {
 struct ModeFlags {
     bool grad_enabled = true;
     bool detect_anomaly = false;
+    // The module whose forward is running (its path), so anomaly messages can say where.
+    const std::shared_ptr<const std::string>* scope = nullptr;
 };
 inline ModeFlags& mode_flags() noexcept {
     thread_local ModeFlags flags;
@@ -51,6 +56,21 @@ public:
 
 private:
     bool previous_;
+};
+
+// Names the module whose forward runs while the guard lives (set by Module::operator()).
+class ScopeGuard {
+public:
+    explicit ScopeGuard(const std::shared_ptr<const std::string>& path) noexcept
+        : previous_(detail::mode_flags().scope) {
+        detail::mode_flags().scope = &path;
+    }
+    ScopeGuard(const ScopeGuard&) = delete;
+    ScopeGuard& operator=(const ScopeGuard&) = delete;
+    ~ScopeGuard() { detail::mode_flags().scope = previous_; }
+
+private:
+    const std::shared_ptr<const std::string>* previous_;
 };
 
 }  // namespace gradscope

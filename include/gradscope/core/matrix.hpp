@@ -14,16 +14,15 @@ namespace gradscope {
 template <class T>
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// A view of a matrix whose storage lives elsewhere (the tensor's pooled buffer).
+// A view of a matrix whose storage lives elsewhere (a tensor's pooled buffer, or a caller's
+// matrix). Views promise no alignment: pooled buffers are 64-byte aligned anyway, and on
+// current x86 an unaligned load of aligned data costs nothing, while a view that demanded
+// alignment would reject a user's own Eigen matrices.
 template <class T>
-using MatrixView = Eigen::Map<Matrix<T>, Eigen::Aligned64>;
+using MatrixView = Eigen::Map<Matrix<T>>;
 
 template <class T>
-using ConstMatrixView = Eigen::Map<const Matrix<T>, Eigen::Aligned64>;
-
-// A view of caller-owned memory with no alignment promise (a seed gradient, a user's array).
-template <class T>
-using UnalignedConstView = Eigen::Map<const Matrix<T>>;
+using ConstMatrixView = Eigen::Map<const Matrix<T>>;
 
 using Index = Eigen::Index;
 

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <new>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -75,6 +76,7 @@ struct Node {
     PooledMatrix<T> value;
     PooledMatrix<T> grad;
     PooledMatrix<T> saved;  // op-specific saved data; for hooked leaves, a pass accumulator
+    PooledMatrix<T> aux;    // a second saved buffer for ops that need two (normalisation)
 
     bool requires_grad = false;
     bool is_leaf = true;
@@ -83,9 +85,11 @@ struct Node {
     bool graph_freed = false;  // backward ran without retain_graph: no second backward
     bool written = false;      // this backward pass has sent it a gradient already
 
-    std::unique_ptr<HookList<T>> hooks;       // registered on this tensor
-    const HookList<T>* shared_hooks = nullptr;  // owned by whoever made the node (a module)
-    const char* label = nullptr;              // where the node was made, for error messages
+    std::unique_ptr<HookList<T>> hooks;              // registered on this tensor
+    std::shared_ptr<const HookList<T>> shared_hooks;  // a module's, shared by every step's output
+    // The module path where the node was made ("layers.7.bn"), for anomaly messages. Recorded
+    // only in anomaly mode, so the common path pays nothing for it.
+    std::shared_ptr<const std::string> label;
 
     // Small trivially copyable op attributes (a scalar, an index range, an activation's
     // parameters), stored inline so recording an op never allocates.
@@ -107,11 +111,11 @@ struct Node {
 
     [[nodiscard]] Shape shape() const noexcept { return value.shape(); }
     [[nodiscard]] bool has_hooks() const noexcept {
-        return (hooks && !hooks->empty()) || (shared_hooks != nullptr && !shared_hooks->empty());
+        return (hooks && !hooks->empty()) || (shared_hooks && !shared_hooks->empty());
     }
     void run_hooks(MatrixView<T> incoming) const {
         if (hooks) hooks->run(incoming);
-        if (shared_hooks != nullptr) shared_hooks->run(incoming);
+        if (shared_hooks) shared_hooks->run(incoming);
     }
 };
 
@@ -195,9 +199,10 @@ private:
         node.value.reset();
         node.grad.reset();
         node.saved.reset();
+        node.aux.reset();
         node.hooks.reset();
-        node.shared_hooks = nullptr;
-        node.label = nullptr;
+        node.shared_hooks.reset();
+        node.label.reset();
         node.op = "leaf";
         node.backward = nullptr;
         node.requires_grad = false;

@@ -164,7 +164,7 @@ public:
                               "backward(seed) with a gradient of the same shape)");
         }
         const T one = T(1);
-        detail::run_backward(n, UnalignedConstView<T>(&one, 1, 1), options.retain_graph);
+        detail::run_backward(n, ConstMatrixView<T>(&one, 1, 1), options.retain_graph);
     }
 
     // Backpropagates `seed` = dL/d(this) for a tensor of any shape.
@@ -172,7 +172,7 @@ public:
     void backward(const Eigen::MatrixBase<Derived>& seed, BackwardOptions options = {}) {
         Node<T>& n = node();
         const Matrix<T> owned = seed.template cast<T>();
-        detail::run_backward(n, UnalignedConstView<T>(owned.data(), owned.rows(), owned.cols()),
+        detail::run_backward(n, ConstMatrixView<T>(owned.data(), owned.rows(), owned.cols()),
                              options.retain_graph);
     }
 

@@ -23,6 +23,9 @@ NodePtr<T> record(const char* op, Shape shape, std::span<Node<T>* const> inputs,
                   BackwardFn<T> backward) {
     NodePtr<T> out = NodePtr<T>::make();
     out->op = op;
+    if (is_anomaly_enabled() && detail::mode_flags().scope != nullptr) {
+        out->label = *detail::mode_flags().scope;
+    }
     out->value.resize(shape);
     bool needs_grad = false;
     if (is_grad_enabled()) {

@@ -1,0 +1,194 @@
+// Batch normalisation (statistics over the batch, per feature) and layer normalisation
+// (statistics over the features, per sample), each one fused node: the backward formulas
+// below are the closed forms of differentiating through the mean and the variance, which
+// is both faster and more accurate than composing a dozen elementary ops.
+#pragma once
+
+#include "support.hpp"
+
+#include <cmath>
+
+namespace gradscope {
+
+namespace detail {
+
+struct NormAttr {
+    bool batch_statistics;  // batch norm in training: x's own statistics, so dx couples rows
+};
+
+// Inputs x [B x n], gamma [1 x n], beta [1 x n]. Saved: xhat [B x n]; aux: 1/sqrt(var + eps)
+// per feature [1 x n].
+template <class T>
+void batch_norm_backward(Node<T>& node) {
+    Node<T>& x = *node.inputs[0];
+    Node<T>& gamma = *node.inputs[1];
+    Node<T>& beta = *node.inputs[2];
+    const auto dy = grad_of(node).array();
+    const auto xhat = std::as_const(node.saved).view().array();
+    const auto invstd = std::as_const(node.aux).view().array();
+    const Index batch = dy.rows();
+    PooledMatrix<T> dbeta(Shape{1, dy.cols()}), dgamma(Shape{1, dy.cols()});
+    dbeta.view() = dy.colwise().sum().matrix();
+    dgamma.view() = (dy * xhat).colwise().sum().matrix();
+    const auto g = value_of(gamma).array();
+    if (x.requires_grad) {
+        if (node.template attr<NormAttr>().batch_statistics) {
+            // dx = gamma*invstd/B * (B*dy - sum(dy) - xhat*sum(dy*xhat))
+            const auto scale = (g * invstd / static_cast<T>(batch)).replicate(batch, 1);
+            accumulate(x, (scale * (static_cast<T>(batch) * dy -
+                                    dbeta.view().array().replicate(batch, 1) -
+                                    xhat * dgamma.view().array().replicate(batch, 1)))
+                              .matrix());
+        } else {
+            accumulate(x, (dy * (g * invstd).replicate(batch, 1)).matrix());
+        }
+    }
+    accumulate(gamma, dgamma.view());
+    accumulate(beta, dbeta.view());
+}
+
+template <class T>
+void check_norm_params(const char* op, Shape x, Shape gamma, Shape beta, Index features) {
+    if (gamma != Shape{1, features} || beta != Shape{1, features}) {
+        throw shape_error(std::string(op) + ": gamma and beta must be [1x" +
+                          std::to_string(features) + "] for input " + to_string(x) + ", got " +
+                          to_string(gamma) + " and " + to_string(beta));
+    }
+}
+
+template <class T>
+NodePtr<T> batch_norm_node(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>& beta,
+                           bool batch_statistics) {
+    Node<T>& xn = x.node();
+    Node<T>& gn = gamma.node();
+    Node<T>& bn = beta.node();
+    check_norm_params<T>("batch_norm", xn.shape(), gn.shape(), bn.shape(), xn.shape().cols);
+    NodePtr<T> node =
+        record<T>("batch_norm", xn.shape(), {&xn, &gn, &bn}, &batch_norm_backward<T>);
+    node->set_attr(NormAttr{batch_statistics});
+    node->saved.resize(xn.shape());
+    node->aux.resize(Shape{1, xn.shape().cols});
+    return node;
+}
+
+// y = xhat * gamma + beta, given xhat in saved.
+template <class T>
+void scale_and_shift(Node<T>& node, const Tensor<T>& gamma, const Tensor<T>& beta) {
+    const Index rows = node.shape().rows;
+    node.value.view().array() =
+        std::as_const(node.saved).view().array() *
+            value_of(gamma.node()).array().replicate(rows, 1) +
+        value_of(beta.node()).array().replicate(rows, 1);
+}
+
+}  // namespace detail
+
+// The batch mean and biased variance a training-mode batch_norm used, for running statistics.
+template <class T>
+struct BatchStatistics {
+    Matrix<T> mean;
+    Matrix<T> variance;  // biased (divided by B), as used to normalise
+};
+
+// Training mode: normalises each feature by the batch's own mean and biased variance and
+// writes them to `stats` (sized on first use, reused after). Needs more than one row.
+template <class T>
+Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>& beta,
+                           double eps, BatchStatistics<T>& stats) {
+    const Shape s = x.shape();
+    if (s.rows < 2) {
+        throw value_error("batch_norm: training needs more than one sample per feature to "
+                          "compute a variance (input " + to_string(s) +
+                          "); use a larger batch or eval mode");
+    }
+    NodePtr<T> node = detail::batch_norm_node(x, gamma, beta, true);
+    const ConstMatrixView<T> xv = detail::value_of(x.node());
+    stats.mean.resize(1, s.cols);
+    stats.variance.resize(1, s.cols);
+    stats.mean = xv.colwise().mean();
+    MatrixView<T> xhat = node->saved.view();
+    xhat = xv.rowwise() - stats.mean.row(0);
+    stats.variance = xhat.array().square().colwise().mean().matrix();
+    MatrixView<T> invstd = node->aux.view();
+    invstd = (stats.variance.array() + static_cast<T>(eps)).rsqrt().matrix();
+    xhat.array() *= invstd.array().replicate(s.rows, 1);
+    detail::scale_and_shift(*node, gamma, beta);
+    return detail::finish(std::move(node));
+}
+
+// Evaluation mode: normalises with given (running) statistics; rows are independent.
+template <class T, class MeanDerived, class VarDerived>
+Tensor<T> batch_norm_eval(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>& beta,
+                          const Eigen::MatrixBase<MeanDerived>& mean,
+                          const Eigen::MatrixBase<VarDerived>& variance, double eps) {
+    const Shape s = x.shape();
+    if (mean.rows() != 1 || mean.cols() != s.cols || variance.rows() != 1 ||
+        variance.cols() != s.cols) {
+        throw shape_error("batch_norm: running statistics must be [1x" + std::to_string(s.cols) +
+                          "] for input " + to_string(s));
+    }
+    NodePtr<T> node = detail::batch_norm_node(x, gamma, beta, false);
+    MatrixView<T> invstd = node->aux.view();
+    invstd = (variance.array() + static_cast<T>(eps)).rsqrt().matrix();
+    MatrixView<T> xhat = node->saved.view();
+    xhat = (detail::value_of(x.node()).rowwise() - mean.row(0)).array() *
+           invstd.array().replicate(s.rows, 1);
+    detail::scale_and_shift(*node, gamma, beta);
+    return detail::finish(std::move(node));
+}
+
+namespace detail {
+
+// Inputs x [B x n], gamma, beta [1 x n]. Saved: xhat; aux: 1/sqrt(var + eps) per row [B x 1].
+template <class T>
+void layer_norm_backward(Node<T>& node) {
+    Node<T>& x = *node.inputs[0];
+    Node<T>& gamma = *node.inputs[1];
+    Node<T>& beta = *node.inputs[2];
+    const auto dy = grad_of(node).array();
+    const auto xhat = std::as_const(node.saved).view().array();
+    const Index n = dy.cols();
+    accumulate(gamma, (dy * xhat).colwise().sum().matrix());
+    accumulate(beta, dy.colwise().sum().matrix());
+    if (!x.requires_grad) return;
+    const auto invstd = std::as_const(node.aux).view().array();
+    PooledMatrix<T> dxhat(node.shape()), sums(Shape{dy.rows(), 1}), dots(Shape{dy.rows(), 1});
+    dxhat.view() = (dy * value_of(gamma).array().replicate(dy.rows(), 1)).matrix();
+    const auto dh = std::as_const(dxhat).view().array();
+    sums.view() = dh.rowwise().sum().matrix();
+    dots.view() = (dh * xhat).rowwise().sum().matrix();
+    // dx = invstd/n * (n*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)), per row
+    accumulate(x, ((invstd / static_cast<T>(n)).replicate(1, n) *
+                   (static_cast<T>(n) * dh - sums.view().array().replicate(1, n) -
+                    xhat * dots.view().array().replicate(1, n)))
+                      .matrix());
+}
+
+}  // namespace detail
+
+template <class T>
+Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>& beta,
+                     double eps) {
+    Node<T>& xn = x.node();
+    const Shape s = xn.shape();
+    detail::check_norm_params<T>("layer_norm", s, gamma.shape(), beta.shape(), s.cols);
+    if (s.cols == 0) throw shape_error("layer_norm: an input with no features " + to_string(s));
+    NodePtr<T> node = detail::record<T>("layer_norm", s, {&xn, &gamma.node(), &beta.node()},
+                                        &detail::layer_norm_backward<T>);
+    node->saved.resize(s);
+    node->aux.resize(Shape{s.rows, 1});
+    MatrixView<T> xhat = node->saved.view();
+    MatrixView<T> invstd = node->aux.view();
+    const ConstMatrixView<T> xv = detail::value_of(xn);
+    for (Index i = 0; i < s.rows; ++i) {
+        const T mu = xv.row(i).mean();
+        xhat.row(i) = xv.row(i).array() - mu;
+        const T var = xhat.row(i).squaredNorm() / static_cast<T>(s.cols);
+        invstd(i, 0) = T(1) / std::sqrt(var + static_cast<T>(eps));
+        xhat.row(i) *= invstd(i, 0);
+    }
+    detail::scale_and_shift(*node, gamma, beta);
+    return detail::finish(std::move(node));
+}
+
+}  // namespace gradscope
