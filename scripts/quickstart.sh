@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# gradscope quick start.
+#
+#   scripts/quickstart.sh example   build and run the quickstart example
+#   scripts/quickstart.sh test      build everything and run the whole test suite
+#
+# Works on a fresh Debian 12 machine that has a C++ compiler, cmake and apt: missing Debian
+# packages are installed first (as root, or through sudo). Builds go to build/release
+# (CMakePresets.json, preset "release").
+set -euo pipefail
+
+# Every Debian package gradscope's build, tests, examples and benchmarks use: keep it here only.
+DEBIAN_PACKAGES=(
+  libeigen3-dev      # Eigen 3 (the one dependency of the library itself)
+  catch2             # Catch2 v2 (tests)
+  libbenchmark-dev   # Google Benchmark (bench/)
+  ninja-build        # the generator the presets use
+  nlohmann-json3-dev # JSON (reports, test data)
+  libcli11-dev       # command line of the example tools
+  zlib1g-dev         # compressed dataset readers
+)
+JOBS=2
+
+usage() {
+  cat <<USAGE
+usage: $0 example|test
+  example   build and run the quickstart example (build/release/examples/quickstart)
+  test      build everything and run all tests (ctest --preset release)
+USAGE
+}
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'quickstart: error: %s\n' "$*" >&2; exit 1; }
+
+if [[ $# -ne 1 ]]; then usage >&2; exit 2; fi
+mode=$1
+case "$mode" in
+  example|test) ;;
+  -h|--help|help) usage; exit 0 ;;
+  *) usage >&2; exit 2 ;;
+esac
+
+# Run from the repository root whatever the caller's directory.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+install_missing_packages() {
+  local missing=() pkg
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    say "dpkg-query not found: not a Debian system, assuming dependencies are installed"
+    return 0
+  fi
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)" != installed ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    say "Debian packages: all present (${DEBIAN_PACKAGES[*]})"
+    return 0
+  fi
+  say "Installing missing Debian packages: ${missing[*]}"
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and sudo not found; install as root: apt-get install ${missing[*]}"
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+install_missing_packages
+
+command -v cmake >/dev/null 2>&1 || die "cmake not found (Debian: apt-get install cmake)"
+command -v ninja >/dev/null 2>&1 || die "ninja not found even after installing ninja-build"
+
+say "Configuring (cmake --preset release)"
+cmake --preset release
+
+case "$mode" in
+  example)
+    say "Building the quickstart example"
+    cmake --build --preset release -j "$JOBS" --target quickstart
+    say "Running build/release/examples/quickstart"
+    build/release/examples/quickstart
+    ;;
+  test)
+    say "Building everything"
+    cmake --build --preset release -j "$JOBS"
+    say "Running the tests (ctest --preset release)"
+    ctest --preset release -j "$JOBS" --output-on-failure
+    ;;
+esac
+say "Done"

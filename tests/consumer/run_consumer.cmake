@@ -1,0 +1,96 @@
+# Builds and runs tests/consumer against gradscope, from scratch, in one of three modes.
+#
+#   cmake -DMODE=find_package|add_subdirectory|fetchcontent
+#         -DGRADSCOPE_SOURCE_DIR=<gradscope source> -DWORK_DIR=<scratch dir>
+#         [-DCONSUMER_SOURCE_DIR=<dir>] [-DEXPECTED_VERSION=0.1.0]
+#         [-DGENERATOR=Ninja] [-DGENERATOR_PLATFORM=..] [-DGENERATOR_TOOLSET=..]
+#         [-DMAKE_PROGRAM=..] [-DCXX_COMPILER=..] [-DBUILD_TYPE=Release]
+#         -P run_consumer.cmake
+#
+# find_package mode first configures gradscope alone (tests/examples/benchmarks OFF), installs it
+# into WORK_DIR/prefix, and points the consumer there with CMAKE_PREFIX_PATH.
+cmake_minimum_required(VERSION 3.21)
+
+foreach(var IN ITEMS MODE GRADSCOPE_SOURCE_DIR WORK_DIR)
+  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
+    message(FATAL_ERROR "run_consumer.cmake: -D${var}=... is required")
+  endif()
+endforeach()
+if(NOT CONSUMER_SOURCE_DIR)
+  set(CONSUMER_SOURCE_DIR "${CMAKE_CURRENT_LIST_DIR}")
+endif()
+if(NOT BUILD_TYPE)
+  set(BUILD_TYPE Release)
+endif()
+
+# Options every configure step shares: the outer build's generator and compiler.
+set(common_args "-DCMAKE_BUILD_TYPE=${BUILD_TYPE}")
+if(GENERATOR)
+  list(APPEND common_args -G "${GENERATOR}")
+endif()
+if(GENERATOR_PLATFORM)
+  list(APPEND common_args -A "${GENERATOR_PLATFORM}")
+endif()
+if(GENERATOR_TOOLSET)
+  list(APPEND common_args -T "${GENERATOR_TOOLSET}")
+endif()
+if(MAKE_PROGRAM)
+  list(APPEND common_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
+endif()
+if(CXX_COMPILER)
+  list(APPEND common_args "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
+endif()
+
+function(run step)
+  string(REPLACE ";" " " shown "${ARGN}")
+  message(STATUS "[${MODE}] ${step}: ${shown}")
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "[${MODE}] ${step} failed (${rc})")
+  endif()
+endfunction()
+
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+
+set(consumer_args "-DGRADSCOPE_CONSUMER_MODE=${MODE}")
+if(EXPECTED_VERSION)
+  list(APPEND consumer_args "-DGRADSCOPE_EXPECTED_VERSION=${EXPECTED_VERSION}")
+endif()
+
+if(MODE STREQUAL "find_package")
+  set(prefix "${WORK_DIR}/prefix")
+  run("configure gradscope" "${CMAKE_COMMAND}" -S "${GRADSCOPE_SOURCE_DIR}"
+    -B "${WORK_DIR}/gradscope-build" ${common_args}
+    -DGRADSCOPE_BUILD_TESTS=OFF -DGRADSCOPE_BUILD_EXAMPLES=OFF -DGRADSCOPE_BUILD_BENCHMARKS=OFF
+    "-DCMAKE_INSTALL_PREFIX=${prefix}")
+  run("install gradscope" "${CMAKE_COMMAND}" --install "${WORK_DIR}/gradscope-build"
+    --config "${BUILD_TYPE}" --prefix "${prefix}")
+  foreach(f IN ITEMS gradscopeConfig.cmake gradscopeConfigVersion.cmake gradscopeTargets.cmake)
+    if(NOT EXISTS "${prefix}/share/cmake/gradscope/${f}")
+      message(FATAL_ERROR "[${MODE}] the install has no share/cmake/gradscope/${f}")
+    endif()
+  endforeach()
+  if(NOT EXISTS "${prefix}/include/gradscope/gradscope.hpp")
+    message(FATAL_ERROR "[${MODE}] the install has no include/gradscope/gradscope.hpp")
+  endif()
+  # Only the installed copy may be visible to the consumer: not the source tree.
+  list(APPEND consumer_args "-DCMAKE_PREFIX_PATH=${prefix}"
+    "-DGRADSCOPE_SOURCE_DIR=${WORK_DIR}/no-source-tree-in-this-mode")
+elseif(MODE STREQUAL "add_subdirectory" OR MODE STREQUAL "fetchcontent")
+  list(APPEND consumer_args "-DGRADSCOPE_SOURCE_DIR=${GRADSCOPE_SOURCE_DIR}")
+else()
+  message(FATAL_ERROR "unknown MODE '${MODE}'")
+endif()
+
+run("configure consumer" "${CMAKE_COMMAND}" -S "${CONSUMER_SOURCE_DIR}"
+  -B "${WORK_DIR}/consumer-build" ${common_args} ${consumer_args})
+run("build consumer" "${CMAKE_COMMAND}" --build "${WORK_DIR}/consumer-build"
+  --config "${BUILD_TYPE}")
+
+set(exe "${WORK_DIR}/consumer-build/bin/gradscope_consumer")
+if(CMAKE_HOST_WIN32)
+  string(APPEND exe ".exe")
+endif()
+run("run consumer" "${exe}")
+message(STATUS "[${MODE}] OK")
