@@ -1,0 +1,63 @@
+// The activation layer: applies any elementwise function type (see core/elementwise.hpp and
+// activations.hpp) as a module, so it can sit in a Sequential and be found by diagnostics.
+#pragma once
+
+#include "../core/elementwise.hpp"
+#include "module.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace gradscope {
+
+// What diagnostics need to know about any activation layer without knowing its type.
+template <class T>
+class ActivationLayer : public Module<T> {
+public:
+    [[nodiscard]] virtual const char* activation_name() const = 0;
+    // phi'(x) for each element, given x and y = phi(x).
+    virtual void derivative(ConstMatrixView<T> x, ConstMatrixView<T> y, MatrixView<T> out) const = 0;
+};
+
+template <class T, ElementwiseFunction<T> Act>
+class Activation : public ActivationLayer<T> {
+public:
+    explicit Activation(Act act = {}) : act_(act) {}
+
+    Tensor<T> forward(const Tensor<T>& x) override { return elementwise(x, act_); }
+
+    [[nodiscard]] std::string type_name() const override {
+        return std::string("Activation(") + Act::name + ")";
+    }
+    [[nodiscard]] const char* activation_name() const override { return Act::name; }
+
+    void derivative(ConstMatrixView<T> x, ConstMatrixView<T> y, MatrixView<T> out) const override {
+        const Act act = act_;
+        out = x.binaryExpr(y, [act](T xi, T yi) { return static_cast<T>(act.derivative(xi, yi)); });
+    }
+
+    [[nodiscard]] const Act& function() const noexcept { return act_; }
+
+private:
+    Act act_;
+};
+
+// Any activation, chosen at run time or by value: `.activation = ReLU{}` in an options
+// aggregate converts implicitly from the function type.
+template <class T>
+class ActivationChoice {
+public:
+    template <ElementwiseFunction<T> Act>
+    ActivationChoice(Act act)  // NOLINT: implicit on purpose, for designated initialisers
+        : make_([act] { return std::make_shared<Activation<T, Act>>(act); }), name_(Act::name) {}
+
+    [[nodiscard]] std::shared_ptr<ActivationLayer<T>> make() const { return make_(); }
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+
+private:
+    std::function<std::shared_ptr<ActivationLayer<T>>()> make_;
+    std::string name_;
+};
+
+}  // namespace gradscope

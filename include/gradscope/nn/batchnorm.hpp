@@ -1,0 +1,79 @@
+// BatchNorm1d, with PyTorch's semantics: training normalises by the batch's mean and biased
+// variance and updates running estimates (the running variance is the *unbiased* one) with
+// momentum; evaluation normalises by the running estimates.
+#pragma once
+
+#include "../core/ops/normalization.hpp"
+#include "module.hpp"
+
+#include <string>
+
+namespace gradscope {
+
+struct BatchNormOptions {
+    double eps = 1e-5;
+    double momentum = 0.1;  // running = (1 - momentum) * running + momentum * batch
+    bool affine = true;     // learn gamma and beta; otherwise they stay 1 and 0
+};
+
+template <class T>
+class BatchNorm1d : public Module<T> {
+public:
+    explicit BatchNorm1d(Index features, const BatchNormOptions& options = {})
+        : features_(features), options_(options) {
+        if (features <= 0) {
+            throw value_error("BatchNorm1d: features must be positive, got " + std::to_string(features));
+        }
+        if (!(options.momentum >= 0.0 && options.momentum <= 1.0) || !(options.eps > 0.0)) {
+            throw value_error("BatchNorm1d: momentum must be in [0, 1] and eps positive, got momentum " +
+                              std::to_string(options.momentum) + ", eps " + std::to_string(options.eps));
+        }
+        const Matrix<T> ones = Matrix<T>::Ones(1, features), zeros = Matrix<T>::Zero(1, features);
+        if (options.affine) {
+            gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones));
+            beta_ = this->register_parameter("bias", Tensor<T>::parameter(zeros));
+        } else {
+            gamma_ = Tensor<T>::constant(ones);
+            beta_ = Tensor<T>::constant(zeros);
+        }
+        running_mean_ = this->register_buffer("running_mean", Tensor<T>::constant(zeros));
+        running_var_ = this->register_buffer("running_var", Tensor<T>::constant(ones));
+        batches_tracked_ = this->register_buffer("num_batches_tracked", Tensor<T>::scalar(T(0)));
+    }
+
+    Tensor<T> forward(const Tensor<T>& x) override {
+        if (x.cols() != features_) {
+            throw shape_error("BatchNorm1d(" + std::to_string(features_) + ") expects inputs [batch x " +
+                              std::to_string(features_) + "], got " + to_string(x.shape()));
+        }
+        if (!this->is_training()) {
+            return batch_norm_eval(x, gamma_, beta_, running_mean_.value(), running_var_.value(),
+                                   options_.eps);
+        }
+        Tensor<T> y = batch_norm_train(x, gamma_, beta_, options_.eps, stats_);
+        const T m = static_cast<T>(options_.momentum);
+        const T unbias = static_cast<T>(x.rows()) / static_cast<T>(x.rows() - 1);
+        running_mean_.data() = (T(1) - m) * running_mean_.value() + m * stats_.mean;
+        running_var_.data() = (T(1) - m) * running_var_.value() + (m * unbias) * stats_.variance;
+        batches_tracked_.data()(0, 0) += T(1);
+        return y;
+    }
+
+    [[nodiscard]] std::string type_name() const override { return "BatchNorm1d"; }
+
+    [[nodiscard]] Index features() const noexcept { return features_; }
+    [[nodiscard]] const BatchNormOptions& options() const noexcept { return options_; }
+    [[nodiscard]] Tensor<T>& weight() noexcept { return gamma_; }
+    [[nodiscard]] Tensor<T>& bias() noexcept { return beta_; }
+    [[nodiscard]] Tensor<T>& running_mean() noexcept { return running_mean_; }
+    [[nodiscard]] Tensor<T>& running_var() noexcept { return running_var_; }
+
+private:
+    Index features_;
+    BatchNormOptions options_;
+    Tensor<T> gamma_, beta_;
+    Tensor<T> running_mean_, running_var_, batches_tracked_;
+    BatchStatistics<T> stats_;
+};
+
+}  // namespace gradscope

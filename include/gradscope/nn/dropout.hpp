@@ -1,0 +1,35 @@
+// Dropout layer: inverted dropout in training, the identity in evaluation. Its mask comes
+// from the layer's own seeded generator, so a run is reproducible.
+#pragma once
+
+#include "../core/ops/dropout.hpp"
+#include "module.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace gradscope {
+
+template <class T>
+class Dropout : public Module<T> {
+public:
+    explicit Dropout(double p, std::uint64_t seed = 0) : p_(p), rng_(seed) {
+        if (!(p >= 0.0 && p <= 1.0)) {
+            throw value_error("Dropout: the probability must be in [0, 1], got " + std::to_string(p));
+        }
+    }
+
+    Tensor<T> forward(const Tensor<T>& x) override {
+        if (!this->is_training() || p_ == 0.0) return x;
+        return dropout(x, p_, rng_);
+    }
+
+    [[nodiscard]] std::string type_name() const override { return "Dropout"; }
+    [[nodiscard]] double probability() const noexcept { return p_; }
+
+private:
+    double p_;
+    Rng rng_;
+};
+
+}  // namespace gradscope

@@ -1,0 +1,313 @@
+// Layers and modules: names, modes, gradient checks of every layer (never as the first layer,
+// so that its input gradient is exercised), PyTorch agreement for a batch-norm stack, and the
+// errors a user meets.
+#include "support/reference.hpp"
+
+using namespace gradscope;
+using namespace gradscope::testing;
+
+namespace {
+
+// Every parameter of `net` plus a leaf input, for gradcheck; f applies the net to input 0.
+Inputs with_parameters(const TensorD& x, const Module<double>& net) {
+    Inputs inputs{x};
+    for (const auto& p : net.parameters()) inputs.push_back(p);
+    return inputs;
+}
+
+template <class M>
+void gradcheck_module(M& net, const TensorD& x) {
+    require_gradcheck([&net](const Inputs& in) { return net(in[0]); }, with_parameters(x, net));
+}
+
+std::shared_ptr<Sequential<double>> stack(std::initializer_list<std::shared_ptr<Module<double>>> layers) {
+    auto s = std::make_shared<Sequential<double>>();
+    for (const auto& layer : layers) s->add(layer);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("mlp names parameters and buffers with stable dotted paths", "[layers][module]") {
+    auto net = mlp<double>({.widths = {3, 8, 8, 2}, .norm = Normalization::batch, .residual = true});
+    std::vector<std::string> names;
+    for (const auto& [name, p] : net->named_parameters()) names.push_back(name);
+    CHECK(names == std::vector<std::string>{
+                       "layers.0.linear.weight", "layers.0.linear.bias", "layers.0.bn.weight",
+                       "layers.0.bn.bias", "layers.1.branch.bn.weight", "layers.1.branch.bn.bias",
+                       "layers.1.branch.linear.weight", "layers.1.branch.linear.bias",
+                       "layers.2.weight", "layers.2.bias"});
+    std::vector<std::string> buffers;
+    for (const auto& [name, b] : net->named_buffers()) buffers.push_back(name);
+    CHECK(buffers.front() == "layers.0.bn.running_mean");
+    CHECK(buffers.size() == 6);
+    CHECK(net->parameter_count() == 3 * 8 + 8 + 16 + 16 + 64 + 8 + 16 + 2);
+    auto linears = net->linear_layers();
+    REQUIRE(linears.size() == 3);
+    CHECK(linears[1].first == "layers.1.branch.linear");
+    CHECK(linears[1].second->path() == "layers.1.branch.linear");
+}
+
+TEST_CASE("train and eval reach every descendant", "[layers][module]") {
+    auto net = mlp<double>({.widths = {3, 8, 8, 2}, .norm = Normalization::batch, .dropout = 0.5});
+    net->eval();
+    for (const auto& [path, m] : net->named_modules()) CHECK_FALSE(m->is_training());
+    net->train();
+    for (const auto& [path, m] : net->named_modules()) CHECK(m->is_training());
+}
+
+TEST_CASE("Linear with and without bias passes a gradient check", "[layers][gradcheck]") {
+    Rng rng(1);
+    auto with_bias = stack({std::make_shared<Linear<double>>(3, 4, rng),
+                            std::make_shared<Activation<double, Tanh>>(),
+                            std::make_shared<Linear<double>>(4, 2, rng)});
+    gradcheck_module(*with_bias, param(5, 3, 2));
+    auto without = stack({std::make_shared<Linear<double>>(3, 4, rng, LinearOptions<double>{.bias = false}),
+                          std::make_shared<Activation<double, Sigmoid>>(),
+                          std::make_shared<Linear<double>>(4, 2, rng, LinearOptions<double>{.bias = false})});
+    CHECK(without->parameters().size() == 2);
+    gradcheck_module(*without, param(5, 3, 3));
+}
+
+TEST_CASE("BatchNorm1d after a Linear passes a gradient check in train and eval mode", "[layers][gradcheck]") {
+    Rng rng(4);
+    auto bn = std::make_shared<BatchNorm1d<double>>(5);
+    auto net = stack({std::make_shared<Linear<double>>(3, 5, rng), bn,
+                      std::make_shared<Activation<double, Tanh>>(),
+                      std::make_shared<Linear<double>>(5, 2, rng)});
+    // Non-trivial gamma and beta, so their gradients are not symmetric special cases.
+    bn->weight().data() = uniform(1, 5, 5, 0.5, 1.5);
+    bn->bias().data() = normal(1, 5, 6, 0.2);
+    const auto x = param(6, 3, 7);
+    gradcheck_module(*net, x);
+    // Give the running statistics values that are not the defaults, then check eval mode.
+    for (int i = 0; i < 3; ++i) (void)(*net)(TensorD::constant(normal(6, 3, 8 + i)));
+    net->eval();
+    gradcheck_module(*net, x);
+}
+
+TEST_CASE("LayerNorm and Dropout pass gradient checks", "[layers][gradcheck]") {
+    Rng rng(9);
+    auto ln_net = stack({std::make_shared<Linear<double>>(3, 5, rng), std::make_shared<LayerNorm<double>>(5),
+                         std::make_shared<Activation<double, GELU>>(), std::make_shared<Linear<double>>(5, 2, rng)});
+    std::dynamic_pointer_cast<LayerNorm<double>>(ln_net->children()[1].second)->weight().data() =
+        uniform(1, 5, 10, 0.5, 1.5);
+    gradcheck_module(*ln_net, param(4, 3, 11));
+
+    // A fresh Dropout per evaluation with a fixed seed: the same mask every time.
+    auto lin = std::make_shared<Linear<double>>(3, 6, rng);
+    Inputs inputs{param(4, 3, 12), lin->weight(), lin->bias()};
+    require_gradcheck(
+        [&](const Inputs& in) {
+            Dropout<double> drop(0.3, 99);
+            return tanh(drop((*lin)(in[0])));
+        },
+        inputs);
+}
+
+TEST_CASE("Residual blocks, with identity and projected skips, pass gradient checks", "[layers][gradcheck]") {
+    Rng rng(13);
+    auto same = std::make_shared<Residual<double>>(
+        stack({std::make_shared<Activation<double, Tanh>>(), std::make_shared<Linear<double>>(4, 4, rng)}),
+        ResidualOptions{.branch_scale = 0.5});
+    auto net = stack({std::make_shared<Linear<double>>(3, 4, rng), same});
+    gradcheck_module(*net, param(5, 3, 14));
+
+    auto widen = std::make_shared<Residual<double>>(stack({std::make_shared<Linear<double>>(4, 6, rng)}), 4, 6, rng);
+    CHECK(widen->named_parameters().back().first == "projection.weight");
+    auto net2 = stack({std::make_shared<Linear<double>>(3, 4, rng), widen});
+    gradcheck_module(*net2, param(5, 3, 15));
+}
+
+TEST_CASE("a zero-initialised residual branch starts as the identity", "[layers]") {
+    Rng rng(16);
+    Residual<double> block(stack({std::make_shared<Activation<double, ReLU>>(),
+                                  std::make_shared<Linear<double>>(4, 4, rng)}),
+                           ResidualOptions{.zero_init_last = true});
+    const auto x = TensorD::constant(normal(3, 4, 17));
+    CHECK(all_close(block(x).value(), x.value(), 0.0, 0.0));
+}
+
+TEST_CASE("a mismatched residual branch is a shape error that names the module", "[layers][errors]") {
+    Rng rng(18);
+    auto net = stack({std::make_shared<Residual<double>>(stack({std::make_shared<Linear<double>>(4, 5, rng)}))});
+    CHECK_THROWS_WITH((*net)(TensorD::constant(normal(2, 4, 19))),
+                      Catch::Contains("Residual") && Catch::Contains("[2x5]") && Catch::Contains("projection"));
+}
+
+TEST_CASE("an unrolled RNN passes a gradient check through time", "[layers][rnn][gradcheck]") {
+    Rng rng(20);
+    RNN<double> rnn(2, 3, rng);
+    const auto x = param(2, 2 * 4, 21);  // batch 2, four steps of width 2, packed
+    gradcheck_module(rnn, x);
+}
+
+TEST_CASE("with recurrent weight rho*Q and identity activation, |dh_T/dh_0| = rho^T", "[layers][rnn]") {
+    const Index hidden = 8, steps = 30;
+    for (double rho : {0.9, 1.0, 1.1}) {
+        Rng rng(22);
+        RNN<double, Identity> rnn(1, hidden, rng);
+        Matrix<double> q(hidden, hidden);
+        init::orthogonal()(MatrixView<double>(q.data(), hidden, hidden), hidden, hidden, rng);
+        rnn.cell().weight_hh().data() = rho * q;
+        auto h0 = TensorD::parameter(Matrix<double>::Zero(1, hidden));
+        std::vector<TensorD> xs;
+        for (Index t = 0; t < steps; ++t) xs.push_back(TensorD::constant(normal(1, 1, 23 + t)));
+        auto states = rnn.unroll(xs, h0);
+        // Any unit seed: an orthogonal Q^T times rho^T keeps its norm exactly rho^T.
+        Matrix<double> seed = normal(1, hidden, 24);
+        seed /= seed.norm();
+        states.back().backward(seed);
+        INFO("rho = " << rho);
+        CHECK(h0.grad().norm() == Approx(std::pow(rho, steps)).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("a Linear->BatchNorm1d->ReLU->Linear stack matches PyTorch in train and eval", "[layers][reference]") {
+    ReferenceCase c("nn_reference.json", "bn_stack");
+    Rng rng(0);
+    auto l1 = std::make_shared<Linear<double>>(4, 6, rng);
+    auto bn = std::make_shared<BatchNorm1d<double>>(6);
+    auto l2 = std::make_shared<Linear<double>>(6, 3, rng);
+    auto net = stack({l1, bn, std::make_shared<Activation<double, ReLU>>(), l2});
+    std::map<std::string, TensorD> named{{"l1.weight", l1->weight()}, {"l1.bias", l1->bias()},
+                                         {"bn.weight", bn->weight()}, {"bn.bias", bn->bias()},
+                                         {"l2.weight", l2->weight()}, {"l2.bias", l2->bias()}};
+    for (auto& [key, p] : named) p.data() = c.input(key);
+
+    for (int step = 0; step < 3; ++step) {
+        const std::string s = std::to_string(step);
+        auto out = (*net)(TensorD::constant(c.input("x" + s)));
+        auto loss = mse_loss(out, TensorD::constant(c.input("y" + s)));
+        c.check_output("loss" + s, loss);
+        net->zero_grad();
+        loss.backward();
+        if (step == 0) {
+            c.check_output("out0", out);
+            for (auto& [key, p] : named) {
+                INFO("step 0 gradient of " << key);
+                CHECK(all_close(p.grad(), c.grad("step0." + key), 1e-10, 1e-12));
+            }
+        }
+        for (auto& [key, p] : named) p.data() -= 0.1 * p.grad();
+    }
+    c.check_output("running_mean", bn->running_mean().value());
+    c.check_output("running_var", bn->running_var().value());
+    c.check_output("num_batches_tracked", net->named_buffers()[2].second.value());
+    for (auto& [key, p] : named) c.check_output("after." + key, p.value());
+
+    net->eval();
+    auto x = TensorD::parameter(c.input("x_eval"));
+    auto out = (*net)(x);
+    auto loss = sum(out * TensorD::constant(c.input("r_eval")));
+    c.check_output("eval.out", out);
+    net->zero_grad();
+    loss.backward();
+    CHECK(all_close(x.grad(), c.grad("eval.x"), 1e-10, 1e-12));
+    for (auto& [key, p] : named) {
+        INFO("eval gradient of " << key);
+        CHECK(all_close(p.grad(), c.grad("eval." + key), 1e-10, 1e-12));
+    }
+}
+
+TEST_CASE("LayerNorm matches PyTorch", "[layers][reference]") {
+    ReferenceCase c("nn_reference.json", "layer_norm");
+    auto y = layer_norm(c.in("x"), c.in("weight"), c.in("bias"), 1e-5);
+    c.check_output("y", y);
+    sum(y * c.in("r")).backward();
+    c.check_grads();
+}
+
+TEST_CASE("BatchNorm1d refuses to train on a batch of one row", "[layers][errors]") {
+    BatchNorm1d<double> bn(4);
+    CHECK_THROWS_AS(bn(TensorD::constant(normal(1, 4, 25))), value_error);
+    CHECK_THROWS_WITH(bn(TensorD::constant(normal(1, 4, 25))), Catch::Contains("more than one") &&
+                                                                    Catch::Contains("[1x4]"));
+    bn.eval();
+    CHECK_NOTHROW(bn(TensorD::constant(normal(1, 4, 25))));
+}
+
+TEST_CASE("Dropout zeroes about p of the units, rescales the rest, and is the identity in eval", "[layers]") {
+    Dropout<double> drop(0.25, 7);
+    const auto x = TensorD::constant(Matrix<double>::Ones(200, 100));
+    const Matrix<double> y = drop(x).value();
+    const double zeros = static_cast<double>((y.array() == 0.0).count());
+    // Binomial(20000, 0.25): standard deviation ~61; 5 sigma is ~306.
+    CHECK(std::abs(zeros - 5000.0) < 306.0);
+    CHECK((y.array() == 0.0 || (y.array() - 1.0 / 0.75).abs() < 1e-15).all());
+    Dropout<double> same(0.25, 7);
+    CHECK(same(x).value() == y);
+    drop.eval();
+    CHECK(drop(x).value() == x.value());
+    CHECK_THROWS_AS(Dropout<double>(1.5), value_error);
+}
+
+TEST_CASE("a wrong input width names the module path and both shapes", "[layers][errors]") {
+    auto net = mlp<float>({.widths = {4, 8, 2}});
+    CHECK_THROWS_AS((*net)(TensorF::constant(Matrix<float>::Zero(3, 5))), shape_error);
+    CHECK_THROWS_WITH((*net)(TensorF::constant(Matrix<float>::Zero(3, 5))),
+                      Catch::Contains("layers.0.linear") && Catch::Contains("[3x5]") &&
+                          Catch::Contains("[batch x 4]"));
+}
+
+TEST_CASE("a NaN in the input is trapped, with its module, when asked", "[layers][errors][anomaly]") {
+    auto net = mlp<double>({.widths = {3, 4, 2}});
+    Matrix<double> x = normal(2, 3, 26);
+    x(1, 2) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_NOTHROW((*net)(TensorD::constant(x)));
+    AnomalyGuard anomaly;
+    CHECK_THROWS_WITH((*net)(TensorD::constant(x)),
+                      Catch::Contains("'linear'") && Catch::Contains("layers.0.linear"));
+}
+
+TEST_CASE("module hooks see inputs, outputs and output gradients, and can be removed", "[layers][hooks]") {
+    auto net = mlp<double>({.widths = {3, 5, 2}, .activation = Tanh{}});
+    auto linears = net->linear_layers();
+    Linear<double>& first = *linears[0].second;
+    Matrix<double> seen_out, seen_grad;
+    int param_calls = 0;
+    Matrix<double> weight_grad_at_hook;
+    auto fh = first.register_forward_hook([&](Module<double>&, const TensorD&, const TensorD& out) {
+        seen_out = out.value();
+    });
+    auto gh = first.register_output_grad_hook([&](Module<double>&, MatrixView<double> g) { seen_grad = g; });
+    auto ph = first.register_param_grad_hook([&](Module<double>& m) {
+        ++param_calls;
+        weight_grad_at_hook = m.own_parameters()[0].second.grad();
+    });
+    const auto x = TensorD::constant(normal(4, 3, 27));
+    auto z = first(x);
+    z.retain_grad();
+    auto loss = sum(square((*net->linear_layers()[1].second)(tanh(z))));
+    loss.backward();
+    CHECK(all_close(seen_out, z.value(), 0.0, 0.0));
+    // The hook saw exactly dL/dz, the gradient reaching the layer's pre-activation output.
+    CHECK(all_close(seen_grad, z.grad(), 0.0, 0.0));
+    CHECK(param_calls == 1);
+    CHECK(all_close(weight_grad_at_hook, first.weight().grad(), 0.0, 0.0));
+    CHECK(fh.remove());
+    CHECK(gh.remove());
+    CHECK(ph.remove());
+    seen_grad.resize(0, 0);
+    net->zero_grad();
+    sum((*net)(x)).backward();
+    CHECK(seen_grad.size() == 0);
+    CHECK(param_calls == 1);
+}
+
+TEST_CASE("an output-gradient hook on a container and on its last child both fire", "[layers][hooks]") {
+    auto net = mlp<double>({.widths = {3, 4, 2}});
+    auto& last = *net->linear_layers().back().second;
+    int outer = 0, inner = 0;
+    net->register_output_grad_hook([&](Module<double>&, MatrixView<double>) { ++outer; });
+    last.register_output_grad_hook([&](Module<double>&, MatrixView<double>) { ++inner; });
+    sum((*net)(TensorD::constant(normal(2, 3, 28)))).backward();
+    CHECK(outer == 1);
+    CHECK(inner == 1);
+}
+
+TEST_CASE("mlp validates its options", "[layers][errors]") {
+    CHECK_THROWS_AS(mlp<double>({.widths = {3}}), value_error);
+    CHECK_THROWS_WITH(mlp<double>({.widths = {3, 0, 2}}), Catch::Contains("widths[1]"));
+    CHECK_THROWS_AS(mlp<double>({.widths = {3, 2}, .dropout = 1.0}), value_error);
+}
