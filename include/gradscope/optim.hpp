@@ -1,0 +1,4 @@
+// Optimisers and gradient clipping. Needs Eigen only.
+#pragma once
+
+#include "optim/all.hpp"

@@ -1,0 +1,131 @@
+// RMSprop (Hinton's lecture 6e; centered variant from Graves 2013): torch.optim.RMSprop's
+// algorithm, step for step.
+//
+//   g = grad + weight_decay * p
+//   s = alpha * s + (1 - alpha) * g^2
+//   centered:  a = alpha * a + (1 - alpha) * g,  d = sqrt(s - a^2) + eps
+//   else:      d = sqrt(s) + eps
+//   momentum > 0:  buf = momentum * buf + g / d,  p = p - lr * buf
+//   else:          p = p - lr * g / d
+#pragma once
+
+#include "optimizer.hpp"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gradscope {
+
+struct RMSpropOptions {
+    double lr = 1e-2;
+    double alpha = 0.99;  // decay of the running mean of the squared gradient
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+    double momentum = 0.0;
+    bool centered = false;  // divide by the estimated variance rather than the raw second moment
+};
+
+template <class T>
+class RMSprop final : public Optimizer<T> {
+public:
+    RMSprop(std::vector<Tensor<T>> params, RMSpropOptions options = {})
+        : Optimizer<T>("RMSprop", std::move(params)), options_(options) {
+        validate(options_);
+    }
+
+    [[nodiscard]] const RMSpropOptions& options() const noexcept { return options_; }
+
+    [[nodiscard]] double lr() const override { return options_.lr; }
+    void set_lr(double lr) override {
+        detail::require_non_negative("RMSprop", "lr", lr);
+        options_.lr = lr;
+    }
+
+    void step() override {
+        const T lr = static_cast<T>(options_.lr);
+        const T alpha = static_cast<T>(options_.alpha);
+        const T one_minus_alpha = static_cast<T>(1.0 - options_.alpha);
+        const T eps = static_cast<T>(options_.eps);
+        const T decay = static_cast<T>(options_.weight_decay);
+        const T momentum = static_cast<T>(options_.momentum);
+        const bool centered = options_.centered;
+        const bool use_momentum = options_.momentum > 0.0;
+
+        this->for_each_param_with_grad([&](MatrixView<T> p, ConstMatrixView<T> grad,
+                                           typename Optimizer<T>::ParamState& state) {
+            // Expressions, evaluated where used: no matrix-sized temporaries. p is written last.
+            const auto g = grad.array() + decay * p.array();
+            auto square_avg = state.buffers[0].array();
+            square_avg = alpha * square_avg + one_minus_alpha * g.square();
+            if (centered) {
+                auto grad_avg = state.buffers[use_momentum ? 2 : 1].array();
+                grad_avg = alpha * grad_avg + one_minus_alpha * g;
+                update(p, g, (square_avg - grad_avg.square()).sqrt() + eps, state, lr, momentum,
+                       use_momentum);
+            } else {
+                update(p, g, square_avg.sqrt() + eps, state, lr, momentum, use_momentum);
+            }
+        });
+    }
+
+protected:
+    [[nodiscard]] HyperParameters hyper_parameters() const override {
+        return {{"lr", options_.lr},
+                {"alpha", options_.alpha},
+                {"eps", options_.eps},
+                {"weight_decay", options_.weight_decay},
+                {"momentum", options_.momentum},
+                {"centered", options_.centered ? 1.0 : 0.0}};
+    }
+
+    [[nodiscard]] std::vector<std::string> check_hyper_parameters(
+        const HyperParameters& candidate) const override {
+        const RMSpropOptions options = from_hyper_parameters(candidate);
+        validate(options);
+        // The buffer order is fixed by this list; step() indexes it the same way.
+        std::vector<std::string> names{"square_avg"};
+        if (options.momentum > 0.0) names.emplace_back("momentum_buffer");
+        if (options.centered) names.emplace_back("grad_avg");
+        return names;
+    }
+
+    void set_hyper_parameters(const HyperParameters& checked) override {
+        options_ = from_hyper_parameters(checked);
+    }
+
+private:
+    template <class Gradient, class Denominator>
+    static void update(MatrixView<T> p, const Gradient& g, const Denominator& denominator,
+                       typename Optimizer<T>::ParamState& state, T lr, T momentum,
+                       bool use_momentum) {
+        if (use_momentum) {
+            auto buf = state.buffers[1].array();
+            buf = momentum * buf + g / denominator;
+            p.array() -= lr * buf;
+        } else {
+            p.array() -= lr * (g / denominator);
+        }
+    }
+
+    static RMSpropOptions from_hyper_parameters(const HyperParameters& h) {
+        return RMSpropOptions{.lr = detail::hyper_parameter(h, "lr"),
+                              .alpha = detail::hyper_parameter(h, "alpha"),
+                              .eps = detail::hyper_parameter(h, "eps"),
+                              .weight_decay = detail::hyper_parameter(h, "weight_decay"),
+                              .momentum = detail::hyper_parameter(h, "momentum"),
+                              .centered = detail::hyper_flag("RMSprop", h, "centered")};
+    }
+
+    static void validate(const RMSpropOptions& o) {
+        detail::require_non_negative("RMSprop", "lr", o.lr);
+        detail::require_unit_interval_closed("RMSprop", "alpha", o.alpha);
+        detail::require_non_negative("RMSprop", "eps", o.eps);
+        detail::require_non_negative("RMSprop", "weight_decay", o.weight_decay);
+        detail::require_unit_interval_open("RMSprop", "momentum", o.momentum);
+    }
+
+    RMSpropOptions options_;
+};
+
+}  // namespace gradscope

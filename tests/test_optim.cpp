@@ -1,0 +1,581 @@
+// The optimisers: trajectories against torch.optim (float64, from tools/make_optim_reference.py
+// in tests/data/optim_reference.json), checkpoints that restore exactly, checkpoints that are
+// refused without harm, hyper-parameter validation, and PyTorch's rules for parameters
+// without a gradient.
+#include "support/reference.hpp"
+
+#include <gradscope/optim/all.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace gradscope;
+using namespace gradscope::testing;
+
+namespace {
+
+const nlohmann::json& optim_reference() { return reference_file("optim_reference.json"); }
+
+Matrix<double> problem_matrix(const char* name) {
+    return to_matrix(optim_reference().at("problem").at(name));
+}
+
+// The reference problem: loss = mean((x W^T + b - y)^2), with fresh copies of W and b.
+template <class T>
+struct Problem {
+    Tensor<T> W = Tensor<T>::parameter(problem_matrix("W"));
+    Tensor<T> b = Tensor<T>::parameter(problem_matrix("b"));
+    Tensor<T> x = Tensor<T>::constant(problem_matrix("x"));
+    Tensor<T> y = Tensor<T>::constant(problem_matrix("y"));
+
+    [[nodiscard]] std::vector<Tensor<T>> params() const { return {W, b}; }
+    [[nodiscard]] Tensor<T> loss() const { return mean(square(linear(x, W, b) - y)); }
+
+    // One training step as torch does it: zero_grad, forward, backward, step.
+    void train_step(Optimizer<T>& optimizer) const {
+        optimizer.zero_grad();
+        loss().backward();
+        optimizer.step();
+    }
+};
+
+using Factory = std::function<std::unique_ptr<Optimizer<double>>(std::vector<TensorD>)>;
+
+template <class Opt, class Options>
+Factory factory(Options options) {
+    return [options](std::vector<TensorD> params) {
+        return std::make_unique<Opt>(std::move(params), options);
+    };
+}
+
+// The same cases as tools/make_optim_reference.py's CASES, in C++.
+const std::vector<std::pair<std::string, Factory>>& reference_cases() {
+    static const std::vector<std::pair<std::string, Factory>> cases = {
+        {"sgd_momentum", factory<SGD<double>>(SGDOptions{.lr = 0.1, .momentum = 0.9})},
+        {"sgd_nesterov_weight_decay",
+         factory<SGD<double>>(
+             SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.1, .nesterov = true})},
+        {"adam", factory<Adam<double>>(AdamOptions{.lr = 0.01})},
+        {"adamw", factory<AdamW<double>>(AdamWOptions{.lr = 0.01, .weight_decay = 0.1})},
+        {"rmsprop_centered_momentum",
+         factory<RMSprop<double>>(RMSpropOptions{.lr = 0.01, .momentum = 0.5, .centered = true})},
+        {"sgd_plain", factory<SGD<double>>(SGDOptions{.lr = 0.1})},
+        {"sgd_dampening_weight_decay",
+         factory<SGD<double>>(
+             SGDOptions{.lr = 0.05, .momentum = 0.8, .dampening = 0.3, .weight_decay = 0.02})},
+        {"adam_amsgrad_l2", factory<Adam<double>>(AdamOptions{.lr = 0.3,
+                                                              .betas = {0.8, 0.5},
+                                                              .weight_decay = 0.1,
+                                                              .amsgrad = true})},
+        {"adamw_amsgrad", factory<AdamW<double>>(AdamWOptions{.lr = 0.3,
+                                                                .betas = {0.8, 0.5},
+                                                                .weight_decay = 0.05,
+                                                                .amsgrad = true})},
+        {"rmsprop_default", factory<RMSprop<double>>(RMSpropOptions{})},
+        {"rmsprop_weight_decay",
+         factory<RMSprop<double>>(
+             RMSpropOptions{.lr = 0.02, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.1})},
+    };
+    return cases;
+}
+
+void check_trajectory(const std::string& name) {
+    const auto& cases = reference_cases();
+    const auto it = std::find_if(cases.begin(), cases.end(),
+                                 [&](const auto& c) { return c.first == name; });
+    REQUIRE(it != cases.end());
+    const nlohmann::json& steps = optim_reference().at("optimizers").at(name).at("steps");
+    Problem<double> problem;
+    const auto optimizer = it->second(problem.params());
+    for (std::size_t s = 0; s < steps.size(); ++s) {
+        problem.train_step(*optimizer);
+        INFO(name << ", after step " << s + 1);
+        CHECK(all_close(problem.W.value(), to_matrix(steps[s].at("W")), 1e-10, 1e-12));
+        CHECK(all_close(problem.b.value(), to_matrix(steps[s].at("b")), 1e-10, 1e-12));
+    }
+}
+
+bool same_bits(const Matrix<double>& a, const Matrix<double>& b) {
+    return a.rows() == b.rows() && a.cols() == b.cols() &&
+           std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;
+}
+
+bool same_state(const OptimizerState<double>& a, const OptimizerState<double>& b) {
+    if (a.step != b.step || a.scalars != b.scalars || a.tensors.size() != b.tensors.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.tensors.size(); ++i) {
+        if (a.tensors[i].first != b.tensors[i].first) return false;
+        if (!same_bits(a.tensors[i].second, b.tensors[i].second)) return false;
+    }
+    return true;
+}
+
+std::vector<std::string> tensor_names(const OptimizerState<double>& s) {
+    std::vector<std::string> names;
+    for (const auto& entry : s.tensors) names.push_back(entry.first);
+    return names;
+}
+
+bool has_scalar(const OptimizerState<double>& s, const std::string& name) {
+    return std::any_of(s.scalars.begin(), s.scalars.end(),
+                       [&](const auto& entry) { return entry.first == name; });
+}
+
+double scalar(const OptimizerState<double>& s, const std::string& name) {
+    for (const auto& [key, value] : s.scalars) {
+        if (key == name) return value;
+    }
+    FAIL("no scalar " << name);
+    return 0.0;
+}
+
+Matrix<double>& tensor(OptimizerState<double>& s, const std::string& name) {
+    for (auto& [key, value] : s.tensors) {
+        if (key == name) return value;
+    }
+    throw std::runtime_error("no tensor " + name);
+}
+
+}  // namespace
+
+// --- PyTorch reference ------------------------------------------------------------------------
+
+TEST_CASE("the reference problem is rebuilt exactly: same loss and gradients as PyTorch",
+          "[optim][reference]") {
+    const nlohmann::json& initial = optim_reference().at("initial");
+    Problem<double> problem;
+    auto loss = problem.loss();
+    CHECK(loss.item() == Approx(initial.at("loss").get<double>()).epsilon(1e-12));
+    loss.backward();
+    CHECK(all_close(problem.W.grad(), to_matrix(initial.at("grads").at("W")), 1e-10, 1e-12));
+    CHECK(all_close(problem.b.grad(), to_matrix(initial.at("grads").at("b")), 1e-10, 1e-12));
+}
+
+TEST_CASE("the reference file holds exactly the cases tested here", "[optim][reference]") {
+    std::set<std::string> in_file;
+    for (const auto& [name, value] : optim_reference().at("optimizers").items()) in_file.insert(name);
+    std::set<std::string> tested;
+    for (const auto& entry : reference_cases()) tested.insert(entry.first);
+    CHECK(in_file == tested);
+}
+
+TEST_CASE("SGD follows torch.optim.SGD: momentum, nesterov, dampening, weight decay",
+          "[optim][reference][sgd]") {
+    check_trajectory("sgd_plain");
+    check_trajectory("sgd_momentum");
+    check_trajectory("sgd_nesterov_weight_decay");
+    check_trajectory("sgd_dampening_weight_decay");
+}
+
+TEST_CASE("Adam follows torch.optim.Adam, with L2 weight decay and AMSGrad",
+          "[optim][reference][adam]") {
+    check_trajectory("adam");
+    check_trajectory("adam_amsgrad_l2");
+}
+
+TEST_CASE("AdamW follows torch.optim.AdamW: decoupled weight decay", "[optim][reference][adam]") {
+    check_trajectory("adamw");
+    check_trajectory("adamw_amsgrad");
+}
+
+TEST_CASE("RMSprop follows torch.optim.RMSprop, centered and with momentum",
+          "[optim][reference][rmsprop]") {
+    check_trajectory("rmsprop_default");
+    check_trajectory("rmsprop_weight_decay");
+    check_trajectory("rmsprop_centered_momentum");
+}
+
+TEST_CASE("every optimiser also runs in float and stays near the double trajectory",
+          "[optim][float]") {
+    const auto run = [](auto make_float, const std::string& name) {
+        Problem<float> problem;
+        auto optimizer = make_float(problem.params());
+        const nlohmann::json& steps = optim_reference().at("optimizers").at(name).at("steps");
+        for (std::size_t s = 0; s < steps.size(); ++s) {
+            problem.train_step(optimizer);
+            INFO(name << " in float, after step " << s + 1);
+            CHECK(all_close(problem.W.value(), to_matrix(steps[s].at("W")), 1e-4, 1e-5));
+            CHECK(all_close(problem.b.value(), to_matrix(steps[s].at("b")), 1e-4, 1e-5));
+        }
+    };
+    run([](std::vector<TensorF> p) {
+        return SGD<float>(std::move(p), {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.1,
+                                         .nesterov = true});
+    }, "sgd_nesterov_weight_decay");
+    run([](std::vector<TensorF> p) { return Adam<float>(std::move(p), {.lr = 0.01}); }, "adam");
+    run([](std::vector<TensorF> p) {
+        return AdamW<float>(std::move(p), {.lr = 0.01, .weight_decay = 0.1});
+    }, "adamw");
+    run([](std::vector<TensorF> p) {
+        return RMSprop<float>(std::move(p), {.lr = 0.01, .momentum = 0.5, .centered = true});
+    }, "rmsprop_centered_momentum");
+}
+
+// --- Checkpoints --------------------------------------------------------------------------------
+
+TEST_CASE("state() names buffers '<buffer>.<parameter>' and lists hyper-parameters and steps",
+          "[optim][state]") {
+    Problem<double> problem;
+    Adam<double> adam(problem.params(), {.lr = 0.02, .amsgrad = true});
+    CHECK(adam.state().tensors.empty());
+    CHECK(adam.state().step == 0);
+    problem.train_step(adam);
+    problem.train_step(adam);
+    const OptimizerState<double> state = adam.state();
+    CHECK(state.step == 2);
+    CHECK(tensor_names(state) == std::vector<std::string>{"exp_avg.0", "exp_avg_sq.0",
+                                                          "max_exp_avg_sq.0", "exp_avg.1",
+                                                          "exp_avg_sq.1", "max_exp_avg_sq.1"});
+    CHECK(scalar(state, "lr") == 0.02);
+    CHECK(scalar(state, "beta1") == 0.9);
+    CHECK(scalar(state, "beta2") == 0.999);
+    CHECK(scalar(state, "eps") == 1e-8);
+    CHECK(scalar(state, "weight_decay") == 0.0);
+    CHECK(scalar(state, "amsgrad") == 1.0);
+    CHECK(scalar(state, "step.0") == 2.0);
+    CHECK(scalar(state, "step.1") == 2.0);
+
+    SGD<double> plain(problem.params(), {.lr = 0.1});
+    problem.train_step(plain);
+    CHECK(plain.state().tensors.empty());  // no momentum, no buffer (PyTorch keeps None)
+    CHECK(scalar(plain.state(), "step.0") == 1.0);
+
+    RMSprop<double> rms(problem.params(), {.momentum = 0.5, .centered = true});
+    problem.train_step(rms);
+    CHECK(tensor_names(rms.state()) ==
+          std::vector<std::string>{"square_avg.0", "momentum_buffer.0", "grad_avg.0",
+                                   "square_avg.1", "momentum_buffer.1", "grad_avg.1"});
+}
+
+namespace {
+
+// Trains `original` two steps, restores its state into an optimiser built with other options
+// over copies of the parameters, then checks both take the same two further steps, bit for bit.
+template <class Opt, class Options>
+void check_round_trip(Options trained_with, Options restored_into) {
+    Problem<double> a;
+    Opt original(a.params(), trained_with);
+    a.train_step(original);
+    a.train_step(original);
+
+    Problem<double> b;
+    b.W.data() = a.W.value();
+    b.b.data() = a.b.value();
+    Opt restored(b.params(), restored_into);
+    restored.load_state(original.state());
+    CHECK(same_state(restored.state(), original.state()));
+    CHECK(restored.step_count() == 2);
+    CHECK(restored.lr() == original.lr());
+
+    for (int s = 0; s < 2; ++s) {
+        a.train_step(original);
+        b.train_step(restored);
+    }
+    CHECK(same_bits(a.W.value(), b.W.value()));
+    CHECK(same_bits(a.b.value(), b.b.value()));
+    CHECK(same_state(restored.state(), original.state()));
+}
+
+}  // namespace
+
+TEST_CASE("an optimiser restored from another's state continues identically",
+          "[optim][state]") {
+    SECTION("SGD") {
+        check_round_trip<SGD<double>>(
+            SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true},
+            SGDOptions{.lr = 1.0});
+    }
+    SECTION("Adam") {
+        check_round_trip<Adam<double>>(
+            AdamOptions{.lr = 0.1, .betas = {0.8, 0.5}, .weight_decay = 0.1, .amsgrad = true},
+            AdamOptions{});
+    }
+    SECTION("AdamW") {
+        check_round_trip<AdamW<double>>(AdamWOptions{.lr = 0.05, .weight_decay = 0.2},
+                                        AdamWOptions{.lr = 0.5, .amsgrad = true});
+    }
+    SECTION("RMSprop") {
+        check_round_trip<RMSprop<double>>(
+            RMSpropOptions{.lr = 0.02, .momentum = 0.5, .centered = true},
+            RMSpropOptions{.alpha = 0.5});
+    }
+}
+
+TEST_CASE("load_state accepts a state with only some hyper-parameters", "[optim][state]") {
+    Problem<double> problem;
+    SGD<double> sgd(problem.params(), {.lr = 0.1, .momentum = 0.9});
+    OptimizerState<double> partial;
+    partial.scalars = {{"lr", 0.25}};
+    sgd.load_state(partial);
+    CHECK(sgd.lr() == 0.25);
+    CHECK(sgd.options().momentum == 0.9);
+}
+
+TEST_CASE("load_state refuses a bad state, naming the entry, and changes nothing",
+          "[optim][state][errors]") {
+    Problem<double> problem;
+    Adam<double> adam(problem.params(), {.lr = 0.05});
+    problem.train_step(adam);
+    problem.train_step(adam);
+    const OptimizerState<double> good = adam.state();
+
+    const auto refused = [&] {
+        INFO("the optimiser must be unchanged after a refused load_state");
+        CHECK(same_state(adam.state(), good));
+    };
+
+    SECTION("a buffer of the wrong shape") {
+        OptimizerState<double> bad = good;
+        tensor(bad, "exp_avg_sq.1") = Matrix<double>::Zero(2, 2);
+        CHECK_THROWS_AS(adam.load_state(bad), shape_error);
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("exp_avg_sq.1") &&
+                                                    Catch::Contains("[2x2]") &&
+                                                    Catch::Contains("[1x3]"));
+        refused();
+    }
+    SECTION("an unknown buffer name") {
+        OptimizerState<double> bad = good;
+        bad.tensors.emplace_back("momentum_buffer.0", Matrix<double>::Zero(3, 4));
+        CHECK_THROWS_AS(adam.load_state(bad), value_error);
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("momentum_buffer.0"));
+        refused();
+    }
+    SECTION("a parameter index out of range") {
+        OptimizerState<double> bad = good;
+        bad.tensors.emplace_back("exp_avg.2", Matrix<double>::Zero(3, 4));
+        CHECK_THROWS_AS(adam.load_state(bad), value_error);
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("exp_avg.2"));
+        refused();
+    }
+    SECTION("an unknown scalar") {
+        OptimizerState<double> bad = good;
+        bad.scalars.emplace_back("momentum", 0.9);
+        CHECK_THROWS_AS(adam.load_state(bad), value_error);
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("'momentum'"));
+        refused();
+    }
+    SECTION("a missing buffer") {
+        OptimizerState<double> bad = good;
+        std::erase_if(bad.tensors, [](const auto& e) { return e.first == "exp_avg_sq.0"; });
+        CHECK_THROWS_AS(adam.load_state(bad), value_error);
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("exp_avg_sq.0"));
+        refused();
+    }
+    SECTION("buffers without a step count") {
+        OptimizerState<double> bad = good;
+        std::erase_if(bad.scalars, [](const auto& e) { return e.first == "step.1"; });
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("step.1"));
+        refused();
+    }
+    SECTION("a flag switched on without the buffers it needs") {
+        OptimizerState<double> bad = good;
+        for (auto& [key, value] : bad.scalars) {
+            if (key == "amsgrad") value = 1.0;
+        }
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("max_exp_avg_sq.0"));
+        refused();
+    }
+    SECTION("a duplicated entry") {
+        OptimizerState<double> bad = good;
+        bad.tensors.push_back(bad.tensors.front());
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("twice"));
+        refused();
+    }
+    SECTION("an invalid hyper-parameter") {
+        OptimizerState<double> bad = good;
+        for (auto& [key, value] : bad.scalars) {
+            if (key == "beta2") value = 1.5;
+        }
+        CHECK_THROWS_AS(adam.load_state(bad), value_error);
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("beta2"));
+        refused();
+    }
+    SECTION("a flag that is neither 0 nor 1") {
+        OptimizerState<double> bad = good;
+        for (auto& [key, value] : bad.scalars) {
+            if (key == "amsgrad") value = 0.5;
+        }
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("amsgrad"));
+        refused();
+    }
+    SECTION("a step count that is not a whole positive number") {
+        OptimizerState<double> bad = good;
+        for (auto& [key, value] : bad.scalars) {
+            if (key == "step.0") value = 1.5;
+        }
+        CHECK_THROWS_WITH(adam.load_state(bad), Catch::Contains("step.0"));
+        OptimizerState<double> negative = good;
+        negative.step = -1;
+        CHECK_THROWS_AS(adam.load_state(negative), value_error);
+        refused();
+    }
+    SECTION("another optimiser's state") {
+        SGD<double> sgd(problem.params(), {.lr = 0.1, .momentum = 0.9});
+        problem.train_step(sgd);
+        CHECK_THROWS_AS(adam.load_state(sgd.state()), value_error);
+        refused();
+    }
+
+    // And after all that, it trains as an untouched twin does.
+    Problem<double> twin_problem;
+    twin_problem.W.data() = problem.W.value();
+    twin_problem.b.data() = problem.b.value();
+    Adam<double> twin(twin_problem.params(), {});
+    twin.load_state(good);
+    problem.train_step(adam);
+    twin_problem.train_step(twin);
+    CHECK(same_bits(problem.W.value(), twin_problem.W.value()));
+}
+
+// --- Construction and hyper-parameters -------------------------------------------------------
+
+TEST_CASE("hyper-parameters out of range are refused with a clear message",
+          "[optim][errors]") {
+    Problem<double> p;
+    const auto params = p.params();
+    CHECK_THROWS_AS(SGD<double>(params, {.lr = -0.1}), value_error);
+    CHECK_THROWS_WITH(SGD<double>(params, {.lr = -0.1}), Catch::Contains("lr") &&
+                                                             Catch::Contains("-0.1"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.momentum = 1.0}), Catch::Contains("momentum") &&
+                                                                  Catch::Contains("[0, 1)"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.momentum = -0.5}), Catch::Contains("momentum"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.weight_decay = -1.0}),
+                      Catch::Contains("weight_decay"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.nesterov = true}), Catch::Contains("nesterov"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.momentum = 0.9, .dampening = 0.1, .nesterov = true}),
+                      Catch::Contains("dampening"));
+    CHECK_NOTHROW(SGD<double>(params, {.lr = 0.1, .momentum = 0.9, .nesterov = true}));
+
+    CHECK_THROWS_WITH(Adam<double>(params, {.betas = {1.0, 0.999}}), Catch::Contains("beta1"));
+    CHECK_THROWS_WITH(Adam<double>(params, {.betas = {0.9, -0.1}}), Catch::Contains("beta2"));
+    CHECK_THROWS_WITH(Adam<double>(params, {.eps = -1e-8}), Catch::Contains("eps"));
+    CHECK_THROWS_WITH(Adam<double>(params, {.weight_decay = -0.1}),
+                      Catch::Contains("weight_decay"));
+    CHECK_THROWS_WITH(AdamW<double>(params, {.lr = std::nan("")}), Catch::Contains("AdamW") &&
+                                                                       Catch::Contains("lr"));
+    CHECK_THROWS_WITH(RMSprop<double>(params, {.alpha = 1.5}), Catch::Contains("alpha"));
+    CHECK_THROWS_WITH(RMSprop<double>(params, {.momentum = 1.0}), Catch::Contains("momentum"));
+    CHECK_THROWS_WITH(RMSprop<double>(params, {.eps = -1.0}), Catch::Contains("eps"));
+}
+
+TEST_CASE("defaults match PyTorch's", "[optim]") {
+    CHECK(AdamOptions{}.lr == 1e-3);
+    CHECK(AdamOptions{}.betas.beta1 == 0.9);
+    CHECK(AdamOptions{}.betas.beta2 == 0.999);
+    CHECK(AdamOptions{}.eps == 1e-8);
+    CHECK(AdamOptions{}.weight_decay == 0.0);
+    CHECK(AdamWOptions{}.weight_decay == 0.01);
+    CHECK(RMSpropOptions{}.lr == 0.01);
+    CHECK(RMSpropOptions{}.alpha == 0.99);
+    CHECK(RMSpropOptions{}.eps == 1e-8);
+    CHECK(SGDOptions{}.momentum == 0.0);
+}
+
+TEST_CASE("the parameter list is checked when the optimiser is made", "[optim][errors]") {
+    CHECK_THROWS_WITH(SGD<double>({}, {.lr = 0.1}), Catch::Contains("empty"));
+    const auto w = param(2, 2, 1);
+    const auto frozen = TensorD::constant(normal(2, 2, 2));
+    CHECK_THROWS_AS(Adam<double>({w, frozen}), value_error);
+    CHECK_THROWS_WITH(Adam<double>({w, frozen}), Catch::Contains("parameter 1") &&
+                                                     Catch::Contains("does not require grad"));
+    CHECK_THROWS_WITH(Adam<double>({w, w * 2.0}), Catch::Contains("parameter 1") &&
+                                                      Catch::Contains("not a leaf"));
+    CHECK_THROWS_WITH(RMSprop<double>({w, w}), Catch::Contains("parameter 1") &&
+                                                   Catch::Contains("parameter 0"));
+    CHECK_THROWS_WITH(SGD<double>({TensorD()}), Catch::Contains("parameter 0"));
+}
+
+TEST_CASE("the learning rate can be read and set between steps", "[optim]") {
+    Problem<double> problem;
+    SGD<double> sgd(problem.params(), {.lr = 0.1});
+    CHECK(sgd.lr() == 0.1);
+    sgd.set_lr(0.0);
+    CHECK(sgd.lr() == 0.0);
+    CHECK(scalar(sgd.state(), "lr") == 0.0);
+    const Matrix<double> before = problem.W.value();
+    problem.train_step(sgd);
+    CHECK(same_bits(problem.W.value(), before));  // lr 0: nothing moves
+    CHECK_THROWS_AS(sgd.set_lr(-1.0), value_error);
+    CHECK(sgd.lr() == 0.0);
+
+    // Through the base class, as a schedule would.
+    Adam<double> adam(problem.params());
+    Optimizer<double>& base = adam;
+    base.set_lr(0.5);
+    CHECK(adam.options().lr == 0.5);
+}
+
+TEST_CASE("zero_grad zeroes every gradient and keeps its buffer", "[optim]") {
+    Problem<double> problem;
+    Adam<double> adam(problem.params());
+    problem.loss().backward();
+    REQUIRE(problem.W.grad().norm() > 0.0);
+    const double* buffer = problem.W.grad().data();
+    adam.zero_grad();
+    CHECK(problem.W.has_grad());
+    CHECK(problem.b.has_grad());
+    CHECK(problem.W.grad().isZero(0.0));
+    CHECK(problem.b.grad().isZero(0.0));
+    CHECK(problem.W.grad().data() == buffer);
+}
+
+TEST_CASE("the step counter counts every call to step", "[optim]") {
+    Problem<double> problem;
+    RMSprop<double> rms(problem.params());
+    CHECK(rms.step_count() == 0);
+    rms.step();  // no gradients yet: nothing moves, but the call counts
+    CHECK(rms.step_count() == 1);
+    CHECK(rms.state().tensors.empty());
+    problem.train_step(rms);
+    CHECK(rms.step_count() == 2);
+    CHECK(scalar(rms.state(), "step.0") == 1.0);
+}
+
+TEST_CASE("parameters without a gradient are skipped and get state only once they have one",
+          "[optim]") {
+    Problem<double> problem;
+    auto unused = param(2, 3, 11);
+    const Matrix<double> unused_before = unused.value();
+    Adam<double> adam({problem.W, problem.b, unused}, {.lr = 0.1});
+    problem.train_step(adam);
+    problem.train_step(adam);
+    CHECK(same_bits(unused.value(), unused_before));
+    const OptimizerState<double> state = adam.state();
+    CHECK_FALSE(has_scalar(state, "step.2"));
+    for (const auto& name : tensor_names(state)) CHECK(name.back() != '2');
+
+    // Its first update is Adam's first step (bias correction for t = 1), as in PyTorch where
+    // the parameter's own step counter starts when it first has a gradient.
+    auto twin = TensorD::parameter(unused_before);
+    Adam<double> fresh({twin}, {.lr = 0.1});
+    sum(square(unused)).backward();
+    sum(square(twin)).backward();
+    adam.step();
+    fresh.step();
+    CHECK(same_bits(unused.value(), twin.value()));
+    CHECK(scalar(adam.state(), "step.2") == 1.0);
+    CHECK(scalar(adam.state(), "step.0") == 3.0);
+}
+
+TEST_CASE("SGD momentum starts from the first gradient a parameter receives", "[optim][sgd]") {
+    // PyTorch: buf = g on a parameter's first step, so after one step SGD with momentum is
+    // plain SGD.
+    auto with_momentum = param(3, 3, 12);
+    auto without = TensorD::parameter(with_momentum.value());
+    SGD<double> a({with_momentum}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.5});
+    SGD<double> b({without}, {.lr = 0.1});
+    sum(square(with_momentum)).backward();
+    sum(square(without)).backward();
+    a.step();
+    b.step();
+    CHECK(same_bits(with_momentum.value(), without.value()));
+}
