@@ -1,0 +1,118 @@
+// Mean-field theory of gradient flow at initialisation (Poole et al. 2016, "Exponential
+// expressivity in deep neural networks through transient chaos"; Schoenholz et al. 2017,
+// "Deep Information Propagation").
+//
+// For a plain MLP of width n with weights N(0, sigma_w^2 / n) and biases N(0, sigma_b^2), the
+// variance q_l of a pre-activation z_l obeys
+//     q_1     = sigma_w^2 * E[x^2] + sigma_b^2           (inputs of mean square E[x^2])
+//     q_{l+1} = sigma_w^2 * E[phi(sqrt(q_l) z)^2] + sigma_b^2,   z ~ N(0, 1)
+// and backpropagating the error delta_l = dL/dz_l across layer l multiplies its squared norm
+// by
+//     chi_l   = sigma_w^2 * E[phi'(sqrt(q_l) z)^2].
+// So |delta_1| / |delta_L| = prod_{l=1}^{L-1} sqrt(chi_l), and the predicted per-layer gain is
+// exp(mean(ln chi_l) / 2). The expectations are Gauss-Hermite sums with an even number of
+// nodes, so that no node sits on ReLU's kink at 0.
+//
+// Assumptions (where measurements may part from the prediction): weights Gaussian and i.i.d.
+// (a uniform initialiser with the same variance agrees in the wide limit), layers wide, the
+// gradient arriving at the top independent of the forward signal (a random linear readout),
+// and no normalisation or skip connections — for batch norm or residual networks the theory
+// here does not apply.
+#pragma once
+
+#include "../core/elementwise.hpp"
+#include "../core/errors.hpp"
+
+#include <Eigen/Eigenvalues>
+
+#include <cmath>
+#include <numbers>
+#include <string>
+#include <vector>
+
+namespace gradscope::diag {
+
+// Nodes x_i and weights w_i with sum_i w_i f(x_i) ~ E[f(z)], z ~ N(0, 1): the probabilists'
+// Gauss-Hermite rule, from the eigen-decomposition of its Jacobi matrix (Golub-Welsch).
+struct GaussHermite {
+    std::vector<double> nodes;
+    std::vector<double> weights;
+
+    explicit GaussHermite(int count = 96) {
+        if (count < 2 || count % 2 != 0) {
+            throw value_error("GaussHermite: the node count must be even and at least 2, got " +
+                              std::to_string(count));
+        }
+        // Probabilists' Hermite polynomials: recurrence coefficients sqrt(k).
+        Eigen::MatrixXd jacobi = Eigen::MatrixXd::Zero(count, count);
+        for (int k = 1; k < count; ++k) {
+            jacobi(k, k - 1) = jacobi(k - 1, k) = std::sqrt(static_cast<double>(k));
+        }
+        const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(jacobi);
+        nodes.resize(static_cast<std::size_t>(count));
+        weights.resize(static_cast<std::size_t>(count));
+        for (int i = 0; i < count; ++i) {
+            nodes[static_cast<std::size_t>(i)] = solver.eigenvalues()(i);
+            const double v = solver.eigenvectors()(0, i);
+            weights[static_cast<std::size_t>(i)] = v * v;  // the measure has total mass 1
+        }
+    }
+
+    template <class F>
+    [[nodiscard]] double expect(F&& f) const {
+        double total = 0.0;
+        for (std::size_t i = 0; i < nodes.size(); ++i) total += weights[i] * f(nodes[i]);
+        return total;
+    }
+};
+
+struct MeanFieldOptions {
+    double sigma_w2 = 1.0;      // weight variance times fan-in
+    double sigma_b2 = 0.0;      // bias variance
+    double input_second_moment = 1.0;  // E[x^2] of the network's inputs (1 for N(0, 1))
+    int quadrature_nodes = 96;
+};
+
+struct MeanFieldPrediction {
+    std::vector<double> q;    // q_l, l = 1..L: pre-activation variance of each layer
+    std::vector<double> chi;  // chi_l, l = 1..L-1: squared-norm gain of the backward step across layer l
+    double gain_per_layer = 1.0;   // exp(mean(ln chi) / 2): > 1 grows, < 1 shrinks going back
+    double ratio_first_last = 1.0;  // prod sqrt(chi): predicted |delta_1| / |delta_L|
+};
+
+// The prediction for a plain MLP of `depth` Linear layers (depth >= 2) with activation `act`
+// between them.
+template <ElementwiseFunction<double> Act>
+MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions& options = {}) {
+    if (depth < 2) throw value_error("mean_field: depth must be at least 2, got " + std::to_string(depth));
+    if (!(options.sigma_w2 > 0.0) || !(options.sigma_b2 >= 0.0)) {
+        throw value_error("mean_field: sigma_w^2 must be positive and sigma_b^2 non-negative");
+    }
+    const GaussHermite rule(options.quadrature_nodes);
+    MeanFieldPrediction out;
+    double q = options.sigma_w2 * options.input_second_moment + options.sigma_b2;
+    double log_chi_sum = 0.0;
+    for (int l = 1; l <= depth; ++l) {
+        out.q.push_back(q);
+        const double s = std::sqrt(q);
+        if (l < depth) {
+            const double chi = options.sigma_w2 * rule.expect([&](double z) {
+                const double x = s * z;
+                const double d = act.derivative(x, act.value(x));
+                return d * d;
+            });
+            out.chi.push_back(chi);
+            log_chi_sum += std::log(chi);
+        }
+        q = options.sigma_w2 * rule.expect([&](double z) {
+                const double y = act.value(s * z);
+                return y * y;
+            }) +
+            options.sigma_b2;
+    }
+    out.gain_per_layer = std::exp(0.5 * log_chi_sum / static_cast<double>(depth - 1));
+    out.ratio_first_last = std::exp(0.5 * log_chi_sum);
+    return out;
+}
+
+}  // namespace gradscope::diag
