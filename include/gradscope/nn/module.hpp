@@ -111,9 +111,10 @@ public:
         collect(&Module::buffers_, "", out);
         return out;
     }
+    // The same tensors as named_parameters(), in the same order, without building names.
     [[nodiscard]] std::vector<Tensor<T>> parameters() const {
         std::vector<Tensor<T>> out;
-        for (auto& [name, p] : named_parameters()) out.push_back(p);
+        collect_parameters(out);
         return out;
     }
     // Parameters registered on this module itself, without descendants'.
@@ -229,6 +230,11 @@ private:
     void collect_modules(const std::string& prefix, Named<Module*>& out) {
         out.emplace_back(prefix, this);
         for (auto& [name, child] : children_) child->collect_modules(join(prefix, name), out);
+    }
+
+    void collect_parameters(std::vector<Tensor<T>>& out) const {
+        for (const auto& [name, p] : parameters_) out.push_back(p);
+        for (const auto& [name, child] : children_) child->collect_parameters(out);
     }
 
     void collect(Named<Tensor<T>> Module::*member, const std::string& prefix,

@@ -30,17 +30,20 @@ void batch_norm_backward(Node<T>& node) {
     PooledMatrix<T> dbeta(Shape{1, dy.cols()}), dgamma(Shape{1, dy.cols()});
     dbeta.view() = dy.colwise().sum().matrix();
     dgamma.view() = (dy * xhat).colwise().sum().matrix();
-    const auto g = value_of(gamma).array();
     if (x.requires_grad) {
+        // Per-feature factor gamma * invstd, made once (replicating an expression would
+        // evaluate it into a heap temporary).
+        PooledMatrix<T> scale(Shape{1, dy.cols()});
+        scale.view() = (value_of(gamma).array() * invstd).matrix();
+        const auto per_row = std::as_const(scale).view().array().replicate(batch, 1);
         if (node.template attr<NormAttr>().batch_statistics) {
             // dx = gamma*invstd/B * (B*dy - sum(dy) - xhat*sum(dy*xhat))
-            const auto scale = (g * invstd / static_cast<T>(batch)).replicate(batch, 1);
-            accumulate(x, (scale * (static_cast<T>(batch) * dy -
-                                    dbeta.view().array().replicate(batch, 1) -
-                                    xhat * dgamma.view().array().replicate(batch, 1)))
+            accumulate(x, (per_row / static_cast<T>(batch) *
+                           (static_cast<T>(batch) * dy - dbeta.view().array().replicate(batch, 1) -
+                            xhat * dgamma.view().array().replicate(batch, 1)))
                               .matrix());
         } else {
-            accumulate(x, (dy * (g * invstd).replicate(batch, 1)).matrix());
+            accumulate(x, (dy * per_row).matrix());
         }
     }
     accumulate(gamma, dgamma.view());
@@ -158,7 +161,7 @@ void layer_norm_backward(Node<T>& node) {
     sums.view() = dh.rowwise().sum().matrix();
     dots.view() = (dh * xhat).rowwise().sum().matrix();
     // dx = invstd/n * (n*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)), per row
-    accumulate(x, ((invstd / static_cast<T>(n)).replicate(1, n) *
+    accumulate(x, (invstd.replicate(1, n) / static_cast<T>(n) *
                    (static_cast<T>(n) * dh - sums.view().array().replicate(1, n) -
                     xhat * dots.view().array().replicate(1, n)))
                       .matrix());

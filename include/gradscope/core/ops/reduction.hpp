@@ -40,10 +40,10 @@ void reduce_backward(Node<T>& node) {
             accumulate(x, Matrix<T>::Constant(s.rows, s.cols, scale * g(0, 0)));
             break;
         case Axis::rows:
-            accumulate(x, (scale * g).replicate(1, s.cols));
+            accumulate(x, g.replicate(1, s.cols) * scale);
             break;
         case Axis::cols:
-            accumulate(x, (scale * g).replicate(s.rows, 1));
+            accumulate(x, g.replicate(s.rows, 1) * scale);
             break;
     }
 }

@@ -1,0 +1,108 @@
+// A steady-state training step must not touch the heap. This executable replaces the global
+// allocation functions (operator new, and glibc's malloc family, which Eigen uses) with
+// counting ones, and trains an MLP with batch norm and residual blocks: steps 3 to 10 must
+// allocate nothing.
+#include "support/testing.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GRADSCOPE_COUNTING_ALLOCATOR 0  // the sanitizer owns malloc and new
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GRADSCOPE_COUNTING_ALLOCATOR 0
+#endif
+#endif
+#ifndef GRADSCOPE_COUNTING_ALLOCATOR
+#define GRADSCOPE_COUNTING_ALLOCATOR 1
+#endif
+
+namespace {
+std::atomic<long> allocations{0};
+}
+
+#if GRADSCOPE_COUNTING_ALLOCATOR
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+
+void* malloc(std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    return __libc_malloc(size);
+}
+void* calloc(std::size_t n, std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    return __libc_calloc(n, size);
+}
+void* realloc(void* p, std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    return __libc_realloc(p, size);
+}
+}
+
+void* operator new(std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = __libc_malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void* operator new(std::size_t size, std::align_val_t align) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    const auto a = static_cast<std::size_t>(align);
+    if (void* p = __libc_memalign(a, size == 0 ? a : size)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size, std::align_val_t align) { return operator new(size, align); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#endif
+
+using namespace gradscope;
+using namespace gradscope::testing;
+
+TEST_CASE("training steps 3 to 10 of an MLP with batch norm and residual blocks allocate nothing",
+          "[allocations]") {
+    if (!GRADSCOPE_COUNTING_ALLOCATOR) {
+        WARN("built with a sanitizer, which owns the allocator: allocations are not counted here");
+        return;
+    }
+    auto net = mlp<float>({.widths = {32, 64, 64, 64, 10},
+                           .activation = ReLU{},
+                           .init = init::he_normal(),
+                           .norm = Normalization::batch,
+                           .residual = true,
+                           .seed = 1});
+    const auto params = net->parameters();
+    Adam<float> optimizer(params, {.lr = 1e-3});
+    const auto x = TensorF::constant(normal(32, 32, 2).cast<float>());
+    std::vector<int> labels(32);
+    for (int i = 0; i < 32; ++i) labels[static_cast<std::size_t>(i)] = i % 10;
+
+    long during = -1;
+    for (int step = 1; step <= 10; ++step) {
+        if (step == 3) allocations.store(0);
+        auto loss = cross_entropy((*net)(x), labels);
+        optimizer.zero_grad();
+        loss.backward();
+        clip_grad_norm(params, 5.0);
+        optimizer.step();
+        if (step == 10) during = allocations.load();
+    }
+    CHECK(during == 0);
+
+    // The counter does count: the first step of a new network allocates.
+    allocations.store(0);
+    auto fresh = mlp<float>({.widths = {32, 16, 10}, .seed = 3});
+    (void)cross_entropy((*fresh)(x), labels);
+    CHECK(allocations.load() > 0);
+}
