@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gradscope quick start.
 #
-#   scripts/quickstart.sh example   build and run the quickstart example
+#   scripts/quickstart.sh example   build and run the main example, the depth sweep (gradscope-sweep)
 #   scripts/quickstart.sh test      build everything and run the whole test suite
 #
 # Works on a fresh Debian 12 machine that has a C++ compiler, cmake and apt: missing Debian
@@ -24,7 +24,9 @@ JOBS=2
 usage() {
   cat <<USAGE
 usage: $0 example|test
-  example   build and run the quickstart example (build/release/examples/quickstart)
+  example   build and run the depth sweep with its defaults (build/release/examples/gradscope-sweep):
+            prints a table and a summary of where gradients vanish or explode, and writes
+            sweep.json, sweep.csv and sweep.svg into build/release/sweep/
   test      build everything and run all tests (ctest --preset release)
 USAGE
 }
@@ -78,10 +80,12 @@ cmake --preset release
 
 case "$mode" in
   example)
-    say "Building the quickstart example"
-    cmake --build --preset release -j "$JOBS" --target quickstart
-    say "Running build/release/examples/quickstart"
-    build/release/examples/quickstart
+    say "Building the depth sweep (gradscope-sweep)"
+    cmake --build --preset release -j "$JOBS" --target gradscope-sweep
+    say "Running build/release/examples/gradscope-sweep in build/release/sweep/"
+    mkdir -p build/release/sweep
+    (cd build/release/sweep && ../examples/gradscope-sweep)
+    say "Open build/release/sweep/sweep.svg in a browser for the plot"
     ;;
   test)
     say "Building everything"

@@ -1,8 +1,11 @@
-// Gradient-flow diagnostics: the monitor, profiles and verdicts, mean-field theory and the
-// depth experiment. Needs Eigen only (the JSON report needs nlohmann_json).
+// Gradient-flow diagnostics: the monitor, profiles and verdicts, mean-field theory, the depth
+// experiment and its reports (table, CSV, SVG plot). Needs Eigen only; the JSON report,
+// diag/json_report.hpp, needs nlohmann_json and is not included here: include it yourself.
 #pragma once
 
 #include "diag/experiment.hpp"
 #include "diag/monitor.hpp"
 #include "diag/profile.hpp"
+#include "diag/report.hpp"
+#include "diag/svg.hpp"
 #include "diag/theory.hpp"

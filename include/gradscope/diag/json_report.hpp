@@ -1,0 +1,70 @@
+// A depth sweep as JSON. The one gradscope header that needs nlohmann_json (Debian:
+// nlohmann-json3-dev), so diag.hpp does not include it: include it yourself.
+//
+//   {"runs": [{"activation": "relu", "init": "he", "sigma_w2": null, "variant": "plain",
+//              "depth": 10, "width": 256, "batch": 128, "dtype": "float", "seed": 0,
+//              "layers": [{"layer": 1, "output_grad_norm": ..., "weight_grad_norm": ...,
+//                          "activation_norm": ...}, ...],
+//              "ratio_first_last": ..., "gain_per_layer": ..., "predicted_gain_per_layer": ...,
+//              "verdict": "healthy"}, ...]}
+//
+// Layers are numbered from 1, the input side. JSON has no NaN or infinity: a non-finite number
+// is null, as are sigma_w2 for a run with a named initialiser and the prediction where the
+// theory does not apply. Numbers are written so that they read back as the same double.
+#pragma once
+
+#include "report.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <optional>
+#include <vector>
+
+namespace gradscope::diag {
+
+namespace detail {
+
+inline nlohmann::json json_number(double value) {
+    return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
+
+inline nlohmann::json json_number(const std::optional<double>& value) {
+    return value ? json_number(*value) : nlohmann::json(nullptr);
+}
+
+}  // namespace detail
+
+inline nlohmann::json to_json(const SweepRun& r) {
+    using detail::json_number;
+    nlohmann::json layers = nlohmann::json::array();
+    const auto& stats = r.profile.layers();
+    for (std::size_t l = 0; l < stats.size(); ++l) {
+        layers.push_back({{"layer", l + 1},
+                          {"output_grad_norm", json_number(stats[l].output_grad_norm)},
+                          {"weight_grad_norm", json_number(stats[l].weight_grad_norm)},
+                          {"activation_norm", json_number(stats[l].activation_norm)}});
+    }
+    return {{"activation", r.activation},
+            {"init", r.init},
+            {"sigma_w2", json_number(r.sigma_w2)},
+            {"variant", r.variant},
+            {"depth", r.depth},
+            {"width", r.width},
+            {"batch", r.batch},
+            {"dtype", r.dtype},
+            {"seed", r.seed},
+            {"layers", std::move(layers)},
+            {"ratio_first_last", json_number(r.ratio_first_last)},
+            {"gain_per_layer", json_number(r.gain_per_layer)},
+            {"predicted_gain_per_layer", json_number(r.predicted_gain_per_layer)},
+            {"verdict", to_string(r.verdict)}};
+}
+
+inline nlohmann::json to_json(const std::vector<SweepRun>& runs) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : runs) out.push_back(to_json(r));
+    return {{"runs", std::move(out)}};
+}
+
+}  // namespace gradscope::diag

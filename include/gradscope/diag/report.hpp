@@ -1,0 +1,199 @@
+// Reports of a depth sweep: one SweepRun per measured network, written as a fixed-width text
+// table, as CSV (one row per run and layer) or as an SVG plot of |delta_l| against depth. The
+// JSON form is in json_report.hpp, which alone needs nlohmann_json.
+//
+// Layers are numbered from 1 (the input side) to depth in every report, as on the plot's x axis.
+// Missing values (a prediction where the theory does not apply, a quantity not measured, a NaN)
+// are an empty CSV field, "-" in the table and null in JSON.
+#pragma once
+
+#include "profile.hpp"
+#include "svg.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gradscope::diag {
+
+struct SweepRun {
+    std::string activation = {};                    // "relu"
+    std::string init = {};                          // "he"; "gaussian" when sigma_w2 is set
+    std::optional<double> sigma_w2 = std::nullopt;  // set when weights were N(0, sigma_w2 / fan_in) by request
+    std::string variant = "plain";                  // plain, batchnorm, residual, batchnorm+residual
+    int depth = 0;                                  // Linear layers
+    std::int64_t width = 0;
+    std::int64_t batch = 0;
+    std::string dtype = "float";                    // float or double
+    std::uint64_t seed = 0;
+    GradientProfile profile = {};
+    double ratio_first_last = not_measured;  // |delta_1| / |delta_L|
+    double gain_per_layer = not_measured;    // ratio^(1 / (L - 1))
+    std::optional<double> predicted_gain_per_layer = std::nullopt;  // mean-field theory, where it applies
+    Verdict verdict = Verdict::nonfinite;
+};
+
+// Stores the profile and what is derived from it: the ratio, the gain per layer and the verdict.
+inline void record_profile(SweepRun& run, GradientProfile profile, const VerdictThresholds& thresholds = {}) {
+    run.profile = std::move(profile);
+    if (run.profile.size() >= 2) {
+        run.ratio_first_last = run.profile.ratio_first_last();
+        run.gain_per_layer = run.profile.gain_per_layer();
+    } else {
+        run.ratio_first_last = run.gain_per_layer = not_measured;
+    }
+    run.verdict = run.profile.verdict(thresholds);
+}
+
+namespace detail {
+
+// The shortest text that reads back as the same double: full precision, never more digits than
+// needed (0.1 stays "0.1"). "nan", "inf" and "-inf" for the non-finite.
+inline std::string round_trip(double value) {
+    if (std::isnan(value)) return "nan";
+    if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+    char buffer[40];
+    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+    return std::string(buffer, result.ptr);
+}
+
+inline std::string printf_double(const char* format, double value) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, format, value);
+    return buffer;
+}
+
+}  // namespace detail
+
+// "he", or "sigma_w2=2" for a run initialised by variance.
+inline std::string init_label(const SweepRun& run) {
+    if (run.sigma_w2) return "sigma_w2=" + detail::round_trip(*run.sigma_w2);
+    return run.init;
+}
+
+// "relu/he/plain": the run's configuration, as in the plot's legend.
+inline std::string run_label(const SweepRun& run) {
+    return run.activation + "/" + init_label(run) + "/" + run.variant;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text table: a header line and one line per run, columns aligned (text left, numbers right).
+
+inline std::string format_table(const std::vector<SweepRun>& runs) {
+    const std::vector<std::string> header{"activation", "init", "variant", "depth",
+                                          "ratio", "gain/layer", "predicted", "verdict"};
+    const std::vector<bool> right_aligned{false, false, false, true, true, true, true, false};
+    const auto gain = [](double g) { return std::isfinite(g) ? detail::printf_double("%#.4g", g) : detail::round_trip(g); };
+
+    std::vector<std::vector<std::string>> rows;
+    rows.reserve(runs.size());
+    for (const auto& r : runs) {
+        rows.push_back({r.activation, init_label(r), r.variant, std::to_string(r.depth),
+                        std::isfinite(r.ratio_first_last) ? detail::printf_double("%.2e", r.ratio_first_last)
+                                                          : detail::round_trip(r.ratio_first_last),
+                        gain(r.gain_per_layer), r.predicted_gain_per_layer ? gain(*r.predicted_gain_per_layer) : "-",
+                        to_string(r.verdict)});
+    }
+    std::vector<std::size_t> widths(header.size());
+    for (std::size_t c = 0; c < header.size(); ++c) {
+        widths[c] = header[c].size();
+        for (const auto& row : rows) widths[c] = std::max(widths[c], row[c].size());
+    }
+    std::string out;
+    const auto emit = [&](const std::vector<std::string>& cells) {
+        std::string line;
+        for (std::size_t c = 0; c < cells.size(); ++c) {
+            if (c > 0) line += "  ";
+            const std::string pad(widths[c] - cells[c].size(), ' ');
+            line += right_aligned[c] ? pad + cells[c] : cells[c] + (c + 1 < cells.size() ? pad : "");
+        }
+        out += line + "\n";
+    };
+    emit(header);
+    for (const auto& row : rows) emit(row);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV: one row per run and layer, RFC 4180 quoting (a field with a comma, a quote or a line
+// break is quoted, its quotes doubled), lines ended by "\n". Numbers are written in full
+// precision (they read back as the same double); a missing value or NaN is an empty field,
+// infinities are "inf" and "-inf". A run whose profile has no layers still gets one row, with
+// empty layer columns.
+
+inline constexpr std::string_view csv_header =
+    "activation,init,sigma_w2,variant,depth,width,batch,dtype,seed,layer,output_grad_norm,"
+    "weight_grad_norm,activation_norm,ratio_first_last,gain_per_layer,predicted_gain_per_layer,verdict";
+
+namespace detail {
+
+inline std::string csv_field(std::string_view text) {
+    if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+    std::string out = "\"";
+    for (const char c : text) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + "\"";
+}
+
+inline std::string csv_number(double value) { return std::isnan(value) ? std::string() : round_trip(value); }
+
+inline std::string csv_number(const std::optional<double>& value) { return value ? csv_number(*value) : std::string(); }
+
+}  // namespace detail
+
+inline void write_csv(std::ostream& out, const std::vector<SweepRun>& runs) {
+    using detail::csv_field;
+    using detail::csv_number;
+    out << csv_header << '\n';
+    for (const auto& r : runs) {
+        const std::string head = csv_field(r.activation) + ',' + csv_field(r.init) + ',' + csv_number(r.sigma_w2) + ',' +
+                                 csv_field(r.variant) + ',' + std::to_string(r.depth) + ',' + std::to_string(r.width) +
+                                 ',' + std::to_string(r.batch) + ',' + csv_field(r.dtype) + ',' + std::to_string(r.seed);
+        const std::string tail = csv_number(r.ratio_first_last) + ',' + csv_number(r.gain_per_layer) + ',' +
+                                 csv_number(r.predicted_gain_per_layer) + ',' + csv_field(to_string(r.verdict));
+        const auto& layers = r.profile.layers();
+        if (layers.empty()) out << head << ",,,," << tail << '\n';
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+            out << head << ',' << (l + 1) << ',' << csv_number(layers[l].output_grad_norm) << ','
+                << csv_number(layers[l].weight_grad_norm) << ',' << csv_number(layers[l].activation_norm) << ','
+                << tail << '\n';
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plot: |delta_l| against the layer, one line per run, on a log axis.
+
+inline std::vector<SvgSeries> gradient_series(const std::vector<SweepRun>& runs) {
+    std::vector<SvgSeries> out;
+    out.reserve(runs.size());
+    for (const auto& r : runs) {
+        SvgSeries s{.name = run_label(r), .points = {}};
+        const auto& layers = r.profile.layers();
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+            s.points.emplace_back(static_cast<double>(l + 1), layers[l].output_grad_norm);
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+inline SvgOptions gradient_plot_options(std::string title) {
+    return {.title = std::move(title), .x_label = "layer (input side = 1)", .y_label = "|dL/dz_l|", .log_y = true};
+}
+
+inline std::string svg_gradient_plot(const std::vector<SweepRun>& runs, std::string title) {
+    return svg_plot(gradient_series(runs), gradient_plot_options(std::move(title)));
+}
+
+}  // namespace gradscope::diag

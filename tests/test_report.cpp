@@ -1,0 +1,329 @@
+// The sweep's reports: the text table, CSV, JSON and the SVG plot, on hand-made runs (and one
+// measured one) so that every number can be checked.
+#include "support/testing.hpp"
+
+#include <gradscope/diag.hpp>
+#include <gradscope/diag/json_report.hpp>
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace gradscope;
+using diag::SweepRun;
+
+namespace {
+
+diag::GradientProfile profile_of(const std::vector<double>& output_grad_norms) {
+    std::vector<diag::LayerStats> layers;
+    for (std::size_t l = 0; l < output_grad_norms.size(); ++l) {
+        diag::LayerStats s;
+        s.name = "layers." + std::to_string(l);
+        s.output_grad_norm = output_grad_norms[l];
+        s.weight_grad_norm = 0.1 * output_grad_norms[l] + 1.0 / 3.0;
+        s.activation_norm = 10.0 + static_cast<double>(l) / 7.0;
+        layers.push_back(s);
+    }
+    return diag::GradientProfile(std::move(layers));
+}
+
+SweepRun make_run(std::string activation, std::string init, std::string variant, const std::vector<double>& norms,
+                  std::optional<double> predicted = std::nullopt) {
+    SweepRun run{.activation = std::move(activation),
+                 .init = std::move(init),
+                 .variant = std::move(variant),
+                 .depth = static_cast<int>(norms.size()),
+                 .width = 64,
+                 .batch = 32,
+                 .seed = 7};
+    diag::record_profile(run, profile_of(norms));
+    run.predicted_gain_per_layer = predicted;
+    return run;
+}
+
+// Three runs: a vanishing one with a prediction, a healthy one initialised by variance, and
+// one whose ratio is NaN.
+std::vector<SweepRun> sample_runs() {
+    std::vector<SweepRun> runs;
+    runs.push_back(make_run("sigmoid", "xavier", "plain", {1e-7, 3e-5, 0.01, 0.3}, 0.0712345678901234));
+    auto by_variance = make_run("relu", "gaussian", "residual", {0.9, 1.0 / 3.0, 1.1});
+    by_variance.sigma_w2 = 2.0;
+    runs.push_back(by_variance);
+    runs.push_back(make_run("tanh", "he", "batchnorm", {std::nan(""), 1.0, 2.0}));
+    return runs;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+}
+
+// RFC 4180 fields of one line (no line breaks inside fields here).
+std::vector<std::string> csv_fields(const std::string& line) {
+    std::vector<std::string> out(1);
+    bool quoted = false;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        const char c = line[i];
+        if (quoted) {
+            if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+                out.back() += '"';
+                ++i;
+            } else if (c == '"') {
+                quoted = false;
+            } else {
+                out.back() += c;
+            }
+        } else if (c == '"') {
+            quoted = true;
+        } else if (c == ',') {
+            out.emplace_back();
+        } else {
+            out.back() += c;
+        }
+    }
+    return out;
+}
+
+double parse_double(const std::string& text) {
+    double value = 0.0;
+    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+    REQUIRE(result.ec == std::errc());
+    REQUIRE(result.ptr == text.data() + text.size());
+    return value;
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("record_profile derives the ratio, the gain per layer and the verdict", "[report]") {
+    const auto runs = sample_runs();
+    CHECK(runs[0].ratio_first_last == Approx(1e-7 / 0.3));
+    CHECK(runs[0].gain_per_layer == Approx(std::pow(1e-7 / 0.3, 1.0 / 3.0)));
+    CHECK(runs[0].verdict == diag::Verdict::vanishing);
+    CHECK(runs[1].verdict == diag::Verdict::healthy);
+    CHECK(std::isnan(runs[2].ratio_first_last));
+    CHECK(runs[2].verdict == diag::Verdict::nonfinite);
+}
+
+TEST_CASE("the table has a header line and one aligned row per run", "[report][table]") {
+    const auto runs = sample_runs();
+    const auto lines = lines_of(diag::format_table(runs));
+    REQUIRE(lines.size() == 1 + runs.size());
+    for (const char* column : {"activation", "init", "variant", "depth", "ratio", "gain/layer", "predicted", "verdict"}) {
+        CHECK(lines[0].find(column) != std::string::npos);
+    }
+    CHECK(lines[1].find("sigmoid") == 0);
+    CHECK(lines[1].find("3.33e-07") != std::string::npos);  // the ratio, 3 significant digits
+    CHECK(lines[1].find("vanishing") != std::string::npos);
+    CHECK(lines[2].find("sigma_w2=2") != std::string::npos);
+    CHECK(lines[3].find("non-finite") != std::string::npos);
+    // Aligned: every line puts the verdict column at the same place.
+    const auto verdict_at = lines[0].find("verdict");
+    CHECK(lines[1].find("vanishing") == verdict_at);
+    CHECK(lines[2].find("healthy") == verdict_at);
+    CHECK(lines[3].find("non-finite") == verdict_at);
+    // A missing prediction is a dash.
+    CHECK(lines[2].find(" - ") != std::string::npos);
+    CHECK(lines_of(diag::format_table({})).size() == 1);
+}
+
+TEST_CASE("CSV has a header and one row per run and layer, numbers at full precision", "[report][csv]") {
+    auto runs = sample_runs();
+    runs[0].activation = "odd, \"quoted\" name";  // needs RFC 4180 quoting
+    std::ostringstream out;
+    diag::write_csv(out, runs);
+    const auto lines = lines_of(out.str());
+    REQUIRE(lines.size() == 1 + 4 + 3 + 3);
+    const auto header = csv_fields(lines[0]);
+    const std::vector<std::string> expected{"activation", "init", "sigma_w2", "variant", "depth", "width",
+                                            "batch", "dtype", "seed", "layer", "output_grad_norm",
+                                            "weight_grad_norm", "activation_norm", "ratio_first_last",
+                                            "gain_per_layer", "predicted_gain_per_layer", "verdict"};
+    CHECK(header == expected);
+
+    const auto first = csv_fields(lines[1]);
+    REQUIRE(first.size() == expected.size());
+    CHECK(first[0] == "odd, \"quoted\" name");
+    CHECK(lines[1].rfind("\"odd, \"\"quoted\"\" name\",", 0) == 0);
+    CHECK(first[2].empty());  // a named initialiser has no sigma_w2
+    CHECK(first[4] == "4");
+    CHECK(first[5] == "64");
+    CHECK(first[8] == "7");
+    CHECK(first[9] == "1");  // layers count from 1, the input side
+    const auto& layer0 = runs[0].profile.layers()[0];
+    CHECK(parse_double(first[10]) == layer0.output_grad_norm);  // exactly: full precision
+    CHECK(parse_double(first[11]) == layer0.weight_grad_norm);
+    CHECK(parse_double(first[12]) == layer0.activation_norm);
+    CHECK(parse_double(first[13]) == runs[0].ratio_first_last);
+    CHECK(parse_double(first[14]) == runs[0].gain_per_layer);
+    CHECK(parse_double(first[15]) == *runs[0].predicted_gain_per_layer);
+    CHECK(first[16] == "vanishing");
+    CHECK(csv_fields(lines[4])[9] == "4");
+
+    const auto by_variance = csv_fields(lines[5]);
+    CHECK(parse_double(by_variance[2]) == 2.0);
+    CHECK(by_variance[15].empty());  // no prediction
+    CHECK(parse_double(csv_fields(lines[6])[10]) == 1.0 / 3.0);
+
+    const auto nan_row = csv_fields(lines[8]);
+    CHECK(nan_row[10].empty());  // NaN is missing
+    CHECK(nan_row[13].empty());
+    CHECK(nan_row[16] == "non-finite");
+}
+
+TEST_CASE("JSON has exactly the documented keys, null for what is missing or NaN", "[report][json]") {
+    const auto runs = sample_runs();
+    const nlohmann::json j = diag::to_json(runs);
+    REQUIRE(j.is_object());
+    REQUIRE(j.size() == 1);
+    REQUIRE(j.at("runs").size() == runs.size());
+
+    const std::set<std::string> run_keys{"activation", "init", "sigma_w2", "variant", "depth", "width", "batch",
+                                         "dtype", "seed", "layers", "ratio_first_last", "gain_per_layer",
+                                         "predicted_gain_per_layer", "verdict"};
+    const std::set<std::string> layer_keys{"layer", "output_grad_norm", "weight_grad_norm", "activation_norm"};
+    for (const auto& run : j["runs"]) {
+        std::set<std::string> keys;
+        for (const auto& [key, value] : run.items()) keys.insert(key);
+        CHECK(keys == run_keys);
+        for (const auto& layer : run["layers"]) {
+            std::set<std::string> lkeys;
+            for (const auto& [key, value] : layer.items()) lkeys.insert(key);
+            CHECK(lkeys == layer_keys);
+        }
+    }
+    const auto& first = j["runs"][0];
+    CHECK(first["activation"] == "sigmoid");
+    CHECK(first["sigma_w2"].is_null());
+    CHECK(first["depth"] == 4);
+    CHECK(first["seed"] == 7);
+    CHECK(first["dtype"] == "float");
+    CHECK(first["verdict"] == "vanishing");
+    CHECK(first["layers"][0]["layer"] == 1);
+    CHECK(first["layers"][3]["layer"] == 4);
+    CHECK(first["predicted_gain_per_layer"].get<double>() == *runs[0].predicted_gain_per_layer);
+
+    CHECK(j["runs"][1]["sigma_w2"].get<double>() == 2.0);
+    CHECK(j["runs"][1]["predicted_gain_per_layer"].is_null());
+    CHECK(j["runs"][2]["ratio_first_last"].is_null());  // NaN
+    CHECK(j["runs"][2]["gain_per_layer"].is_null());
+    CHECK(j["runs"][2]["layers"][0]["output_grad_norm"].is_null());
+
+    // Through text and back, the ratio is the same double.
+    const auto parsed = nlohmann::json::parse(j.dump());
+    CHECK(parsed["runs"][0]["ratio_first_last"].get<double>() == runs[0].ratio_first_last);
+    CHECK(parsed["runs"][1]["layers"][1]["output_grad_norm"].get<double>() == 1.0 / 3.0);
+}
+
+TEST_CASE("JSON writes infinities as null", "[report][json]") {
+    auto run = make_run("relu", "naive", "plain", {std::numeric_limits<double>::infinity(), 1.0});
+    const auto j = diag::to_json(std::vector<SweepRun>{run});
+    CHECK(j["runs"][0]["ratio_first_last"].is_null());
+    CHECK(j["runs"][0]["layers"][0]["output_grad_norm"].is_null());
+    CHECK_NOTHROW(nlohmann::json::parse(j.dump()));
+}
+
+TEST_CASE("the SVG plot has one path per series, a legend and escaped labels", "[report][svg]") {
+    const std::vector<diag::SvgSeries> series{
+        {.name = "relu/he/plain", .points = {{1, 1.0}, {2, 0.5}, {3, 0.25}}},
+        {.name = "a<b&c", .points = {{1, 1e-12}, {2, 1e3}}},
+        {.name = "say \"hi\"", .points = {{1, 2.0}, {2, 3.0}}},
+    };
+    const std::string svg =
+        diag::svg_plot(series, {.title = "x < y & z", .x_label = "layer", .y_label = "|g|", .log_y = true});
+    CHECK(svg.rfind("<svg", 0) == 0);
+    CHECK(svg.find("xmlns=\"http://www.w3.org/2000/svg\"") != std::string::npos);
+    CHECK(svg.find("viewBox=") != std::string::npos);
+    CHECK(svg.find("</svg>") != std::string::npos);
+    CHECK(count(svg, "<path") == series.size());
+    CHECK(svg.find("relu/he/plain") != std::string::npos);
+    CHECK(svg.find("a&lt;b&amp;c") != std::string::npos);
+    CHECK(svg.find("a<b&c") == std::string::npos);
+    CHECK(svg.find("say &quot;hi&quot;") != std::string::npos);
+    CHECK(svg.find("x &lt; y &amp; z") != std::string::npos);
+    // Decade ticks from the data: 1e-12 up to 1e3.
+    CHECK(svg.find(">1e-12<") != std::string::npos);
+    CHECK(svg.find(">1e3<") != std::string::npos);
+    CHECK(svg.find(">1e0<") != std::string::npos);
+    // No stray markup characters outside tags: every '<' opens a tag or closes one.
+    for (auto pos = svg.find('<'); pos != std::string::npos; pos = svg.find('<', pos + 1)) {
+        const char next = svg[pos + 1];
+        CHECK((std::isalpha(static_cast<unsigned char>(next)) || next == '/'));
+    }
+}
+
+TEST_CASE("the SVG plot skips non-positive and non-finite values on a log axis, breaking the line", "[report][svg]") {
+    const double nan = std::nan("");
+    const std::vector<diag::SvgSeries> series{
+        {.name = "broken", .points = {{1, 1.0}, {2, 0.0}, {3, -1.0}, {4, 2.0}, {5, 4.0}, {6, nan}, {7, 1.0}}}};
+    const std::string svg = diag::svg_plot(series, {.log_y = true});
+    const auto d_at = svg.find(" d=\"");
+    REQUIRE(d_at != std::string::npos);
+    const std::string d = svg.substr(d_at + 4, svg.find('"', d_at + 4) - d_at - 4);
+    CHECK(count(d, "M") == 3);  // (1), (4)-(5), (7): three runs
+    CHECK(count(d, "L") == 1);
+    CHECK(count(svg, "<circle") == 2);  // the isolated points 1 and 7 are drawn as dots
+    CHECK(svg.find("nan") == std::string::npos);
+    CHECK(svg.find("inf") == std::string::npos);
+
+    // On a linear axis zero and negative values are drawn.
+    const std::string linear = diag::svg_plot(series, {.log_y = false});
+    const auto ld = linear.find(" d=\"");
+    const std::string d2 = linear.substr(ld + 4, linear.find('"', ld + 4) - ld - 4);
+    CHECK(count(d2, "M") == 2);
+    CHECK(count(d2, "L") == 4);
+}
+
+TEST_CASE("an SVG plot with no series, or no usable point, is a valid empty plot", "[report][svg]") {
+    for (const auto& series : {std::vector<diag::SvgSeries>{},
+                               std::vector<diag::SvgSeries>{{.name = "empty", .points = {}}},
+                               std::vector<diag::SvgSeries>{{.name = "zeros", .points = {{1, 0.0}, {2, 0.0}}}}}) {
+        std::string svg;
+        REQUIRE_NOTHROW(svg = diag::svg_plot(series, {.title = "nothing", .log_y = true}));
+        CHECK(svg.rfind("<svg", 0) == 0);
+        CHECK(svg.find("</svg>") != std::string::npos);
+        CHECK(svg.find("no data") != std::string::npos);
+        CHECK(count(svg, "<path") == series.size());
+        CHECK(svg.find("nan") == std::string::npos);
+    }
+}
+
+TEST_CASE("more series than palette colours get dash patterns, and every one is in the legend", "[report][svg]") {
+    std::vector<diag::SvgSeries> series;
+    for (int k = 0; k < 25; ++k) {
+        series.push_back({.name = "series " + std::to_string(k), .points = {{0, 1.0 + k}, {1, 2.0 + k}}});
+    }
+    const std::string svg = diag::svg_plot(series, {.title = "many"});
+    CHECK(count(svg, "<path") == 25);
+    for (int k = 0; k < 25; ++k) CHECK(svg.find(">series " + std::to_string(k) + "<") != std::string::npos);
+    // 10 solid paths (first cycle) and 15 dashed ones, each once on the plot and once in the legend.
+    CHECK(count(svg, "stroke-dasharray") == 2 * 15);
+}
+
+TEST_CASE("the gradient plot of a measured sweep run has one line per run, layers from 1", "[report][svg]") {
+    SweepRun run{.activation = "tanh", .init = "xavier", .depth = 5, .width = 32, .batch = 16, .dtype = "double"};
+    diag::record_profile(run, diag::measure_depth<double>(Tanh{}, init::xavier_normal(), {.depth = 5, .width = 32, .batch = 16}));
+    REQUIRE(run.profile.size() == 5);
+    const auto series = diag::gradient_series({run, run});
+    REQUIRE(series.size() == 2);
+    CHECK(series[0].name == "tanh/xavier/plain");
+    CHECK(series[0].points.front().first == 1.0);
+    CHECK(series[0].points.back().first == 5.0);
+    const std::string svg = diag::svg_gradient_plot({run}, "depth 5");
+    CHECK(svg.find("layer (input side = 1)") != std::string::npos);
+    CHECK(svg.find("|dL/dz_l|") != std::string::npos);
+    CHECK(count(svg, "<path") == 1);
+}
