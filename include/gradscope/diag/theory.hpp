@@ -11,7 +11,11 @@
 //     chi_l   = sigma_w^2 * E[phi'(sqrt(q_l) z)^2].
 // So |delta_1| / |delta_L| = prod_{l=1}^{L-1} sqrt(chi_l), and the predicted per-layer gain is
 // exp(mean(ln chi_l) / 2). The expectations are Gauss-Hermite sums with an even number of
-// nodes, so that no node sits on ReLU's kink at 0.
+// nodes, so that no node sits on ReLU's kink at 0. When the weights are large (naive N(0, 1)
+// init: sigma_w^2 = fan_in), phi'(sqrt(q) z)^2 is a spike of width ~1/sqrt(q) in z, narrower
+// than the spacing of the Hermite nodes, and no affordable node count converges; the rule
+// notices (a second sum with twice the nodes disagrees) and integrates instead with composite
+// Gauss-Legendre panels fine enough for the spike, split at 0 for the same reason.
 //
 // Assumptions (where measurements may part from the prediction): weights Gaussian and i.i.d.
 // (a uniform initialiser with the same variance agrees in the wide limit), layers wide, the
@@ -25,6 +29,7 @@
 
 #include <Eigen/Eigenvalues>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <string>
@@ -66,6 +71,59 @@ struct GaussHermite {
     }
 };
 
+// Gauss-Legendre nodes and weights on [-1, 1] (Golub-Welsch again).
+struct GaussLegendre {
+    std::vector<double> nodes;
+    std::vector<double> weights;
+
+    explicit GaussLegendre(int count) {
+        Eigen::MatrixXd jacobi = Eigen::MatrixXd::Zero(count, count);
+        for (int k = 1; k < count; ++k) {
+            const double kd = static_cast<double>(k);
+            jacobi(k, k - 1) = jacobi(k - 1, k) = kd / std::sqrt(4.0 * kd * kd - 1.0);
+        }
+        const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(jacobi);
+        for (int i = 0; i < count; ++i) {
+            nodes.push_back(solver.eigenvalues()(i));
+            const double v = solver.eigenvectors()(0, i);
+            weights.push_back(2.0 * v * v);
+        }
+    }
+};
+
+// E[f(s z)], z ~ N(0, 1): Gauss-Hermite when it has converged, otherwise composite
+// Gauss-Legendre panels on z in [-12, 12] (the tails beyond carry < 1e-32 of the mass), split at
+// 0 and fine enough that every spike of width 1/s spans several nodes.
+class NormalExpectation {
+public:
+    explicit NormalExpectation(int hermite_nodes) : coarse_(hermite_nodes), fine_(2 * hermite_nodes), panel_(8) {}
+
+    template <class F>
+    [[nodiscard]] double operator()(double s, F&& f) const {
+        auto at = [&](double z) { return f(s * z); };
+        const double a = coarse_.expect(at);
+        const double b = fine_.expect(at);
+        if (std::abs(a - b) <= 1e-9 * std::max(std::abs(b), 1e-300)) return b;
+        const int panels = static_cast<int>(std::clamp(std::ceil(16.0 * std::max(s, 1.0)), 64.0, 65536.0));
+        const double width = 12.0 / panels;
+        double total = 0.0;
+        for (int side = -1; side <= 1; side += 2) {
+            for (int p = 0; p < panels; ++p) {
+                const double left = p * width, mid = left + 0.5 * width;
+                for (std::size_t i = 0; i < panel_.nodes.size(); ++i) {
+                    const double z = side * (mid + 0.5 * width * panel_.nodes[i]);
+                    total += 0.5 * width * panel_.weights[i] * at(z) * std::exp(-0.5 * z * z);
+                }
+            }
+        }
+        return total / std::sqrt(2.0 * std::numbers::pi);
+    }
+
+private:
+    GaussHermite coarse_, fine_;
+    GaussLegendre panel_;
+};
+
 struct MeanFieldOptions {
     double sigma_w2 = 1.0;      // weight variance times fan-in
     double sigma_b2 = 0.0;      // bias variance
@@ -88,7 +146,7 @@ MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions
     if (!(options.sigma_w2 > 0.0) || !(options.sigma_b2 >= 0.0)) {
         throw value_error("mean_field: sigma_w^2 must be positive and sigma_b^2 non-negative");
     }
-    const GaussHermite rule(options.quadrature_nodes);
+    const NormalExpectation expect(options.quadrature_nodes);
     MeanFieldPrediction out;
     double q = options.sigma_w2 * options.input_second_moment + options.sigma_b2;
     double log_chi_sum = 0.0;
@@ -96,16 +154,15 @@ MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions
         out.q.push_back(q);
         const double s = std::sqrt(q);
         if (l < depth) {
-            const double chi = options.sigma_w2 * rule.expect([&](double z) {
-                const double x = s * z;
+            const double chi = options.sigma_w2 * expect(s, [&](double x) {
                 const double d = act.derivative(x, act.value(x));
                 return d * d;
             });
             out.chi.push_back(chi);
             log_chi_sum += std::log(chi);
         }
-        q = options.sigma_w2 * rule.expect([&](double z) {
-                const double y = act.value(s * z);
+        q = options.sigma_w2 * expect(s, [&](double x) {
+                const double y = act.value(x);
                 return y * y;
             }) +
             options.sigma_b2;
