@@ -18,6 +18,7 @@ DEBIAN_PACKAGES=(
   nlohmann-json3-dev # JSON (reports, test data)
   libcli11-dev       # command line of the example tools
   zlib1g-dev         # compressed dataset readers
+  dataset-fashion-mnist # the data of examples/fashion_mnist.cpp and its test
 )
 JOBS=2
 

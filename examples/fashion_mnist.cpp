@@ -1,0 +1,815 @@
+// gradscope-fashion-mnist: trains any mlp() on Fashion-MNIST and watches its gradients.
+//
+// Reads Debian's dataset-fashion-mnist (gzipped IDX files in /usr/share/datasets/fashion-mnist),
+// trains the network the command line describes with a progress bar per epoch, measures the
+// test accuracy after every epoch (eval mode: batch norm uses its running statistics; no graph
+// is recorded), logs the gradient reaching every Linear layer every N steps through a
+// diag::GradientMonitor, and writes the curves as CSV, a plot as SVG, the run's record as JSON
+// and the trained network as a safetensors checkpoint.
+//
+//   gradscope-fashion-mnist                       # 2 hidden layers of 256, ReLU, He, Adam 1e-3
+//   gradscope-fashion-mnist --depth 30 --activation sigmoid --init xavier --epochs 2
+//   gradscope-fashion-mnist --depth 30 --norm batch --residual --epochs 2
+//   gradscope-fashion-mnist --epochs 0 --load net.safetensors   # evaluate a checkpoint
+//   gradscope-fashion-mnist --help
+#include <gradscope/gradscope.hpp>
+#include <gradscope/io.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <numbers>
+#include <numeric>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+using namespace gradscope;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+struct Settings {
+    std::string data = "/usr/share/datasets/fashion-mnist";
+    int depth = 2;  // hidden layers; the network has depth + 1 Linear layers
+    Index width = 256;
+    std::string activation = "relu";
+    std::string init = "he";
+    std::string norm = "none";
+    bool residual = false;
+    double residual_scale = 1.0;
+    bool zero_init_residual = false;
+    double dropout = 0.0;
+    std::string optimizer = "adam";
+    double lr = 1e-3;
+    std::string schedule = "constant";  // or "cosine": lr * (1 + cos(pi * step / steps)) / 2
+    double momentum = 0.0;
+    double weight_decay = 0.0;  // AdamW: 0.01 unless given (PyTorch's default)
+    double clip = 0.0;
+    int epochs = 10;
+    Index batch = 128;
+    std::uint64_t seed = 0;
+    int threads = 0;
+    Index limit = 0;
+    int log_every = 100;
+    std::string csv, svg, json, save, load;
+    bool quiet = false;
+    bool no_progress = false;
+};
+
+nlohmann::json to_json(const Settings& s) {
+    return {{"data", s.data},
+            {"depth", s.depth},
+            {"width", s.width},
+            {"activation", s.activation},
+            {"init", s.init},
+            {"norm", s.norm},
+            {"residual", s.residual},
+            {"residual_scale", s.residual_scale},
+            {"zero_init_residual", s.zero_init_residual},
+            {"dropout", s.dropout},
+            {"optimizer", s.optimizer},
+            {"lr", s.lr},
+            {"lr_schedule", s.schedule},
+            {"momentum", s.momentum},
+            {"weight_decay", s.weight_decay},
+            {"clip", s.clip},
+            {"epochs", s.epochs},
+            {"batch", s.batch},
+            {"seed", s.seed},
+            {"threads", s.threads},
+            {"limit", s.limit},
+            {"log_every", s.log_every},
+            {"load", s.load}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The network
+
+template <class... Acts>
+std::vector<std::pair<std::string, ActivationChoice<float>>> activation_table() {
+    return {{Acts::name, ActivationChoice<float>(Acts{})}...};
+}
+
+const std::vector<std::pair<std::string, ActivationChoice<float>>>& activations() {
+    static const auto table = activation_table<Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU,
+                                               GELUTanh, SiLU, Softplus, Hardtanh>();
+    return table;
+}
+
+std::vector<std::string> activation_names() {
+    std::vector<std::string> names;
+    for (const auto& [name, choice] : activations()) names.push_back(name);
+    return names;
+}
+
+const std::vector<std::string> init_names{"default", "naive", "xavier", "xavier_uniform", "he",
+                                          "he_uniform", "lecun", "orthogonal"};
+
+// "default" is PyTorch's nn.Linear initialisation (an empty Initializer means that to mlp()).
+init::Initializer<float> make_init(const std::string& name) {
+    if (name == "default") return {};
+    if (name == "naive") return init::normal(0.0, 1.0);
+    if (name == "xavier") return init::xavier_normal();
+    if (name == "xavier_uniform") return init::xavier_uniform();
+    if (name == "he") return init::he_normal();
+    if (name == "he_uniform") return init::he_uniform();
+    if (name == "lecun") return init::lecun_normal();
+    if (name == "orthogonal") return init::orthogonal();
+    throw value_error("unknown initialiser '" + name + "'");
+}
+
+std::shared_ptr<MLP<float>> make_network(const Settings& s, Index inputs, Index classes) {
+    std::vector<Index> widths{inputs};
+    for (int l = 0; l < s.depth; ++l) widths.push_back(s.width);
+    widths.push_back(classes);
+    ActivationChoice<float> act = ReLU{};
+    for (const auto& [name, choice] : activations()) {
+        if (name == s.activation) act = choice;
+    }
+    return mlp<float>({.widths = widths,
+                       .activation = act,
+                       .init = make_init(s.init),
+                       .norm = s.norm == "batch"   ? Normalization::batch
+                               : s.norm == "layer" ? Normalization::layer
+                                                   : Normalization::none,
+                       .residual = s.residual,
+                       .residual_scale = s.residual_scale,
+                       .zero_init_residual = s.zero_init_residual,
+                       .dropout = s.dropout,
+                       .seed = s.seed});
+}
+
+std::unique_ptr<Optimizer<float>> make_optimizer(const Settings& s, std::vector<TensorF> params) {
+    if (s.optimizer == "sgd") {
+        return std::make_unique<SGD<float>>(std::move(params),
+                                            SGDOptions{.lr = s.lr, .momentum = s.momentum, .weight_decay = s.weight_decay});
+    }
+    if (s.optimizer == "adam") {
+        return std::make_unique<Adam<float>>(std::move(params), AdamOptions{.lr = s.lr, .weight_decay = s.weight_decay});
+    }
+    if (s.optimizer == "adamw") {
+        return std::make_unique<AdamW<float>>(std::move(params), AdamWOptions{.lr = s.lr, .weight_decay = s.weight_decay});
+    }
+    if (s.optimizer == "rmsprop") {
+        return std::make_unique<RMSprop<float>>(
+            std::move(params), RMSpropOptions{.lr = s.lr, .weight_decay = s.weight_decay, .momentum = s.momentum});
+    }
+    throw value_error("unknown optimiser '" + s.optimizer + "'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The data
+
+struct Dataset {
+    Matrix<float> x;  // [n x 784], standardised
+    std::vector<int> y;
+};
+
+struct Data {
+    Dataset train, test;
+    double mean = 0.0, stddev = 1.0;  // of the training pixels in [0, 1], all 60000 images
+    Index full_train_size = 0;
+};
+
+std::filesystem::path data_file(const std::filesystem::path& dir, const char* name) {
+    const std::filesystem::path path = dir / name;
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+        const bool no_dir = !std::filesystem::is_directory(dir, ec);
+        throw io_error(path.string() + ": no such file" +
+                       (no_dir ? " (the directory " + dir.string() + " does not exist either)" : std::string()) +
+                       ". Fashion-MNIST comes from Debian's dataset-fashion-mnist package (apt-get install "
+                       "dataset-fashion-mnist; scripts/quickstart.sh installs it), or give the directory "
+                       "that holds the four *-ubyte.gz files with --data");
+    }
+    return path;
+}
+
+// The mean and standard deviation of every pixel of `images`, scaled to [0, 1], exactly (in
+// double, from a histogram of the byte values).
+std::pair<double, double> pixel_statistics(const IdxArray& images) {
+    std::array<std::uint64_t, 256> counts{};
+    for (const std::uint8_t v : images.data) ++counts[v];
+    double n = 0.0, sum = 0.0, squares = 0.0;
+    for (std::size_t v = 0; v < counts.size(); ++v) {
+        const double x = static_cast<double>(v) / 255.0;
+        const auto c = static_cast<double>(counts[v]);
+        n += c;
+        sum += c * x;
+        squares += c * x * x;
+    }
+    if (n == 0.0) throw io_error(images.path.string() + ": no pixels");
+    const double mean = sum / n;
+    return {mean, std::sqrt(std::max(0.0, squares / n - mean * mean))};
+}
+
+Dataset make_dataset(IdxArray images, const IdxArray& labels, Index limit, double mean, double stddev) {
+    if (images.dims.size() != 3 || images.dims[1] != 28 || images.dims[2] != 28) {
+        throw io_error(images.path.string() + ": expected 28 x 28 images");
+    }
+    std::vector<int> y = idx_labels(labels);
+    if (y.size() != images.dims[0]) {
+        throw io_error(labels.path.string() + ": " + std::to_string(y.size()) + " labels for " +
+                       std::to_string(images.dims[0]) + " images in " + images.path.string());
+    }
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        if (y[i] < 0 || y[i] > 9) {
+            throw io_error(labels.path.string() + ": label " + std::to_string(y[i]) + " at index " + std::to_string(i) +
+                           " is not a class 0-9");
+        }
+    }
+    if (limit > 0 && static_cast<std::size_t>(limit) < y.size()) {
+        images.dims[0] = static_cast<std::uint32_t>(limit);
+        images.data.resize(static_cast<std::size_t>(limit) * 28 * 28);
+        y.resize(static_cast<std::size_t>(limit));
+    }
+    Dataset out{idx_images_as_rows(images), std::move(y)};
+    out.x.array() = (out.x.array() - static_cast<float>(mean)) * static_cast<float>(1.0 / stddev);
+    return out;
+}
+
+Data load_data(const Settings& s) {
+    const std::filesystem::path dir(s.data);
+    // Every file is checked before the first is read, so a missing one is reported at once.
+    const auto train_images_path = data_file(dir, "train-images-idx3-ubyte.gz");
+    const auto train_labels_path = data_file(dir, "train-labels-idx1-ubyte.gz");
+    const auto test_images_path = data_file(dir, "t10k-images-idx3-ubyte.gz");
+    const auto test_labels_path = data_file(dir, "t10k-labels-idx1-ubyte.gz");
+    Data data;
+    IdxArray train_images = read_idx(train_images_path);
+    std::tie(data.mean, data.stddev) = pixel_statistics(train_images);
+    data.full_train_size = train_images.dims.empty() ? 0 : static_cast<Index>(train_images.dims[0]);
+    data.train = make_dataset(std::move(train_images), read_idx(train_labels_path), s.limit, data.mean, data.stddev);
+    data.test = make_dataset(read_idx(test_images_path), read_idx(test_labels_path), 0, data.mean, data.stddev);
+    return data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training and evaluation
+
+Index correct_predictions(ConstMatrixView<float> logits, std::span<const int> labels) {
+    Index correct = 0;
+    for (Index r = 0; r < logits.rows(); ++r) {
+        Index predicted = 0;
+        logits.row(r).maxCoeff(&predicted);
+        correct += predicted == labels[static_cast<std::size_t>(r)];
+    }
+    return correct;
+}
+
+struct Evaluation {
+    double loss = 0.0;
+    double accuracy = 0.0;
+    double seconds = 0.0;
+};
+
+// Eval mode (batch norm's running statistics, no dropout) and no graph; the network is left in
+// training mode.
+Evaluation evaluate(MLP<float>& net, const Dataset& data) {
+    const auto start = Clock::now();
+    constexpr Index chunk = 1000;
+    net.eval();
+    NoGradGuard no_grad;
+    double loss = 0.0;
+    Index correct = 0;
+    const Index n = data.x.rows();
+    for (Index begin = 0; begin < n; begin += chunk) {
+        const Index rows = std::min(chunk, n - begin);
+        const std::span<const int> labels(data.y.data() + begin, static_cast<std::size_t>(rows));
+        const TensorF logits = net(TensorF::constant(data.x.middleRows(begin, rows)));
+        loss += static_cast<double>(cross_entropy(logits, labels, Reduction::sum).item());
+        correct += correct_predictions(logits.value(), labels);
+    }
+    net.train();
+    const double count = static_cast<double>(std::max<Index>(n, 1));
+    return {loss / count, static_cast<double>(correct) / count, seconds_since(start)};
+}
+
+struct EpochRecord {
+    int epoch = 0;
+    double train_loss = 0.0;
+    double train_accuracy = 0.0;
+    Evaluation test;
+    double seconds = 0.0;  // training only, evaluation not included
+    double samples_per_second = 0.0;
+    std::int64_t last_step = 0;
+};
+
+struct GradientRecord {
+    std::int64_t step = 0;
+    int epoch = 0;
+    std::vector<diag::LayerStats> layers;
+};
+
+// A progress bar on a terminal, redrawn at most ten times a second; nothing otherwise.
+class Progress {
+public:
+    explicit Progress(bool enabled) : enabled_(enabled) {}
+
+    void update(int epoch, int epochs, Index done, Index total, double seconds, double loss, double accuracy,
+                bool force = false) {
+        if (!enabled_) return;
+        const auto now = Clock::now();
+        if (!force && now - last_ < std::chrono::milliseconds(100)) return;
+        last_ = now;
+        constexpr int bar = 30;
+        const int filled = total > 0 ? static_cast<int>(bar * done / total) : bar;
+        std::printf("\r\033[Kepoch %d/%d [%s%s] %td/%td  %.0f samples/s  loss %.4f  acc %.2f%%", epoch, epochs,
+                    std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                    std::string(static_cast<std::size_t>(bar - filled), '.').c_str(), done, total,
+                    seconds > 0 ? static_cast<double>(done) / seconds : 0.0, loss, 100.0 * accuracy);
+        std::fflush(stdout);
+    }
+
+    // Clears the bar so that a line can be printed in its place.
+    void clear() const {
+        if (enabled_) std::printf("\r\033[K");
+    }
+
+private:
+    bool enabled_;
+    Clock::time_point last_{};
+};
+
+struct Run {
+    Evaluation initial;
+    std::vector<EpochRecord> epochs;
+    std::vector<GradientRecord> gradients;
+    int threads = 1;
+    bool openmp = false;
+    Index parameters = 0;
+    double total_seconds = 0.0;
+};
+
+std::string format_norms(const std::vector<diag::LayerStats>& layers) {
+    std::string out;
+    char text[32];
+    for (const auto& l : layers) {
+        std::snprintf(text, sizeof text, " %.2e", l.output_grad_norm);
+        out += text;
+    }
+    return out;
+}
+
+void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool show_progress) {
+    auto optimizer = make_optimizer(s, net.parameters());
+    const std::vector<TensorF> params = net.parameters();
+    Progress progress(show_progress);
+    Rng rng(s.seed ^ 0x5eedf00dULL);
+    const Index n = data.train.x.rows();
+    std::vector<Index> order(static_cast<std::size_t>(n));
+    std::iota(order.begin(), order.end(), Index{0});
+    Matrix<float> batch_x(s.batch, data.train.x.cols());
+    std::vector<int> batch_y(static_cast<std::size_t>(s.batch));
+    std::int64_t step = 0;
+    const Index batches = s.norm == "batch" && n % s.batch == 1 ? n / s.batch : (n + s.batch - 1) / s.batch;
+    const double total_steps = static_cast<double>(batches) * s.epochs;
+
+    for (int epoch = 1; epoch <= s.epochs; ++epoch) {
+        // Fisher-Yates with the library's Rng: the same order with any standard library.
+        for (Index i = n - 1; i > 0; --i) {
+            const auto j = static_cast<Index>(rng.below(static_cast<std::uint64_t>(i + 1)));
+            std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
+        }
+        const auto start = Clock::now();
+        double loss_sum = 0.0;
+        Index correct = 0, seen = 0;
+        for (Index begin = 0; begin < n; begin += s.batch) {
+            const Index rows = std::min(s.batch, n - begin);
+            // Batch norm cannot train on one sample (PyTorch refuses too): a last batch of one
+            // is left out.
+            if (rows < 2 && s.norm == "batch") break;
+            if (batch_x.rows() != rows) batch_x.resize(rows, batch_x.cols());
+            batch_y.resize(static_cast<std::size_t>(rows));
+            for (Index r = 0; r < rows; ++r) {
+                const Index source = order[static_cast<std::size_t>(begin + r)];
+                batch_x.row(r) = data.train.x.row(source);
+                batch_y[static_cast<std::size_t>(r)] = data.train.y[static_cast<std::size_t>(source)];
+            }
+
+            // The monitor is attached only for the steps it logs, so the others pay nothing.
+            std::optional<diag::GradientMonitor<float>> monitor;
+            const bool logged = s.log_every > 0 && step % s.log_every == 0;
+            if (logged) monitor.emplace(net, diag::GradientMonitor<float>::Options{.keep_last = 1, .track_updates = false});
+
+            const TensorF logits = net(TensorF::constant(batch_x));
+            TensorF loss = cross_entropy(logits, batch_y);
+            optimizer->zero_grad();
+            loss.backward();
+            if (logged) {
+                run.gradients.push_back({step, epoch, monitor->last().layers()});
+                monitor.reset();
+            }
+            if (s.clip > 0.0) clip_grad_norm(params, s.clip);
+            if (s.schedule == "cosine") {
+                optimizer->set_lr(s.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * static_cast<double>(step) / total_steps)));
+            }
+            optimizer->step();
+
+            loss_sum += static_cast<double>(loss.item()) * static_cast<double>(rows);
+            correct += correct_predictions(logits.value(), batch_y);
+            seen += rows;
+            ++step;
+            const double mean_loss = loss_sum / static_cast<double>(seen);
+            const double accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+            if (logged && !s.quiet) {
+                progress.clear();
+                const auto& layers = run.gradients.back().layers;
+                std::printf("  step %lld  |dL/dz| per layer (input side first):%s\n", static_cast<long long>(step - 1),
+                            format_norms(layers).c_str());
+            }
+            progress.update(epoch, s.epochs, seen, n, seconds_since(start), mean_loss, accuracy, logged);
+        }
+        EpochRecord record;
+        record.epoch = epoch;
+        record.seconds = seconds_since(start);
+        record.train_loss = seen > 0 ? loss_sum / static_cast<double>(seen) : std::nan("");
+        record.train_accuracy = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : std::nan("");
+        record.samples_per_second = record.seconds > 0 ? static_cast<double>(seen) / record.seconds : 0.0;
+        record.last_step = step;
+        record.test = evaluate(net, data.test);
+        run.epochs.push_back(record);
+        progress.clear();
+        if (!s.quiet) {
+            std::printf("epoch %d/%d  loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.2f s  %.0f samples/s\n",
+                        epoch, s.epochs, record.train_loss, 100.0 * record.train_accuracy, record.test.loss,
+                        100.0 * record.test.accuracy, record.seconds, record.samples_per_second);
+            std::fflush(stdout);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+
+nlohmann::json json_number(double value) {
+    return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
+
+nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
+    nlohmann::json epochs = nlohmann::json::array();
+    for (const auto& e : run.epochs) {
+        epochs.push_back({{"epoch", e.epoch},
+                          {"train_loss", json_number(e.train_loss)},
+                          {"train_accuracy", json_number(e.train_accuracy)},
+                          {"test_loss", json_number(e.test.loss)},
+                          {"test_accuracy", json_number(e.test.accuracy)},
+                          {"seconds", e.seconds},
+                          {"eval_seconds", e.test.seconds},
+                          {"samples_per_second", e.samples_per_second}});
+    }
+    nlohmann::json gradients = nlohmann::json::array();
+    for (const auto& g : run.gradients) {
+        nlohmann::json layers = nlohmann::json::array();
+        for (std::size_t l = 0; l < g.layers.size(); ++l) {
+            layers.push_back({{"layer", l + 1},
+                              {"name", g.layers[l].name},
+                              {"output_grad_norm", json_number(g.layers[l].output_grad_norm)},
+                              {"weight_grad_norm", json_number(g.layers[l].weight_grad_norm)}});
+        }
+        gradients.push_back({{"step", g.step}, {"epoch", g.epoch}, {"layers", std::move(layers)}});
+    }
+    const Evaluation& last = run.epochs.empty() ? run.initial : run.epochs.back().test;
+    return {{"tool", "gradscope-fashion-mnist"},
+            {"gradscope_version", gradscope::version},
+            {"config", to_json(s)},
+            {"data",
+             {{"train_samples", data.train.x.rows()},
+              {"test_samples", data.test.x.rows()},
+              {"input_mean", data.mean},
+              {"input_std", data.stddev}}},
+            {"parameters", run.parameters},
+            {"eigen_threads", run.threads},
+            {"openmp", run.openmp},
+            {"initial", {{"test_loss", json_number(run.initial.loss)}, {"test_accuracy", json_number(run.initial.accuracy)}}},
+            {"epochs", std::move(epochs)},
+            {"final_test_accuracy", json_number(last.accuracy)},
+            {"final_test_loss", json_number(last.loss)},
+            {"total_seconds", run.total_seconds},
+            {"gradients", std::move(gradients)}};
+}
+
+std::string csv_number(double value) {
+    if (!std::isfinite(value)) return "";
+    char text[32];
+    std::snprintf(text, sizeof text, "%.9g", value);
+    return text;
+}
+
+// Long form, one value per row: "series,epoch,step,layer,value". Per epoch: train_loss,
+// train_accuracy, test_loss, test_accuracy, seconds, samples_per_second (epoch 0: the test
+// values before training). Per logged step and Linear layer (1 = input side):
+// output_grad_norm (|dL/dz_l|) and weight_grad_norm.
+std::string csv(const Run& run) {
+    std::ostringstream out;
+    out << "series,epoch,step,layer,value\n";
+    const auto row = [&](const char* series, int epoch, std::int64_t step, std::size_t layer, double value) {
+        out << series << ',' << epoch << ',' << step << ',' << (layer > 0 ? std::to_string(layer) : "") << ','
+            << csv_number(value) << '\n';
+    };
+    row("test_loss", 0, 0, 0, run.initial.loss);
+    row("test_accuracy", 0, 0, 0, run.initial.accuracy);
+    for (const auto& e : run.epochs) {
+        row("train_loss", e.epoch, e.last_step, 0, e.train_loss);
+        row("train_accuracy", e.epoch, e.last_step, 0, e.train_accuracy);
+        row("test_loss", e.epoch, e.last_step, 0, e.test.loss);
+        row("test_accuracy", e.epoch, e.last_step, 0, e.test.accuracy);
+        row("seconds", e.epoch, e.last_step, 0, e.seconds);
+        row("samples_per_second", e.epoch, e.last_step, 0, e.samples_per_second);
+    }
+    for (const auto& g : run.gradients) {
+        for (std::size_t l = 0; l < g.layers.size(); ++l) {
+            row("output_grad_norm", g.epoch, g.step, l + 1, g.layers[l].output_grad_norm);
+            row("weight_grad_norm", g.epoch, g.step, l + 1, g.layers[l].weight_grad_norm);
+        }
+    }
+    return out.str();
+}
+
+// The number in attribute `name` of an <svg ...> element's opening tag.
+double svg_attribute(const std::string& svg, const std::string& name) {
+    const std::string key = " " + name + "=\"";
+    const std::size_t at = svg.find(key);
+    if (at == std::string::npos || at > svg.find('>')) throw std::logic_error("svg_plot wrote no " + name);
+    return std::stod(svg.substr(at + key.size()));
+}
+
+// Plots stacked top to bottom in one image: each becomes a nested <svg> placed at its offset.
+std::string stack_svgs(const std::vector<std::string>& plots) {
+    double width = 0.0, height = 0.0;
+    std::string body;
+    for (const auto& plot : plots) {
+        body += "<svg x=\"0\" y=\"" + std::to_string(height) + "\"" + plot.substr(4);  // after "<svg"
+        width = std::max(width, svg_attribute(plot, "width"));
+        height += svg_attribute(plot, "height");
+    }
+    const std::string w = std::to_string(width), h = std::to_string(height);
+    return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + w + " " + h + "\" width=\"" + w +
+           "\" height=\"" + h + "\">\n<rect x=\"0\" y=\"0\" width=\"" + w + "\" height=\"" + h +
+           "\" fill=\"white\"/>\n" + body + "</svg>\n";
+}
+
+std::string plot(const Settings& s, const Run& run) {
+    const std::string net = std::to_string(s.depth) + " x " + std::to_string(s.width) + " " + s.activation + ", " +
+                            s.init + (s.norm == "none" ? "" : ", " + s.norm + " norm") +
+                            (s.residual ? ", residual" : "") + ", " + s.optimizer + " lr " + csv_number(s.lr) +
+                            ", batch " + std::to_string(s.batch);
+    diag::SvgSeries train_loss{.name = "train loss (mean over the epoch)"}, test_loss{.name = "test loss"};
+    diag::SvgSeries train_acc{.name = "train accuracy (running, over the epoch)"}, test_acc{.name = "test accuracy"};
+    test_loss.points.emplace_back(0.0, run.initial.loss);
+    test_acc.points.emplace_back(0.0, 100.0 * run.initial.accuracy);
+    for (const auto& e : run.epochs) {
+        const auto x = static_cast<double>(e.epoch);
+        train_loss.points.emplace_back(x, e.train_loss);
+        test_loss.points.emplace_back(x, e.test.loss);
+        train_acc.points.emplace_back(x, 100.0 * e.train_accuracy);
+        test_acc.points.emplace_back(x, 100.0 * e.test.accuracy);
+    }
+    diag::SvgSeries first_z{.name = "|dL/dz_1| (first Linear)"}, last_z{.name = "|dL/dz_L| (last Linear)"};
+    diag::SvgSeries first_w{.name = "|dL/dW_1|", .dash = "6 3"}, last_w{.name = "|dL/dW_L|", .dash = "6 3"};
+    first_w.color = diag::svg_palette()[0];
+    last_w.color = diag::svg_palette()[1];
+    for (const auto& g : run.gradients) {
+        if (g.layers.empty()) continue;
+        const auto x = static_cast<double>(g.step);
+        first_z.points.emplace_back(x, g.layers.front().output_grad_norm);
+        last_z.points.emplace_back(x, g.layers.back().output_grad_norm);
+        first_w.points.emplace_back(x, g.layers.front().weight_grad_norm);
+        last_w.points.emplace_back(x, g.layers.back().weight_grad_norm);
+    }
+    const double w = 900, h = 380;
+    return stack_svgs({
+        diag::svg_plot({train_loss, test_loss},
+                       {.title = "Fashion-MNIST: loss per epoch (" + net + ")", .x_label = "epoch",
+                        .y_label = "cross-entropy", .width = w, .height = h}),
+        diag::svg_plot({train_acc, test_acc},
+                       {.title = "accuracy per epoch (epoch 0: before training)", .x_label = "epoch",
+                        .y_label = "accuracy (%)", .width = w, .height = h}),
+        diag::svg_plot({first_z, last_z, first_w, last_w},
+                       {.title = "gradient norms, first and last Linear layer, every " + std::to_string(s.log_every) +
+                                 " steps",
+                        .x_label = "step", .y_label = "norm", .log_y = true, .width = w, .height = h}),
+    });
+}
+
+// Writes `text` to `path`, creating missing directories.
+void write_text(const std::string& path, const std::string& text) {
+    const std::filesystem::path p(path);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+    std::ofstream out(p, std::ios::binary);
+    out << text;
+    out.close();
+    if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+bool stdout_is_terminal() {
+#if defined(__unix__) || defined(__APPLE__)
+    return ::isatty(::fileno(stdout)) == 1;
+#else
+    return false;
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Settings s;
+    CLI::App app{
+        "gradscope-fashion-mnist: trains an MLP (mlp()) on Fashion-MNIST: a progress bar per epoch, the test "
+        "accuracy after each, the gradient reaching every Linear layer every N steps, and CSV, SVG, JSON and "
+        "checkpoint files on request.",
+        "gradscope-fashion-mnist"};
+    app.add_option("--data", s.data, "Directory with the four gzipped IDX files (Debian: dataset-fashion-mnist)")
+        ->type_name("DIR")
+        ->capture_default_str();
+    app.add_option("--depth", s.depth, "Hidden layers (the network has depth + 1 Linear layers)")
+        ->check(CLI::Range(0, 10000))
+        ->capture_default_str();
+    app.add_option("--width", s.width, "Width of every hidden layer")
+        ->check(CLI::Range(Index{1}, Index{1} << 16))
+        ->capture_default_str();
+    app.add_option("--activation", s.activation, "Activation")->check(CLI::IsMember(activation_names()))->capture_default_str();
+    app.add_option("--init", s.init,
+                   "Weight initialiser: default = PyTorch's nn.Linear default; naive = N(0, 1); xavier = xavier_normal; "
+                   "he = he_normal (fan_in, ReLU gain); lecun = lecun_normal; orthogonal (gain 1). Biases always "
+                   "PyTorch's default")
+        ->check(CLI::IsMember(init_names))
+        ->capture_default_str();
+    app.add_option("--norm", s.norm, "Normalisation in every hidden layer")
+        ->check(CLI::IsMember({"none", "batch", "layer"}))
+        ->capture_default_str();
+    app.add_flag("--residual", s.residual,
+                 "Pre-activation residual blocks x + s * linear(act(norm(x))) for the hidden layers after the first");
+    app.add_option("--residual-scale", s.residual_scale, "The branch scale s of residual blocks")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_flag("--zero-init-residual", s.zero_init_residual, "Zero each residual branch's last Linear");
+    app.add_option("--dropout", s.dropout, "Dropout probability after each hidden activation")
+        ->check(CLI::Range(0.0, 0.99))
+        ->capture_default_str();
+    app.add_option("--optimizer", s.optimizer, "Optimiser")
+        ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))
+        ->capture_default_str();
+    app.add_option("--lr", s.lr, "Learning rate")->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--lr-schedule", s.schedule,
+                   "Learning rate over the run: constant, or cosine = lr * (1 + cos(pi * t / T)) / 2 at step t of T")
+        ->check(CLI::IsMember({"constant", "cosine"}))
+        ->capture_default_str();
+    app.add_option("--momentum", s.momentum, "Momentum (sgd, rmsprop)")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+    auto* decay_option = app.add_option("--weight-decay", s.weight_decay, "Weight decay (default 0; adamw: 0.01, as PyTorch)")
+                             ->check(CLI::NonNegativeNumber);
+    app.add_option("--clip", s.clip, "Clip the gradients' total 2-norm to this (0: no clipping)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--epochs", s.epochs, "Epochs (0: only evaluate, e.g. a --load'ed checkpoint)")
+        ->check(CLI::Range(0, 100000))
+        ->capture_default_str();
+    app.add_option("--batch", s.batch, "Batch size")->check(CLI::Range(Index{1}, Index{1} << 20))->capture_default_str();
+    app.add_option("--seed", s.seed, "Seed of the weights, the shuffling and dropout")->capture_default_str();
+    app.add_option("--threads", s.threads,
+                   "Threads for Eigen's matrix products (0: Eigen's default, every core); needs a build with OpenMP")
+        ->check(CLI::Range(0, 1024))
+        ->capture_default_str();
+    app.add_option("--limit", s.limit, "Train on the first N training images only (0: all 60000)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--log-every", s.log_every, "Log every layer's gradient norm every N steps, from step 0 (0: never)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--csv", s.csv, "Write the curves here (long form: series,epoch,step,layer,value)")->type_name("PATH");
+    app.add_option("--svg", s.svg, "Write a plot here: loss and accuracy per epoch, first/last-layer gradient norms")
+        ->type_name("PATH");
+    app.add_option("--json", s.json, "Write the run's record here (configuration, per-epoch results, timings)")
+        ->type_name("PATH");
+    app.add_option("--save", s.save, "Save the trained network as a safetensors checkpoint here")->type_name("PATH");
+    app.add_option("--load", s.load,
+                   "Start from this safetensors checkpoint (the same architecture options it was saved with; the "
+                   "optimiser starts afresh)")
+        ->type_name("PATH");
+    app.add_flag("--quiet,-q", s.quiet, "Print nothing but errors");
+    app.add_flag("--no-progress", s.no_progress, "No progress bar (there is none anyway when stdout is not a terminal)");
+    app.footer(
+        "Inputs: pixels scaled to [0, 1], then standardised with the mean and standard deviation of all 60000 "
+        "training images (computed from the data, whatever --limit; about 0.2860 and 0.3530).\n"
+        "Output files are written only when asked for; missing directories are created.\n"
+        "Exit status: 0 on success, 2 for a bad flag or value, 1 if the data cannot be read, training fails or a "
+        "file cannot be written.");
+
+    try {
+        app.parse(argc, argv);
+        if (s.optimizer == "adamw" && decay_option->count() == 0) s.weight_decay = 1e-2;
+        if (s.momentum > 0.0 && s.optimizer != "sgd" && s.optimizer != "rmsprop") {
+            throw CLI::ValidationError("--momentum", "only sgd and rmsprop take a momentum");
+        }
+        if (s.norm == "batch" && s.batch < 2) {
+            throw CLI::ValidationError("--batch", "batch norm needs batches of at least 2");
+        }
+        if (s.epochs == 0 && !s.save.empty() && s.load.empty()) {
+            throw CLI::ValidationError("--save", "with --epochs 0 there is nothing trained to save (add --load)");
+        }
+    } catch (const CLI::ParseError& e) {
+        const int code = app.exit(e);
+        return code == 0 ? 0 : 2;  // --help is success; every usage error is 2
+    }
+
+    try {
+        const auto start = Clock::now();
+        Run run;
+#ifdef _OPENMP
+        run.openmp = true;
+#endif
+        if (s.threads > 0) Eigen::setNbThreads(s.threads);
+        run.threads = Eigen::nbThreads();
+        if (!run.openmp && s.threads > 1 && !s.quiet) {
+            std::cerr << "gradscope-fashion-mnist: note: built without OpenMP, so Eigen runs on one thread; "
+                         "--threads "
+                      << s.threads << " has no effect\n";
+        }
+
+        const Data data = load_data(s);
+        auto net = make_network(s, data.train.x.cols(), 10);
+        run.parameters = net->parameter_count();
+        if (!s.load.empty()) {
+            load_checkpoint(s.load, *net);
+            if (!s.quiet) std::printf("loaded %s\n", s.load.c_str());
+        }
+        if (!s.quiet) {
+            std::printf("Fashion-MNIST: %td training, %td test images; inputs standardised (mean %.4f, std %.4f)\n",
+                        data.train.x.rows(), data.test.x.rows(), data.mean, data.stddev);
+            std::printf("MLP 784 -> %d x %td -> 10 (%s, %s init%s%s), %td parameters; %s lr %g%s, batch %td%s; "
+                        "Eigen on %d thread(s)%s\n",
+                        s.depth, s.width, s.activation.c_str(), s.init.c_str(),
+                        s.norm == "none" ? "" : (", " + s.norm + " norm").c_str(), s.residual ? ", residual" : "",
+                        run.parameters, s.optimizer.c_str(), s.lr, s.schedule == "cosine" ? " (cosine)" : "", s.batch,
+                        s.clip > 0 ? (", clip " + csv_number(s.clip)).c_str() : "", run.threads,
+                        run.openmp ? "" : " (no OpenMP)");
+        }
+        run.initial = evaluate(*net, data.test);
+        if (!s.quiet) {
+            std::printf("before training: test loss %.4f, test accuracy %.2f%%\n", run.initial.loss,
+                        100.0 * run.initial.accuracy);
+            std::fflush(stdout);
+        }
+        train(s, *net, data, run, !s.quiet && !s.no_progress && stdout_is_terminal());
+        run.total_seconds = seconds_since(start);
+
+        if (!s.quiet && !run.epochs.empty()) {
+            double seconds = 0.0, samples = 0.0;
+            for (const auto& e : run.epochs) {
+                seconds += e.seconds;
+                samples += e.samples_per_second * e.seconds;
+            }
+            std::printf("final test accuracy %.2f%% after %d epoch(s); %.2f s per epoch, %.0f samples/s (training "
+                        "only); %.1f s in all\n",
+                        100.0 * run.epochs.back().test.accuracy, s.epochs, seconds / static_cast<double>(run.epochs.size()),
+                        seconds > 0 ? samples / seconds : 0.0, run.total_seconds);
+        }
+        const auto report = [&](const std::string& path, const char* what, const std::function<std::string()>& text) {
+            if (path.empty()) return;
+            write_text(path, text());
+            if (!s.quiet) std::cout << "wrote " << what << ": " << path << "\n";
+        };
+        report(s.json, "JSON", [&] { return to_json(s, data, run).dump(1) + "\n"; });
+        report(s.csv, "CSV", [&] { return csv(run); });
+        report(s.svg, "SVG", [&] { return plot(s, run); });
+        if (!s.save.empty()) {
+            const std::filesystem::path p(s.save);
+            if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+            save_checkpoint(p, *net, SaveOptions{.metadata = {{"gradscope.fashion_mnist.config", to_json(s).dump()}}});
+            if (!s.quiet) std::cout << "wrote checkpoint: " << s.save << "\n";
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "gradscope-fashion-mnist: error: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
