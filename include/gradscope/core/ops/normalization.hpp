@@ -35,12 +35,12 @@ void batch_norm_backward(Node<T>& node) {
         // evaluate it into a heap temporary).
         PooledMatrix<T> scale(Shape{1, dy.cols()});
         scale.view() = (value_of(gamma).array() * invstd).matrix();
-        const auto per_row = std::as_const(scale).view().array().replicate(batch, 1);
+        const auto per_row = down_rows(std::as_const(scale).view().array(), batch);
         if (node.template attr<NormAttr>().batch_statistics) {
             // dx = gamma*invstd/B * (B*dy - sum(dy) - xhat*sum(dy*xhat))
             accumulate(x, (per_row / static_cast<T>(batch) *
-                           (static_cast<T>(batch) * dy - dbeta.view().array().replicate(batch, 1) -
-                            xhat * dgamma.view().array().replicate(batch, 1)))
+                           (static_cast<T>(batch) * dy - down_rows(dbeta.view().array(), batch) -
+                            xhat * down_rows(dgamma.view().array(), batch)))
                               .matrix());
         } else {
             accumulate(x, (dy * per_row).matrix());
@@ -80,8 +80,8 @@ void scale_and_shift(Node<T>& node, const Tensor<T>& gamma, const Tensor<T>& bet
     const Index rows = node.shape().rows;
     node.value.view().array() =
         std::as_const(node.saved).view().array() *
-            value_of(gamma.node()).array().replicate(rows, 1) +
-        value_of(beta.node()).array().replicate(rows, 1);
+            down_rows(value_of(gamma.node()).array(), rows) +
+        down_rows(value_of(beta.node()).array(), rows);
 }
 
 }  // namespace detail
@@ -114,7 +114,7 @@ Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& gamma, const Ten
     stats.variance = xhat.array().square().colwise().mean().matrix();
     MatrixView<T> invstd = node->aux.view();
     invstd = (stats.variance.array() + static_cast<T>(eps)).rsqrt().matrix();
-    xhat.array() *= invstd.array().replicate(s.rows, 1);
+    xhat.array() *= detail::down_rows(invstd.array(), s.rows);
     detail::scale_and_shift(*node, gamma, beta);
     return detail::finish(std::move(node));
 }
@@ -135,7 +135,7 @@ Tensor<T> batch_norm_eval(const Tensor<T>& x, const Tensor<T>& gamma, const Tens
     invstd = (variance.array() + static_cast<T>(eps)).rsqrt().matrix();
     MatrixView<T> xhat = node->saved.view();
     xhat = (detail::value_of(x.node()).rowwise() - mean.row(0)).array() *
-           invstd.array().replicate(s.rows, 1);
+           detail::down_rows(invstd.array(), s.rows);
     detail::scale_and_shift(*node, gamma, beta);
     return detail::finish(std::move(node));
 }
@@ -156,14 +156,14 @@ void layer_norm_backward(Node<T>& node) {
     if (!x.requires_grad) return;
     const auto invstd = std::as_const(node.aux).view().array();
     PooledMatrix<T> dxhat(node.shape()), sums(Shape{dy.rows(), 1}), dots(Shape{dy.rows(), 1});
-    dxhat.view() = (dy * value_of(gamma).array().replicate(dy.rows(), 1)).matrix();
+    dxhat.view() = (dy * down_rows(value_of(gamma).array(), dy.rows())).matrix();
     const auto dh = std::as_const(dxhat).view().array();
     sums.view() = dh.rowwise().sum().matrix();
     dots.view() = (dh * xhat).rowwise().sum().matrix();
     // dx = invstd/n * (n*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)), per row
-    accumulate(x, (invstd.replicate(1, n) / static_cast<T>(n) *
-                   (static_cast<T>(n) * dh - sums.view().array().replicate(1, n) -
-                    xhat * dots.view().array().replicate(1, n)))
+    accumulate(x, (across_cols(invstd, n) / static_cast<T>(n) *
+                   (static_cast<T>(n) * dh - across_cols(sums.view().array(), n) -
+                    xhat * across_cols(dots.view().array(), n)))
                       .matrix());
 }
 

@@ -40,10 +40,10 @@ void reduce_backward(Node<T>& node) {
             accumulate(x, Matrix<T>::Constant(s.rows, s.cols, scale * g(0, 0)));
             break;
         case Axis::rows:
-            accumulate(x, g.replicate(1, s.cols) * scale);
+            accumulate(x, across_cols(g, s.cols) * scale);
             break;
         case Axis::cols:
-            accumulate(x, g.replicate(s.rows, 1) * scale);
+            accumulate(x, down_rows(g, s.rows) * scale);
             break;
     }
 }

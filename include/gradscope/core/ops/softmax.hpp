@@ -16,7 +16,7 @@ void softmax_backward(Node<T>& node) {
     PooledMatrix<T> dots(Shape{y.rows(), 1});
     dots.view() = (g * y).rowwise().sum().matrix();
     accumulate(*node.inputs[0],
-               (y * (g - dots.view().array().replicate(1, y.cols()))).matrix());
+               (y * (g - across_cols(dots.view().array(), y.cols()))).matrix());
 }
 
 template <class T>
@@ -27,7 +27,7 @@ void log_softmax_backward(Node<T>& node) {
     PooledMatrix<T> sums(Shape{y.rows(), 1});
     sums.view() = g.rowwise().sum().matrix();
     accumulate(*node.inputs[0],
-               (g - y.exp() * sums.view().array().replicate(1, y.cols())).matrix());
+               (g - y.exp() * across_cols(sums.view().array(), y.cols())).matrix());
 }
 
 // Writes x - rowmax - log(sum(exp(x - rowmax))) into y, row by row.
