@@ -15,8 +15,10 @@
 
 #include <cmath>
 #include <cstddef>
+#include <algorithm>
 #include <deque>
 #include <functional>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,12 +93,51 @@ private:
         Tensor<T> weight;  // may be empty for a selected module without a "weight"
         Tensor<T> bias;
         Matrix<T> previous_weight;
+        double previous_norm = 0.0;
     };
 
-    // In double, so that a float gradient of 1e30 does not overflow its norm.
+    // Norms are summed over chunks: each chunk's sum of squares is taken in T (for float,
+    // vectorised), and only if that sum overflowed, or is so small that squares may have
+    // underflowed, again in double. A float gradient of 1e30 must not overflow, and one of 1e-30
+    // (what a vanishing-gradient study measures) must not vanish; squaring everything in double
+    // would be safe too but does not vectorise, and the monitor takes several norms of every
+    // watched layer per step. Chunks of 1024 keep float rounding below ~1e-6 relative.
+    static constexpr Index chunk = 1024;
+    using ChunkMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+    template <class Chunk>
+    static double chunk_sum_of_squares(const Chunk& c) {
+        if constexpr (std::is_same_v<T, float>) {
+            // 1e-24: squares that underflowed (each < 1.2e-38, at most 1024 of them) would
+            // change such a sum by less than 1e-11 of itself.
+            const float fast = c.square().sum();
+            if (std::isfinite(fast) && fast >= 1e-24f) return static_cast<double>(fast);
+        }
+        return c.template cast<double>().square().sum();
+    }
+
+    // The Euclidean norm of a contiguously stored matrix (a Matrix or a view of one).
     template <class D>
-    static double norm_of(const Eigen::MatrixBase<D>& m) {
-        return m.template cast<double>().norm();
+    static double norm_of(const Eigen::MatrixBase<D>& matrix) {
+        const D& m = matrix.derived();
+        double sum = 0.0;
+        for (Index start = 0; start < m.size(); start += chunk) {
+            sum += chunk_sum_of_squares(ChunkMap(m.data() + start, std::min(chunk, m.size() - start)));
+        }
+        return std::sqrt(sum);
+    }
+
+    // |current - previous|, then previous = current, in one pass over both.
+    static double norm_of_change_and_copy(ConstMatrixView<T> current, Matrix<T>& previous) {
+        double sum = 0.0;
+        for (Index start = 0; start < current.size(); start += chunk) {
+            const Index length = std::min(chunk, current.size() - start);
+            const ChunkMap now(current.data() + start, length);
+            Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> before(previous.data() + start, length);
+            sum += chunk_sum_of_squares(now - before);
+            before = now;
+        }
+        return std::sqrt(sum);
     }
 
     template <class D>
@@ -104,9 +145,19 @@ private:
         return static_cast<std::size_t>((!m.array().isFinite()).count());
     }
 
+    // A norm, and how many entries are NaN or infinite. Squares of finite floats summed in
+    // double cannot overflow, so a finite norm means no such entry: the count (a second pass
+    // over the matrix) is only taken when the norm is not finite.
+    template <class D>
+    static double norm_counting_nonfinite(const Eigen::MatrixBase<D>& m, std::size_t& nonfinite) {
+        const double norm = norm_of(m);
+        if (!std::isfinite(norm)) nonfinite += count_nonfinite(m);
+        return norm;
+    }
+
     void add_layer(const std::string& path, Module<T>& module) {
         const std::size_t index = layers_.size();
-        Layer layer{path, &module, {}, {}, {}};
+        Layer layer{path, &module, {}, {}, {}, 0.0};
         for (const auto& [name, p] : module.own_parameters()) {
             if (name == "weight") layer.weight = p;
             if (name == "bias") layer.bias = p;
@@ -121,8 +172,7 @@ private:
             }));
         handles_.push_back(module.register_output_grad_hook([this, index](Module<T>&, MatrixView<T> g) {
             LayerStats& s = pending_[index];
-            s.output_grad_norm = norm_of(g);
-            s.nonfinite += count_nonfinite(g);
+            s.output_grad_norm = norm_counting_nonfinite(g, s.nonfinite);
         }));
     }
 
@@ -140,8 +190,11 @@ private:
                 const Index total = derivative_.size();
                 s.saturated_fraction = total == 0 ? 0.0
                     : static_cast<double>((derivative_.array().abs() < threshold).count()) / static_cast<double>(total);
-                Index dead = 0;
-                for (Index j = 0; j < derivative_.cols(); ++j) dead += (derivative_.col(j).array() == T(0)).all();
+                // A unit is dead when its derivative is zero for the whole batch. One pass down
+                // the rows (Eigen vectorises a column-wise reduction of a row-major matrix
+                // across the columns); testing column by column would stride through memory.
+                column_peak_ = derivative_.array().abs().colwise().maxCoeff().matrix();
+                const Index dead = (column_peak_.array() == T(0)).count();
                 s.dead_fraction = derivative_.cols() == 0 ? 0.0
                     : static_cast<double>(dead) / static_cast<double>(derivative_.cols());
             }));
@@ -161,31 +214,33 @@ private:
             Layer& layer = layers_[i];
             LayerStats& s = pending_[i];
             if (layer.weight.defined()) {
-                s.weight_norm = norm_of(layer.weight.value());
+                const ConstMatrixView<T> w = layer.weight.value();
+                s.weight_norm = norm_of(w);
                 if (layer.weight.has_grad()) {
-                    s.weight_grad_norm = norm_of(layer.weight.grad());
-                    s.nonfinite += count_nonfinite(layer.weight.grad());
+                    s.weight_grad_norm = norm_counting_nonfinite(layer.weight.grad(), s.nonfinite);
                 }
-                if (options_.track_updates) {
-                    // The update between the previous backward and this one belongs to the
-                    // previous step's record.
-                    if (!history_.empty() && layer.previous_weight.size() == layer.weight.value().size()) {
-                        const double before = static_cast<double>(layer.previous_weight.template cast<double>().norm());
-                        const double change = static_cast<double>(
-                            (layer.weight.value() - layer.previous_weight).template cast<double>().norm());
-                        history_.back().layers()[i].update_ratio = before > 0 ? change / before : not_measured;
-                    }
-                    layer.previous_weight = layer.weight.value();
-                }
+                if (options_.track_updates) record_update(layer, i, w, s.weight_norm);
             }
             if (layer.bias.defined() && layer.bias.has_grad()) {
-                s.bias_grad_norm = norm_of(layer.bias.grad());
-                s.nonfinite += count_nonfinite(layer.bias.grad());
+                s.bias_grad_norm = norm_counting_nonfinite(layer.bias.grad(), s.nonfinite);
             }
         }
         history_.emplace_back(pending_, steps_seen_++);
         if (options_.keep_last > 0 && history_.size() > options_.keep_last) history_.pop_front();
         reset_pending();
+    }
+
+    // The update between the previous backward and this one belongs to the previous step's
+    // record: |W_now - W_before| / |W_before|, where |W_before| was measured last step.
+    void record_update(Layer& layer, std::size_t index, ConstMatrixView<T> w, double norm_now) {
+        if (!history_.empty() && layer.previous_weight.size() == w.size()) {
+            const double before = layer.previous_norm;
+            const double change = norm_of_change_and_copy(w, layer.previous_weight);
+            history_.back().layers()[index].update_ratio = before > 0 ? change / before : not_measured;
+        } else {
+            layer.previous_weight = w;
+        }
+        layer.previous_norm = norm_now;
     }
 
     Options options_;
@@ -197,6 +252,8 @@ private:
     std::ptrdiff_t current_layer_ = -1;
     bool activation_seen_ = false;
     Matrix<T> derivative_;
+    Matrix<T> column_peak_;
+    Matrix<T> difference_;   // a weight's update, for its norm  // per unit, the largest |phi'| over the batch
 };
 
 }  // namespace gradscope::diag
