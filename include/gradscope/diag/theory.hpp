@@ -31,17 +31,44 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <numbers>
 #include <string>
 #include <vector>
 
 namespace gradscope::diag {
 
+namespace detail {
+
+// Golub-Welsch: a Gauss rule's nodes are the eigenvalues of its symmetric tridiagonal Jacobi
+// matrix, and its weights are proportional to the squared first components of the
+// eigenvectors. A template only so that Eigen's eigensolver is compiled into the programs that
+// use a quadrature rule, not into every program that includes gradscope.hpp (it was most of
+// the 6 s that including the diagnostics added to a compile; for the same reason the rules
+// below are class templates, so that nothing here is compiled until a program uses it).
+template <class Real>
+void golub_welsch(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& jacobi, Real total_mass,
+                  std::vector<Real>& nodes, std::vector<Real>& weights) {
+    const Eigen::SelfAdjointEigenSolver<Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>> solver(jacobi);
+    const auto count = static_cast<std::size_t>(jacobi.rows());
+    nodes.resize(count);
+    weights.resize(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        const auto k = static_cast<Eigen::Index>(i);
+        nodes[i] = solver.eigenvalues()(k);
+        const Real v = solver.eigenvectors()(0, k);
+        weights[i] = total_mass * v * v;
+    }
+}
+
+}  // namespace detail
+
 // Nodes x_i and weights w_i with sum_i w_i f(x_i) ~ E[f(z)], z ~ N(0, 1): the probabilists'
 // Gauss-Hermite rule, from the eigen-decomposition of its Jacobi matrix (Golub-Welsch).
+template <std::floating_point Real = double>
 struct GaussHermite {
-    std::vector<double> nodes;
-    std::vector<double> weights;
+    std::vector<Real> nodes;
+    std::vector<Real> weights;
 
     explicit GaussHermite(int count = 96) {
         if (count < 2 || count % 2 != 0) {
@@ -49,51 +76,44 @@ struct GaussHermite {
                               std::to_string(count));
         }
         // Probabilists' Hermite polynomials: recurrence coefficients sqrt(k).
-        Eigen::MatrixXd jacobi = Eigen::MatrixXd::Zero(count, count);
+        using Jacobi = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
+        Jacobi jacobi = Jacobi::Zero(count, count);
         for (int k = 1; k < count; ++k) {
-            jacobi(k, k - 1) = jacobi(k - 1, k) = std::sqrt(static_cast<double>(k));
+            jacobi(k, k - 1) = jacobi(k - 1, k) = std::sqrt(static_cast<Real>(k));
         }
-        const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(jacobi);
-        nodes.resize(static_cast<std::size_t>(count));
-        weights.resize(static_cast<std::size_t>(count));
-        for (int i = 0; i < count; ++i) {
-            nodes[static_cast<std::size_t>(i)] = solver.eigenvalues()(i);
-            const double v = solver.eigenvectors()(0, i);
-            weights[static_cast<std::size_t>(i)] = v * v;  // the measure has total mass 1
-        }
+        detail::golub_welsch(jacobi, Real(1), nodes, weights);  // N(0, 1) has total mass 1
     }
 
     template <class F>
-    [[nodiscard]] double expect(F&& f) const {
-        double total = 0.0;
+    [[nodiscard]] Real expect(F&& f) const {
+        Real total = 0;
         for (std::size_t i = 0; i < nodes.size(); ++i) total += weights[i] * f(nodes[i]);
         return total;
     }
 };
 
 // Gauss-Legendre nodes and weights on [-1, 1] (Golub-Welsch again).
+template <std::floating_point Real = double>
 struct GaussLegendre {
-    std::vector<double> nodes;
-    std::vector<double> weights;
+    std::vector<Real> nodes;
+    std::vector<Real> weights;
 
     explicit GaussLegendre(int count) {
-        Eigen::MatrixXd jacobi = Eigen::MatrixXd::Zero(count, count);
+        using Jacobi = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
+        Jacobi jacobi = Jacobi::Zero(count, count);
         for (int k = 1; k < count; ++k) {
-            const double kd = static_cast<double>(k);
-            jacobi(k, k - 1) = jacobi(k - 1, k) = kd / std::sqrt(4.0 * kd * kd - 1.0);
+            const Real kd = static_cast<Real>(k);
+            jacobi(k, k - 1) = jacobi(k - 1, k) = kd / std::sqrt(4 * kd * kd - 1);
         }
-        const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(jacobi);
-        for (int i = 0; i < count; ++i) {
-            nodes.push_back(solver.eigenvalues()(i));
-            const double v = solver.eigenvectors()(0, i);
-            weights.push_back(2.0 * v * v);
-        }
+        detail::golub_welsch(jacobi, Real(2), nodes, weights);  // the length of [-1, 1]
     }
 };
 
 // E[f(s z)], z ~ N(0, 1): Gauss-Hermite when it has converged, otherwise composite
 // Gauss-Legendre panels on z in [-12, 12] (the tails beyond carry < 1e-32 of the mass), split at
 // 0 and fine enough that every spike of width 1/s spans several nodes.
+// Real is the precision of the rules' nodes and weights; the sums are taken in double.
+template <std::floating_point Real = double>
 class NormalExpectation {
 public:
     explicit NormalExpectation(int hermite_nodes) : coarse_(hermite_nodes), fine_(2 * hermite_nodes), panel_(8) {}
@@ -120,8 +140,8 @@ public:
     }
 
 private:
-    GaussHermite coarse_, fine_;
-    GaussLegendre panel_;
+    GaussHermite<Real> coarse_, fine_;
+    GaussLegendre<Real> panel_;
 };
 
 struct MeanFieldOptions {
@@ -146,7 +166,7 @@ MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions
     if (!(options.sigma_w2 > 0.0) || !(options.sigma_b2 >= 0.0)) {
         throw value_error("mean_field: sigma_w^2 must be positive and sigma_b^2 non-negative");
     }
-    const NormalExpectation expect(options.quadrature_nodes);
+    const NormalExpectation<double> expect(options.quadrature_nodes);
     MeanFieldPrediction out;
     double q = options.sigma_w2 * options.input_second_moment + options.sigma_b2;
     double log_chi_sum = 0.0;
