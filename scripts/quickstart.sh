@@ -46,32 +46,8 @@ esac
 # Run from the repository root whatever the caller's directory.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-install_missing_packages() {
-  local missing=() pkg
-  if ! command -v dpkg-query >/dev/null 2>&1; then
-    say "dpkg-query not found: not a Debian system, assuming dependencies are installed"
-    return 0
-  fi
-  for pkg in "${DEBIAN_PACKAGES[@]}"; do
-    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)" != installed ]]; then
-      missing+=("$pkg")
-    fi
-  done
-  if [[ ${#missing[@]} -eq 0 ]]; then
-    say "Debian packages: all present (${DEBIAN_PACKAGES[*]})"
-    return 0
-  fi
-  say "Installing missing Debian packages: ${missing[*]}"
-  local sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "not root and sudo not found; install as root: apt-get install ${missing[*]}"
-    sudo=(sudo)
-  fi
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-}
-
-install_missing_packages
+source scripts/debian_packages.sh
+install_missing_packages "${DEBIAN_PACKAGES[@]}"
 
 command -v cmake >/dev/null 2>&1 || die "cmake not found (Debian: apt-get install cmake)"
 command -v ninja >/dev/null 2>&1 || die "ninja not found even after installing ninja-build"

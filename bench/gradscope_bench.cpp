@@ -1,0 +1,131 @@
+// gradscope_bench: a training step of the workloads in workload.hpp, timed for gradscope and
+// for the hand-written Eigen baseline in the same process, at 1 and 2 threads, plus the cost of
+// a GradientMonitor and of anomaly mode. Names are "<shape>/<implementation>/<kind>/threads:<n>";
+// every benchmark reports the counters samples_per_s and GFLOPs. scripts/bench.sh runs it and
+// turns the JSON into docs/PERFORMANCE.md's ratios.
+#include "gradscope_workload.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <optional>
+#include <string>
+
+#ifdef GRADSCOPE_USE_OPENBLAS
+// With EIGEN_USE_BLAS the matrix products run in OpenBLAS, which has its own thread count.
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace {
+
+using namespace gradscope;
+using namespace gradscope::bench;
+
+constexpr std::uint64_t parameter_seed = 1;
+constexpr std::uint64_t data_seed = 2;
+
+// What is attached to the gradscope step besides the network itself.
+enum class Extra { none, monitor, anomaly };
+
+const char* implementation_name(Extra extra) {
+    switch (extra) {
+        case Extra::monitor: return "gradscope+monitor";
+        case Extra::anomaly: return "gradscope+anomaly";
+        case Extra::none: break;
+    }
+    return "gradscope";
+}
+
+struct Batch {
+    Matrix<float> input;
+    Matrix<float> target;
+};
+
+Batch make_batch(const Workload& w) {
+    Rng rng(data_seed);
+    return {rng.normal_matrix<float>(w.batch, w.width, 0.0, 1.0),
+            rng.normal_matrix<float>(w.batch, w.width, 0.0, 1.0)};
+}
+
+void use_threads(int threads) {
+    Eigen::setNbThreads(threads);
+#ifdef GRADSCOPE_USE_OPENBLAS
+    openblas_set_num_threads(threads);
+#endif
+}
+
+void report(benchmark::State& state, const Workload& w, int threads) {
+    using benchmark::Counter;
+    state.counters["samples_per_s"] = Counter(static_cast<double>(w.batch), Counter::kIsIterationInvariantRate);
+    state.counters["GFLOPs"] = Counter(w.flops_per_step() * 1e-9, Counter::kIsIterationInvariantRate);
+    // Eigen ignores setNbThreads without OpenMP: say what really ran.
+    state.counters["eigen_threads"] = static_cast<double>(Eigen::nbThreads());
+    if (Eigen::nbThreads() != threads) state.SkipWithError("Eigen did not take the thread count (built without OpenMP?)");
+}
+
+void gradscope_step(benchmark::State& state, const Workload w, Kind kind, int threads, Extra extra) {
+    use_threads(threads);
+    auto net = make_network<float>(w, parameter_seed);
+    const auto params = net->parameters();
+    SGD<float> sgd(params, {.lr = sgd_lr});
+    const Batch batch = make_batch(w);
+    const TensorF x = TensorF::constant(batch.input);
+    const TensorF y = TensorF::constant(batch.target);
+
+    // Recording every step, keeping a window of them, as a training loop that logs would.
+    std::optional<diag::GradientMonitor<float>> monitor;
+    if (extra == Extra::monitor) monitor.emplace(*net, diag::GradientMonitor<float>::Options{.keep_last = 64});
+    const AnomalyGuard anomaly(extra == Extra::anomaly);
+
+    for (auto _ : state) {
+        sgd.zero_grad();
+        TensorF loss = mse_loss((*net)(x), y);
+        loss.backward();
+        if (kind == Kind::train) sgd.step();
+        benchmark::DoNotOptimize(loss.item());
+    }
+    report(state, w, threads);
+}
+
+void baseline_step(benchmark::State& state, const Workload w, Kind kind, int threads) {
+    use_threads(threads);
+    BaselineMlp<float> baseline(w);
+    copy_parameters(*make_network<float>(w, parameter_seed), baseline);
+    const Batch batch = make_batch(w);
+
+    for (auto _ : state) {
+        const float loss = baseline.forward_backward(batch.input, batch.target);
+        if (kind == Kind::train) baseline.sgd_step(static_cast<float>(sgd_lr));
+        benchmark::DoNotOptimize(loss);
+    }
+    report(state, w, threads);
+}
+
+std::vector<int> thread_counts() {
+#ifdef _OPENMP
+    return {1, 2};
+#else
+    return {1};
+#endif
+}
+
+template <class Fn, class... Args>
+void add(const std::string& name, Fn fn, Args... args) {
+    benchmark::RegisterBenchmark(name.c_str(), fn, args...)->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+
+[[maybe_unused]] const bool registered = [] {
+    for (const Workload& w : workloads) {
+        for (const Kind kind : {Kind::backprop, Kind::train}) {
+            for (const int threads : thread_counts()) {
+                add(benchmark_name(w, "baseline", kind, threads), baseline_step, w, kind, threads);
+                add(benchmark_name(w, "gradscope", kind, threads), gradscope_step, w, kind, threads, Extra::none);
+            }
+        }
+        for (const Extra extra : {Extra::monitor, Extra::anomaly}) {
+            add(benchmark_name(w, implementation_name(extra), Kind::train, 1), gradscope_step, w, Kind::train, 1, extra);
+        }
+    }
+    return true;
+}();
+
+}  // namespace
