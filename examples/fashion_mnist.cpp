@@ -582,7 +582,7 @@ std::string plot(const Settings& s, const Run& run) {
     const std::string net = std::to_string(s.depth) + " x " + std::to_string(s.width) + " " + s.activation + ", " +
                             s.init + (s.norm == "none" ? "" : ", " + s.norm + " norm") +
                             (s.residual ? ", residual" : "") + ", " + s.optimizer + " lr " + csv_number(s.lr) +
-                            ", batch " + std::to_string(s.batch);
+                            (s.schedule == "cosine" ? " (cosine)" : "") + ", batch " + std::to_string(s.batch);
     diag::SvgSeries train_loss{.name = "train loss (mean over the epoch)"}, test_loss{.name = "test loss"};
     diag::SvgSeries train_acc{.name = "train accuracy (running, over the epoch)"}, test_acc{.name = "test accuracy"};
     test_loss.points.emplace_back(0.0, run.initial.loss);

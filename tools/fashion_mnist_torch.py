@@ -11,7 +11,9 @@ initialisers, optimisers and hyper-parameters, same batching (a fresh shuffle pe
 partial batch kept unless batch norm would see a single sample), evaluation in eval mode under
 no_grad. Flag names follow the C++ tool's.
 
-Run with Debian's interpreter, which has torch (the python3 first on PATH may not):
+Run with Debian's interpreter, which has torch (the python3 first on PATH may not). With an
+OpenBLAS on LD_LIBRARY_PATH (docs/RESULTS.md, "Speed"), set OPENBLAS_NUM_THREADS to the same
+number as --threads: torch.set_num_threads does not reach OpenBLAS's own thread pool.
 
     /usr/bin/python3 tools/fashion_mnist_torch.py --threads 2
     /usr/bin/python3 tools/fashion_mnist_torch.py --depth 30 --activation sigmoid --init xavier --epochs 2
@@ -189,6 +191,11 @@ def main():
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+        if "OPENBLAS_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+            # An OpenBLAS put on LD_LIBRARY_PATH keeps its own pool of one thread per core whatever
+            # set_num_threads says; on a shared machine that made a 1-thread run 4x slower.
+            print("fashion_mnist_torch: note: OPENBLAS_NUM_THREADS is not set; if torch uses OpenBLAS, its GEMMs "
+                  f"may use more than --threads {a.threads} thread(s)", file=sys.stderr)
     torch.manual_seed(a.seed)
     (train_x, train_y), (test_x, test_y), mean, std = load_data(a.data, a.limit)
     net = make_network(a)
