@@ -253,3 +253,35 @@ TEST_CASE("ops work in float as well as double", "[ops][float]") {
     CHECK(loss.item() == Approx(h.array().square().mean()).epsilon(1e-5));
     CHECK(all_close(w.grad().cast<double>(), dz.transpose() * xd, 1e-4, 1e-6));
 }
+
+// add and sub hand their output's gradient buffer to an interior first operand instead of
+// copying it (ops/support.hpp, hand_over_grad). These cases exercise that path: interior
+// operands, the same node on both sides, an operand that is also used elsewhere, and gradients
+// that the user asked to keep.
+TEST_CASE("add and sub with interior operands: gradients through the handed-over buffer", "[ops]") {
+    const TensorD x = param(3, 4, 41);
+    const TensorD y = param(3, 4, 42);
+    require_gradcheck([](const Inputs& in) { return (in[0] * in[1]) + exp(in[0]); }, {x, y});
+    require_gradcheck([](const Inputs& in) { return (in[0] * in[1]) - in[1] * 3.0; }, {x, y});
+    require_gradcheck([](const Inputs& in) {
+        const TensorD h = in[0] * in[1];
+        return h + h;  // both operands are one node
+    }, {x, y});
+    require_gradcheck([](const Inputs& in) {
+        const TensorD h = exp(in[0]);
+        return (h + in[1]) * h;  // h also feeds the product after the add
+    }, {x, y});
+}
+
+TEST_CASE("a retained gradient survives the add's hand-over", "[ops]") {
+    const TensorD x = param(2, 3, 43);
+    TensorD h = x * 2.0;
+    h.retain_grad();
+    TensorD out = h + x;
+    out.retain_grad();
+    sum(out * out).backward();
+    const Matrix<double> expected_out_grad = 2.0 * (3.0 * x.value()).eval();
+    CHECK(all_close(out.grad(), expected_out_grad));
+    CHECK(all_close(h.grad(), expected_out_grad));
+    CHECK(all_close(x.grad(), 3.0 * expected_out_grad));
+}

@@ -26,12 +26,13 @@ void binary_backward(Node<T>& node) {
     Node<T>& b = *node.inputs[1];
     const Shape out = node.shape();
     const auto g = grad_of(node).array();
-    if constexpr (kind == BinaryKind::add) {
-        accumulate_reduced(a, out, g.matrix());
-        accumulate_reduced(b, out, g.matrix());
-    } else if constexpr (kind == BinaryKind::sub) {
-        accumulate_reduced(a, out, g.matrix());
-        accumulate_reduced(b, out, (-g).matrix());
+    if constexpr (kind == BinaryKind::add || kind == BinaryKind::sub) {
+        if constexpr (kind == BinaryKind::add) {
+            accumulate_reduced(b, out, g.matrix());
+        } else {
+            accumulate_reduced(b, out, (-g).matrix());
+        }
+        if (!hand_over_grad(node, a)) accumulate_reduced(a, out, g.matrix());
     } else {
         PooledMatrix<T> scratch_a, scratch_b;
         const auto av = expand(a, out, scratch_a).array();

@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace gradscope::detail {
 
@@ -81,6 +82,23 @@ void accumulate(Node<T>& input, const Expr& expr) {
     } else {
         slot.view.noalias() += expr;
     }
+}
+
+// For pass-through ops (add, sub: d out / d input = 1): gives the node's own gradient buffer
+// to `input` instead of copying it, when that is invisible to everyone: the input is an
+// interior node that has received nothing yet this pass and has the output's shape, and the
+// node's gradient would be dropped right after its backward anyway (not retained). The
+// residual block's skip path is such an add, once per block. Call it after every other use of
+// the node's gradient. Returns whether it handed the buffer over.
+template <class T>
+bool hand_over_grad(Node<T>& node, Node<T>& input) {
+    if (!input.requires_grad || input.is_leaf || input.written || node.retain_grad ||
+        input.shape() != node.shape()) {
+        return false;
+    }
+    std::swap(input.grad, node.grad);
+    input.written = true;
+    return true;
 }
 
 // A [1 x n] value repeated down `rows` rows, and an [m x 1] value repeated across `cols`
