@@ -9,6 +9,11 @@
 
 #include <optional>
 #include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifdef GRADSCOPE_USE_OPENBLAS
 // With EIGEN_USE_BLAS the matrix products run in OpenBLAS, which has its own thread count.
@@ -46,8 +51,13 @@ Batch make_batch(const Workload& w) {
             rng.normal_matrix<float>(w.batch, w.width, 0.0, 1.0)};
 }
 
+// OpenMP's team size rather than Eigen::setNbThreads, which would pin every product to that
+// many threads: gradscope keeps products too small to share on one thread (ops/linalg.hpp),
+// and the baseline gets Eigen's own choice.
 void use_threads(int threads) {
-    Eigen::setNbThreads(threads);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
 #ifdef GRADSCOPE_USE_OPENBLAS
     openblas_set_num_threads(threads);
 #endif

@@ -43,6 +43,9 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 using namespace gradscope;
 
@@ -747,7 +750,11 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
         run.openmp = true;
 #endif
-        if (s.threads > 0) Eigen::setNbThreads(s.threads);
+#ifdef _OPENMP
+        // OpenMP's team size, not Eigen::setNbThreads (which would pin every product to it):
+        // gradscope keeps products too small to share on one thread.
+        if (s.threads > 0) omp_set_num_threads(s.threads);
+#endif
         run.threads = Eigen::nbThreads();
         if (!run.openmp && s.threads > 1 && !s.quiet) {
             std::cerr << "gradscope-fashion-mnist: note: built without OpenMP, so Eigen runs on one thread; "

@@ -4,15 +4,59 @@
 
 #include "support.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace gradscope {
 
 namespace detail {
+
+// Eigen splits a matrix product across OpenMP threads as soon as each thread gets ~50k
+// multiply-adds. Measured on the 2-core machine of docs/PERFORMANCE.md, a second thread made
+// the small benchmark shape (32 x 128 products) 2x slower and the deep one (128 x 128) 6%
+// slower, broke even at medium (64 x 256 x 256, 4e6 multiply-adds) and paid off only at the
+// large shape (256 x 1024 x 1024, 2.7e8: 1.7x faster). So a product below this size runs on
+// the calling thread alone.
+inline constexpr double parallel_product_min_work = 3.0e7;  // multiply-adds
+
+// Keeps one product on the calling thread when it is too small to share. It lowers OpenMP's
+// per-thread team size (thread-local, so other threads are unaffected) for its lifetime. A
+// program that pinned Eigen's thread count with Eigen::setNbThreads has chosen for every
+// product, and is left alone; OMP_NUM_THREADS or omp_set_num_threads leave the choice here.
+class SerialIfSmall {
+public:
+    SerialIfSmall(Index rows, Index cols, Index depth) {
+#ifdef _OPENMP
+        const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(depth);
+        const int team = omp_get_max_threads();
+        if (work < parallel_product_min_work && team > 1 && Eigen::nbThreads() == team) {
+            saved_team_ = team;
+            omp_set_num_threads(1);
+        }
+#else
+        (void)rows, (void)cols, (void)depth;
+#endif
+    }
+    ~SerialIfSmall() {
+#ifdef _OPENMP
+        if (saved_team_ > 0) omp_set_num_threads(saved_team_);
+#endif
+    }
+    SerialIfSmall(const SerialIfSmall&) = delete;
+    SerialIfSmall& operator=(const SerialIfSmall&) = delete;
+
+private:
+    [[maybe_unused]] int saved_team_ = 0;
+};
 
 template <class T>
 void matmul_backward(Node<T>& node) {
     Node<T>& a = *node.inputs[0];
     Node<T>& b = *node.inputs[1];
     const ConstMatrixView<T> g = grad_of(node);
+    // Both products have the forward's size: rows(a) x cols(a) x cols(b).
+    const SerialIfSmall serial(a.shape().rows, a.shape().cols, b.shape().cols);
     if (a.requires_grad) accumulate(a, g * value_of(b).transpose());
     if (b.requires_grad) accumulate(b, value_of(a).transpose() * g);
 }
@@ -28,6 +72,7 @@ void linear_backward(Node<T>& node) {
     Node<T>& x = *node.inputs[0];
     Node<T>& w = *node.inputs[1];
     const ConstMatrixView<T> g = grad_of(node);
+    const SerialIfSmall serial(x.shape().rows, x.shape().cols, w.shape().rows);
     if (x.requires_grad) accumulate(x, g * value_of(w));
     if (w.requires_grad) accumulate(w, g.transpose() * value_of(x));
     if (node.inputs.size() > 2 && node.inputs[2]->requires_grad) {
@@ -60,6 +105,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
     }
     NodePtr<T> node = detail::record<T>("matmul", Shape{an.shape().rows, bn.shape().cols},
                                         {&an, &bn}, &detail::matmul_backward<T>);
+    const detail::SerialIfSmall serial(an.shape().rows, an.shape().cols, bn.shape().cols);
     node->value.view().noalias() = detail::value_of(an) * detail::value_of(bn);
     return detail::finish(std::move(node));
 }
@@ -84,6 +130,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     NodePtr<T> node = detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows},
                                         {&xn, &wn, &bn}, &detail::linear_backward<T>);
     MatrixView<T> y = node->value.view();
+    const detail::SerialIfSmall serial(xn.shape().rows, xn.shape().cols, wn.shape().rows);
     y.noalias() = detail::value_of(xn) * detail::value_of(wn).transpose();
     y.rowwise() += detail::value_of(bn).row(0);
     return detail::finish(std::move(node));
@@ -97,6 +144,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight) {
     detail::check_linear_shapes<T>(xn.shape(), wn.shape(), nullptr);
     NodePtr<T> node = detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows},
                                         {&xn, &wn}, &detail::linear_backward<T>);
+    const detail::SerialIfSmall serial(xn.shape().rows, xn.shape().cols, wn.shape().rows);
     node->value.view().noalias() = detail::value_of(xn) * detail::value_of(wn).transpose();
     return detail::finish(std::move(node));
 }
