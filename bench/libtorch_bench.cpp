@@ -7,6 +7,8 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include <dlfcn.h>
+
 #include <string>
 #include <vector>
 
@@ -47,6 +49,14 @@ struct TorchMlp : torch::nn::Module {
     std::vector<torch::nn::BatchNorm1d> norms;
 };
 
+// libtorch's matrix products go to whichever libblas.so.3 is loaded. OpenBLAS keeps its own
+// thread pool, which torch::set_num_threads does not size: without this, the "1 thread" runs on
+// OpenBLAS used both cores.
+void set_blas_threads(int threads) {
+    using SetThreads = void (*)(int);
+    if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+}
+
 void report(benchmark::State& state, const Workload& w) {
     using benchmark::Counter;
     state.counters["samples_per_s"] = Counter(static_cast<double>(w.batch), Counter::kIsIterationInvariantRate);
@@ -56,6 +66,7 @@ void report(benchmark::State& state, const Workload& w) {
 
 void libtorch_step(benchmark::State& state, const Workload w, Kind kind, int threads) {
     torch::set_num_threads(threads);
+    set_blas_threads(threads);
     torch::manual_seed(1);
     auto net = std::make_shared<TorchMlp>(w);
     net->train();
