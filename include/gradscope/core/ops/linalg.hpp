@@ -14,9 +14,9 @@ namespace detail {
 
 // Eigen splits a matrix product across OpenMP threads as soon as each thread gets ~50k
 // multiply-adds. Measured on the 2-core machine of docs/PERFORMANCE.md, a second thread made
-// the small benchmark shape (32 x 128 products) 2x slower and the deep one (128 x 128) 6%
-// slower, broke even at medium (64 x 256 x 256, 4e6 multiply-adds) and paid off only at the
-// large shape (256 x 1024 x 1024, 2.7e8: 1.7x faster). So a product below this size runs on
+// the small benchmark shape (32 x 128 products) 2.5x slower, medium (64 x 256 x 256, 4e6
+// multiply-adds) 1.3x slower and the deep one (128 x 128) up to 10% slower, and paid off only
+// at the large shape (256 x 1024 x 1024, 2.7e8: 1.5-1.8x faster). So a product below this size runs on
 // the calling thread alone.
 inline constexpr double parallel_product_min_work = 3.0e7;  // multiply-adds
 
