@@ -1,6 +1,7 @@
 // Checkpoints (io/safetensors.hpp): what is saved comes back exactly, the bytes follow the
 // safetensors format, every malformed file is refused with a message that names the file and
 // the problem while the module stays as it was, and a failed save leaves the old file alone.
+#include "support/temp_dir.hpp"
 #include "support/testing.hpp"
 
 #include <gradscope/io/safetensors.hpp>
@@ -24,26 +25,9 @@ using Bytes = std::vector<std::byte>;
 
 namespace {
 
-// A fresh directory under the system's temporary directory, removed with its contents.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::random_device device;
-        path = fs::temp_directory_path() / ("gradscope_test_checkpoint_" + std::to_string(device()));
-        fs::create_directories(path);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    [[nodiscard]] std::vector<std::string> files() const {
-        std::vector<std::string> out;
-        for (const auto& entry : fs::directory_iterator(path)) out.push_back(entry.path().filename().string());
-        std::sort(out.begin(), out.end());
-        return out;
-    }
+// Every test's files go to their own directory, named after this file.
+struct TempDir : gradscope::testing::TempDir {
+    TempDir() : gradscope::testing::TempDir("gradscope_test_checkpoint_") {}
 };
 
 Bytes read_bytes(const fs::path& path) {

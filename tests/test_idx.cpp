@@ -1,6 +1,7 @@
 // The IDX reader (io/idx.hpp): small files written here, plain and gzipped, read back exactly;
 // every kind of broken file is an io_error naming the file; and, when Debian's
 // dataset-fashion-mnist is installed, the real Fashion-MNIST test set reads as it should.
+#include "support/temp_dir.hpp"
 #include "support/testing.hpp"
 
 #ifdef GRADSCOPE_TEST_HAVE_ZLIB
@@ -22,19 +23,9 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::random_device device;
-        path = fs::temp_directory_path() / ("gradscope_test_idx_" + std::to_string(device()));
-        fs::create_directories(path);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
+// Every test's files go to their own directory, named after this file.
+struct TempDir : gradscope::testing::TempDir {
+    TempDir() : gradscope::testing::TempDir("gradscope_test_idx_") {}
 };
 
 // An IDX file: magic 0x00 0x00 <type> <rank>, big-endian dimensions, then `data`.
