@@ -93,7 +93,6 @@ private:
         Tensor<T> weight;  // may be empty for a selected module without a "weight"
         Tensor<T> bias;
         Matrix<T> previous_weight;
-        double previous_norm = 0.0;
     };
 
     // Norms are summed over chunks: each chunk's sum of squares is taken in T (for float,
@@ -157,7 +156,7 @@ private:
 
     void add_layer(const std::string& path, Module<T>& module) {
         const std::size_t index = layers_.size();
-        Layer layer{path, &module, {}, {}, {}, 0.0};
+        Layer layer{path, &module, {}, {}, {}};
         for (const auto& [name, p] : module.own_parameters()) {
             if (name == "weight") layer.weight = p;
             if (name == "bias") layer.bias = p;
@@ -219,7 +218,7 @@ private:
                 if (layer.weight.has_grad()) {
                     s.weight_grad_norm = norm_counting_nonfinite(layer.weight.grad(), s.nonfinite);
                 }
-                if (options_.track_updates) record_update(layer, i, w, s.weight_norm);
+                if (options_.track_updates) record_update(layer, i, w);
             }
             if (layer.bias.defined() && layer.bias.has_grad()) {
                 s.bias_grad_norm = norm_counting_nonfinite(layer.bias.grad(), s.nonfinite);
@@ -231,16 +230,15 @@ private:
     }
 
     // The update between the previous backward and this one belongs to the previous step's
-    // record: |W_now - W_before| / |W_before|, where |W_before| was measured last step.
-    void record_update(Layer& layer, std::size_t index, ConstMatrixView<T> w, double norm_now) {
+    // record: |W_now - W_before| / |W_before|, where |W_before| is that record's weight norm.
+    void record_update(Layer& layer, std::size_t index, ConstMatrixView<T> w) {
         if (!history_.empty() && layer.previous_weight.size() == w.size()) {
-            const double before = layer.previous_norm;
+            LayerStats& previous = history_.back().layers()[index];
             const double change = norm_of_change_and_copy(w, layer.previous_weight);
-            history_.back().layers()[index].update_ratio = before > 0 ? change / before : not_measured;
+            previous.update_ratio = previous.weight_norm > 0 ? change / previous.weight_norm : not_measured;
         } else {
             layer.previous_weight = w;
         }
-        layer.previous_norm = norm_now;
     }
 
     Options options_;
