@@ -66,7 +66,9 @@ void transpose_backward(Node<T>& node) {
     accumulate(*node.inputs[0], grad_of(node).transpose());
 }
 
-// Inputs: x [B x in], W [out x in], and optionally b [1 x out].
+// Inputs: x [B x in], W [out x in], and optionally b [1 x out]. Reads x and W, not b or y.
+inline constexpr BackwardReads linear_reads{0b011u, false};
+
 template <class T>
 void linear_backward(Node<T>& node) {
     Node<T>& x = *node.inputs[0];
@@ -104,7 +106,8 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
         detail::throw_shapes("matmul", "inner dimensions differ", an.shape(), bn.shape());
     }
     NodePtr<T> node = detail::record<T>("matmul", Shape{an.shape().rows, bn.shape().cols},
-                                        {&an, &bn}, &detail::matmul_backward<T>);
+                                        {&an, &bn}, &detail::matmul_backward<T>,
+                                        detail::BackwardReads{0b11u, false});
     const detail::SerialIfSmall serial(an.shape().rows, an.shape().cols, bn.shape().cols);
     node->value.view().noalias() = detail::value_of(an) * detail::value_of(bn);
     return detail::finish(std::move(node));
@@ -114,7 +117,7 @@ template <class T>
 Tensor<T> transpose(const Tensor<T>& x) {
     Node<T>& xn = x.node();
     NodePtr<T> node = detail::record<T>("transpose", Shape{xn.shape().cols, xn.shape().rows},
-                                        {&xn}, &detail::transpose_backward<T>);
+                                        {&xn}, &detail::transpose_backward<T>, detail::reads_nothing);
     node->value.view() = detail::value_of(xn).transpose();
     return detail::finish(std::move(node));
 }
@@ -128,11 +131,15 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     const Shape bias_shape = bn.shape();
     detail::check_linear_shapes<T>(xn.shape(), wn.shape(), &bias_shape);
     NodePtr<T> node = detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows},
-                                        {&xn, &wn, &bn}, &detail::linear_backward<T>);
+                                        {&xn, &wn, &bn}, &detail::linear_backward<T>,
+                                        detail::linear_reads);
     MatrixView<T> y = node->value.view();
     const detail::SerialIfSmall serial(xn.shape().rows, xn.shape().cols, wn.shape().rows);
-    y.noalias() = detail::value_of(xn) * detail::value_of(wn).transpose();
-    y.rowwise() += detail::value_of(bn).row(0);
+    // The bias first, then the product added to it: Eigen's `y = x W^T` would clear y before
+    // accumulating into it and the bias would be one more pass over y; this way y is written
+    // once before the GEMM instead of twice around it.
+    y = detail::down_rows(detail::value_of(bn), y.rows());
+    y.noalias() += detail::value_of(xn) * detail::value_of(wn).transpose();
     return detail::finish(std::move(node));
 }
 
@@ -143,7 +150,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight) {
     Node<T>& wn = weight.node();
     detail::check_linear_shapes<T>(xn.shape(), wn.shape(), nullptr);
     NodePtr<T> node = detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows},
-                                        {&xn, &wn}, &detail::linear_backward<T>);
+                                        {&xn, &wn}, &detail::linear_backward<T>, detail::linear_reads);
     const detail::SerialIfSmall serial(xn.shape().rows, xn.shape().cols, wn.shape().rows);
     node->value.view().noalias() = detail::value_of(xn) * detail::value_of(wn).transpose();
     return detail::finish(std::move(node));
