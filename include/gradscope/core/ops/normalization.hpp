@@ -12,6 +12,10 @@ namespace gradscope {
 
 namespace detail {
 
+// The normalisations' backward reads x-hat and 1/std from its own saved buffers and gamma's
+// value; neither x nor the output.
+inline constexpr BackwardReads norm_reads{0b010u, false};
+
 struct NormAttr {
     bool batch_statistics;  // batch norm in training: x's own statistics, so dx couples rows
 };
@@ -28,8 +32,15 @@ void batch_norm_backward(Node<T>& node) {
     const auto invstd = std::as_const(node.aux).view().array();
     const Index batch = dy.rows();
     PooledMatrix<T> dbeta(Shape{1, dy.cols()}), dgamma(Shape{1, dy.cols()});
-    dbeta.view() = dy.colwise().sum().matrix();
-    dgamma.view() = (dy * xhat).colwise().sum().matrix();
+    // Both column sums in one pass over dy, row by row (rows are contiguous).
+    auto dbeta_row = dbeta.view().row(0).array();
+    auto dgamma_row = dgamma.view().row(0).array();
+    dbeta_row.setZero();
+    dgamma_row.setZero();
+    for (Index i = 0; i < batch; ++i) {
+        dbeta_row += dy.row(i);
+        dgamma_row += dy.row(i) * xhat.row(i);
+    }
     if (x.requires_grad) {
         // Per-feature factor gamma * invstd, made once (replicating an expression would
         // evaluate it into a heap temporary).
@@ -67,7 +78,7 @@ NodePtr<T> batch_norm_node(const Tensor<T>& x, const Tensor<T>& gamma, const Ten
     Node<T>& bn = beta.node();
     check_norm_params<T>("batch_norm", xn.shape(), gn.shape(), bn.shape(), xn.shape().cols);
     NodePtr<T> node =
-        record<T>("batch_norm", xn.shape(), {&xn, &gn, &bn}, &batch_norm_backward<T>);
+        record<T>("batch_norm", xn.shape(), {&xn, &gn, &bn}, &batch_norm_backward<T>, norm_reads);
     node->set_attr(NormAttr{batch_statistics});
     node->saved.resize(xn.shape());
     node->aux.resize(Shape{1, xn.shape().cols});
@@ -105,17 +116,34 @@ Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& gamma, const Ten
                           "); use a larger batch or eval mode");
     }
     NodePtr<T> node = detail::batch_norm_node(x, gamma, beta, true);
-    const ConstMatrixView<T> xv = detail::value_of(x.node());
+    const auto xv = detail::value_of(x.node()).array();
+    const T batch = static_cast<T>(s.rows);
     stats.mean.resize(1, s.cols);
     stats.variance.resize(1, s.cols);
-    stats.mean = xv.colwise().mean();
-    MatrixView<T> xhat = node->saved.view();
-    xhat = xv.rowwise() - stats.mean.row(0);
-    stats.variance = xhat.array().square().colwise().mean().matrix();
-    MatrixView<T> invstd = node->aux.view();
-    invstd = (stats.variance.array() + static_cast<T>(eps)).rsqrt().matrix();
-    xhat.array() *= detail::down_rows(invstd.array(), s.rows);
-    detail::scale_and_shift(*node, gamma, beta);
+    auto mean = stats.mean.row(0).array();
+    auto variance = stats.variance.row(0).array();
+    // Three passes over the batch, row by row (rows are contiguous), where composing Eigen
+    // expressions took five: the means; then centring, with the squares summed on the way (still
+    // the two-pass variance, as accurate as before); then normalising, scaling and shifting.
+    mean.setZero();
+    for (Index i = 0; i < s.rows; ++i) mean += xv.row(i);
+    mean /= batch;
+    auto xhat = node->saved.view().array();
+    variance.setZero();
+    for (Index i = 0; i < s.rows; ++i) {
+        xhat.row(i) = xv.row(i) - mean;
+        variance += xhat.row(i).square();
+    }
+    variance /= batch;
+    auto invstd = node->aux.view().row(0).array();
+    invstd = (variance + static_cast<T>(eps)).rsqrt();
+    const auto g = detail::value_of(gamma.node()).row(0).array();
+    const auto b = detail::value_of(beta.node()).row(0).array();
+    auto y = node->value.view().array();
+    for (Index i = 0; i < s.rows; ++i) {
+        xhat.row(i) *= invstd;
+        y.row(i) = xhat.row(i) * g + b;
+    }
     return detail::finish(std::move(node));
 }
 
@@ -177,7 +205,7 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>
     detail::check_norm_params<T>("layer_norm", s, gamma.shape(), beta.shape(), s.cols);
     if (s.cols == 0) throw shape_error("layer_norm: an input with no features " + to_string(s));
     NodePtr<T> node = detail::record<T>("layer_norm", s, {&xn, &gamma.node(), &beta.node()},
-                                        &detail::layer_norm_backward<T>);
+                                        &detail::layer_norm_backward<T>, detail::norm_reads);
     node->saved.resize(s);
     node->aux.resize(Shape{s.rows, 1});
     MatrixView<T> xhat = node->saved.view();
