@@ -2,6 +2,8 @@
 // once (and twice when asked), hooks, the errors a user meets, and buffer reuse.
 #include "support/testing.hpp"
 
+#include <set>
+
 using namespace gradscope;
 using namespace gradscope::testing;
 
@@ -234,4 +236,90 @@ TEST_CASE("a repeated step reuses pooled buffers instead of allocating", "[tenso
     const auto misses = BufferPool<float>::local()->stats().misses;
     for (int i = 0; i < 8; ++i) step();
     CHECK(BufferPool<float>::local()->stats().misses == misses);
+}
+
+// Values that no backward reads go back to the pool once no handle points at them
+// (Node::value_readers): what keeps a deep network's forward working set small.
+TEST_CASE("a value no backward reads is released when its last handle goes", "[tensor][memory]") {
+    const auto x = TensorD::constant(normal(4, 3, 31));
+    auto w = TensorD::parameter(normal(5, 3, 32));
+    auto b = TensorD::parameter(normal(1, 5, 33));
+    const Node<double>* pre = nullptr;
+    TensorD y;
+    {
+        const TensorD h = linear(x, w, b);
+        pre = &h.node();
+        y = relu(h);  // relu's backward reads its own output, not h
+        CHECK(pre->value.has_storage());  // a handle still points at h
+    }
+    CHECK_FALSE(pre->value.has_storage());
+    CHECK(pre->shape() == Shape{4, 5});   // the shape stays: backward sizes h's gradient by it
+    CHECK(y.node().value.has_storage());  // read by relu's backward
+    CHECK(x.node().value.has_storage());  // a leaf keeps its value
+
+    // The gradients are those of a run that kept every value alive.
+    sum(y).backward();
+    const Matrix<double> released_grad = w.grad();
+    w.clear_grad();
+    b.clear_grad();
+    const TensorD h = linear(x, w, b);
+    sum(relu(h)).backward();
+    CHECK(w.grad() == released_grad);
+    CHECK(h.node().value.has_storage());
+}
+
+TEST_CASE("a value some backward reads is kept without handles", "[tensor][memory]") {
+    const auto x = TensorD::constant(normal(4, 3, 34));
+    auto w = TensorD::parameter(normal(5, 3, 35));
+    const Node<double>* pre = nullptr;
+    TensorD y;
+    {
+        const TensorD h = linear(x, w);
+        pre = &h.node();
+        y = mul(h, h);  // d(h*h)/dh = 2h reads h
+    }
+    CHECK(pre->value.has_storage());
+    sum(y).backward();
+    // d/dW sum((xW^T)^2) = 2 (xW^T)^T x
+    const Matrix<double> h_value = x.value() * w.value().transpose();
+    CHECK((w.grad() - 2.0 * h_value.transpose() * x.value()).cwiseAbs().maxCoeff() < 1e-12);
+}
+
+namespace {
+
+// The [B x W] buffers a graph holds: values, saved and aux data of every node reachable from
+// `root`.
+template <class T>
+std::size_t held_buffers(const Node<T>& root, Shape shape) {
+    std::vector<const Node<T>*> stack{&root};
+    std::set<const Node<T>*> seen;
+    std::size_t count = 0;
+    while (!stack.empty()) {
+        const Node<T>* node = stack.back();
+        stack.pop_back();
+        if (!seen.insert(node).second || node->is_leaf) continue;
+        for (const PooledMatrix<T>* buffer : {&node->value, &node->saved, &node->aux}) {
+            if (buffer->has_storage() && buffer->shape() == shape) ++count;
+        }
+        for (const Node<T>* input : node->inputs) stack.push_back(input);
+    }
+    return count;
+}
+
+}  // namespace
+
+TEST_CASE("a deep batch-norm residual network holds two buffers per block after forward",
+          "[tensor][memory]") {
+    // Each block is x + Linear(relu(bn(x))). Its backward needs batch norm's x-hat and relu's
+    // output (read by relu's and the Linear's backward); batch norm's output, the Linear's and
+    // the sum are read by no backward. Keeping everything would hold five per block.
+    constexpr Index batch = 8, width = 6, blocks = 12;
+    auto net = mlp<double>({.widths = std::vector<Index>(blocks + 2, width),
+                            .norm = Normalization::batch,
+                            .residual = true,
+                            .seed = 5});
+    const auto x = TensorD::constant(normal(batch, width, 36));
+    const TensorD out = (*net)(x);
+    // + the last block's sum, which the output Linear reads, + the output itself.
+    CHECK(held_buffers(out.node(), Shape{batch, width}) == 2 * blocks + 2);
 }

@@ -160,7 +160,7 @@ public:
 
     // Keeps the block when the element count is unchanged (a reshape costs nothing).
     void resize(Shape shape) {
-        if (shape.size() != shape_.size()) {
+        if (shape.size() != shape_.size() || data_ == nullptr) {
             reset();
             data_ = BufferPool<T>::borrow(shape.size());
         }
@@ -172,6 +172,14 @@ public:
         data_ = nullptr;
         shape_ = {};
     }
+
+    // Returns the block to the pool but remembers the shape: for a node's value that no
+    // backward will read (see Node::value_readers). Its view must not be read afterwards.
+    void release_storage() noexcept {
+        BufferPool<T>::give_back(data_, shape_.size());
+        data_ = nullptr;
+    }
+    [[nodiscard]] bool has_storage() const noexcept { return data_ != nullptr; }
 
     [[nodiscard]] Shape shape() const noexcept { return shape_; }
     [[nodiscard]] MatrixView<T> view() noexcept { return {data_, shape_.rows, shape_.cols}; }

@@ -9,6 +9,12 @@
 // that Eigen can vectorise them (tanh, sigmoid, relu do); the op then prefers them. Activation
 // functions are exactly such types (see activations.hpp); a user's own is written the same way
 // and works everywhere a built-in does: in the op, in gradcheck, in the mean-field theory.
+//
+// A type may also declare `static constexpr bool derivative_from_output = true` when its
+// derivative is unchanged if the output is passed in place of the input: derivative(y, y) ==
+// derivative(x, y). relu qualifies (y > 0 exactly where x > 0), and so do sigmoid and tanh,
+// which ignore x. The op then does not keep its input's value for the backward pass, and in a
+// network the input's buffer goes back to the pool during the forward pass (Node::value_readers).
 #pragma once
 
 #include "ops/support.hpp"
@@ -33,10 +39,20 @@ concept HasArrayForm = requires(const F f, ConstMatrixView<T> x) {
     f.derivatives(x.array(), x.array());
 };
 
+template <class F>
+constexpr bool derivative_from_output() {
+    if constexpr (requires { F::derivative_from_output; }) {
+        return F::derivative_from_output;
+    } else {
+        return false;
+    }
+}
+
 template <class T, class F>
 void elementwise_backward(Node<T>& node) {
     const F f = node.template attr<F>();
-    const Node<T>& x = *node.inputs[0];
+    // With derivative_from_output the input's value may be gone: pass the output for it.
+    const Node<T>& x = derivative_from_output<F>() ? node : *node.inputs[0];
     if constexpr (HasArrayForm<F, T>) {
         accumulate(*node.inputs[0],
                    (grad_of(node).array() * f.derivatives(value_of(x).array(), value_of(node).array())).matrix());
@@ -54,7 +70,8 @@ template <class T, ElementwiseFunction<T> F>
 Tensor<T> elementwise(const Tensor<T>& x, F f = {}) {
     Node<T>& xn = x.node();
     NodePtr<T> node =
-        detail::record<T>(F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>);
+        detail::record<T>(F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>,
+                          detail::BackwardReads{detail::derivative_from_output<F>() ? 0u : 1u, true});
     node->set_attr(f);
     if constexpr (detail::HasArrayForm<F, T>) {
         node->value.view().array() = f.values(detail::value_of(xn).array());

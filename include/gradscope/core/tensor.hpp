@@ -54,7 +54,24 @@ public:
     Tensor() = default;
 
     // Wraps a node made by an op. Users make tensors with the factories below.
-    explicit Tensor(NodePtr<T> node) noexcept : node_(std::move(node)) {}
+    explicit Tensor(NodePtr<T> node) noexcept : node_(std::move(node)) { add_handle(); }
+
+    // Copies and moves keep Node::handles, the count of handles on a node, up to date: when
+    // it reaches zero, a value no backward reads is released (see Node::value_readers).
+    Tensor(const Tensor& other) noexcept : node_(other.node_) { add_handle(); }
+    Tensor(Tensor&& other) noexcept : node_(std::move(other.node_)) {}
+    Tensor& operator=(const Tensor& other) noexcept {
+        if (this != &other) *this = Tensor(other);
+        return *this;
+    }
+    Tensor& operator=(Tensor&& other) noexcept {
+        if (this != &other) {
+            drop_handle();
+            node_ = std::move(other.node_);
+        }
+        return *this;
+    }
+    ~Tensor() { drop_handle(); }
 
     // A leaf holding a copy of `value`, e.g. a batch of inputs. It takes no gradient.
     template <class Derived>
@@ -200,6 +217,14 @@ public:
     [[nodiscard]] const NodePtr<T>& node_ptr() const noexcept { return node_; }
 
 private:
+    void add_handle() noexcept {
+        if (node_) ++node_->handles;
+    }
+    void drop_handle() noexcept {
+        if (node_ && --node_->handles == 0) detail::drop_value_if_unread(*node_);
+        node_ = NodePtr<T>();
+    }
+
     static std::string no_grad_message(const Node<T>& n) {
         if (!n.requires_grad) {
             return "grad: the tensor (" + std::string(n.op) + " " + to_string(n.shape()) +

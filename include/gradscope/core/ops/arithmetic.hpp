@@ -52,7 +52,10 @@ Tensor<T> binary(const Tensor<T>& a, const Tensor<T>& b) {
     Node<T>& an = a.node();
     Node<T>& bn = b.node();
     const Shape out = broadcast_shape(binary_name(kind), an.shape(), bn.shape());
-    NodePtr<T> node = record<T>(binary_name(kind), out, {&an, &bn}, &binary_backward<T, kind>);
+    // add and sub pass gradients through; mul and div read both operands.
+    constexpr bool pass_through = kind == BinaryKind::add || kind == BinaryKind::sub;
+    NodePtr<T> node = record<T>(binary_name(kind), out, {&an, &bn}, &binary_backward<T, kind>,
+                                pass_through ? reads_nothing : BackwardReads{0b11u, false});
     PooledMatrix<T> scratch_a, scratch_b;
     const auto av = expand(an, out, scratch_a).array();
     const auto bv = expand(bn, out, scratch_b).array();
@@ -79,7 +82,7 @@ void affine_backward(Node<T>& node) {
 template <class T>
 Tensor<T> affine(const Tensor<T>& x, double scale, double shift, const char* op) {
     Node<T>& xn = x.node();
-    NodePtr<T> node = record<T>(op, xn.shape(), {&xn}, &affine_backward<T>);
+    NodePtr<T> node = record<T>(op, xn.shape(), {&xn}, &affine_backward<T>, reads_nothing);
     node->set_attr(AffineAttr{scale, shift});
     node->value.view().array() =
         static_cast<T>(scale) * value_of(xn).array() + static_cast<T>(shift);

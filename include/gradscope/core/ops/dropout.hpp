@@ -25,7 +25,8 @@ Tensor<T> dropout(const Tensor<T>& x, double p, Rng& rng) {
     }
     Node<T>& xn = x.node();
     NodePtr<T> node =
-        detail::record<T>("dropout", xn.shape(), {&xn}, &detail::dropout_backward<T>);
+        detail::record<T>("dropout", xn.shape(), {&xn}, &detail::dropout_backward<T>,
+                          detail::reads_nothing);  // the mask is in `saved`
     node->saved.resize(xn.shape());
     MatrixView<T> mask = node->saved.view();
     const T keep_scale = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);

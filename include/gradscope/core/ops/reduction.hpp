@@ -56,7 +56,7 @@ Tensor<T> reduce(const Tensor<T>& x, Axis axis, bool mean, const char* op) {
         throw shape_error(std::string(op) + ": the mean of an empty tensor " + to_string(in) +
                           " is undefined");
     }
-    NodePtr<T> node = record<T>(op, reduced_shape(in, axis), {&xn}, &reduce_backward<T>);
+    NodePtr<T> node = record<T>(op, reduced_shape(in, axis), {&xn}, &reduce_backward<T>, reads_nothing);
     const double count = !mean ? 1.0
                          : axis == Axis::all  ? static_cast<double>(in.size())
                          : axis == Axis::rows ? static_cast<double>(in.cols)

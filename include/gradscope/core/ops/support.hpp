@@ -16,12 +16,23 @@
 
 namespace gradscope::detail {
 
+// Which values an op's backward function reads: a bit per input (bit i for input i) and its
+// own output. The default, everything, is always safe; an op that declares less lets those
+// values go back to the pool during the forward pass (see Node::value_readers). Declaring
+// less than the backward really reads would make it read a released buffer, so each op's
+// declaration sits next to its backward function and the gradient checks cover every op.
+struct BackwardReads {
+    unsigned inputs = ~0u;
+    bool output = true;
+};
+inline constexpr BackwardReads reads_nothing{0u, false};
+
 // A new node for `op` with the given output shape. It records its inputs (and so becomes
 // part of the graph) only if gradients are enabled and some input requires one; otherwise
 // it is a constant, and the inputs may be freed as soon as the caller drops them.
 template <class T>
 NodePtr<T> record(const char* op, Shape shape, std::span<Node<T>* const> inputs,
-                  BackwardFn<T> backward) {
+                  BackwardFn<T> backward, BackwardReads reads = {}) {
     NodePtr<T> out = NodePtr<T>::make();
     out->op = op;
     if (is_anomaly_enabled() && detail::mode_flags().scope != nullptr) {
@@ -36,8 +47,11 @@ NodePtr<T> record(const char* op, Shape shape, std::span<Node<T>* const> inputs,
         out->requires_grad = true;
         out->is_leaf = false;
         out->backward = backward;
-        for (Node<T>* input : inputs) {
+        out->reads_own_value = reads.output;
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            Node<T>* input = inputs[i];
             ++input->refcount;
+            if (i >= 32 || ((reads.inputs >> i) & 1u) != 0) ++input->value_readers;
             out->inputs.push_back(input);
         }
     }
@@ -46,9 +60,9 @@ NodePtr<T> record(const char* op, Shape shape, std::span<Node<T>* const> inputs,
 
 template <class T>
 NodePtr<T> record(const char* op, Shape shape, std::initializer_list<Node<T>*> inputs,
-                  BackwardFn<T> backward) {
+                  BackwardFn<T> backward, BackwardReads reads = {}) {
     return record<T>(op, shape, std::span<Node<T>* const>(inputs.begin(), inputs.size()),
-                     backward);
+                     backward, reads);
 }
 
 // Wraps a finished node in a Tensor, trapping a non-finite value in anomaly mode.
