@@ -29,6 +29,12 @@ TEST_CASE("linear computes x W^T + b with W stored out x in", "[ops][linalg]") {
     require_gradcheck([](const Inputs& in) { return linear(in[0], in[1]); }, {x, w});
 }
 
+TEST_CASE("linear's gradient for a batch of one (an outer product) matches", "[ops][linalg]") {
+    const auto x = param(1, 3, 7), w = param(5, 3, 8), b = param(1, 5, 9);
+    require_gradcheck([](const Inputs& in) { return linear(in[0], in[1], in[2]); }, {x, w, b});
+    require_gradcheck([](const Inputs& in) { return linear(in[0], in[1]); }, {x, w});
+}
+
 TEST_CASE("linear names the shapes when input width or bias do not fit", "[ops][linalg][errors]") {
     const auto x = param(4, 3, 4), w = param(5, 2, 5), b = param(1, 5, 6), bad_b = param(1, 4, 7);
     CHECK_THROWS_WITH(linear(x, w, b), Catch::Contains("[4x3]") && Catch::Contains("[5x2]"));

@@ -76,7 +76,16 @@ void linear_backward(Node<T>& node) {
     const ConstMatrixView<T> g = grad_of(node);
     const SerialIfSmall serial(x.shape().rows, x.shape().cols, w.shape().rows);
     if (x.requires_grad) accumulate(x, g * value_of(w));
-    if (w.requires_grad) accumulate(w, g.transpose() * value_of(x));
+    if (w.requires_grad) {
+        if (g.rows() == 1) {
+            // A batch of one makes dW an outer product. Eigen picks its kernel by compile-time
+            // shape, and for run-time matrices that is the blocked GEMM, which packs both
+            // operands to multiply by a depth of one: a third of a batch-1 step went there.
+            accumulate(w, g.row(0).transpose() * value_of(x).row(0));
+        } else {
+            accumulate(w, g.transpose() * value_of(x));
+        }
+    }
     if (node.inputs.size() > 2 && node.inputs[2]->requires_grad) {
         accumulate(*node.inputs[2], g.colwise().sum());
     }
