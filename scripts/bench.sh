@@ -21,9 +21,7 @@ repetitions=${1:-5}
 [[ $repetitions =~ ^[1-9][0-9]*$ ]] || die "REPETITIONS must be a positive integer, got '$repetitions'"
 
 source scripts/debian_packages.sh
-# libopenblas-dev: the BLAS build and tuned libtorch; the rest is what the release preset needs.
-install_missing_packages libeigen3-dev catch2 libbenchmark-dev ninja-build nlohmann-json3-dev \
-  libcli11-dev zlib1g-dev libopenblas-dev
+install_missing_packages "${BENCH_PACKAGES[@]}"
 
 out=build/bench
 mkdir -p "$out"

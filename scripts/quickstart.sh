@@ -9,17 +9,6 @@
 # (CMakePresets.json, preset "release").
 set -euo pipefail
 
-# Every Debian package gradscope's build, tests, examples and benchmarks use: keep it here only.
-DEBIAN_PACKAGES=(
-  libeigen3-dev      # Eigen 3 (the one dependency of the library itself)
-  catch2             # Catch2 v2 (tests)
-  libbenchmark-dev   # Google Benchmark (bench/)
-  ninja-build        # the generator the presets use
-  nlohmann-json3-dev # JSON (reports, test data)
-  libcli11-dev       # command line of the example tools
-  zlib1g-dev         # compressed dataset readers
-  dataset-fashion-mnist # the data of examples/fashion_mnist.cpp and its test
-)
 JOBS=2
 
 usage() {
