@@ -1,5 +1,6 @@
 // Compile-time probe (scripts/bench.sh times compiling this file): a program that includes
 // gradscope.hpp and trains an MLP. Its twin, eigen_mlp.cpp, does the same against Eigen alone.
+// It is timed header-only and with -DGRADSCOPE_PRECOMPILED (as when linking gradscope::precompiled).
 #include <gradscope/gradscope.hpp>
 
 #include <cstdio>

@@ -5,3 +5,10 @@
 #include "diag.hpp"
 #include "nn.hpp"
 #include "optim.hpp"
+
+// Precompiled mode (link gradscope::precompiled, which defines the macro): the float and double
+// specialisations are compiled once in that library instead of in every file that includes
+// this header. See instantiations.hpp.
+#ifdef GRADSCOPE_PRECOMPILED
+#include "instantiations.hpp"
+#endif

@@ -7,6 +7,9 @@
 #include <string_view>
 
 static_assert(__cplusplus >= 202002L, "gradscope::gradscope must bring C++20 to its users");
+#if defined(GRADSCOPE_CONSUMER_EXPECTS_PRECOMPILED) && !defined(GRADSCOPE_PRECOMPILED)
+#error "gradscope::precompiled must define GRADSCOPE_PRECOMPILED for its users"
+#endif
 
 int main() {
     std::cout << "consumer built against gradscope " << gradscope::version << "\n";

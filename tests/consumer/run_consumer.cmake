@@ -1,6 +1,6 @@
 # Builds and runs tests/consumer against gradscope, from scratch, in one of three modes.
 #
-#   cmake -DMODE=find_package|add_subdirectory|fetchcontent
+#   cmake -DMODE=find_package|find_package_precompiled|add_subdirectory|fetchcontent
 #         -DGRADSCOPE_SOURCE_DIR=<gradscope source> -DWORK_DIR=<scratch dir>
 #         [-DCONSUMER_SOURCE_DIR=<dir>] [-DEXPECTED_VERSION=0.1.0]
 #         [-DGENERATOR=Ninja] [-DGENERATOR_PLATFORM=..] [-DGENERATOR_TOOLSET=..]
@@ -9,6 +9,8 @@
 #
 # find_package mode first configures gradscope alone (tests/examples/benchmarks OFF), installs it
 # into WORK_DIR/prefix, and points the consumer there with CMAKE_PREFIX_PATH.
+# find_package_precompiled does the same with the compiled library (GRADSCOPE_INSTALL_PRECOMPILED,
+# so gradscope is built before it is installed), and the consumer links gradscope::precompiled.
 cmake_minimum_required(VERSION 3.21)
 
 foreach(var IN ITEMS MODE GRADSCOPE_SOURCE_DIR WORK_DIR)
@@ -53,22 +55,39 @@ endfunction()
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
-set(consumer_args "-DGRADSCOPE_CONSUMER_MODE=${MODE}")
+# The consumer knows three ways to get gradscope; find_package_precompiled is its find_package.
+string(REPLACE "_precompiled" "" consumer_mode "${MODE}")
+set(consumer_args "-DGRADSCOPE_CONSUMER_MODE=${consumer_mode}")
 if(EXPECTED_VERSION)
   list(APPEND consumer_args "-DGRADSCOPE_EXPECTED_VERSION=${EXPECTED_VERSION}")
 endif()
 
-if(MODE STREQUAL "find_package")
+if(MODE STREQUAL "find_package" OR MODE STREQUAL "find_package_precompiled")
   set(prefix "${WORK_DIR}/prefix")
+  set(package_files gradscopeConfig.cmake gradscopeConfigVersion.cmake gradscopeTargets.cmake)
+  if(MODE STREQUAL "find_package_precompiled")
+    set(precompiled ON)
+    set(package_dir lib/cmake/gradscope)  # architecture specific now
+    list(APPEND package_files gradscopePrecompiledTargets.cmake)
+    list(APPEND consumer_args -DGRADSCOPE_CONSUMER_PRECOMPILED=ON)
+  else()
+    set(precompiled OFF)
+    set(package_dir share/cmake/gradscope)
+  endif()
   run("configure gradscope" "${CMAKE_COMMAND}" -S "${GRADSCOPE_SOURCE_DIR}"
     -B "${WORK_DIR}/gradscope-build" ${common_args}
     -DGRADSCOPE_BUILD_TESTS=OFF -DGRADSCOPE_BUILD_EXAMPLES=OFF -DGRADSCOPE_BUILD_BENCHMARKS=OFF
+    "-DGRADSCOPE_INSTALL_PRECOMPILED=${precompiled}" "-DCMAKE_INSTALL_LIBDIR=lib"
     "-DCMAKE_INSTALL_PREFIX=${prefix}")
+  if(precompiled)
+    run("build gradscope" "${CMAKE_COMMAND}" --build "${WORK_DIR}/gradscope-build"
+      --config "${BUILD_TYPE}")
+  endif()
   run("install gradscope" "${CMAKE_COMMAND}" --install "${WORK_DIR}/gradscope-build"
     --config "${BUILD_TYPE}" --prefix "${prefix}")
-  foreach(f IN ITEMS gradscopeConfig.cmake gradscopeConfigVersion.cmake gradscopeTargets.cmake)
-    if(NOT EXISTS "${prefix}/share/cmake/gradscope/${f}")
-      message(FATAL_ERROR "[${MODE}] the install has no share/cmake/gradscope/${f}")
+  foreach(f IN LISTS package_files)
+    if(NOT EXISTS "${prefix}/${package_dir}/${f}")
+      message(FATAL_ERROR "[${MODE}] the install has no ${package_dir}/${f}")
     endif()
   endforeach()
   if(NOT EXISTS "${prefix}/include/gradscope/gradscope.hpp")

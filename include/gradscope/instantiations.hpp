@@ -1,0 +1,187 @@
+// The templates that the precompiled library (CMake target gradscope::precompiled, source
+// src/precompiled.cpp) compiles once, for float and for double.
+//
+// Why: a header-only template library makes every translation unit compile, at -O2, every
+// layer and op it can reach. mlp<float>() can build any layer type, each with virtual functions
+// whose vtables (and so whose forward and backward kernels) are emitted with the class, so a
+// program that trains a plain ReLU MLP also compiles batch norm, layer norm and dropout.
+// Under GRADSCOPE_PRECOMPILED the umbrella header gradscope.hpp ends with the `extern template`
+// declarations below, which tell the compiler that those specialisations are compiled
+// elsewhere: the library's one source instantiates them with the same list (`template`).
+// Without the macro this header is not included and gradscope stays header-only.
+//
+// One list serves both sides, so the declarations and the definitions cannot drift apart.
+// Only templates for T = float, double and the built-in activations are listed; member
+// templates (Tensor::constant<Derived>, Sequential::add<M>, ...) and templates over user
+// types are still instantiated where they are used.
+#pragma once
+
+#include "core.hpp"
+#include "diag.hpp"
+#include "nn.hpp"
+#include "optim.hpp"
+
+// X(KIND, T, Act) for every built-in elementwise function Act.
+#define GRADSCOPE_FOR_EACH_ACTIVATION(X, KIND, T)                                               \
+    X(KIND, T, Identity)                                                                       \
+    X(KIND, T, Sigmoid)                                                                        \
+    X(KIND, T, Tanh)                                                                           \
+    X(KIND, T, ReLU)                                                                           \
+    X(KIND, T, LeakyReLU)                                                                      \
+    X(KIND, T, ELU)                                                                            \
+    X(KIND, T, SELU)                                                                           \
+    X(KIND, T, GELU)                                                                           \
+    X(KIND, T, GELUTanh)                                                                       \
+    X(KIND, T, SiLU)                                                                           \
+    X(KIND, T, Softplus)                                                                       \
+    X(KIND, T, Hardtanh)
+
+#define GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(X, KIND, T)                                          \
+    X(KIND, T, fn::Exp)                                                                        \
+    X(KIND, T, fn::Log)                                                                        \
+    X(KIND, T, fn::Sqrt)                                                                       \
+    X(KIND, T, fn::Square)                                                                     \
+    X(KIND, T, fn::Abs)                                                                        \
+    X(KIND, T, fn::Pow)                                                                        \
+    X(KIND, T, fn::Clamp)
+
+#define GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, T, F) \
+    KIND Tensor<T> elementwise<T, F>(const Tensor<T>&, F);
+#define GRADSCOPE_INSTANTIATE_ACTIVATION_LAYER(KIND, T, Act) KIND class Activation<T, Act>;
+
+// The graph: tensors, nodes and their pools, and the reverse pass.
+#define GRADSCOPE_INSTANTIATE_CORE(KIND, T)                                                     \
+    KIND class Tensor<T>;                                                                      \
+    KIND class HookHandle<T>;                                                                  \
+    KIND struct HookList<T>;                                                                   \
+    KIND class NodePtr<T>;                                                                     \
+    KIND class detail::NodePool<T>;                                                            \
+    KIND class BufferPool<T>;                                                                  \
+    KIND class PooledMatrix<T>;                                                                \
+    KIND void detail::run_backward<T>(Node<T>&, ConstMatrixView<T>, bool);                     \
+    KIND NodePtr<T> detail::record<T>(const char*, Shape, std::span<Node<T>* const>,           \
+                                      BackwardFn<T>);                                          \
+    KIND Tensor<T> detail::finish<T>(NodePtr<T>);
+
+// The differentiable ops (core/ops/*.hpp, core/elementwise.hpp, core/activations.hpp).
+#define GRADSCOPE_INSTANTIATE_OPS(KIND, T)                                                      \
+    KIND Tensor<T> add<T>(const Tensor<T>&, const Tensor<T>&);                                 \
+    KIND Tensor<T> sub<T>(const Tensor<T>&, const Tensor<T>&);                                 \
+    KIND Tensor<T> mul<T>(const Tensor<T>&, const Tensor<T>&);                                 \
+    KIND Tensor<T> div<T>(const Tensor<T>&, const Tensor<T>&);                                 \
+    KIND Tensor<T> neg<T>(const Tensor<T>&);                                                   \
+    KIND Tensor<T> affine<T>(const Tensor<T>&, double, double);                                \
+    KIND Tensor<T> scalar_div<T>(double, const Tensor<T>&);                                    \
+    KIND Tensor<T> operator+ <T>(const Tensor<T>&, const Tensor<T>&);                          \
+    KIND Tensor<T> operator- <T>(const Tensor<T>&, const Tensor<T>&);                          \
+    KIND Tensor<T> operator* <T>(const Tensor<T>&, const Tensor<T>&);                          \
+    KIND Tensor<T> operator/ <T>(const Tensor<T>&, const Tensor<T>&);                          \
+    KIND Tensor<T> operator- <T>(const Tensor<T>&);                                            \
+    KIND Tensor<T> operator+ <T>(const Tensor<T>&, double);                                    \
+    KIND Tensor<T> operator+ <T>(double, const Tensor<T>&);                                    \
+    KIND Tensor<T> operator- <T>(const Tensor<T>&, double);                                    \
+    KIND Tensor<T> operator- <T>(double, const Tensor<T>&);                                    \
+    KIND Tensor<T> operator* <T>(const Tensor<T>&, double);                                    \
+    KIND Tensor<T> operator* <T>(double, const Tensor<T>&);                                    \
+    KIND Tensor<T> operator/ <T>(const Tensor<T>&, double);                                    \
+    KIND Tensor<T> operator/ <T>(double, const Tensor<T>&);                                    \
+    KIND Tensor<T> concat_cols<T>(std::span<const Tensor<T>>);                                 \
+    KIND Tensor<T> slice_cols<T>(const Tensor<T>&, Index, Index);                              \
+    KIND Tensor<T> dropout<T>(const Tensor<T>&, double, Rng&);                                 \
+    KIND Tensor<T> matmul<T>(const Tensor<T>&, const Tensor<T>&);                              \
+    KIND Tensor<T> transpose<T>(const Tensor<T>&);                                             \
+    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);            \
+    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&);                              \
+    KIND Tensor<T> batch_norm_train<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,   \
+                                       double, BatchStatistics<T>&);                           \
+    KIND Tensor<T> layer_norm<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,         \
+                                 double);                                                      \
+    KIND Tensor<T> sum<T>(const Tensor<T>&);                                                   \
+    KIND Tensor<T> row_sum<T>(const Tensor<T>&);                                               \
+    KIND Tensor<T> col_sum<T>(const Tensor<T>&);                                               \
+    KIND Tensor<T> mean<T>(const Tensor<T>&);                                                  \
+    KIND Tensor<T> row_mean<T>(const Tensor<T>&);                                              \
+    KIND Tensor<T> col_mean<T>(const Tensor<T>&);                                              \
+    KIND Tensor<T> max<T>(const Tensor<T>&);                                                   \
+    KIND Tensor<T> row_max<T>(const Tensor<T>&);                                               \
+    KIND Tensor<T> col_max<T>(const Tensor<T>&);                                               \
+    KIND Tensor<T> softmax<T>(const Tensor<T>&);                                               \
+    KIND Tensor<T> log_softmax<T>(const Tensor<T>&);                                           \
+    GRADSCOPE_FOR_EACH_ACTIVATION(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)                  \
+    GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)
+
+// Modules, the mlp() builder and the losses (nn/*.hpp).
+#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                       \
+    KIND class Module<T>;                                                                      \
+    KIND class ActivationLayer<T>;                                                             \
+    KIND class ActivationChoice<T>;                                                            \
+    GRADSCOPE_FOR_EACH_ACTIVATION(GRADSCOPE_INSTANTIATE_ACTIVATION_LAYER, KIND, T)             \
+    KIND class Sequential<T>;                                                                  \
+    KIND class Linear<T>;                                                                      \
+    KIND class BatchNorm1d<T>;                                                                 \
+    KIND class LayerNorm<T>;                                                                   \
+    KIND class Dropout<T>;                                                                     \
+    KIND class Residual<T>;                                                                    \
+    KIND class ElmanCell<T>;                                                                   \
+    KIND class RNN<T>;                                                                         \
+    KIND class MLP<T>;                                                                         \
+    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                                 \
+    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                 \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);        \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction);     \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
+                                                       Reduction);
+
+// Optimisers and clipping (optim/*.hpp).
+#define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                                    \
+    KIND class Optimizer<T>;                                                                   \
+    KIND class SGD<T>;                                                                         \
+    KIND class detail::AdamBase<T>;                                                            \
+    KIND class Adam<T>;                                                                        \
+    KIND class AdamW<T>;                                                                       \
+    KIND class RMSprop<T>;                                                                     \
+    KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool);                \
+    KIND T clip_grad_norm<T>(const std::vector<Tensor<T>>&, double, double, bool);             \
+    KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);                          \
+    KIND void clip_grad_value<T>(const std::vector<Tensor<T>>&, double);                       \
+    KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);               \
+    KIND void adaptive_clip_grad<T>(const std::vector<Tensor<T>>&, double, double);
+
+// Gradient-flow diagnostics (diag/*.hpp).
+#define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)                                                     \
+    KIND class diag::GradientMonitor<T>;                                                       \
+    KIND diag::GradientProfile diag::measure_depth<T>(                                         \
+        const ActivationChoice<T>&, const init::Initializer<T>&, const diag::DepthSetup&);
+
+// Everything, for one scalar type. Expands inside namespace gradscope.
+#define GRADSCOPE_INSTANTIATE_ALL(KIND, T) \
+    GRADSCOPE_INSTANTIATE_CORE(KIND, T)    \
+    GRADSCOPE_INSTANTIATE_OPS(KIND, T)     \
+    GRADSCOPE_INSTANTIATE_NN(KIND, T)      \
+    GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)   \
+    GRADSCOPE_INSTANTIATE_DIAG(KIND, T)
+
+// The library and the programs that link it must agree on Eigen's alignment, which follows
+// the target flags (-march=native with AVX-512 gives 64 bytes, plain x86-64 gives 16): Eigen
+// frees a matrix the way it was allocated only if both sides were built alike, and a matrix
+// crosses between them (an optimiser's state, say). So the library defines a symbol named after
+// its alignment and every program references the one for its own: built differently, the link
+// fails with "undefined reference to gradscope::detail::precompiled_eigen_align_<N>" instead of
+// crashing at run time. Build gradscope::precompiled with the same -march as its users.
+#define GRADSCOPE_DETAIL_CONCAT2(a, b) a##b
+#define GRADSCOPE_DETAIL_CONCAT(a, b) GRADSCOPE_DETAIL_CONCAT2(a, b)
+#define GRADSCOPE_PRECOMPILED_ABI_SYMBOL \
+    GRADSCOPE_DETAIL_CONCAT(precompiled_eigen_align_, EIGEN_MAX_ALIGN_BYTES)
+
+namespace gradscope {
+namespace detail {
+extern const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
+#if defined(__GNUC__)
+// `used`: kept even though nothing reads it, so that every object file holds the reference.
+[[gnu::used]] static const int* const precompiled_abi_check = &GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
+#endif
+}  // namespace detail
+
+GRADSCOPE_INSTANTIATE_ALL(extern template, float)
+GRADSCOPE_INSTANTIATE_ALL(extern template, double)
+}  // namespace gradscope
