@@ -60,7 +60,7 @@
     KIND class PooledMatrix<T>;                                                                \
     KIND void detail::run_backward<T>(Node<T>&, ConstMatrixView<T>, bool);                     \
     KIND NodePtr<T> detail::record<T>(const char*, Shape, std::span<Node<T>* const>,           \
-                                      BackwardFn<T>);                                          \
+                                      BackwardFn<T>, detail::BackwardReads);                   \
     KIND Tensor<T> detail::finish<T>(NodePtr<T>);
 
 // The differentiable ops (core/ops/*.hpp, core/elementwise.hpp, core/activations.hpp).
