@@ -57,6 +57,11 @@ void* operator new(std::size_t size, std::align_val_t align) {
     throw std::bad_alloc();
 }
 void* operator new[](std::size_t size, std::align_val_t align) { return operator new(size, align); }
+// These deletes free what the replaced operator new above took from malloc, which is the
+// right pairing; GCC only sees `free` meeting a pointer from `new` and warns.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
