@@ -1,6 +1,7 @@
 // gradscope_bench: a training step of the workloads in workload.hpp, timed for gradscope and
 // for the hand-written Eigen baseline in the same process, at 1 and 2 threads, plus the cost of
-// a GradientMonitor and of anomaly mode. Names are "<shape>/<implementation>/<kind>/threads:<n>";
+// a GradientMonitor and of anomaly mode, and the step's matrix products alone (the ceiling of
+// any implementation on Eigen). Names are "<shape>/<implementation>/<kind>/threads:<n>";
 // every benchmark reports the counters samples_per_s and GFLOPs. scripts/bench.sh runs it and
 // turns the JSON into docs/PERFORMANCE.md's ratios.
 #include "gradscope_workload.hpp"
@@ -110,6 +111,38 @@ void baseline_step(benchmark::State& state, const Workload w, Kind kind, int thr
     report(state, w, threads);
 }
 
+// The step's matrix products alone, with Eigen, on buffers allocated once: per layer the
+// forward product and, backward, dW and (past the first layer) dX; no bias, activation, loss
+// or update. No MLP implementation on Eigen can beat this, so it is the ceiling against which
+// the large shape's GFLOP/s target is read.
+void gemms_only_step(benchmark::State& state, const Workload w, int threads) {
+    use_threads(threads);
+    using Mat = Matrix<float>;
+    Rng rng(data_seed);
+    const auto layers = static_cast<std::size_t>(w.depth);
+    std::vector<Mat> weights, weight_grads(layers, Mat(w.width, w.width));
+    std::vector<Mat> activations(layers + 1, Mat(w.batch, w.width));
+    for (std::size_t l = 0; l < layers; ++l) weights.push_back(rng.normal_matrix<float>(w.width, w.width, 0.0, w.weight_stddev()));
+    activations[0] = rng.normal_matrix<float>(w.batch, w.width, 0.0, 1.0);
+    Mat grad = rng.normal_matrix<float>(w.batch, w.width, 0.0, 1.0), grad_in(w.batch, w.width);
+
+    for (auto _ : state) {
+        for (std::size_t l = 0; l < layers; ++l) {
+            activations[l + 1].noalias() = activations[l] * weights[l].transpose();
+        }
+        for (std::size_t l = layers; l-- > 0;) {
+            weight_grads[l].noalias() = grad.transpose() * activations[l];
+            if (l > 0) {
+                grad_in.noalias() = grad * weights[l];
+                grad.swap(grad_in);
+            }
+        }
+        benchmark::DoNotOptimize(weight_grads[0].data());
+        benchmark::ClobberMemory();
+    }
+    report(state, w, threads);
+}
+
 std::vector<int> thread_counts() {
 #ifdef _OPENMP
     return {1, 2};
@@ -129,6 +162,11 @@ void add(const std::string& name, Fn fn, Args... args) {
             for (const int threads : thread_counts()) {
                 add(benchmark_name(w, "baseline", kind, threads), baseline_step, w, kind, threads);
                 add(benchmark_name(w, "gradscope", kind, threads), gradscope_step, w, kind, threads, Extra::none);
+            }
+        }
+        if (!w.batch_norm && !w.residual) {  // the variants' products are the plain shape's
+            for (const int threads : thread_counts()) {
+                add(benchmark_name(w, "gemms_only", Kind::backprop, threads), gemms_only_step, w, threads);
             }
         }
         for (const Extra extra : {Extra::monitor, Extra::anomaly}) {

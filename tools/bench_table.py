@@ -84,6 +84,20 @@ def main(argv):
                       f"| {fmt_time(t)} | {ratio(t, g)} | {fmt_time(tt)} | {ratio(tt, g)} | {fmt_time(gb)} "
                       f"| {ratio(tt, gb)} |")
 
+    print("\n#### The matrix products alone (backprop's GEMMs on preallocated buffers, Eigen's threads)\n")
+    print("| shape | threads | GEMMs only | GFLOP/s | gradscope | GFLOP/s | gradscope's share of the GEMM ceiling "
+          "| GEMMs only, BLAS build | GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for shape in SHAPES:
+        for threads in (1, 2):
+            ceiling = eigen.get((shape, "gemms_only", "backprop", threads))
+            g = eigen.get((shape, "gradscope", "backprop", threads))
+            if ceiling is None or g is None:
+                continue
+            ceiling_blas = blas.get((shape, "gemms_only", "backprop", threads), (None, float("nan")))
+            print(f"| {shape} | {threads} | {fmt_time(ceiling[0])} | {ceiling[1]:.1f} | {fmt_time(g[0])} | {g[1]:.1f} "
+                  f"| {ratio(ceiling[0], g[0])} | {fmt_time(ceiling_blas[0])} | {ceiling_blas[1]:.1f} |")
+
     print("\n#### Two threads against one (time at 1 thread / time at 2 threads)\n")
     print("| shape | kind | baseline | gradscope | libtorch |")
     print("|---|---|---|---|---|")
