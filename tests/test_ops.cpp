@@ -35,6 +35,20 @@ TEST_CASE("linear's gradient for a batch of one (an outer product) matches", "[o
     require_gradcheck([](const Inputs& in) { return linear(in[0], in[1]); }, {x, w});
 }
 
+TEST_CASE("the serial-product threshold can be moved, not made negative", "[ops][linalg][threads]") {
+    CHECK(parallel_product_min_work() == detail::default_parallel_product_min_work);
+    set_parallel_product_min_work(0.0);
+    CHECK(parallel_product_min_work() == 0.0);
+    CHECK_THROWS_AS(set_parallel_product_min_work(-1.0), value_error);
+    CHECK_THROWS_AS(set_parallel_product_min_work(std::nan("")), value_error);
+    CHECK(parallel_product_min_work() == 0.0);  // a refused value changes nothing
+    // Where the products run changes nothing in what they compute.
+    const auto x = param(6, 5, 10), w = param(4, 5, 11), b = param(1, 4, 12);
+    const Matrix<double> everywhere = linear(x, w, b).value();
+    set_parallel_product_min_work(detail::default_parallel_product_min_work);
+    CHECK(linear(x, w, b).value() == everywhere);
+}
+
 TEST_CASE("linear names the shapes when input width or bias do not fit", "[ops][linalg][errors]") {
     const auto x = param(4, 3, 4), w = param(5, 2, 5), b = param(1, 5, 6), bad_b = param(1, 4, 7);
     CHECK_THROWS_WITH(linear(x, w, b), Catch::Contains("[4x3]") && Catch::Contains("[5x2]"));

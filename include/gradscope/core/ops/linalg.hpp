@@ -4,6 +4,9 @@
 
 #include "support.hpp"
 
+#include <atomic>
+#include <string>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -17,8 +20,16 @@ namespace detail {
 // the small benchmark shape (32 x 128 products) 2.5x slower, medium (64 x 256 x 256, 4e6
 // multiply-adds) 1.3x slower and the deep one (128 x 128) up to 10% slower, and paid off only
 // at the large shape (256 x 1024 x 1024, 2.7e8: 1.5-1.8x faster). So a product below this size runs on
-// the calling thread alone.
-inline constexpr double parallel_product_min_work = 3.0e7;  // multiply-adds
+// the calling thread alone. On the same VM a later run found medium 1.6x *faster* on two threads
+// for a while: whether a second core pays depends on the machine (and on a VM, on the minute),
+// so the default is the safe one and a program can move it with
+// set_parallel_product_min_work (0: Eigen decides every product alone).
+inline constexpr double default_parallel_product_min_work = 3.0e7;  // multiply-adds
+
+inline std::atomic<double>& parallel_product_threshold() noexcept {
+    static std::atomic<double> min_work{default_parallel_product_min_work};
+    return min_work;
+}
 
 // Keeps one product on the calling thread when it is too small to share. It lowers OpenMP's
 // per-thread team size (thread-local, so other threads are unaffected) for its lifetime. A
@@ -30,7 +41,8 @@ public:
 #ifdef _OPENMP
         const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(depth);
         const int team = omp_get_max_threads();
-        if (work < parallel_product_min_work && team > 1 && Eigen::nbThreads() == team) {
+        const double min_work = parallel_product_threshold().load(std::memory_order_relaxed);
+        if (work < min_work && team > 1 && Eigen::nbThreads() == team) {
             saved_team_ = team;
             omp_set_num_threads(1);
         }
@@ -106,6 +118,20 @@ void check_linear_shapes(Shape x, Shape w, const Shape* b) {
 }
 
 }  // namespace detail
+
+// Matrix products smaller than this many multiply-adds run on the calling thread even when
+// OpenMP has more (default 3e7; see docs/PERFORMANCE.md, "Threads"). Lower it where a second
+// core pays for medium-sized products on your machine; 0 leaves every product to Eigen.
+inline void set_parallel_product_min_work(double multiply_adds) {
+    if (!(multiply_adds >= 0.0)) {
+        throw value_error("set_parallel_product_min_work: the threshold must be >= 0, got " +
+                          std::to_string(multiply_adds));
+    }
+    detail::parallel_product_threshold().store(multiply_adds, std::memory_order_relaxed);
+}
+[[nodiscard]] inline double parallel_product_min_work() noexcept {
+    return detail::parallel_product_threshold().load(std::memory_order_relaxed);
+}
 
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
