@@ -122,7 +122,9 @@ void gemms_only_step(benchmark::State& state, const Workload w, int threads) {
     const auto layers = static_cast<std::size_t>(w.depth);
     std::vector<Mat> weights, weight_grads(layers, Mat(w.width, w.width));
     std::vector<Mat> activations(layers + 1, Mat(w.batch, w.width));
-    for (std::size_t l = 0; l < layers; ++l) weights.push_back(rng.normal_matrix<float>(w.width, w.width, 0.0, w.weight_stddev()));
+    for (std::size_t l = 0; l < layers; ++l) {
+        weights.push_back(rng.normal_matrix<float>(w.width, w.width, 0.0, w.weight_stddev()));
+    }
     activations[0] = rng.normal_matrix<float>(w.batch, w.width, 0.0, 1.0);
     Mat grad = rng.normal_matrix<float>(w.batch, w.width, 0.0, 1.0), grad_in(w.batch, w.width);
 

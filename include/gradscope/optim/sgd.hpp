@@ -54,8 +54,8 @@ public:
             // matrix-sized temporary is made (PyTorch's d_p = grad.add(p, alpha=weight_decay)).
             const auto g = grad.array() + decay * p.array();
             if (!use_momentum) {
-                // Without decay, plain SGD is one read of the gradient, not also one of p:
-                // at the tiny benchmark shape that was a tenth of a training step.
+                // Without decay (the common case) the update skips the decay term's
+                // multiply-add per element instead of multiplying p by zero.
                 if (decay == T(0)) {
                     p.array() -= lr * grad.array();
                 } else {
