@@ -25,6 +25,8 @@ using Bytes = std::vector<std::byte>;
 
 namespace {
 
+using gradscope::testing::write_file;
+
 // Every test's files go to their own directory, named after this file.
 struct TempDir : gradscope::testing::TempDir {
     TempDir() : gradscope::testing::TempDir("gradscope_test_checkpoint_") {}
@@ -36,11 +38,6 @@ Bytes read_bytes(const fs::path& path) {
     Bytes out(chars.size());
     if (!chars.empty()) std::memcpy(out.data(), chars.data(), chars.size());
     return out;
-}
-
-void write_bytes(const fs::path& path, const Bytes& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 Bytes bytes_of(std::string_view text) {
@@ -166,7 +163,7 @@ struct Fixture {
     void expect_rejected(const Bytes& bytes, const std::vector<std::string>& fragments,
                          const LoadOptions& options = {}) {
         const fs::path file = dir.path / "broken.safetensors";
-        write_bytes(file, bytes);
+        write_file(file, bytes);
         const auto before = snapshot(*net);
         try {
             (void)load_checkpoint(file, *net, options);

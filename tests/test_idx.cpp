@@ -23,6 +23,8 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
+using gradscope::testing::write_file;
+
 // Every test's files go to their own directory, named after this file.
 struct TempDir : gradscope::testing::TempDir {
     TempDir() : gradscope::testing::TempDir("gradscope_test_idx_") {}
@@ -42,12 +44,6 @@ Bytes counting(std::size_t n) {
     Bytes out(n);
     for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::uint8_t>((i * 37 + 11) % 256);
     return out;
-}
-
-fs::path write_plain(const fs::path& path, const Bytes& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    return path;
 }
 
 fs::path write_gzip(const fs::path& path, const Bytes& bytes) {
@@ -84,7 +80,7 @@ TEST_CASE("images and labels read back exactly, plain and gzipped", "[idx]") {
     const Bytes labels = {7, 0, 9};
     for (const bool gzipped : {false, true}) {
         INFO((gzipped ? "gzipped" : "plain"));
-        const auto write = gzipped ? write_gzip : write_plain;
+        const auto write = gzipped ? write_gzip : write_file<Bytes>;
         const std::string ext = gzipped ? ".gz" : "";
         const IdxArray images = read_idx(write(dir.path / ("images" + ext), idx_file(0x08, {3, 2, 5}, pixels)));
         CHECK(images.dims == std::vector<std::uint32_t>{3, 2, 5});
@@ -112,24 +108,24 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
         Bytes b = valid;
         b[0] = 0x12;
         b[1] = 0x34;
-        expect_rejected(write_plain(dir.path / "magic", b), {"magic number is 0x12340803", "0x00000801", "0x00000803"});
+        expect_rejected(write_file(dir.path / "magic", b), {"magic number is 0x12340803", "0x00000801", "0x00000803"});
     }
     SECTION("a data type other than unsigned byte") {
-        expect_rejected(write_plain(dir.path / "floats", idx_file(0x0D, {2, 3, 4}, counting(96))),
+        expect_rejected(write_file(dir.path / "floats", idx_file(0x0D, {2, 3, 4}, counting(96))),
                         {"0x00000D03", "data type is 0x0D (32-bit float)", "only 0x08 (unsigned byte)"});
     }
     SECTION("a dimension count out of range") {
-        expect_rejected(write_plain(dir.path / "rank0", idx_file(0x08, {}, {})), {"0 dimensions"});
-        expect_rejected(write_plain(dir.path / "rank4", idx_file(0x08, {1, 1, 1, 1}, {5})),
+        expect_rejected(write_file(dir.path / "rank0", idx_file(0x08, {}, {})), {"0 dimensions"});
+        expect_rejected(write_file(dir.path / "rank4", idx_file(0x08, {1, 1, 1, 1}, {5})),
                         {"magic number 0x00000804", "4 dimensions"});
     }
     SECTION("too short for a magic number or its dimensions") {
-        expect_rejected(write_plain(dir.path / "empty", {}), {"0 bytes long"});
-        expect_rejected(write_plain(dir.path / "short_header", Bytes(valid.begin(), valid.begin() + 9)),
+        expect_rejected(write_file(dir.path / "empty", Bytes{}), {"0 bytes long"});
+        expect_rejected(write_file(dir.path / "short_header", Bytes(valid.begin(), valid.begin() + 9)),
                         {"header needs 16 bytes", "has 9"});
     }
     SECTION("truncated data") {
-        expect_rejected(write_plain(dir.path / "truncated", Bytes(valid.begin(), valid.end() - 4)),
+        expect_rejected(write_file(dir.path / "truncated", Bytes(valid.begin(), valid.end() - 4)),
                         {"truncated", "[2 x 3 x 4] need 24 bytes", "has 20"});
         expect_rejected(write_gzip(dir.path / "truncated.gz", Bytes(valid.begin(), valid.end() - 4)),
                         {"truncated", "need 24 bytes", "has 20"});
@@ -137,14 +133,14 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
     SECTION("trailing bytes") {
         Bytes b = valid;
         b.insert(b.end(), {1, 2, 3});
-        expect_rejected(write_plain(dir.path / "trailing", b), {"3 trailing bytes after the 24 bytes"});
+        expect_rejected(write_file(dir.path / "trailing", b), {"3 trailing bytes after the 24 bytes"});
         expect_rejected(write_gzip(dir.path / "trailing.gz", b), {"3 trailing bytes"});
     }
     SECTION("dimensions too large to be real") {
-        expect_rejected(write_plain(dir.path / "huge", idx_file(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 2}, {})),
+        expect_rejected(write_file(dir.path / "huge", idx_file(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 2}, {})),
                         {"more than 2^40 bytes"});
         // Large but possible: refused for want of data, without allocating what the header claims.
-        expect_rejected(write_plain(dir.path / "claims", idx_file(0x08, {60000, 28, 28}, counting(10))),
+        expect_rejected(write_file(dir.path / "claims", idx_file(0x08, {60000, 28, 28}, counting(10))),
                         {"need 47040000 bytes", "has 10"});
     }
     SECTION("corrupt gzip: damaged data, a damaged checksum, a cut stream") {
@@ -155,13 +151,13 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
 
         Bytes damaged = compressed;
         for (std::size_t i = 12; i < 20; ++i) damaged[i] ^= 0x5A;
-        expect_rejected(write_plain(dir.path / "damaged.gz", damaged), {"corrupt gzip data"});
+        expect_rejected(write_file(dir.path / "damaged.gz", damaged), {"corrupt gzip data"});
 
         Bytes bad_crc = compressed;
         bad_crc[bad_crc.size() - 6] ^= 0x01;  // the CRC-32 is in the last 8 bytes, before the length
-        expect_rejected(write_plain(dir.path / "bad_crc.gz", bad_crc), {"corrupt gzip data", "incorrect data check"});
+        expect_rejected(write_file(dir.path / "bad_crc.gz", bad_crc), {"corrupt gzip data", "incorrect data check"});
 
-        expect_rejected(write_plain(dir.path / "cut.gz", Bytes(compressed.begin(), compressed.begin() + compressed.size() / 2)),
+        expect_rejected(write_file(dir.path / "cut.gz", Bytes(compressed.begin(), compressed.begin() + compressed.size() / 2)),
                         {"corrupt gzip data", "unexpected end of file"});
     }
     SECTION("a missing file or a directory") {
@@ -172,8 +168,8 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
 
 TEST_CASE("the helpers refuse arrays of the wrong kind", "[idx]") {
     TempDir dir;
-    const IdxArray labels = read_idx(write_plain(dir.path / "labels", idx_file(0x08, {4}, {1, 2, 3, 4})));
-    const IdxArray images = read_idx(write_plain(dir.path / "images", idx_file(0x08, {1, 2, 2}, {1, 2, 3, 4})));
+    const IdxArray labels = read_idx(write_file(dir.path / "labels", idx_file(0x08, {4}, {1, 2, 3, 4})));
+    const IdxArray images = read_idx(write_file(dir.path / "images", idx_file(0x08, {1, 2, 2}, {1, 2, 3, 4})));
     CHECK_THROWS_WITH(idx_images_as_rows(labels),
                       Catch::Contains((dir.path / "labels").string()) && Catch::Contains("expected images"));
     CHECK_THROWS_WITH(idx_labels(images), Catch::Contains("expected labels (one dimension), got [1 x 2 x 2]"));

@@ -1,9 +1,11 @@
 // A fresh directory under the system's temporary directory for one test, removed with its
-// contents when the test ends (the file-format tests write real files).
+// contents when the test ends, and a helper that writes raw bytes to a file (the file-format
+// tests write real files).
 #pragma once
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <system_error>
@@ -36,5 +38,15 @@ struct TempDir {
         return out;
     }
 };
+
+// Writes `bytes` (any contiguous container of one-byte elements: std::byte, std::uint8_t, char)
+// to `path`, replacing the file, and returns the path.
+template <class Bytes>
+std::filesystem::path write_file(const std::filesystem::path& path, const Bytes& bytes) {
+    static_assert(sizeof(typename Bytes::value_type) == 1, "write_file writes bytes");
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    return path;
+}
 
 }  // namespace gradscope::testing
