@@ -13,14 +13,14 @@
 #include "../nn/module.hpp"
 #include "profile.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <algorithm>
 #include <deque>
 #include <functional>
-#include <type_traits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gradscope::diag {
@@ -250,8 +250,7 @@ private:
     std::ptrdiff_t current_layer_ = -1;
     bool activation_seen_ = false;
     Matrix<T> derivative_;
-    Matrix<T> column_peak_;
-    Matrix<T> difference_;   // a weight's update, for its norm  // per unit, the largest |phi'| over the batch
+    Matrix<T> column_peak_;  // per unit, the largest |phi'| over the batch
 };
 
 }  // namespace gradscope::diag
