@@ -4,6 +4,7 @@
 // any implementation on Eigen). Names are "<shape>/<implementation>/<kind>/threads:<n>";
 // every benchmark reports the counters samples_per_s and GFLOPs. scripts/bench.sh runs it and
 // turns the JSON into docs/PERFORMANCE.md's ratios.
+#include "counters.hpp"
 #include "gradscope_workload.hpp"
 
 #include <benchmark/benchmark.h>
@@ -65,9 +66,7 @@ void use_threads(int threads) {
 }
 
 void report(benchmark::State& state, const Workload& w, int threads) {
-    using benchmark::Counter;
-    state.counters["samples_per_s"] = Counter(static_cast<double>(w.batch), Counter::kIsIterationInvariantRate);
-    state.counters["GFLOPs"] = Counter(w.flops_per_step() * 1e-9, Counter::kIsIterationInvariantRate);
+    report_throughput(state, w);
     // Eigen ignores setNbThreads without OpenMP: say what really ran.
     state.counters["eigen_threads"] = static_cast<double>(Eigen::nbThreads());
     if (Eigen::nbThreads() != threads) state.SkipWithError("Eigen did not take the thread count (built without OpenMP?)");

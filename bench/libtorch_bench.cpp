@@ -2,6 +2,7 @@
 // torch::optim::SGD), named and counted exactly as gradscope_bench names and counts them, so
 // that scripts/bench.sh can put the two side by side. Built only where find_package(Torch)
 // succeeds; gradscope itself is not included here (libtorch wants C++17 and its own flags).
+#include "counters.hpp"
 #include "workload.hpp"
 
 #include <benchmark/benchmark.h>
@@ -58,9 +59,7 @@ void set_blas_threads(int threads) {
 }
 
 void report(benchmark::State& state, const Workload& w) {
-    using benchmark::Counter;
-    state.counters["samples_per_s"] = Counter(static_cast<double>(w.batch), Counter::kIsIterationInvariantRate);
-    state.counters["GFLOPs"] = Counter(w.flops_per_step() * 1e-9, Counter::kIsIterationInvariantRate);
+    report_throughput(state, w);
     state.counters["torch_threads"] = static_cast<double>(torch::get_num_threads());
 }
 
