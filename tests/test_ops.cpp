@@ -42,7 +42,8 @@ TEST_CASE("the serial-product threshold can be moved, not made negative", "[ops]
     CHECK_THROWS_AS(set_parallel_product_min_work(-1.0), value_error);
     CHECK_THROWS_AS(set_parallel_product_min_work(std::nan("")), value_error);
     CHECK(parallel_product_min_work() == 0.0);  // a refused value changes nothing
-    // Where the products run changes nothing in what they compute.
+    // Where the products run changes nothing in what they compute. The test build has no
+    // OpenMP, so here both run on one thread; the check has teeth in an OpenMP build.
     const auto x = param(6, 5, 10), w = param(4, 5, 11), b = param(1, 4, 12);
     const Matrix<double> everywhere = linear(x, w, b).value();
     set_parallel_product_min_work(detail::default_parallel_product_min_work);
