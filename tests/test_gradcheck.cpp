@@ -1,4 +1,5 @@
 // gradcheck is only worth trusting if it fails when it should.
+#include "support/misdeclared_op.hpp"
 #include "support/testing.hpp"
 
 using namespace gradscope;
@@ -66,4 +67,23 @@ TEST_CASE("gradcheck leaves the inputs' values as they were", "[gradcheck]") {
 TEST_CASE("gradcheck wants leaves as the inputs it perturbs", "[gradcheck][errors]") {
     const auto y = param(2, 2, 5) * 2.0;
     CHECK_THROWS_AS(gradcheck([](const Inputs& in) { return in[0]; }, {y}), graph_error);
+}
+
+TEST_CASE("gradcheck on interior inputs catches an op whose BackwardReads leaves out a value it reads", "[gradcheck]") {
+    const auto x = param(3, 3, 6);
+    const auto f = [](const Inputs& in) { return misdeclared_square(in[0]); };
+    CHECK(gradcheck(f, {x}).passed);  // on a leaf, which is never released, the bug hides
+    for (GradcheckInputs how : {GradcheckInputs::interior, GradcheckInputs::shared_interior}) {
+        REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.inputs_as = how}), graph_error, MessageContains("BackwardReads declaration is wrong"));
+    }
+}
+
+TEST_CASE("gradcheck refuses options that make the check meaningless", "[gradcheck][errors]") {
+    const auto x = param(2, 2, 9);
+    const auto f = [](const Inputs& in) { return exp(in[0]); };
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = 0.0}), value_error, MessageContains("step"));
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = -1e-6}), value_error, MessageContains("step"));
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = std::nan("")}), value_error, MessageContains("step"));
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.atol = -1.0}), value_error, MessageContains("atol"));
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.projections = 0}), value_error, MessageContains("projections"));
 }

@@ -53,7 +53,7 @@
 #define GRADSCOPE_INSTANTIATE_CORE(KIND, T)                                                     \
     KIND class Tensor<T>;                                                                      \
     KIND class HookHandle<T>;                                                                  \
-    KIND struct HookList<T>;                                                                   \
+    KIND class HookList<GradHook<T>>;                                                          \
     KIND class NodePtr<T>;                                                                     \
     KIND class detail::NodePool<T>;                                                            \
     KIND class BufferPool<T>;                                                                  \

@@ -7,6 +7,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <exception>
+#include <initializer_list>
+#include <string>
 #include <vector>
 
 namespace gradscope::testing {
@@ -38,12 +41,45 @@ inline TensorD param(Index rows, Index cols, std::uint64_t seed) {
     return TensorD::parameter(normal(rows, cols, seed));
 }
 
+// Checks f three ways: on the inputs as leaves, as interior values, and as interior values
+// read by two consumers (see GradcheckInputs), so that an op whose BackwardReads leaves out a
+// value its backward reads fails here.
 template <class F>
 void require_gradcheck(F&& f, const Inputs& inputs, GradcheckOptions options = {}) {
-    const GradcheckReport report = gradcheck(std::forward<F>(f), inputs, options);
-    INFO(report.message);
-    REQUIRE(report.passed);
+    for (GradcheckInputs how : {GradcheckInputs::leaves, GradcheckInputs::interior,
+                                GradcheckInputs::shared_interior}) {
+        options.inputs_as = how;
+        const GradcheckReport report = gradcheck(f, inputs, options);
+        INFO("inputs as " << (how == GradcheckInputs::leaves     ? "leaves"
+                              : how == GradcheckInputs::interior ? "interior values"
+                                                                 : "interior values read twice"));
+        INFO(report.message);
+        REQUIRE(report.passed);
+    }
 }
+
+// An exception matcher for REQUIRE_THROWS_MATCHES: the message contains every one of the
+// given parts (Catch2 v2 only has an exact-message matcher for exceptions).
+class MessageContains : public Catch::MatcherBase<std::exception> {
+public:
+    MessageContains(std::initializer_list<std::string> parts) : parts_(parts) {}
+    explicit MessageContains(std::string part) : parts_{std::move(part)} {}
+    bool match(const std::exception& e) const override {
+        const std::string message = e.what();
+        for (const std::string& part : parts_) {
+            if (message.find(part) == std::string::npos) return false;
+        }
+        return true;
+    }
+    std::string describe() const override {
+        std::string text = "has a message containing";
+        for (const std::string& part : parts_) text += " \"" + part + "\"";
+        return text;
+    }
+
+private:
+    std::vector<std::string> parts_;
+};
 
 // Entrywise closeness in the sense of numpy.allclose.
 template <class A, class B>

@@ -22,12 +22,9 @@ struct BackwardScratch {
     std::vector<Node<T>*> order;
     std::vector<Node<T>*> stack;
     std::vector<Node<T>*> to_release;
-    // Callbacks that want to run once the current backward pass has finished (a module's
-    // parameter-gradient hooks); each is listed at most once by its owner.
-    struct AfterBackward {
-        void* context;
-        void (*callback)(void*);
-    };
+    // Leaves this pass marked as busy (Node::backward_thread), to unmark when it ends.
+    std::vector<Node<T>*> claimed;
+    // What the reached nodes asked to run once the pass has finished, each owner once.
     std::vector<AfterBackward> after_backward;
     bool running = false;
 
@@ -46,6 +43,17 @@ inline std::string where(const char* op, const std::shared_ptr<const std::string
     std::string text = "'" + std::string(op) + "'";
     if (label && !label->empty()) text += " in " + *label;
     return text;
+}
+
+// "the parameter 'layers.0.weight' [4x3]", "a leaf [4x3]", "the output of 'tanh' in layers.1 [4x3]".
+template <class T>
+std::string describe_node(const Node<T>& node) {
+    const std::string shape = to_string(node.shape());
+    if (node.is_leaf) {
+        if (node.label && !node.label->empty()) return "the tensor '" + *node.label + "' " + shape;
+        return std::string(node.requires_grad ? "a leaf that requires grad " : "a constant leaf ") + shape;
+    }
+    return "the output of " + where(node.op, node.label) + " " + shape;
 }
 
 // Where the gradient contributions sent to `node` in this pass are summed. Leaves without
@@ -77,6 +85,13 @@ GradSlot<T> grad_slot(Node<T>& node) {
     return {target.view(), first};
 }
 
+inline void add_once(std::vector<AfterBackward>& list, const AfterBackward& entry) {
+    for (const AfterBackward& e : list) {
+        if (!e.owner.owner_before(entry.owner) && !entry.owner.owner_before(e.owner)) return;
+    }
+    list.push_back(entry);
+}
+
 template <class T>
 void collect_graph(Node<T>& root, BackwardScratch<T>& scratch) {
     const std::uint64_t mark = next_visit_mark();
@@ -94,6 +109,7 @@ void collect_graph(Node<T>& root, BackwardScratch<T>& scratch) {
         }
         node->written = false;
         scratch.order.push_back(node);
+        for (const AfterBackward& entry : node->after_backward) add_once(scratch.after_backward, entry);
         for (Node<T>* input : node->inputs) {
             if (input->requires_grad && input->visit != mark) {
                 input->visit = mark;
@@ -154,9 +170,11 @@ void free_graph(BackwardScratch<T>& scratch, bool retain_graph) {
         node->graph_freed = true;
         node->saved.reset();
         node->aux.reset();
+        node->after_backward.clear();
         scratch.to_release.insert(scratch.to_release.end(), node->inputs.begin(),
                                   node->inputs.end());
         node->inputs.clear();
+        node->input_versions.clear();
     }
     // Releasing may recycle nodes listed in `order`, so it comes after the loop above.
     for (Node<T>* node : scratch.to_release) {
@@ -165,26 +183,54 @@ void free_graph(BackwardScratch<T>& scratch, bool retain_graph) {
     scratch.to_release.clear();
 }
 
-// Runs (and forgets) the callbacks scheduled for the end of this pass. A callback may
-// schedule again for the next pass, so the list is swapped out before the calls.
+// Runs the callbacks that the reached nodes asked for, skipping those whose owner is gone.
+inline void run_after_backward(std::vector<AfterBackward>& callbacks) {
+    for (const AfterBackward& entry : callbacks) {
+        if (std::shared_ptr<void> owner = entry.owner.lock()) entry.callback(owner.get());
+    }
+    callbacks.clear();
+}
+
+// Marks the pass's leaves as busy, so that another thread touching them meanwhile gets an
+// error instead of a data race (docs/DESIGN.md, "Threads").
 template <class T>
-void run_after_backward(BackwardScratch<T>& scratch) {
-    if (scratch.after_backward.empty()) return;
-    thread_local std::vector<typename BackwardScratch<T>::AfterBackward> running;
-    running.swap(scratch.after_backward);
-    for (const auto& entry : running) entry.callback(entry.context);
-    running.clear();
+void claim_leaves(BackwardScratch<T>& scratch) {
+    const void* me = this_thread_tag();
+    for (Node<T>* node : scratch.order) {
+        if (!node->is_leaf) continue;
+        const void* expected = nullptr;
+        if (!node->backward_thread.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
+            throw graph_error("backward: " + describe_node(*node) +
+                              " is being backpropagated into by another thread at the same "
+                              "time; a network (and any tensor) may be used by one thread at a time");
+        }
+        scratch.claimed.push_back(node);
+    }
 }
 
 template <class T>
-void schedule_after_backward(void* context, void (*callback)(void*)) {
-    BackwardScratch<T>::local().after_backward.push_back({context, callback});
+void release_leaves(BackwardScratch<T>& scratch) noexcept {
+    for (Node<T>* node : scratch.claimed) node->backward_thread.store(nullptr, std::memory_order_release);
+    scratch.claimed.clear();
 }
 
+// Refuses to run a backward that reads an input whose value was written after the op
+// recorded it (see Node::version).
 template <class T>
-void unschedule_after_backward(void* context) noexcept {
-    auto& list = BackwardScratch<T>::local().after_backward;
-    std::erase_if(list, [context](const auto& entry) { return entry.context == context; });
+void check_input_versions(const Node<T>& node) {
+    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+        const Node<T>& input = *node.inputs[i];
+        const bool read = i >= 32 || ((node.reads_inputs >> i) & 1u) != 0;
+        if (!read || input.version == node.input_versions[i]) continue;
+        throw graph_error("backward: " + describe_node(input) + ", input #" + std::to_string(i) +
+                          " of " + where(node.op, node.label) +
+                          ", was modified in place after the op recorded it (version " +
+                          std::to_string(node.input_versions[i]) + ", now " +
+                          std::to_string(input.version) +
+                          "); its gradient would be computed from a value the forward pass "
+                          "never saw. Change values after backward, or under NoGradGuard "
+                          "before the next forward");
+    }
 }
 
 template <class T>
@@ -208,11 +254,17 @@ void run_backward(Node<T>& root, ConstMatrixView<T> seed, bool retain_graph) {
     }
     scratch.running = true;
     struct Done {
-        bool& flag;
-        ~Done() { flag = false; }
-    } done{scratch.running};
+        BackwardScratch<T>& scratch;
+        ~Done() {
+            release_leaves(scratch);
+            scratch.after_backward.clear();
+            scratch.running = false;
+        }
+    } done{scratch};
 
+    scratch.after_backward.clear();
     collect_graph(root, scratch);
+    claim_leaves(scratch);
     GradSlot<T> root_slot = grad_slot(root);
     if (root_slot.first) {
         root_slot.view = seed;
@@ -228,6 +280,7 @@ void run_backward(Node<T>& root, ConstMatrixView<T> seed, bool retain_graph) {
         }
         if (!node->written) continue;  // reached, but nothing flowed into it
         node->run_hooks(node->grad.view());
+        check_input_versions(*node);
         node->backward(*node);
         if (check) check_input_grads_finite(*node);
         // Hand this node's buffers back now, not at the end of the pass: the next node asks
@@ -240,8 +293,10 @@ void run_backward(Node<T>& root, ConstMatrixView<T> seed, bool retain_graph) {
             node->aux.reset();
         }
     }
+    // Unmark the leaves before freeing: freeing may recycle a leaf nothing else holds.
+    release_leaves(scratch);
     free_graph(scratch, retain_graph);
-    run_after_backward(scratch);
+    run_after_backward(scratch.after_backward);
 }
 
 }  // namespace detail

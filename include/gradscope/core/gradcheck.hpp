@@ -7,6 +7,7 @@
 #pragma once
 
 #include "grad_mode.hpp"
+#include "ops/arithmetic.hpp"
 #include "random.hpp"
 #include "tensor.hpp"
 
@@ -18,12 +19,23 @@
 
 namespace gradscope {
 
+// How the checked function sees its inputs. An op's backward may read its inputs' values,
+// and it must declare which (BackwardReads): values nobody declared are released during the
+// forward pass, but only an interior node's value is ever released. A check on leaves alone
+// would pass an op that reads a value it did not declare; so check all three ways.
+enum class GradcheckInputs {
+    leaves,           // f(x): the inputs themselves
+    interior,         // f(i(x)): each input through a pass-through op that keeps no handle
+    shared_interior,  // f(i(x)) + f(i(x)): the same interior values read by two consumers
+};
+
 struct GradcheckOptions {
     double step = 1e-6;          // central-difference step h (error O(h^2) + rounding/h)
     double atol = 1e-5;          // an element passes when |a - n| <= atol + rtol * |n|
     double rtol = 1e-3;
     int projections = 2;         // random projections R tried
     std::uint64_t seed = 20260;  // for R
+    GradcheckInputs inputs_as = GradcheckInputs::leaves;
 };
 
 struct GradcheckReport {
@@ -48,6 +60,30 @@ namespace detail {
 
 inline void clear_grads(const std::vector<Tensor<double>>& tensors) {
     for (Tensor<double> t : tensors) t.clear_grad();  // a copy is a handle to the same node
+}
+
+inline void validate(const GradcheckOptions& o) {
+    auto require = [](bool ok, const std::string& what) {
+        if (!ok) throw value_error("gradcheck: " + what);
+    };
+    require(std::isfinite(o.step) && o.step > 0.0, "step must be finite and > 0, got " + std::to_string(o.step));
+    require(std::isfinite(o.atol) && o.atol >= 0.0, "atol must be finite and >= 0, got " + std::to_string(o.atol));
+    require(std::isfinite(o.rtol) && o.rtol >= 0.0, "rtol must be finite and >= 0, got " + std::to_string(o.rtol));
+    require(o.projections >= 1, "projections must be >= 1, got " + std::to_string(o.projections));
+}
+
+// Calls f on the inputs as `how` asks (see GradcheckInputs).
+template <class F>
+Tensor<double> call_as(F& f, const std::vector<Tensor<double>>& inputs, GradcheckInputs how) {
+    if (how == GradcheckInputs::leaves) return f(inputs);
+    std::vector<Tensor<double>> routed;
+    routed.reserve(inputs.size());
+    for (const Tensor<double>& x : inputs) {
+        routed.push_back(x.requires_grad() ? detail::affine(x, 1.0, 0.0, "gradcheck_interior") : x);
+    }
+    if (how == GradcheckInputs::interior) return f(routed);  // routed's handles go on return
+    const Tensor<double> first = f(routed);
+    return first + f(routed);
 }
 
 inline std::string describe(const GradcheckReport& r) {
@@ -78,6 +114,7 @@ template <class F>
 GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
                           const GradcheckOptions& options = {}) {
     using T = double;
+    detail::validate(options);
     GradcheckReport report;
     Rng rng(options.seed);
     double max_magnitude = 0.0;
@@ -85,7 +122,7 @@ GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
 
     auto evaluate = [&](const Matrix<T>& projection) {
         NoGradGuard no_grad;
-        const Tensor<T> out = f(inputs);
+        const Tensor<T> out = detail::call_as(f, inputs, options.inputs_as);
         if (out.rows() != projection.rows() || out.cols() != projection.cols()) {
             throw shape_error("gradcheck: the function's output changed shape from " +
                               to_string(Shape{projection.rows(), projection.cols()}) + " to " +
@@ -110,7 +147,7 @@ GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
 
     for (int p = 0; p < options.projections; ++p) {
         detail::clear_grads(inputs);
-        Tensor<T> out = f(inputs);
+        Tensor<T> out = detail::call_as(f, inputs, options.inputs_as);
         const Matrix<T> projection = rng.normal_matrix<T>(out.rows(), out.cols());
         out.backward(projection);
 

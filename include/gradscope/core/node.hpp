@@ -8,6 +8,7 @@
 #pragma once
 
 #include "buffer_pool.hpp"
+#include "hook_list.hpp"
 #include "matrix.hpp"
 
 #include <atomic>
@@ -31,33 +32,22 @@ struct Node;
 template <class T>
 using GradHook = std::function<void(MatrixView<T> grad)>;
 
-template <class T>
-struct HookList {
-    struct Entry {
-        std::uint64_t id;
-        GradHook<T> hook;
-    };
-    std::vector<Entry> entries;
-    std::uint64_t next_id = 1;
-
-    std::uint64_t add(GradHook<T> hook) {
-        entries.push_back(Entry{next_id, std::move(hook)});
-        return next_id++;
-    }
-    bool remove(std::uint64_t id) {
-        for (auto it = entries.begin(); it != entries.end(); ++it) {
-            if (it->id == id) {
-                entries.erase(it);
-                return true;
-            }
-        }
-        return false;
-    }
-    [[nodiscard]] bool empty() const noexcept { return entries.empty(); }
-    void run(MatrixView<T> grad) const {
-        for (const Entry& entry : entries) entry.hook(grad);
-    }
+// Work that waits for the end of a backward pass that reached a node: a module's
+// parameter-gradient hooks (see Note [Hook lifetimes] in nn/module.hpp). The owner is held
+// weakly, so a graph that outlives the owner calls nothing.
+struct AfterBackward {
+    std::weak_ptr<void> owner;
+    void (*callback)(void* owner);
 };
+
+namespace detail {
+// Identifies the calling thread without <thread>: the address of a thread-local object is
+// unique among the threads alive at the same time, which is all a "busy" marker needs.
+inline const void* this_thread_tag() noexcept {
+    thread_local const char tag = 0;
+    return &tag;
+}
+}  // namespace detail
 
 template <class T>
 using BackwardFn = void (*)(Node<T>&);
@@ -98,11 +88,30 @@ struct Node {
     bool graph_freed = false;  // backward ran without retain_graph: no second backward
     bool written = false;      // this backward pass has sent it a gradient already
 
-    std::unique_ptr<HookList<T>> hooks;              // registered on this tensor
-    std::shared_ptr<const HookList<T>> shared_hooks;  // a module's, shared by every step's output
-    // The module path where the node was made ("layers.7.bn"), for anomaly messages. Recorded
-    // only in anomaly mode, so the common path pays nothing for it.
+    std::unique_ptr<HookList<GradHook<T>>> hooks;  // registered on this tensor
+    // The output-gradient hooks of the module that made this node: one dispatcher per module,
+    // shared by every step's output, that runs the module's hooks as they are when called.
+    std::shared_ptr<const GradHook<T>> module_hooks;
+    // Run once at the end of each backward pass that reaches this node (deduplicated by owner).
+    std::vector<AfterBackward> after_backward;
+
+    // In-place modification check, as PyTorch's version counter. A leaf's value can be written
+    // (Tensor::data); every such write bumps its version. An op records the versions of its
+    // inputs, and backward refuses to read an input whose version moved since: the gradient
+    // would be computed from a value the forward pass never saw.
+    std::uint32_t version = 0;
+    std::vector<std::uint32_t> input_versions;  // parallel to `inputs`
+    unsigned reads_inputs = ~0u;                // which inputs' values the backward reads
+
+    // The thread running a backward pass into this leaf, or null: a second thread that
+    // records an op on the leaf or backpropagates into it meanwhile is told so, instead of
+    // racing on its reference count and gradient (docs/DESIGN.md, "Threads").
+    std::atomic<const void*> backward_thread{nullptr};
+    // Where the node comes from, for error messages: for an op, the module path where it was
+    // made ("layers.7.bn"), recorded only in anomaly mode so the common path pays nothing for
+    // it; for a module's parameter or buffer, its full name ("layers.7.bn.weight").
     std::shared_ptr<const std::string> label;
+
 
     // Small trivially copyable op attributes (a scalar, an index range, an activation's
     // parameters), stored inline so recording an op never allocates.
@@ -124,11 +133,11 @@ struct Node {
 
     [[nodiscard]] Shape shape() const noexcept { return value.shape(); }
     [[nodiscard]] bool has_hooks() const noexcept {
-        return (hooks && !hooks->empty()) || (shared_hooks && !shared_hooks->empty());
+        return (hooks && !hooks->empty()) || module_hooks != nullptr;
     }
-    void run_hooks(MatrixView<T> incoming) const {
+    void run_hooks(MatrixView<T> incoming) {
         if (hooks) hooks->run(incoming);
-        if (shared_hooks) shared_hooks->run(incoming);
+        if (module_hooks) (*module_hooks)(incoming);
     }
 };
 
@@ -209,12 +218,14 @@ private:
 
     static void clear(Node<T>& node) noexcept {
         node.inputs.clear();
+        node.input_versions.clear();
+        node.after_backward.clear();
         node.value.reset();
         node.grad.reset();
         node.saved.reset();
         node.aux.reset();
         node.hooks.reset();
-        node.shared_hooks.reset();
+        node.module_hooks.reset();
         node.label.reset();
         node.op = "leaf";
         node.backward = nullptr;
@@ -228,6 +239,9 @@ private:
         node.handles = 0;
         node.value_readers = 0;
         node.reads_own_value = true;
+        node.version = 0;
+        node.reads_inputs = ~0u;
+        node.backward_thread.store(nullptr, std::memory_order_relaxed);
     }
 
     std::vector<Node<T>*> free_;

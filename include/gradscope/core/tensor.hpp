@@ -22,6 +22,51 @@ struct BackwardOptions {
 template <class T>
 class Tensor;
 
+// A leaf's writable value (Tensor::data). It is an Eigen map, so anything Eigen can do with a
+// matrix works on it; assigning a whole matrix (=, +=, -=) checks the shape first, because for
+// a map of the wrong size Eigen asserts in a debug build and writes out of bounds in a release
+// build. Element and block access are Eigen's own.
+template <class T>
+class ValueRef : public MatrixView<T> {
+public:
+    using Base = MatrixView<T>;
+    explicit ValueRef(Base view) noexcept : Base(view) {}
+    ValueRef(const ValueRef&) = default;
+
+    ValueRef& operator=(const ValueRef& other) { return assign_checked(other, "="); }
+    template <class D>
+    ValueRef& operator=(const Eigen::DenseBase<D>& other) {
+        return assign_checked(other, "=");
+    }
+    template <class D>
+    ValueRef& operator+=(const Eigen::MatrixBase<D>& other) {
+        check(other.rows(), other.cols(), "+=");
+        Base::operator+=(other);
+        return *this;
+    }
+    template <class D>
+    ValueRef& operator-=(const Eigen::MatrixBase<D>& other) {
+        check(other.rows(), other.cols(), "-=");
+        Base::operator-=(other);
+        return *this;
+    }
+
+private:
+    template <class D>
+    ValueRef& assign_checked(const Eigen::DenseBase<D>& other, const char* how) {
+        check(other.rows(), other.cols(), how);
+        Base::operator=(other.derived());
+        return *this;
+    }
+    void check(Index rows, Index cols, const char* how) const {
+        if (rows != this->rows() || cols != this->cols()) {
+            throw shape_error(std::string("data() ") + how + ": the tensor is " +
+                              to_string(Shape{this->rows(), this->cols()}) +
+                              " and its shape cannot change; got " + to_string(Shape{rows, cols}));
+        }
+    }
+};
+
 // Removes a hook registered with Tensor::register_hook. Dropping the handle keeps the hook.
 template <class T>
 class HookHandle {
@@ -95,6 +140,7 @@ public:
     }
 
     static Tensor zeros(Index rows, Index cols, bool requires_grad = false) {
+        check_size("Tensor::zeros", rows, cols);
         return leaf(Matrix<T>::Zero(rows, cols), requires_grad);
     }
     static Tensor scalar(T value, bool requires_grad = false) {
@@ -119,14 +165,23 @@ public:
 
     // Writable access to a leaf's value, for optimisers and initialisers. Changing the value
     // of a tensor that a graph recorded would make that graph's gradients wrong, so only
-    // leaves allow it; do it after backward (or under NoGradGuard), as optimisers do.
-    [[nodiscard]] MatrixView<T> data() {
+    // leaves allow it, and each call counts as a write: a backward that would read the value
+    // the graph recorded throws graph_error instead (see Node::version). Write after backward
+    // (or under NoGradGuard before the next forward), as optimisers do.
+    [[nodiscard]] ValueRef<T> data() {
         Node<T>& n = node();
         if (!n.is_leaf) {
             throw graph_error("data: only a leaf's value may be written; this tensor was made by '" +
                               std::string(n.op) + "'");
         }
-        return n.value.view();
+        ++n.version;
+        return ValueRef<T>(n.value.view());
+    }
+
+    // Replaces a leaf's value with `value`, which must have the tensor's shape.
+    template <class Derived>
+    void assign(const Eigen::DenseBase<Derived>& value) {
+        data() = value.template cast<T>();
     }
 
     [[nodiscard]] bool requires_grad() const { return node().requires_grad; }
@@ -201,7 +256,7 @@ public:
             throw graph_error("register_hook: the tensor does not require grad, so no gradient "
                               "will ever flow into it");
         }
-        if (!n.hooks) n.hooks = std::make_unique<HookList<T>>();
+        if (!n.hooks) n.hooks = std::make_unique<HookList<GradHook<T>>>();
         const std::uint64_t id = n.hooks->add(GradHook<T>(std::forward<F>(hook)));
         return HookHandle<T>(node_, id);
     }
@@ -223,6 +278,14 @@ private:
     void drop_handle() noexcept {
         if (node_ && --node_->handles == 0) detail::drop_value_if_unread(*node_);
         node_ = NodePtr<T>();
+    }
+
+    static void check_size(const char* where, Index rows, Index cols) {
+        constexpr Index limit = Eigen::NumTraits<Index>::highest();
+        if (rows < 0 || cols < 0 || (rows > 0 && cols > limit / rows)) {
+            throw value_error(std::string(where) + ": cannot make a tensor of " +
+                              std::to_string(rows) + " x " + std::to_string(cols) + " elements");
+        }
     }
 
     static std::string no_grad_message(const Node<T>& n) {

@@ -41,31 +41,41 @@ public:
 
     explicit GradientMonitor(Module<T>& network) : GradientMonitor(network, Options{}) {}
 
+    // The monitor and the network may be destroyed in either order (Note [Hook lifetimes] in
+    // nn/module.hpp): the monitor removes its hooks when it goes, and a network that goes
+    // first takes them with it, leaving the records readable.
     GradientMonitor(Module<T>& network, Options options) : options_(std::move(options)) {
+        if (!(options_.saturation_threshold >= 0.0) || !std::isfinite(options_.saturation_threshold)) {
+            throw value_error("GradientMonitor: saturation_threshold must be finite and >= 0, got " +
+                              std::to_string(options_.saturation_threshold));
+        }
+        // Choose first, hook after: a constructor that throws must leave no hook behind.
+        std::vector<std::pair<std::string, Module<T>*>> chosen;
+        std::vector<ActivationLayer<T>*> activations;
         for (auto& [path, module] : network.named_modules()) {
-            const bool chosen = options_.select ? options_.select(path, *module)
-                                                : dynamic_cast<Linear<T>*>(module) != nullptr;
-            if (chosen) add_layer(path, *module);
-            if (auto* act = dynamic_cast<ActivationLayer<T>*>(module)) watch_activation(*act);
+            const bool pick = options_.select ? options_.select(path, *module)
+                                              : dynamic_cast<Linear<T>*>(module) != nullptr;
+            if (pick) chosen.emplace_back(path, module);
+            if (auto* act = dynamic_cast<ActivationLayer<T>*>(module)) activations.push_back(act);
         }
-        if (layers_.empty()) {
-            throw value_error("GradientMonitor: no layer to watch in " + network.type_name());
+        if (chosen.empty()) {
+            throw value_error("GradientMonitor: no layer to watch in " + network.type_name() +
+                              (options_.select ? " (the selector picked none)" : " (it has no Linear)"));
         }
-        handles_.push_back(network.register_param_grad_hook([this](Module<T>&) { close_step(); }));
+        for (auto& [path, module] : chosen) add_layer(path, *module);
+        for (auto* act : activations) watch_activation(*act);
+        hooks_.add(network.register_param_grad_hook([this](Module<T>&) { close_step(); }));
         pending_.resize(layers_.size());
         reset_pending();
     }
 
     GradientMonitor(const GradientMonitor&) = delete;
     GradientMonitor& operator=(const GradientMonitor&) = delete;
-    ~GradientMonitor() { detach(); }
+    ~GradientMonitor() = default;  // hooks_ removes the hooks
 
     // Removes every hook; the records stay readable.
-    void detach() {
-        for (auto& h : handles_) h.remove();
-        handles_.clear();
-    }
-    [[nodiscard]] bool attached() const noexcept { return !handles_.empty(); }
+    void detach() { hooks_.remove_all(); }
+    [[nodiscard]] bool attached() const noexcept { return !hooks_.empty(); }
 
     [[nodiscard]] std::size_t layer_count() const noexcept { return layers_.size(); }
     [[nodiscard]] std::vector<std::string> layer_names() const {
@@ -89,7 +99,6 @@ public:
 private:
     struct Layer {
         std::string name;
-        Module<T>* module;
         Tensor<T> weight;  // may be empty for a selected module without a "weight"
         Tensor<T> bias;
         Matrix<T> previous_weight;
@@ -156,20 +165,20 @@ private:
 
     void add_layer(const std::string& path, Module<T>& module) {
         const std::size_t index = layers_.size();
-        Layer layer{path, &module, {}, {}, {}};
+        Layer layer{path, {}, {}, {}};
         for (const auto& [name, p] : module.own_parameters()) {
             if (name == "weight") layer.weight = p;
             if (name == "bias") layer.bias = p;
         }
         layers_.push_back(std::move(layer));
-        handles_.push_back(module.register_forward_hook(
+        hooks_.add(module.register_forward_hook(
             [this, index](Module<T>&, const Tensor<T>&, const Tensor<T>& out) {
                 LayerStats& s = pending_[index];
                 s.activation_norm = norm_of(out.value());
                 current_layer_ = static_cast<std::ptrdiff_t>(index);
                 activation_seen_ = false;
             }));
-        handles_.push_back(module.register_output_grad_hook([this, index](Module<T>&, MatrixView<T> g) {
+        hooks_.add(module.register_output_grad_hook([this, index](Module<T>&, MatrixView<T> g) {
             LayerStats& s = pending_[index];
             s.output_grad_norm = norm_counting_nonfinite(g, s.nonfinite);
         }));
@@ -177,7 +186,7 @@ private:
 
     // The first activation after a watched layer stands for that layer's output h_l.
     void watch_activation(ActivationLayer<T>& act) {
-        handles_.push_back(act.register_forward_hook(
+        hooks_.add(act.register_forward_hook(
             [this, &act](Module<T>&, const Tensor<T>& in, const Tensor<T>& out) {
                 if (current_layer_ < 0 || activation_seen_) return;
                 activation_seen_ = true;
@@ -185,6 +194,7 @@ private:
                 s.activation_norm = norm_of(out.value());
                 derivative_.resize(in.rows(), in.cols());
                 act.derivative(in.value(), out.value(), MatrixView<T>(derivative_.data(), in.rows(), in.cols()));
+                if (derivative_.size() == 0) return;  // an empty batch: nothing to count
                 const T threshold = static_cast<T>(options_.saturation_threshold);
                 const Index total = derivative_.size();
                 s.saturated_fraction = total == 0 ? 0.0
@@ -243,7 +253,7 @@ private:
 
     Options options_;
     std::vector<Layer> layers_;
-    std::vector<ModuleHookHandle> handles_;
+
     std::vector<LayerStats> pending_;
     std::deque<GradientProfile> history_;
     std::size_t steps_seen_ = 0;
@@ -251,6 +261,8 @@ private:
     bool activation_seen_ = false;
     Matrix<T> derivative_;
     Matrix<T> column_peak_;  // per unit, the largest |phi'| over the batch
+    // Last, so that it is destroyed first: no hook can run on a half-destroyed monitor.
+    ScopedHooks hooks_;
 };
 
 }  // namespace gradscope::diag

@@ -18,10 +18,13 @@
 #include "../core/grad_mode.hpp"
 #include "../core/tensor.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,7 +33,62 @@ namespace gradscope {
 template <class T>
 class Module;
 
-// Removes a module hook. Dropping the handle keeps the hook.
+// Note [Hook lifetimes]
+// A module keeps its hooks in a registry that only the module holds strongly; everything else
+// that refers to them holds it weakly, so that any destruction order is safe:
+//  - a ModuleHookHandle removed after its module is gone does nothing (and returns false);
+//  - the outputs a module recorded carry a dispatcher (Node::module_hooks) and an end-of-
+//    backward callback (Node::after_backward) that reach the registry weakly: a graph that
+//    outlives its module runs none of its hooks, and one backpropagated after a hook was
+//    removed does not run that hook;
+//  - hooks may add or remove hooks while they run (Note [Hooks that change hooks]).
+// Output-gradient and parameter-gradient hooks run as registered when backward reaches the
+// module, not as they were at forward time. What a hook captures is its owner's business:
+// remove the hook before its captures die, as GradientMonitor does (ScopedHooks helps).
+namespace detail {
+template <class T>
+struct ModuleHooks {
+    using Forward = std::function<void(Module<T>&, const Tensor<T>& input, const Tensor<T>& output)>;
+    using OutputGrad = std::function<void(Module<T>&, MatrixView<T> grad_output)>;
+    using ParamGrad = std::function<void(Module<T>&)>;
+
+    Module<T>* owner = nullptr;  // null once the module's destructor has started
+    HookList<Forward> forward;
+    HookList<OutputGrad> output_grad;
+    HookList<ParamGrad> param_grad;
+    // Given to every output node while output-gradient hooks exist.
+    std::shared_ptr<const GradHook<T>> output_grad_dispatch;
+};
+}  // namespace detail
+
+// What a module's tensor is, declared when the module registers it. Checkpoints (which shape
+// PyTorch expects) and diagnostics (which tensor is a layer's weight) read the role instead of
+// guessing from type and tensor names.
+enum class TensorRole {
+    other,       // anything not below: saved [n] if it is a [1 x n] row, else [rows, cols]
+    weight,      // a weight matrix [out x in], even when it has one row (Linear(in, 1))
+    bias,        // added per output unit, [1 x out]
+    norm_scale,  // a normalisation layer's gamma, [1 x n]
+    norm_shift,  // a normalisation layer's beta, [1 x n]
+    statistic,   // a running statistic buffer, [1 x n]
+    counter,     // a [1 x 1] count, saved as a scalar as PyTorch does (num_batches_tracked)
+};
+
+inline const char* to_string(TensorRole role) {
+    switch (role) {
+        case TensorRole::other: return "other";
+        case TensorRole::weight: return "weight";
+        case TensorRole::bias: return "bias";
+        case TensorRole::norm_scale: return "norm_scale";
+        case TensorRole::norm_shift: return "norm_shift";
+        case TensorRole::statistic: return "statistic";
+        case TensorRole::counter: return "counter";
+    }
+    return "?";
+}
+
+// Removes a module hook. Dropping the handle keeps the hook (as PyTorch's RemovableHandle);
+// removing it twice, or after the module is gone, does nothing and returns false.
 class ModuleHookHandle {
 public:
     ModuleHookHandle() = default;
@@ -46,40 +104,62 @@ private:
     std::function<bool()> remover_;
 };
 
+// Handles that remove their hooks when the holder is destroyed, for objects whose hooks
+// capture `this` (see Note [Hook lifetimes]).
+class ScopedHooks {
+public:
+    ScopedHooks() = default;
+    ScopedHooks(const ScopedHooks&) = delete;
+    ScopedHooks& operator=(const ScopedHooks&) = delete;
+    ~ScopedHooks() { remove_all(); }
+
+    void add(ModuleHookHandle handle) { handles_.push_back(std::move(handle)); }
+    void remove_all() noexcept {
+        for (auto& h : handles_) h.remove();
+        handles_.clear();
+    }
+    [[nodiscard]] bool empty() const noexcept { return handles_.empty(); }
+
+private:
+    std::vector<ModuleHookHandle> handles_;
+};
+
 template <class T>
 class Module {
 public:
-    using ForwardHook = std::function<void(Module& module, const Tensor<T>& input, const Tensor<T>& output)>;
-    using OutputGradHook = std::function<void(Module& module, MatrixView<T> grad_output)>;
-    using ParamGradHook = std::function<void(Module& module)>;
+    using ForwardHook = typename detail::ModuleHooks<T>::Forward;
+    using OutputGradHook = typename detail::ModuleHooks<T>::OutputGrad;
+    using ParamGradHook = typename detail::ModuleHooks<T>::ParamGrad;
 
     template <class P>
     using Named = std::vector<std::pair<std::string, P>>;
 
-    Module() = default;
+    Module() { hooks_->owner = this; }
     // Copying a module would share its parameters by handle, which is never what a copy
     // means: build a new module instead.
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
-    virtual ~Module() {
-        if (after_backward_scheduled_) detail::unschedule_after_backward<T>(this);
-    }
+    virtual ~Module() { hooks_->owner = nullptr; }
 
     // Runs forward and the hooks. Errors name the module: "in layers.3.linear (Linear): ...".
+    // A module serves one thread at a time; a call from a second thread while the first is
+    // inside throws graph_error (docs/DESIGN.md, "Threads").
     Tensor<T> operator()(const Tensor<T>& input) {
+        const OneThreadAtATime in_use(*this);
         Tensor<T> output = call_forward(input);
-        if (!forward_hooks_.empty()) {
-            for (const auto& [id, hook] : forward_hooks_) hook(*this, input, output);
-        }
-        if (output_grad_hooks_ && !output_grad_hooks_->empty() && output.requires_grad()) {
+        // Held for the calls: a hook may destroy the last other reference to the registry.
+        const std::shared_ptr<detail::ModuleHooks<T>> hooks = hooks_;
+        if (!hooks->forward.empty()) hooks->forward.run(*this, input, output);
+        if (!output.requires_grad()) return output;
+        if (hooks->output_grad_dispatch) {
             // The output node may already carry an inner module's hooks (a Sequential returns
             // its last layer's output): then hook a copy, so that both see their gradient.
-            if (output.node().shared_hooks) output = elementwise(output, Identity{});
-            output.node().shared_hooks = output_grad_hooks_;
+            if (output.node().module_hooks) output = elementwise(output, Identity{});
+            output.node().module_hooks = hooks->output_grad_dispatch;
         }
-        if (!param_grad_hooks_.empty() && output.requires_grad() && !after_backward_scheduled_) {
-            detail::schedule_after_backward<T>(this, &Module::run_param_grad_hooks);
-            after_backward_scheduled_ = true;
+        if (!hooks->param_grad.empty()) {
+            output.node().after_backward.push_back(
+                AfterBackward{std::weak_ptr<void>(hooks_), &Module::run_param_grad_hooks});
         }
         return output;
     }
@@ -119,6 +199,23 @@ public:
     }
     // Parameters registered on this module itself, without descendants'.
     [[nodiscard]] const Named<Tensor<T>>& own_parameters() const noexcept { return parameters_; }
+    [[nodiscard]] const Named<Tensor<T>>& own_buffers() const noexcept { return buffers_; }
+
+    // The role this module registered its own parameter or buffer `local_name` with.
+    [[nodiscard]] TensorRole role_of(std::string_view local_name) const {
+        for (const auto& [name, role] : roles_) {
+            if (name == local_name) return role;
+        }
+        throw value_error(describe() + ": has no parameter or buffer named '" + std::string(local_name) + "'");
+    }
+
+    // This module's own parameter with the given role, or an empty tensor.
+    [[nodiscard]] Tensor<T> own_parameter(TensorRole role) const {
+        for (const auto& [name, t] : parameters_) {
+            if (role_of(name) == role) return t;
+        }
+        return {};
+    }
 
     [[nodiscard]] Index parameter_count() const {
         Index count = 0;
@@ -137,45 +234,61 @@ public:
         for (auto& p : parameters()) p.zero_grad();
     }
 
+    // Called after each forward with its input and output.
     template <class F>
     ModuleHookHandle register_forward_hook(F&& hook) {
-        const std::uint64_t id = next_hook_id_++;
-        forward_hooks_.emplace_back(id, ForwardHook(std::forward<F>(hook)));
-        return ModuleHookHandle([this, id] { return erase_hook(forward_hooks_, id); });
+        const std::uint64_t id = hooks_->forward.add(ForwardHook(std::forward<F>(hook)));
+        return make_handle(id, [](detail::ModuleHooks<T>& h, std::uint64_t i) { return h.forward.remove(i); });
     }
 
+    // Called during backward with dL/d(output) of each call whose output the pass reaches.
     template <class F>
     ModuleHookHandle register_output_grad_hook(F&& hook) {
-        // Nodes share the list, so it is replaced rather than edited while a graph may use it.
-        auto list = output_grad_hooks_ ? std::make_shared<HookList<T>>(*output_grad_hooks_)
-                                       : std::make_shared<HookList<T>>();
-        const std::uint64_t id = list->add(
-            [this, h = OutputGradHook(std::forward<F>(hook))](MatrixView<T> g) { h(*this, g); });
-        output_grad_hooks_ = std::move(list);
-        return ModuleHookHandle([this, id] {
-            if (!output_grad_hooks_) return false;
-            auto list = std::make_shared<HookList<T>>(*output_grad_hooks_);
-            const bool removed = list->remove(id);
-            output_grad_hooks_ = std::move(list);
+        const std::uint64_t id = hooks_->output_grad.add(OutputGradHook(std::forward<F>(hook)));
+        if (!hooks_->output_grad_dispatch) {
+            hooks_->output_grad_dispatch = std::make_shared<const GradHook<T>>(
+                [weak = std::weak_ptr<detail::ModuleHooks<T>>(hooks_)](MatrixView<T> g) {
+                    const auto hooks = weak.lock();
+                    if (hooks && hooks->owner != nullptr) hooks->output_grad.run(*hooks->owner, g);
+                });
+        }
+        return make_handle(id, [](detail::ModuleHooks<T>& h, std::uint64_t i) {
+            const bool removed = h.output_grad.remove(i);
+            if (h.output_grad.empty()) h.output_grad_dispatch.reset();  // new outputs skip the hop
             return removed;
         });
     }
 
+    // Called once at the end of each backward pass that reaches one of this module's outputs,
+    // with the parameters' gradients in place.
     template <class F>
     ModuleHookHandle register_param_grad_hook(F&& hook) {
-        const std::uint64_t id = next_hook_id_++;
-        param_grad_hooks_.emplace_back(id, ParamGradHook(std::forward<F>(hook)));
-        return ModuleHookHandle([this, id] { return erase_hook(param_grad_hooks_, id); });
+        const std::uint64_t id = hooks_->param_grad.add(ParamGradHook(std::forward<F>(hook)));
+        return make_handle(id, [](detail::ModuleHooks<T>& h, std::uint64_t i) { return h.param_grad.remove(i); });
     }
 
 protected:
-    Tensor<T> register_parameter(std::string name, Tensor<T> parameter) {
+    Tensor<T> register_parameter(std::string name, Tensor<T> parameter, TensorRole role = TensorRole::other) {
+        check_new_name(name, "register_parameter");
+        if (!parameter.defined() || !parameter.is_leaf()) {
+            throw value_error(type_name() + ": register_parameter('" + name + "') needs a leaf tensor" +
+                              (parameter.defined() ? std::string(", got the output of '") + parameter.op() + "'"
+                                                   : std::string(", got an empty handle")));
+        }
         if (!parameter.requires_grad()) parameter.set_requires_grad(true);
+        label(parameter, name);
+        roles_.emplace_back(name, role);
         parameters_.emplace_back(std::move(name), parameter);
         return parameter;
     }
 
-    Tensor<T> register_buffer(std::string name, Tensor<T> buffer) {
+    Tensor<T> register_buffer(std::string name, Tensor<T> buffer, TensorRole role = TensorRole::other) {
+        check_new_name(name, "register_buffer");
+        if (!buffer.defined() || !buffer.is_leaf()) {
+            throw value_error(type_name() + ": register_buffer('" + name + "') needs a leaf tensor");
+        }
+        label(buffer, name);
+        roles_.emplace_back(name, role);
         buffers_.emplace_back(std::move(name), buffer);
         return buffer;
     }
@@ -183,24 +296,88 @@ protected:
     template <class M>
     std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> child) {
         if (!child) throw value_error(type_name() + ": register_module('" + name + "') got null");
+        check_new_name(name, "register_module");
+        for (const auto& [inner_path, inner] : child->named_modules()) {
+            if (inner == this) {
+                throw value_error(type_name() + ": register_module('" + name +
+                                  "') would make the module a part of itself (a cycle in the "
+                                  "module tree)");
+            }
+        }
         child->set_path(join(path(), name));
         children_.emplace_back(std::move(name), child);
         return child;
     }
 
 private:
-    template <class H>
-    static bool erase_hook(std::vector<std::pair<std::uint64_t, H>>& hooks, std::uint64_t id) {
-        return std::erase_if(hooks, [id](const auto& entry) { return entry.first == id; }) > 0;
+    // Note [One thread per module at a time]: the thread inside operator() (nested calls
+    // count, so a module may call itself, as an RNN cell does through time). Another thread
+    // arriving meanwhile is refused: graphs and parameters are not thread-safe, and a clear
+    // error beats a corrupted reference count. Handing a module from thread to thread between
+    // calls is fine.
+    class OneThreadAtATime {
+    public:
+        explicit OneThreadAtATime(Module& module) : module_(module) {
+            const void* me = detail::this_thread_tag();
+            const void* expected = nullptr;
+            if (!module_.user_.compare_exchange_strong(expected, me, std::memory_order_acq_rel) &&
+                expected != me) {
+                throw graph_error("in " + module_.describe() +
+                                  ": called while another thread is inside the same module; a "
+                                  "network may be used by one thread at a time");
+            }
+            ++module_.depth_;
+        }
+        OneThreadAtATime(const OneThreadAtATime&) = delete;
+        OneThreadAtATime& operator=(const OneThreadAtATime&) = delete;
+        ~OneThreadAtATime() {
+            if (--module_.depth_ == 0) module_.user_.store(nullptr, std::memory_order_release);
+        }
+
+    private:
+        Module& module_;
+    };
+
+    // Names are the keys of checkpoints and reports: empty, dotted or repeated ones would
+    // make two tensors share a key, or one unreachable by its path.
+    void check_new_name(const std::string& name, const char* what) const {
+        if (name.empty() || name.find('.') != std::string::npos) {
+            throw value_error(type_name() + ": " + what + "('" + name +
+                              "'): a name must be non-empty and contain no '.'");
+        }
+        const auto taken = [&name](const auto& list) {
+            return std::any_of(list.begin(), list.end(), [&name](const auto& e) { return e.first == name; });
+        };
+        if (taken(parameters_) || taken(buffers_) || taken(children_)) {
+            throw value_error(type_name() + ": " + what + "('" + name + "'): the name is already taken");
+        }
+    }
+
+    std::string describe() const { return path().empty() ? type_name() : path() + " (" + type_name() + ")"; }
+
+    template <class Remove>
+    ModuleHookHandle make_handle(std::uint64_t id, Remove remove) {
+        return ModuleHookHandle([weak = std::weak_ptr<detail::ModuleHooks<T>>(hooks_), id, remove] {
+            const auto hooks = weak.lock();
+            return hooks != nullptr && hooks->owner != nullptr && remove(*hooks, id);
+        });
     }
 
     static std::string join(const std::string& prefix, const std::string& name) {
         return prefix.empty() ? name : prefix + "." + name;
     }
 
+    // Also names the parameters' and buffers' nodes, so that errors about them can say which.
     void set_path(const std::string& path) {
         path_ = std::make_shared<const std::string>(path);
+        for (auto* list : {&parameters_, &buffers_}) {
+            for (auto& [name, t] : *list) label(t, name);
+        }
         for (auto& [name, child] : children_) child->set_path(join(path, name));
+    }
+
+    void label(const Tensor<T>& t, const std::string& name) const {
+        t.node().label = std::make_shared<const std::string>(join(path(), name));
     }
 
     Tensor<T> call_forward(const Tensor<T>& input) {
@@ -217,14 +394,12 @@ private:
     // The innermost module names itself; outer modules leave the message alone.
     std::string annotate(const std::string& message) const {
         if (message.rfind("in ", 0) == 0) return message;
-        const std::string where = path().empty() ? type_name() : path() + " (" + type_name() + ")";
-        return "in " + where + ": " + message;
+        return "in " + describe() + ": " + message;
     }
 
-    static void run_param_grad_hooks(void* self) {
-        auto* module = static_cast<Module*>(self);
-        module->after_backward_scheduled_ = false;
-        for (const auto& [id, hook] : module->param_grad_hooks_) hook(*module);
+    static void run_param_grad_hooks(void* registry) {
+        auto& hooks = *static_cast<detail::ModuleHooks<T>*>(registry);
+        if (hooks.owner != nullptr) hooks.param_grad.run(*hooks.owner);
     }
 
     void collect_modules(const std::string& prefix, Named<Module*>& out) {
@@ -245,15 +420,14 @@ private:
 
     Named<Tensor<T>> parameters_;
     Named<Tensor<T>> buffers_;
+    Named<TensorRole> roles_;  // of parameters_ and buffers_, by local name
     Named<std::shared_ptr<Module>> children_;
     std::shared_ptr<const std::string> path_ = std::make_shared<const std::string>();
     bool training_ = true;
 
-    std::vector<std::pair<std::uint64_t, ForwardHook>> forward_hooks_;
-    std::shared_ptr<HookList<T>> output_grad_hooks_;
-    std::vector<std::pair<std::uint64_t, ParamGradHook>> param_grad_hooks_;
-    std::uint64_t next_hook_id_ = 1;
-    bool after_backward_scheduled_ = false;
+    std::shared_ptr<detail::ModuleHooks<T>> hooks_ = std::make_shared<detail::ModuleHooks<T>>();
+    std::atomic<const void*> user_{nullptr};  // see Note [One thread per module at a time]
+    int depth_ = 0;
 };
 
 }  // namespace gradscope

@@ -27,6 +27,19 @@ struct BackwardReads {
 };
 inline constexpr BackwardReads reads_nothing{0u, false};
 
+// Recording an op takes a reference on each input; on a leaf that another thread is
+// backpropagating into right now, that would race with the other pass (docs/DESIGN.md,
+// "Threads").
+template <class T>
+void check_not_in_backward_elsewhere(const char* op, const Node<T>& leaf) {
+    const void* busy = leaf.backward_thread.load(std::memory_order_acquire);
+    if (busy != nullptr && busy != this_thread_tag()) {
+        throw graph_error(std::string(op) + ": " + describe_node(leaf) +
+                          " is being backpropagated into by another thread; a network (and "
+                          "any tensor) may be used by one thread at a time");
+    }
+}
+
 // A new node for `op` with the given output shape. It records its inputs (and so becomes
 // part of the graph) only if gradients are enabled and some input requires one; otherwise
 // it is a constant, and the inputs may be freed as soon as the caller drops them.
@@ -48,11 +61,14 @@ NodePtr<T> record(const char* op, Shape shape, std::span<Node<T>* const> inputs,
         out->is_leaf = false;
         out->backward = backward;
         out->reads_own_value = reads.output;
+        out->reads_inputs = reads.inputs;
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             Node<T>* input = inputs[i];
+            if (input->is_leaf) check_not_in_backward_elsewhere(op, *input);
             ++input->refcount;
             if (i >= 32 || ((reads.inputs >> i) & 1u) != 0) ++input->value_readers;
             out->inputs.push_back(input);
+            out->input_versions.push_back(input->version);
         }
     }
     return out;
@@ -76,8 +92,18 @@ Tensor<T> finish(NodePtr<T> out) {
     return Tensor<T>(std::move(out));
 }
 
+// An op's input value, for its forward and backward functions. A value released during the
+// forward pass (see Node::value_readers) has no storage: reading it means some op's
+// BackwardReads says it does not read a value that its backward does read. That is a bug in
+// the op, and it is reported as one rather than dereferenced.
 template <class T>
 ConstMatrixView<T> value_of(const Node<T>& node) {
+    if (!node.value.has_storage() && node.value.shape().size() > 0) [[unlikely]] {
+        throw graph_error("the value of " + describe_node(node) +
+                          " was released after the forward pass because no op declared that "
+                          "its backward reads it, yet a backward reads it: an op's "
+                          "BackwardReads declaration is wrong");
+    }
     return node.value.view();
 }
 template <class T>
