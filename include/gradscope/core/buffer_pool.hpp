@@ -51,21 +51,31 @@ public:
 
     // Borrows a block of `count` elements from the calling thread's pool (or the heap).
     [[nodiscard]] static T* borrow(Index count) {
+        if (count == 0) return empty_block();
         if (BufferPool* pool = local()) return pool->acquire(count);
-        return count == 0 ? nullptr : allocate_block(count);
+        return allocate_block(count);
     }
 
     // Gives a block back to the calling thread's pool (or the heap).
     static void give_back(T* block, Index count) noexcept {
+        if (block == nullptr || block == empty_block()) return;
         if (BufferPool* pool = local()) {
             pool->release(block, count);
-        } else if (block != nullptr) {
+        } else {
             free_block(block);
         }
     }
 
+    // Where a matrix with no elements points (an empty batch: [0 x n]). Not null, because
+    // Eigen offsets the data pointer of such a matrix to form its blocks, and an offset from
+    // null is undefined behaviour; nothing is ever read or written through it.
+    [[nodiscard]] static T* empty_block() noexcept {
+        alignas(alignment) static T none[1] = {};
+        return none;
+    }
+
     [[nodiscard]] T* acquire(Index count) {
-        if (count == 0) return nullptr;
+        if (count == 0) return empty_block();
         if (Bucket* bucket = find(count); bucket != nullptr && !bucket->blocks.empty()) {
             T* block = bucket->blocks.back();
             bucket->blocks.pop_back();
@@ -79,7 +89,7 @@ public:
     }
 
     void release(T* block, Index count) noexcept {
-        if (block == nullptr) return;
+        if (block == nullptr || block == empty_block()) return;
         Bucket* bucket = find(count);
         try {
             if (bucket == nullptr) {
