@@ -6,6 +6,8 @@
 
 #include <gradscope/gradscope.hpp>
 
+#include <set>
+
 using namespace gradscope;
 using namespace gradscope::testing;
 
@@ -173,4 +175,26 @@ TEST_CASE("anomaly mode names the layer of an injected NaN, forward and backward
     AnomalyGuard anomaly;
     auto loss = sum((*net)(x));
     CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of 'linear' in layers.2.linear"));
+}
+
+TEST_CASE("every statistic of layer_statistics is measured, once, under a name of its own", "[monitor]") {
+    auto net = small_net();
+    diag::GradientMonitor<double> monitor(*net);
+    SGD<double> sgd(net->parameters(), {.lr = 0.1});
+    const auto x = TensorD::constant(normal(10, 6, 2));
+    const std::vector<int> labels{0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+    for (int step = 0; step < 2; ++step) {  // the second step measures the first one's update
+        sgd.zero_grad();
+        cross_entropy((*net)(x), labels).backward();
+        sgd.step();
+    }
+    std::set<std::string> names;
+    const diag::LayerStats& hidden = monitor.history().front().layers()[1];
+    for (const auto& s : diag::layer_statistics<double>()) {
+        INFO(s.name);
+        CHECK(names.insert(s.name).second);
+        CHECK(std::string(s.meaning).size() > 3);
+        CHECK(std::isfinite(hidden.*s.field));
+    }
+    CHECK(names.size() == diag::layer_statistics<double>().size());
 }
