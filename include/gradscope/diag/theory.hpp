@@ -135,6 +135,8 @@ public:
 
     template <class F>
     [[nodiscard]] double operator()(double s, F&& f) const {
+        // A NaN scale would reach the panel count's conversion to int, which is undefined.
+        gradscope::detail::check_finite("NormalExpectation", "s", s);
         auto at = [&](double z) { return f(s * z); };
         const double a = coarse_.expect(at);
         const double b = fine_.expect(at);
