@@ -82,6 +82,7 @@ struct ReLU {
 struct LeakyReLU {
     static constexpr const char* name = "leaky_relu";
     double slope = 0.01;
+    void validate() const { detail::check_finite(name, "slope", slope); }
     template <class T> T value(T x) const { return x > T(0) ? x : static_cast<T>(slope) * x; }
     template <class T> T derivative(T x, T) const { return x > T(0) ? T(1) : static_cast<T>(slope); }
 };
@@ -89,6 +90,7 @@ struct LeakyReLU {
 struct ELU {
     static constexpr const char* name = "elu";
     double alpha = 1.0;
+    void validate() const { detail::check_finite(name, "alpha", alpha); }
     template <class T> T value(T x) const {
         return x > T(0) ? x : static_cast<T>(alpha) * std::expm1(x);
     }
@@ -154,6 +156,12 @@ struct Softplus {
     static constexpr const char* name = "softplus";
     double beta = 1.0;
     double threshold = 20.0;
+    // beta is divided by; threshold may be infinite (never switch to the identity), not NaN.
+    void validate() const {
+        detail::check_finite(name, "beta", beta);
+        if (beta == 0.0) detail::throw_value(name, "beta must not be zero");
+        if (std::isnan(threshold)) detail::throw_value(name, "threshold must not be NaN");
+    }
     template <class T> T value(T x) const {
         const T bx = static_cast<T>(beta) * x;
         if (bx > static_cast<T>(threshold)) return x;
@@ -171,6 +179,12 @@ struct Hardtanh {
     static constexpr const char* name = "hardtanh";
     double min = -1.0;
     double max = 1.0;
+    void validate() const {
+        if (!(min <= max)) {
+            detail::throw_value(name, "min = " + detail::number_text(min) + " must not exceed max = " +
+                                          detail::number_text(max));
+        }
+    }
     template <class T> T value(T x) const {
         return std::min(std::max(x, static_cast<T>(min)), static_cast<T>(max));
     }

@@ -15,6 +15,10 @@
 // derivative(x, y). relu qualifies (y > 0 exactly where x > 0), and so do sigmoid and tanh,
 // which ignore x. The op then does not keep its input's value for the backward pass, and in a
 // network the input's buffer goes back to the pool during the forward pass (Node::value_readers).
+//
+// A type with parameters may offer `void validate() const`, throwing value_error for parameters
+// that make no function (a NaN slope, an inverted clamp). It runs once per op call, when an
+// Activation layer is built and when the mean-field theory is asked, never per element.
 #pragma once
 
 #include "ops/support.hpp"
@@ -48,6 +52,11 @@ constexpr bool derivative_from_output() {
     }
 }
 
+template <class F>
+void validate_function(const F& f) {
+    if constexpr (requires { f.validate(); }) f.validate();
+}
+
 template <class T, class F>
 void elementwise_backward(Node<T>& node) {
     const F f = node.template attr<F>();
@@ -68,6 +77,7 @@ void elementwise_backward(Node<T>& node) {
 // y = f(x) elementwise, one node with the derivative fused into its backward.
 template <class T, ElementwiseFunction<T> F>
 Tensor<T> elementwise(const Tensor<T>& x, F f = {}) {
+    detail::validate_function(f);
     Node<T>& xn = x.node();
     NodePtr<T> node =
         detail::record<T>(F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>,
@@ -129,6 +139,12 @@ struct Clamp {
     static constexpr const char* name = "clamp";
     double low = 0.0;
     double high = 0.0;
+    void validate() const {
+        if (!(low <= high)) {
+            throw value_error("clamp: the lower bound " + detail::number_text(low) +
+                              " exceeds the upper bound " + detail::number_text(high));
+        }
+    }
     template <class T> T value(T x) const {
         return std::min(std::max(x, static_cast<T>(low)), static_cast<T>(high));
     }
@@ -148,10 +164,6 @@ template <class T> Tensor<T> pow(const Tensor<T>& x, double exponent) {
     return elementwise(x, fn::Pow{exponent});
 }
 template <class T> Tensor<T> clamp(const Tensor<T>& x, double low, double high) {
-    if (!(low <= high)) {
-        throw value_error("clamp: the lower bound " + std::to_string(low) +
-                          " exceeds the upper bound " + std::to_string(high));
-    }
     return elementwise(x, fn::Clamp{low, high});
 }
 

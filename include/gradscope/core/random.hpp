@@ -5,6 +5,7 @@
 // seed gives the same numbers with any compiler.
 #pragma once
 
+#include "errors.hpp"
 #include "matrix.hpp"
 
 #include <cmath>
@@ -21,7 +22,11 @@ public:
     // Uniform on [0, 1) with 53 random bits.
     double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
 
-    double uniform(double low, double high) { return low + (high - low) * uniform(); }
+    // Uniform on [low, high); low == high gives low (as PyTorch's uniform_ does).
+    double uniform(double low, double high) {
+        check_uniform_range("uniform", low, high);
+        return unchecked_uniform(low, high);
+    }
 
     // Standard normal by the Box-Muller transform (the second value of each pair is kept).
     double normal() {
@@ -39,10 +44,14 @@ public:
         return radius * std::cos(angle);
     }
 
-    double normal(double mean, double stddev) { return mean + stddev * normal(); }
+    double normal(double mean, double stddev) {
+        check_normal("normal", mean, stddev);
+        return mean + stddev * normal();
+    }
 
-    // A uniformly drawn integer in [0, n).
+    // A uniformly drawn integer in [0, n), n >= 1.
     std::uint64_t below(std::uint64_t n) {
+        if (n == 0) throw value_error("below: the range [0, n) is empty for n = 0");
         // Rejection removes the modulo bias.
         const std::uint64_t limit = UINT64_MAX - UINT64_MAX % n;
         std::uint64_t x = engine_();
@@ -52,21 +61,47 @@ public:
 
     std::uint64_t next_u64() { return engine_(); }
 
+    // The matrix versions check their arguments once, not once per entry.
     template <class T>
     Matrix<T> normal_matrix(Index rows, Index cols, double mean = 0.0, double stddev = 1.0) {
+        detail::check_dimensions("normal_matrix", rows, cols);
+        check_normal("normal_matrix", mean, stddev);
         Matrix<T> m(rows, cols);
-        for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(normal(mean, stddev));
+        for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(mean + stddev * normal());
         return m;
     }
 
     template <class T>
     Matrix<T> uniform_matrix(Index rows, Index cols, double low, double high) {
+        detail::check_dimensions("uniform_matrix", rows, cols);
+        check_uniform_range("uniform_matrix", low, high);
         Matrix<T> m(rows, cols);
-        for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(uniform(low, high));
+        for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(unchecked_uniform(low, high));
         return m;
     }
 
 private:
+    double unchecked_uniform(double low, double high) { return low + (high - low) * uniform(); }
+
+    // Finite bounds whose difference is finite too: -1e308 to 1e308 would draw infinities.
+    static void check_uniform_range(const char* who, double low, double high) {
+        detail::check_finite(who, "low", low);
+        detail::check_finite(who, "high", high);
+        if (low > high) {
+            detail::throw_value(who, "the range is inverted: low = " + detail::number_text(low) +
+                                         " > high = " + detail::number_text(high));
+        }
+        if (!std::isfinite(high - low)) {
+            detail::throw_value(who, "the range [" + detail::number_text(low) + ", " +
+                                         detail::number_text(high) + ") is wider than a double holds");
+        }
+    }
+
+    static void check_normal(const char* who, double mean, double stddev) {
+        detail::check_finite(who, "mean", mean);
+        detail::check_non_negative(who, "stddev", stddev);
+    }
+
     std::mt19937_64 engine_;  // its output sequence is fixed by the C++ standard
     double spare_ = 0.0;
     bool has_spare_ = false;

@@ -30,6 +30,7 @@ struct DepthSetup {
 // Weights N(0, sigma_w2 / fan_in) and zero biases: the parametrisation the theory uses.
 template <class T>
 init::Initializer<T> gaussian_init(double sigma_w2) {
+    gradscope::detail::check_non_negative("gaussian_init", "sigma_w2", sigma_w2);
     return [sigma_w2](MatrixView<T> w, Index fan_in, Index fan_out, Rng& rng) {
         init::normal(0.0, std::sqrt(sigma_w2 / static_cast<double>(fan_in)))(w, fan_in, fan_out, rng);
     };
@@ -39,6 +40,13 @@ template <class T>
 GradientProfile measure_depth(const ActivationChoice<T>& activation, const init::Initializer<T>& weight_init,
                               const DepthSetup& setup) {
     if (setup.depth < 2) throw value_error("measure_depth: depth must be at least 2, got " + std::to_string(setup.depth));
+    // An empty batch would reach the monitor's norms and the loss's division with nothing in them.
+    if (setup.width <= 0 || setup.batch <= 0) {
+        throw value_error("measure_depth: width and batch must be positive, got width " +
+                          std::to_string(setup.width) + ", batch " + std::to_string(setup.batch));
+    }
+    gradscope::detail::check_dimensions("measure_depth", setup.batch, setup.width);
+    gradscope::detail::check_finite("measure_depth", "residual_scale", setup.residual_scale);
     auto net = mlp<T>({.widths = std::vector<Index>(static_cast<std::size_t>(setup.depth) + 1, setup.width),
                        .activation = activation,
                        .init = weight_init,

@@ -65,13 +65,27 @@ void golub_welsch(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& jac
 
 // Nodes x_i and weights w_i with sum_i w_i f(x_i) ~ E[f(z)], z ~ N(0, 1): the probabilists'
 // Gauss-Hermite rule, from the eigen-decomposition of its Jacobi matrix (Golub-Welsch).
+// A rule's Jacobi matrix is count x count and its eigen-decomposition costs count^3: beyond a
+// few thousand nodes a rule is neither affordable nor more accurate.
+inline constexpr int max_quadrature_nodes = 4096;
+
+namespace detail {
+inline void check_node_count(const char* who, int count, int least) {
+    if (count < least || count > max_quadrature_nodes) {
+        throw value_error(std::string(who) + ": the node count must be in [" + std::to_string(least) +
+                          ", " + std::to_string(max_quadrature_nodes) + "], got " + std::to_string(count));
+    }
+}
+}  // namespace detail
+
 template <std::floating_point Real = double>
 struct GaussHermite {
     std::vector<Real> nodes;
     std::vector<Real> weights;
 
     explicit GaussHermite(int count = 96) {
-        if (count < 2 || count % 2 != 0) {
+        detail::check_node_count("GaussHermite", count, 2);
+        if (count % 2 != 0) {
             throw value_error("GaussHermite: the node count must be even and at least 2, got " +
                               std::to_string(count));
         }
@@ -99,6 +113,7 @@ struct GaussLegendre {
     std::vector<Real> weights;
 
     explicit GaussLegendre(int count) {
+        detail::check_node_count("GaussLegendre", count, 1);
         using Jacobi = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
         Jacobi jacobi = Jacobi::Zero(count, count);
         for (int k = 1; k < count; ++k) {
@@ -120,6 +135,8 @@ public:
 
     template <class F>
     [[nodiscard]] double operator()(double s, F&& f) const {
+        // A NaN scale would reach the panel count's conversion to int, which is undefined.
+        gradscope::detail::check_finite("NormalExpectation", "s", s);
         auto at = [&](double z) { return f(s * z); };
         const double a = coarse_.expect(at);
         const double b = fine_.expect(at);
@@ -163,14 +180,33 @@ struct MeanFieldPrediction {
 template <ElementwiseFunction<double> Act>
 MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions& options = {}) {
     if (depth < 2) throw value_error("mean_field: depth must be at least 2, got " + std::to_string(depth));
-    if (!(options.sigma_w2 > 0.0) || !(options.sigma_b2 >= 0.0)) {
-        throw value_error("mean_field: sigma_w^2 must be positive and sigma_b^2 non-negative");
+    gradscope::detail::check_positive("mean_field", "sigma_w2", options.sigma_w2);
+    gradscope::detail::check_non_negative("mean_field", "sigma_b2", options.sigma_b2);
+    gradscope::detail::check_non_negative("mean_field", "input_second_moment", options.input_second_moment);
+    // The fallback rule uses twice the nodes.
+    if (options.quadrature_nodes < 2 || options.quadrature_nodes % 2 != 0 ||
+        options.quadrature_nodes > max_quadrature_nodes / 2) {
+        throw value_error("mean_field: quadrature_nodes must be even and in [2, " +
+                          std::to_string(max_quadrature_nodes / 2) + "], got " +
+                          std::to_string(options.quadrature_nodes));
     }
+    gradscope::detail::validate_function(act);
+    // An activation (a user's, or a built-in with hostile parameters) that returns NaN or
+    // infinity somewhere, or a variance map that overflows, would otherwise give a NaN prediction.
+    auto require_finite = [&](const char* what, double value, int layer) {
+        if (!std::isfinite(value)) {
+            throw numeric_error("mean_field: " + std::string(what) + " at layer " + std::to_string(layer) +
+                                " is " + gradscope::detail::number_text(value) + " for activation '" +
+                                Act::name + "' (an activation value or derivative that is not finite, "
+                                "or a variance that overflows)");
+        }
+    };
     const NormalExpectation<double> expect(options.quadrature_nodes);
     MeanFieldPrediction out;
     double q = options.sigma_w2 * options.input_second_moment + options.sigma_b2;
     double log_chi_sum = 0.0;
     for (int l = 1; l <= depth; ++l) {
+        require_finite("q", q, l);
         out.q.push_back(q);
         const double s = std::sqrt(q);
         if (l < depth) {
@@ -178,6 +214,7 @@ MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions
                 const double d = act.derivative(x, act.value(x));
                 return d * d;
             });
+            require_finite("chi", chi, l);
             out.chi.push_back(chi);
             log_chi_sum += std::log(chi);
         }

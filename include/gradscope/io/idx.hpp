@@ -242,6 +242,8 @@ inline void check_consistent(const IdxArray& a) {
 // Images as one row per image, scaled (by default to [0, 1]): [count x rows*cols].
 inline Matrix<float> idx_images_as_rows(const IdxArray& images, float scale = 1.0f / 255.0f) {
     using namespace detail::idx;
+    // A NaN or infinite scale would turn every pixel into NaN or infinity without a word.
+    gradscope::detail::check_finite("idx_images_as_rows", "scale", scale);
     if (images.dims.size() < 2) {
         fail(images.path,
              "expected images (dimensions [count x rows x cols]), got " + dims_string(images.dims));

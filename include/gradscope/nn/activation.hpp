@@ -23,7 +23,7 @@ public:
 template <class T, ElementwiseFunction<T> Act>
 class Activation : public ActivationLayer<T> {
 public:
-    explicit Activation(Act act = {}) : act_(act) {}
+    explicit Activation(Act act = {}) : act_(act) { detail::validate_function(act); }
 
     Tensor<T> forward(const Tensor<T>& x) override { return elementwise(x, act_); }
 
@@ -33,6 +33,12 @@ public:
     [[nodiscard]] const char* activation_name() const override { return Act::name; }
 
     void derivative(ConstMatrixView<T> x, ConstMatrixView<T> y, MatrixView<T> out) const override {
+        const Shape xs{x.rows(), x.cols()}, ys{y.rows(), y.cols()}, outs{out.rows(), out.cols()};
+        if (ys != xs || outs != xs) {
+            throw shape_error(std::string("Activation(") + Act::name + ")::derivative: x " + to_string(xs) +
+                              ", y " + to_string(ys) + " and out " + to_string(outs) +
+                              " must have one shape");
+        }
         const Act act = act_;
         out = x.binaryExpr(y, [act](T xi, T yi) { return static_cast<T>(act.derivative(xi, yi)); });
     }
@@ -50,7 +56,9 @@ class ActivationChoice {
 public:
     template <ElementwiseFunction<T> Act>
     ActivationChoice(Act act)  // NOLINT: implicit on purpose, for designated initialisers
-        : make_([act] { return std::make_shared<Activation<T, Act>>(act); }), name_(Act::name) {}
+        : make_([act] { return std::make_shared<Activation<T, Act>>(act); }), name_(Act::name) {
+        detail::validate_function(act);  // fail where the bad parameter is written
+    }
 
     [[nodiscard]] std::shared_ptr<ActivationLayer<T>> make() const { return make_(); }
     [[nodiscard]] const std::string& name() const noexcept { return name_; }

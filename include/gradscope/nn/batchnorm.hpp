@@ -24,10 +24,11 @@ public:
         if (features <= 0) {
             throw value_error("BatchNorm1d: features must be positive, got " + std::to_string(features));
         }
-        if (!(options.momentum >= 0.0 && options.momentum <= 1.0) || !(options.eps > 0.0)) {
-            throw value_error("BatchNorm1d: momentum must be in [0, 1] and eps positive, got momentum " +
-                              std::to_string(options.momentum) + ", eps " + std::to_string(options.eps));
+        if (!(options.momentum >= 0.0 && options.momentum <= 1.0)) {
+            detail::throw_value("BatchNorm1d", "momentum must be in [0, 1], got " +
+                                                   detail::number_text(options.momentum));
         }
+        detail::check_positive("BatchNorm1d", "eps", options.eps);
         const Matrix<T> ones = Matrix<T>::Ones(1, features), zeros = Matrix<T>::Zero(1, features);
         if (options.affine) {
             gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones));

@@ -17,7 +17,6 @@
 #include "../core/random.hpp"
 
 #include <array>
-#include <charconv>
 #include <cmath>
 #include <concepts>
 #include <functional>
@@ -45,35 +44,15 @@ using Initializer = std::function<void(MatrixView<T>, Index, Index, Rng&)>;
 
 namespace detail {
 
-// Shortest text that reads back as the same double ("1", "0.2", "1.6666666666666667").
-inline std::string number(double value) {
-    std::array<char, 32> buffer{};
-    const auto result = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
-    return std::string(buffer.data(), result.ptr);
-}
-
-[[noreturn]] inline void throw_value(const char* who, const std::string& what) {
-    throw value_error(std::string(who) + ": " + what);
-}
+using gradscope::detail::check_finite;
+using gradscope::detail::check_non_negative;
+using gradscope::detail::number_text;
+using gradscope::detail::throw_value;
 
 // Fans are divided by, so a zero or negative one would give an infinite or NaN scale.
 inline void require_positive_fan(const char* who, const char* which, Index fan) {
     if (fan <= 0) {
         throw_value(who, std::string(which) + " must be positive, got " + std::to_string(fan));
-    }
-}
-
-// A gain or standard deviation: finite and >= 0 (NaN fails the comparison too).
-inline void require_scale(const char* who, const char* what, double value) {
-    if (!(value >= 0.0) || !std::isfinite(value)) {
-        throw_value(who, std::string(what) + " must be finite and non-negative, got " +
-                             number(value));
-    }
-}
-
-inline void require_finite(const char* who, const char* what, double value) {
-    if (!std::isfinite(value)) {
-        throw_value(who, std::string(what) + " must be finite, got " + number(value));
     }
 }
 
@@ -137,7 +116,7 @@ inline double calculate_gain(Nonlinearity nl, double param = 0.01) {
         case Nonlinearity::tanh: return 5.0 / 3.0;
         case Nonlinearity::relu: return std::numbers::sqrt2;
         case Nonlinearity::leaky_relu:
-            detail::require_finite("calculate_gain", "leaky_relu's negative slope", param);
+            detail::check_finite("calculate_gain", "leaky_relu's negative slope", param);
             return std::sqrt(2.0 / (1.0 + param * param));
         case Nonlinearity::selu: return 0.75;  // PyTorch's choice, for self-normalising nets
     }
@@ -156,7 +135,7 @@ struct XavierUniform {
     static constexpr const char* name = "xavier_uniform";
     double gain = 1.0;
 
-    void validate() const { detail::require_scale(name, "gain", gain); }
+    void validate() const { detail::check_non_negative(name, "gain", gain); }
 
     [[nodiscard]] double stddev(Index fan_in, Index fan_out) const {
         validate();
@@ -172,7 +151,7 @@ struct XavierUniform {
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number(gain) + ")";
+        return std::string(name) + "(" + detail::number_text(gain) + ")";
     }
 };
 
@@ -180,7 +159,7 @@ struct XavierNormal {
     static constexpr const char* name = "xavier_normal";
     double gain = 1.0;
 
-    void validate() const { detail::require_scale(name, "gain", gain); }
+    void validate() const { detail::check_non_negative(name, "gain", gain); }
 
     [[nodiscard]] double stddev(Index fan_in, Index fan_out) const {
         validate();
@@ -195,7 +174,7 @@ struct XavierNormal {
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number(gain) + ")";
+        return std::string(name) + "(" + detail::number_text(gain) + ")";
     }
 };
 
@@ -207,7 +186,7 @@ namespace detail {
 
 inline double he_stddev(const char* who, FanMode mode, Nonlinearity nl, double param,
                         Index fan_in, Index fan_out) {
-    require_finite(who, "param", param);
+    check_finite(who, "param", param);
     const bool by_fan_in = mode == FanMode::fan_in;
     const Index fan = by_fan_in ? fan_in : fan_out;
     require_positive_fan(who, by_fan_in ? "fan_in" : "fan_out", fan);
@@ -216,7 +195,7 @@ inline double he_stddev(const char* who, FanMode mode, Nonlinearity nl, double p
 
 inline std::string he_describe(const char* who, FanMode mode, Nonlinearity nl, double param) {
     std::string text = std::string(who) + "(" + to_string(mode) + ", " + to_string(nl);
-    if (nl == Nonlinearity::leaky_relu) text += ", " + number(param);
+    if (nl == Nonlinearity::leaky_relu) text += ", " + number_text(param);
     return text + ")";
 }
 
@@ -228,7 +207,7 @@ struct HeUniform {
     Nonlinearity nonlinearity = Nonlinearity::relu;
     double param = 0.0;
 
-    void validate() const { detail::require_finite(name, "param", param); }
+    void validate() const { detail::check_finite(name, "param", param); }
 
     [[nodiscard]] double stddev(Index fan_in, Index fan_out) const {
         return detail::he_stddev(name, mode, nonlinearity, param, fan_in, fan_out);
@@ -251,7 +230,7 @@ struct HeNormal {
     Nonlinearity nonlinearity = Nonlinearity::relu;
     double param = 0.0;
 
-    void validate() const { detail::require_finite(name, "param", param); }
+    void validate() const { detail::check_finite(name, "param", param); }
 
     [[nodiscard]] double stddev(Index fan_in, Index fan_out) const {
         return detail::he_stddev(name, mode, nonlinearity, param, fan_in, fan_out);
@@ -317,7 +296,7 @@ struct Orthogonal {
     static constexpr const char* name = "orthogonal";
     double gain = 1.0;
 
-    void validate() const { detail::require_scale(name, "gain", gain); }
+    void validate() const { detail::check_non_negative(name, "gain", gain); }
 
     template <class T>
     void operator()(MatrixView<T> w, Index /*fan_in*/, Index /*fan_out*/, Rng& rng) const {
@@ -347,7 +326,7 @@ struct Orthogonal {
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number(gain) + ")";
+        return std::string(name) + "(" + detail::number_text(gain) + ")";
     }
 };
 
@@ -360,8 +339,8 @@ struct Normal {
     double stddev = 1.0;
 
     void validate() const {
-        detail::require_finite(name, "mean", mean);
-        detail::require_scale(name, "std", stddev);
+        detail::check_finite(name, "mean", mean);
+        detail::check_non_negative(name, "std", stddev);
     }
 
     template <class T>
@@ -371,7 +350,7 @@ struct Normal {
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number(mean) + ", " + detail::number(stddev) + ")";
+        return std::string(name) + "(" + detail::number_text(mean) + ", " + detail::number_text(stddev) + ")";
     }
 };
 
@@ -382,11 +361,11 @@ struct Uniform {
     double b = 1.0;
 
     void validate() const {
-        detail::require_finite(name, "a", a);
-        detail::require_finite(name, "b", b);
+        detail::check_finite(name, "a", a);
+        detail::check_finite(name, "b", b);
         if (a > b) {
-            detail::throw_value(name, "needs a <= b, got a = " + detail::number(a) +
-                                          ", b = " + detail::number(b));
+            detail::throw_value(name, "needs a <= b, got a = " + detail::number_text(a) +
+                                          ", b = " + detail::number_text(b));
         }
     }
 
@@ -397,7 +376,7 @@ struct Uniform {
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number(a) + ", " + detail::number(b) + ")";
+        return std::string(name) + "(" + detail::number_text(a) + ", " + detail::number_text(b) + ")";
     }
 };
 
@@ -406,15 +385,17 @@ struct Constant {
     static constexpr const char* name = "constant";
     double value = 0.0;
 
-    void validate() const {}
+    // A NaN or infinite weight would only surface as a NaN loss steps later.
+    void validate() const { detail::check_finite(name, "value", value); }
 
     template <class T>
     void operator()(MatrixView<T> w, Index /*fan_in*/, Index /*fan_out*/, Rng& /*rng*/) const {
+        validate();
         w.setConstant(static_cast<T>(value));
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number(value) + ")";
+        return std::string(name) + "(" + detail::number_text(value) + ")";
     }
 };
 
@@ -456,7 +437,7 @@ inline Normal normal(double mean = 0.0, double stddev = 1.0) {
 }
 inline Uniform uniform(double a, double b) { return detail::checked(Uniform{a, b}); }
 
-inline Constant constant(double value) { return {value}; }
+inline Constant constant(double value) { return detail::checked(Constant{value}); }
 inline Constant zeros() { return {0.0}; }
 inline Constant ones() { return {1.0}; }
 

@@ -22,6 +22,7 @@ public:
         if (features <= 0) {
             throw value_error("LayerNorm: features must be positive, got " + std::to_string(features));
         }
+        detail::check_positive("LayerNorm", "eps", options.eps);
         const Matrix<T> ones = Matrix<T>::Ones(1, features), zeros = Matrix<T>::Zero(1, features);
         if (options.affine) {
             gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones));

@@ -30,6 +30,7 @@ public:
             throw value_error("Linear: features must be positive, got in=" +
                               std::to_string(in_features) + ", out=" + std::to_string(out_features));
         }
+        detail::check_dimensions("Linear", out_features, in_features);
         const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
         Matrix<T> w(out_features, in_features);
         if (options.weight_init) {

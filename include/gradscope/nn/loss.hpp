@@ -6,6 +6,8 @@
 #include "../core/ops/softmax.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,6 +21,32 @@ namespace detail {
 struct LossAttr {
     double scale;  // 1/N for a mean, 1 for a sum
 };
+
+// Labels are kept as T in the node (aux) for backward, and float holds every integer only up to
+// 2^24 (2^24 + 1 is stored as 2^24): a larger label would send its gradient to another class.
+template <class T>
+inline constexpr int exact_label_bits = std::numeric_limits<T>::digits;
+
+template <class T>
+void check_labels(std::span<const int> labels, Shape logits) {
+    if (static_cast<Index>(labels.size()) != logits.rows) {
+        throw shape_error("cross_entropy: " + std::to_string(labels.size()) + " labels for " +
+                          std::to_string(logits.rows) + " rows of logits " + to_string(logits));
+    }
+    constexpr auto largest_exact = static_cast<std::int64_t>(std::int64_t{1} << exact_label_bits<T>);
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (labels[i] < 0 || labels[i] >= logits.cols) {
+            throw value_error("cross_entropy: label " + std::to_string(labels[i]) + " at row " +
+                              std::to_string(i) + " is outside the " + std::to_string(logits.cols) +
+                              " classes [0, " + std::to_string(logits.cols) + ")");
+        }
+        if (labels[i] > largest_exact) {
+            throw value_error("cross_entropy: label " + std::to_string(labels[i]) + " at row " +
+                              std::to_string(i) + " is above 2^" + std::to_string(exact_label_bits<T>) +
+                              ", past which this precision cannot hold every class index exactly");
+        }
+    }
+}
 
 inline double reduction_scale(Reduction reduction, Index count) {
     return reduction == Reduction::mean && count > 0 ? 1.0 / static_cast<double>(count) : 1.0;
@@ -92,17 +120,7 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, std::span<const int> labels,
                         Reduction reduction = Reduction::mean) {
     Node<T>& z = logits.node();
     const Shape s = z.shape();
-    if (static_cast<Index>(labels.size()) != s.rows) {
-        throw shape_error("cross_entropy: " + std::to_string(labels.size()) + " labels for " +
-                          std::to_string(s.rows) + " rows of logits " + to_string(s));
-    }
-    for (std::size_t i = 0; i < labels.size(); ++i) {
-        if (labels[i] < 0 || labels[i] >= s.cols) {
-            throw value_error("cross_entropy: label " + std::to_string(labels[i]) + " at row " +
-                              std::to_string(i) + " is outside the " + std::to_string(s.cols) +
-                              " classes [0, " + std::to_string(s.cols) + ")");
-        }
-    }
+    detail::check_labels<T>(labels, s);
     NodePtr<T> node = detail::record<T>("cross_entropy", Shape{1, 1}, {&z},
                                         &detail::cross_entropy_backward<T>);
     const double scale = detail::reduction_scale(reduction, s.rows);

@@ -64,6 +64,7 @@ public:
         if (!(options.dropout >= 0.0 && options.dropout < 1.0)) {
             throw value_error("mlp: dropout must be in [0, 1), got " + std::to_string(options.dropout));
         }
+        detail::check_finite("mlp", "residual_scale", options.residual_scale);
         Rng rng(options.seed);
         layers_ = this->register_module("layers", std::make_shared<Sequential<T>>());
         const std::size_t depth = w.size() - 1;

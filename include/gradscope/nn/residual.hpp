@@ -26,6 +26,9 @@ public:
     // Same width in and out: the skip is the identity.
     explicit Residual(std::shared_ptr<Module<T>> branch, const ResidualOptions& options = {})
         : scale_(options.branch_scale) {
+        // A NaN or infinite scale would turn every output into NaN without a word. A negative
+        // or zero one is arithmetic a caller may mean (a zero scale switches the branch off).
+        detail::check_finite("Residual", "branch_scale", options.branch_scale);
         branch_ = this->register_module("branch", std::move(branch));
         if (options.zero_init_last) zero_last_parametrised();
     }
@@ -34,6 +37,10 @@ public:
     Residual(std::shared_ptr<Module<T>> branch, Index in_features, Index out_features, Rng& rng,
              const ResidualOptions& options = {})
         : Residual(std::move(branch), options) {
+        if (in_features <= 0 || out_features <= 0) {
+            throw value_error("Residual: features must be positive, got in=" +
+                              std::to_string(in_features) + ", out=" + std::to_string(out_features));
+        }
         if (in_features != out_features) {
             projection_ = this->register_module(
                 "projection", std::make_shared<Linear<T>>(in_features, out_features, rng,

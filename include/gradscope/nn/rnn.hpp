@@ -10,6 +10,7 @@
 #include "../core/random.hpp"
 #include "module.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <string>
@@ -27,6 +28,8 @@ public:
             throw value_error("ElmanCell: sizes must be positive, got input " +
                               std::to_string(input_size) + ", hidden " + std::to_string(hidden_size));
         }
+        detail::check_dimensions("ElmanCell", hidden_size, std::max(input_size, hidden_size));
+        detail::validate_function(act);
         const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
         auto draw = [&](Index rows, Index cols) {
             return Tensor<T>::parameter(rng.uniform_matrix<T>(rows, cols, -bound, bound));

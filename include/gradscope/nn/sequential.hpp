@@ -32,7 +32,13 @@ public:
 
     [[nodiscard]] std::string type_name() const override { return "Sequential"; }
     [[nodiscard]] std::size_t size() const noexcept { return this->children().size(); }
-    [[nodiscard]] Module<T>& operator[](std::size_t i) const { return *this->children().at(i).second; }
+    [[nodiscard]] Module<T>& operator[](std::size_t i) const {
+        if (i >= size()) {
+            throw value_error("Sequential: index " + std::to_string(i) + " is out of range for " +
+                              std::to_string(size()) + " modules");
+        }
+        return *this->children()[i].second;
+    }
 };
 
 }  // namespace gradscope

@@ -4,6 +4,7 @@
 #include "support.hpp"
 
 #include <initializer_list>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -58,6 +59,11 @@ Tensor<T> concat_cols(std::span<const Tensor<T>> parts) {
                                                     " has a different number of rows than part 0",
                                  nodes[i]->shape(), nodes[0]->shape());
         }
+        // Parts with no rows hold no memory, so their widths can add up past an Index.
+        if (nodes[i]->shape().cols > std::numeric_limits<Index>::max() - cols) {
+            throw shape_error("concat_cols: the parts' widths add up past the index type at part " +
+                              std::to_string(i));
+        }
         cols += nodes[i]->shape().cols;
     }
     NodePtr<T> node =
@@ -89,9 +95,10 @@ template <class T>
 Tensor<T> slice_cols(const Tensor<T>& x, Index begin, Index count) {
     Node<T>& xn = x.node();
     const Shape s = xn.shape();
-    if (begin < 0 || count < 0 || begin + count > s.cols) {
-        throw shape_error("slice_cols: columns [" + std::to_string(begin) + ", " +
-                          std::to_string(begin + count) + ") are outside the tensor " +
+    // Compared without forming begin + count, which overflows for huge arguments.
+    if (begin < 0 || count < 0 || begin > s.cols || count > s.cols - begin) {
+        throw shape_error("slice_cols: begin = " + std::to_string(begin) + ", count = " +
+                          std::to_string(count) + " is not a range of columns of the tensor " +
                           to_string(s));
     }
     NodePtr<T> node = detail::record<T>("slice_cols", Shape{s.rows, count}, {&xn},

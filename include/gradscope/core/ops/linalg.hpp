@@ -115,6 +115,7 @@ void check_linear_shapes(Shape x, Shape w, const Shape* b) {
         throw shape_error("linear: the bias must be [1x" + std::to_string(w.rows) + "] for weight " +
                           to_string(w) + ", got " + to_string(*b));
     }
+    check_dimensions("linear", x.rows, w.rows);
 }
 
 }  // namespace detail
@@ -140,6 +141,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
     if (an.shape().cols != bn.shape().rows) {
         detail::throw_shapes("matmul", "inner dimensions differ", an.shape(), bn.shape());
     }
+    detail::check_dimensions("matmul", an.shape().rows, bn.shape().cols);
     NodePtr<T> node = detail::record<T>("matmul", Shape{an.shape().rows, bn.shape().cols},
                                         {&an, &bn}, &detail::matmul_backward<T>,
                                         detail::BackwardReads{0b11u, false});

@@ -61,6 +61,10 @@ void batch_norm_backward(Node<T>& node) {
     accumulate(beta, dbeta.view());
 }
 
+// eps keeps 1/sqrt(var + eps) finite for a constant feature: zero, negative, NaN or infinite
+// would give an infinity or a NaN for every such input, or silently flatten every output.
+inline void check_norm_eps(const char* op, double eps) { check_positive(op, "eps", eps); }
+
 template <class T>
 void check_norm_params(const char* op, Shape x, Shape gamma, Shape beta, Index features) {
     if (gamma != Shape{1, features} || beta != Shape{1, features}) {
@@ -110,6 +114,7 @@ template <class T>
 Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>& beta,
                            double eps, BatchStatistics<T>& stats) {
     const Shape s = x.shape();
+    detail::check_norm_eps("batch_norm", eps);
     if (s.rows < 2) {
         throw value_error("batch_norm: training needs more than one sample per feature to "
                           "compute a variance (input " + to_string(s) +
@@ -153,6 +158,7 @@ Tensor<T> batch_norm_eval(const Tensor<T>& x, const Tensor<T>& gamma, const Tens
                           const Eigen::MatrixBase<MeanDerived>& mean,
                           const Eigen::MatrixBase<VarDerived>& variance, double eps) {
     const Shape s = x.shape();
+    detail::check_norm_eps("batch_norm", eps);
     if (mean.rows() != 1 || mean.cols() != s.cols || variance.rows() != 1 ||
         variance.cols() != s.cols) {
         throw shape_error("batch_norm: running statistics must be [1x" + std::to_string(s.cols) +
@@ -203,6 +209,7 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>
     Node<T>& xn = x.node();
     const Shape s = xn.shape();
     detail::check_norm_params<T>("layer_norm", s, gamma.shape(), beta.shape(), s.cols);
+    detail::check_norm_eps("layer_norm", eps);
     if (s.cols == 0) throw shape_error("layer_norm: an input with no features " + to_string(s));
     NodePtr<T> node = detail::record<T>("layer_norm", s, {&xn, &gamma.node(), &beta.node()},
                                         &detail::layer_norm_backward<T>, detail::norm_reads);
