@@ -140,7 +140,7 @@ public:
     }
 
     static Tensor zeros(Index rows, Index cols, bool requires_grad = false) {
-        check_size("Tensor::zeros", rows, cols);
+        detail::check_dimensions("Tensor::zeros", rows, cols);
         return leaf(Matrix<T>::Zero(rows, cols), requires_grad);
     }
     static Tensor scalar(T value, bool requires_grad = false) {
@@ -278,14 +278,6 @@ private:
     void drop_handle() noexcept {
         if (node_ && --node_->handles == 0) detail::drop_value_if_unread(*node_);
         node_ = NodePtr<T>();
-    }
-
-    static void check_size(const char* where, Index rows, Index cols) {
-        constexpr Index limit = Eigen::NumTraits<Index>::highest();
-        if (rows < 0 || cols < 0 || (rows > 0 && cols > limit / rows)) {
-            throw value_error(std::string(where) + ": cannot make a tensor of " +
-                              std::to_string(rows) + " x " + std::to_string(cols) + " elements");
-        }
     }
 
     static std::string no_grad_message(const Node<T>& n) {
