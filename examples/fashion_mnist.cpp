@@ -12,8 +12,12 @@
 //   gradscope-fashion-mnist --depth 30 --norm batch --residual --epochs 2
 //   gradscope-fashion-mnist --epochs 0 --load net.safetensors   # evaluate a checkpoint
 //   gradscope-fashion-mnist --help
+#include <gradscope/builtin_activations.hpp>
+#include <gradscope/diag/json_report.hpp>
 #include <gradscope/gradscope.hpp>
 #include <gradscope/io.hpp>
+
+#include "cli_checks.hpp"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -117,23 +121,6 @@ nlohmann::json to_json(const Settings& s) {
 // ---------------------------------------------------------------------------------------------
 // The network
 
-template <class... Acts>
-std::vector<std::pair<std::string, ActivationChoice<float>>> activation_table() {
-    return {{Acts::name, ActivationChoice<float>(Acts{})}...};
-}
-
-const std::vector<std::pair<std::string, ActivationChoice<float>>>& activations() {
-    static const auto table = activation_table<Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU,
-                                               GELUTanh, SiLU, Softplus, Hardtanh>();
-    return table;
-}
-
-std::vector<std::string> activation_names() {
-    std::vector<std::string> names;
-    for (const auto& [name, choice] : activations()) names.push_back(name);
-    return names;
-}
-
 const std::vector<std::string> init_names{"default", "naive", "xavier", "xavier_uniform", "he",
                                           "he_uniform", "lecun", "orthogonal"};
 
@@ -155,9 +142,9 @@ std::shared_ptr<MLP<float>> make_network(const Settings& s, Index inputs, Index 
     for (int l = 0; l < s.depth; ++l) widths.push_back(s.width);
     widths.push_back(classes);
     ActivationChoice<float> act = ReLU{};
-    for (const auto& [name, choice] : activations()) {
-        if (name == s.activation) act = choice;
-    }
+    for_each_builtin_activation([&](auto a) {
+        if (s.activation == decltype(a)::name) act = a;
+    });
     return mlp<float>({.widths = widths,
                        .activation = act,
                        .init = make_init(s.init),
@@ -375,11 +362,7 @@ struct Run {
 
 std::string format_norms(const std::vector<diag::LayerStats>& layers) {
     std::string out;
-    char text[32];
-    for (const auto& l : layers) {
-        std::snprintf(text, sizeof text, " %.2e", l.output_grad_norm);
-        out += text;
-    }
+    for (const auto& l : layers) out += " " + diag::format_number(l.output_grad_norm, {diag::Notation::scientific, 2});
     return out;
 }
 
@@ -474,18 +457,14 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
 // ---------------------------------------------------------------------------------------------
 // Reports
 
-nlohmann::json json_number(double value) {
-    return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
-}
-
 nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
     nlohmann::json epochs = nlohmann::json::array();
     for (const auto& e : run.epochs) {
         epochs.push_back({{"epoch", e.epoch},
-                          {"train_loss", json_number(e.train_loss)},
-                          {"train_accuracy", json_number(e.train_accuracy)},
-                          {"test_loss", json_number(e.test.loss)},
-                          {"test_accuracy", json_number(e.test.accuracy)},
+                          {"train_loss", diag::json_number(e.train_loss)},
+                          {"train_accuracy", diag::json_number(e.train_accuracy)},
+                          {"test_loss", diag::json_number(e.test.loss)},
+                          {"test_accuracy", diag::json_number(e.test.accuracy)},
                           {"seconds", e.seconds},
                           {"eval_seconds", e.test.seconds},
                           {"samples_per_second", e.samples_per_second}});
@@ -496,8 +475,8 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
         for (std::size_t l = 0; l < g.layers.size(); ++l) {
             layers.push_back({{"layer", l + 1},
                               {"name", g.layers[l].name},
-                              {"output_grad_norm", json_number(g.layers[l].output_grad_norm)},
-                              {"weight_grad_norm", json_number(g.layers[l].weight_grad_norm)}});
+                              {"output_grad_norm", diag::json_number(g.layers[l].output_grad_norm)},
+                              {"weight_grad_norm", diag::json_number(g.layers[l].weight_grad_norm)}});
         }
         gradients.push_back({{"step", g.step}, {"epoch", g.epoch}, {"layers", std::move(layers)}});
     }
@@ -513,19 +492,12 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
             {"parameters", run.parameters},
             {"eigen_threads", run.threads},
             {"openmp", run.openmp},
-            {"initial", {{"test_loss", json_number(run.initial.loss)}, {"test_accuracy", json_number(run.initial.accuracy)}}},
+            {"initial", {{"test_loss", diag::json_number(run.initial.loss)}, {"test_accuracy", diag::json_number(run.initial.accuracy)}}},
             {"epochs", std::move(epochs)},
-            {"final_test_accuracy", json_number(last.accuracy)},
-            {"final_test_loss", json_number(last.loss)},
+            {"final_test_accuracy", diag::json_number(last.accuracy)},
+            {"final_test_loss", diag::json_number(last.loss)},
             {"total_seconds", run.total_seconds},
             {"gradients", std::move(gradients)}};
-}
-
-std::string csv_number(double value) {
-    if (!std::isfinite(value)) return "";
-    char text[32];
-    std::snprintf(text, sizeof text, "%.9g", value);
-    return text;
 }
 
 // Long form, one value per row: "series,epoch,step,layer,value". Per epoch: train_loss,
@@ -537,7 +509,7 @@ std::string csv(const Run& run) {
     out << "series,epoch,step,layer,value\n";
     const auto row = [&](const char* series, int epoch, std::int64_t step, std::size_t layer, double value) {
         out << series << ',' << epoch << ',' << step << ',' << (layer > 0 ? std::to_string(layer) : "") << ','
-            << csv_number(value) << '\n';
+            << diag::csv_number(value) << '\n';
     };
     row("test_loss", 0, 0, 0, run.initial.loss);
     row("test_accuracy", 0, 0, 0, run.initial.accuracy);
@@ -571,11 +543,12 @@ std::string stack_svgs(const std::vector<std::string>& plots) {
     double width = 0.0, height = 0.0;
     std::string body;
     for (const auto& plot : plots) {
-        body += "<svg x=\"0\" y=\"" + std::to_string(height) + "\"" + plot.substr(4);  // after "<svg"
+        body += "<svg x=\"0\" y=\"" + diag::format_number(height, diag::svg_coordinate) + "\"" + plot.substr(4);  // after "<svg"
         width = std::max(width, svg_attribute(plot, "width"));
         height += svg_attribute(plot, "height");
     }
-    const std::string w = std::to_string(width), h = std::to_string(height);
+    const std::string w = diag::format_number(width, diag::svg_coordinate);
+    const std::string h = diag::format_number(height, diag::svg_coordinate);
     return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + w + " " + h + "\" width=\"" + w +
            "\" height=\"" + h + "\">\n<rect x=\"0\" y=\"0\" width=\"" + w + "\" height=\"" + h +
            "\" fill=\"white\"/>\n" + body + "</svg>\n";
@@ -584,7 +557,7 @@ std::string stack_svgs(const std::vector<std::string>& plots) {
 std::string plot(const Settings& s, const Run& run) {
     const std::string net = std::to_string(s.depth) + " x " + std::to_string(s.width) + " " + s.activation + ", " +
                             s.init + (s.norm == "none" ? "" : ", " + s.norm + " norm") +
-                            (s.residual ? ", residual" : "") + ", " + s.optimizer + " lr " + csv_number(s.lr) +
+                            (s.residual ? ", residual" : "") + ", " + s.optimizer + " lr " + diag::format_number(s.lr) +
                             (s.schedule == "cosine" ? " (cosine)" : "") + ", batch " + std::to_string(s.batch);
     diag::SvgSeries train_loss{.name = "train loss (mean over the epoch)"}, test_loss{.name = "test loss"};
     diag::SvgSeries train_acc{.name = "train accuracy (running, over the epoch)"}, test_acc{.name = "test accuracy"};
@@ -660,7 +633,7 @@ int main(int argc, char** argv) {
     app.add_option("--width", s.width, "Width of every hidden layer")
         ->check(CLI::Range(Index{1}, Index{1} << 16))
         ->capture_default_str();
-    app.add_option("--activation", s.activation, "Activation")->check(CLI::IsMember(activation_names()))->capture_default_str();
+    app.add_option("--activation", s.activation, "Activation")->check(CLI::IsMember(builtin_activation_names()))->capture_default_str();
     app.add_option("--init", s.init,
                    "Weight initialiser: default = PyTorch's nn.Linear default; naive = N(0, 1); xavier = xavier_normal; "
                    "he = he_normal (fan_in, ReLU gain); lecun = lecun_normal; orthogonal (gain 1). Biases always "
@@ -673,24 +646,34 @@ int main(int argc, char** argv) {
     app.add_flag("--residual", s.residual,
                  "Pre-activation residual blocks x + s * linear(act(norm(x))) for the hidden layers after the first");
     app.add_option("--residual-scale", s.residual_scale, "The branch scale s of residual blocks")
+        ->check(finite_number)
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_flag("--zero-init-residual", s.zero_init_residual, "Zero each residual branch's last Linear");
     app.add_option("--dropout", s.dropout, "Dropout probability after each hidden activation")
+        ->check(finite_number)
         ->check(CLI::Range(0.0, 0.99))
         ->capture_default_str();
     app.add_option("--optimizer", s.optimizer, "Optimiser")
         ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))
         ->capture_default_str();
-    app.add_option("--lr", s.lr, "Learning rate")->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--lr", s.lr, "Learning rate (> 0)")
+        ->check(finite_number)
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     app.add_option("--lr-schedule", s.schedule,
                    "Learning rate over the run: constant, or cosine = lr * (1 + cos(pi * t / T)) / 2 at step t of T")
         ->check(CLI::IsMember({"constant", "cosine"}))
         ->capture_default_str();
-    app.add_option("--momentum", s.momentum, "Momentum (sgd, rmsprop)")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+    app.add_option("--momentum", s.momentum, "Momentum (sgd, rmsprop)")
+        ->check(finite_number)
+        ->check(CLI::Range(0.0, 0.999999))
+        ->capture_default_str();
     auto* decay_option = app.add_option("--weight-decay", s.weight_decay, "Weight decay (default 0; adamw: 0.01, as PyTorch)")
+                             ->check(finite_number)
                              ->check(CLI::NonNegativeNumber);
     app.add_option("--clip", s.clip, "Clip the gradients' total 2-norm to this (0: no clipping)")
+        ->check(finite_number)
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_option("--epochs", s.epochs, "Epochs (0: only evaluate, e.g. a --load'ed checkpoint)")
@@ -777,7 +760,7 @@ int main(int argc, char** argv) {
                         s.depth, s.width, s.activation.c_str(), s.init.c_str(),
                         s.norm == "none" ? "" : (", " + s.norm + " norm").c_str(), s.residual ? ", residual" : "",
                         run.parameters, s.optimizer.c_str(), s.lr, s.schedule == "cosine" ? " (cosine)" : "", s.batch,
-                        s.clip > 0 ? (", clip " + csv_number(s.clip)).c_str() : "", run.threads,
+                        s.clip > 0 ? (", clip " + diag::format_number(s.clip)).c_str() : "", run.threads,
                         run.openmp ? "" : " (no OpenMP)");
         }
         run.initial = evaluate(*net, data.test);

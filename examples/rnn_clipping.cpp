@@ -44,6 +44,7 @@
 #include <vector>
 
 using namespace gradscope;
+using diag::Notation;  // number styles: diag/format.hpp
 
 namespace {
 
@@ -197,12 +198,6 @@ struct Claim {
     std::string evidence;
 };
 
-std::string format(const char* pattern, double value) {
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, pattern, value);
-    return buffer;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Part 1: |dL/dh_t| for every t
 
@@ -278,17 +273,17 @@ std::vector<Claim> judge_gradients(const std::vector<GradientTrace>& traces) {
         const diag::Verdict verdict = trace.profile.verdict();
         std::printf("%-10s %5.2f  %14.6f  %+7.2f%%  %12.6f  %19.3e  %s\n", trace.activation.c_str(), trace.rho,
                     fitted, 100.0 * (fitted / trace.rho - 1.0), largest, ratio, diag::to_string(verdict));
-        const std::string name = trace.activation + " rho " + format("%.1f", trace.rho);
+        const std::string name = trace.activation + " rho " + diag::format_number(trace.rho, {Notation::fixed, 1});
         if (trace.activation == Identity::name) {
             claims.push_back({name + ": the fitted growth per step is rho (within 1%)",
-                              std::abs(fitted / trace.rho - 1.0) < 0.01, format("fitted %.6f", fitted)});
+                              std::abs(fitted / trace.rho - 1.0) < 0.01, "fitted " + diag::format_number(fitted, {Notation::fixed, 6})});
             const diag::Verdict expected = expected_verdict(trace.rho);
             claims.push_back({name + ": the gradient through time is " + diag::to_string(expected),
-                              verdict == expected, format("|dL/dh_1|/|dL/dh_T| %.3e", ratio)});
+                              verdict == expected, "|dL/dh_1|/|dL/dh_T| " + diag::format_number(ratio, {Notation::scientific, 3})});
         } else {
             // |g diag(phi') W| <= |g| |phi'|_max rho and |tanh'| <= 1: no step can grow by more.
             claims.push_back({name + ": no step grows the gradient by more than rho",
-                              largest <= trace.rho * (1.0 + 1e-9), format("largest %.6f", largest)});
+                              largest <= trace.rho * (1.0 + 1e-9), "largest " + diag::format_number(largest, {Notation::fixed, 6})});
         }
     }
     return claims;
@@ -466,11 +461,11 @@ std::vector<Claim> judge_training(const TrainingRun& unclipped, const TrainingRu
     return {
         {"without clipping the loss blows up (non-finite, or above 1000x the baseline)",
          unclipped.first_blown_up_step > 0,
-         format("largest batch loss %.3g x baseline", unclipped.max_batch_loss())},
+         "largest batch loss " + diag::format_number(unclipped.max_batch_loss(), {Notation::general, 3}) + " x baseline"},
         {"with clipping the loss stays finite and below 1000x the baseline", clipped.first_blown_up_step == 0,
-         format("largest batch loss %.3g x baseline", clipped.max_batch_loss())},
+         "largest batch loss " + diag::format_number(clipped.max_batch_loss(), {Notation::general, 3}) + " x baseline"},
         {"with clipping the held-out loss ends below 0.5x the baseline", clipped_final < kTrainedBelow,
-         format("mean of the last evaluations %.4f x baseline", clipped_final)},
+         "mean of the last evaluations " + diag::format_number(clipped_final, {Notation::fixed, 4}) + " x baseline"},
     };
 }
 
@@ -483,19 +478,13 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
     if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
-std::string csv_number(double value) {
-    if (std::isnan(value)) return "nan";
-    if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
-    return format("%.9g", value);
-}
-
 std::string gradient_csv(const std::vector<GradientTrace>& traces) {
     std::string csv = "t";
-    for (const GradientTrace& trace : traces) csv += "," + trace.activation + "_rho_" + format("%.1f", trace.rho);
+    for (const GradientTrace& trace : traces) csv += "," + trace.activation + "_rho_" + diag::format_number(trace.rho, {Notation::fixed, 1});
     csv += "\n";
     for (std::size_t i = 0; i < traces.front().norms.size(); ++i) {
         csv += std::to_string(i + 1);
-        for (const GradientTrace& trace : traces) csv += "," + csv_number(trace.norms[i]);
+        for (const GradientTrace& trace : traces) csv += "," + diag::csv_number(trace.norms[i]);
         csv += "\n";
     }
     return csv;
@@ -517,11 +506,11 @@ std::string training_csv(const std::vector<const TrainingRun*>& runs) {
             const auto i = static_cast<std::size_t>(step - 1);
             const bool ran = i < run->batch_loss.size();
             for (const std::vector<double>* column : {&run->batch_loss, &run->grad_norm, &run->readout_sharpness}) {
-                csv += "," + (ran ? csv_number((*column)[i]) : "");
+                csv += "," + (ran ? diag::csv_number((*column)[i]) : "");
             }
             csv += ",";
             for (const auto& [when, loss] : run->held_out) {
-                if (when == step) csv += csv_number(loss);
+                if (when == step) csv += diag::csv_number(loss);
             }
         }
         csv += "\n";
@@ -530,7 +519,7 @@ std::string training_csv(const std::vector<const TrainingRun*>& runs) {
 }
 
 diag::SvgSeries gradient_series(const GradientTrace& trace, const std::string& color) {
-    diag::SvgSeries series{trace.activation + ", rho " + format("%.1f", trace.rho), {}, color,
+    diag::SvgSeries series{trace.activation + ", rho " + diag::format_number(trace.rho, {Notation::fixed, 1}), {}, color,
                            trace.activation == Identity::name ? "none" : "6 3"};
     for (std::size_t i = 0; i < trace.norms.size(); ++i) series.points.emplace_back(static_cast<double>(i + 1), trace.norms[i]);
     return series;
@@ -580,11 +569,11 @@ std::string stack_vertically(const std::vector<std::string>& plots) {
     double width = 0.0, height = 0.0;
     std::string body;
     for (const std::string& plot : plots) {
-        body += "<svg y=\"" + format("%.2f", height) + "\"" + plot.substr(4);  // after "<svg"
+        body += "<svg y=\"" + diag::format_number(height, diag::svg_coordinate) + "\"" + plot.substr(4);  // after "<svg"
         width = std::max(width, std::stod(root_attribute(plot, "width")));
         height += std::stod(root_attribute(plot, "height"));
     }
-    const std::string w = format("%.2f", width), h = format("%.2f", height);
+    const std::string w = diag::format_number(width, diag::svg_coordinate), h = diag::format_number(height, diag::svg_coordinate);
     return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + w + " " + h + "\" width=\"" + w +
            "\" height=\"" + h + "\">\n" + body + "</svg>\n";
 }
@@ -622,7 +611,7 @@ std::string clipped_training_plot(const TrainingRun& clipped) {
     return diag::svg_plot({smoothed_loss_series(clipped, 50, "#1f77b4"), held_out_series(clipped, "#2ca02c"),
                            horizontal_line("baseline (predict the mean)", 1.0, end, "#7f7f7f"),
                            horizontal_line("0.5x baseline: trained", kTrainedBelow, end, "#9467bd")},
-                          {.title = "the whole run with clip_grad_norm (max_norm " + format("%.2g", kMaxNorm) + ")",
+                          {.title = "the whole run with clip_grad_norm (max_norm " + diag::format_number(kMaxNorm, {Notation::general, 2}) + ")",
                            .x_label = "SGD step",
                            .y_label = "MSE / baseline MSE (1/6)"});
 }
@@ -664,7 +653,7 @@ int run(const Options& options) {
     Rng held_out_rng(options.seed + 3);
     const auto held_out = adding_batch<float>(kHeldOutBatch, kTrainingSequenceLength, held_out_rng);
     const TrainingRun unclipped = train("no clip", std::numeric_limits<double>::infinity(), options.seed, held_out);
-    const TrainingRun clipped = train("clip " + format("%.2g", kMaxNorm), kMaxNorm, options.seed, held_out);
+    const TrainingRun clipped = train("clip " + diag::format_number(kMaxNorm, {Notation::general, 2}), kMaxNorm, options.seed, held_out);
     print_training_table(unclipped, clipped);
     std::printf("\n");
     print_run_summary(unclipped);

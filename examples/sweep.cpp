@@ -10,8 +10,11 @@
 //   gradscope-sweep                                   # the defaults: 216 networks
 //   gradscope-sweep --activations tanh --sigma-w2 0.5,1,2,4 --variants plain --depths 10,50
 //   gradscope-sweep --help
+#include <gradscope/builtin_activations.hpp>
 #include <gradscope/diag.hpp>
 #include <gradscope/diag/json_report.hpp>
+
+#include "cli_checks.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -61,16 +64,9 @@ ActivationSpec<T> activation_spec(Act act) {
 
 template <class T>
 std::vector<ActivationSpec<T>> all_activations() {
-    return {activation_spec<T>(Identity{}), activation_spec<T>(Sigmoid{}), activation_spec<T>(Tanh{}),
-            activation_spec<T>(ReLU{}),     activation_spec<T>(LeakyReLU{}), activation_spec<T>(ELU{}),
-            activation_spec<T>(SELU{}),     activation_spec<T>(GELU{}),      activation_spec<T>(GELUTanh{}),
-            activation_spec<T>(SiLU{}),     activation_spec<T>(Softplus{}),  activation_spec<T>(Hardtanh{})};
-}
-
-std::vector<std::string> activation_names() {
-    std::vector<std::string> names;
-    for (const auto& a : all_activations<double>()) names.push_back(a.name);
-    return names;
+    std::vector<ActivationSpec<T>> out;
+    for_each_builtin_activation([&](auto act) { out.push_back(activation_spec<T>(act)); });
+    return out;
 }
 
 const std::vector<std::string> init_names{"naive", "xavier", "he", "lecun", "orthogonal"};
@@ -196,7 +192,7 @@ struct Settings {
     Index width = 256;
     Index batch = 128;
     std::uint64_t seed = 0;
-    std::string dtype = "float";
+    std::string dtype = "double";  // float underflows below 1e-38: the deep curves would stop there
     std::string json = "sweep.json";
     std::string csv = "sweep.csv";
     std::string svg = "sweep.svg";
@@ -389,10 +385,9 @@ std::string summary(const std::vector<diag::SweepRun>& runs, const Settings& s) 
             out << "; largest gaps:";
             for (std::size_t k = 0; k < std::min<std::size_t>(3, gaps.size()) && gaps[k].first > 0.05; ++k) {
                 const auto& r = *gaps[k].second;
-                char text[160];
-                std::snprintf(text, sizeof text, "\n  %s depth %d: measured %.4g, predicted %.4g", diag::run_label(r).c_str(),
-                              r.depth, r.gain_per_layer, *r.predicted_gain_per_layer);
-                out << text;
+                out << "\n  " << diag::run_label(r) << " depth " << r.depth
+                    << ": measured " << diag::format_number(r.gain_per_layer, {diag::Notation::general, 4})
+                    << ", predicted " << diag::format_number(*r.predicted_gain_per_layer, {diag::Notation::general, 4});
             }
         }
         out << "\n";
@@ -456,7 +451,7 @@ int main(int argc, char** argv) {
         "square MLPs at initialisation, for every activation x initialiser x variant x depth. Biases are "
         "zero; one batch of N(0, 1) inputs; the loss is a fixed random linear readout.",
         "gradscope-sweep"};
-    const auto activations = activation_names();
+    const auto activations = builtin_activation_names();
     app.add_option("--activations", s.activations, "Activations, comma separated")
         ->delimiter(',')
         ->check(CLI::IsMember(activations))
@@ -474,6 +469,7 @@ int main(int argc, char** argv) {
                        "Weights N(0, s / fan_in) for each s, comma separated, instead of the named initialisers "
                        "(also with them if --inits is given too)")
             ->delimiter(',')
+            ->check(finite_number)
             ->check(CLI::PositiveNumber)
             ->type_name("LIST");
     app.add_option("--variants", s.variants, "Variants, comma separated")
@@ -491,7 +487,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(Index{2}, Index{1} << 24))
         ->capture_default_str();
     app.add_option("--seed", s.seed, "Seed of the weights and of the data")->capture_default_str();
-    app.add_option("--dtype", s.dtype, "Scalar type")->check(CLI::IsMember({"float", "double"}))->capture_default_str();
+    app.add_option("--dtype", s.dtype, "Scalar type (float is faster, but loses norms below 1e-38 or above 3e38)")
+        ->check(CLI::IsMember({"float", "double"}))
+        ->capture_default_str();
     app.add_option("--json", s.json, "Write the runs as JSON here (\"\" to skip)")->type_name("PATH")->capture_default_str();
     app.add_option("--csv", s.csv, "Write one CSV row per run and layer here (\"\" to skip)")
         ->type_name("PATH")
@@ -513,9 +511,6 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
         if (sigma_option->count() > 0 && inits_option->count() == 0) s.inits.clear();
-        for (const double v : s.sigma_w2) {
-            if (!std::isfinite(v)) throw CLI::ValidationError("--sigma-w2", "values must be finite and positive");
-        }
         dedupe(s.activations), dedupe(s.inits), dedupe(s.sigma_w2), dedupe(s.variants), dedupe(s.depths);
         std::sort(s.depths.begin(), s.depths.end());
         if (s.activations.empty()) throw CLI::ValidationError("--activations", "the list is empty");

@@ -135,9 +135,47 @@ TEST_CASE("the table has a header line and one aligned row per run", "[report][t
     CHECK(lines[1].find("vanishing") == verdict_at);
     CHECK(lines[2].find("healthy") == verdict_at);
     CHECK(lines[3].find("non-finite") == verdict_at);
-    // A missing prediction is a dash.
+    // A missing prediction is a dash, and so is a NaN measurement.
     CHECK(lines[2].find(" - ") != std::string::npos);
+    CHECK(lines[3].find("nan") == std::string::npos);
     CHECK(lines_of(diag::format_table({})).size() == 1);
+}
+
+TEST_CASE("one formatter: each style as printf would write it, without the locale", "[report][format]") {
+    using diag::format_number;
+    using diag::Notation;
+    CHECK(format_number(0.1) == "0.1");  // shortest round trip
+    CHECK(format_number(1.0 / 3.0) == "0.3333333333333333");
+    CHECK(format_number(3.3e-7) == "3.3e-07");
+    CHECK(format_number(2.0) == "2");
+    CHECK(format_number(1234.5678, {Notation::fixed, 2}) == "1234.57");
+    CHECK(format_number(3.3333e-7, diag::table_ratio) == "3.33e-07");
+    CHECK(format_number(1.0, diag::table_gain) == "1.000");  // "%#.4g" keeps the zeros
+    CHECK(format_number(0.000123456, diag::table_gain) == "0.0001235");
+    CHECK(format_number(123456.0, diag::table_gain) == "1.235e+05");
+    CHECK(format_number(9.9996, diag::table_gain) == "10.00");  // rounding carries into the exponent
+    CHECK(format_number(0.5, {Notation::general, 3}) == "0.5");
+    CHECK(format_number(2e6, {Notation::general, 6}) == "2e+06");
+    for (const auto style : {diag::round_trip, diag::svg_coordinate, diag::table_ratio, diag::table_gain}) {
+        CHECK(format_number(std::nan(""), style) == "nan");
+        CHECK(format_number(std::numeric_limits<double>::infinity(), style) == "inf");
+        CHECK(format_number(-std::numeric_limits<double>::infinity(), style) == "-inf");
+    }
+}
+
+TEST_CASE("a missing number is '-' in a table, an empty CSV field and JSON null", "[report][format]") {
+    const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+    CHECK(diag::table_number(nan, diag::table_gain) == "-");
+    CHECK(diag::table_number(std::nullopt, diag::table_gain) == "-");
+    CHECK(diag::table_number(inf, diag::table_gain) == "inf");
+    CHECK(diag::csv_number(nan).empty());
+    CHECK(diag::csv_number(std::optional<double>{}).empty());
+    CHECK(diag::csv_number(-inf) == "-inf");
+    CHECK(diag::csv_number(0.1) == "0.1");
+    CHECK(diag::json_number(nan).is_null());
+    CHECK(diag::json_number(inf).is_null());
+    CHECK(diag::json_number(std::optional<double>{}).is_null());
+    CHECK(diag::json_number(0.25).get<double>() == 0.25);
 }
 
 TEST_CASE("CSV has a header and one row per run and layer, numbers at full precision", "[report][csv]") {

@@ -5,36 +5,23 @@
 // layer and op it can reach. mlp<float>() can build any layer type, each with virtual functions
 // whose vtables (and so whose forward and backward kernels) are emitted with the class, so a
 // program that trains a plain ReLU MLP also compiles batch norm, layer norm and dropout.
-// Under GRADSCOPE_PRECOMPILED the umbrella header gradscope.hpp ends with the `extern template`
-// declarations below, which tell the compiler that those specialisations are compiled
-// elsewhere: the library's one source instantiates them with the same list (`template`).
-// Without the macro this header is not included and gradscope stays header-only.
+// Under GRADSCOPE_PRECOMPILED the umbrella header gradscope.hpp includes this header, whose
+// `extern template` declarations tell the compiler that those specialisations are compiled
+// elsewhere. The library's one source defines GRADSCOPE_BUILDING_PRECOMPILED and includes it
+// too, and the same list then reads as the definitions (`template`).
+// Without GRADSCOPE_PRECOMPILED this header is not included and gradscope stays header-only.
 //
 // One list serves both sides, so the declarations and the definitions cannot drift apart.
-// Only templates for T = float, double and the built-in activations are listed; member
-// templates (Tensor::constant<Derived>, Sequential::add<M>, ...) and templates over user
-// types are still instantiated where they are used.
+// Only templates for T = float, double and the built-in activations (builtin_activations.inc)
+// are listed; member templates (Tensor::constant<Derived>, Sequential::add<M>, ...) and
+// templates over user types are still instantiated where they are used. Every macro below is
+// this header's own and is undefined at its end.
 #pragma once
 
 #include "core.hpp"
 #include "diag.hpp"
 #include "nn.hpp"
 #include "optim.hpp"
-
-// X(KIND, T, Act) for every built-in elementwise function Act.
-#define GRADSCOPE_FOR_EACH_ACTIVATION(X, KIND, T)                                               \
-    X(KIND, T, Identity)                                                                       \
-    X(KIND, T, Sigmoid)                                                                        \
-    X(KIND, T, Tanh)                                                                           \
-    X(KIND, T, ReLU)                                                                           \
-    X(KIND, T, LeakyReLU)                                                                      \
-    X(KIND, T, ELU)                                                                            \
-    X(KIND, T, SELU)                                                                           \
-    X(KIND, T, GELU)                                                                           \
-    X(KIND, T, GELUTanh)                                                                       \
-    X(KIND, T, SiLU)                                                                           \
-    X(KIND, T, Softplus)                                                                       \
-    X(KIND, T, Hardtanh)
 
 #define GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(X, KIND, T)                                          \
     X(KIND, T, fn::Exp)                                                                        \
@@ -47,7 +34,6 @@
 
 #define GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, T, F) \
     KIND Tensor<T> elementwise<T, F>(const Tensor<T>&, F);
-#define GRADSCOPE_INSTANTIATE_ACTIVATION_LAYER(KIND, T, Act) KIND class Activation<T, Act>;
 
 // The graph: tensors, nodes and their pools, and the reverse pass.
 #define GRADSCOPE_INSTANTIATE_CORE(KIND, T)                                                     \
@@ -107,7 +93,6 @@
     KIND Tensor<T> col_max<T>(const Tensor<T>&);                                               \
     KIND Tensor<T> softmax<T>(const Tensor<T>&);                                               \
     KIND Tensor<T> log_softmax<T>(const Tensor<T>&);                                           \
-    GRADSCOPE_FOR_EACH_ACTIVATION(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)                  \
     GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)
 
 // Modules, the mlp() builder and the losses (nn/*.hpp).
@@ -115,7 +100,6 @@
     KIND class Module<T>;                                                                      \
     KIND class ActivationLayer<T>;                                                             \
     KIND class ActivationChoice<T>;                                                            \
-    GRADSCOPE_FOR_EACH_ACTIVATION(GRADSCOPE_INSTANTIATE_ACTIVATION_LAYER, KIND, T)             \
     KIND class Sequential<T>;                                                                  \
     KIND class Linear<T>;                                                                      \
     KIND class BatchNorm1d<T>;                                                                 \
@@ -173,15 +157,45 @@
 #define GRADSCOPE_PRECOMPILED_ABI_SYMBOL \
     GRADSCOPE_DETAIL_CONCAT(precompiled_eigen_align_, EIGEN_MAX_ALIGN_BYTES)
 
+// Declarations for a program (`extern template`), definitions in the library (`template`).
+#ifdef GRADSCOPE_BUILDING_PRECOMPILED
+#define GRADSCOPE_DETAIL_KIND template
+#else
+#define GRADSCOPE_DETAIL_KIND extern template
+#endif
+
 namespace gradscope {
 namespace detail {
 extern const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
-#if defined(__GNUC__)
+#ifdef GRADSCOPE_BUILDING_PRECOMPILED
+const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL = EIGEN_MAX_ALIGN_BYTES;  // the alignment it was built with
+#elif defined(__GNUC__)
 // `used`: kept even though nothing reads it, so that every object file holds the reference.
 [[gnu::used]] static const int* const precompiled_abi_check = &GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
 #endif
 }  // namespace detail
 
-GRADSCOPE_INSTANTIATE_ALL(extern template, float)
-GRADSCOPE_INSTANTIATE_ALL(extern template, double)
+GRADSCOPE_INSTANTIATE_ALL(GRADSCOPE_DETAIL_KIND, float)
+GRADSCOPE_INSTANTIATE_ALL(GRADSCOPE_DETAIL_KIND, double)
+
+// The built-in activations: the op and the layer, for each scalar type.
+#define GRADSCOPE_ACTIVATION(Act)                                                              \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, float, Act)                       \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, double, Act)                      \
+    GRADSCOPE_DETAIL_KIND class Activation<float, Act>;                                        \
+    GRADSCOPE_DETAIL_KIND class Activation<double, Act>;
+#include "builtin_activations.inc"
 }  // namespace gradscope
+
+#undef GRADSCOPE_DETAIL_KIND
+#undef GRADSCOPE_PRECOMPILED_ABI_SYMBOL
+#undef GRADSCOPE_DETAIL_CONCAT
+#undef GRADSCOPE_DETAIL_CONCAT2
+#undef GRADSCOPE_INSTANTIATE_ALL
+#undef GRADSCOPE_INSTANTIATE_DIAG
+#undef GRADSCOPE_INSTANTIATE_OPTIM
+#undef GRADSCOPE_INSTANTIATE_NN
+#undef GRADSCOPE_INSTANTIATE_OPS
+#undef GRADSCOPE_INSTANTIATE_CORE
+#undef GRADSCOPE_INSTANTIATE_ELEMENTWISE
+#undef GRADSCOPE_FOR_EACH_ELEMENTWISE_FN

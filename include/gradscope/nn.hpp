@@ -1,6 +1,7 @@
 // Layers, activations, initialisers, losses and the mlp() builder. Needs Eigen only.
 #pragma once
 
+#include "builtin_activations.hpp"
 #include "core.hpp"
 #include "core/ops/dropout.hpp"
 #include "core/ops/normalization.hpp"
@@ -16,3 +17,4 @@
 #include "nn/residual.hpp"
 #include "nn/rnn.hpp"
 #include "nn/sequential.hpp"
+#include "nn/summary.hpp"

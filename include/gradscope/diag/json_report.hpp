@@ -10,7 +10,8 @@
 //
 // Layers are numbered from 1, the input side. JSON has no NaN or infinity: a non-finite number
 // is null, as are sigma_w2 for a run with a named initialiser and the prediction where the
-// theory does not apply. Numbers are written so that they read back as the same double.
+// theory does not apply (Note [Missing numbers] in format.hpp). Numbers are written so that
+// they read back as the same double.
 #pragma once
 
 #include "report.hpp"
@@ -23,8 +24,7 @@
 
 namespace gradscope::diag {
 
-namespace detail {
-
+// A number for any JSON gradscope writes: null where it is not finite or there is none.
 inline nlohmann::json json_number(double value) {
     return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
 }
@@ -33,10 +33,7 @@ inline nlohmann::json json_number(const std::optional<double>& value) {
     return value ? json_number(*value) : nlohmann::json(nullptr);
 }
 
-}  // namespace detail
-
 inline nlohmann::json to_json(const SweepRun& r) {
-    using detail::json_number;
     nlohmann::json layers = nlohmann::json::array();
     const auto& stats = r.profile.layers();
     for (std::size_t l = 0; l < stats.size(); ++l) {

@@ -4,17 +4,15 @@
 //
 // Layers are numbered from 1 (the input side) to depth in every report, as on the plot's x axis.
 // Missing values (a prediction where the theory does not apply, a quantity not measured, a NaN)
-// are an empty CSV field, "-" in the table and null in JSON.
+// are an empty CSV field, "-" in the table and null in JSON: Note [Missing numbers] in format.hpp.
 #pragma once
 
+#include "format.hpp"
 #include "profile.hpp"
 #include "svg.hpp"
 
 #include <algorithm>
-#include <charconv>
-#include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -53,29 +51,9 @@ inline void record_profile(SweepRun& run, GradientProfile profile, const Verdict
     run.verdict = run.profile.verdict(thresholds);
 }
 
-namespace detail {
-
-// The shortest text that reads back as the same double: full precision, never more digits than
-// needed (0.1 stays "0.1"). "nan", "inf" and "-inf" for the non-finite.
-inline std::string round_trip(double value) {
-    if (std::isnan(value)) return "nan";
-    if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
-    char buffer[40];
-    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-    return std::string(buffer, result.ptr);
-}
-
-inline std::string printf_double(const char* format, double value) {
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, format, value);
-    return buffer;
-}
-
-}  // namespace detail
-
 // "he", or "sigma_w2=2" for a run initialised by variance.
 inline std::string init_label(const SweepRun& run) {
-    if (run.sigma_w2) return "sigma_w2=" + detail::round_trip(*run.sigma_w2);
+    if (run.sigma_w2) return "sigma_w2=" + format_number(*run.sigma_w2);
     return run.init;
 }
 
@@ -91,16 +69,13 @@ inline std::string format_table(const std::vector<SweepRun>& runs) {
     const std::vector<std::string> header{"activation", "init", "variant", "depth",
                                           "ratio", "gain/layer", "predicted", "verdict"};
     const std::vector<bool> right_aligned{false, false, false, true, true, true, true, false};
-    const auto gain = [](double g) { return std::isfinite(g) ? detail::printf_double("%#.4g", g) : detail::round_trip(g); };
 
     std::vector<std::vector<std::string>> rows;
     rows.reserve(runs.size());
     for (const auto& r : runs) {
         rows.push_back({r.activation, init_label(r), r.variant, std::to_string(r.depth),
-                        std::isfinite(r.ratio_first_last) ? detail::printf_double("%.2e", r.ratio_first_last)
-                                                          : detail::round_trip(r.ratio_first_last),
-                        gain(r.gain_per_layer), r.predicted_gain_per_layer ? gain(*r.predicted_gain_per_layer) : "-",
-                        to_string(r.verdict)});
+                        table_number(r.ratio_first_last, table_ratio), table_number(r.gain_per_layer, table_gain),
+                        table_number(r.predicted_gain_per_layer, table_gain), to_string(r.verdict)});
     }
     std::vector<std::size_t> widths(header.size());
     for (std::size_t c = 0; c < header.size(); ++c) {
@@ -126,7 +101,7 @@ inline std::string format_table(const std::vector<SweepRun>& runs) {
 // CSV: one row per run and layer, RFC 4180 quoting (a field with a comma, a quote or a line
 // break is quoted, its quotes doubled), lines ended by "\n". Numbers are written in full
 // precision (they read back as the same double); a missing value or NaN is an empty field,
-// infinities are "inf" and "-inf". A run whose profile has no layers still gets one row, with
+// infinities are "inf" and "-inf" (csv_number, format.hpp). A run whose profile has no layers still gets one row, with
 // empty layer columns.
 
 inline constexpr std::string_view csv_header =
@@ -145,15 +120,10 @@ inline std::string csv_field(std::string_view text) {
     return out + "\"";
 }
 
-inline std::string csv_number(double value) { return std::isnan(value) ? std::string() : round_trip(value); }
-
-inline std::string csv_number(const std::optional<double>& value) { return value ? csv_number(*value) : std::string(); }
-
 }  // namespace detail
 
 inline void write_csv(std::ostream& out, const std::vector<SweepRun>& runs) {
     using detail::csv_field;
-    using detail::csv_number;
     out << csv_header << '\n';
     for (const auto& r : runs) {
         const std::string head = csv_field(r.activation) + ',' + csv_field(r.init) + ',' + csv_number(r.sigma_w2) + ',' +

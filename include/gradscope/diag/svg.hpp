@@ -13,10 +13,11 @@
 // and dash pattern instead.
 #pragma once
 
+#include "format.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <cstdio>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -72,24 +73,15 @@ inline std::string xml_escape(std::string_view text) {
 
 namespace detail {
 
-inline std::string svg_number(double v) {
-    char buffer[32];
-    std::snprintf(buffer, sizeof buffer, "%.2f", v);
-    return buffer;
-}
+inline std::string svg_number(double v) { return format_number(v, svg_coordinate); }
 
-// A tick label for k * step: as many decimals as the step needs, %g for extreme magnitudes.
+// A tick label for k * step: as many decimals as the step needs, 6 significant digits for
+// extreme magnitudes (which also hides the rounding error of k * step).
 inline std::string svg_tick_label(double value, double step) {
-    char buffer[32];
     if (value == 0.0) return "0";
-    const double magnitude = std::abs(value);
-    if (magnitude >= 1e6 || step < 1e-4) {
-        std::snprintf(buffer, sizeof buffer, "%g", value);
-    } else {
-        const int decimals = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
-        std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-    }
-    return buffer;
+    if (std::abs(value) >= 1e6 || step < 1e-4) return format_number(value, {Notation::general, 6});
+    const int decimals = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
+    return format_number(value, {Notation::fixed, decimals});
 }
 
 // 1, 2 or 5 times a power of ten, close to `rough`.
