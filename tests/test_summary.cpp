@@ -57,7 +57,7 @@ TEST_CASE("printing an MLP shows every module, each Linear's sizes and the param
     CHECK(first.find("Linear") > block.find("Sequential"));
     CHECK(block.find("Sequential") > line_at(lines, "layers").find("Sequential"));
 
-    CHECK(text.find("BatchNorm1d(features=256)") != std::string::npos);
+    CHECK(text.find("BatchNorm1d(features=256, eps=1e-05, momentum=0.1, affine=true)") != std::string::npos);
     CHECK(text.find("Activation(relu)") != std::string::npos);
     CHECK(text.find("Linear(in=256, out=10, bias=true)") != std::string::npos);
     const auto total = std::to_string(net->parameter_count());
@@ -74,7 +74,7 @@ TEST_CASE("the summary tells frozen parameters, bias-free and non-affine layers 
 
     const std::string text = summary(*net);
     CHECK(text.find("Linear(in=3, out=4, bias=false)") != std::string::npos);
-    CHECK(text.find("BatchNorm1d(features=4, affine=false)") != std::string::npos);
+    CHECK(text.find("BatchNorm1d(features=4, eps=1e-05, momentum=0.1, affine=false)") != std::string::npos);
     // 12 frozen weights, then 4 x 2 + 2 trainable.
     CHECK(lines_of(text).back() == "parameters: 22, of which trainable: 10");
 }
@@ -85,4 +85,17 @@ TEST_CASE("a recurrent cell shows its sizes after its activation", "[summary]") 
     const std::string text = summary(rnn);
     CHECK(text.find("ElmanCell(tanh, input=3, hidden=16)") != std::string::npos);
     CHECK(text.find("weight_ih [16x3]") != std::string::npos);
+}
+
+TEST_CASE("options no shape shows are printed too: dropout, layer norm, residual scale", "[summary]") {
+    auto net = mlp<double>({.widths = {6, 8, 8, 2},
+                            .norm = Normalization::layer,
+                            .residual = true,
+                            .residual_scale = 0.5,
+                            .dropout = 0.25});
+    const std::string text = summary(*net);
+    INFO(text);
+    CHECK(text.find("Dropout(p=0.25)") != std::string::npos);
+    CHECK(text.find("LayerNorm(features=8, eps=1e-05, affine=true)") != std::string::npos);
+    CHECK(text.find("Residual(scale=0.5)") != std::string::npos);
 }

@@ -101,18 +101,16 @@ public:
 private:
     struct Layer {
         std::string name;
-        Tensor<T> weight;  // may be empty for a selected module without a "weight"
+        Tensor<T> weight;  // the module's TensorRole::weight parameter, or empty
         Tensor<T> bias;
         Matrix<T> previous_weight;
     };
 
     void add_layer(const std::string& path, Module<T>& module) {
         const std::size_t index = layers_.size();
-        Layer layer{path, {}, {}, {}};
-        for (const auto& [name, p] : module.own_parameters()) {
-            if (name == "weight") layer.weight = p;
-            if (name == "bias") layer.bias = p;
-        }
+        // A selected module without a weight or bias role (an activation, say) is watched for
+        // its output and gradient only.
+        Layer layer{path, module.own_parameter(TensorRole::weight), module.own_parameter(TensorRole::bias), {}};
         layers_.push_back(std::move(layer));
         hooks_.add(module.register_forward_hook(
             [this, index](Module<T>&, const Tensor<T>&, const Tensor<T>& out) {

@@ -31,15 +31,15 @@ public:
         detail::check_positive("BatchNorm1d", "eps", options.eps);
         const Matrix<T> ones = Matrix<T>::Ones(1, features), zeros = Matrix<T>::Zero(1, features);
         if (options.affine) {
-            gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones));
-            beta_ = this->register_parameter("bias", Tensor<T>::parameter(zeros));
+            gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones), TensorRole::norm_scale);
+            beta_ = this->register_parameter("bias", Tensor<T>::parameter(zeros), TensorRole::norm_shift);
         } else {
             gamma_ = Tensor<T>::constant(ones);
             beta_ = Tensor<T>::constant(zeros);
         }
-        running_mean_ = this->register_buffer("running_mean", Tensor<T>::constant(zeros));
-        running_var_ = this->register_buffer("running_var", Tensor<T>::constant(ones));
-        batches_tracked_ = this->register_buffer("num_batches_tracked", Tensor<T>::scalar(T(0)));
+        running_mean_ = this->register_buffer("running_mean", Tensor<T>::constant(zeros), TensorRole::statistic);
+        running_var_ = this->register_buffer("running_var", Tensor<T>::constant(ones), TensorRole::statistic);
+        batches_tracked_ = this->register_buffer("num_batches_tracked", Tensor<T>::scalar(T(0)), TensorRole::counter);
     }
 
     Tensor<T> forward(const Tensor<T>& x) override {
@@ -61,6 +61,11 @@ public:
     }
 
     [[nodiscard]] std::string type_name() const override { return "BatchNorm1d"; }
+    [[nodiscard]] std::string extra_repr() const override {
+        return "features=" + std::to_string(features_) + ", eps=" + detail::number_text(options_.eps) +
+               ", momentum=" + detail::number_text(options_.momentum) +
+               ", affine=" + (options_.affine ? "true" : "false");
+    }
 
     [[nodiscard]] Index features() const noexcept { return features_; }
     [[nodiscard]] const BatchNormOptions& options() const noexcept { return options_; }

@@ -25,6 +25,7 @@ public:
     }
 
     [[nodiscard]] std::string type_name() const override { return "Dropout"; }
+    [[nodiscard]] std::string extra_repr() const override { return "p=" + detail::number_text(p_); }
     [[nodiscard]] double probability() const noexcept { return p_; }
 
 private:

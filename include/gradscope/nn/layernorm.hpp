@@ -25,8 +25,8 @@ public:
         detail::check_positive("LayerNorm", "eps", options.eps);
         const Matrix<T> ones = Matrix<T>::Ones(1, features), zeros = Matrix<T>::Zero(1, features);
         if (options.affine) {
-            gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones));
-            beta_ = this->register_parameter("bias", Tensor<T>::parameter(zeros));
+            gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones), TensorRole::norm_scale);
+            beta_ = this->register_parameter("bias", Tensor<T>::parameter(zeros), TensorRole::norm_shift);
         } else {
             gamma_ = Tensor<T>::constant(ones);
             beta_ = Tensor<T>::constant(zeros);
@@ -42,6 +42,10 @@ public:
     }
 
     [[nodiscard]] std::string type_name() const override { return "LayerNorm"; }
+    [[nodiscard]] std::string extra_repr() const override {
+        return "features=" + std::to_string(features_) + ", eps=" + detail::number_text(options_.eps) +
+               ", affine=" + (options_.affine ? "true" : "false");
+    }
     [[nodiscard]] Tensor<T>& weight() noexcept { return gamma_; }
     [[nodiscard]] Tensor<T>& bias() noexcept { return beta_; }
 

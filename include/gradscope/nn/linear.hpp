@@ -38,7 +38,7 @@ public:
         } else {
             w = rng.uniform_matrix<T>(out_features, in_features, -bound, bound);
         }
-        weight_ = this->register_parameter("weight", Tensor<T>::parameter(w));
+        weight_ = this->register_parameter("weight", Tensor<T>::parameter(w), TensorRole::weight);
         if (options.bias) {
             Matrix<T> b(1, out_features);
             if (options.bias_init) {
@@ -46,7 +46,7 @@ public:
             } else {
                 b = rng.uniform_matrix<T>(1, out_features, -bound, bound);
             }
-            bias_ = this->register_parameter("bias", Tensor<T>::parameter(b));
+            bias_ = this->register_parameter("bias", Tensor<T>::parameter(b), TensorRole::bias);
         }
     }
 
@@ -60,6 +60,10 @@ public:
     }
 
     [[nodiscard]] std::string type_name() const override { return "Linear"; }
+    [[nodiscard]] std::string extra_repr() const override {
+        return "in=" + std::to_string(in_) + ", out=" + std::to_string(out_) +
+               ", bias=" + (bias_.defined() ? "true" : "false");
+    }
 
     [[nodiscard]] Tensor<T>& weight() noexcept { return weight_; }
     // An empty handle when the layer has no bias.

@@ -169,6 +169,10 @@ public:
     // "Linear", "BatchNorm1d", ... for summaries and error messages.
     [[nodiscard]] virtual std::string type_name() const = 0;
 
+    // The options that make this module what it is, for the summary (nn/summary.hpp), as
+    // PyTorch's extra_repr: "in=784, out=256, bias=true". Empty when there are none.
+    [[nodiscard]] virtual std::string extra_repr() const { return {}; }
+
     // This module's dotted path in the tree it belongs to ("" for a root).
     [[nodiscard]] const std::string& path() const noexcept { return *path_; }
 

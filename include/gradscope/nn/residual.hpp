@@ -60,6 +60,7 @@ public:
     }
 
     [[nodiscard]] std::string type_name() const override { return "Residual"; }
+    [[nodiscard]] std::string extra_repr() const override { return "scale=" + detail::number_text(scale_); }
     [[nodiscard]] double branch_scale() const noexcept { return scale_; }
     [[nodiscard]] Module<T>& branch() const noexcept { return *branch_; }
 

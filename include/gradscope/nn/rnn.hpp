@@ -34,10 +34,10 @@ public:
         auto draw = [&](Index rows, Index cols) {
             return Tensor<T>::parameter(rng.uniform_matrix<T>(rows, cols, -bound, bound));
         };
-        w_ih_ = this->register_parameter("weight_ih", draw(hidden_size, input_size));
-        w_hh_ = this->register_parameter("weight_hh", draw(hidden_size, hidden_size));
-        b_ih_ = this->register_parameter("bias_ih", draw(1, hidden_size));
-        b_hh_ = this->register_parameter("bias_hh", draw(1, hidden_size));
+        w_ih_ = this->register_parameter("weight_ih", draw(hidden_size, input_size), TensorRole::weight);
+        w_hh_ = this->register_parameter("weight_hh", draw(hidden_size, hidden_size), TensorRole::weight);
+        b_ih_ = this->register_parameter("bias_ih", draw(1, hidden_size), TensorRole::bias);
+        b_hh_ = this->register_parameter("bias_hh", draw(1, hidden_size), TensorRole::bias);
     }
 
     // One step: the next hidden state from input x [B x input] and state h [B x hidden].
@@ -58,6 +58,9 @@ public:
 
     [[nodiscard]] std::string type_name() const override {
         return std::string("ElmanCell(") + Act::name + ")";
+    }
+    [[nodiscard]] std::string extra_repr() const override {
+        return "input=" + std::to_string(input_) + ", hidden=" + std::to_string(hidden_);
     }
     [[nodiscard]] Index input_size() const noexcept { return input_; }
     [[nodiscard]] Index hidden_size() const noexcept { return hidden_; }

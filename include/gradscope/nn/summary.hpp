@@ -7,16 +7,13 @@
 //     layers             Sequential
 //     layers.0             Sequential
 //     layers.0.linear        Linear(in=784, out=256, bias=true)  weight [256x784], bias [1x256]  200960
-//     layers.0.bn            BatchNorm1d(features=256)           weight [1x256], bias [1x256]       512
+//     layers.0.bn            BatchNorm1d(features=256, ...)      weight [1x256], bias [1x256]       512
 //     layers.0.act           Activation(relu)
 //     layers.1             Linear(in=256, out=10, bias=true)     weight [10x256], bias [1x10]      2570
 //     parameters: 204042, of which trainable: 204042
 //
-// Built on Module's public interface alone (type_name, children, own_parameters,
-// named_buffers): the sizes in a description (Linear's in and out, a norm's features) are read
-// off the parameters' shapes, and options that no shape shows (Dropout's p, a norm's eps,
-// Residual's scale) are not printed. A virtual on Module that lets each layer describe its own
-// options (PyTorch's extra_repr) would replace describe_module's matching of type names.
+// Each module describes its own options through Module::extra_repr (PyTorch's extra_repr); a
+// user's module that overrides it is described as the built-ins are.
 #pragma once
 
 #include "module.hpp"
@@ -32,36 +29,11 @@ namespace gradscope {
 
 namespace detail {
 
-template <class T>
-const Tensor<T>* find_named(const std::vector<std::pair<std::string, Tensor<T>>>& tensors, std::string_view name) {
-    for (const auto& [n, t] : tensors) {
-        if (n == name) return &t;
-    }
-    return nullptr;
-}
-
-// "Linear(in=784, out=256, bias=true)": the type name, with the sizes its parameters show.
-// Weights are stored [out x in]; biases and norm scales [1 x features].
+// "Linear(in=784, out=256, bias=true)": the type name and the module's extra_repr().
 template <class T>
 std::string describe_module(const Module<T>& m) {
     const std::string type = m.type_name();
-    const auto& params = m.own_parameters();
-    const Tensor<T>* weight = find_named(params, "weight");
-    const Tensor<T>* bias = find_named(params, "bias");
-    std::string fields;
-    if (type == "Linear" && weight) {
-        fields = "in=" + std::to_string(weight->cols()) + ", out=" + std::to_string(weight->rows()) +
-                 ", bias=" + (bias ? "true" : "false");
-    } else if (type == "BatchNorm1d" || type == "LayerNorm") {
-        // Without affine parameters, batch norm's running mean still has the width; layer norm's
-        // width is then in no shape at all.
-        const auto buffers = m.named_buffers();
-        const Tensor<T>* sized = weight ? weight : find_named(buffers, "running_mean");
-        if (sized) fields = "features=" + std::to_string(sized->cols());
-        if (!weight) fields += std::string(fields.empty() ? "" : ", ") + "affine=false";
-    } else if (const Tensor<T>* w_ih = find_named(params, "weight_ih")) {
-        fields = "input=" + std::to_string(w_ih->cols()) + ", hidden=" + std::to_string(w_ih->rows());
-    }
+    const std::string fields = m.extra_repr();
     if (fields.empty()) return type;
     // "ElmanCell(tanh)" + fields -> "ElmanCell(tanh, input=3, hidden=16)"
     if (!type.empty() && type.back() == ')') return type.substr(0, type.size() - 1) + ", " + fields + ")";
