@@ -6,6 +6,7 @@
 #include <gradscope/diag/json_report.hpp>
 
 #include <cctype>
+#include <deque>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -364,4 +365,74 @@ TEST_CASE("the gradient plot of a measured sweep run has one line per run, layer
     CHECK(svg.find("layer (input side = 1)") != std::string::npos);
     CHECK(svg.find("|dL/dz_l|") != std::string::npos);
     CHECK(count(svg, "<path") == 1);
+}
+
+namespace {
+
+// Two monitored SGD steps of a small tanh network: the first step's record has every statistic.
+std::deque<diag::GradientProfile> monitored_history() {
+    auto net = mlp<double>({.widths = {5, 8, 8, 3}, .activation = Tanh{}, .seed = 4});
+    diag::GradientMonitor<double> monitor(*net);
+    SGD<double> sgd(net->parameters(), {.lr = 0.1});
+    const auto x = TensorD::constant(testing::normal(6, 5, 3));
+    for (int step = 0; step < 2; ++step) {
+        sgd.zero_grad();
+        sum(square((*net)(x))).backward();
+        sgd.step();
+    }
+    return monitor.history();
+}
+
+}  // namespace
+
+TEST_CASE("a monitor's history as CSV: a column per statistic, a row per step and layer, values that read back", "[report][csv]") {
+    const auto history = monitored_history();
+    std::ostringstream out;
+    diag::write_history_csv(out, history);
+    std::istringstream in(out.str());
+    std::string header;
+    std::getline(in, header);
+    std::string expected = "step,layer,name";
+    for (const auto& s : diag::layer_statistics<double>()) expected += std::string(",") + s.name;
+    CHECK(header == expected + ",nonfinite");
+
+    std::vector<std::vector<std::string>> rows;
+    for (std::string line; std::getline(in, line);) {
+        std::vector<std::string> fields;
+        std::stringstream cells(line);
+        for (std::string f; std::getline(cells, f, ',');) fields.push_back(f);
+        if (!line.empty() && line.back() == ',') fields.emplace_back();
+        rows.push_back(fields);
+    }
+    REQUIRE(rows.size() == 2 * 3);
+    const auto statistics = diag::layer_statistics<double>();
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        const diag::LayerStats& stats = history[r / 3].layers()[r % 3];
+        REQUIRE(rows[r].size() == 3 + statistics.size() + 1);
+        CHECK(rows[r][2] == stats.name);
+        for (std::size_t k = 0; k < statistics.size(); ++k) {
+            const double value = stats.*statistics[k].field;
+            INFO(statistics[k].name << " in row " << r);
+            if (std::isnan(value)) {
+                CHECK(rows[r][3 + k].empty());
+            } else {
+                CHECK(std::stod(rows[r][3 + k]) == value);  // round-trip precision
+            }
+        }
+    }
+}
+
+TEST_CASE("a monitor's history as JSON: what each statistic means, then every step's layers", "[report][json]") {
+    const auto history = monitored_history();
+    const nlohmann::json j = diag::history_json(history);
+    const auto statistics = diag::layer_statistics<double>();
+    REQUIRE(j["statistics"].size() == statistics.size());
+    REQUIRE(j["steps"].size() == 2);
+    const auto& first = j["steps"][0]["layers"][1];
+    CHECK(first["name"] == history[0].layers()[1].name);
+    for (const auto& s : statistics) {
+        INFO(s.name);
+        CHECK(first[s.name].get<double>() == history[0].layers()[1].*s.field);
+    }
+    CHECK(j["steps"][1]["layers"][1]["update_ratio"].is_null());  // no update followed the last step
 }

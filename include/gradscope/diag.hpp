@@ -4,6 +4,7 @@
 #pragma once
 
 #include "diag/experiment.hpp"
+#include "diag/history.hpp"
 #include "diag/monitor.hpp"
 #include "diag/profile.hpp"
 #include "diag/report.hpp"

@@ -1,5 +1,6 @@
-// A depth sweep as JSON. The one gradscope header that needs nlohmann_json (Debian:
-// nlohmann-json3-dev), so diag.hpp does not include it: include it yourself.
+// A depth sweep, and a monitor's history, as JSON. The one gradscope header that needs
+// nlohmann_json (Debian: nlohmann-json3-dev), so diag.hpp does not include it: include it
+// yourself.
 //
 //   {"runs": [{"activation": "relu", "init": "he", "sigma_w2": null, "variant": "plain",
 //              "depth": 10, "width": 256, "batch": 128, "dtype": "float", "seed": 0,
@@ -14,6 +15,7 @@
 // they read back as the same double.
 #pragma once
 
+#include "history.hpp"
 #include "report.hpp"
 
 #include <nlohmann/json.hpp>
@@ -62,6 +64,30 @@ inline nlohmann::json to_json(const std::vector<SweepRun>& runs) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : runs) out.push_back(to_json(r));
     return {{"runs", std::move(out)}};
+}
+
+// A monitor's history: what each statistic means, then every step's layers, a key per
+// statistic of layer_statistics() (Note [One place per statistic]).
+//   {"statistics": [{"name": "output_grad_norm", "meaning": "..."}, ...],
+//    "steps": [{"step": 0, "layers": [{"layer": 1, "name": "layers.0.linear",
+//                                      "output_grad_norm": ..., ..., "nonfinite": 0}, ...]}, ...]}
+inline nlohmann::json history_json(const std::deque<GradientProfile>& history) {
+    const auto statistics = layer_statistics<double>();
+    nlohmann::json meanings = nlohmann::json::array();
+    for (const auto& s : statistics) meanings.push_back({{"name", s.name}, {"meaning", s.meaning}});
+    nlohmann::json steps = nlohmann::json::array();
+    for (const GradientProfile& profile : history) {
+        nlohmann::json layers = nlohmann::json::array();
+        for (std::size_t l = 0; l < profile.size(); ++l) {
+            const LayerStats& stats = profile.layers()[l];
+            nlohmann::json layer = {{"layer", l + 1}, {"name", stats.name}};
+            for (const auto& s : statistics) layer[s.name] = json_number(stats.*s.field);
+            layer["nonfinite"] = stats.nonfinite;
+            layers.push_back(std::move(layer));
+        }
+        steps.push_back({{"step", profile.step()}, {"layers", std::move(layers)}});
+    }
+    return {{"statistics", std::move(meanings)}, {"steps", std::move(steps)}};
 }
 
 }  // namespace gradscope::diag
