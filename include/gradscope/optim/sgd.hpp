@@ -27,7 +27,7 @@ struct SGDOptions {
 template <class T>
 class SGD final : public Optimizer<T> {
 public:
-    SGD(std::vector<Tensor<T>> params, SGDOptions options = {})
+    SGD(ParameterList<T> params, SGDOptions options = {})
         : Optimizer<T>("SGD", std::move(params)), options_(options) {
         validate(options_);
     }
@@ -36,8 +36,10 @@ public:
 
     [[nodiscard]] double lr() const override { return options_.lr; }
     void set_lr(double lr) override {
-        detail::require_non_negative("SGD", "lr", lr);
-        options_.lr = lr;
+        SGDOptions candidate = options_;
+        candidate.lr = lr;
+        validate(candidate);
+        options_ = candidate;
     }
 
     void step() override {
@@ -117,6 +119,8 @@ private:
                               detail::format_number(o.momentum) + ", dampening " +
                               detail::format_number(o.dampening) + ")");
         }
+        detail::require_fits<T>("SGD", "lr", o.lr);
+        detail::require_fits<T>("SGD", "weight_decay", o.weight_decay);
     }
 
     SGDOptions options_;
