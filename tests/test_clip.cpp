@@ -388,7 +388,7 @@ void check_refused(std::initializer_list<double> values, const std::string& rule
 
 }  // namespace
 
-TEST_CASE("a max_norm that is NaN or negative is refused; infinity clips nothing",
+TEST_CASE("a max_norm that is NaN or negative is refused, and infinity clips nothing",
           "[clip][norm][errors][hostile]") {
     check_refused({not_a_number, -1.0, -inf}, "clip_grad_norm: max_norm must be a number >= 0",
                   [](auto& p, double v) { return clip_grad_norm(p, v); });
@@ -403,7 +403,7 @@ TEST_CASE("a norm_type that is NaN, zero or negative is refused", "[clip][norm][
                   [](auto& p, double v) { return clip_grad_norm(p, 1.0, v); });
 }
 
-TEST_CASE("a clip_value that is NaN or negative is refused; infinity clips nothing",
+TEST_CASE("a clip_value that is NaN or negative is refused, and infinity clips nothing",
           "[clip][value][errors][hostile]") {
     check_refused({not_a_number, -0.5}, "clip_grad_value: clip_value must be a number >= 0",
                   [](auto& p, double v) { clip_grad_value(p, v); });

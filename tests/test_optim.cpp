@@ -620,7 +620,7 @@ TEST_CASE("a learning rate that is NaN, infinite or negative is refused by every
     }
 }
 
-TEST_CASE("a momentum outside [0, 1), or NaN, is refused", "[optim][errors][hostile]") {
+TEST_CASE("a momentum below 0, at or above 1, or NaN is refused", "[optim][errors][hostile]") {
     const auto p = two_params();
     for (const double momentum : {not_a_number, -0.1, 1.0, 2.0, inf}) {
         INFO("momentum = " << momentum);
@@ -631,7 +631,7 @@ TEST_CASE("a momentum outside [0, 1), or NaN, is refused", "[optim][errors][host
     }
 }
 
-TEST_CASE("Adam's betas outside [0, 1), or NaN, are refused", "[optim][errors][hostile]") {
+TEST_CASE("Adam's betas below 0, at or above 1, or NaN are refused", "[optim][errors][hostile]") {
     const auto p = two_params();
     for (const double beta : {not_a_number, -0.5, 1.0, 1.5}) {
         INFO("beta = " << beta);

@@ -54,13 +54,15 @@ std::span<const Tensor<T>> as_span(std::initializer_list<Tensor<T>> params) {
 // Pairwise, without allocating: a training step calls this, and lists are short.
 template <class T>
 void check_clip_params(const char* function, std::span<const Tensor<T>> params) {
+    const auto which = [function](std::size_t i) {
+        return std::string(function) + ": parameter " + std::to_string(i);
+    };
     for (std::size_t i = 0; i < params.size(); ++i) {
-        const std::string which = std::string(function) + ": parameter " + std::to_string(i);
-        if (!params[i].defined()) throw value_error(which + " is an empty Tensor handle");
+        if (!params[i].defined()) throw value_error(which(i) + " is an empty Tensor handle");
         for (std::size_t j = 0; j < i; ++j) {
             if (&params[j].node() == &params[i].node()) {
-                throw value_error(which + " is the same tensor as parameter " + std::to_string(j) +
-                                  "; pass each parameter once");
+                throw value_error(which(i) + " is the same tensor as parameter " +
+                                  std::to_string(j) + "; pass each parameter once");
             }
         }
     }

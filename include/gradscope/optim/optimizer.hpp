@@ -197,7 +197,9 @@ private:
         HyperParameters merged = hyper_parameters();
         std::vector<bool> seen_hyper(merged.size(), false);
         std::vector<std::pair<std::string_view, double>> steps;  // (key, value)
-        for (const auto& [name, value] : state.scalars) {
+        for (const auto& scalar : state.scalars) {
+            const std::string& name = scalar.first;
+            const double value = scalar.second;
             const auto h = std::find_if(merged.begin(), merged.end(),
                                         [&](const auto& entry) { return entry.first == name; });
             if (h != merged.end()) {
