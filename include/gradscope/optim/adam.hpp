@@ -143,22 +143,22 @@ private:
     }
 
     static void validate(const Options& o) {
-        require_non_negative(kind, "lr", o.lr);
-        require_unit_interval_open(kind, "beta1 (betas.beta1)", o.betas.beta1);
-        require_unit_interval_open(kind, "beta2 (betas.beta2)", o.betas.beta2);
-        require_positive(kind, "eps", o.eps);
-        require_non_negative(kind, "weight_decay", o.weight_decay);
+        check_non_negative(kind, "lr", o.lr);
+        check_unit_interval_open(kind, "beta1 (betas.beta1)", o.betas.beta1);
+        check_unit_interval_open(kind, "beta2 (betas.beta2)", o.betas.beta2);
+        check_positive(kind, "eps", o.eps);
+        check_non_negative(kind, "weight_decay", o.weight_decay);
         if (Decoupled && o.lr * o.weight_decay > 1.0) {
             // Each step multiplies the weights by 1 - lr * weight_decay; below 0 it would flip
             // their sign instead of shrinking them.
-            throw value_error(std::string(kind) + ": lr * weight_decay must be <= 1 (got lr " +
-                              format_number(o.lr) + " * weight_decay " +
-                              format_number(o.weight_decay) + " = " +
-                              format_number(o.lr * o.weight_decay) + ")");
+            throw value_error(std::string(kind) + ": lr * weight_decay must be <= 1, got lr " +
+                              number_text(o.lr) + " * weight_decay " +
+                              number_text(o.weight_decay) + " = " +
+                              number_text(o.lr * o.weight_decay));
         }
-        require_fits<T>(kind, "lr", o.lr);
-        require_fits<T>(kind, "eps", o.eps);
-        require_fits<T>(kind, "weight_decay", o.weight_decay);
+        check_fits<T>(kind, "lr", o.lr);
+        check_fits<T>(kind, "eps", o.eps);
+        check_fits<T>(kind, "weight_decay", o.weight_decay);
     }
 
     Options options_;

@@ -99,11 +99,8 @@ double two_norm(const Eigen::MatrixBase<Derived>& x) {
     return scale * std::sqrt((x.template cast<double>() / scale).squaredNorm());
 }
 
-inline void require_norm_type(const char* function, double norm_type) {
-    if (!(norm_type > 0.0)) {
-        throw value_error(std::string(function) + ": norm_type must be > 0 or infinity (got " +
-                          format_number(norm_type) + ")");
-    }
+inline void check_norm_type(const char* function, double norm_type) {
+    if (!(norm_type > 0.0)) refuse(function, "norm_type", "> 0 or infinity", norm_type);
 }
 
 // The norm of all the gradients taken together as one vector.
@@ -172,16 +169,16 @@ std::optional<std::size_t> first_nonfinite_grad(std::span<const Tensor<T>> param
 template <class T>
 T clip_grad_norm(std::span<const Tensor<T>> params, double max_norm, double norm_type = 2.0,
                  bool error_if_nonfinite = false) {
-    detail::require_bound("clip_grad_norm", "max_norm", max_norm);
-    detail::require_norm_type("clip_grad_norm", norm_type);
+    detail::check_bound("clip_grad_norm", "max_norm", max_norm);
+    detail::check_norm_type("clip_grad_norm", norm_type);
     detail::check_clip_params("clip_grad_norm", params);
     const double total = detail::total_grad_norm(params, norm_type);
     if (error_if_nonfinite && !std::isfinite(total)) {
         const auto culprit = detail::first_nonfinite_grad(params);
         throw numeric_error(
             "clip_grad_norm: the total " +
-            (std::isinf(norm_type) ? std::string("inf") : detail::format_number(norm_type)) +
-            "-norm of the gradients is " + detail::format_number(total) +
+            (std::isinf(norm_type) ? std::string("inf") : detail::number_text(norm_type)) +
+            "-norm of the gradients is " + detail::number_text(total) +
             (culprit ? " (parameter " + std::to_string(*culprit) + " has a NaN or infinite gradient)"
                      : std::string()) +
             ", so it cannot be clipped; the gradients are unchanged (pass error_if_nonfinite = "
@@ -200,7 +197,7 @@ T clip_grad_norm(std::span<const Tensor<T>> params, double max_norm, double norm
 // Clamps every gradient entry to [-clip_value, clip_value]. NaN entries stay NaN.
 template <class T>
 void clip_grad_value(std::span<const Tensor<T>> params, double clip_value) {
-    detail::require_bound("clip_grad_value", "clip_value", clip_value);
+    detail::check_bound("clip_grad_value", "clip_value", clip_value);
     detail::check_clip_params("clip_grad_value", params);
     const T high = static_cast<T>(clip_value);
     for (Tensor<T> p : params) {
@@ -217,8 +214,8 @@ void clip_grad_value(std::span<const Tensor<T>> params, double clip_value) {
 // itself, whatever the overall gradient scale; eps keeps zero-initialised units trainable.
 template <class T>
 void adaptive_clip_grad(std::span<const Tensor<T>> params, double lambda, double eps = 1e-3) {
-    detail::require_positive("adaptive_clip_grad", "lambda", lambda);
-    detail::require_non_negative("adaptive_clip_grad", "eps", eps);
+    detail::check_positive("adaptive_clip_grad", "lambda", lambda);
+    detail::check_non_negative("adaptive_clip_grad", "eps", eps);
     detail::check_clip_params("adaptive_clip_grad", params);
     // Returns the factor for a unit's gradient, or 1 when the unit is within bounds.
     auto factor = [lambda, eps](double weight_norm, double grad_norm) {

@@ -96,7 +96,7 @@ inline bool hyper_flag(const char* optimizer, const HyperParameters& all, std::s
     const double value = hyper_parameter(all, name);
     if (value != 0.0 && value != 1.0) {
         throw value_error(std::string(optimizer) + ": the flag '" + std::string(name) +
-                          "' must be 0 or 1 (got " + format_number(value) + ")");
+                          "' must be 0 or 1, got " + number_text(value));
     }
     return value == 1.0;
 }
@@ -188,8 +188,8 @@ private:
                     bool named) {
         const std::string where = std::string(name_) + ": load_state: ";
         if (state.step < 0) {
-            throw value_error(where + "the step count must be >= 0 (got " +
-                              std::to_string(state.step) + ")");
+            throw value_error(where + "the step count must be >= 0, got " +
+                              std::to_string(state.step));
         }
 
         // Hyper-parameters: start from the current ones, overwrite those given. Every other
@@ -248,8 +248,8 @@ private:
         for (const auto& [key, value] : steps) {
             const std::string entry = "step." + std::string(key);
             if (!(value >= 0.0 && value <= 9007199254740992.0 && value == std::floor(value))) {
-                throw value_error(where + "'" + entry + "' must be a whole number >= 0 (got " +
-                                  detail::format_number(value) + ")");
+                throw value_error(where + "'" + entry + "' must be a whole number >= 0, got " +
+                                  detail::number_text(value));
             }
             std::optional<std::int64_t>& step = param_steps[resolve(key, entry)];
             if (step) throw value_error(where + "the scalar '" + entry + "' is given twice");

@@ -122,14 +122,14 @@ private:
     }
 
     static void validate(const RMSpropOptions& o) {
-        detail::require_non_negative("RMSprop", "lr", o.lr);
-        detail::require_unit_interval_closed("RMSprop", "alpha", o.alpha);
-        detail::require_positive("RMSprop", "eps", o.eps);
-        detail::require_non_negative("RMSprop", "weight_decay", o.weight_decay);
-        detail::require_unit_interval_open("RMSprop", "momentum", o.momentum);
-        detail::require_fits<T>("RMSprop", "lr", o.lr);
-        detail::require_fits<T>("RMSprop", "eps", o.eps);
-        detail::require_fits<T>("RMSprop", "weight_decay", o.weight_decay);
+        detail::check_non_negative("RMSprop", "lr", o.lr);
+        detail::check_unit_interval_closed("RMSprop", "alpha", o.alpha);
+        detail::check_positive("RMSprop", "eps", o.eps);
+        detail::check_non_negative("RMSprop", "weight_decay", o.weight_decay);
+        detail::check_unit_interval_open("RMSprop", "momentum", o.momentum);
+        detail::check_fits<T>("RMSprop", "lr", o.lr);
+        detail::check_fits<T>("RMSprop", "eps", o.eps);
+        detail::check_fits<T>("RMSprop", "weight_decay", o.weight_decay);
     }
 
     RMSpropOptions options_;
