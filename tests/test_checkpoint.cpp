@@ -25,6 +25,7 @@ using Bytes = std::vector<std::byte>;
 
 namespace {
 
+using gradscope::testing::MessageContains;
 using gradscope::testing::write_file;
 
 // Every test's files go to their own directory, named after this file.
@@ -471,8 +472,10 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
     const Dissected d = dissect(read_bytes(file));
     CHECK(d.header.at("__metadata__").at("optimizer.step_count") == "3");
     CHECK(d.header.at("__metadata__").at("optimizer.lr") == "0.01");
-    CHECK(d.header.at("__metadata__").at("optimizer.step.5") == "3");
-    CHECK(d.header.at("optimizer.max_exp_avg_sq.0").at("shape") == nlohmann::json({8, 4}));
+    // Keyed by the module's names, though the optimiser was made from parameters().
+    CHECK(d.header.at("__metadata__").at("optimizer.step.layers.1.bias") == "3");
+    CHECK(d.header.at("optimizer.max_exp_avg_sq.layers.0.linear.weight").at("shape") ==
+          nlohmann::json({8, 4}));
 
     auto resumed = batch_norm_mlp<double>(16);
     Adam<double> resumed_adam(resumed->parameters());  // other options: the file's win
@@ -521,6 +524,124 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
                           Catch::Contains("'optimizer.lr' must be a number, got 'fast'"));
         CHECK(snapshot(*other) == before);
     }
+}
+
+namespace {
+
+// A module with a weight and a bias under the names given, registered in the order given, so
+// that two of them can have the same names in another order, or other names.
+class Pair final : public Module<double> {
+public:
+    Pair(const std::string& weight_name, const std::string& bias_name, bool weight_first,
+         std::uint64_t seed) {
+        auto w = TensorD::parameter(testing::normal(2, 3, seed));
+        auto b = TensorD::parameter(testing::normal(1, 2, seed + 1));
+        if (weight_first) {
+            weight_ = register_parameter(weight_name, w);
+            bias_ = register_parameter(bias_name, b);
+        } else {
+            bias_ = register_parameter(bias_name, b);
+            weight_ = register_parameter(weight_name, w);
+        }
+    }
+    TensorD forward(const TensorD& x) override { return linear(x, weight_, bias_); }
+    [[nodiscard]] std::string type_name() const override { return "Pair"; }
+
+    TensorD weight_;
+    TensorD bias_;
+};
+
+void train_step(Pair& net, Optimizer<double>& optimizer) {
+    optimizer.zero_grad();
+    mean(square(net(TensorD::constant(testing::normal(5, 3, 60))))).backward();
+    optimizer.step();
+}
+
+}  // namespace
+
+TEST_CASE("the optimiser state follows the module's names into a network that registers them in another order",
+          "[checkpoint][optimizer]") {
+    Pair saved("w", "b", true, 61);
+    Adam<double> adam(saved.parameters(), {.lr = 0.05, .amsgrad = true});
+    train_step(saved, adam);
+    train_step(saved, adam);
+    const Bytes bytes = save_checkpoint_to_bytes(saved, adam);
+    const Dissected d = dissect(bytes);
+    CHECK(d.header.contains("optimizer.exp_avg.w"));
+    CHECK(d.header.contains("optimizer.max_exp_avg_sq.b"));
+    CHECK(d.header.at("__metadata__").at("optimizer.step.b") == "2");
+
+    const auto resumes_identically = [&](Pair& resumed, Optimizer<double>& optimizer) {
+        const LoadReport r = load_checkpoint_from_bytes(bytes, resumed, optimizer);
+        CHECK(r.optimizer_loaded);
+        Pair twin("w", "b", true, 62);
+        Adam<double> twin_adam(twin.parameters());
+        (void)load_checkpoint_from_bytes(bytes, twin, twin_adam);
+        train_step(twin, twin_adam);
+        train_step(resumed, optimizer);
+        CHECK(resumed.weight_.value() == twin.weight_.value());
+        CHECK(resumed.bias_.value() == twin.bias_.value());
+    };
+    SECTION("an optimiser made from parameters(), whose positions differ") {
+        Pair reordered("w", "b", false, 63);
+        Adam<double> optimizer(reordered.parameters());
+        resumes_identically(reordered, optimizer);
+    }
+    SECTION("an optimiser made from named_parameters()") {
+        Pair reordered("w", "b", false, 64);
+        Adam<double> optimizer(reordered.named_parameters());
+        resumes_identically(reordered, optimizer);
+    }
+    SECTION("a name the network does not have, or a parameter the file has no state for") {
+        Pair renamed("w", "bias", true, 65);
+        Adam<double> optimizer(renamed.parameters(), {.lr = 0.5});
+        const auto before = snapshot(renamed);
+        REQUIRE_THROWS_MATCHES(
+            load_checkpoint_from_bytes(bytes, renamed, optimizer, {.strict = false}), io_error,
+            MessageContains({"optimiser state does not fit", "a parameter 'b' that this optimiser does not have", "'bias'"}));
+        CHECK(snapshot(renamed) == before);
+        CHECK(optimizer.lr() == 0.5);
+
+        // The file of a network with a parameter fewer: 'bias' has no state in it.
+        struct Single final : Module<double> {
+            Single() { register_parameter("w", TensorD::parameter(testing::normal(2, 3, 66))); }
+            TensorD forward(const TensorD& x) override { return x; }
+            [[nodiscard]] std::string type_name() const override { return "Single"; }
+        } single;
+        SGD<double> sgd(single.parameters(), {.lr = 0.1, .momentum = 0.9});
+        sum(square(single.parameters()[0])).backward();
+        sgd.step();
+        SGD<double> wider(renamed.parameters());
+        REQUIRE_THROWS_MATCHES(
+            load_checkpoint_from_bytes(save_checkpoint_to_bytes(single, sgd), renamed, wider,
+                                       {.strict = false}),
+            io_error, MessageContains("no 'step.bias' for parameter 'bias'"));
+    }
+}
+
+TEST_CASE("a checkpoint whose optimiser state is keyed by position, as files were before names, still loads",
+          "[checkpoint][optimizer]") {
+    // tests/fuzz/corpus/valid_double_amsgrad.safetensors: written by the fuzz target's network
+    // and Adam(amsgrad) after two steps, with the state under "exp_avg.0", "step.0", ...
+    const fs::path file = fs::path(GRADSCOPE_TEST_DATA_DIR) / ".." / "fuzz" / "corpus" /
+                          "valid_double_amsgrad.safetensors";
+    const auto make_net = [] {
+        return mlp<double>({.widths = {3, 4, 2}, .activation = Tanh{}, .norm = Normalization::batch});
+    };
+    auto net = make_net();
+    Adam<double> positional(net->parameters());
+    CHECK(load_checkpoint(file, *net, positional).optimizer_loaded);
+    CHECK(positional.step_count() == 2);
+    CHECK(positional.options().amsgrad);
+
+    auto again = make_net();
+    Adam<double> named(again->named_parameters());
+    CHECK(load_checkpoint(file, *again, named).optimizer_loaded);
+    CHECK(named.state().scalars == positional.state(named.param_keys()).scalars);
+
+    // Saved again, it is keyed by name.
+    const Dissected d = dissect(save_checkpoint_to_bytes(*net, positional));
+    CHECK(d.header.contains("optimizer.exp_avg_sq.layers.1.weight"));
 }
 
 TEST_CASE("a save that fails part way leaves the old file byte-identical and no temporary behind", "[checkpoint]") {

@@ -9,9 +9,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <span>
 #include <string>
@@ -350,4 +352,119 @@ TEST_CASE("adaptive_clip_grad works on float gradients", "[clip][agc][float]") {
     adaptive_clip_grad({p}, 0.01);
     // ||W_i|| = 2, so each row's gradient norm becomes 0.02: entries 0.01.
     CHECK(p.grad().cast<double>().isApprox(Matrix<double>::Constant(3, 4, 0.01), 1e-6));
+}
+
+// --- Hostile arguments: one test per class, each naming the argument -------------------------
+
+namespace {
+
+constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+
+// Every gradient of `params` is bit for bit what it was: a refused call changed nothing.
+bool unchanged(const std::vector<TensorD>& params, const std::vector<Matrix<double>>& before) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        if (!same_bits(before[i], params[i].grad())) return false;
+    }
+    return true;
+}
+
+// clip(params, value) for each value must throw value_error saying `rule` and the value, and
+// leave every gradient as it was.
+template <class Clip>
+void check_refused(std::initializer_list<double> values, const std::string& rule, Clip&& clip) {
+    auto params = random_params(50, 3.0);
+    const auto before = grads_of(params);
+    for (const double value : values) {
+        INFO(rule << " ... (got " << value << ")");
+        REQUIRE_THROWS_MATCHES(
+            clip(params, value), value_error,
+            MessageContains({rule, "got " + detail::number_text(value)}));
+    }
+    CHECK(unchanged(params, before));
+}
+
+}  // namespace
+
+TEST_CASE("a max_norm that is NaN or negative is refused, and infinity clips nothing",
+          "[clip][norm][errors][hostile]") {
+    check_refused({not_a_number, -1.0, -inf}, "clip_grad_norm: max_norm must be a number >= 0",
+                  [](auto& p, double v) { return clip_grad_norm(p, v); });
+    auto params = random_params(51, 3.0);
+    const auto before = grads_of(params);
+    CHECK(clip_grad_norm(params, inf) == Approx(global_norm(before)));
+    CHECK(unchanged(params, before));
+}
+
+TEST_CASE("a norm_type that is NaN, zero or negative is refused", "[clip][norm][errors][hostile]") {
+    check_refused({not_a_number, 0.0, -2.0, -inf}, "clip_grad_norm: norm_type must be > 0",
+                  [](auto& p, double v) { return clip_grad_norm(p, 1.0, v); });
+}
+
+TEST_CASE("a clip_value that is NaN or negative is refused, and infinity clips nothing",
+          "[clip][value][errors][hostile]") {
+    check_refused({not_a_number, -0.5}, "clip_grad_value: clip_value must be a number >= 0",
+                  [](auto& p, double v) { clip_grad_value(p, v); });
+    auto params = random_params(52, 3.0);
+    const auto before = grads_of(params);
+    clip_grad_value(params, inf);
+    CHECK(unchanged(params, before));
+}
+
+TEST_CASE("adaptive_clip_grad refuses a lambda or eps that is NaN, infinite or out of range",
+          "[clip][agc][errors][hostile]") {
+    check_refused({not_a_number, inf, 0.0, -0.1},
+                  "adaptive_clip_grad: lambda must be finite and positive",
+                  [](auto& p, double v) { adaptive_clip_grad(p, v); });
+    check_refused({not_a_number, inf, -1e-3},
+                  "adaptive_clip_grad: eps must be finite and non-negative",
+                  [](auto& p, double v) { adaptive_clip_grad(p, 0.1, v); });
+}
+
+TEST_CASE("a parameter given twice, or an empty handle, is refused by every clipping function",
+          "[clip][errors][hostile]") {
+    auto params = random_params(54, 3.0);
+    const auto before = grads_of(params);
+    // Counted twice, the repeated gradient would inflate the norm and be scaled twice.
+    const std::vector<TensorD> twice{params[0], params[1], params[0]};
+    REQUIRE_THROWS_MATCHES(
+        clip_grad_norm(twice, 1.0), value_error,
+        MessageContains("clip_grad_norm: parameter 2 is the same tensor as parameter 0"));
+    REQUIRE_THROWS_MATCHES(clip_grad_value(twice, 1.0), value_error,
+                           MessageContains("clip_grad_value: parameter 2 is the same"));
+    REQUIRE_THROWS_MATCHES(adaptive_clip_grad(twice, 0.1), value_error,
+                           MessageContains("adaptive_clip_grad: parameter 2 is the same"));
+    CHECK(unchanged(params, before));
+
+    REQUIRE_THROWS_MATCHES(
+        clip_grad_norm({params[0], TensorD()}, 1.0), value_error,
+        MessageContains("clip_grad_norm: parameter 1 is an empty Tensor handle"));
+    REQUIRE_THROWS_MATCHES(clip_grad_value({TensorD()}, 1.0), value_error,
+                           MessageContains("parameter 0 is an empty Tensor handle"));
+    CHECK(unchanged(params, before));
+}
+
+TEST_CASE("every kind of parameter list clips alike: vector, span, array and braced list",
+          "[clip]") {
+    const auto clipped = [](auto&& call) {
+        auto params = random_params(55, 3.0);
+        call(params);
+        return grads_of(params);
+    };
+    const auto by_vector = clipped([](std::vector<TensorD>& p) { clip_grad_norm(p, 1.0); });
+    const auto by_span = clipped([](std::vector<TensorD>& p) {
+        clip_grad_norm(std::span<TensorD>(p), 1.0);
+    });
+    const auto by_const_span = clipped([](std::vector<TensorD>& p) {
+        clip_grad_norm(std::span<const TensorD>(p), 1.0);
+    });
+    const auto by_array = clipped([](std::vector<TensorD>& p) {
+        clip_grad_norm(std::array<TensorD, 3>{p[0], p[1], p[2]}, 1.0);
+    });
+    const auto by_list = clipped([](std::vector<TensorD>& p) { clip_grad_norm({p[0], p[1], p[2]}, 1.0); });
+    for (std::size_t i = 0; i < by_vector.size(); ++i) {
+        CHECK(same_bits(by_vector[i], by_span[i]));
+        CHECK(same_bits(by_vector[i], by_const_span[i]));
+        CHECK(same_bits(by_vector[i], by_array[i]));
+        CHECK(same_bits(by_vector[i], by_list[i]));
+    }
 }

@@ -9,7 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -550,7 +553,8 @@ TEST_CASE("parameters without a gradient are skipped and get state only once the
     problem.train_step(adam);
     CHECK(same_bits(unused.value(), unused_before));
     const OptimizerState<double> state = adam.state();
-    CHECK_FALSE(has_scalar(state, "step.2"));
+    REQUIRE(has_scalar(state, "step.2"));  // listed, so that a state for other parameters shows
+    CHECK(scalar(state, "step.2") == 0.0);
     for (const auto& name : tensor_names(state)) CHECK(name.back() != '2');
 
     // Its first update is Adam's first step (bias correction for t = 1), as in PyTorch where
@@ -578,4 +582,291 @@ TEST_CASE("SGD momentum starts from the first gradient a parameter receives", "[
     a.step();
     b.step();
     CHECK(same_bits(with_momentum.value(), without.value()));
+}
+
+// --- Hostile options: one test per class, each naming the option and the value ---------------
+
+namespace {
+
+constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+constexpr double inf = std::numeric_limits<double>::infinity();
+
+std::vector<TensorD> two_params() { return {param(3, 4, 31), param(1, 3, 32)}; }
+
+}  // namespace
+
+TEST_CASE("a learning rate that is NaN, infinite or negative is refused by every optimiser",
+          "[optim][errors][hostile]") {
+    const auto p = two_params();
+    for (const double lr : {not_a_number, inf, -inf, -0.1}) {
+        const std::string got = "got " + detail::number_text(lr);
+        INFO("lr = " << lr);
+        REQUIRE_THROWS_MATCHES(SGD<double>(p, {.lr = lr}), value_error,
+                               MessageContains({"SGD: lr", got}));
+        REQUIRE_THROWS_MATCHES(Adam<double>(p, {.lr = lr}), value_error,
+                               MessageContains({"Adam: lr", got}));
+        REQUIRE_THROWS_MATCHES(AdamW<double>(p, {.lr = lr}), value_error,
+                               MessageContains({"AdamW: lr", got}));
+        REQUIRE_THROWS_MATCHES(RMSprop<double>(p, {.lr = lr}), value_error,
+                               MessageContains({"RMSprop: lr", got}));
+
+        // set_lr checks as the constructor does, and a refused value changes nothing.
+        Adam<double> adam(p, {.lr = 0.01});
+        REQUIRE_THROWS_MATCHES(adam.set_lr(lr), value_error, MessageContains("lr"));
+        CHECK(adam.lr() == 0.01);
+    }
+}
+
+TEST_CASE("a momentum below 0, at or above 1, or NaN is refused", "[optim][errors][hostile]") {
+    const auto p = two_params();
+    for (const double momentum : {not_a_number, -0.1, 1.0, 2.0, inf}) {
+        INFO("momentum = " << momentum);
+        REQUIRE_THROWS_MATCHES(SGD<double>(p, {.momentum = momentum}), value_error,
+                               MessageContains("SGD: momentum must be in [0, 1)"));
+        REQUIRE_THROWS_MATCHES(RMSprop<double>(p, {.momentum = momentum}), value_error,
+                               MessageContains("RMSprop: momentum must be in [0, 1)"));
+    }
+}
+
+TEST_CASE("Adam's betas below 0, at or above 1, or NaN are refused", "[optim][errors][hostile]") {
+    const auto p = two_params();
+    for (const double beta : {not_a_number, -0.5, 1.0, 1.5}) {
+        INFO("beta = " << beta);
+        REQUIRE_THROWS_MATCHES(Adam<double>(p, {.betas = {beta, 0.999}}), value_error,
+                               MessageContains({"Adam: beta1", "[0, 1)"}));
+        REQUIRE_THROWS_MATCHES(AdamW<double>(p, {.betas = {0.9, beta}}), value_error,
+                               MessageContains({"AdamW: beta2", "[0, 1)"}));
+    }
+}
+
+TEST_CASE("a weight decay that is negative, NaN or infinite is refused", "[optim][errors][hostile]") {
+    const auto p = two_params();
+    for (const double decay : {-1e-4, not_a_number, inf}) {
+        INFO("weight_decay = " << decay);
+        REQUIRE_THROWS_MATCHES(SGD<double>(p, {.weight_decay = decay}), value_error,
+                               MessageContains("SGD: weight_decay"));
+        REQUIRE_THROWS_MATCHES(Adam<double>(p, {.weight_decay = decay}), value_error,
+                               MessageContains("Adam: weight_decay"));
+        REQUIRE_THROWS_MATCHES(AdamW<double>(p, {.weight_decay = decay}), value_error,
+                               MessageContains("AdamW: weight_decay"));
+        REQUIRE_THROWS_MATCHES(RMSprop<double>(p, {.weight_decay = decay}), value_error,
+                               MessageContains("RMSprop: weight_decay"));
+    }
+}
+
+TEST_CASE("an eps of 0, below 0 or NaN is refused: zero gradients would make 0/0",
+          "[optim][errors][hostile]") {
+    const auto p = two_params();
+    for (const double eps : {0.0, -1e-8, not_a_number, inf}) {
+        const std::string got = "got " + detail::number_text(eps);
+        INFO("eps = " << eps);
+        REQUIRE_THROWS_MATCHES(Adam<double>(p, {.eps = eps}), value_error,
+                               MessageContains({"Adam: eps must be finite and positive", got}));
+        REQUIRE_THROWS_MATCHES(AdamW<double>(p, {.eps = eps}), value_error,
+                               MessageContains({"AdamW: eps", got}));
+        REQUIRE_THROWS_MATCHES(RMSprop<double>(p, {.eps = eps}), value_error,
+                               MessageContains({"RMSprop: eps", got}));
+    }
+    // The smallest accepted eps keeps a step on zero gradients finite.
+    auto w = param(2, 2, 33);
+    Adam<double> adam({w}, {.eps = std::numeric_limits<double>::denorm_min()});
+    w.zero_grad();
+    sum(w * 0.0).backward();
+    adam.step();
+    CHECK(w.value().allFinite());
+}
+
+TEST_CASE("SGD's dampening and nesterov, and RMSprop's alpha, are checked",
+          "[optim][errors][hostile]") {
+    const auto p = two_params();
+    REQUIRE_THROWS_MATCHES(SGD<double>(p, {.momentum = 0.9, .dampening = not_a_number}), value_error,
+                           MessageContains("SGD: dampening must be in [0, 1]"));
+    REQUIRE_THROWS_MATCHES(SGD<double>(p, {.momentum = 0.9, .dampening = 1.5}), value_error,
+                           MessageContains({"dampening", "1.5"}));
+    REQUIRE_THROWS_MATCHES(SGD<double>(p, {.nesterov = true}), value_error,
+                           MessageContains("nesterov needs momentum > 0"));
+    REQUIRE_THROWS_MATCHES(RMSprop<double>(p, {.alpha = not_a_number}), value_error,
+                           MessageContains("RMSprop: alpha must be in [0, 1]"));
+    REQUIRE_THROWS_MATCHES(RMSprop<double>(p, {.alpha = -0.1}), value_error,
+                           MessageContains({"alpha", "-0.1"}));
+}
+
+TEST_CASE("AdamW refuses lr * weight_decay above 1, which would flip the weights' sign",
+          "[optim][errors][hostile]") {
+    const auto p = two_params();
+    REQUIRE_THROWS_MATCHES(AdamW<double>(p, {.lr = 10.0, .weight_decay = 0.5}), value_error,
+                           MessageContains({"AdamW: lr * weight_decay must be <= 1", "= 5"}));
+    AdamW<double> adamw(p, {.lr = 1.0, .weight_decay = 1.0});  // shrinks to 0: allowed
+    REQUIRE_THROWS_MATCHES(adamw.set_lr(2.0), value_error,
+                           MessageContains("lr * weight_decay"));
+    CHECK(adamw.lr() == 1.0);
+    // Adam's weight decay is an L2 term, not a shrink factor: no such bound.
+    CHECK_NOTHROW(Adam<double>(p, {.lr = 10.0, .weight_decay = 0.5}));
+}
+
+TEST_CASE("an option a float optimiser cannot hold is refused, naming the type",
+          "[optim][errors][hostile]") {
+    const std::vector<TensorF> p{TensorF::parameter(Matrix<float>::Ones(2, 2))};
+    REQUIRE_THROWS_MATCHES(Adam<float>(p, {.eps = 1e-50}), value_error,
+                           MessageContains({"Adam: eps", "round to 0 in float"}));
+    REQUIRE_THROWS_MATCHES(RMSprop<float>(p, {.eps = 1e-60}), value_error,
+                           MessageContains({"RMSprop: eps", "float"}));
+    REQUIRE_THROWS_MATCHES(SGD<float>(p, {.lr = 1e300}), value_error,
+                           MessageContains({"SGD: lr", "within float's range"}));
+    CHECK_NOTHROW(Adam<double>({TensorD::parameter(Matrix<double>::Ones(2, 2))}, {.eps = 1e-50}));
+}
+
+TEST_CASE("parameter lists are checked as torch.optim checks them", "[optim][errors][hostile]") {
+    const auto w = param(2, 2, 34);
+    const auto b = param(1, 2, 35);
+    REQUIRE_THROWS_MATCHES(SGD<double>(std::vector<TensorD>{}), value_error,
+                           MessageContains("SGD: optimizer got an empty parameter list"));
+    REQUIRE_THROWS_MATCHES(Adam<double>(Module<double>::Named<TensorD>{}), value_error,
+                           MessageContains("empty parameter list"));
+    REQUIRE_THROWS_MATCHES(Adam<double>({w, b, w}), value_error,
+                           MessageContains("parameter 2 is the same tensor as parameter 0"));
+    REQUIRE_THROWS_MATCHES(
+        SGD<double>(Module<double>::Named<TensorD>{{"w", w}, {"alias", w}}), value_error,
+        MessageContains("parameter 'alias' is the same tensor as parameter 'w'"));
+    REQUIRE_THROWS_MATCHES(
+        RMSprop<double>(Module<double>::Named<TensorD>{{"w", w}, {"w", b}}), value_error,
+        MessageContains("parameter 'w' has the same name as parameter 'w'"));
+    REQUIRE_THROWS_MATCHES(SGD<double>(Module<double>::Named<TensorD>{{"", w}}), value_error,
+                           MessageContains("has an empty name"));
+    const auto frozen = TensorD::constant(normal(2, 2, 36));
+    REQUIRE_THROWS_MATCHES(
+        AdamW<double>(Module<double>::Named<TensorD>{{"w", w}, {"frozen", frozen}}), value_error,
+        MessageContains("parameter 'frozen' does not require grad"));
+    REQUIRE_THROWS_MATCHES(Adam<double>({w, w * 2.0}), value_error,
+                           MessageContains("parameter 1 is not a leaf"));
+    REQUIRE_THROWS_MATCHES(SGD<double>({w, TensorD()}), value_error,
+                           MessageContains("parameter 1 is an empty Tensor handle"));
+}
+
+TEST_CASE("a state for other parameters is refused, naming the parameter, and changes nothing",
+          "[optim][state][errors][hostile]") {
+    const auto w = param(3, 4, 37);
+    const auto b = param(1, 3, 38);
+    const auto extra = param(2, 2, 39);
+    const auto loss = [&] { return sum(square(w)) + sum(square(b)) + sum(square(extra)); };
+
+    SECTION("by position: a state for three parameters into two, and back") {
+        Adam<double> three({w, b, extra});
+        loss().backward();
+        three.step();
+        Adam<double> two({w, b});
+        const OptimizerState<double> before = two.state();
+        REQUIRE_THROWS_MATCHES(two.load_state(three.state()), value_error,
+                               MessageContains({"'step.2'", "it has 2 parameters, 0 to 1"}));
+        CHECK(same_state(two.state(), before));
+        two.step();
+        REQUIRE_THROWS_MATCHES(three.load_state(two.state()), value_error,
+                               MessageContains("no 'step.2' for parameter 2"));
+    }
+    SECTION("by name: an extra name, a missing name, a buffer of another parameter's shape") {
+        using Named = Module<double>::Named<TensorD>;
+        Adam<double> saved(Named{{"w", w}, {"b", b}});
+        loss().backward();
+        saved.step();
+        const OptimizerState<double> state = saved.state();
+
+        Adam<double> renamed(Named{{"w", w}, {"bias", b}});
+        REQUIRE_THROWS_MATCHES(renamed.load_state(state), value_error,
+                               MessageContains({"'step.b' is for a parameter 'b'", "its parameters are 'w', 'bias'"}));
+        CHECK(renamed.state().tensors.empty());
+
+        Adam<double> more(Named{{"w", w}, {"b", b}, {"extra", extra}});
+        REQUIRE_THROWS_MATCHES(more.load_state(state), value_error,
+                               MessageContains("no 'step.extra' for parameter 'extra'"));
+
+        Adam<double> swapped_shapes(Named{{"b", w}, {"w", b}});
+        REQUIRE_THROWS_MATCHES(swapped_shapes.load_state(state), shape_error,
+                               MessageContains({"'exp_avg.w' is [3x4]", "parameter 'w' is [1x3]"}));
+    }
+    SECTION("keys given to state() and load_state() are checked") {
+        Adam<double> adam({w, b});
+        REQUIRE_THROWS_MATCHES(adam.state({"w"}), value_error,
+                               MessageContains("1 keys for 2 parameters"));
+        REQUIRE_THROWS_MATCHES(adam.load_state(adam.state(), {"w", "w"}), value_error,
+                               MessageContains("the same key 'w'"));
+        REQUIRE_THROWS_MATCHES(adam.load_state(adam.state(), {"w", ""}), value_error,
+                               MessageContains("is empty"));
+    }
+}
+
+// --- State by name ---------------------------------------------------------------------------
+
+TEST_CASE("state saved by name restores into parameters registered in another order",
+          "[optim][state]") {
+    using Named = Module<double>::Named<TensorD>;
+    Problem<double> a;
+    Adam<double> original(Named{{"weight", a.W}, {"bias", a.b}}, {.lr = 0.05, .amsgrad = true});
+    a.train_step(original);
+    a.train_step(original);
+    const OptimizerState<double> state = original.state();
+    CHECK(tensor_names(state) ==
+          std::vector<std::string>{"exp_avg.weight", "exp_avg_sq.weight", "max_exp_avg_sq.weight",
+                                   "exp_avg.bias", "exp_avg_sq.bias", "max_exp_avg_sq.bias"});
+    CHECK(scalar(state, "step.bias") == 2.0);
+    CHECK(original.param_keys() == std::vector<std::string>{"weight", "bias"});
+
+    Problem<double> b;
+    b.W.data() = a.W.value();
+    b.b.data() = a.b.value();
+    Adam<double> reordered(Named{{"bias", b.b}, {"weight", b.W}});
+    reordered.load_state(state);
+    CHECK(reordered.step_count() == 2);
+    for (int s = 0; s < 3; ++s) {
+        a.train_step(original);
+        b.train_step(reordered);
+    }
+    CHECK(same_bits(a.W.value(), b.W.value()));
+    CHECK(same_bits(a.b.value(), b.b.value()));
+
+    // The same by explicit keys, for an optimiser made without names.
+    Problem<double> c;
+    c.W.data() = b.W.value();
+    c.b.data() = b.b.value();
+    Adam<double> positional({c.b, c.W});
+    positional.load_state(reordered.state(), {"bias", "weight"});
+    CHECK(same_state(positional.state({"bias", "weight"}), reordered.state()));
+    b.train_step(reordered);
+    c.train_step(positional);
+    CHECK(same_bits(b.W.value(), c.W.value()));
+}
+
+TEST_CASE("a state keyed by position, as written before names were kept, loads by position",
+          "[optim][state]") {
+    Problem<double> a;
+    SGD<double> positional(a.params(), {.lr = 0.1, .momentum = 0.9});
+    a.train_step(positional);
+    OptimizerState<double> old = positional.state();
+    // The old format listed no step count for a parameter never updated; here all were.
+    CHECK(tensor_names(old) == std::vector<std::string>{"momentum_buffer.0", "momentum_buffer.1"});
+
+    Problem<double> b;
+    b.W.data() = a.W.value();
+    b.b.data() = a.b.value();
+    SGD<double> named(Module<double>::Named<TensorD>{{"W", b.W}, {"b", b.b}});
+    named.load_state(old);
+    CHECK(tensor_names(named.state()) ==
+          std::vector<std::string>{"momentum_buffer.W", "momentum_buffer.b"});
+    a.train_step(positional);
+    b.train_step(named);
+    CHECK(same_bits(a.W.value(), b.W.value()));
+}
+
+TEST_CASE("centered RMSprop stays finite when the gradient is constant for long",
+          "[optim][rmsprop][hostile]") {
+    // With a constant gradient the running variance s - a^2 tends to 0 and rounding can take it
+    // just below; the square root must not turn that into NaN.
+    auto w = TensorD::parameter(normal(8, 8, 40));
+    const auto direction = TensorD::constant(normal(8, 8, 41));
+    RMSprop<double> rms({w}, {.lr = 1e-3, .alpha = 0.5, .centered = true});
+    for (int s = 0; s < 300; ++s) {
+        rms.zero_grad();
+        sum(w * direction).backward();
+        rms.step();
+    }
+    CHECK(w.value().allFinite());
 }

@@ -118,18 +118,17 @@
 
 // Optimisers and clipping (optim/*.hpp).
 #define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                                    \
+    KIND class ParameterList<T>;                                                               \
     KIND class Optimizer<T>;                                                                   \
     KIND class SGD<T>;                                                                         \
-    KIND class detail::AdamBase<T>;                                                            \
+    KIND class detail::BasicAdam<T, false>;                                                    \
+    KIND class detail::BasicAdam<T, true>;                                                     \
     KIND class Adam<T>;                                                                        \
     KIND class AdamW<T>;                                                                       \
     KIND class RMSprop<T>;                                                                     \
     KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool);                \
-    KIND T clip_grad_norm<T>(const std::vector<Tensor<T>>&, double, double, bool);             \
     KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);                          \
-    KIND void clip_grad_value<T>(const std::vector<Tensor<T>>&, double);                       \
-    KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);               \
-    KIND void adaptive_clip_grad<T>(const std::vector<Tensor<T>>&, double, double);
+    KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);
 
 // Gradient-flow diagnostics (diag/*.hpp).
 #define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)                                                     \

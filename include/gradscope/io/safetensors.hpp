@@ -36,10 +36,19 @@
 // writes num_batches_tracked.
 //
 // Optimiser state (OptimizerState, see optim/optimizer.hpp), when saved, travels as
-//   tensors   "optimizer.<state name>", e.g. "optimizer.exp_avg.3", always [rows, cols];
+//   tensors   "optimizer.<state name>", e.g. "optimizer.exp_avg.layers.0.weight", always
+//             [rows, cols];
 //   metadata  "optimizer.step_count" = the optimiser's step count, as a decimal integer, and
-//             "optimizer.<scalar>" for each scalar, e.g. "optimizer.lr", "optimizer.step.3",
-//             as the shortest decimal that reads back as the same double
+//             "optimizer.<scalar>" for each scalar, e.g. "optimizer.lr",
+//             "optimizer.step.layers.0.weight", as the shortest decimal that reads back as the
+//             same double
+// Each parameter's entries are keyed by the module's name for it (Note [Optimiser state by
+// name]), whether the optimiser was made from named_parameters() or parameters(): the state is
+// matched by name on loading, so a network that registers the same parameters in another order
+// gets each one's own state back, and a name the network lacks, or a parameter the file has no
+// state for, is an io_error naming it. An optimiser holding a tensor that is not one of the
+// module's parameters keeps its own keys. Files written when the state was keyed by position
+// ("optimizer.exp_avg.3") still load, by position
 // (metadata values are strings by the format's rules). The prefix "optimizer." is reserved:
 // a module tensor or a metadata key of yours may not start with it. Loading a module alone
 // ignores the optimiser's entries; they are neither loaded nor "unexpected".
@@ -468,6 +477,22 @@ std::optional<Number> parse_number(std::string_view text) {
     return v;
 }
 
+// The module's name for each of the optimiser's parameters, found by identity; nullopt when
+// one of them is not a parameter of the module (then the optimiser's own keys are used).
+template <class T>
+std::optional<std::vector<std::string>> module_keys(const Module<T>& module,
+                                                    const Optimizer<T>& optimizer) {
+    std::map<const Node<T>*, std::string> by_node;
+    for (const auto& [name, tensor] : module.named_parameters()) by_node.emplace(&tensor.node(), name);
+    std::vector<std::string> keys;
+    for (const Tensor<T>& param : optimizer.params()) {
+        const auto it = by_node.find(&param.node());
+        if (it == by_node.end()) return std::nullopt;
+        keys.push_back(it->second);
+    }
+    return keys;
+}
+
 template <class T>
 OptimizerState<T> read_optimizer_state(std::string_view source, const ParsedFile& file, bool& found) {
     OptimizerState<T> state;
@@ -569,7 +594,12 @@ LoadReport load(std::span<const std::byte> bytes, Module<T>& module, Optimizer<T
         }
         if (found) {
             try {
-                optimizer->load_state(state);  // checks everything before it changes anything
+                // Checks everything before it changes anything.
+                if (const auto keys = module_keys(module, *optimizer)) {
+                    optimizer->load_state(state, *keys);
+                } else {
+                    optimizer->load_state(state);
+                }
             } catch (const error& e) {
                 fail(source, std::string("the optimiser state does not fit: ") + e.what());
             }
@@ -615,7 +645,8 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     std::map<std::string, std::string> metadata = options.metadata;
     if (optimizer != nullptr) {
-        layout.optimizer_state = optimizer->state();
+        const auto keys = module_keys(module, *optimizer);
+        layout.optimizer_state = keys ? optimizer->state(*keys) : optimizer->state();
         metadata[std::string(step_count_key)] = std::to_string(layout.optimizer_state.step);
         for (const auto& [name, value] : layout.optimizer_state.scalars) {
             metadata[std::string(optimizer_prefix) + name] = format_double(value);

@@ -26,32 +26,43 @@ struct AdamBetas {
     double beta2 = 0.999;  // decay of the running mean of its square
 };
 
-struct AdamOptions {
+// Adam's and AdamW's options: one shape, in torch.optim's keyword order. The two differ only in
+// how weight decay is applied (see the top of this file) and in its default, which is
+// PyTorch's: 0 for Adam, 1e-2 for AdamW.
+template <bool DecoupledWeightDecay>
+struct BasicAdamOptions {
     double lr = 1e-3;
     AdamBetas betas = {};
     double eps = 1e-8;
-    double weight_decay = 0.0;  // L2: added to the gradient
+    double weight_decay = DecoupledWeightDecay ? 1e-2 : 0.0;
     bool amsgrad = false;
 };
 
-struct AdamWOptions {
-    double lr = 1e-3;
-    AdamBetas betas = {};
-    double eps = 1e-8;
-    double weight_decay = 1e-2;  // decoupled: shrinks the weights directly
-    bool amsgrad = false;
-};
+using AdamOptions = BasicAdamOptions<false>;
+using AdamWOptions = BasicAdamOptions<true>;
 
 namespace detail {
 
-// What Adam and AdamW share; `decoupled` picks how weight decay is applied.
-template <class T>
-class AdamBase : public Optimizer<T> {
+// Adam, with weight decay as an L2 term (Adam) or decoupled from the gradient (AdamW).
+template <class T, bool Decoupled>
+class BasicAdam : public Optimizer<T> {
 public:
+    using Options = BasicAdamOptions<Decoupled>;
+    static constexpr const char* kind = Decoupled ? "AdamW" : "Adam";
+
+    BasicAdam(ParameterList<T> params, Options options)
+        : Optimizer<T>(kind, std::move(params)), options_(options) {
+        validate(options_);
+    }
+
+    [[nodiscard]] const Options& options() const noexcept { return options_; }
+
     [[nodiscard]] double lr() const override { return options_.lr; }
     void set_lr(double lr) override {
-        require_non_negative(this->name(), "lr", lr);
-        options_.lr = lr;
+        Options candidate = options_;
+        candidate.lr = lr;
+        validate(candidate);
+        options_ = candidate;
     }
 
     void step() override {
@@ -65,8 +76,8 @@ public:
         const T decay = static_cast<T>(options_.weight_decay);
         const T shrink = static_cast<T>(1.0 - options_.lr * options_.weight_decay);
         const bool amsgrad = options_.amsgrad;
-        const bool l2 = !decoupled_ && options_.weight_decay != 0.0;
-        const bool decoupled_decay = decoupled_ && options_.weight_decay != 0.0;
+        const bool l2 = !Decoupled && options_.weight_decay != 0.0;
+        const bool decoupled_decay = Decoupled && options_.weight_decay != 0.0;
         const double lr = options_.lr;
 
         this->for_each_param_with_grad([&](MatrixView<T> p, ConstMatrixView<T> grad,
@@ -100,12 +111,6 @@ public:
     }
 
 protected:
-    AdamBase(const char* name, bool decoupled, std::vector<Tensor<T>> params,
-             const AdamOptions& options)
-        : Optimizer<T>(name, std::move(params)), options_(options), decoupled_(decoupled) {
-        validate(options_);
-    }
-
     [[nodiscard]] HyperParameters hyper_parameters() const override {
         return {{"lr", options_.lr},
                 {"beta1", options_.betas.beta1},
@@ -117,7 +122,7 @@ protected:
 
     [[nodiscard]] std::vector<std::string> check_hyper_parameters(
         const HyperParameters& candidate) const override {
-        const AdamOptions options = from_hyper_parameters(candidate);
+        const Options options = from_hyper_parameters(candidate);
         validate(options);
         if (options.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
         return {"exp_avg", "exp_avg_sq"};
@@ -127,58 +132,53 @@ protected:
         options_ = from_hyper_parameters(checked);
     }
 
-    AdamOptions options_;
-
 private:
-    AdamOptions from_hyper_parameters(const HyperParameters& h) const {
-        return AdamOptions{
+    static Options from_hyper_parameters(const HyperParameters& h) {
+        return Options{
             .lr = hyper_parameter(h, "lr"),
             .betas = {.beta1 = hyper_parameter(h, "beta1"), .beta2 = hyper_parameter(h, "beta2")},
             .eps = hyper_parameter(h, "eps"),
             .weight_decay = hyper_parameter(h, "weight_decay"),
-            .amsgrad = hyper_flag(this->name(), h, "amsgrad")};
+            .amsgrad = hyper_flag(kind, h, "amsgrad")};
     }
 
-    void validate(const AdamOptions& o) const {
-        const char* name = this->name();
-        require_non_negative(name, "lr", o.lr);
-        require_unit_interval_open(name, "beta1 (betas.beta1)", o.betas.beta1);
-        require_unit_interval_open(name, "beta2 (betas.beta2)", o.betas.beta2);
-        require_non_negative(name, "eps", o.eps);
-        require_non_negative(name, "weight_decay", o.weight_decay);
+    static void validate(const Options& o) {
+        check_non_negative(kind, "lr", o.lr);
+        check_unit_interval_open(kind, "beta1 (betas.beta1)", o.betas.beta1);
+        check_unit_interval_open(kind, "beta2 (betas.beta2)", o.betas.beta2);
+        check_positive(kind, "eps", o.eps);
+        check_non_negative(kind, "weight_decay", o.weight_decay);
+        if (Decoupled && o.lr * o.weight_decay > 1.0) {
+            // Each step multiplies the weights by 1 - lr * weight_decay; below 0 it would flip
+            // their sign instead of shrinking them.
+            throw value_error(std::string(kind) + ": lr * weight_decay must be <= 1, got lr " +
+                              number_text(o.lr) + " * weight_decay " +
+                              number_text(o.weight_decay) + " = " +
+                              number_text(o.lr * o.weight_decay));
+        }
+        check_fits<T>(kind, "lr", o.lr);
+        check_fits<T>(kind, "eps", o.eps);
+        check_fits<T>(kind, "weight_decay", o.weight_decay);
     }
 
-    bool decoupled_;
+    Options options_;
 };
 
 }  // namespace detail
 
 template <class T>
-class Adam final : public detail::AdamBase<T> {
+class Adam final : public detail::BasicAdam<T, false> {
 public:
-    Adam(std::vector<Tensor<T>> params, AdamOptions options = {})
-        : detail::AdamBase<T>("Adam", false, std::move(params), options) {}
-
-    [[nodiscard]] const AdamOptions& options() const noexcept { return this->options_; }
+    Adam(ParameterList<T> params, AdamOptions options = {})
+        : detail::BasicAdam<T, false>(std::move(params), options) {}
 };
 
+// Adam with decoupled weight decay (PyTorch's AdamW, and its Adam(decoupled_weight_decay=True)).
 template <class T>
-class AdamW final : public detail::AdamBase<T> {
+class AdamW final : public detail::BasicAdam<T, true> {
 public:
-    AdamW(std::vector<Tensor<T>> params, AdamWOptions options = {})
-        : detail::AdamBase<T>("AdamW", true, std::move(params), as_adam(options)) {}
-
-    [[nodiscard]] AdamWOptions options() const noexcept {
-        const AdamOptions& o = this->options_;
-        return {.lr = o.lr, .betas = o.betas, .eps = o.eps, .weight_decay = o.weight_decay,
-                .amsgrad = o.amsgrad};
-    }
-
-private:
-    static AdamOptions as_adam(const AdamWOptions& o) {
-        return {.lr = o.lr, .betas = o.betas, .eps = o.eps, .weight_decay = o.weight_decay,
-                .amsgrad = o.amsgrad};
-    }
+    AdamW(ParameterList<T> params, AdamWOptions options = {})
+        : detail::BasicAdam<T, true>(std::move(params), options) {}
 };
 
 }  // namespace gradscope

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "adam.hpp"
+#include "checks.hpp"
 #include "clip.hpp"
 #include "optimizer.hpp"
 #include "rmsprop.hpp"

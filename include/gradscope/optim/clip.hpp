@@ -2,13 +2,17 @@
 // (clip_grad_value_), and adaptive unit-wise clipping (AGC, Brock et al. 2021, "High-Performance
 // Large-Scale Image Recognition Without Normalization").
 //
-// Each takes the parameters as a std::vector, a std::span or a braced list ({w, b}) and works
-// on their gradients in place; parameters without a gradient (has_grad() false) are skipped.
+// Each takes the parameters as a std::vector, a std::span, a std::array or a braced list
+// ({w, b}) and works on their gradients in place; parameters without a gradient (has_grad()
+// false) are skipped. Every argument is checked before any gradient changes: a bound that is
+// NaN or negative, an empty Tensor handle or a parameter given twice (whose gradient would be
+// counted, or scaled, twice) is a value_error naming it.
 #pragma once
 
 #include "../core/errors.hpp"
 #include "../core/matrix.hpp"
 #include "../core/tensor.hpp"
+#include "checks.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -16,19 +20,52 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
+#include <ranges>
 #include <span>
-#include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gradscope {
 
 namespace detail {
 
-inline std::string clip_number(double value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
+// A contiguous list of tensors other than a span of const tensors (a std::vector, a
+// std::span<Tensor<T>>, a std::array): the clipping functions take it as that span.
+template <class Params>
+concept TensorList = std::ranges::contiguous_range<Params> && std::ranges::sized_range<Params> &&
+                     requires { typename std::ranges::range_value_t<Params>::Scalar; } &&
+                     std::is_same_v<std::ranges::range_value_t<Params>,
+                                    Tensor<typename std::ranges::range_value_t<Params>::Scalar>> &&
+                     !std::is_same_v<Params, std::span<const std::ranges::range_value_t<Params>>>;
+
+template <TensorList Params>
+auto as_span(const Params& params) {
+    using T = typename std::ranges::range_value_t<Params>::Scalar;
+    return std::span<const Tensor<T>>(std::ranges::data(params), std::ranges::size(params));
+}
+
+template <class T>
+std::span<const Tensor<T>> as_span(std::initializer_list<Tensor<T>> params) {
+    return {params.begin(), params.size()};
+}
+
+// Each parameter once and every handle set, so that no gradient is counted or scaled twice.
+// Pairwise, without allocating: a training step calls this, and lists are short.
+template <class T>
+void check_clip_params(const char* function, std::span<const Tensor<T>> params) {
+    const auto which = [function](std::size_t i) {
+        return std::string(function) + ": parameter " + std::to_string(i);
+    };
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        if (!params[i].defined()) throw value_error(which(i) + " is an empty Tensor handle");
+        for (std::size_t j = 0; j < i; ++j) {
+            if (&params[j].node() == &params[i].node()) {
+                throw value_error(which(i) + " is the same tensor as parameter " +
+                                  std::to_string(j) + "; pass each parameter once");
+            }
+        }
+    }
 }
 
 // Sums of squares are taken in double: a float gradient of 1e20 squares to 1e40, past float's
@@ -62,11 +99,8 @@ double two_norm(const Eigen::MatrixBase<Derived>& x) {
     return scale * std::sqrt((x.template cast<double>() / scale).squaredNorm());
 }
 
-inline void require_norm_type(const char* function, double norm_type) {
-    if (!(norm_type > 0.0)) {
-        throw value_error(std::string(function) + ": norm_type must be > 0 or infinity (got " +
-                          clip_number(norm_type) + ")");
-    }
+inline void check_norm_type(const char* function, double norm_type) {
+    if (!(norm_type > 0.0)) refuse(function, "norm_type", "> 0 or infinity", norm_type);
 }
 
 // The norm of all the gradients taken together as one vector.
@@ -135,18 +169,16 @@ std::optional<std::size_t> first_nonfinite_grad(std::span<const Tensor<T>> param
 template <class T>
 T clip_grad_norm(std::span<const Tensor<T>> params, double max_norm, double norm_type = 2.0,
                  bool error_if_nonfinite = false) {
-    if (!(max_norm >= 0.0)) {
-        throw value_error("clip_grad_norm: max_norm must be >= 0 (got " +
-                          detail::clip_number(max_norm) + ")");
-    }
-    detail::require_norm_type("clip_grad_norm", norm_type);
+    detail::check_bound("clip_grad_norm", "max_norm", max_norm);
+    detail::check_norm_type("clip_grad_norm", norm_type);
+    detail::check_clip_params("clip_grad_norm", params);
     const double total = detail::total_grad_norm(params, norm_type);
     if (error_if_nonfinite && !std::isfinite(total)) {
         const auto culprit = detail::first_nonfinite_grad(params);
         throw numeric_error(
             "clip_grad_norm: the total " +
-            (std::isinf(norm_type) ? std::string("inf") : detail::clip_number(norm_type)) +
-            "-norm of the gradients is " + detail::clip_number(total) +
+            (std::isinf(norm_type) ? std::string("inf") : detail::number_text(norm_type)) +
+            "-norm of the gradients is " + detail::number_text(total) +
             (culprit ? " (parameter " + std::to_string(*culprit) + " has a NaN or infinite gradient)"
                      : std::string()) +
             ", so it cannot be clipped; the gradients are unchanged (pass error_if_nonfinite = "
@@ -162,55 +194,17 @@ T clip_grad_norm(std::span<const Tensor<T>> params, double max_norm, double norm
     return static_cast<T>(total);
 }
 
-template <class T>
-T clip_grad_norm(std::span<Tensor<T>> params, double max_norm, double norm_type = 2.0,
-                 bool error_if_nonfinite = false) {
-    return clip_grad_norm(std::span<const Tensor<T>>(params), max_norm, norm_type,
-                          error_if_nonfinite);
-}
-
-template <class T>
-T clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, double norm_type = 2.0,
-                 bool error_if_nonfinite = false) {
-    return clip_grad_norm(std::span<const Tensor<T>>(params), max_norm, norm_type,
-                          error_if_nonfinite);
-}
-
-template <class T>
-T clip_grad_norm(std::initializer_list<Tensor<T>> params, double max_norm,
-                 double norm_type = 2.0, bool error_if_nonfinite = false) {
-    return clip_grad_norm(std::span<const Tensor<T>>(params.begin(), params.size()), max_norm,
-                          norm_type, error_if_nonfinite);
-}
-
 // Clamps every gradient entry to [-clip_value, clip_value]. NaN entries stay NaN.
 template <class T>
 void clip_grad_value(std::span<const Tensor<T>> params, double clip_value) {
-    if (!(clip_value >= 0.0)) {
-        throw value_error("clip_grad_value: clip_value must be >= 0 (got " +
-                          detail::clip_number(clip_value) + ")");
-    }
+    detail::check_bound("clip_grad_value", "clip_value", clip_value);
+    detail::check_clip_params("clip_grad_value", params);
     const T high = static_cast<T>(clip_value);
     for (Tensor<T> p : params) {
         if (!p.has_grad()) continue;
         MatrixView<T> g = p.mutable_grad();
         g = g.unaryExpr([high](T x) { return x > high ? high : (x < -high ? -high : x); });
     }
-}
-
-template <class T>
-void clip_grad_value(std::span<Tensor<T>> params, double clip_value) {
-    clip_grad_value(std::span<const Tensor<T>>(params), clip_value);
-}
-
-template <class T>
-void clip_grad_value(const std::vector<Tensor<T>>& params, double clip_value) {
-    clip_grad_value(std::span<const Tensor<T>>(params), clip_value);
-}
-
-template <class T>
-void clip_grad_value(std::initializer_list<Tensor<T>> params, double clip_value) {
-    clip_grad_value(std::span<const Tensor<T>>(params.begin(), params.size()), clip_value);
 }
 
 // Adaptive gradient clipping, unit-wise: a unit is a row of an [out x in] weight (the weights
@@ -220,14 +214,9 @@ void clip_grad_value(std::initializer_list<Tensor<T>> params, double clip_value)
 // itself, whatever the overall gradient scale; eps keeps zero-initialised units trainable.
 template <class T>
 void adaptive_clip_grad(std::span<const Tensor<T>> params, double lambda, double eps = 1e-3) {
-    if (!(lambda > 0.0 && std::isfinite(lambda))) {
-        throw value_error("adaptive_clip_grad: lambda must be a finite number > 0 (got " +
-                          detail::clip_number(lambda) + ")");
-    }
-    if (!(eps >= 0.0 && std::isfinite(eps))) {
-        throw value_error("adaptive_clip_grad: eps must be a finite number >= 0 (got " +
-                          detail::clip_number(eps) + ")");
-    }
+    detail::check_positive("adaptive_clip_grad", "lambda", lambda);
+    detail::check_non_negative("adaptive_clip_grad", "eps", eps);
+    detail::check_clip_params("adaptive_clip_grad", params);
     // Returns the factor for a unit's gradient, or 1 when the unit is within bounds.
     auto factor = [lambda, eps](double weight_norm, double grad_norm) {
         const double max_norm = lambda * std::max(weight_norm, eps);
@@ -252,20 +241,36 @@ void adaptive_clip_grad(std::span<const Tensor<T>> params, double lambda, double
     }
 }
 
+// The same functions for a std::vector, a std::span<Tensor<T>> or a std::array of tensors, and
+// for a braced list ({w, b}).
+template <detail::TensorList Params>
+auto clip_grad_norm(const Params& params, double max_norm, double norm_type = 2.0,
+                    bool error_if_nonfinite = false) {
+    return clip_grad_norm(detail::as_span(params), max_norm, norm_type, error_if_nonfinite);
+}
 template <class T>
-void adaptive_clip_grad(std::span<Tensor<T>> params, double lambda, double eps = 1e-3) {
-    adaptive_clip_grad(std::span<const Tensor<T>>(params), lambda, eps);
+T clip_grad_norm(std::initializer_list<Tensor<T>> params, double max_norm, double norm_type = 2.0,
+                 bool error_if_nonfinite = false) {
+    return clip_grad_norm(detail::as_span(params), max_norm, norm_type, error_if_nonfinite);
 }
 
+template <detail::TensorList Params>
+void clip_grad_value(const Params& params, double clip_value) {
+    clip_grad_value(detail::as_span(params), clip_value);
+}
 template <class T>
-void adaptive_clip_grad(const std::vector<Tensor<T>>& params, double lambda, double eps = 1e-3) {
-    adaptive_clip_grad(std::span<const Tensor<T>>(params), lambda, eps);
+void clip_grad_value(std::initializer_list<Tensor<T>> params, double clip_value) {
+    clip_grad_value(detail::as_span(params), clip_value);
 }
 
+template <detail::TensorList Params>
+void adaptive_clip_grad(const Params& params, double lambda, double eps = 1e-3) {
+    adaptive_clip_grad(detail::as_span(params), lambda, eps);
+}
 template <class T>
 void adaptive_clip_grad(std::initializer_list<Tensor<T>> params, double lambda,
                         double eps = 1e-3) {
-    adaptive_clip_grad(std::span<const Tensor<T>>(params.begin(), params.size()), lambda, eps);
+    adaptive_clip_grad(detail::as_span(params), lambda, eps);
 }
 
 }  // namespace gradscope

@@ -6,26 +6,37 @@
 // buffers are made on the first step in which it has a gradient, and its own step count
 // (which Adam's bias correction uses) counts only the steps that updated it.
 //
-// Checkpoint names. state() lists
-//   tensors: "<buffer>.<i>" for parameter i, e.g. "exp_avg.3", "momentum_buffer.0";
+// Note [Optimiser state by name]. Each parameter has a key that its state is saved under: its
+// name when the optimiser was given names (Module::named_parameters(): "layers.0.weight"),
+// else its position ("0", "1", ...). state() lists
+//   tensors: "<buffer>.<key>", e.g. "exp_avg.layers.0.weight", "momentum_buffer.0";
 //   scalars: every hyper-parameter by its PyTorch name ("lr", "momentum", "beta1", ...;
-//            flags such as "nesterov" are 0 or 1), then "step.<i>", the number of steps that
-//            updated parameter i, for each parameter that has state.
-// load_state accepts any subset of the hyper-parameters (the rest keep their values) and, per
-// parameter, either nothing or "step.<i>" together with every buffer the options call for.
+//            flags such as "nesterov" are 0 or 1), then "step.<key>" for every parameter: the
+//            number of steps that updated it, 0 for one never updated (so that a state for
+//            other parameters is told apart from a state for parameters never updated).
+// Buffer and hyper-parameter names have no '.', so a key is everything after the first '.'.
+// load_state matches keys, not positions: a state saved from a network whose parameters were
+// registered in another order restores each parameter's own state, and a key this optimiser
+// does not have, or a parameter the state has no "step.<key>" for, is a value_error naming it.
+// A state whose keys are all positions and none of them a name of a named optimiser (as
+// written before names were kept) is read by position. load_state accepts any subset of the
+// hyper-parameters (the rest keep their values); a state with no per-parameter entries at all
+// leaves every parameter fresh.
 #pragma once
 
 #include "../core/errors.hpp"
 #include "../core/matrix.hpp"
 #include "../core/tensor.hpp"
+#include "checks.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -43,13 +54,35 @@ struct OptimizerState {
 // Hyper-parameters by name, in a fixed order per optimiser.
 using HyperParameters = std::vector<std::pair<std::string, double>>;
 
-namespace detail {
+// The parameters an optimiser updates: a list of tensors ({w, b}, net->parameters()), whose
+// state is then saved by position, or a named list (net->named_parameters()), whose state is
+// saved by name. See Note [Optimiser state by name].
+template <class T>
+class ParameterList {
+public:
+    ParameterList(std::vector<Tensor<T>> tensors) : tensors_(std::move(tensors)) {
+        for (std::size_t i = 0; i < tensors_.size(); ++i) keys_.push_back(std::to_string(i));
+    }
+    ParameterList(std::initializer_list<Tensor<T>> tensors)
+        : ParameterList(std::vector<Tensor<T>>(tensors)) {}
+    ParameterList(const std::vector<std::pair<std::string, Tensor<T>>>& named) : named_(true) {
+        for (const auto& [name, tensor] : named) {
+            keys_.push_back(name);
+            tensors_.push_back(tensor);
+        }
+    }
 
-inline std::string format_number(double value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
+    [[nodiscard]] const std::vector<Tensor<T>>& tensors() const noexcept { return tensors_; }
+    [[nodiscard]] const std::vector<std::string>& keys() const noexcept { return keys_; }
+    [[nodiscard]] bool named() const noexcept { return named_; }
+
+private:
+    std::vector<Tensor<T>> tensors_;
+    std::vector<std::string> keys_;
+    bool named_ = false;
+};
+
+namespace detail {
 
 inline double hyper_parameter(const HyperParameters& all, std::string_view name) {
     for (const auto& [key, value] : all) {
@@ -63,48 +96,23 @@ inline bool hyper_flag(const char* optimizer, const HyperParameters& all, std::s
     const double value = hyper_parameter(all, name);
     if (value != 0.0 && value != 1.0) {
         throw value_error(std::string(optimizer) + ": the flag '" + std::string(name) +
-                          "' must be 0 or 1 (got " + format_number(value) + ")");
+                          "' must be 0 or 1, got " + number_text(value));
     }
     return value == 1.0;
 }
 
-inline void require_finite_at_least(const char* optimizer, const char* name, double value,
-                                    double low) {
-    if (!(std::isfinite(value) && value >= low)) {
-        throw value_error(std::string(optimizer) + ": " + name + " must be a finite number >= " +
-                          format_number(low) + " (got " + format_number(value) + ")");
-    }
-}
-
-inline void require_non_negative(const char* optimizer, const char* name, double value) {
-    require_finite_at_least(optimizer, name, value, 0.0);
-}
-
-// A decay factor or momentum: 1 would never forget, above 1 would diverge.
-inline void require_unit_interval_open(const char* optimizer, const char* name, double value) {
-    if (!(value >= 0.0 && value < 1.0)) {
-        throw value_error(std::string(optimizer) + ": " + name + " must be in [0, 1) (got " +
-                          format_number(value) + ")");
-    }
-}
-
-inline void require_unit_interval_closed(const char* optimizer, const char* name, double value) {
-    if (!(value >= 0.0 && value <= 1.0)) {
-        throw value_error(std::string(optimizer) + ": " + name + " must be in [0, 1] (got " +
-                          format_number(value) + ")");
-    }
-}
-
-// Splits "exp_avg.12" into ("exp_avg", 12); nullopt when the name has no numeric suffix.
-inline std::optional<std::pair<std::string_view, std::size_t>> split_indexed_name(
-    std::string_view name) {
-    const std::size_t dot = name.rfind('.');
-    if (dot == std::string_view::npos || dot + 1 == name.size()) return std::nullopt;
-    const std::string_view digits = name.substr(dot + 1);
+inline bool is_position(std::string_view key) {
     std::size_t index = 0;
-    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
-    if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
-    return std::pair{name.substr(0, dot), index};
+    const auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), index);
+    return error == std::errc() && end == key.data() + key.size();
+}
+
+// Splits a per-parameter entry "exp_avg.layers.0.weight" into ("exp_avg", "layers.0.weight").
+inline std::optional<std::pair<std::string_view, std::string_view>> split_entry(
+    std::string_view name) {
+    const std::size_t dot = name.find('.');
+    if (dot == std::string_view::npos || dot == 0 || dot + 1 == name.size()) return std::nullopt;
+    return std::pair{name.substr(0, dot), name.substr(dot + 1)};
 }
 
 }  // namespace detail
@@ -124,6 +132,10 @@ public:
 
     [[nodiscard]] const std::vector<Tensor<T>>& params() const noexcept { return params_; }
 
+    // The key each parameter's state is saved under: its name, or its position ("0", "1", ...)
+    // for an optimiser made from a list without names.
+    [[nodiscard]] const std::vector<std::string>& param_keys() const noexcept { return keys_; }
+
     // How many times step() has been called (including calls that found no gradient).
     [[nodiscard]] std::int64_t step_count() const noexcept { return step_count_; }
 
@@ -131,111 +143,156 @@ public:
     [[nodiscard]] virtual double lr() const = 0;
     virtual void set_lr(double lr) = 0;
 
-    // Everything needed to continue training exactly where this optimiser is: a copy.
-    [[nodiscard]] OptimizerState<T> state() const {
+    // Everything needed to continue training exactly where this optimiser is: a copy, with
+    // each parameter's entries under its key (param_keys()).
+    [[nodiscard]] OptimizerState<T> state() const { return state_under(keys_); }
+
+    // The same with each parameter's entries under the given key instead, one per parameter
+    // (the checkpoint passes the module's names, so that a file is keyed by name even for an
+    // optimiser made from net->parameters()).
+    [[nodiscard]] OptimizerState<T> state(const std::vector<std::string>& keys) const {
+        check_keys("state", keys);
+        return state_under(keys);
+    }
+
+    // Restores a state made by state() (of an optimiser of the same kind over parameters with
+    // the same keys and shapes; see Note [Optimiser state by name]). Everything is checked
+    // before anything changes: on an error (value_error for an unknown, duplicate, missing or
+    // out-of-range entry, shape_error for a buffer of the wrong shape) the optimiser is exactly
+    // as it was.
+    void load_state(const OptimizerState<T>& state) { load_under(state, keys_, named_); }
+
+    // The same, matching the state's entries against the given keys, one per parameter.
+    void load_state(const OptimizerState<T>& state, const std::vector<std::string>& keys) {
+        check_keys("load_state", keys);
+        load_under(state, keys, true);
+    }
+
+private:
+    [[nodiscard]] OptimizerState<T> state_under(const std::vector<std::string>& keys) const {
         OptimizerState<T> out;
         out.step = step_count_;
         out.scalars = hyper_parameters();
         const std::vector<std::string> buffer_names = check_hyper_parameters(out.scalars);
         for (std::size_t i = 0; i < slots_.size(); ++i) {
             const ParamState& slot = slots_[i];
-            if (slot.step == 0) continue;
-            out.scalars.emplace_back("step." + std::to_string(i), static_cast<double>(slot.step));
+            out.scalars.emplace_back("step." + keys[i], static_cast<double>(slot.step));
             for (std::size_t b = 0; b < slot.buffers.size(); ++b) {
-                out.tensors.emplace_back(buffer_names[b] + "." + std::to_string(i),
-                                         slot.buffers[b]);
+                out.tensors.emplace_back(buffer_names[b] + "." + keys[i], slot.buffers[b]);
             }
         }
         return out;
     }
 
-    // Restores a state made by state() (of an optimiser of the same kind over parameters of the
-    // same shapes). Everything is checked before anything changes: on an error (value_error for
-    // an unknown, duplicate, missing or out-of-range entry, shape_error for a buffer of the
-    // wrong shape) the optimiser is exactly as it was.
-    void load_state(const OptimizerState<T>& state) {
+    void load_under(const OptimizerState<T>& state, const std::vector<std::string>& keys,
+                    bool named) {
         const std::string where = std::string(name_) + ": load_state: ";
         if (state.step < 0) {
-            throw value_error(where + "the step count must be >= 0 (got " +
-                              std::to_string(state.step) + ")");
+            throw value_error(where + "the step count must be >= 0, got " +
+                              std::to_string(state.step));
         }
 
-        // Hyper-parameters: start from the current ones, overwrite those given.
+        // Hyper-parameters: start from the current ones, overwrite those given. Every other
+        // scalar is a per-parameter step count.
         HyperParameters merged = hyper_parameters();
         std::vector<bool> seen_hyper(merged.size(), false);
-        std::vector<std::int64_t> param_steps(params_.size(), 0);
-        for (const auto& [key, value] : state.scalars) {
-            bool matched = false;
-            for (std::size_t h = 0; h < merged.size(); ++h) {
-                if (merged[h].first != key) continue;
-                if (seen_hyper[h]) {
-                    throw value_error(where + "the scalar '" + key + "' is given twice");
+        std::vector<std::pair<std::string_view, double>> steps;  // (key, value)
+        for (const auto& scalar : state.scalars) {
+            const std::string& name = scalar.first;
+            const double value = scalar.second;
+            const auto h = std::find_if(merged.begin(), merged.end(),
+                                        [&](const auto& entry) { return entry.first == name; });
+            if (h != merged.end()) {
+                const auto index = static_cast<std::size_t>(h - merged.begin());
+                if (seen_hyper[index]) {
+                    throw value_error(where + "the scalar '" + name + "' is given twice");
                 }
-                seen_hyper[h] = true;
-                merged[h].second = value;
-                matched = true;
+                seen_hyper[index] = true;
+                h->second = value;
+                continue;
             }
-            if (matched) continue;
-            const auto indexed = detail::split_indexed_name(key);
-            if (!indexed || indexed->first != "step") {
-                throw value_error(where + "unknown scalar '" + key +
+            const auto parts = detail::split_entry(name);
+            if (!parts || parts->first != "step") {
+                throw value_error(where + "unknown scalar '" + name +
                                   "' (expected a hyper-parameter" + hyper_parameter_list(merged) +
-                                  " or step.<parameter index>)");
+                                  " or step.<parameter>)");
             }
-            const std::size_t index = check_index(where, key, indexed->second);
-            // Integral, at least 1 (a parameter never updated has no entry), exact in a double.
-            if (!(value >= 1.0 && value <= 9007199254740992.0 && value == std::floor(value))) {
-                throw value_error(where + "'" + key + "' must be a whole number >= 1 (got " +
-                                  detail::format_number(value) + ")");
-            }
-            if (param_steps[index] != 0) {
-                throw value_error(where + "the scalar '" + key + "' is given twice");
-            }
-            param_steps[index] = static_cast<std::int64_t>(value);
+            steps.emplace_back(parts->second, value);
         }
         // Throws value_error naming the bad hyper-parameter (e.g. "SGD: momentum must be ...").
         const std::vector<std::string> buffer_names = check_hyper_parameters(merged);
 
-        // Buffers: known names, indices in range, shapes that fit, no duplicates.
-        std::vector<std::vector<const Matrix<T>*>> found(
-            params_.size(), std::vector<const Matrix<T>*>(buffer_names.size(), nullptr));
-        for (const auto& [key, matrix] : state.tensors) {
-            const auto indexed = detail::split_indexed_name(key);
-            std::size_t b = buffer_names.size();
-            if (indexed) {
-                for (std::size_t k = 0; k < buffer_names.size(); ++k) {
-                    if (buffer_names[k] == indexed->first) b = k;
-                }
-            }
-            if (b == buffer_names.size()) {
-                throw value_error(where + "unknown tensor '" + key + "' (with these options " +
+        struct BufferEntry {
+            std::string_view key;
+            std::size_t buffer;
+            const std::string* name;
+            const Matrix<T>* matrix;
+        };
+        std::vector<BufferEntry> buffers;
+        for (const auto& [name, matrix] : state.tensors) {
+            const auto parts = detail::split_entry(name);
+            const auto b = parts ? std::find(buffer_names.begin(), buffer_names.end(), parts->first)
+                                 : buffer_names.end();
+            if (b == buffer_names.end()) {
+                throw value_error(where + "unknown tensor '" + name + "' (with these options " +
                                   name_ + " keeps " + buffer_list(buffer_names) + ")");
             }
-            const std::size_t index = check_index(where, key, indexed->second);
-            const Shape expected = params_[index].shape();
-            const Shape got{matrix.rows(), matrix.cols()};
-            if (got != expected) {
-                throw shape_error(where + "the tensor '" + key + "' is " + to_string(got) +
-                                  " but parameter " + std::to_string(index) + " is " +
-                                  to_string(expected));
-            }
-            if (found[index][b] != nullptr) {
-                throw value_error(where + "the tensor '" + key + "' is given twice");
-            }
-            found[index][b] = &matrix;
+            buffers.push_back({parts->second, static_cast<std::size_t>(b - buffer_names.begin()),
+                               &name, &matrix});
         }
 
-        // A parameter has all of its state or none of it.
+        const KeyResolver resolve(keys, named, where, steps, buffers);
+
+        // Step counts: whole numbers >= 0 (0: never updated), exact in a double, one each.
+        std::vector<std::optional<std::int64_t>> param_steps(params_.size());
+        for (const auto& [key, value] : steps) {
+            const std::string entry = "step." + std::string(key);
+            if (!(value >= 0.0 && value <= 9007199254740992.0 && value == std::floor(value))) {
+                throw value_error(where + "'" + entry + "' must be a whole number >= 0, got " +
+                                  detail::number_text(value));
+            }
+            std::optional<std::int64_t>& step = param_steps[resolve(key, entry)];
+            if (step) throw value_error(where + "the scalar '" + entry + "' is given twice");
+            step = static_cast<std::int64_t>(value);
+        }
+
+        // Buffers: shapes that fit, no duplicates.
+        std::vector<std::vector<const Matrix<T>*>> found(
+            params_.size(), std::vector<const Matrix<T>*>(buffer_names.size(), nullptr));
+        for (const BufferEntry& entry : buffers) {
+            const std::size_t index = resolve(entry.key, *entry.name);
+            const Shape expected = params_[index].shape();
+            const Shape got{entry.matrix->rows(), entry.matrix->cols()};
+            if (got != expected) {
+                throw shape_error(where + "the tensor '" + *entry.name + "' is " + to_string(got) +
+                                  " but " + describe(index, keys, named) + " is " + to_string(expected));
+            }
+            if (found[index][entry.buffer] != nullptr) {
+                throw value_error(where + "the tensor '" + *entry.name + "' is given twice");
+            }
+            found[index][entry.buffer] = entry.matrix;
+        }
+
+        // Every parameter is accounted for (unless the state has no per-parameter entries at
+        // all), and has all of its buffers if it was updated, none if it was not.
+        const bool per_parameter = !steps.empty() || !buffers.empty();
         for (std::size_t i = 0; i < params_.size(); ++i) {
+            const std::string key = resolve.key_of(i);
+            if (per_parameter && !param_steps[i]) {
+                throw value_error(where + "the state has no 'step." + key + "' for " +
+                                  describe(i, keys, named) +
+                                  ": it was saved for other parameters (or is incomplete)");
+            }
+            const std::int64_t step = param_steps[i].value_or(0);
             for (std::size_t b = 0; b < buffer_names.size(); ++b) {
-                const std::string entry = buffer_names[b] + "." + std::to_string(i);
-                if (param_steps[i] != 0 && found[i][b] == nullptr) {
-                    throw value_error(where + "'step." + std::to_string(i) + "' is given but '" +
-                                      entry + "' is missing");
+                const std::string entry = buffer_names[b] + "." + key;
+                if (step != 0 && found[i][b] == nullptr) {
+                    throw value_error(where + "'step." + key + "' is " + std::to_string(step) +
+                                      " but '" + entry + "' is missing");
                 }
-                if (param_steps[i] == 0 && found[i][b] != nullptr) {
-                    throw value_error(where + "'" + entry + "' is given but 'step." +
-                                      std::to_string(i) + "' is missing");
+                if (step == 0 && found[i][b] != nullptr) {
+                    throw value_error(where + "'" + entry + "' is given but 'step." + key +
+                                      "' is " + (param_steps[i] ? "0" : "missing"));
                 }
             }
         }
@@ -243,8 +300,8 @@ public:
         // All checked: build the new state aside, then commit with operations that cannot fail.
         std::vector<ParamState> slots(params_.size());
         for (std::size_t i = 0; i < params_.size(); ++i) {
-            if (param_steps[i] == 0) continue;
-            slots[i].step = param_steps[i];
+            slots[i].step = param_steps[i].value_or(0);
+            if (slots[i].step == 0) continue;
             for (std::size_t b = 0; b < buffer_names.size(); ++b) {
                 slots[i].buffers.push_back(*found[i][b]);
             }
@@ -263,14 +320,20 @@ protected:
         std::vector<Matrix<T>> buffers;
     };
 
-    // `name` prefixes every error message ("SGD", "Adam", ...).
-    Optimizer(const char* name, std::vector<Tensor<T>> params)
-        : name_(name), params_(std::move(params)), slots_(params_.size()) {
+    // `name` prefixes every error message ("SGD", "Adam", ...). As in torch.optim, the list
+    // may not be empty, and every parameter must be a distinct leaf that requires grad.
+    Optimizer(const char* name, ParameterList<T> params)
+        : name_(name),
+          params_(params.tensors()),
+          keys_(params.keys()),
+          named_(params.named()),
+          slots_(params_.size()) {
         if (params_.empty()) {
-            throw value_error(std::string(name_) + ": the parameter list is empty");
+            throw value_error(std::string(name_) + ": optimizer got an empty parameter list");
         }
         for (std::size_t i = 0; i < params_.size(); ++i) {
-            const std::string which = std::string(name_) + ": parameter " + std::to_string(i);
+            const std::string which = std::string(name_) + ": " + describe(i, keys_, named_);
+            if (named_ && keys_[i].empty()) throw value_error(which + " has an empty name");
             if (!params_[i].defined()) throw value_error(which + " is an empty Tensor handle");
             if (!params_[i].is_leaf()) {
                 throw value_error(which + " is not a leaf (it was made by '" +
@@ -282,8 +345,12 @@ protected:
             }
             for (std::size_t j = 0; j < i; ++j) {
                 if (&params_[j].node() == &params_[i].node()) {
-                    throw value_error(which + " is the same tensor as parameter " +
-                                      std::to_string(j) + "; it would be updated twice per step");
+                    throw value_error(which + " is the same tensor as " + describe(j, keys_, named_) +
+                                      "; it would be updated twice per step");
+                }
+                if (keys_[j] == keys_[i]) {
+                    throw value_error(which + " has the same name as " + describe(j, keys_, named_) +
+                                      "; their states could not be told apart");
                 }
             }
         }
@@ -324,14 +391,86 @@ protected:
     [[nodiscard]] const char* name() const noexcept { return name_; }
 
 private:
-    std::size_t check_index(const std::string& where, const std::string& key,
-                            std::size_t index) const {
-        if (index >= params_.size()) {
-            throw value_error(where + "'" + key + "' refers to parameter " + std::to_string(index) +
-                              " but there are only " + std::to_string(params_.size()));
-        }
-        return index;
+    // "parameter 'layers.0.weight'" when the keys are names, else "parameter 3".
+    static std::string describe(std::size_t i, const std::vector<std::string>& keys, bool named) {
+        return named ? "parameter '" + keys[i] + "'" : "parameter " + std::to_string(i);
     }
+
+    void check_keys(const char* function, const std::vector<std::string>& keys) const {
+        const std::string where = std::string(name_) + ": " + function + ": ";
+        if (keys.size() != params_.size()) {
+            throw value_error(where + std::to_string(keys.size()) + " keys for " +
+                              std::to_string(params_.size()) + " parameters");
+        }
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            if (keys[i].empty()) throw value_error(where + "the key of parameter " + std::to_string(i) + " is empty");
+            for (std::size_t j = 0; j < i; ++j) {
+                if (keys[j] == keys[i]) {
+                    throw value_error(where + "parameters " + std::to_string(j) + " and " +
+                                      std::to_string(i) + " have the same key '" + keys[i] + "'");
+                }
+            }
+        }
+    }
+
+    // Maps a state's parameter keys to this optimiser's parameters: by key, or, for a state in
+    // the old positional format given to a named optimiser, by position.
+    class KeyResolver {
+    public:
+        template <class Steps, class Buffers>
+        KeyResolver(const std::vector<std::string>& keys, bool named, const std::string& where,
+                    const Steps& steps, const Buffers& buffers)
+            : keys_(keys), named_(named), where_(where) {
+            for (std::size_t i = 0; i < keys.size(); ++i) index_.emplace(keys[i], i);
+            if (!named) return;
+            bool any_key = false;
+            bool all_positions = true;
+            const auto look = [&](std::string_view key) {
+                any_key = any_key || index_.contains(std::string(key));
+                all_positions = all_positions && detail::is_position(key);
+            };
+            for (const auto& step : steps) look(step.first);
+            for (const auto& buffer : buffers) look(buffer.key);
+            legacy_ = !any_key && all_positions && !(steps.empty() && buffers.empty());
+        }
+
+        // The index of the parameter `key` names; `entry` is the state's entry, for messages.
+        std::size_t operator()(std::string_view key, const std::string& entry) const {
+            if (legacy_) {
+                std::size_t index = 0;
+                const auto parsed = std::from_chars(key.data(), key.data() + key.size(), index);
+                if (parsed.ec == std::errc() && index < keys_.size()) return index;
+            } else if (const auto it = index_.find(std::string(key)); it != index_.end()) {
+                return it->second;
+            }
+            throw value_error(where_ + "'" + entry + "' is for a parameter '" + std::string(key) +
+                              "' that this optimiser does not have (" + known() + ")");
+        }
+
+        [[nodiscard]] std::string key_of(std::size_t i) const {
+            return legacy_ ? std::to_string(i) : keys_[i];
+        }
+
+    private:
+        [[nodiscard]] std::string known() const {
+            const auto& keys = keys_;
+            if (!named_ || legacy_) {
+                return "it has " + std::to_string(keys.size()) + " parameters, 0 to " +
+                       std::to_string(keys.size() - 1);
+            }
+            std::string out = "its parameters are ";
+            const std::size_t shown = std::min<std::size_t>(keys.size(), 8);
+            for (std::size_t i = 0; i < shown; ++i) out += (i ? ", '" : "'") + keys[i] + "'";
+            if (shown < keys.size()) out += ", ... (" + std::to_string(keys.size()) + " in all)";
+            return out;
+        }
+
+        const std::vector<std::string>& keys_;
+        bool named_;
+        const std::string& where_;
+        std::map<std::string, std::size_t> index_;
+        bool legacy_ = false;
+    };
 
     static std::string hyper_parameter_list(const HyperParameters& all) {
         std::string out;
@@ -342,12 +481,14 @@ private:
     static std::string buffer_list(const std::vector<std::string>& names) {
         if (names.empty()) return "no buffers";
         std::string out;
-        for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n + ".<i>";
+        for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n + ".<parameter>";
         return out;
     }
 
     const char* name_;
     std::vector<Tensor<T>> params_;
+    std::vector<std::string> keys_;
+    bool named_ = false;
     std::vector<ParamState> slots_;
     std::int64_t step_count_ = 0;
 };

@@ -3,7 +3,7 @@
 //
 //   g = grad + weight_decay * p
 //   s = alpha * s + (1 - alpha) * g^2
-//   centered:  a = alpha * a + (1 - alpha) * g,  d = sqrt(s - a^2) + eps
+//   centered:  a = alpha * a + (1 - alpha) * g,  d = sqrt(max(s - a^2, 0)) + eps
 //   else:      d = sqrt(s) + eps
 //   momentum > 0:  buf = momentum * buf + g / d,  p = p - lr * buf
 //   else:          p = p - lr * g / d
@@ -29,7 +29,7 @@ struct RMSpropOptions {
 template <class T>
 class RMSprop final : public Optimizer<T> {
 public:
-    RMSprop(std::vector<Tensor<T>> params, RMSpropOptions options = {})
+    RMSprop(ParameterList<T> params, RMSpropOptions options = {})
         : Optimizer<T>("RMSprop", std::move(params)), options_(options) {
         validate(options_);
     }
@@ -38,8 +38,10 @@ public:
 
     [[nodiscard]] double lr() const override { return options_.lr; }
     void set_lr(double lr) override {
-        detail::require_non_negative("RMSprop", "lr", lr);
-        options_.lr = lr;
+        RMSpropOptions candidate = options_;
+        candidate.lr = lr;
+        validate(candidate);
+        options_ = candidate;
     }
 
     void step() override {
@@ -61,8 +63,10 @@ public:
             if (centered) {
                 auto grad_avg = state.buffers[use_momentum ? 2 : 1].array();
                 grad_avg = alpha * grad_avg + one_minus_alpha * g;
-                update(p, g, (square_avg - grad_avg.square()).sqrt() + eps, state, lr, momentum,
-                       use_momentum);
+                // s - a^2 is a variance, >= 0 in exact arithmetic; rounding can take it a few
+                // ulps below 0 once the gradient is nearly constant, where sqrt would give NaN.
+                update(p, g, (square_avg - grad_avg.square()).max(T(0)).sqrt() + eps, state, lr,
+                       momentum, use_momentum);
             } else {
                 update(p, g, square_avg.sqrt() + eps, state, lr, momentum, use_momentum);
             }
@@ -118,11 +122,14 @@ private:
     }
 
     static void validate(const RMSpropOptions& o) {
-        detail::require_non_negative("RMSprop", "lr", o.lr);
-        detail::require_unit_interval_closed("RMSprop", "alpha", o.alpha);
-        detail::require_non_negative("RMSprop", "eps", o.eps);
-        detail::require_non_negative("RMSprop", "weight_decay", o.weight_decay);
-        detail::require_unit_interval_open("RMSprop", "momentum", o.momentum);
+        detail::check_non_negative("RMSprop", "lr", o.lr);
+        detail::check_unit_interval_closed("RMSprop", "alpha", o.alpha);
+        detail::check_positive("RMSprop", "eps", o.eps);
+        detail::check_non_negative("RMSprop", "weight_decay", o.weight_decay);
+        detail::check_unit_interval_open("RMSprop", "momentum", o.momentum);
+        detail::check_fits<T>("RMSprop", "lr", o.lr);
+        detail::check_fits<T>("RMSprop", "eps", o.eps);
+        detail::check_fits<T>("RMSprop", "weight_decay", o.weight_decay);
     }
 
     RMSpropOptions options_;

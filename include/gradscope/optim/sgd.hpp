@@ -27,7 +27,7 @@ struct SGDOptions {
 template <class T>
 class SGD final : public Optimizer<T> {
 public:
-    SGD(std::vector<Tensor<T>> params, SGDOptions options = {})
+    SGD(ParameterList<T> params, SGDOptions options = {})
         : Optimizer<T>("SGD", std::move(params)), options_(options) {
         validate(options_);
     }
@@ -36,8 +36,10 @@ public:
 
     [[nodiscard]] double lr() const override { return options_.lr; }
     void set_lr(double lr) override {
-        detail::require_non_negative("SGD", "lr", lr);
-        options_.lr = lr;
+        SGDOptions candidate = options_;
+        candidate.lr = lr;
+        validate(candidate);
+        options_ = candidate;
     }
 
     void step() override {
@@ -108,15 +110,17 @@ private:
     }
 
     static void validate(const SGDOptions& o) {
-        detail::require_non_negative("SGD", "lr", o.lr);
-        detail::require_unit_interval_open("SGD", "momentum", o.momentum);
-        detail::require_unit_interval_closed("SGD", "dampening", o.dampening);
-        detail::require_non_negative("SGD", "weight_decay", o.weight_decay);
+        detail::check_non_negative("SGD", "lr", o.lr);
+        detail::check_unit_interval_open("SGD", "momentum", o.momentum);
+        detail::check_unit_interval_closed("SGD", "dampening", o.dampening);
+        detail::check_non_negative("SGD", "weight_decay", o.weight_decay);
         if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
-            throw value_error("SGD: nesterov needs momentum > 0 and dampening = 0 (got momentum " +
-                              detail::format_number(o.momentum) + ", dampening " +
-                              detail::format_number(o.dampening) + ")");
+            throw value_error("SGD: nesterov needs momentum > 0 and dampening = 0, got momentum " +
+                              detail::number_text(o.momentum) + ", dampening " +
+                              detail::number_text(o.dampening));
         }
+        detail::check_fits<T>("SGD", "lr", o.lr);
+        detail::check_fits<T>("SGD", "weight_decay", o.weight_decay);
     }
 
     SGDOptions options_;
