@@ -22,12 +22,14 @@
 // BatchNorm's num_batches_tracked a 0-d scalar. With SaveOptions::pytorch_shapes (the default)
 // the file uses PyTorch's shapes, so that
 // torch_module.load_state_dict({name: tensor for each tensor in the file}) accepts it:
-//   - a [1 x 1] tensor named num_batches_tracked is written as a scalar, shape [];
-//   - any other [1 x n] tensor is written as [n], except a tensor whose own name starts with
-//     "weight" in a module that is not a normalisation layer (BatchNorm1d, LayerNorm): that
-//     is an [out x in] matrix that happens to have one row (Linear(in, 1)), which PyTorch
-//     keeps 2-D as well;
+//   - a [1 x 1] tensor registered as a TensorRole::counter (num_batches_tracked) is written as
+//     a scalar, shape [];
+//   - any other [1 x n] tensor is written as [n], except one registered as a
+//     TensorRole::weight: that is an [out x in] matrix that happens to have one row
+//     (Linear(in, 1)), which PyTorch keeps 2-D as well;
 //   - everything else is written [rows, cols].
+// The roles are what the modules declared when they registered their tensors (nn/module.hpp),
+// so a user's module gets PyTorch's shapes by declaring its weights as weights.
 // PyTorch stores num_batches_tracked as int64; gradscope writes it in the module's dtype, and
 // Tensor.copy_ (which load_state_dict uses) converts it. Loading accepts, for a [1 x n] tensor,
 // [1, n] or [n], and for a [1 x 1] tensor also []; any other shape must match [rows, cols].
@@ -379,13 +381,11 @@ inline ParsedFile parse(std::span<const std::byte> bytes, std::string_view sourc
 }
 
 // The shape a [1 x n] tensor is written in for PyTorch (see the top of this file).
-inline std::vector<std::uint64_t> file_shape(Shape s, bool pytorch_shapes, std::string_view owner_type,
-                                             std::string_view local_name) {
+inline std::vector<std::uint64_t> file_shape(Shape s, bool pytorch_shapes, TensorRole role) {
     const auto rows = static_cast<std::uint64_t>(s.rows), cols = static_cast<std::uint64_t>(s.cols);
     if (!pytorch_shapes || s.rows != 1) return {rows, cols};
-    if (local_name == "num_batches_tracked" && s.cols == 1) return {};
-    const bool normalisation = owner_type == "BatchNorm1d" || owner_type == "LayerNorm";
-    if (local_name.starts_with("weight") && !normalisation) return {rows, cols};
+    if (role == TensorRole::counter && s.cols == 1) return {};
+    if (role == TensorRole::weight) return {rows, cols};
     return {cols};
 }
 
@@ -621,13 +621,14 @@ struct Layout {
     std::uint64_t total = 0;
 };
 
+// Every parameter's and buffer's role, by its dotted name.
 template <class T>
-void collect_module_types(const Module<T>& m, const std::string& path,
-                          std::map<std::string, std::string>& out) {
-    out.emplace(path, m.type_name());
-    for (const auto& [name, child] : m.children()) {
-        collect_module_types(*child, path.empty() ? name : path + "." + name, out);
+void collect_roles(const Module<T>& m, const std::string& path, std::map<std::string, TensorRole>& out) {
+    const auto join = [&path](const std::string& name) { return path.empty() ? name : path + "." + name; };
+    for (const auto* list : {&m.own_parameters(), &m.own_buffers()}) {
+        for (const auto& [name, t] : *list) out.emplace(join(name), m.role_of(name));
     }
+    for (const auto& [name, child] : m.children()) collect_roles(*child, join(name), out);
 }
 
 template <class T>
@@ -639,8 +640,8 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
                              " uses the reserved prefix \"optimizer.\"");
         }
     }
-    std::map<std::string, std::string> module_types;
-    collect_module_types(module, "", module_types);
+    std::map<std::string, TensorRole> roles;
+    collect_roles(module, "", roles);
 
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     std::map<std::string, std::string> metadata = options.metadata;
@@ -671,13 +672,9 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
             fail(source, "cannot save: the module's tensor " + in_quotes(name) +
                              " uses the reserved prefix \"optimizer.\"");
         }
-        const std::size_t dot = name.rfind('.');
-        const std::string owner = dot == std::string::npos ? "" : name.substr(0, dot);
-        const std::string local = dot == std::string::npos ? name : name.substr(dot + 1);
-        const auto type = module_types.find(owner);
-        const std::string_view owner_type = type == module_types.end() ? std::string_view() : type->second;
+        const auto role = roles.find(name);
         add(name, t.value().data(), t.shape(),
-            file_shape(t.shape(), options.pytorch_shapes, owner_type, local));
+            file_shape(t.shape(), options.pytorch_shapes, role == roles.end() ? TensorRole::other : role->second));
     };
     for (const auto& [name, t] : module.named_parameters()) add_module_tensor(name, t);
     for (const auto& [name, t] : module.named_buffers()) add_module_tensor(name, t);
