@@ -52,11 +52,15 @@ for stale in "$parent"/root.*; do
   fi
 done
 root=$(mktemp -d "$parent/root.XXXXXX")
+step="creating $root"
 chmod 755 "$root"  # the root's /: apt's _apt user and the build must be able to enter it
 mounts=()
 
 cleanup() {
   local status=$? i
+  if [[ $status -ne 0 ]]; then
+    printf '\nbare_debian_check: FAILED (exit status %s) at %s in: %s\n' "$status" "$(date +%T)" "$step" >&2
+  fi
   for (( i=${#mounts[@]}-1; i>=0; i-- )); do
     umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" ||
       printf 'bare_debian_check: could not unmount %s\n' "${mounts[i]}" >&2
@@ -89,6 +93,7 @@ times=()
 timed() {  # timed LABEL COMMAND...
   local label=$1 start=$SECONDS took
   shift
+  step=$label
   say "$label"
   "$@"
   took=$(( SECONDS - start ))
@@ -98,6 +103,7 @@ timed() {  # timed LABEL COMMAND...
 
 timed "debootstrap --variant=minbase bookworm $root $mirror" \
   debootstrap --variant=minbase bookworm "$root" "$mirror"
+step="setting up the root (resolv.conf, /proc, /sys, /dev)"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount_in_root /proc -t proc proc
 mount_in_root /sys -t sysfs sysfs
