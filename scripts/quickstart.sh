@@ -4,9 +4,9 @@
 #   scripts/quickstart.sh example   build and run the main example, the depth sweep (gradscope-sweep)
 #   scripts/quickstart.sh test      build everything and run the whole test suite
 #
-# Works on a fresh Debian 12 machine that has a C++ compiler, cmake and apt: missing Debian
-# packages are installed first (as root, or through sudo). Builds go to build/release
-# (CMakePresets.json, preset "release").
+# Works on a bare Debian 12 machine (apt, and root or sudo, are all it needs): missing Debian
+# packages are installed first, the compiler and cmake included (scripts/debian_packages.sh).
+# Builds go to build/release (CMakePresets.json, preset "release").
 set -euo pipefail
 
 JOBS=2
@@ -38,7 +38,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/debian_packages.sh
 install_missing_packages "${DEBIAN_PACKAGES[@]}"
 
+# After the install, so that these name only what it could not provide.
+cxx=${CXX:-c++}
+command -v "${cxx%% *}" >/dev/null 2>&1 ||
+  die "C++ compiler '$cxx' not found; install one (Debian: apt-get install g++) or set CXX to one"
 command -v cmake >/dev/null 2>&1 || die "cmake not found (Debian: apt-get install cmake)"
+cmake_version=$(cmake --version | sed -n '1s/^cmake version //p')
+[[ $(printf '%s\n' 3.23 "$cmake_version" | sort -V | head -n 1) == 3.23 ]] ||
+  die "$(command -v cmake) is version '$cmake_version'; the presets need 3.23 or newer (Debian 12's, apt-get install cmake, is 3.25): put one first on PATH"
 command -v ninja >/dev/null 2>&1 || die "ninja not found even after installing ninja-build"
 
 say "Configuring (cmake --preset release)"
