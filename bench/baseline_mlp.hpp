@@ -125,7 +125,8 @@ private:
         xhat.array().rowwise() *= inv_std.array();
         out = (xhat.array().rowwise() * gamma_[l].array()).rowwise() + beta_[l].array();
         running_mean_[l] = (T(1) - bn_momentum) * running_mean_[l] + bn_momentum * mean;
-        running_var_[l] = (T(1) - bn_momentum) * running_var_[l] + (bn_momentum * B / (B - T(1))) * var;
+        running_var_[l] =
+            (T(1) - bn_momentum) * running_var_[l] + (bn_momentum * B / (B - T(1))) * var;
     }
 
     // Gamma's and beta's gradients from d out; then, if wanted, d in (in place in `grad`):

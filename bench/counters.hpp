@@ -10,8 +10,10 @@ namespace gradscope::bench {
 
 inline void report_throughput(benchmark::State& state, const Workload& w) {
     using benchmark::Counter;
-    state.counters["samples_per_s"] = Counter(static_cast<double>(w.batch), Counter::kIsIterationInvariantRate);
-    state.counters["GFLOPs"] = Counter(w.flops_per_step() * 1e-9, Counter::kIsIterationInvariantRate);
+    state.counters["samples_per_s"] =
+        Counter(static_cast<double>(w.batch), Counter::kIsIterationInvariantRate);
+    state.counters["GFLOPs"] =
+        Counter(w.flops_per_step() * 1e-9, Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace gradscope::bench

@@ -35,9 +35,12 @@ enum class Extra { none, monitor, anomaly };
 
 const char* implementation_name(Extra extra) {
     switch (extra) {
-        case Extra::monitor: return "gradscope+monitor";
-        case Extra::anomaly: return "gradscope+anomaly";
-        case Extra::none: break;
+        case Extra::monitor:
+            return "gradscope+monitor";
+        case Extra::anomaly:
+            return "gradscope+anomaly";
+        case Extra::none:
+            break;
     }
     return "gradscope";
 }
@@ -69,10 +72,12 @@ void report(benchmark::State& state, const Workload& w, int threads) {
     report_throughput(state, w);
     // Eigen ignores setNbThreads without OpenMP: say what really ran.
     state.counters["eigen_threads"] = static_cast<double>(Eigen::nbThreads());
-    if (Eigen::nbThreads() != threads) state.SkipWithError("Eigen did not take the thread count (built without OpenMP?)");
+    if (Eigen::nbThreads() != threads)
+        state.SkipWithError("Eigen did not take the thread count (built without OpenMP?)");
 }
 
-void gradscope_step(benchmark::State& state, const Workload w, Kind kind, int threads, Extra extra) {
+void gradscope_step(benchmark::State& state, const Workload w, Kind kind, int threads,
+                    Extra extra) {
     use_threads(threads);
     auto net = make_network<float>(w, parameter_seed);
     const auto params = net->parameters();
@@ -83,7 +88,8 @@ void gradscope_step(benchmark::State& state, const Workload w, Kind kind, int th
 
     // Recording every step, keeping a window of them, as a training loop that logs would.
     std::optional<diag::GradientMonitor<float>> monitor;
-    if (extra == Extra::monitor) monitor.emplace(*net, diag::GradientMonitor<float>::Options{.keep_last = 64});
+    if (extra == Extra::monitor)
+        monitor.emplace(*net, diag::GradientMonitor<float>::Options{.keep_last = 64});
     const AnomalyGuard anomaly(extra == Extra::anomaly);
 
     for (auto _ : state) {
@@ -154,7 +160,9 @@ std::vector<int> thread_counts() {
 
 template <class Fn, class... Args>
 void add(const std::string& name, Fn fn, Args... args) {
-    benchmark::RegisterBenchmark(name.c_str(), fn, args...)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(name.c_str(), fn, args...)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
 }
 
 [[maybe_unused]] const bool registered = [] {
@@ -162,16 +170,19 @@ void add(const std::string& name, Fn fn, Args... args) {
         for (const Kind kind : {Kind::backprop, Kind::train}) {
             for (const int threads : thread_counts()) {
                 add(benchmark_name(w, "baseline", kind, threads), baseline_step, w, kind, threads);
-                add(benchmark_name(w, "gradscope", kind, threads), gradscope_step, w, kind, threads, Extra::none);
+                add(benchmark_name(w, "gradscope", kind, threads), gradscope_step, w, kind, threads,
+                    Extra::none);
             }
         }
         if (!w.batch_norm && !w.residual) {  // the variants' products are the plain shape's
             for (const int threads : thread_counts()) {
-                add(benchmark_name(w, "gemms_only", Kind::backprop, threads), gemms_only_step, w, threads);
+                add(benchmark_name(w, "gemms_only", Kind::backprop, threads), gemms_only_step, w,
+                    threads);
             }
         }
         for (const Extra extra : {Extra::monitor, Extra::anomaly}) {
-            add(benchmark_name(w, implementation_name(extra), Kind::train, 1), gradscope_step, w, Kind::train, 1, extra);
+            add(benchmark_name(w, implementation_name(extra), Kind::train, 1), gradscope_step, w,
+                Kind::train, 1, extra);
         }
     }
     return true;

@@ -21,11 +21,13 @@ using namespace gradscope::bench;
 struct TorchMlp : torch::nn::Module {
     TorchMlp(const Workload& w) : residual(w.residual) {
         for (std::int64_t l = 0; l < w.depth; ++l) {
-            auto linear = register_module("linear" + std::to_string(l), torch::nn::Linear(w.width, w.width));
+            auto linear =
+                register_module("linear" + std::to_string(l), torch::nn::Linear(w.width, w.width));
             torch::nn::init::normal_(linear->weight, 0.0, w.weight_stddev());
             linears.push_back(linear);
             if (w.batch_norm && l + 1 < w.depth) {
-                norms.push_back(register_module("bn" + std::to_string(l), torch::nn::BatchNorm1d(w.width)));
+                norms.push_back(
+                    register_module("bn" + std::to_string(l), torch::nn::BatchNorm1d(w.width)));
             }
         }
     }
@@ -55,7 +57,8 @@ struct TorchMlp : torch::nn::Module {
 // OpenBLAS used both cores.
 void set_blas_threads(int threads) {
     using SetThreads = void (*)(int);
-    if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+    if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+        set(threads);
 }
 
 void report(benchmark::State& state, const Workload& w) {
@@ -87,8 +90,8 @@ void libtorch_step(benchmark::State& state, const Workload w, Kind kind, int thr
     for (const Workload& w : workloads) {
         for (const Kind kind : {Kind::backprop, Kind::train}) {
             for (const int threads : {1, 2}) {
-                benchmark::RegisterBenchmark(benchmark_name(w, "libtorch", kind, threads).c_str(), libtorch_step, w,
-                                             kind, threads)
+                benchmark::RegisterBenchmark(benchmark_name(w, "libtorch", kind, threads).c_str(),
+                                             libtorch_step, w, kind, threads)
                     ->UseRealTime()
                     ->Unit(benchmark::kMicrosecond);
             }

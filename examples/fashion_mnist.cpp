@@ -121,8 +121,8 @@ nlohmann::json to_json(const Settings& s) {
 // ---------------------------------------------------------------------------------------------
 // The network
 
-const std::vector<std::string> init_names{"default", "naive", "xavier", "xavier_uniform", "he",
-                                          "he_uniform", "lecun", "orthogonal"};
+const std::vector<std::string> init_names{"default", "naive",      "xavier", "xavier_uniform",
+                                          "he",      "he_uniform", "lecun",  "orthogonal"};
 
 // "default" is PyTorch's nn.Linear initialisation (an empty Initializer means that to mlp()).
 init::Initializer<float> make_init(const std::string& name) {
@@ -160,18 +160,22 @@ std::shared_ptr<MLP<float>> make_network(const Settings& s, Index inputs, Index 
 
 std::unique_ptr<Optimizer<float>> make_optimizer(const Settings& s, std::vector<TensorF> params) {
     if (s.optimizer == "sgd") {
-        return std::make_unique<SGD<float>>(std::move(params),
-                                            SGDOptions{.lr = s.lr, .momentum = s.momentum, .weight_decay = s.weight_decay});
+        return std::make_unique<SGD<float>>(
+            std::move(params),
+            SGDOptions{.lr = s.lr, .momentum = s.momentum, .weight_decay = s.weight_decay});
     }
     if (s.optimizer == "adam") {
-        return std::make_unique<Adam<float>>(std::move(params), AdamOptions{.lr = s.lr, .weight_decay = s.weight_decay});
+        return std::make_unique<Adam<float>>(
+            std::move(params), AdamOptions{.lr = s.lr, .weight_decay = s.weight_decay});
     }
     if (s.optimizer == "adamw") {
-        return std::make_unique<AdamW<float>>(std::move(params), AdamWOptions{.lr = s.lr, .weight_decay = s.weight_decay});
+        return std::make_unique<AdamW<float>>(
+            std::move(params), AdamWOptions{.lr = s.lr, .weight_decay = s.weight_decay});
     }
     if (s.optimizer == "rmsprop") {
         return std::make_unique<RMSprop<float>>(
-            std::move(params), RMSpropOptions{.lr = s.lr, .weight_decay = s.weight_decay, .momentum = s.momentum});
+            std::move(params),
+            RMSpropOptions{.lr = s.lr, .weight_decay = s.weight_decay, .momentum = s.momentum});
     }
     throw value_error("unknown optimiser '" + s.optimizer + "'");
 }
@@ -195,11 +199,13 @@ std::filesystem::path data_file(const std::filesystem::path& dir, const char* na
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) {
         const bool no_dir = !std::filesystem::is_directory(dir, ec);
-        throw io_error(path.string() + ": no such file" +
-                       (no_dir ? " (the directory " + dir.string() + " does not exist either)" : std::string()) +
-                       ". Fashion-MNIST comes from Debian's dataset-fashion-mnist package (apt-get install "
-                       "dataset-fashion-mnist; scripts/quickstart.sh installs it), or give the directory "
-                       "that holds the four *-ubyte.gz files with --data");
+        throw io_error(
+            path.string() + ": no such file" +
+            (no_dir ? " (the directory " + dir.string() + " does not exist either)"
+                    : std::string()) +
+            ". Fashion-MNIST comes from Debian's dataset-fashion-mnist package (apt-get install "
+            "dataset-fashion-mnist; scripts/quickstart.sh installs it), or give the directory "
+            "that holds the four *-ubyte.gz files with --data");
     }
     return path;
 }
@@ -222,7 +228,8 @@ std::pair<double, double> pixel_statistics(const IdxArray& images) {
     return {mean, std::sqrt(std::max(0.0, squares / n - mean * mean))};
 }
 
-Dataset make_dataset(IdxArray images, const IdxArray& labels, Index limit, double mean, double stddev) {
+Dataset make_dataset(IdxArray images, const IdxArray& labels, Index limit, double mean,
+                     double stddev) {
     if (images.dims.size() != 3 || images.dims[1] != 28 || images.dims[2] != 28) {
         throw io_error(images.path.string() + ": expected 28 x 28 images");
     }
@@ -233,8 +240,8 @@ Dataset make_dataset(IdxArray images, const IdxArray& labels, Index limit, doubl
     }
     for (std::size_t i = 0; i < y.size(); ++i) {
         if (y[i] < 0 || y[i] > 9) {
-            throw io_error(labels.path.string() + ": label " + std::to_string(y[i]) + " at index " + std::to_string(i) +
-                           " is not a class 0-9");
+            throw io_error(labels.path.string() + ": label " + std::to_string(y[i]) + " at index " +
+                           std::to_string(i) + " is not a class 0-9");
         }
     }
     if (limit > 0 && static_cast<std::size_t>(limit) < y.size()) {
@@ -258,8 +265,10 @@ Data load_data(const Settings& s) {
     IdxArray train_images = read_idx(train_images_path);
     std::tie(data.mean, data.stddev) = pixel_statistics(train_images);
     data.full_train_size = train_images.dims.empty() ? 0 : static_cast<Index>(train_images.dims[0]);
-    data.train = make_dataset(std::move(train_images), read_idx(train_labels_path), s.limit, data.mean, data.stddev);
-    data.test = make_dataset(read_idx(test_images_path), read_idx(test_labels_path), 0, data.mean, data.stddev);
+    data.train = make_dataset(std::move(train_images), read_idx(train_labels_path), s.limit,
+                              data.mean, data.stddev);
+    data.test = make_dataset(read_idx(test_images_path), read_idx(test_labels_path), 0, data.mean,
+                             data.stddev);
     return data;
 }
 
@@ -325,18 +334,19 @@ class Progress {
 public:
     explicit Progress(bool enabled) : enabled_(enabled) {}
 
-    void update(int epoch, int epochs, Index done, Index total, double seconds, double loss, double accuracy,
-                bool force = false) {
+    void update(int epoch, int epochs, Index done, Index total, double seconds, double loss,
+                double accuracy, bool force = false) {
         if (!enabled_) return;
         const auto now = Clock::now();
         if (!force && now - last_ < std::chrono::milliseconds(100)) return;
         last_ = now;
         constexpr int bar = 30;
         const int filled = total > 0 ? static_cast<int>(bar * done / total) : bar;
-        std::printf("\r\033[Kepoch %d/%d [%s%s] %td/%td  %.0f samples/s  loss %.4f  acc %.2f%%", epoch, epochs,
-                    std::string(static_cast<std::size_t>(filled), '#').c_str(),
+        std::printf("\r\033[Kepoch %d/%d [%s%s] %td/%td  %.0f samples/s  loss %.4f  acc %.2f%%",
+                    epoch, epochs, std::string(static_cast<std::size_t>(filled), '#').c_str(),
                     std::string(static_cast<std::size_t>(bar - filled), '.').c_str(), done, total,
-                    seconds > 0 ? static_cast<double>(done) / seconds : 0.0, loss, 100.0 * accuracy);
+                    seconds > 0 ? static_cast<double>(done) / seconds : 0.0, loss,
+                    100.0 * accuracy);
         std::fflush(stdout);
     }
 
@@ -362,7 +372,8 @@ struct Run {
 
 std::string format_norms(const std::vector<diag::LayerStats>& layers) {
     std::string out;
-    for (const auto& l : layers) out += " " + diag::format_number(l.output_grad_norm, {diag::Notation::scientific, 2});
+    for (const auto& l : layers)
+        out += " " + diag::format_number(l.output_grad_norm, {diag::Notation::scientific, 2});
     return out;
 }
 
@@ -377,7 +388,8 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
     Matrix<float> batch_x(s.batch, data.train.x.cols());
     std::vector<int> batch_y(static_cast<std::size_t>(s.batch));
     std::int64_t step = 0;
-    const Index batches = s.norm == "batch" && n % s.batch == 1 ? n / s.batch : (n + s.batch - 1) / s.batch;
+    const Index batches =
+        s.norm == "batch" && n % s.batch == 1 ? n / s.batch : (n + s.batch - 1) / s.batch;
     const double total_steps = static_cast<double>(batches) * s.epochs;
 
     for (int epoch = 1; epoch <= s.epochs; ++epoch) {
@@ -399,13 +411,16 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             for (Index r = 0; r < rows; ++r) {
                 const Index source = order[static_cast<std::size_t>(begin + r)];
                 batch_x.row(r) = data.train.x.row(source);
-                batch_y[static_cast<std::size_t>(r)] = data.train.y[static_cast<std::size_t>(source)];
+                batch_y[static_cast<std::size_t>(r)] =
+                    data.train.y[static_cast<std::size_t>(source)];
             }
 
             // The monitor is attached only for the steps it logs, so the others pay nothing.
             std::optional<diag::GradientMonitor<float>> monitor;
             const bool logged = s.log_every > 0 && step % s.log_every == 0;
-            if (logged) monitor.emplace(net, diag::GradientMonitor<float>::Options{.keep_last = 1, .track_updates = false});
+            if (logged)
+                monitor.emplace(net, diag::GradientMonitor<float>::Options{.keep_last = 1,
+                                                                           .track_updates = false});
 
             const TensorF logits = net(TensorF::constant(batch_x));
             TensorF loss = cross_entropy(logits, batch_y);
@@ -417,7 +432,9 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             }
             if (s.clip > 0.0) clip_grad_norm(params, s.clip);
             if (s.schedule == "cosine") {
-                optimizer->set_lr(s.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * static_cast<double>(step) / total_steps)));
+                optimizer->set_lr(
+                    s.lr * 0.5 *
+                    (1.0 + std::cos(std::numbers::pi * static_cast<double>(step) / total_steps)));
             }
             optimizer->step();
 
@@ -430,25 +447,29 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             if (logged && !s.quiet) {
                 progress.clear();
                 const auto& layers = run.gradients.back().layers;
-                std::printf("  step %lld  |dL/dz| per layer (input side first):%s\n", static_cast<long long>(step - 1),
-                            format_norms(layers).c_str());
+                std::printf("  step %lld  |dL/dz| per layer (input side first):%s\n",
+                            static_cast<long long>(step - 1), format_norms(layers).c_str());
             }
-            progress.update(epoch, s.epochs, seen, n, seconds_since(start), mean_loss, accuracy, logged);
+            progress.update(epoch, s.epochs, seen, n, seconds_since(start), mean_loss, accuracy,
+                            logged);
         }
         EpochRecord record;
         record.epoch = epoch;
         record.seconds = seconds_since(start);
         record.train_loss = seen > 0 ? loss_sum / static_cast<double>(seen) : std::nan("");
-        record.train_accuracy = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : std::nan("");
-        record.samples_per_second = record.seconds > 0 ? static_cast<double>(seen) / record.seconds : 0.0;
+        record.train_accuracy =
+            seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : std::nan("");
+        record.samples_per_second =
+            record.seconds > 0 ? static_cast<double>(seen) / record.seconds : 0.0;
         record.last_step = step;
         record.test = evaluate(net, data.test);
         run.epochs.push_back(record);
         progress.clear();
         if (!s.quiet) {
-            std::printf("epoch %d/%d  loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.2f s  %.0f samples/s\n",
-                        epoch, s.epochs, record.train_loss, 100.0 * record.train_accuracy, record.test.loss,
-                        100.0 * record.test.accuracy, record.seconds, record.samples_per_second);
+            std::printf(
+                "epoch %d/%d  loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.2f s  %.0f samples/s\n",
+                epoch, s.epochs, record.train_loss, 100.0 * record.train_accuracy, record.test.loss,
+                100.0 * record.test.accuracy, record.seconds, record.samples_per_second);
             std::fflush(stdout);
         }
     }
@@ -473,10 +494,11 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
     for (const auto& g : run.gradients) {
         nlohmann::json layers = nlohmann::json::array();
         for (std::size_t l = 0; l < g.layers.size(); ++l) {
-            layers.push_back({{"layer", l + 1},
-                              {"name", g.layers[l].name},
-                              {"output_grad_norm", diag::json_number(g.layers[l].output_grad_norm)},
-                              {"weight_grad_norm", diag::json_number(g.layers[l].weight_grad_norm)}});
+            layers.push_back(
+                {{"layer", l + 1},
+                 {"name", g.layers[l].name},
+                 {"output_grad_norm", diag::json_number(g.layers[l].output_grad_norm)},
+                 {"weight_grad_norm", diag::json_number(g.layers[l].weight_grad_norm)}});
         }
         gradients.push_back({{"step", g.step}, {"epoch", g.epoch}, {"layers", std::move(layers)}});
     }
@@ -492,7 +514,9 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
             {"parameters", run.parameters},
             {"eigen_threads", run.threads},
             {"openmp", run.openmp},
-            {"initial", {{"test_loss", diag::json_number(run.initial.loss)}, {"test_accuracy", diag::json_number(run.initial.accuracy)}}},
+            {"initial",
+             {{"test_loss", diag::json_number(run.initial.loss)},
+              {"test_accuracy", diag::json_number(run.initial.accuracy)}}},
             {"epochs", std::move(epochs)},
             {"final_test_accuracy", diag::json_number(last.accuracy)},
             {"final_test_loss", diag::json_number(last.loss)},
@@ -507,9 +531,10 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
 std::string csv(const Run& run) {
     std::ostringstream out;
     out << "series,epoch,step,layer,value\n";
-    const auto row = [&](const char* series, int epoch, std::int64_t step, std::size_t layer, double value) {
-        out << series << ',' << epoch << ',' << step << ',' << (layer > 0 ? std::to_string(layer) : "") << ','
-            << diag::csv_number(value) << '\n';
+    const auto row = [&](const char* series, int epoch, std::int64_t step, std::size_t layer,
+                         double value) {
+        out << series << ',' << epoch << ',' << step << ','
+            << (layer > 0 ? std::to_string(layer) : "") << ',' << diag::csv_number(value) << '\n';
     };
     row("test_loss", 0, 0, 0, run.initial.loss);
     row("test_accuracy", 0, 0, 0, run.initial.accuracy);
@@ -534,7 +559,8 @@ std::string csv(const Run& run) {
 double svg_attribute(const std::string& svg, const std::string& name) {
     const std::string key = " " + name + "=\"";
     const std::size_t at = svg.find(key);
-    if (at == std::string::npos || at > svg.find('>')) throw std::logic_error("svg_plot wrote no " + name);
+    if (at == std::string::npos || at > svg.find('>'))
+        throw std::logic_error("svg_plot wrote no " + name);
     return std::stod(svg.substr(at + key.size()));
 }
 
@@ -543,24 +569,28 @@ std::string stack_svgs(const std::vector<std::string>& plots) {
     double width = 0.0, height = 0.0;
     std::string body;
     for (const auto& plot : plots) {
-        body += "<svg x=\"0\" y=\"" + diag::format_number(height, diag::svg_coordinate) + "\"" + plot.substr(4);  // after "<svg"
+        body += "<svg x=\"0\" y=\"" + diag::format_number(height, diag::svg_coordinate) + "\"" +
+                plot.substr(4);  // after "<svg"
         width = std::max(width, svg_attribute(plot, "width"));
         height += svg_attribute(plot, "height");
     }
     const std::string w = diag::format_number(width, diag::svg_coordinate);
     const std::string h = diag::format_number(height, diag::svg_coordinate);
-    return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + w + " " + h + "\" width=\"" + w +
-           "\" height=\"" + h + "\">\n<rect x=\"0\" y=\"0\" width=\"" + w + "\" height=\"" + h +
-           "\" fill=\"white\"/>\n" + body + "</svg>\n";
+    return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + w + " " + h +
+           "\" width=\"" + w + "\" height=\"" + h + "\">\n<rect x=\"0\" y=\"0\" width=\"" + w +
+           "\" height=\"" + h + "\" fill=\"white\"/>\n" + body + "</svg>\n";
 }
 
 std::string plot(const Settings& s, const Run& run) {
-    const std::string net = std::to_string(s.depth) + " x " + std::to_string(s.width) + " " + s.activation + ", " +
-                            s.init + (s.norm == "none" ? "" : ", " + s.norm + " norm") +
-                            (s.residual ? ", residual" : "") + ", " + s.optimizer + " lr " + diag::format_number(s.lr) +
-                            (s.schedule == "cosine" ? " (cosine)" : "") + ", batch " + std::to_string(s.batch);
-    diag::SvgSeries train_loss{.name = "train loss (mean over the epoch)"}, test_loss{.name = "test loss"};
-    diag::SvgSeries train_acc{.name = "train accuracy (running, over the epoch)"}, test_acc{.name = "test accuracy"};
+    const std::string net =
+        std::to_string(s.depth) + " x " + std::to_string(s.width) + " " + s.activation + ", " +
+        s.init + (s.norm == "none" ? "" : ", " + s.norm + " norm") +
+        (s.residual ? ", residual" : "") + ", " + s.optimizer + " lr " + diag::format_number(s.lr) +
+        (s.schedule == "cosine" ? " (cosine)" : "") + ", batch " + std::to_string(s.batch);
+    diag::SvgSeries train_loss{.name = "train loss (mean over the epoch)"},
+        test_loss{.name = "test loss"};
+    diag::SvgSeries train_acc{.name = "train accuracy (running, over the epoch)"},
+        test_acc{.name = "test accuracy"};
     test_loss.points.emplace_back(0.0, run.initial.loss);
     test_acc.points.emplace_back(0.0, 100.0 * run.initial.accuracy);
     for (const auto& e : run.epochs) {
@@ -570,8 +600,10 @@ std::string plot(const Settings& s, const Run& run) {
         train_acc.points.emplace_back(x, 100.0 * e.train_accuracy);
         test_acc.points.emplace_back(x, 100.0 * e.test.accuracy);
     }
-    diag::SvgSeries first_z{.name = "|dL/dz_1| (first Linear)"}, last_z{.name = "|dL/dz_L| (last Linear)"};
-    diag::SvgSeries first_w{.name = "|dL/dW_1|", .dash = "6 3"}, last_w{.name = "|dL/dW_L|", .dash = "6 3"};
+    diag::SvgSeries first_z{.name = "|dL/dz_1| (first Linear)"},
+        last_z{.name = "|dL/dz_L| (last Linear)"};
+    diag::SvgSeries first_w{.name = "|dL/dW_1|", .dash = "6 3"},
+        last_w{.name = "|dL/dW_L|", .dash = "6 3"};
     first_w.color = diag::svg_palette()[0];
     last_w.color = diag::svg_palette()[1];
     for (const auto& g : run.gradients) {
@@ -585,15 +617,25 @@ std::string plot(const Settings& s, const Run& run) {
     const double w = 900, h = 380;
     return stack_svgs({
         diag::svg_plot({train_loss, test_loss},
-                       {.title = "Fashion-MNIST: loss per epoch (" + net + ")", .x_label = "epoch",
-                        .y_label = "cross-entropy", .width = w, .height = h}),
+                       {.title = "Fashion-MNIST: loss per epoch (" + net + ")",
+                        .x_label = "epoch",
+                        .y_label = "cross-entropy",
+                        .width = w,
+                        .height = h}),
         diag::svg_plot({train_acc, test_acc},
-                       {.title = "accuracy per epoch (epoch 0: before training)", .x_label = "epoch",
-                        .y_label = "accuracy (%)", .width = w, .height = h}),
+                       {.title = "accuracy per epoch (epoch 0: before training)",
+                        .x_label = "epoch",
+                        .y_label = "accuracy (%)",
+                        .width = w,
+                        .height = h}),
         diag::svg_plot({first_z, last_z, first_w, last_w},
-                       {.title = "gradient norms, first and last Linear layer, every " + std::to_string(s.log_every) +
-                                 " steps",
-                        .x_label = "step", .y_label = "norm", .log_y = true, .width = w, .height = h}),
+                       {.title = "gradient norms, first and last Linear layer, every " +
+                                 std::to_string(s.log_every) + " steps",
+                        .x_label = "step",
+                        .y_label = "norm",
+                        .log_y = true,
+                        .width = w,
+                        .height = h}),
     });
 }
 
@@ -624,7 +666,8 @@ int main(int argc, char** argv) {
         "accuracy after each, the gradient reaching every Linear layer every N steps, and CSV, SVG, JSON and "
         "checkpoint files on request.",
         "gradscope-fashion-mnist"};
-    app.add_option("--data", s.data, "Directory with the four gzipped IDX files (Debian: dataset-fashion-mnist)")
+    app.add_option("--data", s.data,
+                   "Directory with the four gzipped IDX files (Debian: dataset-fashion-mnist)")
         ->type_name("DIR")
         ->capture_default_str();
     app.add_option("--depth", s.depth, "Hidden layers (the network has depth + 1 Linear layers)")
@@ -633,23 +676,28 @@ int main(int argc, char** argv) {
     app.add_option("--width", s.width, "Width of every hidden layer")
         ->check(CLI::Range(Index{1}, Index{1} << 16))
         ->capture_default_str();
-    app.add_option("--activation", s.activation, "Activation")->check(CLI::IsMember(builtin_activation_names()))->capture_default_str();
-    app.add_option("--init", s.init,
-                   "Weight initialiser: default = PyTorch's nn.Linear default; naive = N(0, 1); xavier = xavier_normal; "
-                   "he = he_normal (fan_in, ReLU gain); lecun = lecun_normal; orthogonal (gain 1). Biases always "
-                   "PyTorch's default")
+    app.add_option("--activation", s.activation, "Activation")
+        ->check(CLI::IsMember(builtin_activation_names()))
+        ->capture_default_str();
+    app.add_option(
+           "--init", s.init,
+           "Weight initialiser: default = PyTorch's nn.Linear default; naive = N(0, 1); xavier = xavier_normal; "
+           "he = he_normal (fan_in, ReLU gain); lecun = lecun_normal; orthogonal (gain 1). Biases always "
+           "PyTorch's default")
         ->check(CLI::IsMember(init_names))
         ->capture_default_str();
     app.add_option("--norm", s.norm, "Normalisation in every hidden layer")
         ->check(CLI::IsMember({"none", "batch", "layer"}))
         ->capture_default_str();
-    app.add_flag("--residual", s.residual,
-                 "Pre-activation residual blocks x + s * linear(act(norm(x))) for the hidden layers after the first");
+    app.add_flag(
+        "--residual", s.residual,
+        "Pre-activation residual blocks x + s * linear(act(norm(x))) for the hidden layers after the first");
     app.add_option("--residual-scale", s.residual_scale, "The branch scale s of residual blocks")
         ->check(finite_number)
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_flag("--zero-init-residual", s.zero_init_residual, "Zero each residual branch's last Linear");
+    app.add_flag("--zero-init-residual", s.zero_init_residual,
+                 "Zero each residual branch's last Linear");
     app.add_option("--dropout", s.dropout, "Dropout probability after each hidden activation")
         ->check(finite_number)
         ->check(CLI::Range(0.0, 0.99))
@@ -661,15 +709,17 @@ int main(int argc, char** argv) {
         ->check(finite_number)
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    app.add_option("--lr-schedule", s.schedule,
-                   "Learning rate over the run: constant, or cosine = lr * (1 + cos(pi * t / T)) / 2 at step t of T")
+    app.add_option(
+           "--lr-schedule", s.schedule,
+           "Learning rate over the run: constant, or cosine = lr * (1 + cos(pi * t / T)) / 2 at step t of T")
         ->check(CLI::IsMember({"constant", "cosine"}))
         ->capture_default_str();
     app.add_option("--momentum", s.momentum, "Momentum (sgd, rmsprop)")
         ->check(finite_number)
         ->check(CLI::Range(0.0, 0.999999))
         ->capture_default_str();
-    auto* decay_option = app.add_option("--weight-decay", s.weight_decay, "Weight decay (default 0; adamw: 0.01, as PyTorch)")
+    auto* decay_option = app.add_option("--weight-decay", s.weight_decay,
+                                        "Weight decay (default 0; adamw: 0.01, as PyTorch)")
                              ->check(finite_number)
                              ->check(CLI::NonNegativeNumber);
     app.add_option("--clip", s.clip, "Clip the gradients' total 2-norm to this (0: no clipping)")
@@ -679,30 +729,43 @@ int main(int argc, char** argv) {
     app.add_option("--epochs", s.epochs, "Epochs (0: only evaluate, e.g. a --load'ed checkpoint)")
         ->check(CLI::Range(0, 100000))
         ->capture_default_str();
-    app.add_option("--batch", s.batch, "Batch size")->check(CLI::Range(Index{1}, Index{1} << 20))->capture_default_str();
-    app.add_option("--seed", s.seed, "Seed of the weights, the shuffling and dropout")->capture_default_str();
-    app.add_option("--threads", s.threads,
-                   "Threads for Eigen's matrix products (0: Eigen's default, every core); needs a build with OpenMP")
+    app.add_option("--batch", s.batch, "Batch size")
+        ->check(CLI::Range(Index{1}, Index{1} << 20))
+        ->capture_default_str();
+    app.add_option("--seed", s.seed, "Seed of the weights, the shuffling and dropout")
+        ->capture_default_str();
+    app.add_option(
+           "--threads", s.threads,
+           "Threads for Eigen's matrix products (0: Eigen's default, every core); needs a build with OpenMP")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
     app.add_option("--limit", s.limit, "Train on the first N training images only (0: all 60000)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_option("--log-every", s.log_every, "Log every layer's gradient norm every N steps, from step 0 (0: never)")
+    app.add_option("--log-every", s.log_every,
+                   "Log every layer's gradient norm every N steps, from step 0 (0: never)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_option("--csv", s.csv, "Write the curves here (long form: series,epoch,step,layer,value)")->type_name("PATH");
-    app.add_option("--svg", s.svg, "Write a plot here: loss and accuracy per epoch, first/last-layer gradient norms")
+    app.add_option("--csv", s.csv,
+                   "Write the curves here (long form: series,epoch,step,layer,value)")
         ->type_name("PATH");
-    app.add_option("--json", s.json, "Write the run's record here (configuration, per-epoch results, timings)")
+    app.add_option(
+           "--svg", s.svg,
+           "Write a plot here: loss and accuracy per epoch, first/last-layer gradient norms")
         ->type_name("PATH");
-    app.add_option("--save", s.save, "Save the trained network as a safetensors checkpoint here")->type_name("PATH");
-    app.add_option("--load", s.load,
-                   "Start from this safetensors checkpoint (the same architecture options it was saved with; the "
-                   "optimiser starts afresh)")
+    app.add_option("--json", s.json,
+                   "Write the run's record here (configuration, per-epoch results, timings)")
+        ->type_name("PATH");
+    app.add_option("--save", s.save, "Save the trained network as a safetensors checkpoint here")
+        ->type_name("PATH");
+    app.add_option(
+           "--load", s.load,
+           "Start from this safetensors checkpoint (the same architecture options it was saved with; the "
+           "optimiser starts afresh)")
         ->type_name("PATH");
     app.add_flag("--quiet,-q", s.quiet, "Print nothing but errors");
-    app.add_flag("--no-progress", s.no_progress, "No progress bar (there is none anyway when stdout is not a terminal)");
+    app.add_flag("--no-progress", s.no_progress,
+                 "No progress bar (there is none anyway when stdout is not a terminal)");
     app.footer(
         "Inputs: pixels scaled to [0, 1], then standardised with the mean and standard deviation of all 60000 "
         "training images (computed from the data, whatever --limit; about 0.2860 and 0.3530).\n"
@@ -720,7 +783,8 @@ int main(int argc, char** argv) {
             throw CLI::ValidationError("--batch", "batch norm needs batches of at least 2");
         }
         if (s.epochs == 0 && !s.save.empty() && s.load.empty()) {
-            throw CLI::ValidationError("--save", "with --epochs 0 there is nothing trained to save (add --load)");
+            throw CLI::ValidationError(
+                "--save", "with --epochs 0 there is nothing trained to save (add --load)");
         }
     } catch (const CLI::ParseError& e) {
         const int code = app.exit(e);
@@ -740,9 +804,10 @@ int main(int argc, char** argv) {
 #endif
         run.threads = Eigen::nbThreads();
         if (!run.openmp && s.threads > 1 && !s.quiet) {
-            std::cerr << "gradscope-fashion-mnist: note: built without OpenMP, so Eigen runs on one thread; "
-                         "--threads "
-                      << s.threads << " has no effect\n";
+            std::cerr
+                << "gradscope-fashion-mnist: note: built without OpenMP, so Eigen runs on one thread; "
+                   "--threads "
+                << s.threads << " has no effect\n";
         }
 
         const Data data = load_data(s);
@@ -753,15 +818,18 @@ int main(int argc, char** argv) {
             if (!s.quiet) std::printf("loaded %s\n", s.load.c_str());
         }
         if (!s.quiet) {
-            std::printf("Fashion-MNIST: %td training, %td test images; inputs standardised (mean %.4f, std %.4f)\n",
-                        data.train.x.rows(), data.test.x.rows(), data.mean, data.stddev);
-            std::printf("MLP 784 -> %d x %td -> 10 (%s, %s init%s%s), %td parameters; %s lr %g%s, batch %td%s; "
-                        "Eigen on %d thread(s)%s\n",
-                        s.depth, s.width, s.activation.c_str(), s.init.c_str(),
-                        s.norm == "none" ? "" : (", " + s.norm + " norm").c_str(), s.residual ? ", residual" : "",
-                        run.parameters, s.optimizer.c_str(), s.lr, s.schedule == "cosine" ? " (cosine)" : "", s.batch,
-                        s.clip > 0 ? (", clip " + diag::format_number(s.clip)).c_str() : "", run.threads,
-                        run.openmp ? "" : " (no OpenMP)");
+            std::printf(
+                "Fashion-MNIST: %td training, %td test images; inputs standardised (mean %.4f, std %.4f)\n",
+                data.train.x.rows(), data.test.x.rows(), data.mean, data.stddev);
+            std::printf(
+                "MLP 784 -> %d x %td -> 10 (%s, %s init%s%s), %td parameters; %s lr %g%s, batch %td%s; "
+                "Eigen on %d thread(s)%s\n",
+                s.depth, s.width, s.activation.c_str(), s.init.c_str(),
+                s.norm == "none" ? "" : (", " + s.norm + " norm").c_str(),
+                s.residual ? ", residual" : "", run.parameters, s.optimizer.c_str(), s.lr,
+                s.schedule == "cosine" ? " (cosine)" : "", s.batch,
+                s.clip > 0 ? (", clip " + diag::format_number(s.clip)).c_str() : "", run.threads,
+                run.openmp ? "" : " (no OpenMP)");
         }
         run.initial = evaluate(*net, data.test);
         if (!s.quiet) {
@@ -778,12 +846,15 @@ int main(int argc, char** argv) {
                 seconds += e.seconds;
                 samples += e.samples_per_second * e.seconds;
             }
-            std::printf("final test accuracy %.2f%% after %d epoch(s); %.2f s per epoch, %.0f samples/s (training "
-                        "only); %.1f s in all\n",
-                        100.0 * run.epochs.back().test.accuracy, s.epochs, seconds / static_cast<double>(run.epochs.size()),
-                        seconds > 0 ? samples / seconds : 0.0, run.total_seconds);
+            std::printf(
+                "final test accuracy %.2f%% after %d epoch(s); %.2f s per epoch, %.0f samples/s (training "
+                "only); %.1f s in all\n",
+                100.0 * run.epochs.back().test.accuracy, s.epochs,
+                seconds / static_cast<double>(run.epochs.size()),
+                seconds > 0 ? samples / seconds : 0.0, run.total_seconds);
         }
-        const auto report = [&](const std::string& path, const char* what, const std::function<std::string()>& text) {
+        const auto report = [&](const std::string& path, const char* what,
+                                const std::function<std::string()>& text) {
             if (path.empty()) return;
             write_text(path, text());
             if (!s.quiet) std::cout << "wrote " << what << ": " << path << "\n";
@@ -794,7 +865,9 @@ int main(int argc, char** argv) {
         if (!s.save.empty()) {
             const std::filesystem::path p(s.save);
             if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-            save_checkpoint(p, *net, SaveOptions{.metadata = {{"gradscope.fashion_mnist.config", to_json(s).dump()}}});
+            save_checkpoint(
+                p, *net,
+                SaveOptions{.metadata = {{"gradscope.fashion_mnist.config", to_json(s).dump()}}});
             if (!s.quiet) std::cout << "wrote checkpoint: " << s.save << "\n";
         }
     } catch (const std::exception& e) {

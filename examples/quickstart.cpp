@@ -27,8 +27,10 @@ Spirals make_spirals(int n, Rng& rng) {
         for (int label = 0; label < 2; ++label) {
             const double sign = label == 0 ? 1.0 : -1.0;  // the second spiral is the first rotated
             const Index row = 2 * i + label;
-            data.points(row, 0) = static_cast<float>(sign * r * std::cos(t) + rng.normal(0.0, 0.02));
-            data.points(row, 1) = static_cast<float>(sign * r * std::sin(t) + rng.normal(0.0, 0.02));
+            data.points(row, 0) =
+                static_cast<float>(sign * r * std::cos(t) + rng.normal(0.0, 0.02));
+            data.points(row, 1) =
+                static_cast<float>(sign * r * std::sin(t) + rng.normal(0.0, 0.02));
             data.labels.push_back(label);
         }
     }
@@ -60,7 +62,8 @@ int main() {
     diag::GradientMonitor<float> monitor(*net, {.keep_last = 1});
 
     std::printf("two spirals, %td points; MLP 2-64-64-64-2 (tanh), Adam lr 0.01\n", x.rows());
-    std::printf("%5s  %8s  %8s  %12s  %12s\n", "step", "loss", "accuracy", "|dL/dz_1|", "|dL/dz_4|");
+    std::printf("%5s  %8s  %8s  %12s  %12s\n", "step", "loss", "accuracy", "|dL/dz_1|",
+                "|dL/dz_4|");
     const auto start = std::chrono::steady_clock::now();
     const int steps = 500;
     double final_accuracy = 0.0;
@@ -73,11 +76,14 @@ int main() {
         final_accuracy = accuracy(logits.value(), data.labels);
         if (step % 100 == 0) {
             const auto& layers = monitor.last().layers();
-            std::printf("%5d  %8.4f  %7.1f%%  %12.3e  %12.3e\n", step, loss.item(), 100.0 * final_accuracy,
-                        layers.front().output_grad_norm, layers.back().output_grad_norm);
+            std::printf("%5d  %8.4f  %7.1f%%  %12.3e  %12.3e\n", step, loss.item(),
+                        100.0 * final_accuracy, layers.front().output_grad_norm,
+                        layers.back().output_grad_norm);
         }
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("training accuracy %.1f%% after %d steps in %.2f s\n", 100.0 * final_accuracy, steps, seconds);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("training accuracy %.1f%% after %d steps in %.2f s\n", 100.0 * final_accuracy,
+                steps, seconds);
     return final_accuracy >= 0.95 ? 0 : 1;  // the example is also a test
 }

@@ -6,7 +6,7 @@
 int main() {
     using namespace gradscope;
     Rng rng(42);
-    auto x = TensorD::constant(rng.normal_matrix<double>(4, 3));       // a batch of 4 samples
+    auto x = TensorD::constant(rng.normal_matrix<double>(4, 3));             // a batch of 4 samples
     auto w = TensorD::parameter(rng.normal_matrix<double>(2, 3, 0.0, 0.5));  // [out x in]
     auto b = TensorD::parameter(Matrix<double>::Zero(1, 2));
 

@@ -115,7 +115,8 @@ Options parse_options(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view flag = argv[i];
         if (flag == "--help" || flag == "-h") throw UsageError{};
-        if (flag != "--out" && flag != "--seed") throw UsageError{"unknown option '" + std::string(flag) + "'"};
+        if (flag != "--out" && flag != "--seed")
+            throw UsageError{"unknown option '" + std::string(flag) + "'"};
         if (i + 1 == argc) throw UsageError{std::string(flag) + " needs a value"};
         const std::string value = argv[++i];
         if (flag == "--out") {
@@ -143,7 +144,8 @@ AddingBatch<T> adding_batch(Index batch, int length, Rng& rng) {
     const auto half = static_cast<std::uint64_t>(length / 2);
     for (Index row = 0; row < batch; ++row) {
         const auto first = static_cast<std::size_t>(rng.below(half));
-        const auto second = static_cast<std::size_t>(half + rng.below(static_cast<std::uint64_t>(length) - half));
+        const auto second =
+            static_cast<std::size_t>(half + rng.below(static_cast<std::uint64_t>(length) - half));
         double sum = 0.0;
         for (std::size_t t = 0; t < steps.size(); ++t) {
             const double value = rng.uniform();
@@ -215,7 +217,8 @@ GradientTrace gradient_norms_through_time(Act act, double rho, const AddingBatch
                                           std::uint64_t seed) {
     AddingModel<double, Act> model(rho, seed, act);
     std::vector<Tensor<double>> states = model.rnn.unroll(data.inputs);
-    for (Tensor<double>& h : states) h.retain_grad();  // interior tensors keep a gradient only if asked
+    for (Tensor<double>& h : states)
+        h.retain_grad();  // interior tensors keep a gradient only if asked
     mse_loss(model.readout(states.back()), data.target).backward();
 
     GradientTrace trace{Act::name, rho, {}, {}};
@@ -234,15 +237,18 @@ GradientTrace gradient_norms_through_time(Act act, double rho, const AddingBatch
 // The largest single-step growth |dL/dh_{t-1}| / |dL/dh_t|.
 double largest_growth_per_step(const std::vector<double>& norms) {
     double largest = 0.0;
-    for (std::size_t i = 1; i < norms.size(); ++i) largest = std::max(largest, norms[i - 1] / norms[i]);
+    for (std::size_t i = 1; i < norms.size(); ++i)
+        largest = std::max(largest, norms[i - 1] / norms[i]);
     return largest;
 }
 
 void print_gradient_table(const std::vector<GradientTrace>& traces) {
-    std::printf("\n|dL/dh_t| for every step t of one batch (length %d, %td sequences, hidden %td)\n",
-                kGradientSequenceLength, kGradientBatch, kHidden);
+    std::printf(
+        "\n|dL/dh_t| for every step t of one batch (length %d, %td sequences, hidden %td)\n",
+        kGradientSequenceLength, kGradientBatch, kHidden);
     std::printf("%4s", "t");
-    for (const GradientTrace& trace : traces) std::printf("  %8s %-4.1f", trace.activation.c_str(), trace.rho);
+    for (const GradientTrace& trace : traces)
+        std::printf("  %8s %-4.1f", trace.activation.c_str(), trace.rho);
     std::printf("\n");
     for (std::size_t i = 0; i < traces.front().norms.size(); ++i) {
         const bool shown = i < 3 || (i + 1) % 5 == 0 || i + 3 >= traces.front().norms.size();
@@ -262,28 +268,35 @@ diag::Verdict expected_verdict(double rho) {
 
 std::vector<Claim> judge_gradients(const std::vector<GradientTrace>& traces) {
     std::vector<Claim> claims;
-    std::printf("\nfitted growth: exp(-slope) of the least-squares line through log|dL/dh_t| over t = 2..%d\n",
-                kGradientSequenceLength - 1);
-    std::printf("%-10s %5s  %14s  %8s  %12s  %19s  %s\n", "activation", "rho", "fitted growth", "vs rho",
-                "largest step", "|dL/dh_1|/|dL/dh_T|", "verdict");
+    std::printf(
+        "\nfitted growth: exp(-slope) of the least-squares line through log|dL/dh_t| over t = 2..%d\n",
+        kGradientSequenceLength - 1);
+    std::printf("%-10s %5s  %14s  %8s  %12s  %19s  %s\n", "activation", "rho", "fitted growth",
+                "vs rho", "largest step", "|dL/dh_1|/|dL/dh_T|", "verdict");
     for (const GradientTrace& trace : traces) {
         const double fitted = trace.profile.fitted_gain();
         const double largest = largest_growth_per_step(trace.norms);
         const double ratio = trace.profile.ratio_first_last();
         const diag::Verdict verdict = trace.profile.verdict();
-        std::printf("%-10s %5.2f  %14.6f  %+7.2f%%  %12.6f  %19.3e  %s\n", trace.activation.c_str(), trace.rho,
-                    fitted, 100.0 * (fitted / trace.rho - 1.0), largest, ratio, diag::to_string(verdict));
-        const std::string name = trace.activation + " rho " + diag::format_number(trace.rho, {Notation::fixed, 1});
+        std::printf("%-10s %5.2f  %14.6f  %+7.2f%%  %12.6f  %19.3e  %s\n", trace.activation.c_str(),
+                    trace.rho, fitted, 100.0 * (fitted / trace.rho - 1.0), largest, ratio,
+                    diag::to_string(verdict));
+        const std::string name =
+            trace.activation + " rho " + diag::format_number(trace.rho, {Notation::fixed, 1});
         if (trace.activation == Identity::name) {
             claims.push_back({name + ": the fitted growth per step is rho (within 1%)",
-                              std::abs(fitted / trace.rho - 1.0) < 0.01, "fitted " + diag::format_number(fitted, {Notation::fixed, 6})});
+                              std::abs(fitted / trace.rho - 1.0) < 0.01,
+                              "fitted " + diag::format_number(fitted, {Notation::fixed, 6})});
             const diag::Verdict expected = expected_verdict(trace.rho);
-            claims.push_back({name + ": the gradient through time is " + diag::to_string(expected),
-                              verdict == expected, "|dL/dh_1|/|dL/dh_T| " + diag::format_number(ratio, {Notation::scientific, 3})});
+            claims.push_back(
+                {name + ": the gradient through time is " + diag::to_string(expected),
+                 verdict == expected,
+                 "|dL/dh_1|/|dL/dh_T| " + diag::format_number(ratio, {Notation::scientific, 3})});
         } else {
             // |g diag(phi') W| <= |g| |phi'|_max rho and |tanh'| <= 1: no step can grow by more.
             claims.push_back({name + ": no step grows the gradient by more than rho",
-                              largest <= trace.rho * (1.0 + 1e-9), "largest " + diag::format_number(largest, {Notation::fixed, 6})});
+                              largest <= trace.rho * (1.0 + 1e-9),
+                              "largest " + diag::format_number(largest, {Notation::fixed, 6})});
         }
     }
     return claims;
@@ -303,12 +316,12 @@ double largest(std::span<const double> values) {
 
 struct TrainingRun {
     std::string label;
-    std::vector<double> batch_loss;    // per step, relative to the baseline
-    std::vector<double> grad_norm;     // per step, the total norm before any clipping
-    std::vector<double> readout_sharpness;  // per step, lr x readout_curvature
+    std::vector<double> batch_loss;                // per step, relative to the baseline
+    std::vector<double> grad_norm;                 // per step, the total norm before any clipping
+    std::vector<double> readout_sharpness;         // per step, lr x readout_curvature
     std::vector<std::pair<int, double>> held_out;  // (step, held-out loss relative to the baseline)
-    int first_nonfinite_step = 0;      // 0: the loss stayed finite
-    int first_blown_up_step = 0;       // the first step with loss > kBlownUpAbove x baseline
+    int first_nonfinite_step = 0;                  // 0: the loss stayed finite
+    int first_blown_up_step = 0;  // the first step with loss > kBlownUpAbove x baseline
     int clipped_steps = 0;
     double seconds = 0.0;
 
@@ -319,7 +332,8 @@ struct TrainingRun {
             return std::numeric_limits<double>::quiet_NaN();
         }
         double sum = 0.0;
-        for (auto it = held_out.end() - kFinalEvaluations; it != held_out.end(); ++it) sum += it->second;
+        for (auto it = held_out.end() - kFinalEvaluations; it != held_out.end(); ++it)
+            sum += it->second;
         return sum / kFinalEvaluations;
     }
 };
@@ -349,7 +363,8 @@ double readout_curvature(ConstMatrixView<float> states) {
     if (!states.allFinite()) return std::numeric_limits<double>::quiet_NaN();
     Eigen::MatrixXd augmented(states.rows(), states.cols() + 1);
     augmented << states.cast<double>(), Eigen::VectorXd::Ones(states.rows());
-    const Eigen::MatrixXd hessian = (2.0 / static_cast<double>(states.rows())) * augmented.transpose() * augmented;
+    const Eigen::MatrixXd hessian =
+        (2.0 / static_cast<double>(states.rows())) * augmented.transpose() * augmented;
     return largest_eigenvalue(hessian);
 }
 
@@ -362,7 +377,8 @@ double held_out_loss(Model& model, const AddingBatch<float>& data) {
 // Trains from the exploding initialisation; max_norm = infinity is training without clipping
 // (clip_grad_norm then only measures the norm). Stops at the first non-finite loss: from there
 // on every weight is NaN and nothing more can be learned.
-TrainingRun train(std::string label, double max_norm, std::uint64_t seed, const AddingBatch<float>& held_out) {
+TrainingRun train(std::string label, double max_norm, std::uint64_t seed,
+                  const AddingBatch<float>& held_out) {
     const auto start = std::chrono::steady_clock::now();
     AddingModel<float, Tanh> model(kExplodingRadius, seed);
     const std::vector<Tensor<float>> parameters = model.parameters();
@@ -371,7 +387,8 @@ TrainingRun train(std::string label, double max_norm, std::uint64_t seed, const 
 
     TrainingRun run{std::move(label), {}, {}, {}, {}, 0, 0, 0, 0.0};
     for (int step = 1; step <= kTrainingSteps; ++step) {
-        const AddingBatch<float> batch = adding_batch<float>(kTrainingBatch, kTrainingSequenceLength, data_rng);
+        const AddingBatch<float> batch =
+            adding_batch<float>(kTrainingBatch, kTrainingSequenceLength, data_rng);
         const auto state = model.last_state(batch.inputs);
         auto loss = mse_loss(model.readout(state), batch.target);
         optimizer.zero_grad();
@@ -384,12 +401,14 @@ TrainingRun train(std::string label, double max_norm, std::uint64_t seed, const 
         run.grad_norm.push_back(norm);
         run.readout_sharpness.push_back(kLearningRate * readout_curvature(state.value()));
         run.clipped_steps += norm > max_norm;
-        if (run.first_blown_up_step == 0 && !(relative <= kBlownUpAbove)) run.first_blown_up_step = step;
+        if (run.first_blown_up_step == 0 && !(relative <= kBlownUpAbove))
+            run.first_blown_up_step = step;
         if (!std::isfinite(relative)) {
             run.first_nonfinite_step = step;
             break;
         }
-        if (step % kEvaluateEvery == 0) run.held_out.emplace_back(step, held_out_loss(model, held_out));
+        if (step % kEvaluateEvery == 0)
+            run.held_out.emplace_back(step, held_out_loss(model, held_out));
     }
     run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return run;
@@ -414,22 +433,25 @@ StepSummary summarise_steps(const TrainingRun& run, int from, int to) {
     const auto first = static_cast<std::size_t>(from), count = static_cast<std::size_t>(to - from);
     double sum = 0.0;
     for (const double loss : std::span(run.batch_loss).subspan(first, count)) sum += loss;
-    return {sum / static_cast<double>(count), largest(std::span(run.grad_norm).subspan(first, count)),
+    return {sum / static_cast<double>(count),
+            largest(std::span(run.grad_norm).subspan(first, count)),
             largest(std::span(run.readout_sharpness).subspan(first, count))};
 }
 
 void print_training_table(const TrainingRun& unclipped, const TrainingRun& clipped) {
-    std::printf("\nover the steps since the previous row: the mean batch loss / baseline, the largest |grad|\n"
-                "(before clipping) and the largest lr x (top eigenvalue of the readout's Hessian), which\n"
-                "must stay below 2 for SGD on the readout to be stable; held-out loss / baseline\n");
-    std::printf("%6s   %11s %10s %7s   %11s %10s %7s %9s\n", "step", "no clip", "|grad|", "lr.lam", "clip",
-                "|grad|", "lr.lam", "held-out");
+    std::printf(
+        "\nover the steps since the previous row: the mean batch loss / baseline, the largest |grad|\n"
+        "(before clipping) and the largest lr x (top eigenvalue of the readout's Hessian), which\n"
+        "must stay below 2 for SGD on the readout to be stable; held-out loss / baseline\n");
+    std::printf("%6s   %11s %10s %7s   %11s %10s %7s %9s\n", "step", "no clip", "|grad|", "lr.lam",
+                "clip", "|grad|", "lr.lam", "held-out");
     int previous = 0;
     for (const int step : printed_steps()) {
         const StepSummary a = summarise_steps(unclipped, previous, step);
         const StepSummary b = summarise_steps(clipped, previous, step);
-        std::printf("%6d   %11.4g %10.3g %7.2f   %11.4g %10.3g %7.2f", step, a.mean_loss, a.largest_grad_norm,
-                    a.largest_sharpness, b.mean_loss, b.largest_grad_norm, b.largest_sharpness);
+        std::printf("%6d   %11.4g %10.3g %7.2f   %11.4g %10.3g %7.2f", step, a.mean_loss,
+                    a.largest_grad_norm, a.largest_sharpness, b.mean_loss, b.largest_grad_norm,
+                    b.largest_sharpness);
         const auto held = std::find_if(clipped.held_out.begin(), clipped.held_out.end(),
                                        [step](const auto& point) { return point.first == step; });
         if (held != clipped.held_out.end()) std::printf(" %9.4f", held->second);
@@ -443,12 +465,15 @@ void print_training_table(const TrainingRun& unclipped, const TrainingRun& clipp
 }
 
 void print_run_summary(const TrainingRun& run) {
-    std::printf("%-9s %6zu steps (%.1f s), %4d of them clipped; largest |grad| %.3g, largest batch loss %.3g x "
-                "baseline",
-                run.label.c_str(), run.batch_loss.size(), run.seconds, run.clipped_steps, run.max_grad_norm(),
-                run.max_batch_loss());
-    if (run.first_blown_up_step > 0) std::printf(", above %g x from step %d", kBlownUpAbove, run.first_blown_up_step);
-    if (run.first_nonfinite_step > 0) std::printf(", non-finite at step %d", run.first_nonfinite_step);
+    std::printf(
+        "%-9s %6zu steps (%.1f s), %4d of them clipped; largest |grad| %.3g, largest batch loss %.3g x "
+        "baseline",
+        run.label.c_str(), run.batch_loss.size(), run.seconds, run.clipped_steps,
+        run.max_grad_norm(), run.max_batch_loss());
+    if (run.first_blown_up_step > 0)
+        std::printf(", above %g x from step %d", kBlownUpAbove, run.first_blown_up_step);
+    if (run.first_nonfinite_step > 0)
+        std::printf(", non-finite at step %d", run.first_nonfinite_step);
     if (run.first_nonfinite_step == 0) {
         std::printf("; held-out loss at the end (mean of the last %d evaluations) %.4f x baseline",
                     kFinalEvaluations, run.final_held_out());
@@ -461,11 +486,17 @@ std::vector<Claim> judge_training(const TrainingRun& unclipped, const TrainingRu
     return {
         {"without clipping the loss blows up (non-finite, or above 1000x the baseline)",
          unclipped.first_blown_up_step > 0,
-         "largest batch loss " + diag::format_number(unclipped.max_batch_loss(), {Notation::general, 3}) + " x baseline"},
-        {"with clipping the loss stays finite and below 1000x the baseline", clipped.first_blown_up_step == 0,
-         "largest batch loss " + diag::format_number(clipped.max_batch_loss(), {Notation::general, 3}) + " x baseline"},
-        {"with clipping the held-out loss ends below 0.5x the baseline", clipped_final < kTrainedBelow,
-         "mean of the last evaluations " + diag::format_number(clipped_final, {Notation::fixed, 4}) + " x baseline"},
+         "largest batch loss " +
+             diag::format_number(unclipped.max_batch_loss(), {Notation::general, 3}) +
+             " x baseline"},
+        {"with clipping the loss stays finite and below 1000x the baseline",
+         clipped.first_blown_up_step == 0,
+         "largest batch loss " +
+             diag::format_number(clipped.max_batch_loss(), {Notation::general, 3}) + " x baseline"},
+        {"with clipping the held-out loss ends below 0.5x the baseline",
+         clipped_final < kTrainedBelow,
+         "mean of the last evaluations " +
+             diag::format_number(clipped_final, {Notation::fixed, 4}) + " x baseline"},
     };
 }
 
@@ -480,7 +511,9 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 
 std::string gradient_csv(const std::vector<GradientTrace>& traces) {
     std::string csv = "t";
-    for (const GradientTrace& trace : traces) csv += "," + trace.activation + "_rho_" + diag::format_number(trace.rho, {Notation::fixed, 1});
+    for (const GradientTrace& trace : traces)
+        csv +=
+            "," + trace.activation + "_rho_" + diag::format_number(trace.rho, {Notation::fixed, 1});
     csv += "\n";
     for (std::size_t i = 0; i < traces.front().norms.size(); ++i) {
         csv += std::to_string(i + 1);
@@ -505,7 +538,8 @@ std::string training_csv(const std::vector<const TrainingRun*>& runs) {
         for (const TrainingRun* run : runs) {
             const auto i = static_cast<std::size_t>(step - 1);
             const bool ran = i < run->batch_loss.size();
-            for (const std::vector<double>* column : {&run->batch_loss, &run->grad_norm, &run->readout_sharpness}) {
+            for (const std::vector<double>* column :
+                 {&run->batch_loss, &run->grad_norm, &run->readout_sharpness}) {
                 csv += "," + (ran ? diag::csv_number((*column)[i]) : "");
             }
             csv += ",";
@@ -519,14 +553,19 @@ std::string training_csv(const std::vector<const TrainingRun*>& runs) {
 }
 
 diag::SvgSeries gradient_series(const GradientTrace& trace, const std::string& color) {
-    diag::SvgSeries series{trace.activation + ", rho " + diag::format_number(trace.rho, {Notation::fixed, 1}), {}, color,
-                           trace.activation == Identity::name ? "none" : "6 3"};
-    for (std::size_t i = 0; i < trace.norms.size(); ++i) series.points.emplace_back(static_cast<double>(i + 1), trace.norms[i]);
+    diag::SvgSeries series{
+        trace.activation + ", rho " + diag::format_number(trace.rho, {Notation::fixed, 1}),
+        {},
+        color,
+        trace.activation == Identity::name ? "none" : "6 3"};
+    for (std::size_t i = 0; i < trace.norms.size(); ++i)
+        series.points.emplace_back(static_cast<double>(i + 1), trace.norms[i]);
     return series;
 }
 
 // The batch loss of each of the first `steps` steps (fewer if the run ended sooner).
-diag::SvgSeries early_loss_series(const TrainingRun& run, std::size_t steps, const std::string& color) {
+diag::SvgSeries early_loss_series(const TrainingRun& run, std::size_t steps,
+                                  const std::string& color) {
     diag::SvgSeries series{run.label + ": batch loss", {}, color, "none"};
     for (std::size_t i = 0; i < std::min(steps, run.batch_loss.size()); ++i) {
         series.points.emplace_back(static_cast<double>(i + 1), run.batch_loss[i]);
@@ -535,8 +574,10 @@ diag::SvgSeries early_loss_series(const TrainingRun& run, std::size_t steps, con
 }
 
 // Means over blocks of `block` steps, so that the plot shows the trend rather than batch noise.
-diag::SvgSeries smoothed_loss_series(const TrainingRun& run, std::size_t block, const std::string& color) {
-    diag::SvgSeries series{run.label + ": batch loss, mean of " + std::to_string(block) + " steps", {}, color, "none"};
+diag::SvgSeries smoothed_loss_series(const TrainingRun& run, std::size_t block,
+                                     const std::string& color) {
+    diag::SvgSeries series{
+        run.label + ": batch loss, mean of " + std::to_string(block) + " steps", {}, color, "none"};
     for (std::size_t end = block; end <= run.batch_loss.size(); end += block) {
         double sum = 0.0;
         for (std::size_t i = end - block; i < end; ++i) sum += run.batch_loss[i];
@@ -551,7 +592,8 @@ diag::SvgSeries held_out_series(const TrainingRun& run, const std::string& color
     return series;
 }
 
-diag::SvgSeries horizontal_line(std::string name, double y, double x_end, const std::string& color) {
+diag::SvgSeries horizontal_line(std::string name, double y, double x_end,
+                                const std::string& color) {
     return {std::move(name), {{0.0, y}, {x_end, y}}, color, "4 4"};
 }
 
@@ -569,51 +611,59 @@ std::string stack_vertically(const std::vector<std::string>& plots) {
     double width = 0.0, height = 0.0;
     std::string body;
     for (const std::string& plot : plots) {
-        body += "<svg y=\"" + diag::format_number(height, diag::svg_coordinate) + "\"" + plot.substr(4);  // after "<svg"
+        body += "<svg y=\"" + diag::format_number(height, diag::svg_coordinate) + "\"" +
+                plot.substr(4);  // after "<svg"
         width = std::max(width, std::stod(root_attribute(plot, "width")));
         height += std::stod(root_attribute(plot, "height"));
     }
-    const std::string w = diag::format_number(width, diag::svg_coordinate), h = diag::format_number(height, diag::svg_coordinate);
-    return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + w + " " + h + "\" width=\"" + w +
-           "\" height=\"" + h + "\">\n" + body + "</svg>\n";
+    const std::string w = diag::format_number(width, diag::svg_coordinate),
+                      h = diag::format_number(height, diag::svg_coordinate);
+    return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + w + " " + h +
+           "\" width=\"" + w + "\" height=\"" + h + "\">\n" + body + "</svg>\n";
 }
 
 std::string gradient_plot(const std::vector<GradientTrace>& traces) {
     const std::vector<std::string> colors{"#1f77b4", "#2ca02c", "#d62728"};  // one per rho
     std::vector<diag::SvgSeries> series;
-    for (std::size_t i = 0; i < traces.size(); ++i) series.push_back(gradient_series(traces[i], colors[i % colors.size()]));
-    return diag::svg_plot(series, {.title = "Elman RNN, W_hh = rho x orthogonal: |dL/dh_t| through " +
-                                            std::to_string(kGradientSequenceLength) +
-                                            " steps (solid: linear, dashed: tanh)",
-                                   .x_label = "time step t (the loss reads h_" +
-                                              std::to_string(kGradientSequenceLength) + ")",
-                                   .y_label = "|dL/dh_t|",
-                                   .log_y = true});
+    for (std::size_t i = 0; i < traces.size(); ++i)
+        series.push_back(gradient_series(traces[i], colors[i % colors.size()]));
+    return diag::svg_plot(
+        series,
+        {.title = "Elman RNN, W_hh = rho x orthogonal: |dL/dh_t| through " +
+                  std::to_string(kGradientSequenceLength) + " steps (solid: linear, dashed: tanh)",
+         .x_label =
+             "time step t (the loss reads h_" + std::to_string(kGradientSequenceLength) + ")",
+         .y_label = "|dL/dh_t|",
+         .log_y = true});
 }
 
 // The first steps, where the run without clipping blows up, on a log axis.
 std::string early_training_plot(const TrainingRun& unclipped, const TrainingRun& clipped) {
     constexpr std::size_t steps = 100;
     constexpr double end = steps;
-    return diag::svg_plot({early_loss_series(unclipped, steps, "#d62728"), early_loss_series(clipped, steps, "#1f77b4"),
-                           horizontal_line("baseline (predict the mean)", 1.0, end, "#7f7f7f"),
-                           horizontal_line("1000x baseline: blown up", kBlownUpAbove, end, "#ff7f0e")},
-                          {.title = "adding problem, length " + std::to_string(kTrainingSequenceLength) +
-                                    ": the first SGD steps from rho = 1.5 (non-finite losses are not drawn)",
-                           .x_label = "SGD step",
-                           .y_label = "MSE / baseline MSE (1/6)",
-                           .log_y = true});
+    return diag::svg_plot(
+        {early_loss_series(unclipped, steps, "#d62728"),
+         early_loss_series(clipped, steps, "#1f77b4"),
+         horizontal_line("baseline (predict the mean)", 1.0, end, "#7f7f7f"),
+         horizontal_line("1000x baseline: blown up", kBlownUpAbove, end, "#ff7f0e")},
+        {.title = "adding problem, length " + std::to_string(kTrainingSequenceLength) +
+                  ": the first SGD steps from rho = 1.5 (non-finite losses are not drawn)",
+         .x_label = "SGD step",
+         .y_label = "MSE / baseline MSE (1/6)",
+         .log_y = true});
 }
 
 // The whole run with clipping, on a linear axis, against the claim's threshold.
 std::string clipped_training_plot(const TrainingRun& clipped) {
     constexpr double end = kTrainingSteps;
-    return diag::svg_plot({smoothed_loss_series(clipped, 50, "#1f77b4"), held_out_series(clipped, "#2ca02c"),
-                           horizontal_line("baseline (predict the mean)", 1.0, end, "#7f7f7f"),
-                           horizontal_line("0.5x baseline: trained", kTrainedBelow, end, "#9467bd")},
-                          {.title = "the whole run with clip_grad_norm (max_norm " + diag::format_number(kMaxNorm, {Notation::general, 2}) + ")",
-                           .x_label = "SGD step",
-                           .y_label = "MSE / baseline MSE (1/6)"});
+    return diag::svg_plot(
+        {smoothed_loss_series(clipped, 50, "#1f77b4"), held_out_series(clipped, "#2ca02c"),
+         horizontal_line("baseline (predict the mean)", 1.0, end, "#7f7f7f"),
+         horizontal_line("0.5x baseline: trained", kTrainedBelow, end, "#9467bd")},
+        {.title = "the whole run with clip_grad_norm (max_norm " +
+                  diag::format_number(kMaxNorm, {Notation::general, 2}) + ")",
+         .x_label = "SGD step",
+         .y_label = "MSE / baseline MSE (1/6)"});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -622,12 +672,14 @@ int report_verdict(const std::vector<Claim>& claims) {
     std::printf("\nverdict\n");
     int failed = 0;
     for (const Claim& claim : claims) {
-        std::printf("  [%s] %s (%s)\n", claim.held ? "ok" : "FAILED", claim.statement.c_str(), claim.evidence.c_str());
+        std::printf("  [%s] %s (%s)\n", claim.held ? "ok" : "FAILED", claim.statement.c_str(),
+                    claim.evidence.c_str());
         failed += !claim.held;
     }
     if (failed == 0) {
-        std::printf("every claim held: gradients through time scale as rho^(T-t), and clipping turns a run that "
-                    "diverges into one that learns\n");
+        std::printf(
+            "every claim held: gradients through time scale as rho^(T-t), and clipping turns a run that "
+            "diverges into one that learns\n");
         return 0;
     }
     std::fprintf(stderr, "rnn_clipping: %d claim(s) did not hold\n", failed);
@@ -639,21 +691,28 @@ int run(const Options& options) {
 
     std::printf("Part 1: gradients through time in an Elman RNN, W_hh = rho x orthogonal\n");
     Rng gradient_data_rng(options.seed + 2);
-    const auto data = adding_batch<double>(kGradientBatch, kGradientSequenceLength, gradient_data_rng);
+    const auto data =
+        adding_batch<double>(kGradientBatch, kGradientSequenceLength, gradient_data_rng);
     std::vector<GradientTrace> traces;
-    for (const double rho : kSpectralRadii) traces.push_back(gradient_norms_through_time(Identity{}, rho, data, options.seed));
-    for (const double rho : kSpectralRadii) traces.push_back(gradient_norms_through_time(Tanh{}, rho, data, options.seed));
+    for (const double rho : kSpectralRadii)
+        traces.push_back(gradient_norms_through_time(Identity{}, rho, data, options.seed));
+    for (const double rho : kSpectralRadii)
+        traces.push_back(gradient_norms_through_time(Tanh{}, rho, data, options.seed));
     print_gradient_table(traces);
     std::vector<Claim> claims = judge_gradients(traces);
 
-    std::printf("\nPart 2: the adding problem (length %d, hidden %td, batch %td), tanh RNN from W_hh = %.1f x "
-                "orthogonal,\nplain SGD lr %.2g for %d steps, with and without clip_grad_norm(max_norm %.2g)\n",
-                kTrainingSequenceLength, kHidden, kTrainingBatch, kExplodingRadius, kLearningRate, kTrainingSteps,
-                kMaxNorm);
+    std::printf(
+        "\nPart 2: the adding problem (length %d, hidden %td, batch %td), tanh RNN from W_hh = %.1f x "
+        "orthogonal,\nplain SGD lr %.2g for %d steps, with and without clip_grad_norm(max_norm %.2g)\n",
+        kTrainingSequenceLength, kHidden, kTrainingBatch, kExplodingRadius, kLearningRate,
+        kTrainingSteps, kMaxNorm);
     Rng held_out_rng(options.seed + 3);
     const auto held_out = adding_batch<float>(kHeldOutBatch, kTrainingSequenceLength, held_out_rng);
-    const TrainingRun unclipped = train("no clip", std::numeric_limits<double>::infinity(), options.seed, held_out);
-    const TrainingRun clipped = train("clip " + diag::format_number(kMaxNorm, {Notation::general, 2}), kMaxNorm, options.seed, held_out);
+    const TrainingRun unclipped =
+        train("no clip", std::numeric_limits<double>::infinity(), options.seed, held_out);
+    const TrainingRun clipped =
+        train("clip " + diag::format_number(kMaxNorm, {Notation::general, 2}), kMaxNorm,
+              options.seed, held_out);
     print_training_table(unclipped, clipped);
     std::printf("\n");
     print_run_summary(unclipped);

@@ -70,7 +70,8 @@ std::vector<ActivationSpec<T>> all_activations() {
 }
 
 const std::vector<std::string> init_names{"naive", "xavier", "he", "lecun", "orthogonal"};
-const std::vector<std::string> variant_names{"plain", "batchnorm", "residual", "batchnorm+residual"};
+const std::vector<std::string> variant_names{"plain", "batchnorm", "residual",
+                                             "batchnorm+residual"};
 
 // A named initialiser, or weights N(0, sigma_w2 / fan_in) when sigma_w2 is set (name "gaussian").
 struct InitSpec {
@@ -100,7 +101,8 @@ init::Initializer<T> make_init(const InitSpec& spec) {
 template <class T>
 class WeightCache {
 public:
-    WeightCache(init::Initializer<T> real, Index width, int count, std::uint64_t seed) : real_(std::move(real)) {
+    WeightCache(init::Initializer<T> real, Index width, int count, std::uint64_t seed)
+        : real_(std::move(real)) {
         Rng rng(seed);
         for (int k = 0; k < count; ++k) {
             Entry e{rng, width, width, Matrix<T>(width, width), rng};
@@ -137,7 +139,8 @@ private:
     };
 
     static bool same_state(Rng a, Rng b) {
-        return a.normal() == b.normal() && a.next_u64() == b.next_u64() && a.next_u64() == b.next_u64();
+        return a.normal() == b.normal() && a.next_u64() == b.next_u64() &&
+               a.next_u64() == b.next_u64();
     }
 
     init::Initializer<T> real_;
@@ -150,14 +153,16 @@ private:
 // Gaussian W it holds on average, so only the fluctuations around the prediction differ.
 double theory_sigma_w2(const InitSpec& spec, Index width) {
     if (spec.sigma_w2) return *spec.sigma_w2;
-    if (spec.name == "naive") return static_cast<double>(width);  // N(0, 1): variance 1 = width / fan_in
+    if (spec.name == "naive")
+        return static_cast<double>(width);  // N(0, 1): variance 1 = width / fan_in
     if (spec.name == "he") return 2.0;
     return 1.0;  // xavier (2 fan_in / (fan_in + fan_out) = 1 for square layers), lecun, orthogonal
 }
 
 // The mean-field gain per layer for each swept depth (nothing where it is not finite).
 template <class T>
-std::map<int, std::optional<double>> predictions(const ActivationSpec<T>& act, double sigma_w2, const std::vector<int>& depths) {
+std::map<int, std::optional<double>> predictions(const ActivationSpec<T>& act, double sigma_w2,
+                                                 const std::vector<int>& depths) {
     std::map<int, std::optional<double>> out;
     for (const int d : depths) {
         const double gain = act.predicted_gain(d, sigma_w2);
@@ -237,12 +242,14 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
 
     // One weight sequence per initialiser, as long as the deepest network, if it fits in 1 GiB.
     const int deepest = *std::max_element(s.depths.begin(), s.depths.end());
-    const double cache_bytes = static_cast<double>(inits.size()) * deepest * static_cast<double>(s.width) *
-                               static_cast<double>(s.width) * sizeof(T);
+    const double cache_bytes = static_cast<double>(inits.size()) * deepest *
+                               static_cast<double>(s.width) * static_cast<double>(s.width) *
+                               sizeof(T);
     std::vector<std::unique_ptr<WeightCache<T>>> caches(inits.size());
     if (cache_bytes <= 1024.0 * 1024.0 * 1024.0) {
         for (std::size_t i = 0; i < inits.size(); ++i) {
-            caches[i] = std::make_unique<WeightCache<T>>(make_init<T>(inits[i]), s.width, deepest, s.seed);
+            caches[i] =
+                std::make_unique<WeightCache<T>>(make_init<T>(inits[i]), s.width, deepest, s.seed);
         }
     }
 
@@ -255,7 +262,8 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
     // Deepest first, so that no thread is left with a depth-100 network at the end.
     std::vector<std::size_t> order(jobs.size());
     for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return jobs[x].depth > jobs[y].depth; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t x, std::size_t y) { return jobs[x].depth > jobs[y].depth; });
 
     std::vector<diag::SweepRun> runs(jobs.size());
     std::atomic<std::size_t> next{0};
@@ -277,17 +285,19 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
                                    .batch = s.batch,
                                    .dtype = s.dtype,
                                    .seed = s.seed};
-                diag::record_profile(run, diag::measure_depth<T>(act.choice,
-                                                                 caches[job.init] ? caches[job.init]->for_network()
-                                                                                  : make_init<T>(init),
-                                                                 {.depth = job.depth,
-                                                                  .width = s.width,
-                                                                  .batch = s.batch,
-                                                                  .seed = s.seed,
-                                                                  .norm = variant.norm,
-                                                                  .residual = variant.residual}));
+                diag::record_profile(
+                    run, diag::measure_depth<T>(act.choice,
+                                                caches[job.init] ? caches[job.init]->for_network()
+                                                                 : make_init<T>(init),
+                                                {.depth = job.depth,
+                                                 .width = s.width,
+                                                 .batch = s.batch,
+                                                 .seed = s.seed,
+                                                 .norm = variant.norm,
+                                                 .residual = variant.residual}));
                 if (variant.norm == Normalization::none && !variant.residual) {
-                    run.predicted_gain_per_layer = predicted.at({job.activation, job.init}).at(job.depth);
+                    run.predicted_gain_per_layer =
+                        predicted.at({job.activation, job.init}).at(job.depth);
                 }
                 runs[order[n]] = std::move(run);
             } catch (...) {
@@ -312,15 +322,16 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
 // For each (activation, init, variant), the deepest swept depth up to which every depth is
 // healthy, and the first verdict that is not.
 std::string summary(const std::vector<diag::SweepRun>& runs, const Settings& s) {
-    std::vector<std::string> rows;                           // activation/init, in table order
+    std::vector<std::string> rows;  // activation/init, in table order
     std::map<std::pair<std::string, std::string>, std::string> cells;  // (row, variant) -> text
     for (std::size_t k = 0; k < runs.size();) {
         const auto& first = runs[k];
         const std::string row = first.activation + "/" + diag::init_label(first);
         if (rows.empty() || rows.back() != row) rows.push_back(row);
         std::vector<const diag::SweepRun*> group;
-        for (; k < runs.size() && runs[k].activation == first.activation && runs[k].init == first.init &&
-               runs[k].sigma_w2 == first.sigma_w2 && runs[k].variant == first.variant;
+        for (; k < runs.size() && runs[k].activation == first.activation &&
+               runs[k].init == first.init && runs[k].sigma_w2 == first.sigma_w2 &&
+               runs[k].variant == first.variant;
              ++k) {
             group.push_back(&runs[k]);
         }
@@ -329,7 +340,8 @@ std::string summary(const std::vector<diag::SweepRun>& runs, const Settings& s) 
         std::string cell;
         for (const auto* r : group) {
             if (r->verdict != diag::Verdict::healthy) {
-                cell = deepest + " (" + diag::to_string(r->verdict) + " at " + std::to_string(r->depth) + ")";
+                cell = deepest + " (" + diag::to_string(r->verdict) + " at " +
+                       std::to_string(r->depth) + ")";
                 break;
             }
             deepest = std::to_string(r->depth);
@@ -350,7 +362,8 @@ std::string summary(const std::vector<diag::SweepRun>& runs, const Settings& s) 
     const auto line = [&](const std::string& head, const std::vector<std::string>& cols) {
         std::string text = "  " + head + std::string(widths[0] - head.size(), ' ');
         for (std::size_t c = 0; c < cols.size(); ++c) {
-            text += "  " + cols[c] + (c + 1 < cols.size() ? std::string(widths[c + 1] - cols[c].size(), ' ') : "");
+            text += "  " + cols[c] +
+                    (c + 1 < cols.size() ? std::string(widths[c + 1] - cols[c].size(), ' ') : "");
         }
         out << text << "\n";
     };
@@ -366,7 +379,8 @@ std::string summary(const std::vector<diag::SweepRun>& runs, const Settings& s) 
     std::set<std::string> withheld;
     std::vector<std::pair<double, const diag::SweepRun*>> gaps;
     for (const auto& r : runs) {
-        if (r.variant == "plain" && !r.predicted_gain_per_layer) withheld.insert(r.activation + "/" + diag::init_label(r));
+        if (r.variant == "plain" && !r.predicted_gain_per_layer)
+            withheld.insert(r.activation + "/" + diag::init_label(r));
         if (!r.predicted_gain_per_layer || !std::isfinite(*r.predicted_gain_per_layer) ||
             !std::isfinite(r.gain_per_layer) || r.gain_per_layer <= 0.0) {
             continue;
@@ -378,23 +392,28 @@ std::string summary(const std::vector<diag::SweepRun>& runs, const Settings& s) 
     }
     if (compared > 0 || !withheld.empty()) out << "\n";
     if (compared > 0) {
-        std::sort(gaps.begin(), gaps.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-        out << "Mean-field theory (plain networks): measured gain/layer within 5% of the prediction in " << close
-            << " of " << compared << " runs with a finite, non-zero measurement";
+        std::sort(gaps.begin(), gaps.end(),
+                  [](const auto& a, const auto& b) { return a.first > b.first; });
+        out << "Mean-field theory (plain networks): measured gain/layer within 5% of the prediction in "
+            << close << " of " << compared << " runs with a finite, non-zero measurement";
         if (close < compared) {
             out << "; largest gaps:";
-            for (std::size_t k = 0; k < std::min<std::size_t>(3, gaps.size()) && gaps[k].first > 0.05; ++k) {
+            for (std::size_t k = 0;
+                 k < std::min<std::size_t>(3, gaps.size()) && gaps[k].first > 0.05; ++k) {
                 const auto& r = *gaps[k].second;
-                out << "\n  " << diag::run_label(r) << " depth " << r.depth
-                    << ": measured " << diag::format_number(r.gain_per_layer, {diag::Notation::general, 4})
-                    << ", predicted " << diag::format_number(*r.predicted_gain_per_layer, {diag::Notation::general, 4});
+                out << "\n  " << diag::run_label(r) << " depth " << r.depth << ": measured "
+                    << diag::format_number(r.gain_per_layer, {diag::Notation::general, 4})
+                    << ", predicted "
+                    << diag::format_number(*r.predicted_gain_per_layer,
+                                           {diag::Notation::general, 4});
             }
         }
         out << "\n";
     }
     if (!withheld.empty()) {
         out << "No prediction for plain";
-        for (auto it = withheld.begin(); it != withheld.end(); ++it) out << (it == withheld.begin() ? " " : ", ") << *it;
+        for (auto it = withheld.begin(); it != withheld.end(); ++it)
+            out << (it == withheld.begin() ? " " : ", ") << *it;
         out << ": the mean-field prediction is not finite there\n";
     }
     return out.str();
@@ -429,16 +448,19 @@ std::string plot(const std::vector<diag::SweepRun>& runs, const Settings& s) {
     if (combos.size() <= palette.size() && s.variants.size() <= dashes.size()) {
         for (std::size_t k = 0; k < shown.size(); ++k) {
             const std::string combo = shown[k].activation + "/" + diag::init_label(shown[k]);
-            const auto c = static_cast<std::size_t>(std::find(combos.begin(), combos.end(), combo) - combos.begin());
+            const auto c = static_cast<std::size_t>(std::find(combos.begin(), combos.end(), combo) -
+                                                    combos.begin());
             const auto v = static_cast<std::size_t>(
-                std::find(s.variants.begin(), s.variants.end(), shown[k].variant) - s.variants.begin());
+                std::find(s.variants.begin(), s.variants.end(), shown[k].variant) -
+                s.variants.begin());
             series[k].color = palette[c];
             series[k].dash = dashes[v];
         }
     }
-    const std::string title = "Gradient norm per layer at initialisation: depth " + std::to_string(deepest) + ", width " +
-                              std::to_string(s.width) + ", batch " + std::to_string(s.batch) + ", " + s.dtype +
-                              ", seed " + std::to_string(s.seed);
+    const std::string title = "Gradient norm per layer at initialisation: depth " +
+                              std::to_string(deepest) + ", width " + std::to_string(s.width) +
+                              ", batch " + std::to_string(s.batch) + ", " + s.dtype + ", seed " +
+                              std::to_string(s.seed);
     return diag::svg_plot(series, diag::gradient_plot_options(title));
 }
 
@@ -457,17 +479,19 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember(activations))
         ->type_name("LIST")
         ->capture_default_str();
-    auto* inits_option = app.add_option("--inits", s.inits,
-                                        "Initialisers, comma separated (naive = N(0, 1); xavier = xavier_normal; "
-                                        "he = he_normal; lecun = lecun_normal; orthogonal, gain 1)")
-                             ->delimiter(',')
-                             ->check(CLI::IsMember(init_names))
-                             ->type_name("LIST")
-                             ->capture_default_str();
+    auto* inits_option =
+        app.add_option("--inits", s.inits,
+                       "Initialisers, comma separated (naive = N(0, 1); xavier = xavier_normal; "
+                       "he = he_normal; lecun = lecun_normal; orthogonal, gain 1)")
+            ->delimiter(',')
+            ->check(CLI::IsMember(init_names))
+            ->type_name("LIST")
+            ->capture_default_str();
     auto* sigma_option =
-        app.add_option("--sigma-w2", s.sigma_w2,
-                       "Weights N(0, s / fan_in) for each s, comma separated, instead of the named initialisers "
-                       "(also with them if --inits is given too)")
+        app.add_option(
+               "--sigma-w2", s.sigma_w2,
+               "Weights N(0, s / fan_in) for each s, comma separated, instead of the named initialisers "
+               "(also with them if --inits is given too)")
             ->delimiter(',')
             ->check(finite_number)
             ->check(CLI::PositiveNumber)
@@ -482,23 +506,30 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(2, 100000))
         ->type_name("LIST")
         ->capture_default_str();
-    app.add_option("--width", s.width, "Width of every layer")->check(CLI::Range(Index{1}, Index{1} << 20))->capture_default_str();
+    app.add_option("--width", s.width, "Width of every layer")
+        ->check(CLI::Range(Index{1}, Index{1} << 20))
+        ->capture_default_str();
     app.add_option("--batch", s.batch, "Batch size (>= 2: batch norm needs it)")
         ->check(CLI::Range(Index{2}, Index{1} << 24))
         ->capture_default_str();
     app.add_option("--seed", s.seed, "Seed of the weights and of the data")->capture_default_str();
-    app.add_option("--dtype", s.dtype, "Scalar type (float is faster, but loses norms below 1e-38 or above 3e38)")
+    app.add_option("--dtype", s.dtype,
+                   "Scalar type (float is faster, but loses norms below 1e-38 or above 3e38)")
         ->check(CLI::IsMember({"float", "double"}))
         ->capture_default_str();
-    app.add_option("--json", s.json, "Write the runs as JSON here (\"\" to skip)")->type_name("PATH")->capture_default_str();
+    app.add_option("--json", s.json, "Write the runs as JSON here (\"\" to skip)")
+        ->type_name("PATH")
+        ->capture_default_str();
     app.add_option("--csv", s.csv, "Write one CSV row per run and layer here (\"\" to skip)")
         ->type_name("PATH")
         ->capture_default_str();
-    app.add_option("--svg", s.svg, "Plot |dL/dz_l| per layer at the deepest depth here (\"\" to skip)")
+    app.add_option("--svg", s.svg,
+                   "Plot |dL/dz_l| per layer at the deepest depth here (\"\" to skip)")
         ->type_name("PATH")
         ->capture_default_str();
     app.add_flag("--quiet,-q", s.quiet, "Print nothing but errors (no table, summary or progress)");
-    app.add_option("--threads", s.threads, "Networks measured in parallel (0: one per hardware thread)")
+    app.add_option("--threads", s.threads,
+                   "Networks measured in parallel (0: one per hardware thread)")
         ->capture_default_str();
     app.footer(
         "Output files: sweep.json, sweep.csv and sweep.svg in the current directory unless other paths are "
@@ -511,10 +542,12 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
         if (sigma_option->count() > 0 && inits_option->count() == 0) s.inits.clear();
-        dedupe(s.activations), dedupe(s.inits), dedupe(s.sigma_w2), dedupe(s.variants), dedupe(s.depths);
+        dedupe(s.activations), dedupe(s.inits), dedupe(s.sigma_w2), dedupe(s.variants),
+            dedupe(s.depths);
         std::sort(s.depths.begin(), s.depths.end());
         if (s.activations.empty()) throw CLI::ValidationError("--activations", "the list is empty");
-        if (s.inits.empty() && s.sigma_w2.empty()) throw CLI::ValidationError("--inits", "no initialiser to sweep");
+        if (s.inits.empty() && s.sigma_w2.empty())
+            throw CLI::ValidationError("--inits", "no initialiser to sweep");
         if (s.variants.empty()) throw CLI::ValidationError("--variants", "the list is empty");
         if (s.depths.empty()) throw CLI::ValidationError("--depths", "the list is empty");
     } catch (const CLI::ParseError& e) {
@@ -528,25 +561,32 @@ int main(int argc, char** argv) {
     for (const double v : s.sigma_w2) inits.push_back({"gaussian", v});
 
     try {
-        const std::size_t count = s.activations.size() * inits.size() * s.variants.size() * s.depths.size();
+        const std::size_t count =
+            s.activations.size() * inits.size() * s.variants.size() * s.depths.size();
         if (!s.quiet) {
-            std::cerr << "measuring " << count << " networks (width " << s.width << ", batch " << s.batch << ", "
-                      << s.dtype << ") on " << std::min<std::size_t>(s.threads, count) << " thread(s)...\n";
+            std::cerr << "measuring " << count << " networks (width " << s.width << ", batch "
+                      << s.batch << ", " << s.dtype << ") on "
+                      << std::min<std::size_t>(s.threads, count) << " thread(s)...\n";
         }
         const auto start = std::chrono::steady_clock::now();
         const auto runs = s.dtype == "double" ? sweep<double>(s, inits) : sweep<float>(s, inits);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
         if (!s.quiet) {
             std::cout << diag::format_table(runs) << "\n" << summary(runs, s) << "\n";
             std::printf("%zu networks measured in %.1f s\n", runs.size(), seconds);
         }
-        const auto report = [&](const std::string& path, const char* what, const std::function<void(std::ostream&)>& write) {
+        const auto report = [&](const std::string& path, const char* what,
+                                const std::function<void(std::ostream&)>& write) {
             if (path.empty()) return;
             write_file(path, write);
-            if (!s.quiet) std::cout << "wrote " << what << ": " << std::filesystem::absolute(path).lexically_normal().string() << "\n";
+            if (!s.quiet)
+                std::cout << "wrote " << what << ": "
+                          << std::filesystem::absolute(path).lexically_normal().string() << "\n";
         };
-        report(s.json, "JSON", [&](std::ostream& out) { out << diag::to_json(runs).dump(1) << "\n"; });
+        report(s.json, "JSON",
+               [&](std::ostream& out) { out << diag::to_json(runs).dump(1) << "\n"; });
         report(s.csv, "CSV", [&](std::ostream& out) { diag::write_csv(out, runs); });
         report(s.svg, "SVG", [&](std::ostream& out) { out << plot(runs, s); });
     } catch (const std::exception& e) {

@@ -25,10 +25,12 @@ void check_against_pytorch(const std::string& name, Act act) {
 struct Swish2 {
     static constexpr const char* name = "swish2";
     double beta = 2.0;
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         return x / (T(1) + std::exp(-static_cast<T>(beta) * x));
     }
-    template <class T> T derivative(T x, T y) const {
+    template <class T>
+    T derivative(T x, T y) const {
         const T s = T(1) / (T(1) + std::exp(-static_cast<T>(beta) * x));
         return s + static_cast<T>(beta) * y * (T(1) - s);
     }
@@ -48,7 +50,8 @@ TEST_CASE("leaky_relu, elu and selu match PyTorch", "[activations][reference]") 
     check_against_pytorch("selu", SELU{});
 }
 
-TEST_CASE("gelu (exact and tanh), silu, softplus and hardtanh match PyTorch", "[activations][reference]") {
+TEST_CASE("gelu (exact and tanh), silu, softplus and hardtanh match PyTorch",
+          "[activations][reference]") {
     check_against_pytorch("gelu", GELU{});
     check_against_pytorch("gelu_tanh", GELUTanh{});
     check_against_pytorch("silu", SiLU{});
@@ -69,8 +72,14 @@ TEST_CASE("sigmoid' <= 0.25 and tanh' <= 1, with the maximum attained at 0", "[a
         const double ds = Sigmoid{}.derivative(x, Sigmoid{}.value(x));
         const double dt = Tanh{}.derivative(x, Tanh{}.value(x));
         violations += (ds > 0.25) + (dt > 1.0);
-        if (ds > max_sig) { max_sig = ds; argmax_sig = x; }
-        if (dt > max_tanh) { max_tanh = dt; argmax_tanh = x; }
+        if (ds > max_sig) {
+            max_sig = ds;
+            argmax_sig = x;
+        }
+        if (dt > max_tanh) {
+            max_tanh = dt;
+            argmax_tanh = x;
+        }
     }
     CHECK(violations == 0);
     CHECK(max_sig == 0.25);
@@ -79,7 +88,8 @@ TEST_CASE("sigmoid' <= 0.25 and tanh' <= 1, with the maximum attained at 0", "[a
     CHECK(argmax_tanh == 0.0);
 }
 
-TEST_CASE("softplus does not overflow in float and becomes the identity past its threshold", "[activations]") {
+TEST_CASE("softplus does not overflow in float and becomes the identity past its threshold",
+          "[activations]") {
     const Softplus sp{};
     CHECK(std::isfinite(sp.value(100.0f)));
     CHECK(sp.value(100.0f) == 100.0f);
@@ -87,7 +97,8 @@ TEST_CASE("softplus does not overflow in float and becomes the identity past its
     CHECK(sp.value(-100.0f) < 1e-30f);
 }
 
-TEST_CASE("a user-defined activation works in the op, in gradcheck and in a trained mlp", "[activations]") {
+TEST_CASE("a user-defined activation works in the op, in gradcheck and in a trained mlp",
+          "[activations]") {
     static_assert(ElementwiseFunction<Swish2, double>);
     const auto x = param(normal(3, 4, 1));
     require_gradcheck([](const Inputs& in) { return elementwise(in[0], Swish2{}); }, {x});

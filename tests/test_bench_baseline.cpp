@@ -46,16 +46,20 @@ void check_variant(bool batch_norm, bool residual) {
         const auto linears = net->linear_layers();
         REQUIRE(static_cast<Index>(linears.size()) == w.depth);
         for (std::size_t l = 0; l < linears.size(); ++l) {
-            require_same(linears[l].second->weight().grad(), baseline.weight_grad(l), "weight grad", l);
+            require_same(linears[l].second->weight().grad(), baseline.weight_grad(l), "weight grad",
+                         l);
             require_same(linears[l].second->bias().grad(), baseline.bias_grad(l), "bias grad", l);
         }
         const auto norms = bench::batch_norms(*net);
         REQUIRE(norms.size() == (batch_norm ? static_cast<std::size_t>(w.depth - 1) : 0U));
         for (std::size_t l = 0; l < norms.size(); ++l) {
-            require_same(norms[l]->weight().grad(), baseline.bn_weight_grad(l), "bn weight grad", l);
+            require_same(norms[l]->weight().grad(), baseline.bn_weight_grad(l), "bn weight grad",
+                         l);
             require_same(norms[l]->bias().grad(), baseline.bn_bias_grad(l), "bn bias grad", l);
-            require_same(norms[l]->running_mean().value(), baseline.running_mean(l), "running mean", l);
-            require_same(norms[l]->running_var().value(), baseline.running_var(l), "running var", l);
+            require_same(norms[l]->running_mean().value(), baseline.running_mean(l), "running mean",
+                         l);
+            require_same(norms[l]->running_var().value(), baseline.running_var(l), "running var",
+                         l);
         }
         sgd.step();
         baseline.sgd_step(0.05);
@@ -76,7 +80,8 @@ TEST_CASE("the benchmark baseline matches gradscope with residual blocks", "[ben
     check_variant(false, true);
 }
 
-TEST_CASE("the benchmark baseline matches gradscope with batch norm in residual blocks", "[bench]") {
+TEST_CASE("the benchmark baseline matches gradscope with batch norm in residual blocks",
+          "[bench]") {
     check_variant(true, true);
 }
 

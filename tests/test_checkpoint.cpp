@@ -35,7 +35,8 @@ struct TempDir : gradscope::testing::TempDir {
 
 Bytes read_bytes(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
-    const std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<char> chars((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
     Bytes out(chars.size());
     if (!chars.empty()) std::memcpy(out.data(), chars.data(), chars.size());
     return out;
@@ -72,7 +73,8 @@ struct Dissected {
 Dissected dissect(const Bytes& file) {
     REQUIRE(file.size() >= 8);
     Dissected d;
-    for (int i = 7; i >= 0; --i) d.header_length = (d.header_length << 8) | static_cast<std::uint64_t>(file[i]);
+    for (int i = 7; i >= 0; --i)
+        d.header_length = (d.header_length << 8) | static_cast<std::uint64_t>(file[i]);
     REQUIRE(8 + d.header_length <= file.size());
     d.header_text.assign(reinterpret_cast<const char*>(file.data() + 8), d.header_length);
     d.header = nlohmann::json::parse(d.header_text);
@@ -89,7 +91,10 @@ Bytes with_header(const Bytes& valid, const std::function<void(nlohmann::json&)>
 
 template <class T>
 std::shared_ptr<MLP<T>> batch_norm_mlp(std::uint64_t seed, std::vector<Index> widths = {4, 8, 3}) {
-    return mlp<T>({.widths = std::move(widths), .activation = Tanh{}, .norm = Normalization::batch, .seed = seed});
+    return mlp<T>({.widths = std::move(widths),
+                   .activation = Tanh{},
+                   .norm = Normalization::batch,
+                   .seed = seed});
 }
 
 // Runs training-mode batches so that the running statistics and the batch count are not the
@@ -98,7 +103,8 @@ template <class T>
 void warm_up(MLP<T>& net, std::uint64_t seed) {
     net.train();
     for (int i = 0; i < 3; ++i) {
-        (void)net(Tensor<T>::constant(testing::normal(16, net.options().widths.front(), seed + i).template cast<T>()));
+        (void)net(Tensor<T>::constant(
+            testing::normal(16, net.options().widths.front(), seed + i).template cast<T>()));
     }
 }
 
@@ -168,12 +174,14 @@ struct Fixture {
         const auto before = snapshot(*net);
         try {
             (void)load_checkpoint(file, *net, options);
-            FAIL("load_checkpoint accepted a broken file; expected a message with: " << fragments.front());
+            FAIL("load_checkpoint accepted a broken file; expected a message with: "
+                 << fragments.front());
         } catch (const io_error& e) {
             const std::string message = e.what();
             INFO(message);
             CHECK(message.find(file.string()) != std::string::npos);
-            for (const std::string& fragment : fragments) CHECK(message.find(fragment) != std::string::npos);
+            for (const std::string& fragment : fragments)
+                CHECK(message.find(fragment) != std::string::npos);
         }
         CHECK(snapshot(*net) == before);
     }
@@ -181,7 +189,8 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("a saved mlp with batch norm loads into another and gives identical eval outputs", "[checkpoint]") {
+TEST_CASE("a saved mlp with batch norm loads into another and gives identical eval outputs",
+          "[checkpoint]") {
     SECTION("float") { check_round_trip<float>(); }
     SECTION("double") { check_round_trip<double>(); }
 }
@@ -200,11 +209,15 @@ TEST_CASE("the bytes follow the safetensors layout", "[checkpoint]") {
 
     // PyTorch's shapes: matrices 2-D, per-feature vectors 1-D, the batch count a scalar.
     const std::map<std::string, nlohmann::json> shapes = {
-        {"layers.0.linear.weight", {8, 4}},    {"layers.0.linear.bias", {8}},
-        {"layers.0.bn.weight", {8}},           {"layers.0.bn.bias", {8}},
-        {"layers.0.bn.running_mean", {8}},     {"layers.0.bn.running_var", {8}},
+        {"layers.0.linear.weight", {8, 4}},
+        {"layers.0.linear.bias", {8}},
+        {"layers.0.bn.weight", {8}},
+        {"layers.0.bn.bias", {8}},
+        {"layers.0.bn.running_mean", {8}},
+        {"layers.0.bn.running_var", {8}},
         {"layers.0.bn.num_batches_tracked", nlohmann::json::array()},
-        {"layers.1.weight", {3, 8}},           {"layers.1.bias", {3}}};
+        {"layers.1.weight", {3, 8}},
+        {"layers.1.bias", {3}}};
     CHECK(d.header.size() == shapes.size() + 1);
 
     // The tensors tile the data region, and each holds its values' bytes, row-major.
@@ -239,10 +252,12 @@ TEST_CASE("the bytes follow the safetensors layout", "[checkpoint]") {
     SECTION("pytorch_shapes = false keeps every tensor [rows, cols]") {
         const Dissected d2 = dissect(save_checkpoint_to_bytes(*net, {.pytorch_shapes = false}));
         CHECK(d2.header.at("layers.1.bias").at("shape") == nlohmann::json({1, 3}));
-        CHECK(d2.header.at("layers.0.bn.num_batches_tracked").at("shape") == nlohmann::json({1, 1}));
+        CHECK(d2.header.at("layers.0.bn.num_batches_tracked").at("shape") ==
+              nlohmann::json({1, 1}));
         CHECK_FALSE(d2.header.contains("__metadata__"));
     }
-    SECTION("a one-output Linear keeps its [1 x in] weight 2-D, as PyTorch does; LayerNorm's scale is 1-D") {
+    SECTION(
+        "a one-output Linear keeps its [1 x in] weight 2-D, as PyTorch does; LayerNorm's scale is 1-D") {
         auto one = mlp<double>({.widths = {4, 8, 1}, .norm = Normalization::layer});
         const Dissected d3 = dissect(save_checkpoint_to_bytes(*one));
         CHECK(d3.header.at("layers.1.weight").at("shape") == nlohmann::json({1, 8}));
@@ -255,13 +270,15 @@ TEST_CASE("the bytes follow the safetensors layout", "[checkpoint]") {
     }
 }
 
-TEST_CASE("loading accepts 2-D, 1-D and scalar shapes for row tensors, and I64 scalars", "[checkpoint]") {
+TEST_CASE("loading accepts 2-D, 1-D and scalar shapes for row tensors, and I64 scalars",
+          "[checkpoint]") {
     auto source = batch_norm_mlp<double>(6);
     warm_up(*source, 400);
     auto net = batch_norm_mlp<double>(7);
 
     // Every tensor written [rows, cols] loads as well as PyTorch's shapes do.
-    (void)load_checkpoint_from_bytes(save_checkpoint_to_bytes(*source, {.pytorch_shapes = false}), *net);
+    (void)load_checkpoint_from_bytes(save_checkpoint_to_bytes(*source, {.pytorch_shapes = false}),
+                                     *net);
     CHECK(snapshot(*net) == snapshot(*source));
 
     // PyTorch writes num_batches_tracked as an int64 scalar.
@@ -272,7 +289,8 @@ TEST_CASE("loading accepts 2-D, 1-D and scalar shapes for row tensors, and I64 s
         header["layers.0.bn.num_batches_tracked"]["dtype"] = "I64";
         header["layers.0.bn.num_batches_tracked"]["shape"] = nlohmann::json::parse(shape);
         Bytes data = d.data;
-        const auto at = header["layers.0.bn.num_batches_tracked"]["data_offsets"][0].get<std::size_t>();
+        const auto at =
+            header["layers.0.bn.num_batches_tracked"]["data_offsets"][0].get<std::size_t>();
         const std::int64_t count = 41;
         std::memcpy(data.data() + at, &count, sizeof count);
         (void)load_checkpoint_from_bytes(make_file(header.dump(), data), *net);
@@ -280,22 +298,26 @@ TEST_CASE("loading accepts 2-D, 1-D and scalar shapes for row tensors, and I64 s
     }
 }
 
-TEST_CASE("doubles convert to a float module, unless one is too large for a float", "[checkpoint]") {
+TEST_CASE("doubles convert to a float module, unless one is too large for a float",
+          "[checkpoint]") {
     auto source = batch_norm_mlp<double>(8);
     warm_up(*source, 450);
     auto net = batch_norm_mlp<float>(9);
     (void)load_checkpoint_from_bytes(save_checkpoint_to_bytes(*source), *net);
-    CHECK(tensor_value(*net, "layers.1.weight") == tensor_value(*source, "layers.1.weight").cast<float>());
+    CHECK(tensor_value(*net, "layers.1.weight") ==
+          tensor_value(*source, "layers.1.weight").cast<float>());
 
     source->layers()[1].named_parameters()[0].second.data()(2, 5) = 1e300;  // layers.1.weight
     const auto before = snapshot(*net);
-    CHECK_THROWS_WITH(load_checkpoint_from_bytes(save_checkpoint_to_bytes(*source), *net, {}, "big.safetensors"),
-                      "big.safetensors: tensor 'layers.1.weight': a value of this F64 tensor is too large "
-                      "for float (the module's type)");
+    CHECK_THROWS_WITH(
+        load_checkpoint_from_bytes(save_checkpoint_to_bytes(*source), *net, {}, "big.safetensors"),
+        "big.safetensors: tensor 'layers.1.weight': a value of this F64 tensor is too large "
+        "for float (the module's type)");
     CHECK(snapshot(*net) == before);
 }
 
-TEST_CASE("malformed files are refused with the file and the problem named, and nothing changes", "[checkpoint]") {
+TEST_CASE("malformed files are refused with the file and the problem named, and nothing changes",
+          "[checkpoint]") {
     Fixture f;
     using json = nlohmann::json;
 
@@ -323,15 +345,17 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
     }
     SECTION("a tensor without dtype, shape or data_offsets") {
         for (const char* field : {"dtype", "shape", "data_offsets"}) {
-            f.expect_rejected(with_header(f.valid, [&](json& h) { h["layers.1.bias"].erase(field); }),
-                              {"tensor 'layers.1.bias'", std::string("\"") + field + "\" is missing"});
+            f.expect_rejected(
+                with_header(f.valid, [&](json& h) { h["layers.1.bias"].erase(field); }),
+                {"tensor 'layers.1.bias'", std::string("\"") + field + "\" is missing"});
         }
         f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"] = 5; }),
                           {"tensor 'layers.1.bias'", "expected an object"});
     }
     SECTION("a dtype the format does not have") {
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"]["dtype"] = "F17"; }),
-                          {"tensor 'layers.1.bias'", "unknown dtype \"F17\""});
+        f.expect_rejected(
+            with_header(f.valid, [](json& h) { h["layers.1.bias"]["dtype"] = "F17"; }),
+            {"tensor 'layers.1.bias'", "unknown dtype \"F17\""});
     }
     SECTION("a dtype gradscope cannot read, or I64 for more than a scalar") {
         f.expect_rejected(with_header(f.valid,
@@ -340,38 +364,60 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
                                           h["layers.1.bias"]["shape"] = {12};
                                       }),
                           {"tensor 'layers.1.bias'", "dtype BF16 is not supported"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"]["dtype"] = "I64"; }),
-                          {"tensor 'layers.1.bias'", "I64 is read only for a scalar", "[3]"});
+        f.expect_rejected(
+            with_header(f.valid, [](json& h) { h["layers.1.bias"]["dtype"] = "I64"; }),
+            {"tensor 'layers.1.bias'", "I64 is read only for a scalar", "[3]"});
     }
     SECTION("a shape whose size does not match its offsets") {
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.weight"]["shape"] = {3, 7}; }),
-                          {"tensor 'layers.1.weight'", "shape [3, 7] of F64 needs 168 bytes", "span 192"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.weight"]["shape"] = {-3, 8}; }),
+        f.expect_rejected(
+            with_header(f.valid,
+                        [](json& h) {
+                            h["layers.1.weight"]["shape"] = {3, 7};
+                        }),
+            {"tensor 'layers.1.weight'", "shape [3, 7] of F64 needs 168 bytes", "span 192"});
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["layers.1.weight"]["shape"] = {-3, 8};
+                                      }),
                           {"tensor 'layers.1.weight'", "non-negative integer", "-3"});
         f.expect_rejected(with_header(f.valid,
                                       [](json& h) {
-                                          h["layers.1.weight"]["shape"] = {std::uint64_t{1} << 40, std::uint64_t{1} << 40};
+                                          h["layers.1.weight"]["shape"] = {std::uint64_t{1} << 40,
+                                                                           std::uint64_t{1} << 40};
                                       }),
                           {"tensor 'layers.1.weight'", "more bytes than fit in 64 bits"});
     }
     SECTION("offsets out of range, overlapping, leaving gaps or leaving bytes over") {
         // The data region is 800 bytes: 100 doubles, with num_batches_tracked last.
+        f.expect_rejected(
+            with_header(f.valid,
+                        [](json& h) {
+                            h["layers.0.bn.num_batches_tracked"]["data_offsets"] = {800, 808};
+                        }),
+            {"tensor 'layers.0.bn.num_batches_tracked'", "[800, 808]",
+             "past the end of the data (800 bytes"});
         f.expect_rejected(with_header(f.valid,
                                       [](json& h) {
-                                          h["layers.0.bn.num_batches_tracked"]["data_offsets"] = {800, 808};
+                                          h["layers.1.bias"]["data_offsets"] = {632, 656};
                                       }),
-                          {"tensor 'layers.0.bn.num_batches_tracked'", "[800, 808]", "past the end of the data (800 bytes"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"]["data_offsets"] = {632, 656}; }),
                           {"tensor 'layers.1.bias'", "overlap tensor 'layers.1.weight'"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"]["data_offsets"] = {648, 672}; }),
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["layers.1.bias"]["data_offsets"] = {648, 672};
+                                      }),
                           {"tensor 'layers.1.bias'", "gap: bytes 640 to 648"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"]["data_offsets"] = {664, 640}; }),
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["layers.1.bias"]["data_offsets"] = {664, 640};
+                                      }),
                           {"tensor 'layers.1.bias'", "end before they begin"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"]["data_offsets"] = {640}; }),
-                          {"tensor 'layers.1.bias'", "must be [begin, end]"});
+        f.expect_rejected(
+            with_header(f.valid, [](json& h) { h["layers.1.bias"]["data_offsets"] = {640}; }),
+            {"tensor 'layers.1.bias'", "must be [begin, end]"});
         Dissected d = dissect(f.valid);
         d.data.resize(d.data.size() + 8);
-        f.expect_rejected(make_file(d.header.dump(), d.data), {"cover 800 bytes of data but 808 follow"});
+        f.expect_rejected(make_file(d.header.dump(), d.data),
+                          {"cover 800 bytes of data but 808 follow"});
     }
     SECTION("a name given twice") {
         Dissected d = dissect(f.valid);
@@ -380,18 +426,32 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
         f.expect_rejected(make_file(text, d.data), {"names 'layers.1.bias' twice"});
     }
     SECTION("metadata that is not strings") {
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["__metadata__"] = {{"epoch", 3}}; }),
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["__metadata__"] = {{"epoch", 3}};
+                                      }),
                           {"\"__metadata__\" entry 'epoch' must be a string"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["__metadata__"] = {1, 2}; }),
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["__metadata__"] = {1, 2};
+                                      }),
                           {"\"__metadata__\" must be an object"});
     }
     SECTION("a shape that does not fit the module's tensor names both shapes") {
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.weight"]["shape"] = {8, 3}; }),
-                          {"tensor 'layers.1.weight'", "the file's shape [8, 3]", "the module's [3x8]"});
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.weight"]["shape"] = {24}; }),
-                          {"the file's shape [24]", "[3x8]"});
+        f.expect_rejected(
+            with_header(f.valid,
+                        [](json& h) {
+                            h["layers.1.weight"]["shape"] = {8, 3};
+                        }),
+            {"tensor 'layers.1.weight'", "the file's shape [8, 3]", "the module's [3x8]"});
+        f.expect_rejected(
+            with_header(f.valid, [](json& h) { h["layers.1.weight"]["shape"] = {24}; }),
+            {"the file's shape [24]", "[3x8]"});
         // Even a non-strict load refuses a tensor it cannot fit, as PyTorch's does.
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.weight"]["shape"] = {2, 3, 4}; }),
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["layers.1.weight"]["shape"] = {2, 3, 4};
+                                      }),
                           {"the file's shape [2, 3, 4]"}, {.strict = false});
     }
     SECTION("a file that is missing, or a directory") {
@@ -402,7 +462,8 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
     }
 }
 
-TEST_CASE("strict loads need exactly the module's tensors, non-strict ones report the difference", "[checkpoint]") {
+TEST_CASE("strict loads need exactly the module's tensors, non-strict ones report the difference",
+          "[checkpoint]") {
     auto with_bn = batch_norm_mlp<double>(10);
     warm_up(*with_bn, 500);
     auto without_bn = mlp<double>({.widths = {4, 8, 3}, .activation = Tanh{}, .seed = 11});
@@ -412,12 +473,13 @@ TEST_CASE("strict loads need exactly the module's tensors, non-strict ones repor
     SECTION("extra tensors in the file") {
         auto net = mlp<double>({.widths = {4, 8, 3}, .activation = Tanh{}, .seed = 12});
         const auto before = snapshot(*net);
-        CHECK_THROWS_MATCHES(load_checkpoint_from_bytes(bn_file, *net, {}, "bn.safetensors"), io_error,
-                             Catch::Matchers::Message(
-                                 "bn.safetensors: strict load: the file's 'layers.0.bn.bias', "
-                                 "'layers.0.bn.num_batches_tracked', 'layers.0.bn.running_mean', "
-                                 "'layers.0.bn.running_var', 'layers.0.bn.weight' not in the module; "
-                                 "load with {.strict = false} to load what matches"));
+        CHECK_THROWS_MATCHES(
+            load_checkpoint_from_bytes(bn_file, *net, {}, "bn.safetensors"), io_error,
+            Catch::Matchers::Message(
+                "bn.safetensors: strict load: the file's 'layers.0.bn.bias', "
+                "'layers.0.bn.num_batches_tracked', 'layers.0.bn.running_mean', "
+                "'layers.0.bn.running_var', 'layers.0.bn.weight' not in the module; "
+                "load with {.strict = false} to load what matches"));
         CHECK(snapshot(*net) == before);
 
         const LoadReport r = load_checkpoint_from_bytes(bn_file, *net, {.strict = false});
@@ -430,19 +492,22 @@ TEST_CASE("strict loads need exactly the module's tensors, non-strict ones repor
     SECTION("tensors missing from the file") {
         auto net = batch_norm_mlp<double>(13);
         const auto before = snapshot(*net);
-        CHECK_THROWS_WITH(load_checkpoint_from_bytes(plain_file, *net),
-                          Catch::Contains("the module's 'layers.0.bn.weight', 'layers.0.bn.bias'") &&
-                              Catch::Contains("missing from the file"));
+        CHECK_THROWS_WITH(
+            load_checkpoint_from_bytes(plain_file, *net),
+            Catch::Contains("the module's 'layers.0.bn.weight', 'layers.0.bn.bias'") &&
+                Catch::Contains("missing from the file"));
         CHECK(snapshot(*net) == before);
 
         const LoadReport r = load_checkpoint_from_bytes(plain_file, *net, {.strict = false});
         CHECK(r.loaded.size() == 4);
-        CHECK(r.missing == std::vector<std::string>{"layers.0.bn.weight", "layers.0.bn.bias",
-                                                    "layers.0.bn.running_mean", "layers.0.bn.running_var",
-                                                    "layers.0.bn.num_batches_tracked"});
+        CHECK(r.missing == std::vector<std::string>{
+                               "layers.0.bn.weight", "layers.0.bn.bias", "layers.0.bn.running_mean",
+                               "layers.0.bn.running_var", "layers.0.bn.num_batches_tracked"});
         CHECK(r.unexpected.empty());
-        CHECK(tensor_value(*net, "layers.0.linear.weight") == tensor_value(*without_bn, "layers.0.linear.weight"));
-        CHECK(tensor_value(*net, "layers.0.bn.running_var") == Matrix<double>::Ones(1, 8));  // untouched
+        CHECK(tensor_value(*net, "layers.0.linear.weight") ==
+              tensor_value(*without_bn, "layers.0.linear.weight"));
+        CHECK(tensor_value(*net, "layers.0.bn.running_var") ==
+              Matrix<double>::Ones(1, 8));  // untouched
     }
 }
 
@@ -451,10 +516,12 @@ TEST_CASE("metadata travels both ways and the optimizer. prefix is reserved", "[
     const LoadReport r = load_checkpoint_from_bytes(
         save_checkpoint_to_bytes(*net, {.metadata = {{"epoch", "7"}, {"note", "ünïcode"}}}), *net);
     CHECK(r.metadata == std::map<std::string, std::string>{{"epoch", "7"}, {"note", "ünïcode"}});
-    CHECK_THROWS_AS(save_checkpoint_to_bytes(*net, {.metadata = {{"optimizer.lr", "1"}}}), io_error);
+    CHECK_THROWS_AS(save_checkpoint_to_bytes(*net, {.metadata = {{"optimizer.lr", "1"}}}),
+                    io_error);
 }
 
-TEST_CASE("the optimiser state is saved and restored, and a step after loading matches", "[checkpoint]") {
+TEST_CASE("the optimiser state is saved and restored, and a step after loading matches",
+          "[checkpoint]") {
     TempDir dir;
     const fs::path file = dir.path / "run.safetensors";
     const auto x = TensorD::constant(testing::normal(16, 4, 20));
@@ -499,8 +566,9 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
         auto other = batch_norm_mlp<double>(18);
         SGD<double> sgd(other->parameters(), {.lr = 0.5});
         const auto before = snapshot(*other);
-        CHECK_THROWS_WITH(load_checkpoint(file, *other, sgd),
-                          Catch::Contains(file.string()) && Catch::Contains("optimiser state does not fit"));
+        CHECK_THROWS_WITH(
+            load_checkpoint(file, *other, sgd),
+            Catch::Contains(file.string()) && Catch::Contains("optimiser state does not fit"));
         CHECK(snapshot(*other) == before);
         CHECK(sgd.lr() == 0.5);
     }
@@ -508,7 +576,8 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
         save_checkpoint(file, *net);
         auto other = batch_norm_mlp<double>(19);
         Adam<double> fresh(other->parameters(), {.lr = 0.5});
-        CHECK_THROWS_WITH(load_checkpoint(file, *other, fresh), Catch::Contains("no optimiser state"));
+        CHECK_THROWS_WITH(load_checkpoint(file, *other, fresh),
+                          Catch::Contains("no optimiser state"));
         const LoadReport r3 = load_checkpoint(file, *other, fresh, {.strict = false});
         CHECK_FALSE(r3.optimizer_loaded);
         CHECK(fresh.lr() == 0.5);
@@ -520,8 +589,9 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
         auto other = batch_norm_mlp<double>(20);
         Adam<double> fresh(other->parameters());
         const auto before = snapshot(*other);
-        CHECK_THROWS_WITH(load_checkpoint_from_bytes(make_file(bad.header.dump(), bad.data), *other, fresh),
-                          Catch::Contains("'optimizer.lr' must be a number, got 'fast'"));
+        CHECK_THROWS_WITH(
+            load_checkpoint_from_bytes(make_file(bad.header.dump(), bad.data), *other, fresh),
+            Catch::Contains("'optimizer.lr' must be a number, got 'fast'"));
         CHECK(snapshot(*other) == before);
     }
 }
@@ -559,8 +629,9 @@ void train_step(Pair& net, Optimizer<double>& optimizer) {
 
 }  // namespace
 
-TEST_CASE("the optimiser state follows the module's names into a network that registers them in another order",
-          "[checkpoint][optimizer]") {
+TEST_CASE(
+    "the optimiser state follows the module's names into a network that registers them in another order",
+    "[checkpoint][optimizer]") {
     Pair saved("w", "b", true, 61);
     Adam<double> adam(saved.parameters(), {.lr = 0.05, .amsgrad = true});
     train_step(saved, adam);
@@ -598,7 +669,8 @@ TEST_CASE("the optimiser state follows the module's names into a network that re
         const auto before = snapshot(renamed);
         REQUIRE_THROWS_MATCHES(
             load_checkpoint_from_bytes(bytes, renamed, optimizer, {.strict = false}), io_error,
-            MessageContains({"optimiser state does not fit", "a parameter 'b' that this optimiser does not have", "'bias'"}));
+            MessageContains({"optimiser state does not fit",
+                             "a parameter 'b' that this optimiser does not have", "'bias'"}));
         CHECK(snapshot(renamed) == before);
         CHECK(optimizer.lr() == 0.5);
 
@@ -612,21 +684,22 @@ TEST_CASE("the optimiser state follows the module's names into a network that re
         sum(square(single.parameters()[0])).backward();
         sgd.step();
         SGD<double> wider(renamed.parameters());
-        REQUIRE_THROWS_MATCHES(
-            load_checkpoint_from_bytes(save_checkpoint_to_bytes(single, sgd), renamed, wider,
-                                       {.strict = false}),
-            io_error, MessageContains("no 'step.bias' for parameter 'bias'"));
+        REQUIRE_THROWS_MATCHES(load_checkpoint_from_bytes(save_checkpoint_to_bytes(single, sgd),
+                                                          renamed, wider, {.strict = false}),
+                               io_error, MessageContains("no 'step.bias' for parameter 'bias'"));
     }
 }
 
-TEST_CASE("a checkpoint whose optimiser state is keyed by position, as files were before names, still loads",
-          "[checkpoint][optimizer]") {
+TEST_CASE(
+    "a checkpoint whose optimiser state is keyed by position, as files were before names, still loads",
+    "[checkpoint][optimizer]") {
     // tests/fuzz/corpus/valid_double_amsgrad.safetensors: written by the fuzz target's network
     // and Adam(amsgrad) after two steps, with the state under "exp_avg.0", "step.0", ...
     const fs::path file = fs::path(GRADSCOPE_TEST_DATA_DIR) / ".." / "fuzz" / "corpus" /
                           "valid_double_amsgrad.safetensors";
     const auto make_net = [] {
-        return mlp<double>({.widths = {3, 4, 2}, .activation = Tanh{}, .norm = Normalization::batch});
+        return mlp<double>(
+            {.widths = {3, 4, 2}, .activation = Tanh{}, .norm = Normalization::batch});
     };
     auto net = make_net();
     Adam<double> positional(net->parameters());
@@ -644,7 +717,8 @@ TEST_CASE("a checkpoint whose optimiser state is keyed by position, as files wer
     CHECK(d.header.contains("optimizer.exp_avg_sq.layers.1.weight"));
 }
 
-TEST_CASE("a save that fails part way leaves the old file byte-identical and no temporary behind", "[checkpoint]") {
+TEST_CASE("a save that fails part way leaves the old file byte-identical and no temporary behind",
+          "[checkpoint]") {
     TempDir dir;
     const fs::path file = dir.path / "net.safetensors";
     auto net = batch_norm_mlp<double>(21);
@@ -660,7 +734,8 @@ TEST_CASE("a save that fails part way leaves the old file byte-identical and no 
                              Catch::Matchers::Predicate<io_error>([&](const io_error& e) {
                                  const std::string m = e.what();
                                  return m.find(file.string()) != std::string::npos &&
-                                        m.find("failed after " + std::to_string(limit) + " of") != std::string::npos &&
+                                        m.find("failed after " + std::to_string(limit) + " of") !=
+                                            std::string::npos &&
                                         m.find("No space left on device") != std::string::npos;
                              }));
         CHECK(read_bytes(file) == old_bytes);
@@ -672,7 +747,8 @@ TEST_CASE("a save that fails part way leaves the old file byte-identical and no 
     CHECK(dir.files() == std::vector<std::string>{"net.safetensors"});
 }
 
-TEST_CASE("saving into a directory that does not exist throws io_error naming the file", "[checkpoint]") {
+TEST_CASE("saving into a directory that does not exist throws io_error naming the file",
+          "[checkpoint]") {
     TempDir dir;
     const fs::path file = dir.path / "no" / "such" / "dir" / "net.safetensors";
     auto net = batch_norm_mlp<float>(22);
@@ -685,7 +761,9 @@ TEST_CASE("saving into a directory that does not exist throws io_error naming th
     CHECK_FALSE(fs::exists(dir.path / "no"));
 }
 
-TEST_CASE("every truncation and thousands of corrupted bytes give io_error or a load, never a crash", "[checkpoint]") {
+TEST_CASE(
+    "every truncation and thousands of corrupted bytes give io_error or a load, never a crash",
+    "[checkpoint]") {
     Fixture f;
     const auto before = snapshot(*f.net);
     for (std::size_t n = 0; n < f.valid.size(); ++n) {
@@ -699,7 +777,8 @@ TEST_CASE("every truncation and thousands of corrupted bytes give io_error or a 
         Bytes bytes = f.valid;
         const int flips = 1 + static_cast<int>(rng() % 3);
         for (int i = 0; i < flips; ++i) {
-            bytes[rng() % std::min<std::size_t>(bytes.size(), 900)] = static_cast<std::byte>(rng() & 0xff);
+            bytes[rng() % std::min<std::size_t>(bytes.size(), 900)] =
+                static_cast<std::byte>(rng() & 0xff);
         }
         const auto snap = snapshot(*f.net);
         try {

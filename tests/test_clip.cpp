@@ -69,7 +69,8 @@ double global_norm(const std::vector<Matrix<double>>& grads) {
 // Bitwise equality, so that NaN entries compare equal to themselves.
 bool same_bits(const Matrix<double>& a, Eigen::Ref<const Matrix<double>> b) {
     return a.rows() == b.rows() && a.cols() == b.cols() &&
-           std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;
+           std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) ==
+               0;
 }
 
 double cosine(const Matrix<double>& a, const Matrix<double>& b) {
@@ -156,12 +157,13 @@ TEST_CASE("a general p-norm is the p-norm of all gradients as one vector", "[cli
     for (const auto& g : grads_of(params)) sum += g.array().abs().pow(1.5).sum();
     const double expected = std::pow(sum, 1.0 / 1.5);
     CHECK(clip_grad_norm(params, 1e9, 1.5) == Approx(expected).epsilon(1e-12));
-    CHECK(clip_grad_norm(params, 1e9, 1.0) ==
-          Approx([&] {
-              double l1 = 0.0;
-              for (const auto& g : grads_of(params)) l1 += g.cwiseAbs().sum();
-              return l1;
-          }()).epsilon(1e-12));
+    CHECK(clip_grad_norm(params, 1e9, 1.0) == Approx([&] {
+                                                  double l1 = 0.0;
+                                                  for (const auto& g : grads_of(params))
+                                                      l1 += g.cwiseAbs().sum();
+                                                  return l1;
+                                              }())
+                                                  .epsilon(1e-12));
 }
 
 TEST_CASE("a non-finite norm throws when asked to, and the gradients are left untouched",
@@ -193,14 +195,15 @@ TEST_CASE("float gradients of magnitude 1e30 do not overflow the norm", "[clip][
     Matrix<float> g(2, 3);
     g << 1e30f, -2e30f, 3e30f, -1e30f, 2e30f, 1e30f;
     auto p = param_with_grad<float>(Matrix<float>::Zero(2, 3), g);
-    auto q = param_with_grad<float>(Matrix<float>::Zero(1, 2), Matrix<float>::Constant(1, 2, 4e30f));
+    auto q =
+        param_with_grad<float>(Matrix<float>::Zero(1, 2), Matrix<float>::Constant(1, 2, 4e30f));
     const double expected = std::sqrt(g.cast<double>().squaredNorm() + 2 * 16e60);
 
     const float total = clip_grad_norm({p, q}, 1.0);
     REQUIRE(std::isfinite(total));
     CHECK(static_cast<double>(total) == Approx(expected).epsilon(1e-6));
-    const double after = std::sqrt(p.grad().cast<double>().squaredNorm() +
-                                   q.grad().cast<double>().squaredNorm());
+    const double after =
+        std::sqrt(p.grad().cast<double>().squaredNorm() + q.grad().cast<double>().squaredNorm());
     CHECK(after <= 1.0 * (1 + 1e-6));
     CHECK(after == Approx(1.0).epsilon(1e-5));
     CHECK(cosine(g.cast<double>(), p.grad().cast<double>()) >= 1 - 1e-6);
@@ -348,7 +351,8 @@ TEST_CASE("adaptive_clip_grad checks lambda and eps", "[clip][agc][errors]") {
 }
 
 TEST_CASE("adaptive_clip_grad works on float gradients", "[clip][agc][float]") {
-    auto p = param_with_grad<float>(Matrix<float>::Ones(3, 4), Matrix<float>::Constant(3, 4, 10.0f));
+    auto p =
+        param_with_grad<float>(Matrix<float>::Ones(3, 4), Matrix<float>::Constant(3, 4, 10.0f));
     adaptive_clip_grad({p}, 0.01);
     // ||W_i|| = 2, so each row's gradient norm becomes 0.02: entries 0.01.
     CHECK(p.grad().cast<double>().isApprox(Matrix<double>::Constant(3, 4, 0.01), 1e-6));
@@ -376,9 +380,8 @@ void check_refused(std::initializer_list<double> values, const std::string& rule
     const auto before = grads_of(params);
     for (const double value : values) {
         INFO(rule << " ... (got " << value << ")");
-        REQUIRE_THROWS_MATCHES(
-            clip(params, value), value_error,
-            MessageContains({rule, "got " + detail::number_text(value)}));
+        REQUIRE_THROWS_MATCHES(clip(params, value), value_error,
+                               MessageContains({rule, "got " + detail::number_text(value)}));
     }
     CHECK(unchanged(params, before));
 }
@@ -451,16 +454,16 @@ TEST_CASE("every kind of parameter list clips alike: vector, span, array and bra
         return grads_of(params);
     };
     const auto by_vector = clipped([](std::vector<TensorD>& p) { clip_grad_norm(p, 1.0); });
-    const auto by_span = clipped([](std::vector<TensorD>& p) {
-        clip_grad_norm(std::span<TensorD>(p), 1.0);
-    });
-    const auto by_const_span = clipped([](std::vector<TensorD>& p) {
-        clip_grad_norm(std::span<const TensorD>(p), 1.0);
-    });
+    const auto by_span =
+        clipped([](std::vector<TensorD>& p) { clip_grad_norm(std::span<TensorD>(p), 1.0); });
+    const auto by_const_span =
+        clipped([](std::vector<TensorD>& p) { clip_grad_norm(std::span<const TensorD>(p), 1.0); });
     const auto by_array = clipped([](std::vector<TensorD>& p) {
         clip_grad_norm(std::array<TensorD, 3>{p[0], p[1], p[2]}, 1.0);
     });
-    const auto by_list = clipped([](std::vector<TensorD>& p) { clip_grad_norm({p[0], p[1], p[2]}, 1.0); });
+    const auto by_list = clipped([](std::vector<TensorD>& p) {
+        clip_grad_norm({p[0], p[1], p[2]}, 1.0);
+    });
     for (std::size_t i = 0; i < by_vector.size(); ++i) {
         CHECK(same_bits(by_vector[i], by_span[i]));
         CHECK(same_bits(by_vector[i], by_const_span[i]));

@@ -10,8 +10,14 @@ namespace {
 // A user-defined elementwise function whose derivative is deliberately wrong by 1%.
 struct SlightlyWrongSquare {
     static constexpr const char* name = "slightly_wrong_square";
-    template <class T> T value(T x) const { return x * x; }
-    template <class T> T derivative(T x, T) const { return T(2.02) * x; }
+    template <class T>
+    T value(T x) const {
+        return x * x;
+    }
+    template <class T>
+    T derivative(T x, T) const {
+        return T(2.02) * x;
+    }
 };
 
 }  // namespace
@@ -69,12 +75,15 @@ TEST_CASE("gradcheck wants leaves as the inputs it perturbs", "[gradcheck][error
     CHECK_THROWS_AS(gradcheck([](const Inputs& in) { return in[0]; }, {y}), graph_error);
 }
 
-TEST_CASE("gradcheck on interior inputs catches an op whose BackwardReads leaves out a value it reads", "[gradcheck]") {
+TEST_CASE(
+    "gradcheck on interior inputs catches an op whose BackwardReads leaves out a value it reads",
+    "[gradcheck]") {
     const auto x = param(3, 3, 6);
     const auto f = [](const Inputs& in) { return misdeclared_square(in[0]); };
     CHECK(gradcheck(f, {x}).passed);  // on a leaf, which is never released, the bug hides
     for (GradcheckInputs how : {GradcheckInputs::interior, GradcheckInputs::shared_interior}) {
-        REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.inputs_as = how}), graph_error, MessageContains("BackwardReads declaration is wrong"));
+        REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.inputs_as = how}), graph_error,
+                               MessageContains("BackwardReads declaration is wrong"));
     }
 }
 
@@ -82,8 +91,11 @@ TEST_CASE("gradcheck refuses options that make the check meaningless", "[gradche
     const auto x = param(2, 2, 9);
     const auto f = [](const Inputs& in) { return exp(in[0]); };
     REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = 0.0}), value_error, MessageContains("step"));
-    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = -1e-6}), value_error, MessageContains("step"));
-    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = std::nan("")}), value_error, MessageContains("step"));
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = -1e-6}), value_error,
+                           MessageContains("step"));
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.step = std::nan("")}), value_error,
+                           MessageContains("step"));
     REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.atol = -1.0}), value_error, MessageContains("atol"));
-    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.projections = 0}), value_error, MessageContains("projections"));
+    REQUIRE_THROWS_MATCHES(gradcheck(f, {x}, {.projections = 0}), value_error,
+                           MessageContains("projections"));
 }

@@ -34,7 +34,8 @@ struct TempDir : gradscope::testing::TempDir {
 Bytes idx_file(int type, const std::vector<std::uint32_t>& dims, const Bytes& data) {
     Bytes out = {0, 0, static_cast<std::uint8_t>(type), static_cast<std::uint8_t>(dims.size())};
     for (std::uint32_t d : dims) {
-        for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(d >> shift));
+        for (int shift = 24; shift >= 0; shift -= 8)
+            out.push_back(static_cast<std::uint8_t>(d >> shift));
     }
     out.insert(out.end(), data.begin(), data.end());
     return out;
@@ -49,7 +50,8 @@ Bytes counting(std::size_t n) {
 fs::path write_gzip(const fs::path& path, const Bytes& bytes) {
     gzFile out = gzopen(path.string().c_str(), "wb");
     REQUIRE(out != nullptr);
-    REQUIRE(gzwrite(out, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
+    REQUIRE(gzwrite(out, bytes.data(), static_cast<unsigned>(bytes.size())) ==
+            static_cast<int>(bytes.size()));
     REQUIRE(gzclose(out) == Z_OK);
     return path;
 }
@@ -68,7 +70,8 @@ void expect_rejected(const fs::path& path, const std::vector<std::string>& fragm
         const std::string message = e.what();
         INFO(message);
         CHECK(message.find(path.string()) != std::string::npos);
-        for (const std::string& fragment : fragments) CHECK(message.find(fragment) != std::string::npos);
+        for (const std::string& fragment : fragments)
+            CHECK(message.find(fragment) != std::string::npos);
     }
 }
 
@@ -82,7 +85,8 @@ TEST_CASE("images and labels read back exactly, plain and gzipped", "[idx]") {
         INFO((gzipped ? "gzipped" : "plain"));
         const auto write = gzipped ? write_gzip : write_file<Bytes>;
         const std::string ext = gzipped ? ".gz" : "";
-        const IdxArray images = read_idx(write(dir.path / ("images" + ext), idx_file(0x08, {3, 2, 5}, pixels)));
+        const IdxArray images =
+            read_idx(write(dir.path / ("images" + ext), idx_file(0x08, {3, 2, 5}, pixels)));
         CHECK(images.dims == std::vector<std::uint32_t>{3, 2, 5});
         CHECK(images.data == pixels);
 
@@ -90,11 +94,13 @@ TEST_CASE("images and labels read back exactly, plain and gzipped", "[idx]") {
         REQUIRE(rows.rows() == 3);
         REQUIRE(rows.cols() == 10);
         for (Index i = 0; i < rows.size(); ++i) {
-            CHECK(rows.data()[i] == static_cast<float>(pixels[static_cast<std::size_t>(i)]) * (1.0f / 255.0f));
+            CHECK(rows.data()[i] ==
+                  static_cast<float>(pixels[static_cast<std::size_t>(i)]) * (1.0f / 255.0f));
         }
         CHECK(idx_images_as_rows(images, 1.0f)(2, 9) == static_cast<float>(pixels.back()));
 
-        const IdxArray label_array = read_idx(write(dir.path / ("labels" + ext), idx_file(0x08, {3}, labels)));
+        const IdxArray label_array =
+            read_idx(write(dir.path / ("labels" + ext), idx_file(0x08, {3}, labels)));
         CHECK(label_array.dims == std::vector<std::uint32_t>{3});
         CHECK(idx_labels(label_array) == std::vector<int>{7, 0, 9});
     }
@@ -108,11 +114,13 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
         Bytes b = valid;
         b[0] = 0x12;
         b[1] = 0x34;
-        expect_rejected(write_file(dir.path / "magic", b), {"magic number is 0x12340803", "0x00000801", "0x00000803"});
+        expect_rejected(write_file(dir.path / "magic", b),
+                        {"magic number is 0x12340803", "0x00000801", "0x00000803"});
     }
     SECTION("a data type other than unsigned byte") {
-        expect_rejected(write_file(dir.path / "floats", idx_file(0x0D, {2, 3, 4}, counting(96))),
-                        {"0x00000D03", "data type is 0x0D (32-bit float)", "only 0x08 (unsigned byte)"});
+        expect_rejected(
+            write_file(dir.path / "floats", idx_file(0x0D, {2, 3, 4}, counting(96))),
+            {"0x00000D03", "data type is 0x0D (32-bit float)", "only 0x08 (unsigned byte)"});
     }
     SECTION("a dimension count out of range") {
         expect_rejected(write_file(dir.path / "rank0", idx_file(0x08, {}, {})), {"0 dimensions"});
@@ -121,27 +129,32 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
     }
     SECTION("too short for a magic number or its dimensions") {
         expect_rejected(write_file(dir.path / "empty", Bytes{}), {"0 bytes long"});
-        expect_rejected(write_file(dir.path / "short_header", Bytes(valid.begin(), valid.begin() + 9)),
-                        {"header needs 16 bytes", "has 9"});
+        expect_rejected(
+            write_file(dir.path / "short_header", Bytes(valid.begin(), valid.begin() + 9)),
+            {"header needs 16 bytes", "has 9"});
     }
     SECTION("truncated data") {
         expect_rejected(write_file(dir.path / "truncated", Bytes(valid.begin(), valid.end() - 4)),
                         {"truncated", "[2 x 3 x 4] need 24 bytes", "has 20"});
-        expect_rejected(write_gzip(dir.path / "truncated.gz", Bytes(valid.begin(), valid.end() - 4)),
-                        {"truncated", "need 24 bytes", "has 20"});
+        expect_rejected(
+            write_gzip(dir.path / "truncated.gz", Bytes(valid.begin(), valid.end() - 4)),
+            {"truncated", "need 24 bytes", "has 20"});
     }
     SECTION("trailing bytes") {
         Bytes b = valid;
         b.insert(b.end(), {1, 2, 3});
-        expect_rejected(write_file(dir.path / "trailing", b), {"3 trailing bytes after the 24 bytes"});
+        expect_rejected(write_file(dir.path / "trailing", b),
+                        {"3 trailing bytes after the 24 bytes"});
         expect_rejected(write_gzip(dir.path / "trailing.gz", b), {"3 trailing bytes"});
     }
     SECTION("dimensions too large to be real") {
-        expect_rejected(write_file(dir.path / "huge", idx_file(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 2}, {})),
-                        {"more than 2^40 bytes"});
+        expect_rejected(
+            write_file(dir.path / "huge", idx_file(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 2}, {})),
+            {"more than 2^40 bytes"});
         // Large but possible: refused for want of data, without allocating what the header claims.
-        expect_rejected(write_file(dir.path / "claims", idx_file(0x08, {60000, 28, 28}, counting(10))),
-                        {"need 47040000 bytes", "has 10"});
+        expect_rejected(
+            write_file(dir.path / "claims", idx_file(0x08, {60000, 28, 28}, counting(10))),
+            {"need 47040000 bytes", "has 10"});
     }
     SECTION("corrupt gzip: damaged data, a damaged checksum, a cut stream") {
         const Bytes big = idx_file(0x08, {50, 20, 20}, counting(20000));
@@ -154,11 +167,15 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
         expect_rejected(write_file(dir.path / "damaged.gz", damaged), {"corrupt gzip data"});
 
         Bytes bad_crc = compressed;
-        bad_crc[bad_crc.size() - 6] ^= 0x01;  // the CRC-32 is in the last 8 bytes, before the length
-        expect_rejected(write_file(dir.path / "bad_crc.gz", bad_crc), {"corrupt gzip data", "incorrect data check"});
+        bad_crc[bad_crc.size() - 6] ^=
+            0x01;  // the CRC-32 is in the last 8 bytes, before the length
+        expect_rejected(write_file(dir.path / "bad_crc.gz", bad_crc),
+                        {"corrupt gzip data", "incorrect data check"});
 
-        expect_rejected(write_file(dir.path / "cut.gz", Bytes(compressed.begin(), compressed.begin() + compressed.size() / 2)),
-                        {"corrupt gzip data", "unexpected end of file"});
+        expect_rejected(
+            write_file(dir.path / "cut.gz",
+                       Bytes(compressed.begin(), compressed.begin() + compressed.size() / 2)),
+            {"corrupt gzip data", "unexpected end of file"});
     }
     SECTION("a missing file or a directory") {
         expect_rejected(dir.path / "no_such_file.gz", {"cannot open"});
@@ -168,22 +185,27 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
 
 TEST_CASE("the helpers refuse arrays of the wrong kind", "[idx]") {
     TempDir dir;
-    const IdxArray labels = read_idx(write_file(dir.path / "labels", idx_file(0x08, {4}, {1, 2, 3, 4})));
-    const IdxArray images = read_idx(write_file(dir.path / "images", idx_file(0x08, {1, 2, 2}, {1, 2, 3, 4})));
-    CHECK_THROWS_WITH(idx_images_as_rows(labels),
-                      Catch::Contains((dir.path / "labels").string()) && Catch::Contains("expected images"));
-    CHECK_THROWS_WITH(idx_labels(images), Catch::Contains("expected labels (one dimension), got [1 x 2 x 2]"));
+    const IdxArray labels =
+        read_idx(write_file(dir.path / "labels", idx_file(0x08, {4}, {1, 2, 3, 4})));
+    const IdxArray images =
+        read_idx(write_file(dir.path / "images", idx_file(0x08, {1, 2, 2}, {1, 2, 3, 4})));
+    CHECK_THROWS_WITH(idx_images_as_rows(labels), Catch::Contains((dir.path / "labels").string()) &&
+                                                      Catch::Contains("expected images"));
+    CHECK_THROWS_WITH(idx_labels(images),
+                      Catch::Contains("expected labels (one dimension), got [1 x 2 x 2]"));
     IdxArray edited = labels;
     edited.data.pop_back();
     CHECK_THROWS_AS(idx_labels(edited), io_error);
 }
 
-TEST_CASE("the Fashion-MNIST test set reads as 10000 images of 28 by 28 with labels 0 to 9", "[idx]") {
+TEST_CASE("the Fashion-MNIST test set reads as 10000 images of 28 by 28 with labels 0 to 9",
+          "[idx]") {
     const fs::path dir = "/usr/share/datasets/fashion-mnist";
     const fs::path images_file = dir / "t10k-images-idx3-ubyte.gz";
     const fs::path labels_file = dir / "t10k-labels-idx1-ubyte.gz";
     if (!fs::exists(images_file) || !fs::exists(labels_file)) {
-        WARN("skipped: " << dir.string() << " is absent (Debian: apt-get install dataset-fashion-mnist)");
+        WARN("skipped: " << dir.string()
+                         << " is absent (Debian: apt-get install dataset-fashion-mnist)");
         return;
     }
     const IdxArray images = read_idx(images_file);

@@ -83,8 +83,7 @@ TEST_CASE("xavier_uniform and xavier_normal have variance gain^2 * 2 / (fan_in +
     }
 }
 
-TEST_CASE("he_uniform and he_normal have variance gain^2 / fan for either fan mode",
-          "[init][he]") {
+TEST_CASE("he_uniform and he_normal have variance gain^2 / fan for either fan mode", "[init][he]") {
     struct Case {
         init::Nonlinearity nl;
         double slope;
@@ -172,8 +171,8 @@ TEST_CASE("orthogonal weights have orthonormal columns (tall) or rows (wide), ti
             INFO("weight [" << shape.rows << "x" << shape.cols << "], gain " << gain);
             const Matrix<double> w = draw(init::orthogonal(gain), shape.rows, shape.cols, 700);
             const bool tall = shape.rows >= shape.cols;
-            const Matrix<double> gram = tall ? Matrix<double>(w.transpose() * w)
-                                             : Matrix<double>(w * w.transpose());
+            const Matrix<double> gram =
+                tall ? Matrix<double>(w.transpose() * w) : Matrix<double>(w * w.transpose());
             const Index k = std::min(shape.rows, shape.cols);
             const Matrix<double> expected = gain * gain * Matrix<double>::Identity(k, k);
             CHECK(all_close(gram, expected, 0.0, 1e-10 * gain * gain));
@@ -206,9 +205,9 @@ TEST_CASE("orthogonal is the Q of the drawn normal matrix with R's diagonal made
 TEST_CASE("the same seed gives the same weights and a different seed different ones",
           "[init][seed]") {
     const std::vector<init::Initializer<double>> random = {
-        init::xavier_uniform(), init::xavier_normal(), init::he_uniform(), init::he_normal(),
-        init::lecun_uniform(),  init::lecun_normal(),  init::orthogonal(), init::normal(),
-        init::uniform(-1.0, 1.0)};
+        init::xavier_uniform(), init::xavier_normal(), init::he_uniform(),
+        init::he_normal(),      init::lecun_uniform(), init::lecun_normal(),
+        init::orthogonal(),     init::normal(),        init::uniform(-1.0, 1.0)};
     for (std::size_t i = 0; i < random.size(); ++i) {
         INFO("initialiser #" << i);
         const Matrix<double> first = draw(random[i], 16, 24, 42);
@@ -263,16 +262,16 @@ TEST_CASE("constant, zeros and ones fill every entry exactly and draw nothing", 
 
 TEST_CASE("bad arguments throw value_error naming the initialiser and the value",
           "[init][errors]") {
-    CHECK_THROWS_WITH(init::uniform(3.0, -2.0),
-                      Catch::Contains("uniform") && Catch::Contains("a = 3") &&
-                          Catch::Contains("b = -2"));
+    CHECK_THROWS_WITH(init::uniform(3.0, -2.0), Catch::Contains("uniform") &&
+                                                    Catch::Contains("a = 3") &&
+                                                    Catch::Contains("b = -2"));
     CHECK_THROWS_AS(init::uniform(3.0, -2.0), value_error);
     CHECK_THROWS_WITH(init::normal(0.0, -1.0),
                       Catch::Contains("normal") && Catch::Contains("std") && Catch::Contains("-1"));
     CHECK_THROWS_AS(init::normal(0.0, std::nan("")), value_error);
-    CHECK_THROWS_WITH(init::xavier_normal(-1.0),
-                      Catch::Contains("xavier_normal") && Catch::Contains("gain") &&
-                          Catch::Contains("-1"));
+    CHECK_THROWS_WITH(init::xavier_normal(-1.0), Catch::Contains("xavier_normal") &&
+                                                     Catch::Contains("gain") &&
+                                                     Catch::Contains("-1"));
     CHECK_THROWS_AS(init::orthogonal(-0.5), value_error);
 
     // A struct built directly is checked when it fills.
@@ -285,12 +284,12 @@ TEST_CASE("bad arguments throw value_error naming the initialiser and the value"
     const auto fill = [&](const auto& initializer, Index fan_in, Index fan_out) {
         initializer(w.data(), fan_in, fan_out, rng);
     };
-    CHECK_THROWS_WITH(fill(init::xavier_uniform(), 0, 4),
-                      Catch::Contains("xavier_uniform") && Catch::Contains("fan_in") &&
-                          Catch::Contains("got 0"));
-    CHECK_THROWS_WITH(fill(init::xavier_normal(), 3, -2),
-                      Catch::Contains("xavier_normal") && Catch::Contains("fan_out") &&
-                          Catch::Contains("got -2"));
+    CHECK_THROWS_WITH(fill(init::xavier_uniform(), 0, 4), Catch::Contains("xavier_uniform") &&
+                                                              Catch::Contains("fan_in") &&
+                                                              Catch::Contains("got 0"));
+    CHECK_THROWS_WITH(fill(init::xavier_normal(), 3, -2), Catch::Contains("xavier_normal") &&
+                                                              Catch::Contains("fan_out") &&
+                                                              Catch::Contains("got -2"));
     CHECK_THROWS_WITH(fill(init::he_normal(), 0, 4),
                       Catch::Contains("he_normal") && Catch::Contains("fan_in"));
     CHECK_THROWS_WITH(fill(init::he_uniform(init::FanMode::fan_out), 3, 0),
@@ -339,8 +338,7 @@ TEST_CASE("fill_weight passes fan_in = cols and fan_out = rows, to a user's lamb
     CHECK(w.maxCoeff() < 1.0);
 }
 
-TEST_CASE("float weights are the double ones rounded, with the same statistics",
-          "[init][float]") {
+TEST_CASE("float weights are the double ones rounded, with the same statistics", "[init][float]") {
     const auto xavier = init::xavier_normal(5.0 / 3.0);
     const Matrix<float> wf = draw<float>(xavier, 512, 512, 800);
     CHECK(wf == draw<double>(xavier, 512, 512, 800).cast<float>());

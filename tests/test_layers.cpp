@@ -20,7 +20,8 @@ void gradcheck_module(M& net, const TensorD& x) {
     require_gradcheck([&net](const Inputs& in) { return net(in[0]); }, with_parameters(x, net));
 }
 
-std::shared_ptr<Sequential<double>> stack(std::initializer_list<std::shared_ptr<Module<double>>> layers) {
+std::shared_ptr<Sequential<double>> stack(
+    std::initializer_list<std::shared_ptr<Module<double>>> layers) {
     auto s = std::make_shared<Sequential<double>>();
     for (const auto& layer : layers) s->add(layer);
     return s;
@@ -29,7 +30,8 @@ std::shared_ptr<Sequential<double>> stack(std::initializer_list<std::shared_ptr<
 }  // namespace
 
 TEST_CASE("mlp names parameters and buffers with stable dotted paths", "[layers][module]") {
-    auto net = mlp<double>({.widths = {3, 8, 8, 2}, .norm = Normalization::batch, .residual = true});
+    auto net =
+        mlp<double>({.widths = {3, 8, 8, 2}, .norm = Normalization::batch, .residual = true});
     std::vector<std::string> names;
     for (const auto& [name, p] : net->named_parameters()) names.push_back(name);
     CHECK(names == std::vector<std::string>{
@@ -62,14 +64,16 @@ TEST_CASE("Linear with and without bias passes a gradient check", "[layers][grad
                             std::make_shared<Activation<double, Tanh>>(),
                             std::make_shared<Linear<double>>(4, 2, rng)});
     gradcheck_module(*with_bias, param(5, 3, 2));
-    auto without = stack({std::make_shared<Linear<double>>(3, 4, rng, LinearOptions<double>{.bias = false}),
-                          std::make_shared<Activation<double, Sigmoid>>(),
-                          std::make_shared<Linear<double>>(4, 2, rng, LinearOptions<double>{.bias = false})});
+    auto without =
+        stack({std::make_shared<Linear<double>>(3, 4, rng, LinearOptions<double>{.bias = false}),
+               std::make_shared<Activation<double, Sigmoid>>(),
+               std::make_shared<Linear<double>>(4, 2, rng, LinearOptions<double>{.bias = false})});
     CHECK(without->parameters().size() == 2);
     gradcheck_module(*without, param(5, 3, 3));
 }
 
-TEST_CASE("BatchNorm1d after a Linear passes a gradient check in train and eval mode", "[layers][gradcheck]") {
+TEST_CASE("BatchNorm1d after a Linear passes a gradient check in train and eval mode",
+          "[layers][gradcheck]") {
     Rng rng(4);
     auto bn = std::make_shared<BatchNorm1d<double>>(5);
     auto net = stack({std::make_shared<Linear<double>>(3, 5, rng), bn,
@@ -88,8 +92,10 @@ TEST_CASE("BatchNorm1d after a Linear passes a gradient check in train and eval 
 
 TEST_CASE("LayerNorm and Dropout pass gradient checks", "[layers][gradcheck]") {
     Rng rng(9);
-    auto ln_net = stack({std::make_shared<Linear<double>>(3, 5, rng), std::make_shared<LayerNorm<double>>(5),
-                         std::make_shared<Activation<double, GELU>>(), std::make_shared<Linear<double>>(5, 2, rng)});
+    auto ln_net =
+        stack({std::make_shared<Linear<double>>(3, 5, rng), std::make_shared<LayerNorm<double>>(5),
+               std::make_shared<Activation<double, GELU>>(),
+               std::make_shared<Linear<double>>(5, 2, rng)});
     std::dynamic_pointer_cast<LayerNorm<double>>(ln_net->children()[1].second)->weight().data() =
         uniform(1, 5, 10, 0.5, 1.5);
     gradcheck_module(*ln_net, param(4, 3, 11));
@@ -105,15 +111,18 @@ TEST_CASE("LayerNorm and Dropout pass gradient checks", "[layers][gradcheck]") {
         inputs);
 }
 
-TEST_CASE("Residual blocks, with identity and projected skips, pass gradient checks", "[layers][gradcheck]") {
+TEST_CASE("Residual blocks, with identity and projected skips, pass gradient checks",
+          "[layers][gradcheck]") {
     Rng rng(13);
-    auto same = std::make_shared<Residual<double>>(
-        stack({std::make_shared<Activation<double, Tanh>>(), std::make_shared<Linear<double>>(4, 4, rng)}),
-        ResidualOptions{.branch_scale = 0.5});
+    auto same =
+        std::make_shared<Residual<double>>(stack({std::make_shared<Activation<double, Tanh>>(),
+                                                  std::make_shared<Linear<double>>(4, 4, rng)}),
+                                           ResidualOptions{.branch_scale = 0.5});
     auto net = stack({std::make_shared<Linear<double>>(3, 4, rng), same});
     gradcheck_module(*net, param(5, 3, 14));
 
-    auto widen = std::make_shared<Residual<double>>(stack({std::make_shared<Linear<double>>(4, 6, rng)}), 4, 6, rng);
+    auto widen = std::make_shared<Residual<double>>(
+        stack({std::make_shared<Linear<double>>(4, 6, rng)}), 4, 6, rng);
     CHECK(widen->named_parameters().back().first == "projection.weight");
     auto net2 = stack({std::make_shared<Linear<double>>(3, 4, rng), widen});
     gradcheck_module(*net2, param(5, 3, 15));
@@ -128,11 +137,14 @@ TEST_CASE("a zero-initialised residual branch starts as the identity", "[layers]
     CHECK(all_close(block(x).value(), x.value(), 0.0, 0.0));
 }
 
-TEST_CASE("a mismatched residual branch is a shape error that names the module", "[layers][errors]") {
+TEST_CASE("a mismatched residual branch is a shape error that names the module",
+          "[layers][errors]") {
     Rng rng(18);
-    auto net = stack({std::make_shared<Residual<double>>(stack({std::make_shared<Linear<double>>(4, 5, rng)}))});
-    CHECK_THROWS_WITH((*net)(TensorD::constant(normal(2, 4, 19))),
-                      Catch::Contains("Residual") && Catch::Contains("[2x5]") && Catch::Contains("projection"));
+    auto net = stack(
+        {std::make_shared<Residual<double>>(stack({std::make_shared<Linear<double>>(4, 5, rng)}))});
+    CHECK_THROWS_WITH(
+        (*net)(TensorD::constant(normal(2, 4, 19))),
+        Catch::Contains("Residual") && Catch::Contains("[2x5]") && Catch::Contains("projection"));
 }
 
 TEST_CASE("an unrolled RNN passes a gradient check through time", "[layers][rnn][gradcheck]") {
@@ -142,7 +154,8 @@ TEST_CASE("an unrolled RNN passes a gradient check through time", "[layers][rnn]
     gradcheck_module(rnn, x);
 }
 
-TEST_CASE("with recurrent weight rho*Q and identity activation, |dh_T/dh_0| = rho^T", "[layers][rnn]") {
+TEST_CASE("with recurrent weight rho*Q and identity activation, |dh_T/dh_0| = rho^T",
+          "[layers][rnn]") {
     const Index hidden = 8, steps = 30;
     for (double rho : {0.9, 1.0, 1.1}) {
         Rng rng(22);
@@ -163,7 +176,8 @@ TEST_CASE("with recurrent weight rho*Q and identity activation, |dh_T/dh_0| = rh
     }
 }
 
-TEST_CASE("a Linear->BatchNorm1d->ReLU->Linear stack matches PyTorch in train and eval", "[layers][reference]") {
+TEST_CASE("a Linear->BatchNorm1d->ReLU->Linear stack matches PyTorch in train and eval",
+          "[layers][reference]") {
     ReferenceCase c("nn_reference.json", "bn_stack");
     Rng rng(0);
     auto l1 = std::make_shared<Linear<double>>(4, 6, rng);
@@ -221,13 +235,14 @@ TEST_CASE("LayerNorm matches PyTorch", "[layers][reference]") {
 TEST_CASE("BatchNorm1d refuses to train on a batch of one row", "[layers][errors]") {
     BatchNorm1d<double> bn(4);
     CHECK_THROWS_AS(bn(TensorD::constant(normal(1, 4, 25))), value_error);
-    CHECK_THROWS_WITH(bn(TensorD::constant(normal(1, 4, 25))), Catch::Contains("more than one") &&
-                                                                    Catch::Contains("[1x4]"));
+    CHECK_THROWS_WITH(bn(TensorD::constant(normal(1, 4, 25))),
+                      Catch::Contains("more than one") && Catch::Contains("[1x4]"));
     bn.eval();
     CHECK_NOTHROW(bn(TensorD::constant(normal(1, 4, 25))));
 }
 
-TEST_CASE("Dropout zeroes about p of the units, rescales the rest, and is the identity in eval", "[layers]") {
+TEST_CASE("Dropout zeroes about p of the units, rescales the rest, and is the identity in eval",
+          "[layers]") {
     Dropout<double> drop(0.25, 7);
     const auto x = TensorD::constant(Matrix<double>::Ones(200, 100));
     const Matrix<double> y = drop(x).value();
@@ -250,7 +265,8 @@ TEST_CASE("a wrong input width names the module path and both shapes", "[layers]
                           Catch::Contains("[batch x 4]"));
 }
 
-TEST_CASE("a NaN in the input is trapped, with its module, when asked", "[layers][errors][anomaly]") {
+TEST_CASE("a NaN in the input is trapped, with its module, when asked",
+          "[layers][errors][anomaly]") {
     auto net = mlp<double>({.widths = {3, 4, 2}});
     Matrix<double> x = normal(2, 3, 26);
     x(1, 2) = std::numeric_limits<double>::quiet_NaN();
@@ -260,17 +276,18 @@ TEST_CASE("a NaN in the input is trapped, with its module, when asked", "[layers
                       Catch::Contains("'linear'") && Catch::Contains("layers.0.linear"));
 }
 
-TEST_CASE("module hooks see inputs, outputs and output gradients, and can be removed", "[layers][hooks]") {
+TEST_CASE("module hooks see inputs, outputs and output gradients, and can be removed",
+          "[layers][hooks]") {
     auto net = mlp<double>({.widths = {3, 5, 2}, .activation = Tanh{}});
     auto linears = net->linear_layers();
     Linear<double>& first = *linears[0].second;
     Matrix<double> seen_out, seen_grad;
     int param_calls = 0;
     Matrix<double> weight_grad_at_hook;
-    auto fh = first.register_forward_hook([&](Module<double>&, const TensorD&, const TensorD& out) {
-        seen_out = out.value();
-    });
-    auto gh = first.register_output_grad_hook([&](Module<double>&, MatrixView<double> g) { seen_grad = g; });
+    auto fh = first.register_forward_hook(
+        [&](Module<double>&, const TensorD&, const TensorD& out) { seen_out = out.value(); });
+    auto gh = first.register_output_grad_hook(
+        [&](Module<double>&, MatrixView<double> g) { seen_grad = g; });
     auto ph = first.register_param_grad_hook([&](Module<double>& m) {
         ++param_calls;
         weight_grad_at_hook = m.own_parameters()[0].second.grad();
@@ -295,7 +312,8 @@ TEST_CASE("module hooks see inputs, outputs and output gradients, and can be rem
     CHECK(param_calls == 1);
 }
 
-TEST_CASE("an output-gradient hook on a container and on its last child both fire", "[layers][hooks]") {
+TEST_CASE("an output-gradient hook on a container and on its last child both fire",
+          "[layers][hooks]") {
     auto net = mlp<double>({.widths = {3, 4, 2}});
     auto& last = *net->linear_layers().back().second;
     int outer = 0, inner = 0;

@@ -28,14 +28,17 @@ struct Box : Module<double> {
     void adopt(const std::string& name, std::shared_ptr<Module<double>> child) {
         register_module(name, std::move(child));
     }
-    void add_parameter(const std::string& name, TensorD t) { register_parameter(name, std::move(t)); }
+    void add_parameter(const std::string& name, TensorD t) {
+        register_parameter(name, std::move(t));
+    }
     TensorD forward(const TensorD& x) override { return x; }
     [[nodiscard]] std::string type_name() const override { return "Box"; }
 };
 
 }  // namespace
 
-TEST_CASE("a monitor that outlives its network keeps its records and detaches safely", "[lifetime]") {
+TEST_CASE("a monitor that outlives its network keeps its records and detaches safely",
+          "[lifetime]") {
     auto net = small_net();
     auto monitor = std::make_unique<diag::GradientMonitor<double>>(*net);
     loss_of(*net).backward();
@@ -62,7 +65,8 @@ TEST_CASE("removing a hook after its module is gone does nothing and says so", "
 TEST_CASE("a handle removes its hook once, and a second remove returns false", "[lifetime]") {
     auto net = small_net();
     int calls = 0;
-    ModuleHookHandle handle = net->register_forward_hook([&](auto&, const auto&, const auto&) { ++calls; });
+    ModuleHookHandle handle =
+        net->register_forward_hook([&](auto&, const auto&, const auto&) { ++calls; });
     (void)(*net)(batch());
     CHECK(handle.remove());
     CHECK_FALSE(handle.remove());
@@ -85,7 +89,8 @@ TEST_CASE("a network destroyed between forward and backward runs none of its hoo
     CHECK(monitor.steps_seen() == 0);
 }
 
-TEST_CASE("a monitor destroyed between forward and backward is not called by that backward", "[lifetime]") {
+TEST_CASE("a monitor destroyed between forward and backward is not called by that backward",
+          "[lifetime]") {
     auto net = small_net();
     auto monitor = std::make_unique<diag::GradientMonitor<double>>(*net);
     int param_grad_calls = 0;
@@ -99,8 +104,9 @@ TEST_CASE("a monitor destroyed between forward and backward is not called by tha
 TEST_CASE("a monitor whose selector picks nothing throws and leaves no hook behind", "[lifetime]") {
     auto net = small_net();
     using Monitor = diag::GradientMonitor<double>;
-    REQUIRE_THROWS_MATCHES(Monitor(*net, {.select = [](const std::string&, Module<double>&) { return false; }}),
-                           value_error, MessageContains("the selector picked none"));
+    REQUIRE_THROWS_MATCHES(
+        Monitor(*net, {.select = [](const std::string&, Module<double>&) { return false; }}),
+        value_error, MessageContains("the selector picked none"));
     // The activations' hooks would be registered first if anything were: forward and backward
     // must not reach the destroyed monitor.
     loss_of(*net).backward();
@@ -157,7 +163,8 @@ TEST_CASE("a hook added while hooks run first runs at the next call", "[lifetime
     net->register_forward_hook([&](auto& m, const auto&, const auto&) {
         calls.push_back("first");
         if (added.empty()) {
-            added.push_back(m.register_forward_hook([&](auto&, const auto&, const auto&) { calls.push_back("added"); }));
+            added.push_back(m.register_forward_hook(
+                [&](auto&, const auto&, const auto&) { calls.push_back("added"); }));
         }
     });
     (void)(*net)(batch());
@@ -186,20 +193,27 @@ TEST_CASE("register_module refuses to make a module part of itself", "[lifetime]
     CHECK(outer->named_modules().size() == 2);
 }
 
-TEST_CASE("register_parameter refuses repeated, empty or dotted names and non-leaf tensors", "[lifetime]") {
+TEST_CASE("register_parameter refuses repeated, empty or dotted names and non-leaf tensors",
+          "[lifetime]") {
     Box box;
     box.add_parameter("w", param(2, 2, 1));
-    REQUIRE_THROWS_MATCHES(box.add_parameter("w", param(2, 2, 2)), value_error, MessageContains("already taken"));
-    REQUIRE_THROWS_MATCHES(box.adopt("w", std::make_shared<Box>()), value_error, MessageContains("already taken"));
-    REQUIRE_THROWS_MATCHES(box.add_parameter("a.b", param(2, 2, 3)), value_error, MessageContains("no '.'"));
-    REQUIRE_THROWS_MATCHES(box.add_parameter("", param(2, 2, 3)), value_error, MessageContains("non-empty"));
+    REQUIRE_THROWS_MATCHES(box.add_parameter("w", param(2, 2, 2)), value_error,
+                           MessageContains("already taken"));
+    REQUIRE_THROWS_MATCHES(box.adopt("w", std::make_shared<Box>()), value_error,
+                           MessageContains("already taken"));
+    REQUIRE_THROWS_MATCHES(box.add_parameter("a.b", param(2, 2, 3)), value_error,
+                           MessageContains("no '.'"));
+    REQUIRE_THROWS_MATCHES(box.add_parameter("", param(2, 2, 3)), value_error,
+                           MessageContains("non-empty"));
     REQUIRE_THROWS_MATCHES(box.add_parameter("y", param(2, 2, 4) * 2.0), value_error,
                            MessageContains({"needs a leaf", "mul_scalar"}));
-    REQUIRE_THROWS_MATCHES(box.add_parameter("z", TensorD()), value_error, MessageContains("empty handle"));
+    REQUIRE_THROWS_MATCHES(box.add_parameter("z", TensorD()), value_error,
+                           MessageContains("empty handle"));
     CHECK(box.named_parameters().size() == 1);
 }
 
-TEST_CASE("writing a parameter between forward and backward is reported at backward, by name", "[lifetime]") {
+TEST_CASE("writing a parameter between forward and backward is reported at backward, by name",
+          "[lifetime]") {
     auto net = small_net();
     auto& first = *net->linear_layers()[0].second;
     TensorD loss = loss_of(*net);
@@ -208,7 +222,8 @@ TEST_CASE("writing a parameter between forward and backward is reported at backw
                            MessageContains({"layers.0.linear.weight", "modified in place"}));
 }
 
-TEST_CASE("writing an input the backward reads is reported, and one it does not read is allowed", "[lifetime]") {
+TEST_CASE("writing an input the backward reads is reported, and one it does not read is allowed",
+          "[lifetime]") {
     Rng rng(3);
     Linear<double> layer(4, 2, rng);
     SECTION("the input x, which dW = g^T x reads") {
@@ -231,11 +246,11 @@ TEST_CASE("writing an input the backward reads is reported, and one it does not 
     }
 }
 
-TEST_CASE("data() refuses a matrix of another shape instead of writing past the tensor", "[lifetime]") {
+TEST_CASE("data() refuses a matrix of another shape instead of writing past the tensor",
+          "[lifetime]") {
     auto w = param(3, 2, 1);
     const Matrix<double> wrong = Matrix<double>::Ones(2, 3);
-    REQUIRE_THROWS_MATCHES(w.data() = wrong, shape_error,
-                           MessageContains({"[3x2]", "[2x3]"}));
+    REQUIRE_THROWS_MATCHES(w.data() = wrong, shape_error, MessageContains({"[3x2]", "[2x3]"}));
     REQUIRE_THROWS_AS(w.data() += wrong, shape_error);
     REQUIRE_THROWS_AS(w.assign(Matrix<double>::Zero(1, 1)), shape_error);
     w.assign(Matrix<double>::Constant(3, 2, 0.5));
@@ -243,11 +258,14 @@ TEST_CASE("data() refuses a matrix of another shape instead of writing past the 
 }
 
 TEST_CASE("a tensor of negative or overflowing size is a shape_error", "[lifetime]") {
-    REQUIRE_THROWS_MATCHES(TensorD::zeros(-1, 3), shape_error, MessageContains({"Tensor::zeros", "-1 x 3"}));
-    REQUIRE_THROWS_MATCHES(TensorF::zeros(Index{1} << 40, Index{1} << 40), shape_error, MessageContains("overflow"));
+    REQUIRE_THROWS_MATCHES(TensorD::zeros(-1, 3), shape_error,
+                           MessageContains({"Tensor::zeros", "-1 x 3"}));
+    REQUIRE_THROWS_MATCHES(TensorF::zeros(Index{1} << 40, Index{1} << 40), shape_error,
+                           MessageContains("overflow"));
 }
 
-TEST_CASE("an empty batch passes through a monitored network without reaching Eigen's asserts", "[lifetime]") {
+TEST_CASE("an empty batch passes through a monitored network without reaching Eigen's asserts",
+          "[lifetime]") {
     auto net = small_net();
     diag::GradientMonitor<double> monitor(*net);
     loss_of(*net, 0).backward();
@@ -255,12 +273,15 @@ TEST_CASE("an empty batch passes through a monitored network without reaching Ei
     CHECK(monitor.last().layers()[0].output_grad_norm == 0.0);
 }
 
-TEST_CASE("an op that reads a value it declared it does not read gets a clear error, not freed memory", "[lifetime]") {
+TEST_CASE(
+    "an op that reads a value it declared it does not read gets a clear error, not freed memory",
+    "[lifetime]") {
     auto x = param(3, 3, 4);
     SECTION("on an interior input, which is released during the forward pass") {
         TensorD y = misdeclared_square(x * 2.0);  // the interior x * 2 has no handle left
-        REQUIRE_THROWS_MATCHES(sum(y).backward(), graph_error,
-                               MessageContains({"BackwardReads declaration is wrong", "'mul_scalar'"}));
+        REQUIRE_THROWS_MATCHES(
+            sum(y).backward(), graph_error,
+            MessageContains({"BackwardReads declaration is wrong", "'mul_scalar'"}));
     }
     SECTION("on a leaf, which is never released, the same op computes the right gradient") {
         sum(misdeclared_square(x)).backward();

@@ -58,9 +58,11 @@ TEST_CASE("every loss passes a finite-difference check", "[losses]") {
     const std::vector<int> labels{2, 0, 1, 1};
     require_gradcheck([](const Inputs& in) { return mse_loss(in[0], in[1]); }, {a, b});
     require_gradcheck([&](const Inputs& in) { return cross_entropy(in[0], labels); }, {a});
-    require_gradcheck([&](const Inputs& in) { return cross_entropy(in[0], labels, Reduction::sum); }, {a});
-    require_gradcheck([](const Inputs& in) { return binary_cross_entropy_with_logits(in[0], in[1]); },
-                      {a, targets});
+    require_gradcheck(
+        [&](const Inputs& in) { return cross_entropy(in[0], labels, Reduction::sum); }, {a});
+    require_gradcheck(
+        [](const Inputs& in) { return binary_cross_entropy_with_logits(in[0], in[1]); },
+        {a, targets});
 }
 
 TEST_CASE("cross_entropy stays finite for logits of 1e4 in float", "[losses]") {
@@ -74,12 +76,15 @@ TEST_CASE("cross_entropy stays finite for logits of 1e4 in float", "[losses]") {
     CHECK(logits.grad().allFinite());
 }
 
-TEST_CASE("cross_entropy names a label outside the classes, and a count mismatch", "[losses][errors]") {
+TEST_CASE("cross_entropy names a label outside the classes, and a count mismatch",
+          "[losses][errors]") {
     const auto logits = param(3, 4, 4);
     CHECK_THROWS_AS(cross_entropy(logits, std::vector<int>{0, 4, 1}), value_error);
-    CHECK_THROWS_WITH(cross_entropy(logits, std::vector<int>{0, 4, 1}),
-                      Catch::Contains("label 4") && Catch::Contains("row 1") && Catch::Contains("4 classes"));
-    CHECK_THROWS_WITH(cross_entropy(logits, std::vector<int>{0, -1, 1}), Catch::Contains("label -1"));
+    CHECK_THROWS_WITH(
+        cross_entropy(logits, std::vector<int>{0, 4, 1}),
+        Catch::Contains("label 4") && Catch::Contains("row 1") && Catch::Contains("4 classes"));
+    CHECK_THROWS_WITH(cross_entropy(logits, std::vector<int>{0, -1, 1}),
+                      Catch::Contains("label -1"));
     CHECK_THROWS_WITH(cross_entropy(logits, std::vector<int>{0, 1}),
                       Catch::Contains("2 labels") && Catch::Contains("[3x4]"));
 }

@@ -23,18 +23,19 @@ TEST_CASE("the monitor's numbers equal the gradients computed directly", "[monit
     auto net = small_net();
     diag::GradientMonitor<double> monitor(*net);
     REQUIRE(monitor.layer_count() == 4);
-    CHECK(monitor.layer_names() ==
-          std::vector<std::string>{"layers.0.linear", "layers.1.linear", "layers.2.linear", "layers.3"});
+    CHECK(monitor.layer_names() == std::vector<std::string>{"layers.0.linear", "layers.1.linear",
+                                                            "layers.2.linear", "layers.3"});
 
     // Capture every Linear's output z_l and keep its gradient, independently of the monitor.
     std::vector<TensorD> outputs(4);
     std::vector<TensorD> activations(3);
     auto linears = net->linear_layers();
     for (std::size_t i = 0; i < linears.size(); ++i) {
-        linears[i].second->register_forward_hook([&, i](Module<double>&, const TensorD&, const TensorD& out) {
-            outputs[i] = out;
-            outputs[i].retain_grad();
-        });
+        linears[i].second->register_forward_hook(
+            [&, i](Module<double>&, const TensorD&, const TensorD& out) {
+                outputs[i] = out;
+                outputs[i].retain_grad();
+            });
     }
     for (std::size_t i = 0; i < 3; ++i) {
         net->layers()[i].children()[1].second->register_forward_hook(
@@ -47,10 +48,14 @@ TEST_CASE("the monitor's numbers equal the gradients computed directly", "[monit
     for (std::size_t i = 0; i < 4; ++i) {
         INFO("layer " << i);
         CHECK(layers[i].output_grad_norm == Approx(outputs[i].grad().norm()).epsilon(1e-14));
-        CHECK(layers[i].weight_grad_norm == Approx(linears[i].second->weight().grad().norm()).epsilon(1e-14));
-        CHECK(layers[i].bias_grad_norm == Approx(linears[i].second->bias().grad().norm()).epsilon(1e-14));
-        CHECK(layers[i].weight_norm == Approx(linears[i].second->weight().value().norm()).epsilon(1e-14));
-        const double expected_activation = i < 3 ? activations[i].value().norm() : outputs[i].value().norm();
+        CHECK(layers[i].weight_grad_norm ==
+              Approx(linears[i].second->weight().grad().norm()).epsilon(1e-14));
+        CHECK(layers[i].bias_grad_norm ==
+              Approx(linears[i].second->bias().grad().norm()).epsilon(1e-14));
+        CHECK(layers[i].weight_norm ==
+              Approx(linears[i].second->weight().value().norm()).epsilon(1e-14));
+        const double expected_activation =
+            i < 3 ? activations[i].value().norm() : outputs[i].value().norm();
         CHECK(layers[i].activation_norm == Approx(expected_activation).epsilon(1e-14));
         CHECK(layers[i].nonfinite == 0);
     }
@@ -71,7 +76,8 @@ TEST_CASE("the monitor measures the size of each update relative to the weight",
         if (step == 0) after = w0.value();
     }
     REQUIRE(monitor.history().size() == 2);
-    CHECK(monitor.history()[0].layers()[0].update_ratio == Approx((after - before).norm() / before.norm()));
+    CHECK(monitor.history()[0].layers()[0].update_ratio ==
+          Approx((after - before).norm() / before.norm()));
     CHECK(std::isnan(monitor.history()[1].layers()[0].update_ratio));  // its update is yet to come
 }
 
@@ -98,18 +104,25 @@ TEST_CASE("the monitor keeps every step or only the last N, and stops when detac
 
 TEST_CASE("the monitor counts saturated and dead units", "[monitor]") {
     // Huge weights saturate sigmoid; a large negative bias kills every ReLU unit.
-    auto sat = mlp<double>({.widths = {8, 32, 2}, .activation = Sigmoid{}, .init = init::normal(0.0, 30.0), .seed = 5});
+    auto sat = mlp<double>({.widths = {8, 32, 2},
+                            .activation = Sigmoid{},
+                            .init = init::normal(0.0, 30.0),
+                            .seed = 5});
     diag::GradientMonitor<double> sat_monitor(*sat);
     sum((*sat)(TensorD::constant(normal(16, 8, 6)))).backward();
     CHECK(sat_monitor.last().layers()[0].saturated_fraction > 0.8);
 
-    auto dead = mlp<double>({.widths = {8, 32, 2}, .activation = ReLU{}, .bias_init = init::constant(-100.0), .seed = 5});
+    auto dead = mlp<double>({.widths = {8, 32, 2},
+                             .activation = ReLU{},
+                             .bias_init = init::constant(-100.0),
+                             .seed = 5});
     diag::GradientMonitor<double> dead_monitor(*dead);
     sum((*dead)(TensorD::constant(normal(16, 8, 6)))).backward();
     CHECK(dead_monitor.last().layers()[0].dead_fraction == 1.0);
 }
 
-TEST_CASE("a profile computes ratio, gain and fitted gain, and its verdict follows the thresholds", "[monitor][profile]") {
+TEST_CASE("a profile computes ratio, gain and fitted gain, and its verdict follows the thresholds",
+          "[monitor][profile]") {
     std::vector<diag::LayerStats> layers;
     for (int l = 0; l < 6; ++l) {
         diag::LayerStats s;
@@ -122,20 +135,24 @@ TEST_CASE("a profile computes ratio, gain and fitted gain, and its verdict follo
     CHECK(p.fitted_gain() == Approx(0.5));
     CHECK(p.verdict() == diag::Verdict::healthy);  // 1/32 is above the default 1e-3
     CHECK(p.verdict({.vanishing_ratio = 0.1}) == diag::Verdict::vanishing);
-    CHECK(p.verdict({.vanishing_ratio = 1e-6, .exploding_ratio = 0.01}) == diag::Verdict::exploding);
+    CHECK(p.verdict({.vanishing_ratio = 1e-6, .exploding_ratio = 0.01}) ==
+          diag::Verdict::exploding);
     layers[2].nonfinite = 1;
     CHECK(diag::GradientProfile(layers).verdict() == diag::Verdict::nonfinite);
-    CHECK_THROWS_AS(diag::GradientProfile(std::vector<diag::LayerStats>(3)).fitted_gain(), value_error);
+    CHECK_THROWS_AS(diag::GradientProfile(std::vector<diag::LayerStats>(3)).fitted_gain(),
+                    value_error);
 }
 
-TEST_CASE("an exploding network trained with SGD goes non-finite without clipping and stays finite with it",
-          "[monitor][clipping]") {
+TEST_CASE(
+    "an exploding network trained with SGD goes non-finite without clipping and stays finite with it",
+    "[monitor][clipping]") {
     auto train = [](bool clip) {
-        auto net = mlp<double>({.widths = {16, 64, 64, 64, 64, 64, 64, 1},
-                                .activation = ReLU{},
-                                .init = diag::gaussian_init<double>(6.0),  // three times He's variance
-                                .bias_init = init::zeros(),
-                                .seed = 3});
+        auto net =
+            mlp<double>({.widths = {16, 64, 64, 64, 64, 64, 64, 1},
+                         .activation = ReLU{},
+                         .init = diag::gaussian_init<double>(6.0),  // three times He's variance
+                         .bias_init = init::zeros(),
+                         .seed = 3});
         SGD<double> sgd(net->parameters(), {.lr = 0.05});
         const auto x = TensorD::constant(normal(32, 16, 7));
         const auto y = TensorD::constant(normal(32, 1, 8));
@@ -156,7 +173,8 @@ TEST_CASE("an exploding network trained with SGD goes non-finite without clippin
     CHECK(train(true) == -1);
 }
 
-TEST_CASE("anomaly mode names the layer of an injected NaN, forward and backward", "[monitor][anomaly]") {
+TEST_CASE("anomaly mode names the layer of an injected NaN, forward and backward",
+          "[monitor][anomaly]") {
     auto net = small_net();
     auto& w = net->linear_layers()[2].second->weight();
     const double saved = w.value()(0, 0);
@@ -164,20 +182,24 @@ TEST_CASE("anomaly mode names the layer of an injected NaN, forward and backward
     const auto x = TensorD::constant(normal(4, 6, 9));
     {
         AnomalyGuard anomaly;
-        CHECK_THROWS_WITH((*net)(x), Catch::Contains("forward of 'linear'") && Catch::Contains("layers.2.linear"));
+        CHECK_THROWS_WITH((*net)(x), Catch::Contains("forward of 'linear'") &&
+                                         Catch::Contains("layers.2.linear"));
     }
     w.data()(0, 0) = saved;
 
     // A hook that poisons the gradient flowing out of layer 2: the backward of the op that
     // passes it on is named, with its module.
     net->linear_layers()[2].second->register_output_grad_hook(
-        [](Module<double>&, MatrixView<double> g) { g(0, 0) = std::numeric_limits<double>::infinity(); });
+        [](Module<double>&, MatrixView<double> g) {
+            g(0, 0) = std::numeric_limits<double>::infinity();
+        });
     AnomalyGuard anomaly;
     auto loss = sum((*net)(x));
     CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of 'linear' in layers.2.linear"));
 }
 
-TEST_CASE("every statistic of layer_statistics is measured, once, under a name of its own", "[monitor]") {
+TEST_CASE("every statistic of layer_statistics is measured, once, under a name of its own",
+          "[monitor]") {
     auto net = small_net();
     diag::GradientMonitor<double> monitor(*net);
     SGD<double> sgd(net->parameters(), {.lr = 0.1});

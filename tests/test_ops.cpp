@@ -35,7 +35,8 @@ TEST_CASE("linear's gradient for a batch of one (an outer product) matches", "[o
     require_gradcheck([](const Inputs& in) { return linear(in[0], in[1]); }, {x, w});
 }
 
-TEST_CASE("the serial-product threshold can be moved, not made negative", "[ops][linalg][threads]") {
+TEST_CASE("the serial-product threshold can be moved, not made negative",
+          "[ops][linalg][threads]") {
     CHECK(parallel_product_min_work() == detail::default_parallel_product_min_work);
     set_parallel_product_min_work(0.0);
     CHECK(parallel_product_min_work() == 0.0);
@@ -87,14 +88,16 @@ TEST_CASE("binary ops broadcast a 1xn row, an rx1 column and a 1x1 scalar", "[op
         require_gradcheck([](const Inputs& in) { return in[0] / in[1]; }, {a, other});
         // The broadcast operand on the left.
         require_gradcheck([](const Inputs& in) { return in[1] - in[0]; }, {a, other});
-        require_gradcheck([](const Inputs& in) { return in[1] / (in[0] * in[0] + 1.0); }, {a, other});
+        require_gradcheck([](const Inputs& in) { return in[1] / (in[0] * in[0] + 1.0); },
+                          {a, other});
     }
 }
 
 TEST_CASE("binary ops reject shapes that do not broadcast, naming both", "[ops][arith][errors]") {
-    const auto a = param(3, 4, 16), b = param(3, 5, 17), row = param(1, 3, 18), col = param(4, 1, 19);
-    CHECK_THROWS_WITH(a + b, Catch::Contains("add") && Catch::Contains("[3x4]") &&
-                                 Catch::Contains("[3x5]"));
+    const auto a = param(3, 4, 16), b = param(3, 5, 17), row = param(1, 3, 18),
+               col = param(4, 1, 19);
+    CHECK_THROWS_WITH(
+        a + b, Catch::Contains("add") && Catch::Contains("[3x4]") && Catch::Contains("[3x5]"));
     CHECK_THROWS_AS(a * row, shape_error);
     CHECK_THROWS_AS(a - col, shape_error);
     // A row and a column would make an outer product, which a batch never means.
@@ -229,14 +232,19 @@ TEST_CASE("concat_cols and slice_cols move columns and their gradients", "[ops][
     CHECK(all_close(joined.value().col(2), b.value()));
     CHECK(all_close(joined.value().rightCols(3), c.value()));
     CHECK(all_close(slice_cols(c, 1, 2).value(), c.value().middleCols(1, 2)));
-    require_gradcheck([](const Inputs& in) { return concat_cols({in[0], in[1], in[2]}); }, {a, b, c});
+    require_gradcheck(
+        [](const Inputs& in) {
+            return concat_cols({in[0], in[1], in[2]});
+        },
+        {a, b, c});
     require_gradcheck([](const Inputs& in) { return slice_cols(in[0], 1, 2); }, {c});
     CHECK_THROWS_AS(concat_cols(a, param(2, 2, 35)), shape_error);
     CHECK_THROWS_WITH(slice_cols(c, 2, 2), Catch::Contains("[3x3]"));
     CHECK_THROWS_AS(slice_cols(c, -1, 1), shape_error);
 }
 
-TEST_CASE("the activation op applies sigmoid, tanh and relu with fused derivatives", "[ops][activation]") {
+TEST_CASE("the activation op applies sigmoid, tanh and relu with fused derivatives",
+          "[ops][activation]") {
     const auto a = param(away_from(normal(4, 3, 36, 2.0), 0.0, 0.05));
     const Matrix<double> v = a.value();
     CHECK(all_close(sigmoid(a).value(), (1.0 / (1.0 + (-v.array()).exp())).matrix()));
@@ -270,7 +278,8 @@ TEST_CASE("ops work in float as well as double", "[ops][float]") {
     const Matrix<double> xd = x.value().cast<double>(), wd = w.value().cast<double>();
     const Matrix<double> z = (xd * wd.transpose()).rowwise() + b.value().cast<double>().row(0);
     const Matrix<double> h = z.array().tanh();
-    const Matrix<double> dz = (2.0 / static_cast<double>(h.size())) * h.array() * (1.0 - h.array().square());
+    const Matrix<double> dz =
+        (2.0 / static_cast<double>(h.size())) * h.array() * (1.0 - h.array().square());
     CHECK(loss.item() == Approx(h.array().square().mean()).epsilon(1e-5));
     CHECK(all_close(w.grad().cast<double>(), dz.transpose() * xd, 1e-4, 1e-6));
 }
@@ -284,14 +293,18 @@ TEST_CASE("add and sub with interior operands: gradients through the handed-over
     const TensorD y = param(3, 4, 42);
     require_gradcheck([](const Inputs& in) { return (in[0] * in[1]) + exp(in[0]); }, {x, y});
     require_gradcheck([](const Inputs& in) { return (in[0] * in[1]) - in[1] * 3.0; }, {x, y});
-    require_gradcheck([](const Inputs& in) {
-        const TensorD h = in[0] * in[1];
-        return h + h;  // both operands are one node
-    }, {x, y});
-    require_gradcheck([](const Inputs& in) {
-        const TensorD h = exp(in[0]);
-        return (h + in[1]) * h;  // h also feeds the product after the add
-    }, {x, y});
+    require_gradcheck(
+        [](const Inputs& in) {
+            const TensorD h = in[0] * in[1];
+            return h + h;  // both operands are one node
+        },
+        {x, y});
+    require_gradcheck(
+        [](const Inputs& in) {
+            const TensorD h = exp(in[0]);
+            return (h + in[1]) * h;  // h also feeds the product after the add
+        },
+        {x, y});
 }
 
 TEST_CASE("a retained gradient survives the add's hand-over", "[ops]") {

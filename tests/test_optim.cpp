@@ -74,26 +74,23 @@ const std::vector<std::pair<std::string, Factory>>& reference_cases() {
         {"sgd_dampening_weight_decay",
          factory<SGD<double>>(
              SGDOptions{.lr = 0.05, .momentum = 0.8, .dampening = 0.3, .weight_decay = 0.02})},
-        {"adam_amsgrad_l2", factory<Adam<double>>(AdamOptions{.lr = 0.3,
-                                                              .betas = {0.8, 0.5},
-                                                              .weight_decay = 0.1,
-                                                              .amsgrad = true})},
-        {"adamw_amsgrad", factory<AdamW<double>>(AdamWOptions{.lr = 0.3,
-                                                                .betas = {0.8, 0.5},
-                                                                .weight_decay = 0.05,
-                                                                .amsgrad = true})},
+        {"adam_amsgrad_l2",
+         factory<Adam<double>>(
+             AdamOptions{.lr = 0.3, .betas = {0.8, 0.5}, .weight_decay = 0.1, .amsgrad = true})},
+        {"adamw_amsgrad",
+         factory<AdamW<double>>(
+             AdamWOptions{.lr = 0.3, .betas = {0.8, 0.5}, .weight_decay = 0.05, .amsgrad = true})},
         {"rmsprop_default", factory<RMSprop<double>>(RMSpropOptions{})},
-        {"rmsprop_weight_decay",
-         factory<RMSprop<double>>(
-             RMSpropOptions{.lr = 0.02, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.1})},
+        {"rmsprop_weight_decay", factory<RMSprop<double>>(RMSpropOptions{
+                                     .lr = 0.02, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.1})},
     };
     return cases;
 }
 
 void check_trajectory(const std::string& name) {
     const auto& cases = reference_cases();
-    const auto it = std::find_if(cases.begin(), cases.end(),
-                                 [&](const auto& c) { return c.first == name; });
+    const auto it =
+        std::find_if(cases.begin(), cases.end(), [&](const auto& c) { return c.first == name; });
     REQUIRE(it != cases.end());
     const nlohmann::json& steps = optim_reference().at("optimizers").at(name).at("steps");
     Problem<double> problem;
@@ -108,7 +105,8 @@ void check_trajectory(const std::string& name) {
 
 bool same_bits(const Matrix<double>& a, const Matrix<double>& b) {
     return a.rows() == b.rows() && a.cols() == b.cols() &&
-           std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;
+           std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) ==
+               0;
 }
 
 bool same_state(const OptimizerState<double>& a, const OptimizerState<double>& b) {
@@ -165,7 +163,8 @@ TEST_CASE("the reference problem is rebuilt exactly: same loss and gradients as 
 
 TEST_CASE("the reference file holds exactly the cases tested here", "[optim][reference]") {
     std::set<std::string> in_file;
-    for (const auto& [name, value] : optim_reference().at("optimizers").items()) in_file.insert(name);
+    for (const auto& [name, value] : optim_reference().at("optimizers").items())
+        in_file.insert(name);
     std::set<std::string> tested;
     for (const auto& entry : reference_cases()) tested.insert(entry.first);
     CHECK(in_file == tested);
@@ -210,17 +209,23 @@ TEST_CASE("every optimiser also runs in float and stays near the double trajecto
             CHECK(all_close(problem.b.value(), to_matrix(steps[s].at("b")), 1e-4, 1e-5));
         }
     };
-    run([](std::vector<TensorF> p) {
-        return SGD<float>(std::move(p), {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.1,
-                                         .nesterov = true});
-    }, "sgd_nesterov_weight_decay");
+    run(
+        [](std::vector<TensorF> p) {
+            return SGD<float>(std::move(p),
+                              {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.1, .nesterov = true});
+        },
+        "sgd_nesterov_weight_decay");
     run([](std::vector<TensorF> p) { return Adam<float>(std::move(p), {.lr = 0.01}); }, "adam");
-    run([](std::vector<TensorF> p) {
-        return AdamW<float>(std::move(p), {.lr = 0.01, .weight_decay = 0.1});
-    }, "adamw");
-    run([](std::vector<TensorF> p) {
-        return RMSprop<float>(std::move(p), {.lr = 0.01, .momentum = 0.5, .centered = true});
-    }, "rmsprop_centered_momentum");
+    run(
+        [](std::vector<TensorF> p) {
+            return AdamW<float>(std::move(p), {.lr = 0.01, .weight_decay = 0.1});
+        },
+        "adamw");
+    run(
+        [](std::vector<TensorF> p) {
+            return RMSprop<float>(std::move(p), {.lr = 0.01, .momentum = 0.5, .centered = true});
+        },
+        "rmsprop_centered_momentum");
 }
 
 // --- Checkpoints --------------------------------------------------------------------------------
@@ -254,9 +259,9 @@ TEST_CASE("state() names buffers '<buffer>.<parameter>' and lists hyper-paramete
 
     RMSprop<double> rms(problem.params(), {.momentum = 0.5, .centered = true});
     problem.train_step(rms);
-    CHECK(tensor_names(rms.state()) ==
-          std::vector<std::string>{"square_avg.0", "momentum_buffer.0", "grad_avg.0",
-                                   "square_avg.1", "momentum_buffer.1", "grad_avg.1"});
+    CHECK(tensor_names(rms.state()) == std::vector<std::string>{"square_avg.0", "momentum_buffer.0",
+                                                                "grad_avg.0", "square_avg.1",
+                                                                "momentum_buffer.1", "grad_avg.1"});
 }
 
 namespace {
@@ -290,8 +295,7 @@ void check_round_trip(Options trained_with, Options restored_into) {
 
 }  // namespace
 
-TEST_CASE("an optimiser restored from another's state continues identically",
-          "[optim][state]") {
+TEST_CASE("an optimiser restored from another's state continues identically", "[optim][state]") {
     SECTION("SGD") {
         check_round_trip<SGD<double>>(
             SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true},
@@ -441,18 +445,16 @@ TEST_CASE("load_state refuses a bad state, naming the entry, and changes nothing
 
 // --- Construction and hyper-parameters -------------------------------------------------------
 
-TEST_CASE("hyper-parameters out of range are refused with a clear message",
-          "[optim][errors]") {
+TEST_CASE("hyper-parameters out of range are refused with a clear message", "[optim][errors]") {
     Problem<double> p;
     const auto params = p.params();
     CHECK_THROWS_AS(SGD<double>(params, {.lr = -0.1}), value_error);
-    CHECK_THROWS_WITH(SGD<double>(params, {.lr = -0.1}), Catch::Contains("lr") &&
-                                                             Catch::Contains("-0.1"));
-    CHECK_THROWS_WITH(SGD<double>(params, {.momentum = 1.0}), Catch::Contains("momentum") &&
-                                                                  Catch::Contains("[0, 1)"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.lr = -0.1}),
+                      Catch::Contains("lr") && Catch::Contains("-0.1"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.momentum = 1.0}),
+                      Catch::Contains("momentum") && Catch::Contains("[0, 1)"));
     CHECK_THROWS_WITH(SGD<double>(params, {.momentum = -0.5}), Catch::Contains("momentum"));
-    CHECK_THROWS_WITH(SGD<double>(params, {.weight_decay = -1.0}),
-                      Catch::Contains("weight_decay"));
+    CHECK_THROWS_WITH(SGD<double>(params, {.weight_decay = -1.0}), Catch::Contains("weight_decay"));
     CHECK_THROWS_WITH(SGD<double>(params, {.nesterov = true}), Catch::Contains("nesterov"));
     CHECK_THROWS_WITH(SGD<double>(params, {.momentum = 0.9, .dampening = 0.1, .nesterov = true}),
                       Catch::Contains("dampening"));
@@ -463,8 +465,8 @@ TEST_CASE("hyper-parameters out of range are refused with a clear message",
     CHECK_THROWS_WITH(Adam<double>(params, {.eps = -1e-8}), Catch::Contains("eps"));
     CHECK_THROWS_WITH(Adam<double>(params, {.weight_decay = -0.1}),
                       Catch::Contains("weight_decay"));
-    CHECK_THROWS_WITH(AdamW<double>(params, {.lr = std::nan("")}), Catch::Contains("AdamW") &&
-                                                                       Catch::Contains("lr"));
+    CHECK_THROWS_WITH(AdamW<double>(params, {.lr = std::nan("")}),
+                      Catch::Contains("AdamW") && Catch::Contains("lr"));
     CHECK_THROWS_WITH(RMSprop<double>(params, {.alpha = 1.5}), Catch::Contains("alpha"));
     CHECK_THROWS_WITH(RMSprop<double>(params, {.momentum = 1.0}), Catch::Contains("momentum"));
     CHECK_THROWS_WITH(RMSprop<double>(params, {.eps = -1.0}), Catch::Contains("eps"));
@@ -488,12 +490,12 @@ TEST_CASE("the parameter list is checked when the optimiser is made", "[optim][e
     const auto w = param(2, 2, 1);
     const auto frozen = TensorD::constant(normal(2, 2, 2));
     CHECK_THROWS_AS(Adam<double>({w, frozen}), value_error);
-    CHECK_THROWS_WITH(Adam<double>({w, frozen}), Catch::Contains("parameter 1") &&
-                                                     Catch::Contains("does not require grad"));
-    CHECK_THROWS_WITH(Adam<double>({w, w * 2.0}), Catch::Contains("parameter 1") &&
-                                                      Catch::Contains("not a leaf"));
-    CHECK_THROWS_WITH(RMSprop<double>({w, w}), Catch::Contains("parameter 1") &&
-                                                   Catch::Contains("parameter 0"));
+    CHECK_THROWS_WITH(Adam<double>({w, frozen}),
+                      Catch::Contains("parameter 1") && Catch::Contains("does not require grad"));
+    CHECK_THROWS_WITH(Adam<double>({w, w * 2.0}),
+                      Catch::Contains("parameter 1") && Catch::Contains("not a leaf"));
+    CHECK_THROWS_WITH(RMSprop<double>({w, w}),
+                      Catch::Contains("parameter 1") && Catch::Contains("parameter 0"));
     CHECK_THROWS_WITH(SGD<double>({TensorD()}), Catch::Contains("parameter 0"));
 }
 
@@ -639,7 +641,8 @@ TEST_CASE("Adam's betas below 0, at or above 1, or NaN are refused", "[optim][er
     }
 }
 
-TEST_CASE("a weight decay that is negative, NaN or infinite is refused", "[optim][errors][hostile]") {
+TEST_CASE("a weight decay that is negative, NaN or infinite is refused",
+          "[optim][errors][hostile]") {
     const auto p = two_params();
     for (const double decay : {-1e-4, not_a_number, inf}) {
         INFO("weight_decay = " << decay);
@@ -679,8 +682,8 @@ TEST_CASE("an eps of 0, below 0 or NaN is refused: zero gradients would make 0/0
 TEST_CASE("SGD's dampening and nesterov, and RMSprop's alpha, are checked",
           "[optim][errors][hostile]") {
     const auto p = two_params();
-    REQUIRE_THROWS_MATCHES(SGD<double>(p, {.momentum = 0.9, .dampening = not_a_number}), value_error,
-                           MessageContains("SGD: dampening must be in [0, 1]"));
+    REQUIRE_THROWS_MATCHES(SGD<double>(p, {.momentum = 0.9, .dampening = not_a_number}),
+                           value_error, MessageContains("SGD: dampening must be in [0, 1]"));
     REQUIRE_THROWS_MATCHES(SGD<double>(p, {.momentum = 0.9, .dampening = 1.5}), value_error,
                            MessageContains({"dampening", "1.5"}));
     REQUIRE_THROWS_MATCHES(SGD<double>(p, {.nesterov = true}), value_error,
@@ -697,8 +700,7 @@ TEST_CASE("AdamW refuses lr * weight_decay above 1, which would flip the weights
     REQUIRE_THROWS_MATCHES(AdamW<double>(p, {.lr = 10.0, .weight_decay = 0.5}), value_error,
                            MessageContains({"AdamW: lr * weight_decay must be <= 1", "= 5"}));
     AdamW<double> adamw(p, {.lr = 1.0, .weight_decay = 1.0});  // shrinks to 0: allowed
-    REQUIRE_THROWS_MATCHES(adamw.set_lr(2.0), value_error,
-                           MessageContains("lr * weight_decay"));
+    REQUIRE_THROWS_MATCHES(adamw.set_lr(2.0), value_error, MessageContains("lr * weight_decay"));
     CHECK(adamw.lr() == 1.0);
     // Adam's weight decay is an L2 term, not a shrink factor: no such bound.
     CHECK_NOTHROW(Adam<double>(p, {.lr = 10.0, .weight_decay = 0.5}));
@@ -728,9 +730,9 @@ TEST_CASE("parameter lists are checked as torch.optim checks them", "[optim][err
     REQUIRE_THROWS_MATCHES(
         SGD<double>(Module<double>::Named<TensorD>{{"w", w}, {"alias", w}}), value_error,
         MessageContains("parameter 'alias' is the same tensor as parameter 'w'"));
-    REQUIRE_THROWS_MATCHES(
-        RMSprop<double>(Module<double>::Named<TensorD>{{"w", w}, {"w", b}}), value_error,
-        MessageContains("parameter 'w' has the same name as parameter 'w'"));
+    REQUIRE_THROWS_MATCHES(RMSprop<double>(Module<double>::Named<TensorD>{{"w", w}, {"w", b}}),
+                           value_error,
+                           MessageContains("parameter 'w' has the same name as parameter 'w'"));
     REQUIRE_THROWS_MATCHES(SGD<double>(Module<double>::Named<TensorD>{{"", w}}), value_error,
                            MessageContains("has an empty name"));
     const auto frozen = TensorD::constant(normal(2, 2, 36));
@@ -771,8 +773,9 @@ TEST_CASE("a state for other parameters is refused, naming the parameter, and ch
         const OptimizerState<double> state = saved.state();
 
         Adam<double> renamed(Named{{"w", w}, {"bias", b}});
-        REQUIRE_THROWS_MATCHES(renamed.load_state(state), value_error,
-                               MessageContains({"'step.b' is for a parameter 'b'", "its parameters are 'w', 'bias'"}));
+        REQUIRE_THROWS_MATCHES(
+            renamed.load_state(state), value_error,
+            MessageContains({"'step.b' is for a parameter 'b'", "its parameters are 'w', 'bias'"}));
         CHECK(renamed.state().tensors.empty());
 
         Adam<double> more(Named{{"w", w}, {"b", b}, {"extra", extra}});

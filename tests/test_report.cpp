@@ -34,7 +34,8 @@ diag::GradientProfile profile_of(const std::vector<double>& output_grad_norms) {
     return diag::GradientProfile(std::move(layers));
 }
 
-SweepRun make_run(std::string activation, std::string init, std::string variant, const std::vector<double>& norms,
+SweepRun make_run(std::string activation, std::string init, std::string variant,
+                  const std::vector<double>& norms,
                   std::optional<double> predicted = std::nullopt) {
     SweepRun run{.activation = std::move(activation),
                  .init = std::move(init),
@@ -52,7 +53,8 @@ SweepRun make_run(std::string activation, std::string init, std::string variant,
 // one whose ratio is NaN.
 std::vector<SweepRun> sample_runs() {
     std::vector<SweepRun> runs;
-    runs.push_back(make_run("sigmoid", "xavier", "plain", {1e-7, 3e-5, 0.01, 0.3}, 0.0712345678901234));
+    runs.push_back(
+        make_run("sigmoid", "xavier", "plain", {1e-7, 3e-5, 0.01, 0.3}, 0.0712345678901234));
     auto by_variance = make_run("relu", "gaussian", "residual", {0.9, 1.0 / 3.0, 1.1});
     by_variance.sigma_w2 = 2.0;
     runs.push_back(by_variance);
@@ -103,7 +105,9 @@ double parse_double(const std::string& text) {
 
 std::size_t count(const std::string& text, const std::string& what) {
     std::size_t n = 0;
-    for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
+    for (auto pos = text.find(what); pos != std::string::npos;
+         pos = text.find(what, pos + what.size()))
+        ++n;
     return n;
 }
 
@@ -123,7 +127,8 @@ TEST_CASE("the table has a header line and one aligned row per run", "[report][t
     const auto runs = sample_runs();
     const auto lines = lines_of(diag::format_table(runs));
     REQUIRE(lines.size() == 1 + runs.size());
-    for (const char* column : {"activation", "init", "variant", "depth", "ratio", "gain/layer", "predicted", "verdict"}) {
+    for (const char* column : {"activation", "init", "variant", "depth", "ratio", "gain/layer",
+                               "predicted", "verdict"}) {
         CHECK(lines[0].find(column) != std::string::npos);
     }
     CHECK(lines[1].find("sigmoid") == 0);
@@ -142,7 +147,8 @@ TEST_CASE("the table has a header line and one aligned row per run", "[report][t
     CHECK(lines_of(diag::format_table({})).size() == 1);
 }
 
-TEST_CASE("one formatter: each style as printf would write it, without the locale", "[report][format]") {
+TEST_CASE("one formatter: each style as printf would write it, without the locale",
+          "[report][format]") {
     using diag::format_number;
     using diag::Notation;
     CHECK(format_number(0.1) == "0.1");  // shortest round trip
@@ -154,17 +160,20 @@ TEST_CASE("one formatter: each style as printf would write it, without the local
     CHECK(format_number(1.0, diag::table_gain) == "1.000");  // "%#.4g" keeps the zeros
     CHECK(format_number(0.000123456, diag::table_gain) == "0.0001235");
     CHECK(format_number(123456.0, diag::table_gain) == "1.235e+05");
-    CHECK(format_number(9.9996, diag::table_gain) == "10.00");  // rounding carries into the exponent
+    CHECK(format_number(9.9996, diag::table_gain) ==
+          "10.00");  // rounding carries into the exponent
     CHECK(format_number(0.5, {Notation::general, 3}) == "0.5");
     CHECK(format_number(2e6, {Notation::general, 6}) == "2e+06");
-    for (const auto style : {diag::round_trip, diag::svg_coordinate, diag::table_ratio, diag::table_gain}) {
+    for (const auto style :
+         {diag::round_trip, diag::svg_coordinate, diag::table_ratio, diag::table_gain}) {
         CHECK(format_number(std::nan(""), style) == "nan");
         CHECK(format_number(std::numeric_limits<double>::infinity(), style) == "inf");
         CHECK(format_number(-std::numeric_limits<double>::infinity(), style) == "-inf");
     }
 }
 
-TEST_CASE("a missing number is '-' in a table, an empty CSV field and JSON null", "[report][format]") {
+TEST_CASE("a missing number is '-' in a table, an empty CSV field and JSON null",
+          "[report][format]") {
     const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
     CHECK(diag::table_number(nan, diag::table_gain) == "-");
     CHECK(diag::table_number(std::nullopt, diag::table_gain) == "-");
@@ -179,7 +188,8 @@ TEST_CASE("a missing number is '-' in a table, an empty CSV field and JSON null"
     CHECK(diag::json_number(0.25).get<double>() == 0.25);
 }
 
-TEST_CASE("CSV has a header and one row per run and layer, numbers at full precision", "[report][csv]") {
+TEST_CASE("CSV has a header and one row per run and layer, numbers at full precision",
+          "[report][csv]") {
     auto runs = sample_runs();
     runs[0].activation = "odd, \"quoted\" name";  // needs RFC 4180 quoting
     std::ostringstream out;
@@ -187,10 +197,23 @@ TEST_CASE("CSV has a header and one row per run and layer, numbers at full preci
     const auto lines = lines_of(out.str());
     REQUIRE(lines.size() == 1 + 4 + 3 + 3);
     const auto header = csv_fields(lines[0]);
-    const std::vector<std::string> expected{"activation", "init", "sigma_w2", "variant", "depth", "width",
-                                            "batch", "dtype", "seed", "layer", "output_grad_norm",
-                                            "weight_grad_norm", "activation_norm", "ratio_first_last",
-                                            "gain_per_layer", "predicted_gain_per_layer", "verdict"};
+    const std::vector<std::string> expected{"activation",
+                                            "init",
+                                            "sigma_w2",
+                                            "variant",
+                                            "depth",
+                                            "width",
+                                            "batch",
+                                            "dtype",
+                                            "seed",
+                                            "layer",
+                                            "output_grad_norm",
+                                            "weight_grad_norm",
+                                            "activation_norm",
+                                            "ratio_first_last",
+                                            "gain_per_layer",
+                                            "predicted_gain_per_layer",
+                                            "verdict"};
     CHECK(header == expected);
 
     const auto first = csv_fields(lines[1]);
@@ -223,17 +246,30 @@ TEST_CASE("CSV has a header and one row per run and layer, numbers at full preci
     CHECK(nan_row[16] == "non-finite");
 }
 
-TEST_CASE("JSON has exactly the documented keys, null for what is missing or NaN", "[report][json]") {
+TEST_CASE("JSON has exactly the documented keys, null for what is missing or NaN",
+          "[report][json]") {
     const auto runs = sample_runs();
     const nlohmann::json j = diag::to_json(runs);
     REQUIRE(j.is_object());
     REQUIRE(j.size() == 1);
     REQUIRE(j.at("runs").size() == runs.size());
 
-    const std::set<std::string> run_keys{"activation", "init", "sigma_w2", "variant", "depth", "width", "batch",
-                                         "dtype", "seed", "layers", "ratio_first_last", "gain_per_layer",
-                                         "predicted_gain_per_layer", "verdict"};
-    const std::set<std::string> layer_keys{"layer", "output_grad_norm", "weight_grad_norm", "activation_norm"};
+    const std::set<std::string> run_keys{"activation",
+                                         "init",
+                                         "sigma_w2",
+                                         "variant",
+                                         "depth",
+                                         "width",
+                                         "batch",
+                                         "dtype",
+                                         "seed",
+                                         "layers",
+                                         "ratio_first_last",
+                                         "gain_per_layer",
+                                         "predicted_gain_per_layer",
+                                         "verdict"};
+    const std::set<std::string> layer_keys{"layer", "output_grad_norm", "weight_grad_norm",
+                                           "activation_norm"};
     for (const auto& run : j["runs"]) {
         std::set<std::string> keys;
         for (const auto& [key, value] : run.items()) keys.insert(key);
@@ -281,8 +317,8 @@ TEST_CASE("the SVG plot has one path per series, a legend and escaped labels", "
         {.name = "a<b&c", .points = {{1, 1e-12}, {2, 1e3}}},
         {.name = "say \"hi\"", .points = {{1, 2.0}, {2, 3.0}}},
     };
-    const std::string svg =
-        diag::svg_plot(series, {.title = "x < y & z", .x_label = "layer", .y_label = "|g|", .log_y = true});
+    const std::string svg = diag::svg_plot(
+        series, {.title = "x < y & z", .x_label = "layer", .y_label = "|g|", .log_y = true});
     CHECK(svg.rfind("<svg", 0) == 0);
     CHECK(svg.find("xmlns=\"http://www.w3.org/2000/svg\"") != std::string::npos);
     CHECK(svg.find("viewBox=") != std::string::npos);
@@ -304,10 +340,12 @@ TEST_CASE("the SVG plot has one path per series, a legend and escaped labels", "
     }
 }
 
-TEST_CASE("the SVG plot skips non-positive and non-finite values on a log axis, breaking the line", "[report][svg]") {
+TEST_CASE("the SVG plot skips non-positive and non-finite values on a log axis, breaking the line",
+          "[report][svg]") {
     const double nan = std::nan("");
     const std::vector<diag::SvgSeries> series{
-        {.name = "broken", .points = {{1, 1.0}, {2, 0.0}, {3, -1.0}, {4, 2.0}, {5, 4.0}, {6, nan}, {7, 1.0}}}};
+        {.name = "broken",
+         .points = {{1, 1.0}, {2, 0.0}, {3, -1.0}, {4, 2.0}, {5, 4.0}, {6, nan}, {7, 1.0}}}};
     const std::string svg = diag::svg_plot(series, {.log_y = true});
     const auto d_at = svg.find(" d=\"");
     REQUIRE(d_at != std::string::npos);
@@ -326,10 +364,12 @@ TEST_CASE("the SVG plot skips non-positive and non-finite values on a log axis, 
     CHECK(count(d2, "L") == 4);
 }
 
-TEST_CASE("an SVG plot with no series, or no usable point, is a valid empty plot", "[report][svg]") {
-    for (const auto& series : {std::vector<diag::SvgSeries>{},
-                               std::vector<diag::SvgSeries>{{.name = "empty", .points = {}}},
-                               std::vector<diag::SvgSeries>{{.name = "zeros", .points = {{1, 0.0}, {2, 0.0}}}}}) {
+TEST_CASE("an SVG plot with no series, or no usable point, is a valid empty plot",
+          "[report][svg]") {
+    for (const auto& series :
+         {std::vector<diag::SvgSeries>{},
+          std::vector<diag::SvgSeries>{{.name = "empty", .points = {}}},
+          std::vector<diag::SvgSeries>{{.name = "zeros", .points = {{1, 0.0}, {2, 0.0}}}}}) {
         std::string svg;
         REQUIRE_NOTHROW(svg = diag::svg_plot(series, {.title = "nothing", .log_y = true}));
         CHECK(svg.rfind("<svg", 0) == 0);
@@ -340,21 +380,31 @@ TEST_CASE("an SVG plot with no series, or no usable point, is a valid empty plot
     }
 }
 
-TEST_CASE("more series than palette colours get dash patterns, and every one is in the legend", "[report][svg]") {
+TEST_CASE("more series than palette colours get dash patterns, and every one is in the legend",
+          "[report][svg]") {
     std::vector<diag::SvgSeries> series;
     for (int k = 0; k < 25; ++k) {
-        series.push_back({.name = "series " + std::to_string(k), .points = {{0, 1.0 + k}, {1, 2.0 + k}}});
+        series.push_back(
+            {.name = "series " + std::to_string(k), .points = {{0, 1.0 + k}, {1, 2.0 + k}}});
     }
     const std::string svg = diag::svg_plot(series, {.title = "many"});
     CHECK(count(svg, "<path") == 25);
-    for (int k = 0; k < 25; ++k) CHECK(svg.find(">series " + std::to_string(k) + "<") != std::string::npos);
+    for (int k = 0; k < 25; ++k)
+        CHECK(svg.find(">series " + std::to_string(k) + "<") != std::string::npos);
     // 10 solid paths (first cycle) and 15 dashed ones, each once on the plot and once in the legend.
     CHECK(count(svg, "stroke-dasharray") == 2 * 15);
 }
 
-TEST_CASE("the gradient plot of a measured sweep run has one line per run, layers from 1", "[report][svg]") {
-    SweepRun run{.activation = "tanh", .init = "xavier", .depth = 5, .width = 32, .batch = 16, .dtype = "double"};
-    diag::record_profile(run, diag::measure_depth<double>(Tanh{}, init::xavier_normal(), {.depth = 5, .width = 32, .batch = 16}));
+TEST_CASE("the gradient plot of a measured sweep run has one line per run, layers from 1",
+          "[report][svg]") {
+    SweepRun run{.activation = "tanh",
+                 .init = "xavier",
+                 .depth = 5,
+                 .width = 32,
+                 .batch = 16,
+                 .dtype = "double"};
+    diag::record_profile(run, diag::measure_depth<double>(Tanh{}, init::xavier_normal(),
+                                                          {.depth = 5, .width = 32, .batch = 16}));
     REQUIRE(run.profile.size() == 5);
     const auto series = diag::gradient_series({run, run});
     REQUIRE(series.size() == 2);
@@ -385,7 +435,9 @@ std::deque<diag::GradientProfile> monitored_history() {
 
 }  // namespace
 
-TEST_CASE("a monitor's history as CSV: a column per statistic, a row per step and layer, values that read back", "[report][csv]") {
+TEST_CASE(
+    "a monitor's history as CSV: a column per statistic, a row per step and layer, values that read back",
+    "[report][csv]") {
     const auto history = monitored_history();
     std::ostringstream out;
     diag::write_history_csv(out, history);
@@ -422,7 +474,8 @@ TEST_CASE("a monitor's history as CSV: a column per statistic, a row per step an
     }
 }
 
-TEST_CASE("a monitor's history as JSON: what each statistic means, then every step's layers", "[report][json]") {
+TEST_CASE("a monitor's history as JSON: what each statistic means, then every step's layers",
+          "[report][json]") {
     const auto history = monitored_history();
     const nlohmann::json j = diag::history_json(history);
     const auto statistics = diag::layer_statistics<double>();
@@ -434,5 +487,6 @@ TEST_CASE("a monitor's history as JSON: what each statistic means, then every st
         INFO(s.name);
         CHECK(first[s.name].get<double>() == history[0].layers()[1].*s.field);
     }
-    CHECK(j["steps"][1]["layers"][1]["update_ratio"].is_null());  // no update followed the last step
+    CHECK(
+        j["steps"][1]["layers"][1]["update_ratio"].is_null());  // no update followed the last step
 }

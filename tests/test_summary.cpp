@@ -30,7 +30,8 @@ std::string line_at(const std::vector<std::string>& lines, const std::string& pa
 
 }  // namespace
 
-TEST_CASE("printing an MLP shows every module, each Linear's sizes and the parameter count", "[summary]") {
+TEST_CASE("printing an MLP shows every module, each Linear's sizes and the parameter count",
+          "[summary]") {
     auto net = mlp<float>({.widths = {784, 256, 10}, .norm = Normalization::batch});
     std::ostringstream out;
     out << *net;
@@ -57,24 +58,28 @@ TEST_CASE("printing an MLP shows every module, each Linear's sizes and the param
     CHECK(first.find("Linear") > block.find("Sequential"));
     CHECK(block.find("Sequential") > line_at(lines, "layers").find("Sequential"));
 
-    CHECK(text.find("BatchNorm1d(features=256, eps=1e-05, momentum=0.1, affine=true)") != std::string::npos);
+    CHECK(text.find("BatchNorm1d(features=256, eps=1e-05, momentum=0.1, affine=true)") !=
+          std::string::npos);
     CHECK(text.find("Activation(relu)") != std::string::npos);
     CHECK(text.find("Linear(in=256, out=10, bias=true)") != std::string::npos);
     const auto total = std::to_string(net->parameter_count());
     CHECK(lines.back() == "parameters: " + total + ", of which trainable: " + total);
 }
 
-TEST_CASE("the summary tells frozen parameters, bias-free and non-affine layers apart", "[summary]") {
+TEST_CASE("the summary tells frozen parameters, bias-free and non-affine layers apart",
+          "[summary]") {
     Rng rng(1);
     auto net = std::make_shared<Sequential<double>>();
-    auto linear = net->add(std::make_shared<Linear<double>>(3, 4, rng, LinearOptions<double>{.bias = false}));
+    auto linear =
+        net->add(std::make_shared<Linear<double>>(3, 4, rng, LinearOptions<double>{.bias = false}));
     net->add(std::make_shared<BatchNorm1d<double>>(4, BatchNormOptions{.affine = false}));
     net->add(std::make_shared<Linear<double>>(4, 2, rng));
     linear->named_parameters().front().second.set_requires_grad(false);
 
     const std::string text = summary(*net);
     CHECK(text.find("Linear(in=3, out=4, bias=false)") != std::string::npos);
-    CHECK(text.find("BatchNorm1d(features=4, eps=1e-05, momentum=0.1, affine=false)") != std::string::npos);
+    CHECK(text.find("BatchNorm1d(features=4, eps=1e-05, momentum=0.1, affine=false)") !=
+          std::string::npos);
     // 12 frozen weights, then 4 x 2 + 2 trainable.
     CHECK(lines_of(text).back() == "parameters: 22, of which trainable: 10");
 }
@@ -87,7 +92,8 @@ TEST_CASE("a recurrent cell shows its sizes after its activation", "[summary]") 
     CHECK(text.find("weight_ih [16x3]") != std::string::npos);
 }
 
-TEST_CASE("options no shape shows are printed too: dropout, layer norm, residual scale", "[summary]") {
+TEST_CASE("options no shape shows are printed too: dropout, layer norm, residual scale",
+          "[summary]") {
     auto net = mlp<double>({.widths = {6, 8, 8, 2},
                             .norm = Normalization::layer,
                             .residual = true,

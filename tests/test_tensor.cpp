@@ -152,10 +152,14 @@ TEST_CASE("a hook may replace the gradient, and what it leaves flows on", "[tens
     CHECK(all_close(w.grad(), Matrix<double>::Constant(2, 3, 2.0)));
 }
 
-TEST_CASE("a hook on a leaf sees only this pass's gradient, before accumulation", "[tensor][hooks]") {
+TEST_CASE("a hook on a leaf sees only this pass's gradient, before accumulation",
+          "[tensor][hooks]") {
     auto w = param(2, 2, 17);
     std::vector<double> seen;
-    auto handle = w.register_hook([&](MatrixView<double> g) { seen.push_back(g(0, 0)); g *= 10.0; });
+    auto handle = w.register_hook([&](MatrixView<double> g) {
+        seen.push_back(g(0, 0));
+        g *= 10.0;
+    });
     sum(w * 3.0).backward();
     sum(w * 3.0).backward();
     REQUIRE(seen.size() == 2);
@@ -249,7 +253,7 @@ TEST_CASE("a value no backward reads is released when its last handle goes", "[t
     {
         const TensorD h = linear(x, w, b);
         pre = &h.node();
-        y = relu(h);  // relu's backward reads its own output, not h
+        y = relu(h);                      // relu's backward reads its own output, not h
         CHECK(pre->value.has_storage());  // a handle still points at h
     }
     CHECK_FALSE(pre->value.has_storage());

@@ -16,7 +16,8 @@ TEST_CASE("Gauss-Hermite integrates the moments of a standard normal exactly", "
     CHECK_THROWS_AS(diag::GaussHermite(95), value_error);  // odd: a node would sit at 0
 }
 
-TEST_CASE("for ReLU chi = sigma_w^2 / 2 and for the identity chi = sigma_w^2, at every layer", "[theory]") {
+TEST_CASE("for ReLU chi = sigma_w^2 / 2 and for the identity chi = sigma_w^2, at every layer",
+          "[theory]") {
     for (double s2 : {0.5, 2.0, 3.0}) {
         const auto relu = diag::mean_field(ReLU{}, 10, {.sigma_w2 = s2});
         for (double chi : relu.chi) CHECK(chi == Approx(s2 / 2.0).epsilon(1e-12));
@@ -27,16 +28,19 @@ TEST_CASE("for ReLU chi = sigma_w^2 / 2 and for the identity chi = sigma_w^2, at
     }
 }
 
-TEST_CASE("with naive N(0,1) weights the prediction still converges and matches measurement", "[theory]") {
+TEST_CASE("with naive N(0,1) weights the prediction still converges and matches measurement",
+          "[theory]") {
     // sigma_w^2 = fan_in = 256: phi'(sqrt(q) z)^2 is a spike of width 1/16 in z, which a
     // Gauss-Hermite rule alone gets badly wrong (0.19 instead of 2.95 for tanh).
     const double tanh_gain = diag::mean_field(Tanh{}, 10, {.sigma_w2 = 256.0}).gain_per_layer;
     const double sigmoid_gain = diag::mean_field(Sigmoid{}, 10, {.sigma_w2 = 256.0}).gain_per_layer;
     const auto naive = init::Initializer<double>(init::normal(0.0, 1.0));
     const auto tanh_measured = diag::measure_depth<double>(Tanh{}, naive, {.depth = 10, .seed = 1});
-    const auto sigmoid_measured = diag::measure_depth<double>(Sigmoid{}, naive, {.depth = 10, .seed = 1});
+    const auto sigmoid_measured =
+        diag::measure_depth<double>(Sigmoid{}, naive, {.depth = 10, .seed = 1});
     INFO("tanh: predicted " << tanh_gain << ", measured " << tanh_measured.gain_per_layer());
-    INFO("sigmoid: predicted " << sigmoid_gain << ", measured " << sigmoid_measured.gain_per_layer());
+    INFO("sigmoid: predicted " << sigmoid_gain << ", measured "
+                               << sigmoid_measured.gain_per_layer());
     CHECK(tanh_measured.gain_per_layer() == Approx(tanh_gain).epsilon(0.03));
     CHECK(sigmoid_measured.gain_per_layer() == Approx(sigmoid_gain).epsilon(0.03));
 }

@@ -22,7 +22,9 @@ std::shared_ptr<MLP<double>> small_net(std::uint64_t seed = 1) {
 
 TensorD batch(std::uint64_t seed = 7) { return TensorD::constant(normal(8, 4, seed)); }
 
-TensorD loss_of(Module<double>& net, std::uint64_t seed = 7) { return sum(square(net(batch(seed)))); }
+TensorD loss_of(Module<double>& net, std::uint64_t seed = 7) {
+    return sum(square(net(batch(seed))));
+}
 
 // Trains `net` for a few SGD steps with a monitor attached; returns the monitor's last record
 // of the first layer's output gradient.
@@ -48,7 +50,8 @@ void wait_for(const std::atomic<bool>& flag) {
 
 }  // namespace
 
-TEST_CASE("a graph built on one thread backpropagates on another, and the monitor records the step", "[threads]") {
+TEST_CASE("a graph built on one thread backpropagates on another, and the monitor records the step",
+          "[threads]") {
     auto reference_net = small_net();
     diag::GradientMonitor<double> reference(*reference_net);
     loss_of(*reference_net).backward();
@@ -60,12 +63,15 @@ TEST_CASE("a graph built on one thread backpropagates on another, and the monito
     loss.backward();
     REQUIRE(monitor.steps_seen() == 1);
     for (std::size_t i = 0; i < monitor.layer_count(); ++i) {
-        CHECK(monitor.last().layers()[i].output_grad_norm == reference.last().layers()[i].output_grad_norm);
-        CHECK(monitor.last().layers()[i].weight_grad_norm == reference.last().layers()[i].weight_grad_norm);
+        CHECK(monitor.last().layers()[i].output_grad_norm ==
+              reference.last().layers()[i].output_grad_norm);
+        CHECK(monitor.last().layers()[i].weight_grad_norm ==
+              reference.last().layers()[i].weight_grad_norm);
     }
 }
 
-TEST_CASE("a network used on a thread that has ended is used and destroyed safely elsewhere", "[threads]") {
+TEST_CASE("a network used on a thread that has ended is used and destroyed safely elsewhere",
+          "[threads]") {
     auto net = small_net();
     auto monitor = std::make_unique<diag::GradientMonitor<double>>(*net);
     std::thread([&] {
@@ -101,7 +107,8 @@ TEST_CASE("two threads train two networks at once, each exactly as it would alon
     for (std::size_t i = 0; i < pa.size(); ++i) CHECK(pa[i].value() == ea[i].value());
 }
 
-TEST_CASE("a second thread calling a network while the first is inside it gets a graph_error", "[threads]") {
+TEST_CASE("a second thread calling a network while the first is inside it gets a graph_error",
+          "[threads]") {
     auto net = small_net();
     std::atomic<bool> first_inside{false};
     std::atomic<bool> second_done{false};
@@ -122,7 +129,8 @@ TEST_CASE("a second thread calling a network while the first is inside it gets a
     REQUIRE_NOTHROW(loss_of(*net).backward());  // usable again once the first call returned
 }
 
-TEST_CASE("using a network's parameters while another thread backpropagates into them is refused", "[threads]") {
+TEST_CASE("using a network's parameters while another thread backpropagates into them is refused",
+          "[threads]") {
     auto net = small_net();
     TensorD second_loss = loss_of(*net, 8);  // recorded before the other thread's pass begins
     std::atomic<bool> in_backward{false};
@@ -148,7 +156,8 @@ TEST_CASE("using a network's parameters while another thread backpropagates into
     }
     second_done = true;
     first.get();
-    CHECK_THAT(forward_error, Catch::Matchers::Contains("is being backpropagated into by another thread"));
+    CHECK_THAT(forward_error,
+               Catch::Matchers::Contains("is being backpropagated into by another thread"));
     CHECK_THAT(backward_error, Catch::Matchers::Contains("layers.") &&
                                    Catch::Matchers::Contains("by another thread at the same time"));
     REQUIRE_NOTHROW(loss_of(*net).backward());

@@ -34,7 +34,8 @@ int main() {
     std::vector<Layer> layers;
     for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
         const float he = std::sqrt(2.0f / static_cast<float>(widths[l]));
-        layers.push_back({normal(gen, widths[l + 1], widths[l], he), Mat(), Row::Zero(widths[l + 1]), Row()});
+        layers.push_back(
+            {normal(gen, widths[l + 1], widths[l], he), Mat(), Row::Zero(widths[l + 1]), Row()});
     }
     std::vector<Mat> inputs(layers.size());
     float loss_value = 0;
@@ -51,7 +52,10 @@ int main() {
         for (std::size_t l = layers.size(); l-- > 0;) {
             layers[l].weight_grad = grad.transpose() * inputs[l];
             layers[l].bias_grad = grad.colwise().sum();
-            if (l > 0) grad = ((grad * layers[l].weight).array() * (inputs[l].array() > 0.0f).cast<float>()).matrix();
+            if (l > 0)
+                grad =
+                    ((grad * layers[l].weight).array() * (inputs[l].array() > 0.0f).cast<float>())
+                        .matrix();
         }
         for (Layer& layer : layers) {
             layer.weight -= 0.01f * layer.weight_grad;

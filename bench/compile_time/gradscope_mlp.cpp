@@ -10,7 +10,8 @@ int main() {
     Rng rng(1);
     const auto x = TensorF::constant(rng.normal_matrix<float>(64, 32, 0.0, 1.0));
     const auto y = TensorF::constant(rng.normal_matrix<float>(64, 8, 0.0, 1.0));
-    auto net = mlp<float>({.widths = {32, 64, 64, 8}, .activation = ReLU{}, .init = init::he_normal(), .seed = 2});
+    auto net = mlp<float>(
+        {.widths = {32, 64, 64, 8}, .activation = ReLU{}, .init = init::he_normal(), .seed = 2});
     SGD<float> sgd(net->parameters(), {.lr = 0.01});
     float loss_value = 0;
     for (int step = 0; step < 100; ++step) {

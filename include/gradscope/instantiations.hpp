@@ -23,117 +23,116 @@
 #include "nn.hpp"
 #include "optim.hpp"
 
-#define GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(X, KIND, T)                                          \
-    X(KIND, T, fn::Exp)                                                                        \
-    X(KIND, T, fn::Log)                                                                        \
-    X(KIND, T, fn::Sqrt)                                                                       \
-    X(KIND, T, fn::Square)                                                                     \
-    X(KIND, T, fn::Abs)                                                                        \
-    X(KIND, T, fn::Pow)                                                                        \
+#define GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(X, KIND, T) \
+    X(KIND, T, fn::Exp)                               \
+    X(KIND, T, fn::Log)                               \
+    X(KIND, T, fn::Sqrt)                              \
+    X(KIND, T, fn::Square)                            \
+    X(KIND, T, fn::Abs)                               \
+    X(KIND, T, fn::Pow)                               \
     X(KIND, T, fn::Clamp)
 
 #define GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, T, F) \
     KIND Tensor<T> elementwise<T, F>(const Tensor<T>&, F);
 
 // The graph: tensors, nodes and their pools, and the reverse pass.
-#define GRADSCOPE_INSTANTIATE_CORE(KIND, T)                                                     \
-    KIND class Tensor<T>;                                                                      \
-    KIND class HookHandle<T>;                                                                  \
-    KIND class HookList<GradHook<T>>;                                                          \
-    KIND class NodePtr<T>;                                                                     \
-    KIND class detail::NodePool<T>;                                                            \
-    KIND class BufferPool<T>;                                                                  \
-    KIND class PooledMatrix<T>;                                                                \
-    KIND void detail::run_backward<T>(Node<T>&, ConstMatrixView<T>, bool);                     \
-    KIND NodePtr<T> detail::record<T>(const char*, Shape, std::span<Node<T>* const>,           \
-                                      BackwardFn<T>, detail::BackwardReads);                   \
+#define GRADSCOPE_INSTANTIATE_CORE(KIND, T)                                          \
+    KIND class Tensor<T>;                                                            \
+    KIND class HookHandle<T>;                                                        \
+    KIND class HookList<GradHook<T>>;                                                \
+    KIND class NodePtr<T>;                                                           \
+    KIND class detail::NodePool<T>;                                                  \
+    KIND class BufferPool<T>;                                                        \
+    KIND class PooledMatrix<T>;                                                      \
+    KIND void detail::run_backward<T>(Node<T>&, ConstMatrixView<T>, bool);           \
+    KIND NodePtr<T> detail::record<T>(const char*, Shape, std::span<Node<T>* const>, \
+                                      BackwardFn<T>, detail::BackwardReads);         \
     KIND Tensor<T> detail::finish<T>(NodePtr<T>);
 
 // The differentiable ops (core/ops/*.hpp, core/elementwise.hpp, core/activations.hpp).
 #define GRADSCOPE_INSTANTIATE_OPS(KIND, T)                                                      \
-    KIND Tensor<T> add<T>(const Tensor<T>&, const Tensor<T>&);                                 \
-    KIND Tensor<T> sub<T>(const Tensor<T>&, const Tensor<T>&);                                 \
-    KIND Tensor<T> mul<T>(const Tensor<T>&, const Tensor<T>&);                                 \
-    KIND Tensor<T> div<T>(const Tensor<T>&, const Tensor<T>&);                                 \
-    KIND Tensor<T> neg<T>(const Tensor<T>&);                                                   \
-    KIND Tensor<T> affine<T>(const Tensor<T>&, double, double);                                \
-    KIND Tensor<T> scalar_div<T>(double, const Tensor<T>&);                                    \
-    KIND Tensor<T> operator+ <T>(const Tensor<T>&, const Tensor<T>&);                          \
-    KIND Tensor<T> operator- <T>(const Tensor<T>&, const Tensor<T>&);                          \
-    KIND Tensor<T> operator* <T>(const Tensor<T>&, const Tensor<T>&);                          \
-    KIND Tensor<T> operator/ <T>(const Tensor<T>&, const Tensor<T>&);                          \
-    KIND Tensor<T> operator- <T>(const Tensor<T>&);                                            \
-    KIND Tensor<T> operator+ <T>(const Tensor<T>&, double);                                    \
-    KIND Tensor<T> operator+ <T>(double, const Tensor<T>&);                                    \
-    KIND Tensor<T> operator- <T>(const Tensor<T>&, double);                                    \
-    KIND Tensor<T> operator- <T>(double, const Tensor<T>&);                                    \
-    KIND Tensor<T> operator* <T>(const Tensor<T>&, double);                                    \
-    KIND Tensor<T> operator* <T>(double, const Tensor<T>&);                                    \
-    KIND Tensor<T> operator/ <T>(const Tensor<T>&, double);                                    \
-    KIND Tensor<T> operator/ <T>(double, const Tensor<T>&);                                    \
-    KIND Tensor<T> concat_cols<T>(std::span<const Tensor<T>>);                                 \
-    KIND Tensor<T> slice_cols<T>(const Tensor<T>&, Index, Index);                              \
-    KIND Tensor<T> dropout<T>(const Tensor<T>&, double, Rng&);                                 \
-    KIND Tensor<T> matmul<T>(const Tensor<T>&, const Tensor<T>&);                              \
-    KIND Tensor<T> transpose<T>(const Tensor<T>&);                                             \
-    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);            \
-    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&);                              \
-    KIND Tensor<T> batch_norm_train<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,   \
-                                       double, BatchStatistics<T>&);                           \
-    KIND Tensor<T> layer_norm<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,         \
-                                 double);                                                      \
-    KIND Tensor<T> sum<T>(const Tensor<T>&);                                                   \
-    KIND Tensor<T> row_sum<T>(const Tensor<T>&);                                               \
-    KIND Tensor<T> col_sum<T>(const Tensor<T>&);                                               \
-    KIND Tensor<T> mean<T>(const Tensor<T>&);                                                  \
-    KIND Tensor<T> row_mean<T>(const Tensor<T>&);                                              \
-    KIND Tensor<T> col_mean<T>(const Tensor<T>&);                                              \
-    KIND Tensor<T> max<T>(const Tensor<T>&);                                                   \
-    KIND Tensor<T> row_max<T>(const Tensor<T>&);                                               \
-    KIND Tensor<T> col_max<T>(const Tensor<T>&);                                               \
-    KIND Tensor<T> softmax<T>(const Tensor<T>&);                                               \
-    KIND Tensor<T> log_softmax<T>(const Tensor<T>&);                                           \
+    KIND Tensor<T> add<T>(const Tensor<T>&, const Tensor<T>&);                                  \
+    KIND Tensor<T> sub<T>(const Tensor<T>&, const Tensor<T>&);                                  \
+    KIND Tensor<T> mul<T>(const Tensor<T>&, const Tensor<T>&);                                  \
+    KIND Tensor<T> div<T>(const Tensor<T>&, const Tensor<T>&);                                  \
+    KIND Tensor<T> neg<T>(const Tensor<T>&);                                                    \
+    KIND Tensor<T> affine<T>(const Tensor<T>&, double, double);                                 \
+    KIND Tensor<T> scalar_div<T>(double, const Tensor<T>&);                                     \
+    KIND Tensor<T> operator+<T>(const Tensor<T>&, const Tensor<T>&);                            \
+    KIND Tensor<T> operator-<T>(const Tensor<T>&, const Tensor<T>&);                            \
+    KIND Tensor<T> operator*<T>(const Tensor<T>&, const Tensor<T>&);                            \
+    KIND Tensor<T> operator/<T>(const Tensor<T>&, const Tensor<T>&);                            \
+    KIND Tensor<T> operator-<T>(const Tensor<T>&);                                              \
+    KIND Tensor<T> operator+<T>(const Tensor<T>&, double);                                      \
+    KIND Tensor<T> operator+<T>(double, const Tensor<T>&);                                      \
+    KIND Tensor<T> operator-<T>(const Tensor<T>&, double);                                      \
+    KIND Tensor<T> operator-<T>(double, const Tensor<T>&);                                      \
+    KIND Tensor<T> operator*<T>(const Tensor<T>&, double);                                      \
+    KIND Tensor<T> operator*<T>(double, const Tensor<T>&);                                      \
+    KIND Tensor<T> operator/<T>(const Tensor<T>&, double);                                      \
+    KIND Tensor<T> operator/<T>(double, const Tensor<T>&);                                      \
+    KIND Tensor<T> concat_cols<T>(std::span<const Tensor<T>>);                                  \
+    KIND Tensor<T> slice_cols<T>(const Tensor<T>&, Index, Index);                               \
+    KIND Tensor<T> dropout<T>(const Tensor<T>&, double, Rng&);                                  \
+    KIND Tensor<T> matmul<T>(const Tensor<T>&, const Tensor<T>&);                               \
+    KIND Tensor<T> transpose<T>(const Tensor<T>&);                                              \
+    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);             \
+    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&);                               \
+    KIND Tensor<T> batch_norm_train<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,    \
+                                       double, BatchStatistics<T>&);                            \
+    KIND Tensor<T> layer_norm<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, double); \
+    KIND Tensor<T> sum<T>(const Tensor<T>&);                                                    \
+    KIND Tensor<T> row_sum<T>(const Tensor<T>&);                                                \
+    KIND Tensor<T> col_sum<T>(const Tensor<T>&);                                                \
+    KIND Tensor<T> mean<T>(const Tensor<T>&);                                                   \
+    KIND Tensor<T> row_mean<T>(const Tensor<T>&);                                               \
+    KIND Tensor<T> col_mean<T>(const Tensor<T>&);                                               \
+    KIND Tensor<T> max<T>(const Tensor<T>&);                                                    \
+    KIND Tensor<T> row_max<T>(const Tensor<T>&);                                                \
+    KIND Tensor<T> col_max<T>(const Tensor<T>&);                                                \
+    KIND Tensor<T> softmax<T>(const Tensor<T>&);                                                \
+    KIND Tensor<T> log_softmax<T>(const Tensor<T>&);                                            \
     GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)
 
 // Modules, the mlp() builder and the losses (nn/*.hpp).
-#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                       \
-    KIND class Module<T>;                                                                      \
-    KIND class ActivationLayer<T>;                                                             \
-    KIND class ActivationChoice<T>;                                                            \
-    KIND class Sequential<T>;                                                                  \
-    KIND class Linear<T>;                                                                      \
-    KIND class BatchNorm1d<T>;                                                                 \
-    KIND class LayerNorm<T>;                                                                   \
-    KIND class Dropout<T>;                                                                     \
-    KIND class Residual<T>;                                                                    \
-    KIND class ElmanCell<T>;                                                                   \
-    KIND class RNN<T>;                                                                         \
-    KIND class MLP<T>;                                                                         \
-    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                                 \
-    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                 \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);        \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction);     \
-    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
+#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                  \
+    KIND class Module<T>;                                                                  \
+    KIND class ActivationLayer<T>;                                                         \
+    KIND class ActivationChoice<T>;                                                        \
+    KIND class Sequential<T>;                                                              \
+    KIND class Linear<T>;                                                                  \
+    KIND class BatchNorm1d<T>;                                                             \
+    KIND class LayerNorm<T>;                                                               \
+    KIND class Dropout<T>;                                                                 \
+    KIND class Residual<T>;                                                                \
+    KIND class ElmanCell<T>;                                                               \
+    KIND class RNN<T>;                                                                     \
+    KIND class MLP<T>;                                                                     \
+    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                             \
+    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);             \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);    \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction); \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&, \
                                                        Reduction);
 
 // Optimisers and clipping (optim/*.hpp).
-#define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                                    \
-    KIND class ParameterList<T>;                                                               \
-    KIND class Optimizer<T>;                                                                   \
-    KIND class SGD<T>;                                                                         \
-    KIND class detail::BasicAdam<T, false>;                                                    \
-    KIND class detail::BasicAdam<T, true>;                                                     \
-    KIND class Adam<T>;                                                                        \
-    KIND class AdamW<T>;                                                                       \
-    KIND class RMSprop<T>;                                                                     \
-    KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool);                \
-    KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);                          \
+#define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                    \
+    KIND class ParameterList<T>;                                                \
+    KIND class Optimizer<T>;                                                    \
+    KIND class SGD<T>;                                                          \
+    KIND class detail::BasicAdam<T, false>;                                     \
+    KIND class detail::BasicAdam<T, true>;                                      \
+    KIND class Adam<T>;                                                         \
+    KIND class AdamW<T>;                                                        \
+    KIND class RMSprop<T>;                                                      \
+    KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool); \
+    KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);           \
     KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);
 
 // Gradient-flow diagnostics (diag/*.hpp).
-#define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)                                                     \
-    KIND class diag::GradientMonitor<T>;                                                       \
-    KIND diag::GradientProfile diag::measure_depth<T>(                                         \
+#define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)            \
+    KIND class diag::GradientMonitor<T>;               \
+    KIND diag::GradientProfile diag::measure_depth<T>( \
         const ActivationChoice<T>&, const init::Initializer<T>&, const diag::DepthSetup&);
 
 // Everything, for one scalar type. Expands inside namespace gradscope.
@@ -167,7 +166,8 @@ namespace gradscope {
 namespace detail {
 extern const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
 #ifdef GRADSCOPE_BUILDING_PRECOMPILED
-const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL = EIGEN_MAX_ALIGN_BYTES;  // the alignment it was built with
+const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL =
+    EIGEN_MAX_ALIGN_BYTES;  // the alignment it was built with
 #elif defined(__GNUC__)
 // `used`: kept even though nothing reads it, so that every object file holds the reference.
 [[gnu::used]] static const int* const precompiled_abi_check = &GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
@@ -178,10 +178,10 @@ GRADSCOPE_INSTANTIATE_ALL(GRADSCOPE_DETAIL_KIND, float)
 GRADSCOPE_INSTANTIATE_ALL(GRADSCOPE_DETAIL_KIND, double)
 
 // The built-in activations: the op and the layer, for each scalar type.
-#define GRADSCOPE_ACTIVATION(Act)                                                              \
-    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, float, Act)                       \
-    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, double, Act)                      \
-    GRADSCOPE_DETAIL_KIND class Activation<float, Act>;                                        \
+#define GRADSCOPE_ACTIVATION(Act)                                         \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, float, Act)  \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, double, Act) \
+    GRADSCOPE_DETAIL_KIND class Activation<float, Act>;                   \
     GRADSCOPE_DETAIL_KIND class Activation<double, Act>;
 #include "builtin_activations.inc"
 }  // namespace gradscope

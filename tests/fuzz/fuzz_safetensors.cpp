@@ -63,10 +63,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     static Target<double> d;
     const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
 
-    load_expecting_all_or_nothing(f, [&] { (void)load_checkpoint_from_bytes(bytes, *f.net, {}, "fuzz"); });
+    load_expecting_all_or_nothing(
+        f, [&] { (void)load_checkpoint_from_bytes(bytes, *f.net, {}, "fuzz"); });
     load_expecting_all_or_nothing(f, [&] {
         (void)load_checkpoint_from_bytes(bytes, *f.net, f.adam, {.strict = false}, "fuzz");
     });
-    load_expecting_all_or_nothing(d, [&] { (void)load_checkpoint_from_bytes(bytes, *d.net, d.adam, {}, "fuzz"); });
+    load_expecting_all_or_nothing(
+        d, [&] { (void)load_checkpoint_from_bytes(bytes, *d.net, d.adam, {}, "fuzz"); });
     return 0;
 }

@@ -20,8 +20,13 @@ void classify(Normalization norm, const char* label) {
     const auto x = Tensor<T>::constant(rng.normal_matrix<T>(32, 16));
     std::vector<int> labels(32);
     for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(rng.below(4));
-    auto net = mlp<T>({.widths = {16, 24, 24, 24, 4}, .activation = GELU{}, .init = init::he_normal(),
-                       .norm = norm, .residual = true, .dropout = 0.1, .seed = 2});
+    auto net = mlp<T>({.widths = {16, 24, 24, 24, 4},
+                       .activation = GELU{},
+                       .init = init::he_normal(),
+                       .norm = norm,
+                       .residual = true,
+                       .dropout = 0.1,
+                       .seed = 2});
     Adam<T> adam(net->parameters(), {.lr = 1e-2});
     for (int step = 0; step < 5; ++step) {
         adam.zero_grad();
@@ -32,7 +37,8 @@ void classify(Normalization norm, const char* label) {
         std::printf("%s step %d loss %a\n", label, step, static_cast<double>(loss.item()));
     }
     net->eval();
-    std::printf("%s eval loss %a\n", label, static_cast<double>(cross_entropy((*net)(x), labels).item()));
+    std::printf("%s eval loss %a\n", label,
+                static_cast<double>(cross_entropy((*net)(x), labels).item()));
 }
 
 // A plain tanh MLP on a regression loss built from elementary ops, trained by SGD with momentum
@@ -47,7 +53,7 @@ void regress(const char* label) {
     SGD<T> sgd(net->parameters(), {.lr = 0.05, .momentum = 0.9});
     for (int step = 0; step < 5; ++step) {
         sgd.zero_grad();
-        const Tensor<T> diff = (*net)(x) - y;
+        const Tensor<T> diff = (*net)(x)-y;
         Tensor<T> loss = mean(square(diff)) + 0.5 * mse_loss(sigmoid(diff), relu(diff));
         loss.backward();
         sgd.step();

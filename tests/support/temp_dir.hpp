@@ -45,7 +45,8 @@ template <class Bytes>
 std::filesystem::path write_file(const std::filesystem::path& path, const Bytes& bytes) {
     static_assert(sizeof(typename Bytes::value_type) == 1, "write_file writes bytes");
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
     return path;
 }
 

@@ -46,8 +46,8 @@ inline TensorD param(Index rows, Index cols, std::uint64_t seed) {
 // value its backward reads fails here.
 template <class F>
 void require_gradcheck(F&& f, const Inputs& inputs, GradcheckOptions options = {}) {
-    for (GradcheckInputs how : {GradcheckInputs::leaves, GradcheckInputs::interior,
-                                GradcheckInputs::shared_interior}) {
+    for (GradcheckInputs how :
+         {GradcheckInputs::leaves, GradcheckInputs::interior, GradcheckInputs::shared_interior}) {
         options.inputs_as = how;
         const GradcheckReport report = gradcheck(f, inputs, options);
         INFO("inputs as " << (how == GradcheckInputs::leaves     ? "leaves"

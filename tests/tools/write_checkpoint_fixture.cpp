@@ -36,13 +36,14 @@ int main(int argc, char** argv) {
         const std::filesystem::path dir = argv[1];
         std::filesystem::create_directories(dir);
 
-        auto net = mlp<double>({.widths = {4, 8, 3}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 3});
+        auto net = mlp<double>(
+            {.widths = {4, 8, 3}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 3});
         Adam<double> adam(net->parameters(), {.lr = 0.05});
         Rng rng(11);
         for (int step = 0; step < 5; ++step) {
             const auto batch = TensorD::constant(rng.normal_matrix<double>(16, 4, 0.5, 2.0));
             adam.zero_grad();
-            mean(square((*net)(batch) - 1.0)).backward();
+            mean(square((*net)(batch)-1.0)).backward();
             adam.step();
         }
         net->eval();
@@ -54,8 +55,8 @@ int main(int argc, char** argv) {
         io.add("output", output);
         save_checkpoint(dir / "mlp.safetensors", *net);
         save_checkpoint(dir / "io.safetensors", io);
-        std::cout << "wrote " << (dir / "mlp.safetensors").string() << " and " << (dir / "io.safetensors").string()
-                  << "\n";
+        std::cout << "wrote " << (dir / "mlp.safetensors").string() << " and "
+                  << (dir / "io.safetensors").string() << "\n";
     } catch (const std::exception& e) {
         std::cerr << "write_checkpoint_fixture: " << e.what() << "\n";
         return 1;

@@ -17,7 +17,9 @@ namespace detail {
 // the slowest elementwise pass of a deep network. Here it is one compare and one mask per packet.
 struct PositiveIndicator {
     template <class T>
-    T operator()(const T& x) const { return x > T(0) ? T(1) : T(0); }
+    T operator()(const T& x) const {
+        return x > T(0) ? T(1) : T(0);
+    }
     template <class Packet>
     Packet packetOp(const Packet& x) const {
         using Scalar = typename Eigen::internal::unpacket_traits<Packet>::type;
@@ -30,22 +32,35 @@ struct PositiveIndicator {
 
 struct Identity {
     static constexpr const char* name = "identity";
-    template <class T> T value(T x) const { return x; }
-    template <class T> T derivative(T, T) const { return T(1); }
+    template <class T>
+    T value(T x) const {
+        return x;
+    }
+    template <class T>
+    T derivative(T, T) const {
+        return T(1);
+    }
 };
 
 struct Sigmoid {
     static constexpr bool derivative_from_output = true;
     static constexpr const char* name = "sigmoid";
     // Written so that neither branch overflows: exp of a positive number never appears.
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
         const T e = std::exp(x);
         return e / (T(1) + e);
     }
-    template <class T> T derivative(T, T y) const { return y * (T(1) - y); }
+    template <class T>
+    T derivative(T, T y) const {
+        return y * (T(1) - y);
+    }
     // Eigen's logistic is vectorised and equally careful with large |x|.
-    template <class A> auto values(const Eigen::ArrayBase<A>& x) const { return x.logistic(); }
+    template <class A>
+    auto values(const Eigen::ArrayBase<A>& x) const {
+        return x.logistic();
+    }
     template <class A, class B>
     auto derivatives(const Eigen::ArrayBase<A>&, const Eigen::ArrayBase<B>& y) const {
         return y * (typename B::Scalar(1) - y);
@@ -55,9 +70,18 @@ struct Sigmoid {
 struct Tanh {
     static constexpr bool derivative_from_output = true;
     static constexpr const char* name = "tanh";
-    template <class T> T value(T x) const { return std::tanh(x); }
-    template <class T> T derivative(T, T y) const { return T(1) - y * y; }
-    template <class A> auto values(const Eigen::ArrayBase<A>& x) const { return x.tanh(); }
+    template <class T>
+    T value(T x) const {
+        return std::tanh(x);
+    }
+    template <class T>
+    T derivative(T, T y) const {
+        return T(1) - y * y;
+    }
+    template <class A>
+    auto values(const Eigen::ArrayBase<A>& x) const {
+        return x.tanh();
+    }
     template <class A, class B>
     auto derivatives(const Eigen::ArrayBase<A>&, const Eigen::ArrayBase<B>& y) const {
         return typename B::Scalar(1) - y.square();
@@ -68,9 +92,16 @@ struct Tanh {
 struct ReLU {
     static constexpr bool derivative_from_output = true;
     static constexpr const char* name = "relu";
-    template <class T> T value(T x) const { return x > T(0) ? x : T(0); }
-    template <class T> T derivative(T x, T) const { return x > T(0) ? T(1) : T(0); }
-    template <class A> auto values(const Eigen::ArrayBase<A>& x) const {
+    template <class T>
+    T value(T x) const {
+        return x > T(0) ? x : T(0);
+    }
+    template <class T>
+    T derivative(T x, T) const {
+        return x > T(0) ? T(1) : T(0);
+    }
+    template <class A>
+    auto values(const Eigen::ArrayBase<A>& x) const {
         return x.max(typename A::Scalar(0));
     }
     template <class A, class B>
@@ -83,18 +114,26 @@ struct LeakyReLU {
     static constexpr const char* name = "leaky_relu";
     double slope = 0.01;
     void validate() const { detail::check_finite(name, "slope", slope); }
-    template <class T> T value(T x) const { return x > T(0) ? x : static_cast<T>(slope) * x; }
-    template <class T> T derivative(T x, T) const { return x > T(0) ? T(1) : static_cast<T>(slope); }
+    template <class T>
+    T value(T x) const {
+        return x > T(0) ? x : static_cast<T>(slope) * x;
+    }
+    template <class T>
+    T derivative(T x, T) const {
+        return x > T(0) ? T(1) : static_cast<T>(slope);
+    }
 };
 
 struct ELU {
     static constexpr const char* name = "elu";
     double alpha = 1.0;
     void validate() const { detail::check_finite(name, "alpha", alpha); }
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         return x > T(0) ? x : static_cast<T>(alpha) * std::expm1(x);
     }
-    template <class T> T derivative(T x, T y) const {
+    template <class T>
+    T derivative(T x, T y) const {
         return x > T(0) ? T(1) : y + static_cast<T>(alpha);
     }
 };
@@ -104,10 +143,12 @@ struct SELU {
     static constexpr const char* name = "selu";
     static constexpr double lambda = 1.0507009873554804934193349852946;
     static constexpr double alpha = 1.6732632423543772848170429916717;
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         return static_cast<T>(lambda) * (x > T(0) ? x : static_cast<T>(alpha) * std::expm1(x));
     }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T derivative(T x, T) const {
         return static_cast<T>(lambda) * (x > T(0) ? T(1) : static_cast<T>(alpha) * std::exp(x));
     }
 };
@@ -115,12 +156,15 @@ struct SELU {
 // The exact GELU, x * Phi(x) with Phi the standard normal CDF.
 struct GELU {
     static constexpr const char* name = "gelu";
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         return T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(std::numbers::sqrt2 / 2)));
     }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T derivative(T x, T) const {
         const T cdf = T(0.5) * (T(1) + std::erf(x * static_cast<T>(std::numbers::sqrt2 / 2)));
-        const T pdf = std::exp(T(-0.5) * x * x) * static_cast<T>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+        const T pdf = std::exp(T(-0.5) * x * x) *
+                      static_cast<T>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
         return cdf + x * pdf;
     }
 };
@@ -130,21 +174,28 @@ struct GELUTanh {
     static constexpr const char* name = "gelu_tanh";
     static constexpr double k = 0.7978845608028654;  // sqrt(2 / pi)
     static constexpr double c = 0.044715;
-    template <class T> T value(T x) const {
-        return T(0.5) * x * (T(1) + std::tanh(static_cast<T>(k) * (x + static_cast<T>(c) * x * x * x)));
+    template <class T>
+    T value(T x) const {
+        return T(0.5) * x *
+               (T(1) + std::tanh(static_cast<T>(k) * (x + static_cast<T>(c) * x * x * x)));
     }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T derivative(T x, T) const {
         const T t = std::tanh(static_cast<T>(k) * (x + static_cast<T>(c) * x * x * x));
-        return T(0.5) * (T(1) + t) +
-               T(0.5) * x * (T(1) - t * t) * static_cast<T>(k) * (T(1) + static_cast<T>(3 * c) * x * x);
+        return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * static_cast<T>(k) *
+                                         (T(1) + static_cast<T>(3 * c) * x * x);
     }
 };
 
 // SiLU (swish): x * sigmoid(x).
 struct SiLU {
     static constexpr const char* name = "silu";
-    template <class T> T value(T x) const { return x * Sigmoid{}.value(x); }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T value(T x) const {
+        return x * Sigmoid{}.value(x);
+    }
+    template <class T>
+    T derivative(T x, T) const {
         const T s = Sigmoid{}.value(x);
         return s * (T(1) + x * (T(1) - s));
     }
@@ -162,13 +213,15 @@ struct Softplus {
         if (beta == 0.0) detail::throw_value(name, "beta must not be zero");
         if (std::isnan(threshold)) detail::throw_value(name, "threshold must not be NaN");
     }
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         const T bx = static_cast<T>(beta) * x;
         if (bx > static_cast<T>(threshold)) return x;
         // log1p(exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow for large z
         return (std::max(bx, T(0)) + std::log1p(std::exp(-std::abs(bx)))) / static_cast<T>(beta);
     }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T derivative(T x, T) const {
         const T bx = static_cast<T>(beta) * x;
         return bx > static_cast<T>(threshold) ? T(1) : Sigmoid{}.value(bx);
     }
@@ -181,21 +234,32 @@ struct Hardtanh {
     double max = 1.0;
     void validate() const {
         if (!(min <= max)) {
-            detail::throw_value(name, "min = " + detail::number_text(min) + " must not exceed max = " +
-                                          detail::number_text(max));
+            detail::throw_value(name, "min = " + detail::number_text(min) +
+                                          " must not exceed max = " + detail::number_text(max));
         }
     }
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         return std::min(std::max(x, static_cast<T>(min)), static_cast<T>(max));
     }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T derivative(T x, T) const {
         return (x > static_cast<T>(min) && x < static_cast<T>(max)) ? T(1) : T(0);
     }
 };
 
-template <class T> Tensor<T> sigmoid(const Tensor<T>& x) { return elementwise(x, Sigmoid{}); }
-template <class T> Tensor<T> tanh(const Tensor<T>& x) { return elementwise(x, Tanh{}); }
-template <class T> Tensor<T> relu(const Tensor<T>& x) { return elementwise(x, ReLU{}); }
+template <class T>
+Tensor<T> sigmoid(const Tensor<T>& x) {
+    return elementwise(x, Sigmoid{});
+}
+template <class T>
+Tensor<T> tanh(const Tensor<T>& x) {
+    return elementwise(x, Tanh{});
+}
+template <class T>
+Tensor<T> relu(const Tensor<T>& x) {
+    return elementwise(x, ReLU{});
+}
 
 }  // namespace gradscope
 

@@ -51,7 +51,8 @@ std::string describe_node(const Node<T>& node) {
     const std::string shape = to_string(node.shape());
     if (node.is_leaf) {
         if (node.label && !node.label->empty()) return "the tensor '" + *node.label + "' " + shape;
-        return std::string(node.requires_grad ? "a leaf that requires grad " : "a constant leaf ") + shape;
+        return std::string(node.requires_grad ? "a leaf that requires grad " : "a constant leaf ") +
+               shape;
     }
     return "the output of " + where(node.op, node.label) + " " + shape;
 }
@@ -109,7 +110,8 @@ void collect_graph(Node<T>& root, BackwardScratch<T>& scratch) {
         }
         node->written = false;
         scratch.order.push_back(node);
-        for (const AfterBackward& entry : node->after_backward) add_once(scratch.after_backward, entry);
+        for (const AfterBackward& entry : node->after_backward)
+            add_once(scratch.after_backward, entry);
         for (Node<T>* input : node->inputs) {
             if (input->requires_grad && input->visit != mark) {
                 input->visit = mark;
@@ -127,8 +129,9 @@ void check_input_grads_finite(const Node<T>& node) {
     for (std::size_t i = 0; i < node.inputs.size(); ++i) {
         const Node<T>& input = *node.inputs[i];
         if (!input.requires_grad) continue;
-        const PooledMatrix<T>& slot =
-            input.is_leaf && !input.has_hooks() ? input.grad : (input.is_leaf ? input.saved : input.grad);
+        const PooledMatrix<T>& slot = input.is_leaf && !input.has_hooks()
+                                          ? input.grad
+                                          : (input.is_leaf ? input.saved : input.grad);
         if (!slot.view().allFinite()) {
             throw numeric_error("anomaly: the backward of " + where(node.op, node.label) +
                                 " produced a non-finite gradient for its input #" +
@@ -199,10 +202,12 @@ void claim_leaves(BackwardScratch<T>& scratch) {
     for (Node<T>* node : scratch.order) {
         if (!node->is_leaf) continue;
         const void* expected = nullptr;
-        if (!node->backward_thread.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
-            throw graph_error("backward: " + describe_node(*node) +
-                              " is being backpropagated into by another thread at the same "
-                              "time; a network (and any tensor) may be used by one thread at a time");
+        if (!node->backward_thread.compare_exchange_strong(expected, me,
+                                                           std::memory_order_acq_rel)) {
+            throw graph_error(
+                "backward: " + describe_node(*node) +
+                " is being backpropagated into by another thread at the same "
+                "time; a network (and any tensor) may be used by one thread at a time");
         }
         scratch.claimed.push_back(node);
     }
@@ -210,7 +215,8 @@ void claim_leaves(BackwardScratch<T>& scratch) {
 
 template <class T>
 void release_leaves(BackwardScratch<T>& scratch) noexcept {
-    for (Node<T>* node : scratch.claimed) node->backward_thread.store(nullptr, std::memory_order_release);
+    for (Node<T>* node : scratch.claimed)
+        node->backward_thread.store(nullptr, std::memory_order_release);
     scratch.claimed.clear();
 }
 

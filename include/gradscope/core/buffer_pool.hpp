@@ -129,11 +129,11 @@ private:
     }
 
     static T* allocate_block(Index count) {
-        return static_cast<T*>(::operator new(bytes_for(count), std::align_val_t{alignment}));
+        return static_cast<T*>(::operator new (bytes_for(count), std::align_val_t{alignment}));
     }
 
     static void free_block(T* block) noexcept {
-        ::operator delete(static_cast<void*>(block), std::align_val_t{alignment});
+        ::operator delete (static_cast<void*>(block), std::align_val_t{alignment});
     }
 
     // A network uses a handful of distinct sizes, so a linear scan beats hashing.

@@ -63,12 +63,14 @@ void elementwise_backward(Node<T>& node) {
     // With derivative_from_output the input's value may be gone: pass the output for it.
     const Node<T>& x = derivative_from_output<F>() ? node : *node.inputs[0];
     if constexpr (HasArrayForm<F, T>) {
-        accumulate(*node.inputs[0],
-                   (grad_of(node).array() * f.derivatives(value_of(x).array(), value_of(node).array())).matrix());
+        accumulate(*node.inputs[0], (grad_of(node).array() *
+                                     f.derivatives(value_of(x).array(), value_of(node).array()))
+                                        .matrix());
     } else {
-        accumulate(*node.inputs[0],
-                   grad_of(node).cwiseProduct(value_of(x).binaryExpr(
-                       value_of(node), [f](T xi, T yi) { return static_cast<T>(f.derivative(xi, yi)); })));
+        accumulate(
+            *node.inputs[0],
+            grad_of(node).cwiseProduct(value_of(x).binaryExpr(
+                value_of(node), [f](T xi, T yi) { return static_cast<T>(f.derivative(xi, yi)); })));
     }
 }
 
@@ -79,9 +81,9 @@ template <class T, ElementwiseFunction<T> F>
 Tensor<T> elementwise(const Tensor<T>& x, F f = {}) {
     detail::validate_function(f);
     Node<T>& xn = x.node();
-    NodePtr<T> node =
-        detail::record<T>(F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>,
-                          detail::BackwardReads{detail::derivative_from_output<F>() ? 0u : 1u, true});
+    NodePtr<T> node = detail::record<T>(
+        F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>,
+        detail::BackwardReads{detail::derivative_from_output<F>() ? 0u : 1u, true});
     node->set_attr(f);
     if constexpr (detail::HasArrayForm<F, T>) {
         node->value.view().array() = f.values(detail::value_of(xn).array());
@@ -98,39 +100,73 @@ namespace fn {
 
 struct Exp {
     static constexpr const char* name = "exp";
-    template <class T> T value(T x) const { return std::exp(x); }
-    template <class T> T derivative(T, T y) const { return y; }
+    template <class T>
+    T value(T x) const {
+        return std::exp(x);
+    }
+    template <class T>
+    T derivative(T, T y) const {
+        return y;
+    }
 };
 
 struct Log {
     static constexpr const char* name = "log";
-    template <class T> T value(T x) const { return std::log(x); }
-    template <class T> T derivative(T x, T) const { return T(1) / x; }
+    template <class T>
+    T value(T x) const {
+        return std::log(x);
+    }
+    template <class T>
+    T derivative(T x, T) const {
+        return T(1) / x;
+    }
 };
 
 struct Sqrt {
     static constexpr const char* name = "sqrt";
-    template <class T> T value(T x) const { return std::sqrt(x); }
-    template <class T> T derivative(T, T y) const { return T(0.5) / y; }
+    template <class T>
+    T value(T x) const {
+        return std::sqrt(x);
+    }
+    template <class T>
+    T derivative(T, T y) const {
+        return T(0.5) / y;
+    }
 };
 
 struct Square {
     static constexpr const char* name = "square";
-    template <class T> T value(T x) const { return x * x; }
-    template <class T> T derivative(T x, T) const { return T(2) * x; }
+    template <class T>
+    T value(T x) const {
+        return x * x;
+    }
+    template <class T>
+    T derivative(T x, T) const {
+        return T(2) * x;
+    }
 };
 
 struct Abs {
     static constexpr const char* name = "abs";
-    template <class T> T value(T x) const { return std::abs(x); }
-    template <class T> T derivative(T x, T) const { return T((x > T(0)) - (x < T(0))); }
+    template <class T>
+    T value(T x) const {
+        return std::abs(x);
+    }
+    template <class T>
+    T derivative(T x, T) const {
+        return T((x > T(0)) - (x < T(0)));
+    }
 };
 
 struct Pow {
     static constexpr const char* name = "pow";
     double exponent = 1.0;
-    template <class T> T value(T x) const { return std::pow(x, static_cast<T>(exponent)); }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T value(T x) const {
+        return std::pow(x, static_cast<T>(exponent));
+    }
+    template <class T>
+    T derivative(T x, T) const {
         return static_cast<T>(exponent) * std::pow(x, static_cast<T>(exponent - 1.0));
     }
 };
@@ -145,25 +181,44 @@ struct Clamp {
                               " exceeds the upper bound " + detail::number_text(high));
         }
     }
-    template <class T> T value(T x) const {
+    template <class T>
+    T value(T x) const {
         return std::min(std::max(x, static_cast<T>(low)), static_cast<T>(high));
     }
-    template <class T> T derivative(T x, T) const {
+    template <class T>
+    T derivative(T x, T) const {
         return (x >= static_cast<T>(low) && x <= static_cast<T>(high)) ? T(1) : T(0);
     }
 };
 
 }  // namespace fn
 
-template <class T> Tensor<T> exp(const Tensor<T>& x) { return elementwise(x, fn::Exp{}); }
-template <class T> Tensor<T> log(const Tensor<T>& x) { return elementwise(x, fn::Log{}); }
-template <class T> Tensor<T> sqrt(const Tensor<T>& x) { return elementwise(x, fn::Sqrt{}); }
-template <class T> Tensor<T> square(const Tensor<T>& x) { return elementwise(x, fn::Square{}); }
-template <class T> Tensor<T> abs(const Tensor<T>& x) { return elementwise(x, fn::Abs{}); }
-template <class T> Tensor<T> pow(const Tensor<T>& x, double exponent) {
+template <class T>
+Tensor<T> exp(const Tensor<T>& x) {
+    return elementwise(x, fn::Exp{});
+}
+template <class T>
+Tensor<T> log(const Tensor<T>& x) {
+    return elementwise(x, fn::Log{});
+}
+template <class T>
+Tensor<T> sqrt(const Tensor<T>& x) {
+    return elementwise(x, fn::Sqrt{});
+}
+template <class T>
+Tensor<T> square(const Tensor<T>& x) {
+    return elementwise(x, fn::Square{});
+}
+template <class T>
+Tensor<T> abs(const Tensor<T>& x) {
+    return elementwise(x, fn::Abs{});
+}
+template <class T>
+Tensor<T> pow(const Tensor<T>& x, double exponent) {
     return elementwise(x, fn::Pow{exponent});
 }
-template <class T> Tensor<T> clamp(const Tensor<T>& x, double low, double high) {
+template <class T>
+Tensor<T> clamp(const Tensor<T>& x, double low, double high) {
     return elementwise(x, fn::Clamp{low, high});
 }
 

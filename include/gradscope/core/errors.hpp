@@ -79,16 +79,16 @@ inline void check_finite(const char* who, const char* what, double value) {
 // A gain, a standard deviation, a moment: finite and >= 0 (NaN fails the comparison too).
 inline void check_non_negative(const char* who, const char* what, double value) {
     if (!(value >= 0.0) || !std::isfinite(value)) {
-        throw_value(who, std::string(what) + " must be finite and non-negative, got " +
-                             number_text(value));
+        throw_value(
+            who, std::string(what) + " must be finite and non-negative, got " + number_text(value));
     }
 }
 
 // An epsilon that keeps a square root away from zero, a variance, a scale divided by.
 inline void check_positive(const char* who, const char* what, double value) {
     if (!(value > 0.0) || !std::isfinite(value)) {
-        throw_value(who, std::string(what) + " must be finite and positive, got " +
-                             number_text(value));
+        throw_value(who,
+                    std::string(what) + " must be finite and positive, got " + number_text(value));
     }
 }
 

@@ -30,8 +30,8 @@ enum class GradcheckInputs {
 };
 
 struct GradcheckOptions {
-    double step = 1e-6;          // central-difference step h (error O(h^2) + rounding/h)
-    double atol = 1e-5;          // an element passes when |a - n| <= atol + rtol * |n|
+    double step = 1e-6;  // central-difference step h (error O(h^2) + rounding/h)
+    double atol = 1e-5;  // an element passes when |a - n| <= atol + rtol * |n|
     double rtol = 1e-3;
     int projections = 2;         // random projections R tried
     std::uint64_t seed = 20260;  // for R
@@ -40,7 +40,7 @@ struct GradcheckOptions {
 
 struct GradcheckReport {
     bool passed = false;
-    bool all_zero = false;  // every analytic and numeric entry was zero: proves nothing
+    bool all_zero = false;    // every analytic and numeric entry was zero: proves nothing
     bool non_finite = false;  // some gradient or difference was NaN or infinite
     double max_abs_error = 0.0;
     double max_rel_error = 0.0;  // |a - n| / max(|a|, |n|), over elements where either is nonzero
@@ -66,9 +66,12 @@ inline void validate(const GradcheckOptions& o) {
     auto require = [](bool ok, const std::string& what) {
         if (!ok) throw value_error("gradcheck: " + what);
     };
-    require(std::isfinite(o.step) && o.step > 0.0, "step must be finite and > 0, got " + std::to_string(o.step));
-    require(std::isfinite(o.atol) && o.atol >= 0.0, "atol must be finite and >= 0, got " + std::to_string(o.atol));
-    require(std::isfinite(o.rtol) && o.rtol >= 0.0, "rtol must be finite and >= 0, got " + std::to_string(o.rtol));
+    require(std::isfinite(o.step) && o.step > 0.0,
+            "step must be finite and > 0, got " + std::to_string(o.step));
+    require(std::isfinite(o.atol) && o.atol >= 0.0,
+            "atol must be finite and >= 0, got " + std::to_string(o.atol));
+    require(std::isfinite(o.rtol) && o.rtol >= 0.0,
+            "rtol must be finite and >= 0, got " + std::to_string(o.rtol));
     require(o.projections >= 1, "projections must be >= 1, got " + std::to_string(o.projections));
 }
 
@@ -98,10 +101,9 @@ inline std::string describe(const GradcheckReport& r) {
                "compares zero with zero proves nothing";
     }
     out << "gradcheck " << (r.passed ? "passed" : "FAILED") << ": " << r.elements_checked
-        << " elements, max abs error " << r.max_abs_error << ", max rel error "
-        << r.max_rel_error << "; worst at input " << r.worst_input << " (" << r.worst_row
-        << ", " << r.worst_col << "): analytic " << r.worst_analytic << " vs numeric "
-        << r.worst_numeric;
+        << " elements, max abs error " << r.max_abs_error << ", max rel error " << r.max_rel_error
+        << "; worst at input " << r.worst_input << " (" << r.worst_row << ", " << r.worst_col
+        << "): analytic " << r.worst_analytic << " vs numeric " << r.worst_numeric;
     return out.str();
 }
 
@@ -154,8 +156,9 @@ GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             Tensor<T> input = inputs[i];
             if (!input.requires_grad()) continue;
-            const Matrix<T> analytic =
-                input.has_grad() ? Matrix<T>(input.grad()) : Matrix<T>::Zero(input.rows(), input.cols());
+            const Matrix<T> analytic = input.has_grad()
+                                           ? Matrix<T>(input.grad())
+                                           : Matrix<T>::Zero(input.rows(), input.cols());
             MatrixView<T> x = input.data();
             for (Index r = 0; r < x.rows(); ++r) {
                 for (Index c = 0; c < x.cols(); ++c) {
@@ -172,7 +175,8 @@ GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
                     const double scale = std::max(std::abs(a), std::abs(numeric));
                     max_magnitude = std::max(max_magnitude, scale);
                     report.max_abs_error = std::max(report.max_abs_error, err);
-                    if (scale > 0.0) report.max_rel_error = std::max(report.max_rel_error, err / scale);
+                    if (scale > 0.0)
+                        report.max_rel_error = std::max(report.max_rel_error, err / scale);
                     const double excess = err / (options.atol + options.rtol * std::abs(numeric));
                     if (excess > worst_excess) {
                         worst_excess = excess;

@@ -27,7 +27,8 @@ public:
 
     std::uint64_t add(Fn hook) {
         const std::uint64_t id = next_id_++;
-        (running_ > 0 ? added_while_running_ : entries_).push_back(Entry{id, std::move(hook), false});
+        (running_ > 0 ? added_while_running_ : entries_)
+            .push_back(Entry{id, std::move(hook), false});
         return id;
     }
 

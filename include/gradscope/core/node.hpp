@@ -112,7 +112,6 @@ struct Node {
     // it; for a module's parameter or buffer, its full name ("layers.7.bn.weight").
     std::shared_ptr<const std::string> label;
 
-
     // Small trivially copyable op attributes (a scalar, an index range, an activation's
     // parameters), stored inline so recording an op never allocates.
     static constexpr std::size_t attr_capacity = 64;

@@ -76,7 +76,8 @@ public:
         detail::check_dimensions("uniform_matrix", rows, cols);
         check_uniform_range("uniform_matrix", low, high);
         Matrix<T> m(rows, cols);
-        for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(unchecked_uniform(low, high));
+        for (Index i = 0; i < m.size(); ++i)
+            m.data()[i] = static_cast<T>(unchecked_uniform(low, high));
         return m;
     }
 
@@ -93,7 +94,8 @@ private:
         }
         if (!std::isfinite(high - low)) {
             detail::throw_value(who, "the range [" + detail::number_text(low) + ", " +
-                                         detail::number_text(high) + ") is wider than a double holds");
+                                         detail::number_text(high) +
+                                         ") is wider than a double holds");
         }
     }
 

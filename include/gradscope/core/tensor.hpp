@@ -171,8 +171,9 @@ public:
     [[nodiscard]] ValueRef<T> data() {
         Node<T>& n = node();
         if (!n.is_leaf) {
-            throw graph_error("data: only a leaf's value may be written; this tensor was made by '" +
-                              std::string(n.op) + "'");
+            throw graph_error(
+                "data: only a leaf's value may be written; this tensor was made by '" +
+                std::string(n.op) + "'");
         }
         ++n.version;
         return ValueRef<T>(n.value.view());
@@ -190,8 +191,10 @@ public:
     void set_requires_grad(bool enabled) {
         Node<T>& n = node();
         if (!n.is_leaf) {
-            throw graph_error("set_requires_grad: only a leaf's flag may change; this tensor was "
-                              "made by '" + std::string(n.op) + "'");
+            throw graph_error(
+                "set_requires_grad: only a leaf's flag may change; this tensor was "
+                "made by '" +
+                std::string(n.op) + "'");
         }
         n.requires_grad = enabled;
     }
@@ -253,8 +256,9 @@ public:
     HookHandle<T> register_hook(F&& hook) {
         Node<T>& n = node();
         if (!n.requires_grad) {
-            throw graph_error("register_hook: the tensor does not require grad, so no gradient "
-                              "will ever flow into it");
+            throw graph_error(
+                "register_hook: the tensor does not require grad, so no gradient "
+                "will ever flow into it");
         }
         if (!n.hooks) n.hooks = std::make_unique<HookList<GradHook<T>>>();
         const std::uint64_t id = n.hooks->add(GradHook<T>(std::forward<F>(hook)));
@@ -266,7 +270,8 @@ public:
 
     // For ops and library internals.
     [[nodiscard]] Node<T>& node() const {
-        if (!node_) throw graph_error("use of an empty Tensor handle (default-constructed or moved from)");
+        if (!node_)
+            throw graph_error("use of an empty Tensor handle (default-constructed or moved from)");
         return *node_;
     }
     [[nodiscard]] const NodePtr<T>& node_ptr() const noexcept { return node_; }

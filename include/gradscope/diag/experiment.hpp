@@ -17,7 +17,7 @@
 namespace gradscope::diag {
 
 struct DepthSetup {
-    int depth = 10;      // Linear layers, each width x width; the last has no activation
+    int depth = 10;  // Linear layers, each width x width; the last has no activation
     Index width = 256;
     Index batch = 128;
     std::uint64_t seed = 0;
@@ -32,14 +32,17 @@ template <class T>
 init::Initializer<T> gaussian_init(double sigma_w2) {
     gradscope::detail::check_non_negative("gaussian_init", "sigma_w2", sigma_w2);
     return [sigma_w2](MatrixView<T> w, Index fan_in, Index fan_out, Rng& rng) {
-        init::normal(0.0, std::sqrt(sigma_w2 / static_cast<double>(fan_in)))(w, fan_in, fan_out, rng);
+        init::normal(0.0, std::sqrt(sigma_w2 / static_cast<double>(fan_in)))(w, fan_in, fan_out,
+                                                                             rng);
     };
 }
 
 template <class T>
-GradientProfile measure_depth(const ActivationChoice<T>& activation, const init::Initializer<T>& weight_init,
-                              const DepthSetup& setup) {
-    if (setup.depth < 2) throw value_error("measure_depth: depth must be at least 2, got " + std::to_string(setup.depth));
+GradientProfile measure_depth(const ActivationChoice<T>& activation,
+                              const init::Initializer<T>& weight_init, const DepthSetup& setup) {
+    if (setup.depth < 2)
+        throw value_error("measure_depth: depth must be at least 2, got " +
+                          std::to_string(setup.depth));
     // An empty batch would reach the monitor's norms and the loss's division with nothing in them.
     if (setup.width <= 0 || setup.batch <= 0) {
         throw value_error("measure_depth: width and batch must be positive, got width " +
@@ -47,20 +50,21 @@ GradientProfile measure_depth(const ActivationChoice<T>& activation, const init:
     }
     gradscope::detail::check_dimensions("measure_depth", setup.batch, setup.width);
     gradscope::detail::check_finite("measure_depth", "residual_scale", setup.residual_scale);
-    auto net = mlp<T>({.widths = std::vector<Index>(static_cast<std::size_t>(setup.depth) + 1, setup.width),
-                       .activation = activation,
-                       .init = weight_init,
-                       .bias_init = init::zeros(),
-                       .norm = setup.norm,
-                       .residual = setup.residual,
-                       .residual_scale = setup.residual_scale,
-                       .zero_init_residual = setup.zero_init_residual,
-                       .seed = setup.seed});
+    auto net = mlp<T>(
+        {.widths = std::vector<Index>(static_cast<std::size_t>(setup.depth) + 1, setup.width),
+         .activation = activation,
+         .init = weight_init,
+         .bias_init = init::zeros(),
+         .norm = setup.norm,
+         .residual = setup.residual,
+         .residual_scale = setup.residual_scale,
+         .zero_init_residual = setup.zero_init_residual,
+         .seed = setup.seed});
     GradientMonitor<T> monitor(*net, {.track_updates = false});
     Rng data(setup.seed ^ 0x9e3779b97f4a7c15ULL);
     const auto x = Tensor<T>::constant(data.normal_matrix<T>(setup.batch, setup.width));
     const auto readout = Tensor<T>::constant(data.normal_matrix<T>(setup.batch, setup.width));
-    auto loss = sum((*net)(x) * readout) / static_cast<double>(setup.batch);
+    auto loss = sum((*net)(x)*readout) / static_cast<double>(setup.batch);
     loss.backward();
     return monitor.last();
 }

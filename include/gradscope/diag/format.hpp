@@ -51,7 +51,8 @@ namespace detail {
 inline std::string chars(double value, std::chars_format format, int precision) {
     char buffer[400];  // %.2f of 1e308 is 312 characters
     const auto result = std::to_chars(buffer, buffer + sizeof buffer, value, format, precision);
-    if (result.ec != std::errc()) return std::to_string(value);  // unreachable with the precisions used
+    if (result.ec != std::errc())
+        return std::to_string(value);  // unreachable with the precisions used
     return std::string(buffer, result.ptr);
 }
 
@@ -71,11 +72,16 @@ inline std::string format_number(double value, NumberFormat format = round_trip)
     if (std::isnan(value)) return "nan";
     if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
     switch (format.notation) {
-        case Notation::fixed: return detail::chars(value, std::chars_format::fixed, format.digits);
-        case Notation::scientific: return detail::chars(value, std::chars_format::scientific, format.digits);
-        case Notation::significant: return detail::significant(value, format.digits);
-        case Notation::general: return detail::chars(value, std::chars_format::general, format.digits);
-        case Notation::shortest: break;
+        case Notation::fixed:
+            return detail::chars(value, std::chars_format::fixed, format.digits);
+        case Notation::scientific:
+            return detail::chars(value, std::chars_format::scientific, format.digits);
+        case Notation::significant:
+            return detail::significant(value, format.digits);
+        case Notation::general:
+            return detail::chars(value, std::chars_format::general, format.digits);
+        case Notation::shortest:
+            break;
     }
     char buffer[40];
     const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
@@ -92,8 +98,12 @@ inline std::string table_number(const std::optional<double>& value, NumberFormat
 }
 
 // A CSV field: empty for NaN or no value, "inf" / "-inf", else the shortest round-trip text.
-inline std::string csv_number(double value) { return std::isnan(value) ? std::string() : format_number(value); }
+inline std::string csv_number(double value) {
+    return std::isnan(value) ? std::string() : format_number(value);
+}
 
-inline std::string csv_number(const std::optional<double>& value) { return value ? csv_number(*value) : std::string(); }
+inline std::string csv_number(const std::optional<double>& value) {
+    return value ? csv_number(*value) : std::string();
+}
 
 }  // namespace gradscope::diag

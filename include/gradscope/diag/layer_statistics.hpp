@@ -35,12 +35,12 @@ enum class Moment {
 // What the monitor saw of one layer at one moment; only the moment's fields are set.
 template <class T>
 struct LayerObservation {
-    ConstMatrixView<T> output{nullptr, 0, 0};      // forward: z_l
-    ConstMatrixView<T> activation{nullptr, 0, 0};  // activation: h_l (z_l when none follows)
-    ConstMatrixView<T> derivative{nullptr, 0, 0};  // activation: phi'(z_l); empty when none
-    ConstMatrixView<T> grad_output{nullptr, 0, 0};  // backward: dL/dz_l
-    const Tensor<T>* weight = nullptr;              // step_end, update: undefined if none
-    const Tensor<T>* bias = nullptr;                // step_end: undefined if none
+    ConstMatrixView<T> output{nullptr, 0, 0};         // forward: z_l
+    ConstMatrixView<T> activation{nullptr, 0, 0};     // activation: h_l (z_l when none follows)
+    ConstMatrixView<T> derivative{nullptr, 0, 0};     // activation: phi'(z_l); empty when none
+    ConstMatrixView<T> grad_output{nullptr, 0, 0};    // backward: dL/dz_l
+    const Tensor<T>* weight = nullptr;                // step_end, update: undefined if none
+    const Tensor<T>* bias = nullptr;                  // step_end: undefined if none
     ConstMatrixView<T> weight_before{nullptr, 0, 0};  // update: the weight a step earlier
     double weight_norm_before = not_measured;         // update: its norm
     double saturation_threshold = 1e-3;               // GradientMonitor::Options
@@ -93,7 +93,8 @@ std::span<const LayerStatistic<T>> layer_statistics() {
          Moment::backward, &LayerStats::output_grad_norm,
          [](const LayerObservation<T>& o) {
              std::size_t ignored = 0;
-             return robust_norm_counting_nonfinite(o.grad_output, o.nonfinite != nullptr ? *o.nonfinite : ignored);
+             return robust_norm_counting_nonfinite(o.grad_output,
+                                                   o.nonfinite != nullptr ? *o.nonfinite : ignored);
          }},
         {"weight_grad_norm", "|dL/dW_l|", Moment::step_end, &LayerStats::weight_grad_norm,
          [](const LayerObservation<T>& o) { return detail::grad_norm(o.weight, o.nonfinite); }},
@@ -104,7 +105,8 @@ std::span<const LayerStatistic<T>> layer_statistics() {
          [](const LayerObservation<T>& o) { return robust_norm(o.activation); }},
         {"weight_norm", "|W_l|", Moment::step_end, &LayerStats::weight_norm,
          [](const LayerObservation<T>& o) {
-             return o.weight != nullptr && o.weight->defined() ? robust_norm(o.weight->value()) : not_measured;
+             return o.weight != nullptr && o.weight->defined() ? robust_norm(o.weight->value())
+                                                               : not_measured;
          }},
         {"update_ratio", "|W_after - W_before| / |W_before| of the update that followed the step",
          Moment::update, &LayerStats::update_ratio,

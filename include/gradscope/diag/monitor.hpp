@@ -47,9 +47,11 @@ public:
     // nn/module.hpp): the monitor removes its hooks when it goes, and a network that goes
     // first takes them with it, leaving the records readable.
     GradientMonitor(Module<T>& network, Options options) : options_(std::move(options)) {
-        if (!(options_.saturation_threshold >= 0.0) || !std::isfinite(options_.saturation_threshold)) {
-            throw value_error("GradientMonitor: saturation_threshold must be finite and >= 0, got " +
-                              std::to_string(options_.saturation_threshold));
+        if (!(options_.saturation_threshold >= 0.0) ||
+            !std::isfinite(options_.saturation_threshold)) {
+            throw value_error(
+                "GradientMonitor: saturation_threshold must be finite and >= 0, got " +
+                std::to_string(options_.saturation_threshold));
         }
         // Choose first, hook after: a constructor that throws must leave no hook behind.
         std::vector<std::pair<std::string, Module<T>*>> chosen;
@@ -61,8 +63,9 @@ public:
             if (auto* act = dynamic_cast<ActivationLayer<T>*>(module)) activations.push_back(act);
         }
         if (chosen.empty()) {
-            throw value_error("GradientMonitor: no layer to watch in " + network.type_name() +
-                              (options_.select ? " (the selector picked none)" : " (it has no Linear)"));
+            throw value_error(
+                "GradientMonitor: no layer to watch in " + network.type_name() +
+                (options_.select ? " (the selector picked none)" : " (it has no Linear)"));
         }
         for (auto& [path, module] : chosen) add_layer(path, *module);
         for (auto* act : activations) watch_activation(*act);
@@ -91,7 +94,8 @@ public:
 
     [[nodiscard]] const GradientProfile& last() const {
         if (history_.empty()) {
-            throw value_error("GradientMonitor: no step recorded yet (run forward and backward first)");
+            throw value_error(
+                "GradientMonitor: no step recorded yet (run forward and backward first)");
         }
         return history_.back();
     }
@@ -110,7 +114,10 @@ private:
         const std::size_t index = layers_.size();
         // A selected module without a weight or bias role (an activation, say) is watched for
         // its output and gradient only.
-        Layer layer{path, module.own_parameter(TensorRole::weight), module.own_parameter(TensorRole::bias), {}};
+        Layer layer{path,
+                    module.own_parameter(TensorRole::weight),
+                    module.own_parameter(TensorRole::bias),
+                    {}};
         layers_.push_back(std::move(layer));
         hooks_.add(module.register_forward_hook(
             [this, index](Module<T>&, const Tensor<T>&, const Tensor<T>& out) {
@@ -123,25 +130,28 @@ private:
             }));
         hooks_.add(module.register_output_grad_hook([this, index](Module<T>&, MatrixView<T> g) {
             LayerStats& s = pending_[index];
-            const LayerObservation<T> seen{.grad_output = ConstMatrixView<T>(g.data(), g.rows(), g.cols()),
-                                           .nonfinite = &s.nonfinite};
+            const LayerObservation<T> seen{
+                .grad_output = ConstMatrixView<T>(g.data(), g.rows(), g.cols()),
+                .nonfinite = &s.nonfinite};
             measure(Moment::backward, seen, s);
         }));
     }
 
     // The first activation after a watched layer stands for that layer's output h_l.
     void watch_activation(ActivationLayer<T>& act) {
-        hooks_.add(act.register_forward_hook(
-            [this, &act](Module<T>&, const Tensor<T>& in, const Tensor<T>& out) {
-                if (current_layer_ < 0 || activation_seen_) return;
-                activation_seen_ = true;
-                derivative_.resize(in.rows(), in.cols());
-                act.derivative(in.value(), out.value(), MatrixView<T>(derivative_.data(), in.rows(), in.cols()));
-                const LayerObservation<T> seen{.activation = out.value(),
-                                               .derivative = ConstMatrixView<T>(derivative_.data(), in.rows(), in.cols()),
-                                               .saturation_threshold = options_.saturation_threshold};
-                measure(Moment::activation, seen, pending_[static_cast<std::size_t>(current_layer_)]);
-            }));
+        hooks_.add(act.register_forward_hook([this, &act](Module<T>&, const Tensor<T>& in,
+                                                          const Tensor<T>& out) {
+            if (current_layer_ < 0 || activation_seen_) return;
+            activation_seen_ = true;
+            derivative_.resize(in.rows(), in.cols());
+            act.derivative(in.value(), out.value(),
+                           MatrixView<T>(derivative_.data(), in.rows(), in.cols()));
+            const LayerObservation<T> seen{
+                .activation = out.value(),
+                .derivative = ConstMatrixView<T>(derivative_.data(), in.rows(), in.cols()),
+                .saturation_threshold = options_.saturation_threshold};
+            measure(Moment::activation, seen, pending_[static_cast<std::size_t>(current_layer_)]);
+        }));
     }
 
     void reset_pending() {
@@ -158,7 +168,9 @@ private:
             Layer& layer = layers_[i];
             LayerStats& s = pending_[i];
             measure(Moment::step_end,
-                    LayerObservation<T>{.weight = &layer.weight, .bias = &layer.bias, .nonfinite = &s.nonfinite}, s);
+                    LayerObservation<T>{
+                        .weight = &layer.weight, .bias = &layer.bias, .nonfinite = &s.nonfinite},
+                    s);
             if (options_.track_updates && layer.weight.defined()) record_update(layer, i);
         }
         history_.emplace_back(pending_, steps_seen_++);
@@ -172,10 +184,10 @@ private:
         const ConstMatrixView<T> w = layer.weight.value();
         if (!history_.empty() && layer.previous_weight.size() == w.size()) {
             LayerStats& previous = history_.back().layers()[index];
-            const LayerObservation<T> seen{
-                .weight = &layer.weight,
-                .weight_before = ConstMatrixView<T>(layer.previous_weight.data(), w.rows(), w.cols()),
-                .weight_norm_before = previous.weight_norm};
+            const LayerObservation<T> seen{.weight = &layer.weight,
+                                           .weight_before = ConstMatrixView<T>(
+                                               layer.previous_weight.data(), w.rows(), w.cols()),
+                                           .weight_norm_before = previous.weight_norm};
             measure(Moment::update, seen, previous);
         }
         layer.previous_weight = w;

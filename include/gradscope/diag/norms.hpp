@@ -57,8 +57,8 @@ double robust_distance(ConstMatrixView<T> a, ConstMatrixView<T> b) {
     double sum = 0.0;
     for (Index start = 0; start < a.size(); start += detail::norm_chunk) {
         const Index length = std::min(detail::norm_chunk, a.size() - start);
-        sum += detail::chunk_sum_of_squares(
-            detail::ChunkMap<T>(a.data() + start, length) - detail::ChunkMap<T>(b.data() + start, length));
+        sum += detail::chunk_sum_of_squares(detail::ChunkMap<T>(a.data() + start, length) -
+                                            detail::ChunkMap<T>(b.data() + start, length));
     }
     return std::sqrt(sum);
 }

@@ -15,13 +15,15 @@ namespace gradscope::diag {
 inline constexpr double not_measured = std::numeric_limits<double>::quiet_NaN();
 
 struct LayerStats {
-    std::string name;                       // the layer's module path
+    std::string name;                        // the layer's module path
     double output_grad_norm = not_measured;  // |delta_l| = |dL/dz_l|, z_l the layer's output
     double weight_grad_norm = not_measured;
     double bias_grad_norm = not_measured;
-    double activation_norm = not_measured;  // |h_l|: the first activation after the layer (else z_l)
+    double activation_norm =
+        not_measured;  // |h_l|: the first activation after the layer (else z_l)
     double weight_norm = not_measured;
-    double update_ratio = not_measured;     // |W_after - W_before| / |W_before| of the update that followed
+    double update_ratio =
+        not_measured;  // |W_after - W_before| / |W_before| of the update that followed
     double saturated_fraction = not_measured;  // elements with |phi'| < threshold
     double dead_fraction = not_measured;       // units whose phi' is 0 for every sample
     std::size_t nonfinite = 0;                 // NaN or infinite entries in delta and the gradients
@@ -31,10 +33,14 @@ enum class Verdict { healthy, vanishing, exploding, nonfinite };
 
 inline const char* to_string(Verdict v) {
     switch (v) {
-        case Verdict::healthy: return "healthy";
-        case Verdict::vanishing: return "vanishing";
-        case Verdict::exploding: return "exploding";
-        case Verdict::nonfinite: return "non-finite";
+        case Verdict::healthy:
+            return "healthy";
+        case Verdict::vanishing:
+            return "vanishing";
+        case Verdict::exploding:
+            return "exploding";
+        case Verdict::nonfinite:
+            return "non-finite";
     }
     return "?";
 }

@@ -23,24 +23,27 @@
 namespace gradscope::diag {
 
 struct SweepRun {
-    std::string activation = {};                    // "relu"
-    std::string init = {};                          // "he"; "gaussian" when sigma_w2 is set
-    std::optional<double> sigma_w2 = std::nullopt;  // set when weights were N(0, sigma_w2 / fan_in) by request
-    std::string variant = "plain";                  // plain, batchnorm, residual, batchnorm+residual
-    int depth = 0;                                  // Linear layers
+    std::string activation = {};  // "relu"
+    std::string init = {};        // "he"; "gaussian" when sigma_w2 is set
+    std::optional<double> sigma_w2 =
+        std::nullopt;               // set when weights were N(0, sigma_w2 / fan_in) by request
+    std::string variant = "plain";  // plain, batchnorm, residual, batchnorm+residual
+    int depth = 0;                  // Linear layers
     std::int64_t width = 0;
     std::int64_t batch = 0;
-    std::string dtype = "float";                    // float or double
+    std::string dtype = "float";  // float or double
     std::uint64_t seed = 0;
     GradientProfile profile = {};
     double ratio_first_last = not_measured;  // |delta_1| / |delta_L|
     double gain_per_layer = not_measured;    // ratio^(1 / (L - 1))
-    std::optional<double> predicted_gain_per_layer = std::nullopt;  // mean-field theory, where it applies
+    std::optional<double> predicted_gain_per_layer =
+        std::nullopt;  // mean-field theory, where it applies
     Verdict verdict = Verdict::nonfinite;
 };
 
 // Stores the profile and what is derived from it: the ratio, the gain per layer and the verdict.
-inline void record_profile(SweepRun& run, GradientProfile profile, const VerdictThresholds& thresholds = {}) {
+inline void record_profile(SweepRun& run, GradientProfile profile,
+                           const VerdictThresholds& thresholds = {}) {
     run.profile = std::move(profile);
     if (run.profile.size() >= 2) {
         run.ratio_first_last = run.profile.ratio_first_last();
@@ -66,16 +69,18 @@ inline std::string run_label(const SweepRun& run) {
 // Text table: a header line and one line per run, columns aligned (text left, numbers right).
 
 inline std::string format_table(const std::vector<SweepRun>& runs) {
-    const std::vector<std::string> header{"activation", "init", "variant", "depth",
-                                          "ratio", "gain/layer", "predicted", "verdict"};
+    const std::vector<std::string> header{"activation", "init",       "variant",   "depth",
+                                          "ratio",      "gain/layer", "predicted", "verdict"};
     const std::vector<bool> right_aligned{false, false, false, true, true, true, true, false};
 
     std::vector<std::vector<std::string>> rows;
     rows.reserve(runs.size());
     for (const auto& r : runs) {
         rows.push_back({r.activation, init_label(r), r.variant, std::to_string(r.depth),
-                        table_number(r.ratio_first_last, table_ratio), table_number(r.gain_per_layer, table_gain),
-                        table_number(r.predicted_gain_per_layer, table_gain), to_string(r.verdict)});
+                        table_number(r.ratio_first_last, table_ratio),
+                        table_number(r.gain_per_layer, table_gain),
+                        table_number(r.predicted_gain_per_layer, table_gain),
+                        to_string(r.verdict)});
     }
     std::vector<std::size_t> widths(header.size());
     for (std::size_t c = 0; c < header.size(); ++c) {
@@ -88,7 +93,8 @@ inline std::string format_table(const std::vector<SweepRun>& runs) {
         for (std::size_t c = 0; c < cells.size(); ++c) {
             if (c > 0) line += "  ";
             const std::string pad(widths[c] - cells[c].size(), ' ');
-            line += right_aligned[c] ? pad + cells[c] : cells[c] + (c + 1 < cells.size() ? pad : "");
+            line +=
+                right_aligned[c] ? pad + cells[c] : cells[c] + (c + 1 < cells.size() ? pad : "");
         }
         out += line + "\n";
     };
@@ -126,17 +132,19 @@ inline void write_csv(std::ostream& out, const std::vector<SweepRun>& runs) {
     using detail::csv_field;
     out << csv_header << '\n';
     for (const auto& r : runs) {
-        const std::string head = csv_field(r.activation) + ',' + csv_field(r.init) + ',' + csv_number(r.sigma_w2) + ',' +
-                                 csv_field(r.variant) + ',' + std::to_string(r.depth) + ',' + std::to_string(r.width) +
-                                 ',' + std::to_string(r.batch) + ',' + csv_field(r.dtype) + ',' + std::to_string(r.seed);
-        const std::string tail = csv_number(r.ratio_first_last) + ',' + csv_number(r.gain_per_layer) + ',' +
-                                 csv_number(r.predicted_gain_per_layer) + ',' + csv_field(to_string(r.verdict));
+        const std::string head =
+            csv_field(r.activation) + ',' + csv_field(r.init) + ',' + csv_number(r.sigma_w2) + ',' +
+            csv_field(r.variant) + ',' + std::to_string(r.depth) + ',' + std::to_string(r.width) +
+            ',' + std::to_string(r.batch) + ',' + csv_field(r.dtype) + ',' + std::to_string(r.seed);
+        const std::string tail =
+            csv_number(r.ratio_first_last) + ',' + csv_number(r.gain_per_layer) + ',' +
+            csv_number(r.predicted_gain_per_layer) + ',' + csv_field(to_string(r.verdict));
         const auto& layers = r.profile.layers();
         if (layers.empty()) out << head << ",,,," << tail << '\n';
         for (std::size_t l = 0; l < layers.size(); ++l) {
             out << head << ',' << (l + 1) << ',' << csv_number(layers[l].output_grad_norm) << ','
-                << csv_number(layers[l].weight_grad_norm) << ',' << csv_number(layers[l].activation_norm) << ','
-                << tail << '\n';
+                << csv_number(layers[l].weight_grad_norm) << ','
+                << csv_number(layers[l].activation_norm) << ',' << tail << '\n';
         }
     }
 }
@@ -159,7 +167,10 @@ inline std::vector<SvgSeries> gradient_series(const std::vector<SweepRun>& runs)
 }
 
 inline SvgOptions gradient_plot_options(std::string title) {
-    return {.title = std::move(title), .x_label = "layer (input side = 1)", .y_label = "|dL/dz_l|", .log_y = true};
+    return {.title = std::move(title),
+            .x_label = "layer (input side = 1)",
+            .y_label = "|dL/dz_l|",
+            .log_y = true};
 }
 
 inline std::string svg_gradient_plot(const std::vector<SweepRun>& runs, std::string title) {

@@ -38,14 +38,15 @@ struct SvgOptions {
     std::string x_label = "x";
     std::string y_label = "y";
     bool log_y = false;
-    double width = 900;   // of the plot, legend not included (the legend widens the image)
+    double width = 900;  // of the plot, legend not included (the legend widens the image)
     double height = 560;
 };
 
 // The automatic styles: colour i % 10, dash pattern (i / 10) % 5.
 inline const std::vector<std::string>& svg_palette() {
-    static const std::vector<std::string> colors{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+    static const std::vector<std::string> colors{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+                                                 "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                                                 "#bcbd22", "#17becf"};
     return colors;
 }
 
@@ -60,12 +61,23 @@ inline std::string xml_escape(std::string_view text) {
     out.reserve(text.size());
     for (const char c : text) {
         switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&apos;"; break;
-            default: out += c;
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            case '\'':
+                out += "&apos;";
+                break;
+            default:
+                out += c;
         }
     }
     return out;
@@ -138,7 +150,8 @@ inline SvgAxis log_axis(double lo, double hi) {
     a = static_cast<int>(std::floor(static_cast<double>(a) / every)) * every;
     b = static_cast<int>(std::ceil(static_cast<double>(b) / every)) * every;
     SvgAxis axis{static_cast<double>(a), static_cast<double>(b), {}};
-    for (int k = a; k <= b; k += every) axis.ticks.emplace_back(static_cast<double>(k), "1e" + std::to_string(k));
+    for (int k = a; k <= b; k += every)
+        axis.ticks.emplace_back(static_cast<double>(k), "1e" + std::to_string(k));
     return axis;
 }
 
@@ -172,7 +185,8 @@ inline std::string svg_plot(const std::vector<SvgSeries>& series, const SvgOptio
         integral_x = false;
     }
     const detail::SvgAxis xaxis = detail::linear_axis(xmin, xmax, integral_x, false);
-    const detail::SvgAxis yaxis = options.log_y ? detail::log_axis(ymin, ymax) : detail::linear_axis(ymin, ymax, false, true);
+    const detail::SvgAxis yaxis =
+        options.log_y ? detail::log_axis(ymin, ymax) : detail::linear_axis(ymin, ymax, false, true);
 
     // Layout: title on top, y labels on the left, x labels below, legend on the right.
     const double char_w = 7.0, row_h = 18.0;
@@ -183,8 +197,10 @@ inline std::string svg_plot(const std::vector<SvgSeries>& series, const SvgOptio
 
     std::size_t longest = 0;
     for (const auto& s : series) longest = std::max(longest, s.name.size());
-    const std::size_t rows_per_column = std::max<std::size_t>(1, static_cast<std::size_t>(plot_h / row_h));
-    const std::size_t columns = series.empty() ? 0 : (series.size() + rows_per_column - 1) / rows_per_column;
+    const std::size_t rows_per_column =
+        std::max<std::size_t>(1, static_cast<std::size_t>(plot_h / row_h));
+    const std::size_t columns =
+        series.empty() ? 0 : (series.size() + rows_per_column - 1) / rows_per_column;
     const double column_w = 40.0 + char_w * static_cast<double>(longest) + 16.0;
     const double legend_w = columns == 0 ? 0.0 : 16.0 + column_w * static_cast<double>(columns);
     const double total_w = x1 + right + legend_w;
@@ -195,28 +211,33 @@ inline std::string svg_plot(const std::vector<SvgSeries>& series, const SvgOptio
         const double v = options.log_y ? std::log10(y) : y;
         return y1 - (v - yaxis.lo) / (yaxis.hi - yaxis.lo) * plot_h;
     };
-    const auto py_plotted = [&](double v) { return y1 - (v - yaxis.lo) / (yaxis.hi - yaxis.lo) * plot_h; };
+    const auto py_plotted = [&](double v) {
+        return y1 - (v - yaxis.lo) / (yaxis.hi - yaxis.lo) * plot_h;
+    };
 
     std::string out;
     out += "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + svg_number(total_w) + " " +
-           svg_number(total_h) + "\" width=\"" + svg_number(total_w) + "\" height=\"" + svg_number(total_h) +
-           "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-    out += "<rect x=\"0\" y=\"0\" width=\"" + svg_number(total_w) + "\" height=\"" + svg_number(total_h) +
-           "\" fill=\"white\"/>\n";
+           svg_number(total_h) + "\" width=\"" + svg_number(total_w) + "\" height=\"" +
+           svg_number(total_h) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+    out += "<rect x=\"0\" y=\"0\" width=\"" + svg_number(total_w) + "\" height=\"" +
+           svg_number(total_h) + "\" fill=\"white\"/>\n";
     if (!options.title.empty()) {
-        out += "<text x=\"" + svg_number((x0 + x1) / 2) + "\" y=\"30\" text-anchor=\"middle\" font-size=\"16\">" +
-               xml_escape(options.title) + "</text>\n";
+        out += "<text x=\"" + svg_number((x0 + x1) / 2) +
+               "\" y=\"30\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(options.title) +
+               "</text>\n";
     }
 
     // Grid and ticks.
     out += "<g stroke=\"#e4e4e4\" stroke-width=\"1\">\n";
     for (const auto& [v, label] : yaxis.ticks) {
         const std::string y = svg_number(py_plotted(v));
-        out += "<line x1=\"" + svg_number(x0) + "\" y1=\"" + y + "\" x2=\"" + svg_number(x1) + "\" y2=\"" + y + "\"/>\n";
+        out += "<line x1=\"" + svg_number(x0) + "\" y1=\"" + y + "\" x2=\"" + svg_number(x1) +
+               "\" y2=\"" + y + "\"/>\n";
     }
     for (const auto& [v, label] : xaxis.ticks) {
         const std::string x = svg_number(px(v));
-        out += "<line x1=\"" + x + "\" y1=\"" + svg_number(y0) + "\" x2=\"" + x + "\" y2=\"" + svg_number(y1) + "\"/>\n";
+        out += "<line x1=\"" + x + "\" y1=\"" + svg_number(y0) + "\" x2=\"" + x + "\" y2=\"" +
+               svg_number(y1) + "\"/>\n";
     }
     out += "</g>\n<g fill=\"#333\">\n";
     for (const auto& [v, label] : yaxis.ticks) {
@@ -224,16 +245,19 @@ inline std::string svg_plot(const std::vector<SvgSeries>& series, const SvgOptio
                "\" text-anchor=\"end\">" + xml_escape(label) + "</text>\n";
     }
     for (const auto& [v, label] : xaxis.ticks) {
-        out += "<text x=\"" + svg_number(px(v)) + "\" y=\"" + svg_number(y1 + 18) + "\" text-anchor=\"middle\">" +
-               xml_escape(label) + "</text>\n";
+        out += "<text x=\"" + svg_number(px(v)) + "\" y=\"" + svg_number(y1 + 18) +
+               "\" text-anchor=\"middle\">" + xml_escape(label) + "</text>\n";
     }
     out += "</g>\n";
-    out += "<rect x=\"" + svg_number(x0) + "\" y=\"" + svg_number(y0) + "\" width=\"" + svg_number(plot_w) +
-           "\" height=\"" + svg_number(plot_h) + "\" fill=\"none\" stroke=\"#333\"/>\n";
+    out += "<rect x=\"" + svg_number(x0) + "\" y=\"" + svg_number(y0) + "\" width=\"" +
+           svg_number(plot_w) + "\" height=\"" + svg_number(plot_h) +
+           "\" fill=\"none\" stroke=\"#333\"/>\n";
     out += "<text x=\"" + svg_number((x0 + x1) / 2) + "\" y=\"" + svg_number(y1 + 44) +
-           "\" text-anchor=\"middle\" font-size=\"13\">" + xml_escape(options.x_label) + "</text>\n";
+           "\" text-anchor=\"middle\" font-size=\"13\">" + xml_escape(options.x_label) +
+           "</text>\n";
     out += "<text transform=\"translate(22 " + svg_number((y0 + y1) / 2) +
-           ") rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">" + xml_escape(options.y_label) + "</text>\n";
+           ") rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">" +
+           xml_escape(options.y_label) + "</text>\n";
     if (drawn == 0) {
         out += "<text x=\"" + svg_number((x0 + x1) / 2) + "\" y=\"" + svg_number((y0 + y1) / 2) +
                "\" text-anchor=\"middle\" fill=\"#999\" font-size=\"14\">no data</text>\n";
@@ -243,7 +267,8 @@ inline std::string svg_plot(const std::vector<SvgSeries>& series, const SvgOptio
         const auto& palette = svg_palette();
         const auto& dashes = svg_dash_patterns();
         const std::string color = s.color.empty() ? palette[i % palette.size()] : s.color;
-        const std::string dash = s.dash.empty() ? dashes[(i / palette.size()) % dashes.size()] : s.dash;
+        const std::string dash =
+            s.dash.empty() ? dashes[(i / palette.size()) % dashes.size()] : s.dash;
         std::string attrs = "stroke=\"" + xml_escape(color) + "\"";
         if (dash != "none") attrs += " stroke-dasharray=\"" + xml_escape(dash) + "\"";
         return std::make_pair(attrs, color);
@@ -263,11 +288,12 @@ inline std::string svg_plot(const std::vector<SvgSeries>& series, const SvgOptio
             if (!d.empty()) d += ' ';
             d += (after ? "L" : "M") + x + " " + y;
             if (!after && !before) {
-                dots += "<circle cx=\"" + x + "\" cy=\"" + y + "\" r=\"2.5\" fill=\"" + xml_escape(color) + "\"/>";
+                dots += "<circle cx=\"" + x + "\" cy=\"" + y + "\" r=\"2.5\" fill=\"" +
+                        xml_escape(color) + "\"/>";
             }
         }
-        out += "<path fill=\"none\" stroke-width=\"1.6\" stroke-linejoin=\"round\" " + attrs + " d=\"" + d +
-               "\"><title>" + xml_escape(s.name) + "</title></path>" + dots + "\n";
+        out += "<path fill=\"none\" stroke-width=\"1.6\" stroke-linejoin=\"round\" " + attrs +
+               " d=\"" + d + "\"><title>" + xml_escape(s.name) + "</title></path>" + dots + "\n";
     }
 
     // Legend, outside the plot area so that it never hides a line.
@@ -277,8 +303,9 @@ inline std::string svg_plot(const std::vector<SvgSeries>& series, const SvgOptio
             const auto [attrs, color] = style_of(i, series[i]);
             const double lx = x1 + right + 8 + column_w * static_cast<double>(i / rows_per_column);
             const double ly = y0 + 10 + row_h * static_cast<double>(i % rows_per_column);
-            out += "<line x1=\"" + svg_number(lx) + "\" y1=\"" + svg_number(ly) + "\" x2=\"" + svg_number(lx + 32) +
-                   "\" y2=\"" + svg_number(ly) + "\" stroke-width=\"2\" " + attrs + "/>";
+            out += "<line x1=\"" + svg_number(lx) + "\" y1=\"" + svg_number(ly) + "\" x2=\"" +
+                   svg_number(lx + 32) + "\" y2=\"" + svg_number(ly) + "\" stroke-width=\"2\" " +
+                   attrs + "/>";
             out += "<text x=\"" + svg_number(lx + 40) + "\" y=\"" + svg_number(ly + 4) + "\">" +
                    xml_escape(series[i].name) + "</text>\n";
         }

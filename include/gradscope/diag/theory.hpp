@@ -47,9 +47,10 @@ namespace detail {
 // the 6 s that including the diagnostics added to a compile; for the same reason the rules
 // below are class templates, so that nothing here is compiled until a program uses it).
 template <class Real>
-void golub_welsch(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& jacobi, Real total_mass,
-                  std::vector<Real>& nodes, std::vector<Real>& weights) {
-    const Eigen::SelfAdjointEigenSolver<Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>> solver(jacobi);
+void golub_welsch(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& jacobi,
+                  Real total_mass, std::vector<Real>& nodes, std::vector<Real>& weights) {
+    const Eigen::SelfAdjointEigenSolver<Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>> solver(
+        jacobi);
     const auto count = static_cast<std::size_t>(jacobi.rows());
     nodes.resize(count);
     weights.resize(count);
@@ -72,8 +73,9 @@ inline constexpr int max_quadrature_nodes = 4096;
 namespace detail {
 inline void check_node_count(const char* who, int count, int least) {
     if (count < least || count > max_quadrature_nodes) {
-        throw value_error(std::string(who) + ": the node count must be in [" + std::to_string(least) +
-                          ", " + std::to_string(max_quadrature_nodes) + "], got " + std::to_string(count));
+        throw value_error(std::string(who) + ": the node count must be in [" +
+                          std::to_string(least) + ", " + std::to_string(max_quadrature_nodes) +
+                          "], got " + std::to_string(count));
     }
 }
 }  // namespace detail
@@ -131,7 +133,8 @@ struct GaussLegendre {
 template <std::floating_point Real = double>
 class NormalExpectation {
 public:
-    explicit NormalExpectation(int hermite_nodes) : coarse_(hermite_nodes), fine_(2 * hermite_nodes), panel_(8) {}
+    explicit NormalExpectation(int hermite_nodes)
+        : coarse_(hermite_nodes), fine_(2 * hermite_nodes), panel_(8) {}
 
     template <class F>
     [[nodiscard]] double operator()(double s, F&& f) const {
@@ -141,7 +144,8 @@ public:
         const double a = coarse_.expect(at);
         const double b = fine_.expect(at);
         if (std::abs(a - b) <= 1e-9 * std::max(std::abs(b), 1e-300)) return b;
-        const int panels = static_cast<int>(std::clamp(std::ceil(16.0 * std::max(s, 1.0)), 64.0, 65536.0));
+        const int panels =
+            static_cast<int>(std::clamp(std::ceil(16.0 * std::max(s, 1.0)), 64.0, 65536.0));
         const double width = 12.0 / panels;
         double total = 0.0;
         for (int side = -1; side <= 1; side += 2) {
@@ -162,16 +166,17 @@ private:
 };
 
 struct MeanFieldOptions {
-    double sigma_w2 = 1.0;      // weight variance times fan-in
-    double sigma_b2 = 0.0;      // bias variance
+    double sigma_w2 = 1.0;             // weight variance times fan-in
+    double sigma_b2 = 0.0;             // bias variance
     double input_second_moment = 1.0;  // E[x^2] of the network's inputs (1 for N(0, 1))
     int quadrature_nodes = 96;
 };
 
 struct MeanFieldPrediction {
-    std::vector<double> q;    // q_l, l = 1..L: pre-activation variance of each layer
-    std::vector<double> chi;  // chi_l, l = 1..L-1: squared-norm gain of the backward step across layer l
-    double gain_per_layer = 1.0;   // exp(mean(ln chi) / 2): > 1 grows, < 1 shrinks going back
+    std::vector<double> q;  // q_l, l = 1..L: pre-activation variance of each layer
+    std::vector<double>
+        chi;  // chi_l, l = 1..L-1: squared-norm gain of the backward step across layer l
+    double gain_per_layer = 1.0;    // exp(mean(ln chi) / 2): > 1 grows, < 1 shrinks going back
     double ratio_first_last = 1.0;  // prod sqrt(chi): predicted |delta_1| / |delta_L|
 };
 
@@ -179,10 +184,12 @@ struct MeanFieldPrediction {
 // between them.
 template <ElementwiseFunction<double> Act>
 MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions& options = {}) {
-    if (depth < 2) throw value_error("mean_field: depth must be at least 2, got " + std::to_string(depth));
+    if (depth < 2)
+        throw value_error("mean_field: depth must be at least 2, got " + std::to_string(depth));
     gradscope::detail::check_positive("mean_field", "sigma_w2", options.sigma_w2);
     gradscope::detail::check_non_negative("mean_field", "sigma_b2", options.sigma_b2);
-    gradscope::detail::check_non_negative("mean_field", "input_second_moment", options.input_second_moment);
+    gradscope::detail::check_non_negative("mean_field", "input_second_moment",
+                                          options.input_second_moment);
     // The fallback rule uses twice the nodes.
     if (options.quadrature_nodes < 2 || options.quadrature_nodes % 2 != 0 ||
         options.quadrature_nodes > max_quadrature_nodes / 2) {
@@ -195,10 +202,11 @@ MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions
     // infinity somewhere, or a variance map that overflows, would otherwise give a NaN prediction.
     auto require_finite = [&](const char* what, double value, int layer) {
         if (!std::isfinite(value)) {
-            throw numeric_error("mean_field: " + std::string(what) + " at layer " + std::to_string(layer) +
-                                " is " + gradscope::detail::number_text(value) + " for activation '" +
-                                Act::name + "' (an activation value or derivative that is not finite, "
-                                "or a variance that overflows)");
+            throw numeric_error(
+                "mean_field: " + std::string(what) + " at layer " + std::to_string(layer) + " is " +
+                gradscope::detail::number_text(value) + " for activation '" + Act::name +
+                "' (an activation value or derivative that is not finite, "
+                "or a variance that overflows)");
         }
     };
     const NormalExpectation<double> expect(options.quadrature_nodes);
@@ -211,17 +219,18 @@ MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions
         const double s = std::sqrt(q);
         if (l < depth) {
             const double chi = options.sigma_w2 * expect(s, [&](double x) {
-                const double d = act.derivative(x, act.value(x));
-                return d * d;
-            });
+                                   const double d = act.derivative(x, act.value(x));
+                                   return d * d;
+                               });
             require_finite("chi", chi, l);
             out.chi.push_back(chi);
             log_chi_sum += std::log(chi);
         }
-        q = options.sigma_w2 * expect(s, [&](double x) {
-                const double y = act.value(x);
-                return y * y;
-            }) +
+        q = options.sigma_w2 * expect(s,
+                                      [&](double x) {
+                                          const double y = act.value(x);
+                                          return y * y;
+                                      }) +
             options.sigma_b2;
     }
     out.gain_per_layer = std::exp(0.5 * log_chi_sum / static_cast<double>(depth - 1));

@@ -69,13 +69,20 @@ inline std::uint32_t big_endian_u32(const std::uint8_t* b) {
 
 inline std::string type_name(int type) {
     switch (type) {
-        case 0x08: return "unsigned byte";
-        case 0x09: return "signed byte";
-        case 0x0B: return "16-bit integer";
-        case 0x0C: return "32-bit integer";
-        case 0x0D: return "32-bit float";
-        case 0x0E: return "64-bit float";
-        default: return "not an IDX type";
+        case 0x08:
+            return "unsigned byte";
+        case 0x09:
+            return "signed byte";
+        case 0x0B:
+            return "16-bit integer";
+        case 0x0C:
+            return "32-bit integer";
+        case 0x0D:
+            return "32-bit float";
+        case 0x0E:
+            return "64-bit float";
+        default:
+            return "not an IDX type";
     }
 }
 
@@ -153,20 +160,22 @@ inline IdxArray read_idx(const std::filesystem::path& path) {
                        " bytes long, too short for an IDX magic number");
     }
     const std::uint32_t magic = big_endian_u32(magic_bytes);
-    const std::string expected = "expected " + hex(0x801, 8) + " (labels) or " + hex(0x803, 8) + " (images)";
+    const std::string expected =
+        "expected " + hex(0x801, 8) + " (labels) or " + hex(0x803, 8) + " (images)";
     if (magic_bytes[0] != 0 || magic_bytes[1] != 0) {
         fail(path, "not an IDX file: the magic number is " + hex(magic, 8) + ", " + expected);
     }
     const int type = magic_bytes[2];
     if (type != unsigned_byte_type) {
-        fail(path, "the magic number " + hex(magic, 8) + " says the data type is " + hex(type, 2) + " (" +
-                       type_name(type) + "); only " + hex(unsigned_byte_type, 2) +
+        fail(path, "the magic number " + hex(magic, 8) + " says the data type is " + hex(type, 2) +
+                       " (" + type_name(type) + "); only " + hex(unsigned_byte_type, 2) +
                        " (unsigned byte) is supported, " + expected);
     }
     const int rank = magic_bytes[3];
     if (rank < 1 || rank > max_dimensions) {
         fail(path, "the magic number " + hex(magic, 8) + " says " + std::to_string(rank) +
-                       " dimensions; 1 to " + std::to_string(max_dimensions) + " are supported, " + expected);
+                       " dimensions; 1 to " + std::to_string(max_dimensions) + " are supported, " +
+                       expected);
     }
 
     std::uint8_t dim_bytes[4 * max_dimensions] = {};
@@ -174,14 +183,16 @@ inline IdxArray read_idx(const std::filesystem::path& path) {
     const std::size_t got_dims = in.read(dim_bytes, dims_size);
     if (got_dims < dims_size) {
         fail(path, "truncated: the header needs " + std::to_string(4 + dims_size) + " bytes for " +
-                       std::to_string(rank) + " dimensions but the file has " + std::to_string(4 + got_dims));
+                       std::to_string(rank) + " dimensions but the file has " +
+                       std::to_string(4 + got_dims));
     }
     std::uint64_t count = 1;
     for (int d = 0; d < rank; ++d) {
         const std::uint32_t dim = big_endian_u32(dim_bytes + 4 * d);
         out.dims.push_back(dim);
         if (dim != 0 && count > max_bytes / dim) {
-            fail(path, "the dimensions " + dims_string(out.dims) + " describe more than 2^40 bytes");
+            fail(path,
+                 "the dimensions " + dims_string(out.dims) + " describe more than 2^40 bytes");
         }
         count *= dim;
     }
@@ -200,8 +211,9 @@ inline IdxArray read_idx(const std::filesystem::path& path) {
         if (n < want) break;
     }
     if (have < needed) {
-        fail(path, "truncated: the dimensions " + dims_string(out.dims) + " need " + std::to_string(needed) +
-                       " bytes of data but the file has " + std::to_string(have));
+        fail(path, "truncated: the dimensions " + dims_string(out.dims) + " need " +
+                       std::to_string(needed) + " bytes of data but the file has " +
+                       std::to_string(have));
     }
     if (have > needed) {
         // Count them for the message, up to a limit: a gzip bomb should not keep us reading.
@@ -232,8 +244,9 @@ inline void check_consistent(const IdxArray& a) {
     }
     if (std::find(a.dims.begin(), a.dims.end(), 0u) != a.dims.end()) overflow = false;  // then 0
     if (a.dims.empty() || overflow || count != a.data.size()) {
-        fail(a.path, "the array holds " + std::to_string(a.data.size()) + " bytes but its dimensions " +
-                         dims_string(a.dims) + " call for " + std::to_string(a.dims.empty() ? 0 : count));
+        fail(a.path, "the array holds " + std::to_string(a.data.size()) +
+                         " bytes but its dimensions " + dims_string(a.dims) + " call for " +
+                         std::to_string(a.dims.empty() ? 0 : count));
     }
 }
 

@@ -148,11 +148,21 @@ struct Dtype {
 
 // Every dtype the format defines: an unknown one is a corrupt file, a known one that gradscope
 // cannot hold is only a problem for a tensor it has to load.
-inline constexpr std::array<Dtype, 15> all_dtypes{{{"BOOL", 1}, {"U8", 1}, {"I8", 1},
-                                                   {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
-                                                   {"U16", 2}, {"F16", 2}, {"BF16", 2},
-                                                   {"I32", 4}, {"U32", 4}, {"F32", 4},
-                                                   {"I64", 8}, {"U64", 8}, {"F64", 8}}};
+inline constexpr std::array<Dtype, 15> all_dtypes{{{"BOOL", 1},
+                                                   {"U8", 1},
+                                                   {"I8", 1},
+                                                   {"F8_E5M2", 1},
+                                                   {"F8_E4M3", 1},
+                                                   {"I16", 2},
+                                                   {"U16", 2},
+                                                   {"F16", 2},
+                                                   {"BF16", 2},
+                                                   {"I32", 4},
+                                                   {"U32", 4},
+                                                   {"F32", 4},
+                                                   {"I64", 8},
+                                                   {"U64", 8},
+                                                   {"F64", 8}}};
 
 template <class T>
 constexpr std::string_view dtype_name() {
@@ -167,7 +177,8 @@ inline std::string in_quotes(std::string_view s) { return "'" + std::string(s) +
 
 inline std::string shape_string(const std::vector<std::uint64_t>& shape) {
     std::string out = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+    for (std::size_t i = 0; i < shape.size(); ++i)
+        out += (i ? ", " : "") + std::to_string(shape[i]);
     return out + "]";
 }
 
@@ -175,7 +186,8 @@ inline std::string shape_string(const std::vector<std::uint64_t>& shape) {
 inline std::string name_list(const std::vector<std::string>& names) {
     constexpr std::size_t shown = 8;
     std::string out;
-    for (std::size_t i = 0; i < names.size() && i < shown; ++i) out += (i ? ", " : "") + in_quotes(names[i]);
+    for (std::size_t i = 0; i < names.size() && i < shown; ++i)
+        out += (i ? ", " : "") + in_quotes(names[i]);
     if (names.size() > shown) out += " and " + std::to_string(names.size() - shown) + " more";
     return out;
 }
@@ -215,16 +227,19 @@ inline std::string describe(const nlohmann::json& value) {
 inline std::uint64_t unsigned_field(std::string_view source, const std::string& where,
                                     const nlohmann::json& value, const char* what) {
     if (!value.is_number_unsigned()) {
-        fail(source, where + ": " + what + " must be a non-negative integer, got " + describe(value));
+        fail(source,
+             where + ": " + what + " must be a non-negative integer, got " + describe(value));
     }
     return value.get<std::uint64_t>();
 }
 
-inline Entry parse_entry(std::string_view source, const std::string& name, const nlohmann::json& info) {
+inline Entry parse_entry(std::string_view source, const std::string& name,
+                         const nlohmann::json& info) {
     const std::string where = "tensor " + in_quotes(name);
     if (!info.is_object()) {
-        fail(source, where + ": expected an object with \"dtype\", \"shape\" and \"data_offsets\", got " +
-                         std::string(info.type_name()));
+        fail(source,
+             where + ": expected an object with \"dtype\", \"shape\" and \"data_offsets\", got " +
+                 std::string(info.type_name()));
     }
     auto field = [&](const char* key) -> const nlohmann::json& {
         const auto it = info.find(key);
@@ -235,19 +250,23 @@ inline Entry parse_entry(std::string_view source, const std::string& name, const
     e.name = name;
 
     const nlohmann::json& dtype = field("dtype");
-    if (!dtype.is_string()) fail(source, where + ": \"dtype\" must be a string, got " + describe(dtype));
+    if (!dtype.is_string())
+        fail(source, where + ": \"dtype\" must be a string, got " + describe(dtype));
     e.dtype = dtype.get<std::string>();
     for (const Dtype& d : all_dtypes) {
         if (d.name == e.dtype) e.dtype_size = d.size;
     }
     if (e.dtype_size == 0) {
         std::string known;
-        for (const Dtype& d : all_dtypes) known += (known.empty() ? "" : ", ") + std::string(d.name);
-        fail(source, where + ": unknown dtype \"" + e.dtype + "\" (the format's dtypes are " + known + ")");
+        for (const Dtype& d : all_dtypes)
+            known += (known.empty() ? "" : ", ") + std::string(d.name);
+        fail(source,
+             where + ": unknown dtype \"" + e.dtype + "\" (the format's dtypes are " + known + ")");
     }
 
     const nlohmann::json& shape = field("shape");
-    if (!shape.is_array()) fail(source, where + ": \"shape\" must be an array, got " + describe(shape));
+    if (!shape.is_array())
+        fail(source, where + ": \"shape\" must be an array, got " + describe(shape));
     for (const auto& dim : shape) {
         e.shape.push_back(unsigned_field(source, where, dim, "every \"shape\" entry"));
     }
@@ -270,28 +289,32 @@ inline Entry parse_entry(std::string_view source, const std::string& name, const
     for (std::uint64_t dim : e.shape) {
         if (empty) break;
         if (dim > std::numeric_limits<std::uint64_t>::max() / bytes) {
-            fail(source, where + ": shape " + shape_string(e.shape) + " has more bytes than fit in 64 bits");
+            fail(source, where + ": shape " + shape_string(e.shape) +
+                             " has more bytes than fit in 64 bits");
         }
         bytes *= dim;
     }
     if (bytes != e.end - e.begin) {
         fail(source, where + ": shape " + shape_string(e.shape) + " of " + e.dtype + " needs " +
-                         std::to_string(bytes) + " bytes but \"data_offsets\" [" + std::to_string(e.begin) +
-                         ", " + std::to_string(e.end) + "] span " + std::to_string(e.end - e.begin));
+                         std::to_string(bytes) + " bytes but \"data_offsets\" [" +
+                         std::to_string(e.begin) + ", " + std::to_string(e.end) + "] span " +
+                         std::to_string(e.end - e.begin));
     }
     return e;
 }
 
-inline std::map<std::string, std::string> parse_metadata(std::string_view source, const nlohmann::json& m) {
+inline std::map<std::string, std::string> parse_metadata(std::string_view source,
+                                                         const nlohmann::json& m) {
     std::map<std::string, std::string> out;
     if (m.is_null()) return out;
     if (!m.is_object()) {
-        fail(source, "\"__metadata__\" must be an object of strings, got " + std::string(m.type_name()));
+        fail(source,
+             "\"__metadata__\" must be an object of strings, got " + std::string(m.type_name()));
     }
     for (const auto& [key, value] : m.items()) {
         if (!value.is_string()) {
-            fail(source,
-                 "\"__metadata__\" entry " + in_quotes(key) + " must be a string, got " + describe(value));
+            fail(source, "\"__metadata__\" entry " + in_quotes(key) + " must be a string, got " +
+                             describe(value));
         }
         out.emplace(key, value.get<std::string>());
     }
@@ -301,17 +324,20 @@ inline std::map<std::string, std::string> parse_metadata(std::string_view source
 // Parses and checks the whole layout: header, every entry, and that the tensors tile the data.
 inline ParsedFile parse(std::span<const std::byte> bytes, std::string_view source) {
     if (bytes.size() < 8) {
-        fail(source, "the file is " + std::to_string(bytes.size()) +
-                         " bytes, shorter than the 8-byte header length a safetensors file starts with");
+        fail(source,
+             "the file is " + std::to_string(bytes.size()) +
+                 " bytes, shorter than the 8-byte header length a safetensors file starts with");
     }
     const std::uint64_t header_size = read_u64_le(bytes.data());
     if (header_size > max_header_bytes) {
-        fail(source, "the header length " + std::to_string(header_size) + " is above the format's limit of " +
-                         std::to_string(max_header_bytes) + " bytes (is this a safetensors file?)");
+        fail(source, "the header length " + std::to_string(header_size) +
+                         " is above the format's limit of " + std::to_string(max_header_bytes) +
+                         " bytes (is this a safetensors file?)");
     }
     if (header_size > bytes.size() - 8) {
-        fail(source, "the header length " + std::to_string(header_size) + " runs past the end of the file (" +
-                         std::to_string(bytes.size()) + " bytes)");
+        fail(source, "the header length " + std::to_string(header_size) +
+                         " runs past the end of the file (" + std::to_string(bytes.size()) +
+                         " bytes)");
     }
     const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_size);
     if (text.empty() || text.front() != '{') fail(source, "the header does not start with '{'");
@@ -319,7 +345,8 @@ inline ParsedFile parse(std::span<const std::byte> bytes, std::string_view sourc
     // JSON objects may repeat a key and the parser would keep one silently: refuse instead.
     std::set<std::string> top_level_keys;
     std::string duplicate;
-    const auto note_duplicates = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    const auto note_duplicates = [&](int depth, nlohmann::json::parse_event_t event,
+                                     nlohmann::json& parsed) {
         if (event == nlohmann::json::parse_event_t::key && depth == 1 && duplicate.empty() &&
             !top_level_keys.insert(parsed.get<std::string>()).second) {
             duplicate = parsed.get<std::string>();
@@ -363,8 +390,8 @@ inline ParsedFile parse(std::span<const std::byte> bytes, std::string_view sourc
                              " bytes after the header)");
         }
         if (e->begin < covered) {
-            fail(source, where + " overlap tensor " + in_quotes(previous->name) + ", which ends at " +
-                             std::to_string(covered));
+            fail(source, where + " overlap tensor " + in_quotes(previous->name) +
+                             ", which ends at " + std::to_string(covered));
         }
         if (e->begin > covered) {
             fail(source, where + " leave a gap: bytes " + std::to_string(covered) + " to " +
@@ -393,10 +420,14 @@ inline std::vector<std::uint64_t> file_shape(Shape s, bool pytorch_shapes, Tenso
 inline bool shape_fits(const std::vector<std::uint64_t>& shape, Shape s) {
     const auto rows = static_cast<std::uint64_t>(s.rows), cols = static_cast<std::uint64_t>(s.cols);
     switch (shape.size()) {
-        case 0: return rows == 1 && cols == 1;
-        case 1: return rows == 1 && shape[0] == cols;
-        case 2: return shape[0] == rows && shape[1] == cols;
-        default: return false;
+        case 0:
+            return rows == 1 && cols == 1;
+        case 1:
+            return rows == 1 && shape[0] == cols;
+        case 2:
+            return shape[0] == rows && shape[1] == cols;
+        default:
+            return false;
     }
 }
 
@@ -405,7 +436,8 @@ inline bool shape_fits(const std::vector<std::uint64_t>& shape, Shape s) {
 template <class From, class T>
 bool convert_into(const std::byte* src, Matrix<T>& out) {
     if constexpr (std::is_same_v<From, T>) {
-        if (out.size() != 0) std::memcpy(out.data(), src, static_cast<std::size_t>(out.size()) * sizeof(T));
+        if (out.size() != 0)
+            std::memcpy(out.data(), src, static_cast<std::size_t>(out.size()) * sizeof(T));
     } else {
         for (Index i = 0; i < out.size(); ++i) {
             From v;
@@ -427,8 +459,10 @@ inline void check_readable_dtype(std::string_view source, const Entry& e) {
     if (e.dtype == "I64") {
         const bool scalar = e.shape.empty() || (e.shape.size() == 1 && e.shape[0] == 1);
         if (scalar) return;
-        fail(source, where + ": dtype I64 is read only for a scalar (shape [] or [1]), such as "
-                             "PyTorch's num_batches_tracked; this one has shape " + shape_string(e.shape));
+        fail(source, where +
+                         ": dtype I64 is read only for a scalar (shape [] or [1]), such as "
+                         "PyTorch's num_batches_tracked; this one has shape " +
+                         shape_string(e.shape));
     }
     fail(source, where + ": dtype " + e.dtype +
                      " is not supported (gradscope reads F32 and F64, and I64 scalars)");
@@ -436,7 +470,8 @@ inline void check_readable_dtype(std::string_view source, const Entry& e) {
 
 // The entry's values as a rows x cols matrix of T; the caller has checked dtype and shape.
 template <class T>
-Matrix<T> read_values(std::string_view source, const Entry& e, std::span<const std::byte> data, Shape s) {
+Matrix<T> read_values(std::string_view source, const Entry& e, std::span<const std::byte> data,
+                      Shape s) {
     Matrix<T> out(s.rows, s.cols);
     const std::byte* src = data.data() + e.begin;
     const bool fits = e.dtype == "F32"   ? convert_into<float>(src, out)
@@ -483,7 +518,8 @@ template <class T>
 std::optional<std::vector<std::string>> module_keys(const Module<T>& module,
                                                     const Optimizer<T>& optimizer) {
     std::map<const Node<T>*, std::string> by_node;
-    for (const auto& [name, tensor] : module.named_parameters()) by_node.emplace(&tensor.node(), name);
+    for (const auto& [name, tensor] : module.named_parameters())
+        by_node.emplace(&tensor.node(), name);
     std::vector<std::string> keys;
     for (const Tensor<T>& param : optimizer.params()) {
         const auto it = by_node.find(&param.node());
@@ -494,7 +530,8 @@ std::optional<std::vector<std::string>> module_keys(const Module<T>& module,
 }
 
 template <class T>
-OptimizerState<T> read_optimizer_state(std::string_view source, const ParsedFile& file, bool& found) {
+OptimizerState<T> read_optimizer_state(std::string_view source, const ParsedFile& file,
+                                       bool& found) {
     OptimizerState<T> state;
     found = false;
     bool have_step_count = false;
@@ -512,21 +549,23 @@ OptimizerState<T> read_optimizer_state(std::string_view source, const ParsedFile
         if (key == step_count_key) {
             const auto steps = parse_number<std::int64_t>(value);
             if (!steps) {
-                fail(source,
-                     "metadata " + in_quotes(key) + " must be a whole number, got " + in_quotes(value));
+                fail(source, "metadata " + in_quotes(key) + " must be a whole number, got " +
+                                 in_quotes(value));
             }
             state.step = *steps;
             have_step_count = true;
         } else {
             const auto number = parse_number<double>(value);
             if (!number) {
-                fail(source, "metadata " + in_quotes(key) + " must be a number, got " + in_quotes(value));
+                fail(source,
+                     "metadata " + in_quotes(key) + " must be a number, got " + in_quotes(value));
             }
             state.scalars.emplace_back(key.substr(optimizer_prefix.size()), *number);
         }
     }
     if (found && !have_step_count) {
-        fail(source, "the optimiser state has no " + in_quotes(step_count_key) + " in its metadata");
+        fail(source,
+             "the optimiser state has no " + in_quotes(step_count_key) + " in its metadata");
     }
     return state;
 }
@@ -558,8 +597,9 @@ LoadReport load(std::span<const std::byte> bytes, Module<T>& module, Optimizer<T
         const Entry& e = *it->second;
         check_readable_dtype(source, e);
         if (!shape_fits(e.shape, tensor.shape())) {
-            fail(source, "tensor " + in_quotes(name) + ": the file's shape " + shape_string(e.shape) +
-                             " does not fit the module's " + to_string(tensor.shape()));
+            fail(source, "tensor " + in_quotes(name) + ": the file's shape " +
+                             shape_string(e.shape) + " does not fit the module's " +
+                             to_string(tensor.shape()));
         }
         if (!tensor.is_leaf()) {
             throw value_error(std::string(source) + ": the module's tensor " + in_quotes(name) +
@@ -590,7 +630,8 @@ LoadReport load(std::span<const std::byte> bytes, Module<T>& module, Optimizer<T
         bool found = false;
         const OptimizerState<T> state = read_optimizer_state<T>(source, file, found);
         if (!found && options.strict) {
-            fail(source, "strict load: the file holds no optimiser state (no \"optimizer.\" entries)");
+            fail(source,
+                 "strict load: the file holds no optimiser state (no \"optimizer.\" entries)");
         }
         if (found) {
             try {
@@ -623,8 +664,11 @@ struct Layout {
 
 // Every parameter's and buffer's role, by its dotted name.
 template <class T>
-void collect_roles(const Module<T>& m, const std::string& path, std::map<std::string, TensorRole>& out) {
-    const auto join = [&path](const std::string& name) { return path.empty() ? name : path + "." + name; };
+void collect_roles(const Module<T>& m, const std::string& path,
+                   std::map<std::string, TensorRole>& out) {
+    const auto join = [&path](const std::string& name) {
+        return path.empty() ? name : path + "." + name;
+    };
     for (const auto* list : {&m.own_parameters(), &m.own_buffers()}) {
         for (const auto& [name, t] : *list) out.emplace(join(name), m.role_of(name));
     }
@@ -657,8 +701,10 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
 
     std::set<std::string> names;
     std::uint64_t offset = 0;
-    auto add = [&](const std::string& name, const T* values, Shape s, std::vector<std::uint64_t> shape) {
-        if (!names.insert(name).second) fail(source, "cannot save: two tensors are named " + in_quotes(name));
+    auto add = [&](const std::string& name, const T* values, Shape s,
+                   std::vector<std::uint64_t> shape) {
+        if (!names.insert(name).second)
+            fail(source, "cannot save: two tensors are named " + in_quotes(name));
         const std::uint64_t bytes = static_cast<std::uint64_t>(s.size()) * sizeof(T);
         header[name] = {{"dtype", std::string(dtype_name<T>())},
                         {"shape", std::move(shape)},
@@ -674,7 +720,8 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
         }
         const auto role = roles.find(name);
         add(name, t.value().data(), t.shape(),
-            file_shape(t.shape(), options.pytorch_shapes, role == roles.end() ? TensorRole::other : role->second));
+            file_shape(t.shape(), options.pytorch_shapes,
+                       role == roles.end() ? TensorRole::other : role->second));
     };
     for (const auto& [name, t] : module.named_parameters()) add_module_tensor(name, t);
     for (const auto& [name, t] : module.named_buffers()) add_module_tensor(name, t);
@@ -739,7 +786,8 @@ void write_atomically(const std::filesystem::path& target, const Layout<T>& layo
                       const SaveOptions& options) {
     const std::string source = target.string();
     const auto give_up = [&](const std::string& what) {
-        fail(source, "cannot save checkpoint: " + what + "; the previous file, if any, is unchanged");
+        fail(source,
+             "cannot save checkpoint: " + what + "; the previous file, if any, is unchanged");
     };
     const std::filesystem::path directory =
         target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
@@ -770,8 +818,9 @@ void write_atomically(const std::filesystem::path& target, const Layout<T>& layo
         const int code = done < allowed ? errno : ENOSPC;
         written += done;
         if (done != size) {
-            give_up("writing " + in_quotes(tmp.path.string()) + " failed after " + std::to_string(written) +
-                    " of " + std::to_string(layout.total) + " bytes: " + errno_message(code) +
+            give_up("writing " + in_quotes(tmp.path.string()) + " failed after " +
+                    std::to_string(written) + " of " + std::to_string(layout.total) +
+                    " bytes: " + errno_message(code) +
                     (done == allowed ? " (simulated by SaveOptions::fail_after_bytes)" : ""));
         }
     };
@@ -795,12 +844,14 @@ void write_atomically(const std::filesystem::path& target, const Layout<T>& layo
     const int close_code = errno;
     tmp.file = nullptr;
     if (closed != 0) {
-        give_up("closing " + in_quotes(tmp.path.string()) + " failed: " + errno_message(close_code));
+        give_up("closing " + in_quotes(tmp.path.string()) +
+                " failed: " + errno_message(close_code));
     }
 
     std::error_code ec;
     std::filesystem::rename(tmp.path, target, ec);
-    if (ec) give_up("renaming " + in_quotes(tmp.path.string()) + " over it failed: " + ec.message());
+    if (ec)
+        give_up("renaming " + in_quotes(tmp.path.string()) + " over it failed: " + ec.message());
     tmp.renamed = true;
 #if defined(__unix__) || defined(__APPLE__)
     // Make the rename itself durable. Best effort: the new file is in place either way.
@@ -815,7 +866,8 @@ void write_atomically(const std::filesystem::path& target, const Layout<T>& layo
 inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
     const std::string source = path.string();
     std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) fail(source, "is a directory, not a checkpoint file");
+    if (std::filesystem::is_directory(path, ec))
+        fail(source, "is a directory, not a checkpoint file");
     std::FILE* file = std::fopen(source.c_str(), "rb");
     if (file == nullptr) {
         const int code = errno;
@@ -834,7 +886,8 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
     while (true) {
         const std::size_t n = std::fread(chunk.data(), 1, chunk.size(), file);
         const int code = errno;
-        if (std::ferror(file)) fail(source, "reading the checkpoint failed: " + errno_message(code));
+        if (std::ferror(file))
+            fail(source, "reading the checkpoint failed: " + errno_message(code));
         bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
         if (n < chunk.size()) break;
     }
@@ -857,14 +910,16 @@ std::vector<std::byte> to_bytes(const Layout<T>& layout) {
 
 // The checkpoint as bytes, exactly as save_checkpoint would write it.
 template <class T>
-std::vector<std::byte> save_checkpoint_to_bytes(const Module<T>& module, const SaveOptions& options = {}) {
+std::vector<std::byte> save_checkpoint_to_bytes(const Module<T>& module,
+                                                const SaveOptions& options = {}) {
     detail::safetensors::Layout<T> layout;
     detail::safetensors::lay_out<T>(layout, module, nullptr, options, "<memory>");
     return detail::safetensors::to_bytes(layout);
 }
 
 template <class T>
-std::vector<std::byte> save_checkpoint_to_bytes(const Module<T>& module, const Optimizer<T>& optimizer,
+std::vector<std::byte> save_checkpoint_to_bytes(const Module<T>& module,
+                                                const Optimizer<T>& optimizer,
                                                 const SaveOptions& options = {}) {
     detail::safetensors::Layout<T> layout;
     detail::safetensors::lay_out<T>(layout, module, &optimizer, options, "<memory>");
@@ -892,7 +947,8 @@ void save_checkpoint(const std::filesystem::path& path, const Module<T>& module,
 // Loads a checkpoint that is already in memory; `source` names it in error messages.
 template <class T>
 LoadReport load_checkpoint_from_bytes(std::span<const std::byte> bytes, Module<T>& module,
-                                      const LoadOptions& options = {}, std::string_view source = "<memory>") {
+                                      const LoadOptions& options = {},
+                                      std::string_view source = "<memory>") {
     return detail::safetensors::load<T>(bytes, module, nullptr, options, source);
 }
 
@@ -913,8 +969,8 @@ LoadReport load_checkpoint(const std::filesystem::path& path, Module<T>& module,
 
 // The same, and the optimiser's state. A strict load requires the file to have one.
 template <class T>
-LoadReport load_checkpoint(const std::filesystem::path& path, Module<T>& module, Optimizer<T>& optimizer,
-                           const LoadOptions& options = {}) {
+LoadReport load_checkpoint(const std::filesystem::path& path, Module<T>& module,
+                           Optimizer<T>& optimizer, const LoadOptions& options = {}) {
     const std::vector<std::byte> bytes = detail::safetensors::read_file(path);
     return detail::safetensors::load<T>(bytes, module, &optimizer, options, path.string());
 }

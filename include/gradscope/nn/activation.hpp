@@ -17,7 +17,8 @@ class ActivationLayer : public Module<T> {
 public:
     [[nodiscard]] virtual const char* activation_name() const = 0;
     // phi'(x) for each element, given x and y = phi(x).
-    virtual void derivative(ConstMatrixView<T> x, ConstMatrixView<T> y, MatrixView<T> out) const = 0;
+    virtual void derivative(ConstMatrixView<T> x, ConstMatrixView<T> y,
+                            MatrixView<T> out) const = 0;
 };
 
 template <class T, ElementwiseFunction<T> Act>
@@ -35,9 +36,9 @@ public:
     void derivative(ConstMatrixView<T> x, ConstMatrixView<T> y, MatrixView<T> out) const override {
         const Shape xs{x.rows(), x.cols()}, ys{y.rows(), y.cols()}, outs{out.rows(), out.cols()};
         if (ys != xs || outs != xs) {
-            throw shape_error(std::string("Activation(") + Act::name + ")::derivative: x " + to_string(xs) +
-                              ", y " + to_string(ys) + " and out " + to_string(outs) +
-                              " must have one shape");
+            throw shape_error(std::string("Activation(") + Act::name + ")::derivative: x " +
+                              to_string(xs) + ", y " + to_string(ys) + " and out " +
+                              to_string(outs) + " must have one shape");
         }
         const Act act = act_;
         out = x.binaryExpr(y, [act](T xi, T yi) { return static_cast<T>(act.derivative(xi, yi)); });

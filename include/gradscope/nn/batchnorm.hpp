@@ -22,7 +22,8 @@ public:
     explicit BatchNorm1d(Index features, const BatchNormOptions& options = {})
         : features_(features), options_(options) {
         if (features <= 0) {
-            throw value_error("BatchNorm1d: features must be positive, got " + std::to_string(features));
+            throw value_error("BatchNorm1d: features must be positive, got " +
+                              std::to_string(features));
         }
         if (!(options.momentum >= 0.0 && options.momentum <= 1.0)) {
             detail::throw_value("BatchNorm1d", "momentum must be in [0, 1], got " +
@@ -31,21 +32,27 @@ public:
         detail::check_positive("BatchNorm1d", "eps", options.eps);
         const Matrix<T> ones = Matrix<T>::Ones(1, features), zeros = Matrix<T>::Zero(1, features);
         if (options.affine) {
-            gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones), TensorRole::norm_scale);
-            beta_ = this->register_parameter("bias", Tensor<T>::parameter(zeros), TensorRole::norm_shift);
+            gamma_ = this->register_parameter("weight", Tensor<T>::parameter(ones),
+                                              TensorRole::norm_scale);
+            beta_ = this->register_parameter("bias", Tensor<T>::parameter(zeros),
+                                             TensorRole::norm_shift);
         } else {
             gamma_ = Tensor<T>::constant(ones);
             beta_ = Tensor<T>::constant(zeros);
         }
-        running_mean_ = this->register_buffer("running_mean", Tensor<T>::constant(zeros), TensorRole::statistic);
-        running_var_ = this->register_buffer("running_var", Tensor<T>::constant(ones), TensorRole::statistic);
-        batches_tracked_ = this->register_buffer("num_batches_tracked", Tensor<T>::scalar(T(0)), TensorRole::counter);
+        running_mean_ = this->register_buffer("running_mean", Tensor<T>::constant(zeros),
+                                              TensorRole::statistic);
+        running_var_ =
+            this->register_buffer("running_var", Tensor<T>::constant(ones), TensorRole::statistic);
+        batches_tracked_ = this->register_buffer("num_batches_tracked", Tensor<T>::scalar(T(0)),
+                                                 TensorRole::counter);
     }
 
     Tensor<T> forward(const Tensor<T>& x) override {
         if (x.cols() != features_) {
-            throw shape_error("BatchNorm1d(" + std::to_string(features_) + ") expects inputs [batch x " +
-                              std::to_string(features_) + "], got " + to_string(x.shape()));
+            throw shape_error("BatchNorm1d(" + std::to_string(features_) +
+                              ") expects inputs [batch x " + std::to_string(features_) + "], got " +
+                              to_string(x.shape()));
         }
         if (!this->is_training()) {
             return batch_norm_eval(x, gamma_, beta_, running_mean_.value(), running_var_.value(),
@@ -62,7 +69,8 @@ public:
 
     [[nodiscard]] std::string type_name() const override { return "BatchNorm1d"; }
     [[nodiscard]] std::string extra_repr() const override {
-        return "features=" + std::to_string(features_) + ", eps=" + detail::number_text(options_.eps) +
+        return "features=" + std::to_string(features_) +
+               ", eps=" + detail::number_text(options_.eps) +
                ", momentum=" + detail::number_text(options_.momentum) +
                ", affine=" + (options_.affine ? "true" : "false");
     }

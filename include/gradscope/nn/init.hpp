@@ -112,13 +112,17 @@ inline double calculate_gain(Nonlinearity nl, double param = 0.01) {
     switch (nl) {
         case Nonlinearity::linear:
         case Nonlinearity::identity:
-        case Nonlinearity::sigmoid: return 1.0;
-        case Nonlinearity::tanh: return 5.0 / 3.0;
-        case Nonlinearity::relu: return std::numbers::sqrt2;
+        case Nonlinearity::sigmoid:
+            return 1.0;
+        case Nonlinearity::tanh:
+            return 5.0 / 3.0;
+        case Nonlinearity::relu:
+            return std::numbers::sqrt2;
         case Nonlinearity::leaky_relu:
             detail::check_finite("calculate_gain", "leaky_relu's negative slope", param);
             return std::sqrt(2.0 / (1.0 + param * param));
-        case Nonlinearity::selu: return 0.75;  // PyTorch's choice, for self-normalising nets
+        case Nonlinearity::selu:
+            return 0.75;  // PyTorch's choice, for self-normalising nets
     }
     detail::throw_value("calculate_gain", "unknown nonlinearity");
 }
@@ -184,8 +188,8 @@ struct XavierNormal {
 
 namespace detail {
 
-inline double he_stddev(const char* who, FanMode mode, Nonlinearity nl, double param,
-                        Index fan_in, Index fan_out) {
+inline double he_stddev(const char* who, FanMode mode, Nonlinearity nl, double param, Index fan_in,
+                        Index fan_out) {
     check_finite(who, "param", param);
     const bool by_fan_in = mode == FanMode::fan_in;
     const Index fan = by_fan_in ? fan_in : fan_out;
@@ -350,7 +354,8 @@ struct Normal {
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number_text(mean) + ", " + detail::number_text(stddev) + ")";
+        return std::string(name) + "(" + detail::number_text(mean) + ", " +
+               detail::number_text(stddev) + ")";
     }
 };
 
@@ -376,7 +381,8 @@ struct Uniform {
     }
 
     [[nodiscard]] std::string describe() const {
-        return std::string(name) + "(" + detail::number_text(a) + ", " + detail::number_text(b) + ")";
+        return std::string(name) + "(" + detail::number_text(a) + ", " + detail::number_text(b) +
+               ")";
     }
 };
 
@@ -414,12 +420,10 @@ Init checked(Init init) {
 inline XavierUniform xavier_uniform(double gain = 1.0) {
     return detail::checked(XavierUniform{gain});
 }
-inline XavierNormal xavier_normal(double gain = 1.0) {
-    return detail::checked(XavierNormal{gain});
-}
+inline XavierNormal xavier_normal(double gain = 1.0) { return detail::checked(XavierNormal{gain}); }
 
-inline HeUniform he_uniform(FanMode mode = FanMode::fan_in,
-                            Nonlinearity nl = Nonlinearity::relu, double param = 0.0) {
+inline HeUniform he_uniform(FanMode mode = FanMode::fan_in, Nonlinearity nl = Nonlinearity::relu,
+                            double param = 0.0) {
     return detail::checked(HeUniform{mode, nl, param});
 }
 inline HeNormal he_normal(FanMode mode = FanMode::fan_in, Nonlinearity nl = Nonlinearity::relu,
@@ -443,9 +447,7 @@ inline Constant ones() { return {1.0}; }
 
 // Fills a layer's [out x in] weight: fan_in = cols, fan_out = rows.
 template <class T, class Init>
-    requires InitializerFor<Init, T>
-void fill_weight(MatrixView<T> w, const Init& init, Rng& rng) {
-    init(w, w.cols(), w.rows(), rng);
-}
+requires InitializerFor<Init, T>
+void fill_weight(MatrixView<T> w, const Init& init, Rng& rng) { init(w, w.cols(), w.rows(), rng); }
 
 }  // namespace gradscope::init

@@ -27,14 +27,16 @@ public:
     Linear(Index in_features, Index out_features, Rng& rng, const LinearOptions<T>& options = {})
         : in_(in_features), out_(out_features) {
         if (in_features <= 0 || out_features <= 0) {
-            throw value_error("Linear: features must be positive, got in=" +
-                              std::to_string(in_features) + ", out=" + std::to_string(out_features));
+            throw value_error(
+                "Linear: features must be positive, got in=" + std::to_string(in_features) +
+                ", out=" + std::to_string(out_features));
         }
         detail::check_dimensions("Linear", out_features, in_features);
         const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
         Matrix<T> w(out_features, in_features);
         if (options.weight_init) {
-            options.weight_init(MatrixView<T>(w.data(), w.rows(), w.cols()), in_features, out_features, rng);
+            options.weight_init(MatrixView<T>(w.data(), w.rows(), w.cols()), in_features,
+                                out_features, rng);
         } else {
             w = rng.uniform_matrix<T>(out_features, in_features, -bound, bound);
         }
@@ -42,7 +44,8 @@ public:
         if (options.bias) {
             Matrix<T> b(1, out_features);
             if (options.bias_init) {
-                options.bias_init(MatrixView<T>(b.data(), 1, out_features), in_features, out_features, rng);
+                options.bias_init(MatrixView<T>(b.data(), 1, out_features), in_features,
+                                  out_features, rng);
             } else {
                 b = rng.uniform_matrix<T>(1, out_features, -bound, bound);
             }

@@ -33,7 +33,8 @@ void check_labels(std::span<const int> labels, Shape logits) {
         throw shape_error("cross_entropy: " + std::to_string(labels.size()) + " labels for " +
                           std::to_string(logits.rows) + " rows of logits " + to_string(logits));
     }
-    constexpr auto largest_exact = static_cast<std::int64_t>(std::int64_t{1} << exact_label_bits<T>);
+    constexpr auto largest_exact =
+        static_cast<std::int64_t>(std::int64_t{1} << exact_label_bits<T>);
     for (std::size_t i = 0; i < labels.size(); ++i) {
         if (labels[i] < 0 || labels[i] >= logits.cols) {
             throw value_error("cross_entropy: label " + std::to_string(labels[i]) + " at row " +
@@ -42,7 +43,8 @@ void check_labels(std::span<const int> labels, Shape logits) {
         }
         if (labels[i] > largest_exact) {
             throw value_error("cross_entropy: label " + std::to_string(labels[i]) + " at row " +
-                              std::to_string(i) + " is above 2^" + std::to_string(exact_label_bits<T>) +
+                              std::to_string(i) + " is above 2^" +
+                              std::to_string(exact_label_bits<T>) +
                               ", past which this precision cannot hold every class index exactly");
         }
     }
@@ -87,8 +89,7 @@ void bce_backward(Node<T>& node) {
     const auto x = value_of(*node.inputs[0]).array();
     const auto t = value_of(*node.inputs[1]).array();
     // d/dx = sigmoid(x) - t, d/dt = -x
-    accumulate(*node.inputs[0],
-               (g * ((T(1) + (-x).exp()).inverse() - t)).matrix());
+    accumulate(*node.inputs[0], (g * ((T(1) + (-x).exp()).inverse() - t)).matrix());
     accumulate(*node.inputs[1], (-g * x).matrix());
 }
 
@@ -104,7 +105,8 @@ Tensor<T> mse_loss(const Tensor<T>& prediction, const Tensor<T>& target,
         detail::throw_shapes("mse_loss", "prediction and target differ in shape", p.shape(),
                              t.shape());
     }
-    NodePtr<T> node = detail::record<T>("mse_loss", Shape{1, 1}, {&p, &t}, &detail::mse_backward<T>);
+    NodePtr<T> node =
+        detail::record<T>("mse_loss", Shape{1, 1}, {&p, &t}, &detail::mse_backward<T>);
     const double scale = detail::reduction_scale(reduction, p.shape().size());
     node->set_attr(detail::LossAttr{scale});
     node->saved.resize(p.shape());
@@ -121,8 +123,8 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, std::span<const int> labels,
     Node<T>& z = logits.node();
     const Shape s = z.shape();
     detail::check_labels<T>(labels, s);
-    NodePtr<T> node = detail::record<T>("cross_entropy", Shape{1, 1}, {&z},
-                                        &detail::cross_entropy_backward<T>);
+    NodePtr<T> node =
+        detail::record<T>("cross_entropy", Shape{1, 1}, {&z}, &detail::cross_entropy_backward<T>);
     const double scale = detail::reduction_scale(reduction, s.rows);
     node->set_attr(detail::LossAttr{scale});
     node->saved.resize(s);

@@ -57,12 +57,13 @@ public:
         }
         for (std::size_t i = 0; i < w.size(); ++i) {
             if (w[i] <= 0) {
-                throw value_error("mlp: widths[" + std::to_string(i) + "] = " + std::to_string(w[i]) +
-                                  " is not positive");
+                throw value_error("mlp: widths[" + std::to_string(i) +
+                                  "] = " + std::to_string(w[i]) + " is not positive");
             }
         }
         if (!(options.dropout >= 0.0 && options.dropout < 1.0)) {
-            throw value_error("mlp: dropout must be in [0, 1), got " + std::to_string(options.dropout));
+            throw value_error("mlp: dropout must be in [0, 1), got " +
+                              std::to_string(options.dropout));
         }
         detail::check_finite("mlp", "residual_scale", options.residual_scale);
         Rng rng(options.seed);
@@ -99,23 +100,28 @@ public:
 
 private:
     std::shared_ptr<Linear<T>> make_linear(Index in, Index out, Rng& rng) const {
-        return std::make_shared<Linear<T>>(
-            in, out, rng,
-            LinearOptions<T>{.bias = options_.bias, .weight_init = options_.init, .bias_init = options_.bias_init});
+        return std::make_shared<Linear<T>>(in, out, rng,
+                                           LinearOptions<T>{.bias = options_.bias,
+                                                            .weight_init = options_.init,
+                                                            .bias_init = options_.bias_init});
     }
 
     void add_norm(Sequential<T>& block, Index width) const {
-        if (options_.norm == Normalization::batch) block.add("bn", std::make_shared<BatchNorm1d<T>>(width));
-        if (options_.norm == Normalization::layer) block.add("ln", std::make_shared<LayerNorm<T>>(width));
+        if (options_.norm == Normalization::batch)
+            block.add("bn", std::make_shared<BatchNorm1d<T>>(width));
+        if (options_.norm == Normalization::layer)
+            block.add("ln", std::make_shared<LayerNorm<T>>(width));
     }
 
     void add_dropout(Sequential<T>& block, std::size_t layer) const {
         if (options_.dropout > 0.0) {
-            block.add("dropout", std::make_shared<Dropout<T>>(options_.dropout, options_.seed + 7919 * (layer + 1)));
+            block.add("dropout", std::make_shared<Dropout<T>>(options_.dropout,
+                                                              options_.seed + 7919 * (layer + 1)));
         }
     }
 
-    std::shared_ptr<Sequential<T>> plain_block(Index in, Index out, Rng& rng, std::size_t layer) const {
+    std::shared_ptr<Sequential<T>> plain_block(Index in, Index out, Rng& rng,
+                                               std::size_t layer) const {
         auto block = std::make_shared<Sequential<T>>();
         block->add("linear", make_linear(in, out, rng));
         add_norm(*block, out);

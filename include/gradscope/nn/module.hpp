@@ -48,7 +48,8 @@ class Module;
 namespace detail {
 template <class T>
 struct ModuleHooks {
-    using Forward = std::function<void(Module<T>&, const Tensor<T>& input, const Tensor<T>& output)>;
+    using Forward =
+        std::function<void(Module<T>&, const Tensor<T>& input, const Tensor<T>& output)>;
     using OutputGrad = std::function<void(Module<T>&, MatrixView<T> grad_output)>;
     using ParamGrad = std::function<void(Module<T>&)>;
 
@@ -76,13 +77,20 @@ enum class TensorRole {
 
 inline const char* to_string(TensorRole role) {
     switch (role) {
-        case TensorRole::other: return "other";
-        case TensorRole::weight: return "weight";
-        case TensorRole::bias: return "bias";
-        case TensorRole::norm_scale: return "norm_scale";
-        case TensorRole::norm_shift: return "norm_shift";
-        case TensorRole::statistic: return "statistic";
-        case TensorRole::counter: return "counter";
+        case TensorRole::other:
+            return "other";
+        case TensorRole::weight:
+            return "weight";
+        case TensorRole::bias:
+            return "bias";
+        case TensorRole::norm_scale:
+            return "norm_scale";
+        case TensorRole::norm_shift:
+            return "norm_shift";
+        case TensorRole::statistic:
+            return "statistic";
+        case TensorRole::counter:
+            return "counter";
     }
     return "?";
 }
@@ -176,7 +184,9 @@ public:
     // This module's dotted path in the tree it belongs to ("" for a root).
     [[nodiscard]] const std::string& path() const noexcept { return *path_; }
 
-    [[nodiscard]] const Named<std::shared_ptr<Module>>& children() const noexcept { return children_; }
+    [[nodiscard]] const Named<std::shared_ptr<Module>>& children() const noexcept {
+        return children_;
+    }
 
     // This module and every descendant, depth first, with their paths ("" for this one).
     [[nodiscard]] Named<Module*> named_modules() {
@@ -210,7 +220,8 @@ public:
         for (const auto& [name, role] : roles_) {
             if (name == local_name) return role;
         }
-        throw value_error(describe() + ": has no parameter or buffer named '" + std::string(local_name) + "'");
+        throw value_error(describe() + ": has no parameter or buffer named '" +
+                          std::string(local_name) + "'");
     }
 
     // This module's own parameter with the given role, or an empty tensor.
@@ -242,7 +253,8 @@ public:
     template <class F>
     ModuleHookHandle register_forward_hook(F&& hook) {
         const std::uint64_t id = hooks_->forward.add(ForwardHook(std::forward<F>(hook)));
-        return make_handle(id, [](detail::ModuleHooks<T>& h, std::uint64_t i) { return h.forward.remove(i); });
+        return make_handle(
+            id, [](detail::ModuleHooks<T>& h, std::uint64_t i) { return h.forward.remove(i); });
     }
 
     // Called during backward with dL/d(output) of each call whose output the pass reaches.
@@ -268,16 +280,19 @@ public:
     template <class F>
     ModuleHookHandle register_param_grad_hook(F&& hook) {
         const std::uint64_t id = hooks_->param_grad.add(ParamGradHook(std::forward<F>(hook)));
-        return make_handle(id, [](detail::ModuleHooks<T>& h, std::uint64_t i) { return h.param_grad.remove(i); });
+        return make_handle(
+            id, [](detail::ModuleHooks<T>& h, std::uint64_t i) { return h.param_grad.remove(i); });
     }
 
 protected:
-    Tensor<T> register_parameter(std::string name, Tensor<T> parameter, TensorRole role = TensorRole::other) {
+    Tensor<T> register_parameter(std::string name, Tensor<T> parameter,
+                                 TensorRole role = TensorRole::other) {
         check_new_name(name, "register_parameter");
         if (!parameter.defined() || !parameter.is_leaf()) {
-            throw value_error(type_name() + ": register_parameter('" + name + "') needs a leaf tensor" +
-                              (parameter.defined() ? std::string(", got the output of '") + parameter.op() + "'"
-                                                   : std::string(", got an empty handle")));
+            throw value_error(
+                type_name() + ": register_parameter('" + name + "') needs a leaf tensor" +
+                (parameter.defined() ? std::string(", got the output of '") + parameter.op() + "'"
+                                     : std::string(", got an empty handle")));
         }
         if (!parameter.requires_grad()) parameter.set_requires_grad(true);
         label(parameter, name);
@@ -286,10 +301,12 @@ protected:
         return parameter;
     }
 
-    Tensor<T> register_buffer(std::string name, Tensor<T> buffer, TensorRole role = TensorRole::other) {
+    Tensor<T> register_buffer(std::string name, Tensor<T> buffer,
+                              TensorRole role = TensorRole::other) {
         check_new_name(name, "register_buffer");
         if (!buffer.defined() || !buffer.is_leaf()) {
-            throw value_error(type_name() + ": register_buffer('" + name + "') needs a leaf tensor");
+            throw value_error(type_name() + ": register_buffer('" + name +
+                              "') needs a leaf tensor");
         }
         label(buffer, name);
         roles_.emplace_back(name, role);
@@ -350,14 +367,18 @@ private:
                               "'): a name must be non-empty and contain no '.'");
         }
         const auto taken = [&name](const auto& list) {
-            return std::any_of(list.begin(), list.end(), [&name](const auto& e) { return e.first == name; });
+            return std::any_of(list.begin(), list.end(),
+                               [&name](const auto& e) { return e.first == name; });
         };
         if (taken(parameters_) || taken(buffers_) || taken(children_)) {
-            throw value_error(type_name() + ": " + what + "('" + name + "'): the name is already taken");
+            throw value_error(type_name() + ": " + what + "('" + name +
+                              "'): the name is already taken");
         }
     }
 
-    std::string describe() const { return path().empty() ? type_name() : path() + " (" + type_name() + ")"; }
+    std::string describe() const {
+        return path().empty() ? type_name() : path() + " (" + type_name() + ")";
+    }
 
     template <class Remove>
     ModuleHookHandle make_handle(std::uint64_t id, Remove remove) {

@@ -38,8 +38,9 @@ public:
              const ResidualOptions& options = {})
         : Residual(std::move(branch), options) {
         if (in_features <= 0 || out_features <= 0) {
-            throw value_error("Residual: features must be positive, got in=" +
-                              std::to_string(in_features) + ", out=" + std::to_string(out_features));
+            throw value_error(
+                "Residual: features must be positive, got in=" + std::to_string(in_features) +
+                ", out=" + std::to_string(out_features));
         }
         if (in_features != out_features) {
             projection_ = this->register_module(
@@ -53,14 +54,17 @@ public:
         const Tensor<T> skip = projection_ ? (*projection_)(x) : x;
         if (skip.shape() != f.shape()) {
             throw shape_error("Residual: the branch maps " + to_string(x.shape()) + " to " +
-                              to_string(f.shape()) + " but the skip gives " + to_string(skip.shape()) +
+                              to_string(f.shape()) + " but the skip gives " +
+                              to_string(skip.shape()) +
                               "; give the input and output widths to add a projection");
         }
         return scale_ == 1.0 ? skip + f : skip + f * scale_;
     }
 
     [[nodiscard]] std::string type_name() const override { return "Residual"; }
-    [[nodiscard]] std::string extra_repr() const override { return "scale=" + detail::number_text(scale_); }
+    [[nodiscard]] std::string extra_repr() const override {
+        return "scale=" + detail::number_text(scale_);
+    }
     [[nodiscard]] double branch_scale() const noexcept { return scale_; }
     [[nodiscard]] Module<T>& branch() const noexcept { return *branch_; }
 

@@ -26,7 +26,8 @@ public:
         : input_(input_size), hidden_(hidden_size), act_(act) {
         if (input_size <= 0 || hidden_size <= 0) {
             throw value_error("ElmanCell: sizes must be positive, got input " +
-                              std::to_string(input_size) + ", hidden " + std::to_string(hidden_size));
+                              std::to_string(input_size) + ", hidden " +
+                              std::to_string(hidden_size));
         }
         detail::check_dimensions("ElmanCell", hidden_size, std::max(input_size, hidden_size));
         detail::validate_function(act);
@@ -34,8 +35,10 @@ public:
         auto draw = [&](Index rows, Index cols) {
             return Tensor<T>::parameter(rng.uniform_matrix<T>(rows, cols, -bound, bound));
         };
-        w_ih_ = this->register_parameter("weight_ih", draw(hidden_size, input_size), TensorRole::weight);
-        w_hh_ = this->register_parameter("weight_hh", draw(hidden_size, hidden_size), TensorRole::weight);
+        w_ih_ = this->register_parameter("weight_ih", draw(hidden_size, input_size),
+                                         TensorRole::weight);
+        w_hh_ = this->register_parameter("weight_hh", draw(hidden_size, hidden_size),
+                                         TensorRole::weight);
         b_ih_ = this->register_parameter("bias_ih", draw(1, hidden_size), TensorRole::bias);
         b_hh_ = this->register_parameter("bias_hh", draw(1, hidden_size), TensorRole::bias);
     }
@@ -43,10 +46,10 @@ public:
     // One step: the next hidden state from input x [B x input] and state h [B x hidden].
     Tensor<T> step(const Tensor<T>& x, const Tensor<T>& h) {
         if (x.cols() != input_ || h.cols() != hidden_ || x.rows() != h.rows()) {
-            throw shape_error("ElmanCell(" + std::to_string(input_) + " -> " + std::to_string(hidden_) +
-                              ") expects x [B x " + std::to_string(input_) + "] and h [B x " +
-                              std::to_string(hidden_) + "], got " + to_string(x.shape()) + " and " +
-                              to_string(h.shape()));
+            throw shape_error("ElmanCell(" + std::to_string(input_) + " -> " +
+                              std::to_string(hidden_) + ") expects x [B x " +
+                              std::to_string(input_) + "] and h [B x " + std::to_string(hidden_) +
+                              "], got " + to_string(x.shape()) + " and " + to_string(h.shape()));
         }
         return elementwise(linear(x, w_ih_, b_ih_) + linear(h, w_hh_, b_hh_), act_);
     }
@@ -79,7 +82,8 @@ template <class T, ElementwiseFunction<T> Act = Tanh>
 class RNN : public Module<T> {
 public:
     RNN(Index input_size, Index hidden_size, Rng& rng, Act act = {}) {
-        cell_ = this->register_module("cell", std::make_shared<ElmanCell<T, Act>>(input_size, hidden_size, rng, act));
+        cell_ = this->register_module(
+            "cell", std::make_shared<ElmanCell<T, Act>>(input_size, hidden_size, rng, act));
     }
 
     // Every hidden state h_1..h_T for inputs x_1..x_T, starting from h0 (zeros if empty).
@@ -102,11 +106,12 @@ public:
     Tensor<T> forward(const Tensor<T>& x) override {
         const Index width = cell_->input_size();
         if (x.cols() == 0 || x.cols() % width != 0) {
-            throw shape_error("RNN: a packed sequence must have a multiple of " + std::to_string(width) +
-                              " columns, got " + to_string(x.shape()));
+            throw shape_error("RNN: a packed sequence must have a multiple of " +
+                              std::to_string(width) + " columns, got " + to_string(x.shape()));
         }
         std::vector<Tensor<T>> steps;
-        for (Index t = 0; t < x.cols() / width; ++t) steps.push_back(slice_cols(x, t * width, width));
+        for (Index t = 0; t < x.cols() / width; ++t)
+            steps.push_back(slice_cols(x, t * width, width));
         return unroll(steps).back();
     }
 

@@ -36,7 +36,8 @@ std::string describe_module(const Module<T>& m) {
     const std::string fields = m.extra_repr();
     if (fields.empty()) return type;
     // "ElmanCell(tanh)" + fields -> "ElmanCell(tanh, input=3, hidden=16)"
-    if (!type.empty() && type.back() == ')') return type.substr(0, type.size() - 1) + ", " + fields + ")";
+    if (!type.empty() && type.back() == ')')
+        return type.substr(0, type.size() - 1) + ", " + fields + ")";
     return type + "(" + fields + ")";
 }
 
@@ -52,8 +53,8 @@ struct SummaryRow {
 };
 
 template <class T>
-void summary_rows(const Module<T>& m, const std::string& path, int depth, std::vector<SummaryRow>& rows,
-                  Index& total, Index& trainable) {
+void summary_rows(const Module<T>& m, const std::string& path, int depth,
+                  std::vector<SummaryRow>& rows, Index& total, Index& trainable) {
     std::string shapes;
     for (const auto& [name, p] : m.own_parameters()) {
         shapes += (shapes.empty() ? "" : ", ") + name + " " + to_string(p.shape());
@@ -61,10 +62,12 @@ void summary_rows(const Module<T>& m, const std::string& path, int depth, std::v
         if (p.requires_grad()) trainable += p.shape().size();
     }
     const Index own = own_parameter_count(m);
-    rows.push_back({path, std::string(2 * static_cast<std::size_t>(depth), ' ') + describe_module(m), shapes,
-                    own > 0 ? std::to_string(own) : std::string()});
+    rows.push_back({path,
+                    std::string(2 * static_cast<std::size_t>(depth), ' ') + describe_module(m),
+                    shapes, own > 0 ? std::to_string(own) : std::string()});
     for (const auto& [name, child] : m.children()) {
-        summary_rows(*child, path.empty() ? name : path + "." + name, depth + 1, rows, total, trainable);
+        summary_rows(*child, path.empty() ? name : path + "." + name, depth + 1, rows, total,
+                     trainable);
     }
 }
 
@@ -95,7 +98,8 @@ std::string summary(const Module<T>& root) {
         line.erase(line.find_last_not_of(' ') + 1);
         out += line + "\n";
     }
-    out += "parameters: " + std::to_string(total) + ", of which trainable: " + std::to_string(trainable) + "\n";
+    out += "parameters: " + std::to_string(total) +
+           ", of which trainable: " + std::to_string(trainable) + "\n";
     return out;
 }
 

@@ -152,9 +152,8 @@ private:
             // Each step multiplies the weights by 1 - lr * weight_decay; below 0 it would flip
             // their sign instead of shrinking them.
             throw value_error(std::string(kind) + ": lr * weight_decay must be <= 1, got lr " +
-                              number_text(o.lr) + " * weight_decay " +
-                              number_text(o.weight_decay) + " = " +
-                              number_text(o.lr * o.weight_decay));
+                              number_text(o.lr) + " * weight_decay " + number_text(o.weight_decay) +
+                              " = " + number_text(o.lr * o.weight_decay));
         }
         check_fits<T>(kind, "lr", o.lr);
         check_fits<T>(kind, "eps", o.eps);

@@ -33,11 +33,12 @@ namespace detail {
 // A contiguous list of tensors other than a span of const tensors (a std::vector, a
 // std::span<Tensor<T>>, a std::array): the clipping functions take it as that span.
 template <class Params>
-concept TensorList = std::ranges::contiguous_range<Params> && std::ranges::sized_range<Params> &&
-                     requires { typename std::ranges::range_value_t<Params>::Scalar; } &&
-                     std::is_same_v<std::ranges::range_value_t<Params>,
-                                    Tensor<typename std::ranges::range_value_t<Params>::Scalar>> &&
-                     !std::is_same_v<Params, std::span<const std::ranges::range_value_t<Params>>>;
+concept TensorList =
+    std::ranges::contiguous_range<Params> && std::ranges::sized_range<Params> && requires {
+    typename std::ranges::range_value_t<Params>::Scalar;
+} && std::is_same_v<std::ranges::range_value_t<Params>,
+                    Tensor<typename std::ranges::range_value_t<Params>::Scalar>> &&
+    !std::is_same_v<Params, std::span<const std::ranges::range_value_t<Params>>>;
 
 template <TensorList Params>
 auto as_span(const Params& params) {
@@ -125,7 +126,8 @@ double total_grad_norm(std::span<const Tensor<T>> params, double norm_type) {
         double sum = 0.0;
         for (const Tensor<T>& p : params) {
             if (!p.has_grad()) continue;
-            sum += (p.grad().template cast<double>().array().abs() / max_entry).pow(norm_type).sum();
+            sum +=
+                (p.grad().template cast<double>().array().abs() / max_entry).pow(norm_type).sum();
         }
         return max_entry * std::pow(sum, 1.0 / norm_type);
     }
@@ -179,8 +181,9 @@ T clip_grad_norm(std::span<const Tensor<T>> params, double max_norm, double norm
             "clip_grad_norm: the total " +
             (std::isinf(norm_type) ? std::string("inf") : detail::number_text(norm_type)) +
             "-norm of the gradients is " + detail::number_text(total) +
-            (culprit ? " (parameter " + std::to_string(*culprit) + " has a NaN or infinite gradient)"
-                     : std::string()) +
+            (culprit
+                 ? " (parameter " + std::to_string(*culprit) + " has a NaN or infinite gradient)"
+                 : std::string()) +
             ", so it cannot be clipped; the gradients are unchanged (pass error_if_nonfinite = "
             "false to clip anyway)");
     }
@@ -268,8 +271,7 @@ void adaptive_clip_grad(const Params& params, double lambda, double eps = 1e-3) 
     adaptive_clip_grad(detail::as_span(params), lambda, eps);
 }
 template <class T>
-void adaptive_clip_grad(std::initializer_list<Tensor<T>> params, double lambda,
-                        double eps = 1e-3) {
+void adaptive_clip_grad(std::initializer_list<Tensor<T>> params, double lambda, double eps = 1e-3) {
     adaptive_clip_grad(detail::as_span(params), lambda, eps);
 }
 

@@ -265,7 +265,8 @@ private:
             const Shape got{entry.matrix->rows(), entry.matrix->cols()};
             if (got != expected) {
                 throw shape_error(where + "the tensor '" + *entry.name + "' is " + to_string(got) +
-                                  " but " + describe(index, keys, named) + " is " + to_string(expected));
+                                  " but " + describe(index, keys, named) + " is " +
+                                  to_string(expected));
             }
             if (found[index][entry.buffer] != nullptr) {
                 throw value_error(where + "the tensor '" + *entry.name + "' is given twice");
@@ -345,11 +346,13 @@ protected:
             }
             for (std::size_t j = 0; j < i; ++j) {
                 if (&params_[j].node() == &params_[i].node()) {
-                    throw value_error(which + " is the same tensor as " + describe(j, keys_, named_) +
+                    throw value_error(which + " is the same tensor as " +
+                                      describe(j, keys_, named_) +
                                       "; it would be updated twice per step");
                 }
                 if (keys_[j] == keys_[i]) {
-                    throw value_error(which + " has the same name as " + describe(j, keys_, named_) +
+                    throw value_error(which + " has the same name as " +
+                                      describe(j, keys_, named_) +
                                       "; their states could not be told apart");
                 }
             }
@@ -403,7 +406,9 @@ private:
                               std::to_string(params_.size()) + " parameters");
         }
         for (std::size_t i = 0; i < keys.size(); ++i) {
-            if (keys[i].empty()) throw value_error(where + "the key of parameter " + std::to_string(i) + " is empty");
+            if (keys[i].empty())
+                throw value_error(where + "the key of parameter " + std::to_string(i) +
+                                  " is empty");
             for (std::size_t j = 0; j < i; ++j) {
                 if (keys[j] == keys[i]) {
                     throw value_error(where + "parameters " + std::to_string(j) + " and " +

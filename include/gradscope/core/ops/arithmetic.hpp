@@ -12,10 +12,14 @@ enum class BinaryKind { add, sub, mul, div };
 
 constexpr const char* binary_name(BinaryKind kind) {
     switch (kind) {
-        case BinaryKind::add: return "add";
-        case BinaryKind::sub: return "sub";
-        case BinaryKind::mul: return "mul";
-        case BinaryKind::div: return "div";
+        case BinaryKind::add:
+            return "add";
+        case BinaryKind::sub:
+            return "sub";
+        case BinaryKind::mul:
+            return "mul";
+        case BinaryKind::div:
+            return "div";
     }
     return "?";
 }
@@ -142,35 +146,59 @@ Tensor<T> scalar_div(double numerator, const Tensor<T>& x) {
 }
 
 template <class T>
-Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
+Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) {
+    return add(a, b);
+}
 template <class T>
-Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { return sub(a, b); }
+Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) {
+    return sub(a, b);
+}
 template <class T>
-Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }
+Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) {
+    return mul(a, b);
+}
 template <class T>
-Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) { return div(a, b); }
+Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) {
+    return div(a, b);
+}
 template <class T>
-Tensor<T> operator-(const Tensor<T>& x) { return neg(x); }
+Tensor<T> operator-(const Tensor<T>& x) {
+    return neg(x);
+}
 
 // Tensor-with-number operators. The number is taken as double and converted once.
 template <class T>
-Tensor<T> operator+(const Tensor<T>& x, double s) { return detail::affine(x, 1.0, s, "add_scalar"); }
+Tensor<T> operator+(const Tensor<T>& x, double s) {
+    return detail::affine(x, 1.0, s, "add_scalar");
+}
 template <class T>
-Tensor<T> operator+(double s, const Tensor<T>& x) { return detail::affine(x, 1.0, s, "add_scalar"); }
+Tensor<T> operator+(double s, const Tensor<T>& x) {
+    return detail::affine(x, 1.0, s, "add_scalar");
+}
 template <class T>
-Tensor<T> operator-(const Tensor<T>& x, double s) { return detail::affine(x, 1.0, -s, "sub_scalar"); }
+Tensor<T> operator-(const Tensor<T>& x, double s) {
+    return detail::affine(x, 1.0, -s, "sub_scalar");
+}
 template <class T>
-Tensor<T> operator-(double s, const Tensor<T>& x) { return detail::affine(x, -1.0, s, "rsub_scalar"); }
+Tensor<T> operator-(double s, const Tensor<T>& x) {
+    return detail::affine(x, -1.0, s, "rsub_scalar");
+}
 template <class T>
-Tensor<T> operator*(const Tensor<T>& x, double s) { return detail::affine(x, s, 0.0, "mul_scalar"); }
+Tensor<T> operator*(const Tensor<T>& x, double s) {
+    return detail::affine(x, s, 0.0, "mul_scalar");
+}
 template <class T>
-Tensor<T> operator*(double s, const Tensor<T>& x) { return detail::affine(x, s, 0.0, "mul_scalar"); }
+Tensor<T> operator*(double s, const Tensor<T>& x) {
+    return detail::affine(x, s, 0.0, "mul_scalar");
+}
 template <class T>
 Tensor<T> operator/(const Tensor<T>& x, double s) {
     if (s == 0.0) throw value_error("div: division of a tensor by the number zero");
     return detail::affine(x, 1.0 / s, 0.0, "div_scalar");
 }
 template <class T>
-Tensor<T> operator/(double s, const Tensor<T>& x) { return scalar_div(s, x); }
+Tensor<T> operator/(double s, const Tensor<T>& x) {
+    return scalar_div(s, x);
+}
 
 }  // namespace gradscope

@@ -55,9 +55,10 @@ Tensor<T> concat_cols(std::span<const Tensor<T>> parts) {
     for (std::size_t i = 0; i < parts.size(); ++i) {
         nodes[i] = &parts[i].node();
         if (nodes[i]->shape().rows != rows) {
-            detail::throw_shapes("concat_cols", "part " + std::to_string(i) +
-                                                    " has a different number of rows than part 0",
-                                 nodes[i]->shape(), nodes[0]->shape());
+            detail::throw_shapes(
+                "concat_cols",
+                "part " + std::to_string(i) + " has a different number of rows than part 0",
+                nodes[i]->shape(), nodes[0]->shape());
         }
         // Parts with no rows hold no memory, so their widths can add up past an Index.
         if (nodes[i]->shape().cols > std::numeric_limits<Index>::max() - cols) {
@@ -66,10 +67,9 @@ Tensor<T> concat_cols(std::span<const Tensor<T>> parts) {
         }
         cols += nodes[i]->shape().cols;
     }
-    NodePtr<T> node =
-        detail::record<T>("concat_cols", Shape{rows, cols},
-                          std::span<Node<T>* const>(nodes, parts.size()),
-                          &detail::concat_cols_backward<T>);
+    NodePtr<T> node = detail::record<T>("concat_cols", Shape{rows, cols},
+                                        std::span<Node<T>* const>(nodes, parts.size()),
+                                        &detail::concat_cols_backward<T>);
     MatrixView<T> y = node->value.view();
     Index offset = 0;
     for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -97,9 +97,9 @@ Tensor<T> slice_cols(const Tensor<T>& x, Index begin, Index count) {
     const Shape s = xn.shape();
     // Compared without forming begin + count, which overflows for huge arguments.
     if (begin < 0 || count < 0 || begin > s.cols || count > s.cols - begin) {
-        throw shape_error("slice_cols: begin = " + std::to_string(begin) + ", count = " +
-                          std::to_string(count) + " is not a range of columns of the tensor " +
-                          to_string(s));
+        throw shape_error("slice_cols: begin = " + std::to_string(begin) +
+                          ", count = " + std::to_string(count) +
+                          " is not a range of columns of the tensor " + to_string(s));
     }
     NodePtr<T> node = detail::record<T>("slice_cols", Shape{s.rows, count}, {&xn},
                                         &detail::slice_cols_backward<T>);

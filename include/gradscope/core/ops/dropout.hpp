@@ -12,8 +12,7 @@ namespace detail {
 
 template <class T>
 void dropout_backward(Node<T>& node) {
-    accumulate(*node.inputs[0],
-               grad_of(node).cwiseProduct(std::as_const(node.saved).view()));
+    accumulate(*node.inputs[0], grad_of(node).cwiseProduct(std::as_const(node.saved).view()));
 }
 
 }  // namespace detail
@@ -24,9 +23,8 @@ Tensor<T> dropout(const Tensor<T>& x, double p, Rng& rng) {
         throw value_error("dropout: the probability must be in [0, 1], got " + std::to_string(p));
     }
     Node<T>& xn = x.node();
-    NodePtr<T> node =
-        detail::record<T>("dropout", xn.shape(), {&xn}, &detail::dropout_backward<T>,
-                          detail::reads_nothing);  // the mask is in `saved`
+    NodePtr<T> node = detail::record<T>("dropout", xn.shape(), {&xn}, &detail::dropout_backward<T>,
+                                        detail::reads_nothing);  // the mask is in `saved`
     node->saved.resize(xn.shape());
     MatrixView<T> mask = node->saved.view();
     const T keep_scale = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);

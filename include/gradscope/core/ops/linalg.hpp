@@ -39,7 +39,8 @@ class SerialIfSmall {
 public:
     SerialIfSmall(Index rows, Index cols, Index depth) {
 #ifdef _OPENMP
-        const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(depth);
+        const double work =
+            static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(depth);
         const int team = omp_get_max_threads();
         const double min_work = parallel_product_threshold().load(std::memory_order_relaxed);
         if (work < min_work && team > 1 && Eigen::nbThreads() == team) {
@@ -112,8 +113,8 @@ void check_linear_shapes(Shape x, Shape w, const Shape* b) {
                           "; weight is [out x in])");
     }
     if (b != nullptr && (b->rows != 1 || b->cols != w.rows)) {
-        throw shape_error("linear: the bias must be [1x" + std::to_string(w.rows) + "] for weight " +
-                          to_string(w) + ", got " + to_string(*b));
+        throw shape_error("linear: the bias must be [1x" + std::to_string(w.rows) +
+                          "] for weight " + to_string(w) + ", got " + to_string(*b));
     }
     check_dimensions("linear", x.rows, w.rows);
 }
@@ -142,9 +143,9 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
         detail::throw_shapes("matmul", "inner dimensions differ", an.shape(), bn.shape());
     }
     detail::check_dimensions("matmul", an.shape().rows, bn.shape().cols);
-    NodePtr<T> node = detail::record<T>("matmul", Shape{an.shape().rows, bn.shape().cols},
-                                        {&an, &bn}, &detail::matmul_backward<T>,
-                                        detail::BackwardReads{0b11u, false});
+    NodePtr<T> node =
+        detail::record<T>("matmul", Shape{an.shape().rows, bn.shape().cols}, {&an, &bn},
+                          &detail::matmul_backward<T>, detail::BackwardReads{0b11u, false});
     const detail::SerialIfSmall serial(an.shape().rows, an.shape().cols, bn.shape().cols);
     node->value.view().noalias() = detail::value_of(an) * detail::value_of(bn);
     return detail::finish(std::move(node));
@@ -153,8 +154,8 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
 template <class T>
 Tensor<T> transpose(const Tensor<T>& x) {
     Node<T>& xn = x.node();
-    NodePtr<T> node = detail::record<T>("transpose", Shape{xn.shape().cols, xn.shape().rows},
-                                        {&xn}, &detail::transpose_backward<T>, detail::reads_nothing);
+    NodePtr<T> node = detail::record<T>("transpose", Shape{xn.shape().cols, xn.shape().rows}, {&xn},
+                                        &detail::transpose_backward<T>, detail::reads_nothing);
     node->value.view() = detail::value_of(xn).transpose();
     return detail::finish(std::move(node));
 }
@@ -167,9 +168,9 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     Node<T>& bn = bias.node();
     const Shape bias_shape = bn.shape();
     detail::check_linear_shapes<T>(xn.shape(), wn.shape(), &bias_shape);
-    NodePtr<T> node = detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows},
-                                        {&xn, &wn, &bn}, &detail::linear_backward<T>,
-                                        detail::linear_reads);
+    NodePtr<T> node =
+        detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows}, {&xn, &wn, &bn},
+                          &detail::linear_backward<T>, detail::linear_reads);
     MatrixView<T> y = node->value.view();
     const detail::SerialIfSmall serial(xn.shape().rows, xn.shape().cols, wn.shape().rows);
     // The bias first, then the product added to it: Eigen's `y = x W^T` would clear y before
@@ -186,8 +187,9 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight) {
     Node<T>& xn = x.node();
     Node<T>& wn = weight.node();
     detail::check_linear_shapes<T>(xn.shape(), wn.shape(), nullptr);
-    NodePtr<T> node = detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows},
-                                        {&xn, &wn}, &detail::linear_backward<T>, detail::linear_reads);
+    NodePtr<T> node =
+        detail::record<T>("linear", Shape{xn.shape().rows, wn.shape().rows}, {&xn, &wn},
+                          &detail::linear_backward<T>, detail::linear_reads);
     const detail::SerialIfSmall serial(xn.shape().rows, xn.shape().cols, wn.shape().rows);
     node->value.view().noalias() = detail::value_of(xn) * detail::value_of(wn).transpose();
     return detail::finish(std::move(node));

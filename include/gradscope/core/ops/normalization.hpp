@@ -94,8 +94,7 @@ template <class T>
 void scale_and_shift(Node<T>& node, const Tensor<T>& gamma, const Tensor<T>& beta) {
     const Index rows = node.shape().rows;
     node.value.view().array() =
-        std::as_const(node.saved).view().array() *
-            down_rows(value_of(gamma.node()).array(), rows) +
+        std::as_const(node.saved).view().array() * down_rows(value_of(gamma.node()).array(), rows) +
         down_rows(value_of(beta.node()).array(), rows);
 }
 
@@ -116,9 +115,10 @@ Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& gamma, const Ten
     const Shape s = x.shape();
     detail::check_norm_eps("batch_norm", eps);
     if (s.rows < 2) {
-        throw value_error("batch_norm: training needs more than one sample per feature to "
-                          "compute a variance (input " + to_string(s) +
-                          "); use a larger batch or eval mode");
+        throw value_error(
+            "batch_norm: training needs more than one sample per feature to "
+            "compute a variance (input " +
+            to_string(s) + "); use a larger batch or eval mode");
     }
     NodePtr<T> node = detail::batch_norm_node(x, gamma, beta, true);
     const auto xv = detail::value_of(x.node()).array();

@@ -14,9 +14,12 @@ enum class Axis { all, rows, cols };
 
 constexpr Shape reduced_shape(Shape in, Axis axis) {
     switch (axis) {
-        case Axis::all: return {1, 1};
-        case Axis::rows: return {in.rows, 1};
-        case Axis::cols: return {1, in.cols};
+        case Axis::all:
+            return {1, 1};
+        case Axis::rows:
+            return {in.rows, 1};
+        case Axis::cols:
+            return {1, in.cols};
     }
     return {1, 1};
 }
@@ -56,8 +59,9 @@ Tensor<T> reduce(const Tensor<T>& x, Axis axis, bool mean, const char* op) {
         throw shape_error(std::string(op) + ": the mean of an empty tensor " + to_string(in) +
                           " is undefined");
     }
-    NodePtr<T> node = record<T>(op, reduced_shape(in, axis), {&xn}, &reduce_backward<T>, reads_nothing);
-    const double count = !mean ? 1.0
+    NodePtr<T> node =
+        record<T>(op, reduced_shape(in, axis), {&xn}, &reduce_backward<T>, reads_nothing);
+    const double count = !mean                ? 1.0
                          : axis == Axis::all  ? static_cast<double>(in.size())
                          : axis == Axis::rows ? static_cast<double>(in.cols)
                                               : static_cast<double>(in.rows);
@@ -66,9 +70,15 @@ Tensor<T> reduce(const Tensor<T>& x, Axis axis, bool mean, const char* op) {
     MatrixView<T> y = node->value.view();
     const T scale = static_cast<T>(1.0 / count);
     switch (axis) {
-        case Axis::all: y(0, 0) = v.sum() * scale; break;
-        case Axis::rows: y = v.rowwise().sum() * scale; break;
-        case Axis::cols: y = v.colwise().sum() * scale; break;
+        case Axis::all:
+            y(0, 0) = v.sum() * scale;
+            break;
+        case Axis::rows:
+            y = v.rowwise().sum() * scale;
+            break;
+        case Axis::cols:
+            y = v.colwise().sum() * scale;
+            break;
     }
     return finish(std::move(node));
 }
@@ -130,31 +140,40 @@ Tensor<T> max(const Tensor<T>& x, Axis axis, const char* op) {
 
 }  // namespace detail
 
-template <class T> Tensor<T> sum(const Tensor<T>& x) {
+template <class T>
+Tensor<T> sum(const Tensor<T>& x) {
     return detail::reduce(x, detail::Axis::all, false, "sum");
 }
-template <class T> Tensor<T> row_sum(const Tensor<T>& x) {
+template <class T>
+Tensor<T> row_sum(const Tensor<T>& x) {
     return detail::reduce(x, detail::Axis::rows, false, "row_sum");
 }
-template <class T> Tensor<T> col_sum(const Tensor<T>& x) {
+template <class T>
+Tensor<T> col_sum(const Tensor<T>& x) {
     return detail::reduce(x, detail::Axis::cols, false, "col_sum");
 }
-template <class T> Tensor<T> mean(const Tensor<T>& x) {
+template <class T>
+Tensor<T> mean(const Tensor<T>& x) {
     return detail::reduce(x, detail::Axis::all, true, "mean");
 }
-template <class T> Tensor<T> row_mean(const Tensor<T>& x) {
+template <class T>
+Tensor<T> row_mean(const Tensor<T>& x) {
     return detail::reduce(x, detail::Axis::rows, true, "row_mean");
 }
-template <class T> Tensor<T> col_mean(const Tensor<T>& x) {
+template <class T>
+Tensor<T> col_mean(const Tensor<T>& x) {
     return detail::reduce(x, detail::Axis::cols, true, "col_mean");
 }
-template <class T> Tensor<T> max(const Tensor<T>& x) {
+template <class T>
+Tensor<T> max(const Tensor<T>& x) {
     return detail::max(x, detail::Axis::all, "max");
 }
-template <class T> Tensor<T> row_max(const Tensor<T>& x) {
+template <class T>
+Tensor<T> row_max(const Tensor<T>& x) {
     return detail::max(x, detail::Axis::rows, "row_max");
 }
-template <class T> Tensor<T> col_max(const Tensor<T>& x) {
+template <class T>
+Tensor<T> col_max(const Tensor<T>& x) {
     return detail::max(x, detail::Axis::cols, "col_max");
 }
 

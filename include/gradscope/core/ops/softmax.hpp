@@ -15,8 +15,7 @@ void softmax_backward(Node<T>& node) {
     const auto g = grad_of(node).array();
     PooledMatrix<T> dots(Shape{y.rows(), 1});
     dots.view() = (g * y).rowwise().sum().matrix();
-    accumulate(*node.inputs[0],
-               (y * (g - across_cols(dots.view().array(), y.cols()))).matrix());
+    accumulate(*node.inputs[0], (y * (g - across_cols(dots.view().array(), y.cols()))).matrix());
 }
 
 template <class T>
@@ -55,8 +54,7 @@ template <class T>
 Tensor<T> softmax(const Tensor<T>& x) {
     Node<T>& xn = x.node();
     detail::check_has_columns<T>("softmax", xn.shape());
-    NodePtr<T> node =
-        detail::record<T>("softmax", xn.shape(), {&xn}, &detail::softmax_backward<T>);
+    NodePtr<T> node = detail::record<T>("softmax", xn.shape(), {&xn}, &detail::softmax_backward<T>);
     MatrixView<T> y = node->value.view();
     detail::stable_log_softmax<T>(detail::value_of(xn), y);
     y = y.array().exp().matrix();

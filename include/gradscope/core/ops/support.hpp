@@ -77,8 +77,8 @@ NodePtr<T> record(const char* op, Shape shape, std::span<Node<T>* const> inputs,
 template <class T>
 NodePtr<T> record(const char* op, Shape shape, std::initializer_list<Node<T>*> inputs,
                   BackwardFn<T> backward, BackwardReads reads = {}) {
-    return record<T>(op, shape, std::span<Node<T>* const>(inputs.begin(), inputs.size()),
-                     backward, reads);
+    return record<T>(op, shape, std::span<Node<T>* const>(inputs.begin(), inputs.size()), backward,
+                     reads);
 }
 
 // Wraps a finished node in a Tensor, trapping a non-finite value in anomaly mode.
