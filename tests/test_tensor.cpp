@@ -327,3 +327,16 @@ TEST_CASE("a deep batch-norm residual network holds two buffers per block after 
     // + the last block's sum, which the output Linear reads, + the output itself.
     CHECK(held_buffers(out.node(), Shape{batch, width}) == 2 * blocks + 2);
 }
+
+TEST_CASE("release_cached_memory returns the calling thread's cached blocks to the heap",
+          "[tensor][memory]") {
+    {
+        const auto x = TensorD::parameter(Matrix<double>::Ones(64, 32));
+        sum(square(tanh(x * 2.0))).backward();
+    }  // the graph's buffers are back in the pool now
+    const BufferPool<double>& pool = *BufferPool<double>::local();
+    REQUIRE(pool.stats().cached_blocks > 0);
+    release_cached_memory<double>();
+    CHECK(pool.stats().cached_blocks == 0);
+    CHECK(pool.stats().cached_bytes == 0);
+}
