@@ -6,6 +6,8 @@
 
 #include <gradscope/gradscope.hpp>
 
+#include <cmath>
+#include <limits>
 #include <set>
 
 using namespace gradscope;
@@ -219,4 +221,18 @@ TEST_CASE("every statistic of layer_statistics is measured, once, under a name o
         CHECK(std::isfinite(hidden.*s.field));
     }
     CHECK(names.size() == diag::layer_statistics<double>().size());
+}
+
+TEST_CASE("the monitor refuses a saturation threshold that is NaN, infinite or negative",
+          "[monitor]") {
+    auto net = small_net();
+    using Monitor = diag::GradientMonitor<double>;
+    for (double bad : {std::nan(""), -1e-3, std::numeric_limits<double>::infinity()}) {
+        REQUIRE_THROWS_MATCHES(Monitor(*net, {.saturation_threshold = bad}), value_error,
+                               MessageContains({"GradientMonitor", "saturation_threshold"}));
+    }
+    // A refused monitor leaves no hook behind: under the sanitizers, a hook left on the network
+    // would touch the destroyed monitor in this step.
+    cross_entropy((*net)(TensorD::constant(normal(4, 6, 1))), std::vector<int>{0, 1, 2, 0})
+        .backward();
 }

@@ -441,21 +441,13 @@ TEST_CASE(
     const auto history = monitored_history();
     std::ostringstream out;
     diag::write_history_csv(out, history);
-    std::istringstream in(out.str());
-    std::string header;
-    std::getline(in, header);
+    const auto lines = lines_of(out.str());
     std::string expected = "step,layer,name";
     for (const auto& s : diag::layer_statistics<double>()) expected += std::string(",") + s.name;
-    CHECK(header == expected + ",nonfinite");
+    CHECK(lines.at(0) == expected + ",nonfinite");
 
     std::vector<std::vector<std::string>> rows;
-    for (std::string line; std::getline(in, line);) {
-        std::vector<std::string> fields;
-        std::stringstream cells(line);
-        for (std::string f; std::getline(cells, f, ',');) fields.push_back(f);
-        if (!line.empty() && line.back() == ',') fields.emplace_back();
-        rows.push_back(fields);
-    }
+    for (std::size_t i = 1; i < lines.size(); ++i) rows.push_back(csv_fields(lines[i]));
     REQUIRE(rows.size() == 2 * 3);
     const auto statistics = diag::layer_statistics<double>();
     for (std::size_t r = 0; r < rows.size(); ++r) {

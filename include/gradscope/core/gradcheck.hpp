@@ -63,16 +63,12 @@ inline void clear_grads(const std::vector<Tensor<double>>& tensors) {
 }
 
 inline void validate(const GradcheckOptions& o) {
-    auto require = [](bool ok, const std::string& what) {
-        if (!ok) throw value_error("gradcheck: " + what);
-    };
-    require(std::isfinite(o.step) && o.step > 0.0,
-            "step must be finite and > 0, got " + std::to_string(o.step));
-    require(std::isfinite(o.atol) && o.atol >= 0.0,
-            "atol must be finite and >= 0, got " + std::to_string(o.atol));
-    require(std::isfinite(o.rtol) && o.rtol >= 0.0,
-            "rtol must be finite and >= 0, got " + std::to_string(o.rtol));
-    require(o.projections >= 1, "projections must be >= 1, got " + std::to_string(o.projections));
+    check_positive("gradcheck", "step", o.step);
+    check_non_negative("gradcheck", "atol", o.atol);
+    check_non_negative("gradcheck", "rtol", o.rtol);
+    if (o.projections < 1) {
+        throw_value("gradcheck", "projections must be >= 1, got " + std::to_string(o.projections));
+    }
 }
 
 // Calls f on the inputs as `how` asks (see GradcheckInputs).

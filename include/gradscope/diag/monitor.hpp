@@ -47,12 +47,8 @@ public:
     // nn/module.hpp): the monitor removes its hooks when it goes, and a network that goes
     // first takes them with it, leaving the records readable.
     GradientMonitor(Module<T>& network, Options options) : options_(std::move(options)) {
-        if (!(options_.saturation_threshold >= 0.0) ||
-            !std::isfinite(options_.saturation_threshold)) {
-            throw value_error(
-                "GradientMonitor: saturation_threshold must be finite and >= 0, got " +
-                std::to_string(options_.saturation_threshold));
-        }
+        gradscope::detail::check_non_negative("GradientMonitor", "saturation_threshold",
+                                              options_.saturation_threshold);
         // Choose first, hook after: a constructor that throws must leave no hook behind.
         std::vector<std::pair<std::string, Module<T>*>> chosen;
         std::vector<ActivationLayer<T>*> activations;
