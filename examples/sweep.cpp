@@ -1,7 +1,7 @@
 // gradscope-sweep: the textbook picture of vanishing and exploding gradients, measured.
 //
-// For every activation x initialiser x variant x depth it builds a square MLP at
-// initialisation (zero biases), pushes one batch of N(0, 1) inputs through it and
+// For every activation x initialiser x bias variance x variant x depth it builds a square MLP at
+// initialisation (biases N(0, sigma_b^2), zero by default), pushes one batch of N(0, 1) inputs through it and
 // backpropagates a fixed random linear readout (diag::measure_depth), then reports how the
 // gradient norm |dL/dz_l| changes from the last layer to the first: a table with the ratio,
 // the gain per layer, the mean-field prediction where the theory applies and a verdict; a
@@ -9,6 +9,7 @@
 //
 //   gradscope-sweep                                   # the defaults: 216 networks
 //   gradscope-sweep --activations tanh --sigma-w2 0.5,1,2,4 --variants plain --depths 10,50
+//   gradscope-sweep --activations tanh,sigmoid --inits critical --sigma-b2 0.01,0.05,0.2
 //   gradscope-sweep --help
 #include <gradscope/builtin_activations.hpp>
 #include <gradscope/diag.hpp>
@@ -52,14 +53,22 @@ template <class T>
 struct ActivationSpec {
     std::string name;
     ActivationChoice<T> choice;
-    std::function<double(int depth, double sigma_w2)> predicted_gain;
+    std::function<double(int depth, double sigma_w2, double sigma_b2)> predicted_gain;
+    std::function<std::optional<diag::FixedPoint>(double sigma_w2, double sigma_b2)> fixed_point;
+    std::function<diag::CriticalPoint(double sigma_b2)> critical_point;  // value_error: none
 };
 
 template <class T, class Act>
 ActivationSpec<T> activation_spec(Act act) {
-    return {Act::name, ActivationChoice<T>(act), [act](int depth, double sigma_w2) {
-                return diag::mean_field(act, depth, {.sigma_w2 = sigma_w2}).gain_per_layer;
-            }};
+    return {Act::name, ActivationChoice<T>(act),
+            [act](int depth, double sigma_w2, double sigma_b2) {
+                return diag::mean_field(act, depth, {.sigma_w2 = sigma_w2, .sigma_b2 = sigma_b2})
+                    .gain_per_layer;
+            },
+            [act](double sigma_w2, double sigma_b2) {
+                return diag::fixed_point(act, {.sigma_w2 = sigma_w2, .sigma_b2 = sigma_b2});
+            },
+            [act](double sigma_b2) { return diag::critical_point(act, {.sigma_b2 = sigma_b2}); }};
 }
 
 template <class T>
@@ -69,14 +78,18 @@ std::vector<ActivationSpec<T>> all_activations() {
     return out;
 }
 
-const std::vector<std::string> init_names{"naive", "xavier", "he", "lecun", "orthogonal"};
+const std::vector<std::string> init_names{"naive", "xavier",     "he",
+                                          "lecun", "orthogonal", "critical"};
 const std::vector<std::string> variant_names{"plain", "batchnorm", "residual",
                                              "batchnorm+residual"};
 
-// A named initialiser, or weights N(0, sigma_w2 / fan_in) when sigma_w2 is set (name "gaussian").
+// A named initialiser, or weights N(0, sigma_w2 / fan_in) when sigma_w2 is set (name "gaussian",
+// or "critical" once the edge of chaos of an activation has been found).
 struct InitSpec {
     std::string name;
     std::optional<double> sigma_w2;
+
+    bool operator==(const InitSpec&) const = default;
 };
 
 template <class T>
@@ -162,10 +175,10 @@ double theory_sigma_w2(const InitSpec& spec, Index width) {
 // The mean-field gain per layer for each swept depth (nothing where it is not finite).
 template <class T>
 std::map<int, std::optional<double>> predictions(const ActivationSpec<T>& act, double sigma_w2,
-                                                 const std::vector<int>& depths) {
+                                                 double sigma_b2, const std::vector<int>& depths) {
     std::map<int, std::optional<double>> out;
     for (const int d : depths) {
-        const double gain = act.predicted_gain(d, sigma_w2);
+        const double gain = act.predicted_gain(d, sigma_w2, sigma_b2);
         out[d] = std::isfinite(gain) ? std::optional<double>(gain) : std::nullopt;
     }
     return out;
@@ -192,6 +205,7 @@ struct Settings {
     std::vector<std::string> activations{"sigmoid", "tanh", "relu"};
     std::vector<std::string> inits{"naive", "xavier", "he"};
     std::vector<double> sigma_w2;
+    std::vector<double> sigma_b2{0.0};
     std::vector<std::string> variants{"plain", "batchnorm", "residual", "batchnorm+residual"};
     std::vector<int> depths{2, 5, 10, 20, 50, 100};
     Index width = 256;
@@ -217,10 +231,68 @@ void dedupe(V& values) {
 // ---------------------------------------------------------------------------------------------
 // The sweep
 
+// One row of the sweep before variants and depths: an activation, an initialiser resolved for
+// it (the critical sigma_w2 depends on both the activation and sigma_b2), and the bias variance,
+// with what theory says about it.
+struct Setting {
+    std::size_t activation;
+    InitSpec init;
+    double sigma_b2;
+    double sigma_w2;                        // for the theory
+    std::optional<diag::FixedPoint> fixed;  // nullopt: no fixed point, or none found
+    std::map<int, std::optional<double>> predicted;
+    std::size_t cache;  // index into the weight caches
+};
+
 struct Job {
-    std::size_t activation, init, variant;
+    std::size_t setting, variant;
     int depth;
 };
+
+// The settings to sweep, in table order (activation, initialiser, sigma_b2). An activation that
+// has no critical point at a sigma_b2 is skipped with a note, unless nothing is left.
+template <class T>
+std::vector<Setting> resolve_settings(const Settings& s, const std::vector<ActivationSpec<T>>& acts,
+                                      const std::vector<InitSpec>& inits,
+                                      std::vector<InitSpec>& cached) {
+    std::vector<Setting> out;
+    std::string skipped;
+    for (std::size_t a = 0; a < acts.size(); ++a) {
+        for (const InitSpec& requested : inits) {
+            for (const double sigma_b2 : s.sigma_b2) {
+                InitSpec init = requested;
+                if (init.name == "critical") {
+                    try {
+                        init.sigma_w2 = acts[a].critical_point(sigma_b2).sigma_w2;
+                    } catch (const value_error& e) {
+                        skipped += std::string("\n  ") + e.what();
+                        continue;
+                    }
+                }
+                Setting setting{
+                    a,
+                    init,
+                    sigma_b2,
+                    theory_sigma_w2(init, s.width),
+                    std::nullopt,
+                    predictions(acts[a], theory_sigma_w2(init, s.width), sigma_b2, s.depths),
+                    0};
+                try {
+                    setting.fixed = acts[a].fixed_point(setting.sigma_w2, sigma_b2);
+                } catch (const numeric_error&) {
+                    // The maps neither settle nor diverge: no fixed point to report.
+                }
+                const auto known = std::find(cached.begin(), cached.end(), init);
+                setting.cache = static_cast<std::size_t>(known - cached.begin());
+                if (known == cached.end()) cached.push_back(init);
+                out.push_back(std::move(setting));
+            }
+        }
+    }
+    if (!skipped.empty() && !s.quiet) std::cerr << "skipped (no edge of chaos):" << skipped << "\n";
+    if (out.empty()) throw value_error("nothing to sweep: every setting was skipped" + skipped);
+    return out;
+}
 
 template <class T>
 std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>& inits) {
@@ -232,32 +304,27 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
     }
     std::vector<Variant> variants;
     for (const auto& v : s.variants) variants.push_back(variant_of(v));
+    std::vector<InitSpec> cached;  // one weight sequence for each distinct initialiser
+    const std::vector<Setting> settings = resolve_settings(s, acts, inits, cached);
 
-    // Table order: activation, init, variant, depth.
+    // Table order: activation, init, sigma_b2, variant, depth.
     std::vector<Job> jobs;
-    for (std::size_t a = 0; a < acts.size(); ++a)
-        for (std::size_t i = 0; i < inits.size(); ++i)
-            for (std::size_t v = 0; v < variants.size(); ++v)
-                for (const int d : s.depths) jobs.push_back({a, i, v, d});
+    for (std::size_t k = 0; k < settings.size(); ++k)
+        for (std::size_t v = 0; v < variants.size(); ++v)
+            for (const int d : s.depths) jobs.push_back({k, v, d});
 
     // One weight sequence per initialiser, as long as the deepest network, if it fits in 1 GiB.
     const int deepest = *std::max_element(s.depths.begin(), s.depths.end());
-    const double cache_bytes = static_cast<double>(inits.size()) * deepest *
+    const double cache_bytes = static_cast<double>(cached.size()) * deepest *
                                static_cast<double>(s.width) * static_cast<double>(s.width) *
                                sizeof(T);
-    std::vector<std::unique_ptr<WeightCache<T>>> caches(inits.size());
+    std::vector<std::unique_ptr<WeightCache<T>>> caches(cached.size());
     if (cache_bytes <= 1024.0 * 1024.0 * 1024.0) {
-        for (std::size_t i = 0; i < inits.size(); ++i) {
+        for (std::size_t i = 0; i < cached.size(); ++i) {
             caches[i] =
-                std::make_unique<WeightCache<T>>(make_init<T>(inits[i]), s.width, deepest, s.seed);
+                std::make_unique<WeightCache<T>>(make_init<T>(cached[i]), s.width, deepest, s.seed);
         }
     }
-
-    // The theory is for plain networks; batch norm and skip connections change the map.
-    std::map<std::pair<std::size_t, std::size_t>, std::map<int, std::optional<double>>> predicted;
-    for (std::size_t a = 0; a < acts.size(); ++a)
-        for (std::size_t i = 0; i < inits.size(); ++i)
-            predicted[{a, i}] = predictions(acts[a], theory_sigma_w2(inits[i], s.width), s.depths);
 
     // Deepest first, so that no thread is left with a depth-100 network at the end.
     std::vector<std::size_t> order(jobs.size());
@@ -273,12 +340,13 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
         for (std::size_t n = next++; n < order.size(); n = next++) {
             try {
                 const Job& job = jobs[order[n]];
-                const auto& act = acts[job.activation];
-                const InitSpec& init = inits[job.init];
+                const Setting& setting = settings[job.setting];
+                const auto& act = acts[setting.activation];
                 const Variant& variant = variants[job.variant];
                 diag::SweepRun run{.activation = act.name,
-                                   .init = init.name,
-                                   .sigma_w2 = init.sigma_w2,
+                                   .init = setting.init.name,
+                                   .sigma_w2 = setting.sigma_w2,
+                                   .sigma_b2 = setting.sigma_b2,
                                    .variant = variant.name,
                                    .depth = job.depth,
                                    .width = s.width,
@@ -287,17 +355,23 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
                                    .seed = s.seed};
                 diag::record_profile(
                     run, diag::measure_depth<T>(act.choice,
-                                                caches[job.init] ? caches[job.init]->for_network()
-                                                                 : make_init<T>(init),
+                                                caches[setting.cache]
+                                                    ? caches[setting.cache]->for_network()
+                                                    : make_init<T>(setting.init),
                                                 {.depth = job.depth,
                                                  .width = s.width,
                                                  .batch = s.batch,
                                                  .seed = s.seed,
                                                  .norm = variant.norm,
-                                                 .residual = variant.residual}));
+                                                 .residual = variant.residual,
+                                                 .sigma_b2 = setting.sigma_b2}));
+                // The theory is for plain networks; batch norm and skip connections change the map.
                 if (variant.norm == Normalization::none && !variant.residual) {
-                    run.predicted_gain_per_layer =
-                        predicted.at({job.activation, job.init}).at(job.depth);
+                    run.predicted_gain_per_layer = setting.predicted.at(job.depth);
+                    if (setting.fixed) {
+                        run.q_star = setting.fixed->q_star;
+                        run.xi_c = setting.fixed->xi_c;
+                    }
                 }
                 runs[order[n]] = std::move(run);
             } catch (...) {
@@ -331,7 +405,7 @@ std::string summary(const std::vector<diag::SweepRun>& runs, const Settings& s) 
         std::vector<const diag::SweepRun*> group;
         for (; k < runs.size() && runs[k].activation == first.activation &&
                runs[k].init == first.init && runs[k].sigma_w2 == first.sigma_w2 &&
-               runs[k].variant == first.variant;
+               runs[k].sigma_b2 == first.sigma_b2 && runs[k].variant == first.variant;
              ++k) {
             group.push_back(&runs[k]);
         }
@@ -470,8 +544,9 @@ int main(int argc, char** argv) {
     Settings s;
     CLI::App app{
         "gradscope-sweep: how the gradient norm |dL/dz_l| changes from the last layer to the first in "
-        "square MLPs at initialisation, for every activation x initialiser x variant x depth. Biases are "
-        "zero; one batch of N(0, 1) inputs; the loss is a fixed random linear readout.",
+        "square MLPs at initialisation, for every activation x initialiser x bias variance x variant x "
+        "depth. Biases N(0, sigma_b2), zero by default; one batch of N(0, 1) inputs; the loss is a "
+        "fixed random linear readout.",
         "gradscope-sweep"};
     const auto activations = builtin_activation_names();
     app.add_option("--activations", s.activations, "Activations, comma separated")
@@ -480,9 +555,11 @@ int main(int argc, char** argv) {
         ->type_name("LIST")
         ->capture_default_str();
     auto* inits_option =
-        app.add_option("--inits", s.inits,
-                       "Initialisers, comma separated (naive = N(0, 1); xavier = xavier_normal; "
-                       "he = he_normal; lecun = lecun_normal; orthogonal, gain 1)")
+        app.add_option(
+               "--inits", s.inits,
+               "Initialisers, comma separated (naive = N(0, 1); xavier = xavier_normal; "
+               "he = he_normal; lecun = lecun_normal; orthogonal, gain 1; critical = "
+               "N(0, s / fan_in) with s on the activation's edge of chaos for each --sigma-b2)")
             ->delimiter(',')
             ->check(CLI::IsMember(init_names))
             ->type_name("LIST")
@@ -496,6 +573,14 @@ int main(int argc, char** argv) {
             ->check(finite_number)
             ->check(CLI::PositiveNumber)
             ->type_name("LIST");
+    app.add_option(
+           "--sigma-b2", s.sigma_b2,
+           "Bias variances, comma separated: biases N(0, s) for each s, with every initialiser")
+        ->delimiter(',')
+        ->check(finite_number)
+        ->check(CLI::NonNegativeNumber)
+        ->type_name("LIST")
+        ->capture_default_str();
     app.add_option("--variants", s.variants, "Variants, comma separated")
         ->delimiter(',')
         ->check(CLI::IsMember(variant_names))
@@ -534,21 +619,24 @@ int main(int argc, char** argv) {
     app.footer(
         "Output files: sweep.json, sweep.csv and sweep.svg in the current directory unless other paths are "
         "given; an empty path skips that file, missing directories are created.\n"
-        "The predicted gain/layer is mean-field theory's (sigma_b^2 = 0, E[x^2] = 1) and is given for plain "
-        "networks only (not batchnorm or residual), with sigma_w^2 = width for naive, 1 for xavier, lecun and "
-        "orthogonal, 2 for he, s for --sigma-w2 s.\n"
+        "The predicted gain/layer is mean-field theory's (E[x^2] = 1, sigma_b^2 as swept) and is given for "
+        "plain networks only (not batchnorm or residual), with sigma_w^2 = width for naive, 1 for xavier, "
+        "lecun and orthogonal, 2 for he, s for --sigma-w2 s, the critical value for critical; JSON and CSV "
+        "also give theory's fixed point q_star and depth scale xi_c (empty or null where infinite or there "
+        "is none).\n"
         "Exit status: 0 on success, 2 for a bad flag or value, 1 if the sweep or a file write fails.");
 
     try {
         app.parse(argc, argv);
         if (sigma_option->count() > 0 && inits_option->count() == 0) s.inits.clear();
-        dedupe(s.activations), dedupe(s.inits), dedupe(s.sigma_w2), dedupe(s.variants),
-            dedupe(s.depths);
+        dedupe(s.activations), dedupe(s.inits), dedupe(s.sigma_w2), dedupe(s.sigma_b2),
+            dedupe(s.variants), dedupe(s.depths);
         std::sort(s.depths.begin(), s.depths.end());
         if (s.activations.empty()) throw CLI::ValidationError("--activations", "the list is empty");
         if (s.inits.empty() && s.sigma_w2.empty())
             throw CLI::ValidationError("--inits", "no initialiser to sweep");
         if (s.variants.empty()) throw CLI::ValidationError("--variants", "the list is empty");
+        if (s.sigma_b2.empty()) throw CLI::ValidationError("--sigma-b2", "the list is empty");
         if (s.depths.empty()) throw CLI::ValidationError("--depths", "the list is empty");
     } catch (const CLI::ParseError& e) {
         const int code = app.exit(e);
@@ -561,8 +649,8 @@ int main(int argc, char** argv) {
     for (const double v : s.sigma_w2) inits.push_back({"gaussian", v});
 
     try {
-        const std::size_t count =
-            s.activations.size() * inits.size() * s.variants.size() * s.depths.size();
+        const std::size_t count = s.activations.size() * inits.size() * s.sigma_b2.size() *
+                                  s.variants.size() * s.depths.size();
         if (!s.quiet) {
             std::cerr << "measuring " << count << " networks (width " << s.width << ", batch "
                       << s.batch << ", " << s.dtype << ") on "

@@ -200,6 +200,9 @@ TEST_CASE("CSV has a header and one row per run and layer, numbers at full preci
     const std::vector<std::string> expected{"activation",
                                             "init",
                                             "sigma_w2",
+                                            "sigma_b2",
+                                            "q_star",
+                                            "xi_c",
                                             "variant",
                                             "depth",
                                             "width",
@@ -220,30 +223,33 @@ TEST_CASE("CSV has a header and one row per run and layer, numbers at full preci
     REQUIRE(first.size() == expected.size());
     CHECK(first[0] == "odd, \"quoted\" name");
     CHECK(lines[1].rfind("\"odd, \"\"quoted\"\" name\",", 0) == 0);
-    CHECK(first[2].empty());  // a named initialiser has no sigma_w2
-    CHECK(first[4] == "4");
-    CHECK(first[5] == "64");
-    CHECK(first[8] == "7");
-    CHECK(first[9] == "1");  // layers count from 1, the input side
+    CHECK(first[2].empty());               // sigma_w2 not known
+    CHECK(parse_double(first[3]) == 0.0);  // sigma_b2
+    CHECK(first[4].empty());               // no q_star
+    CHECK(first[5].empty());               // xi_c NaN
+    CHECK(first[7] == "4");
+    CHECK(first[8] == "64");
+    CHECK(first[11] == "7");
+    CHECK(first[12] == "1");  // layers count from 1, the input side
     const auto& layer0 = runs[0].profile.layers()[0];
-    CHECK(parse_double(first[10]) == layer0.output_grad_norm);  // exactly: full precision
-    CHECK(parse_double(first[11]) == layer0.weight_grad_norm);
-    CHECK(parse_double(first[12]) == layer0.activation_norm);
-    CHECK(parse_double(first[13]) == runs[0].ratio_first_last);
-    CHECK(parse_double(first[14]) == runs[0].gain_per_layer);
-    CHECK(parse_double(first[15]) == *runs[0].predicted_gain_per_layer);
-    CHECK(first[16] == "vanishing");
-    CHECK(csv_fields(lines[4])[9] == "4");
+    CHECK(parse_double(first[13]) == layer0.output_grad_norm);  // exactly: full precision
+    CHECK(parse_double(first[14]) == layer0.weight_grad_norm);
+    CHECK(parse_double(first[15]) == layer0.activation_norm);
+    CHECK(parse_double(first[16]) == runs[0].ratio_first_last);
+    CHECK(parse_double(first[17]) == runs[0].gain_per_layer);
+    CHECK(parse_double(first[18]) == *runs[0].predicted_gain_per_layer);
+    CHECK(first[19] == "vanishing");
+    CHECK(csv_fields(lines[4])[12] == "4");
 
     const auto by_variance = csv_fields(lines[5]);
     CHECK(parse_double(by_variance[2]) == 2.0);
-    CHECK(by_variance[15].empty());  // no prediction
-    CHECK(parse_double(csv_fields(lines[6])[10]) == 1.0 / 3.0);
+    CHECK(by_variance[18].empty());  // no prediction
+    CHECK(parse_double(csv_fields(lines[6])[13]) == 1.0 / 3.0);
 
     const auto nan_row = csv_fields(lines[8]);
-    CHECK(nan_row[10].empty());  // NaN is missing
-    CHECK(nan_row[13].empty());
-    CHECK(nan_row[16] == "non-finite");
+    CHECK(nan_row[13].empty());  // NaN is missing
+    CHECK(nan_row[16].empty());
+    CHECK(nan_row[19] == "non-finite");
 }
 
 TEST_CASE("JSON has exactly the documented keys, null for what is missing or NaN",
@@ -254,19 +260,14 @@ TEST_CASE("JSON has exactly the documented keys, null for what is missing or NaN
     REQUIRE(j.size() == 1);
     REQUIRE(j.at("runs").size() == runs.size());
 
-    const std::set<std::string> run_keys{"activation",
-                                         "init",
-                                         "sigma_w2",
-                                         "variant",
-                                         "depth",
-                                         "width",
-                                         "batch",
-                                         "dtype",
-                                         "seed",
-                                         "layers",
-                                         "ratio_first_last",
-                                         "gain_per_layer",
-                                         "predicted_gain_per_layer",
+    const std::set<std::string> run_keys{"activation",     "init",
+                                         "sigma_w2",       "sigma_b2",
+                                         "q_star",         "xi_c",
+                                         "variant",        "depth",
+                                         "width",          "batch",
+                                         "dtype",          "seed",
+                                         "layers",         "ratio_first_last",
+                                         "gain_per_layer", "predicted_gain_per_layer",
                                          "verdict"};
     const std::set<std::string> layer_keys{"layer", "output_grad_norm", "weight_grad_norm",
                                            "activation_norm"};
@@ -481,4 +482,22 @@ TEST_CASE("a monitor's history as JSON: what each statistic means, then every st
     }
     CHECK(
         j["steps"][1]["layers"][1]["update_ratio"].is_null());  // no update followed the last step
+}
+
+TEST_CASE("a run on the edge of chaos reports sigma_b2 and q_star, and null for its infinite xi_c",
+          "[report][json]") {
+    auto run = sample_runs()[1];
+    run.init = "critical";
+    run.sigma_w2 = 1.7609546396;
+    run.sigma_b2 = 0.05;
+    run.q_star = 0.570048;
+    run.xi_c = std::numeric_limits<double>::infinity();
+    const nlohmann::json j = diag::to_json(run);
+    CHECK(j["sigma_w2"].get<double>() == 1.7609546396);
+    CHECK(j["sigma_b2"].get<double>() == 0.05);
+    CHECK(j["q_star"].get<double>() == 0.570048);
+    CHECK(j["xi_c"].is_null());
+    CHECK(diag::init_label(run) == "critical sigma_b2=0.05");
+    run.init = "gaussian";
+    CHECK(diag::init_label(run) == "sigma_w2=1.7609546396 sigma_b2=0.05");
 }

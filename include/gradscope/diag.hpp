@@ -3,6 +3,8 @@
 // diag/json_report.hpp, needs nlohmann_json and is not included here: include it yourself.
 #pragma once
 
+#include "diag/critical_init.hpp"
+#include "diag/edge_of_chaos.hpp"
 #include "diag/experiment.hpp"
 #include "diag/history.hpp"
 #include "diag/monitor.hpp"

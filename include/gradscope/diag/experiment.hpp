@@ -11,7 +11,9 @@
 #include "../nn/mlp.hpp"
 #include "monitor.hpp"
 
+#include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace gradscope::diag {
@@ -25,9 +27,12 @@ struct DepthSetup {
     bool residual = false;
     double residual_scale = 1.0;
     bool zero_init_residual = false;
+    // Biases N(0, sigma_b2), drawn from a stream of their own so that the weights are the same
+    // whatever sigma_b2 is (and the sweep's weight cache stays valid).
+    double sigma_b2 = 0.0;
 };
 
-// Weights N(0, sigma_w2 / fan_in) and zero biases: the parametrisation the theory uses.
+// Weights N(0, sigma_w2 / fan_in): the parametrisation the theory uses (biases: DepthSetup::sigma_b2).
 template <class T>
 init::Initializer<T> gaussian_init(double sigma_w2) {
     gradscope::detail::check_non_negative("gaussian_init", "sigma_w2", sigma_w2);
@@ -50,11 +55,20 @@ GradientProfile measure_depth(const ActivationChoice<T>& activation,
     }
     gradscope::detail::check_dimensions("measure_depth", setup.batch, setup.width);
     gradscope::detail::check_finite("measure_depth", "residual_scale", setup.residual_scale);
+    gradscope::detail::check_non_negative("measure_depth", "sigma_b2", setup.sigma_b2);
+    init::Initializer<T> bias_init = init::zeros();
+    if (setup.sigma_b2 > 0.0) {
+        auto bias_rng = std::make_shared<Rng>(setup.seed ^ 0xb1a5b1a5b1a5b1a5ULL);
+        bias_init = [bias_rng, stddev = std::sqrt(setup.sigma_b2)](MatrixView<T> b, Index fan_in,
+                                                                   Index fan_out, Rng&) {
+            init::normal(0.0, stddev)(b, fan_in, fan_out, *bias_rng);
+        };
+    }
     auto net = mlp<T>(
         {.widths = std::vector<Index>(static_cast<std::size_t>(setup.depth) + 1, setup.width),
          .activation = activation,
          .init = weight_init,
-         .bias_init = init::zeros(),
+         .bias_init = bias_init,
          .norm = setup.norm,
          .residual = setup.residual,
          .residual_scale = setup.residual_scale,

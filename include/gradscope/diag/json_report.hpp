@@ -2,7 +2,8 @@
 // nlohmann_json (Debian: nlohmann-json3-dev), so diag.hpp does not include it: include it
 // yourself.
 //
-//   {"runs": [{"activation": "relu", "init": "he", "sigma_w2": null, "variant": "plain",
+//   {"runs": [{"activation": "relu", "init": "he", "sigma_w2": 2, "sigma_b2": 0,
+//              "q_star": null, "xi_c": null, "variant": "plain",
 //              "depth": 10, "width": 256, "batch": 128, "dtype": "float", "seed": 0,
 //              "layers": [{"layer": 1, "output_grad_norm": ..., "weight_grad_norm": ...,
 //                          "activation_norm": ...}, ...],
@@ -10,8 +11,9 @@
 //              "verdict": "healthy"}, ...]}
 //
 // Layers are numbered from 1, the input side. JSON has no NaN or infinity: a non-finite number
-// is null, as are sigma_w2 for a run with a named initialiser and the prediction where the
-// theory does not apply (Note [Missing numbers] in format.hpp). Numbers are written so that
+// is null (xi_c on the edge of chaos, where it is infinite), as are sigma_w2 where it is not
+// known, q_star where the variance has no fixed point, and the prediction where the theory does
+// not apply (Note [Missing numbers] in format.hpp). Numbers are written so that
 // they read back as the same double.
 #pragma once
 
@@ -47,6 +49,9 @@ inline nlohmann::json to_json(const SweepRun& r) {
     return {{"activation", r.activation},
             {"init", r.init},
             {"sigma_w2", json_number(r.sigma_w2)},
+            {"sigma_b2", json_number(r.sigma_b2)},
+            {"q_star", json_number(r.q_star)},
+            {"xi_c", json_number(r.xi_c)},
             {"variant", r.variant},
             {"depth", r.depth},
             {"width", r.width},

@@ -24,9 +24,16 @@ namespace gradscope::diag {
 
 struct SweepRun {
     std::string activation = {};  // "relu"
-    std::string init = {};        // "he"; "gaussian" when sigma_w2 is set
-    std::optional<double> sigma_w2 =
-        std::nullopt;               // set when weights were N(0, sigma_w2 / fan_in) by request
+    std::string init = {};  // "he"; "gaussian": N(0, sigma_w2 / fan_in) by request; "critical"
+    // Weight variance times fan-in: the value used for "gaussian" and "critical", what a named
+    // initialiser amounts to otherwise (nullopt where that is not known).
+    std::optional<double> sigma_w2 = std::nullopt;
+    double sigma_b2 = 0.0;  // biases N(0, sigma_b2)
+    // Mean-field theory's fixed point of the pre-activation variance (nullopt: there is none,
+    // or it was not computed) and its correlation depth scale (infinite on the edge of chaos;
+    // NaN without a fixed point).
+    std::optional<double> q_star = std::nullopt;
+    double xi_c = not_measured;
     std::string variant = "plain";  // plain, batchnorm, residual, batchnorm+residual
     int depth = 0;                  // Linear layers
     std::int64_t width = 0;
@@ -54,10 +61,14 @@ inline void record_profile(SweepRun& run, GradientProfile profile,
     run.verdict = run.profile.verdict(thresholds);
 }
 
-// "he", or "sigma_w2=2" for a run initialised by variance.
+// "he", "sigma_w2=2" for a run initialised by variance, and " sigma_b2=0.05" after either when
+// the biases are random.
 inline std::string init_label(const SweepRun& run) {
-    if (run.sigma_w2) return "sigma_w2=" + format_number(*run.sigma_w2);
-    return run.init;
+    std::string label = run.init == "gaussian" && run.sigma_w2
+                            ? "sigma_w2=" + format_number(*run.sigma_w2)
+                            : run.init;
+    if (run.sigma_b2 > 0.0) label += " sigma_b2=" + format_number(run.sigma_b2);
+    return label;
 }
 
 // "relu/he/plain": the run's configuration, as in the plot's legend.
@@ -111,7 +122,7 @@ inline std::string format_table(const std::vector<SweepRun>& runs) {
 // empty layer columns.
 
 inline constexpr std::string_view csv_header =
-    "activation,init,sigma_w2,variant,depth,width,batch,dtype,seed,layer,output_grad_norm,"
+    "activation,init,sigma_w2,sigma_b2,q_star,xi_c,variant,depth,width,batch,dtype,seed,layer,output_grad_norm,"
     "weight_grad_norm,activation_norm,ratio_first_last,gain_per_layer,predicted_gain_per_layer,verdict";
 
 namespace detail {
@@ -134,6 +145,7 @@ inline void write_csv(std::ostream& out, const std::vector<SweepRun>& runs) {
     for (const auto& r : runs) {
         const std::string head =
             csv_field(r.activation) + ',' + csv_field(r.init) + ',' + csv_number(r.sigma_w2) + ',' +
+            csv_number(r.sigma_b2) + ',' + csv_number(r.q_star) + ',' + csv_number(r.xi_c) + ',' +
             csv_field(r.variant) + ',' + std::to_string(r.depth) + ',' + std::to_string(r.width) +
             ',' + std::to_string(r.batch) + ',' + csv_field(r.dtype) + ',' + std::to_string(r.seed);
         const std::string tail =

@@ -126,6 +126,17 @@ struct GaussLegendre {
     }
 };
 
+namespace detail {
+// NormalExpectation's node count: even, and its fallback rule uses twice the nodes.
+inline void check_expectation_nodes(const char* who, int count) {
+    if (count < 2 || count % 2 != 0 || count > max_quadrature_nodes / 2) {
+        throw value_error(std::string(who) + ": quadrature_nodes must be even and in [2, " +
+                          std::to_string(max_quadrature_nodes / 2) + "], got " +
+                          std::to_string(count));
+    }
+}
+}  // namespace detail
+
 // E[f(s z)], z ~ N(0, 1): Gauss-Hermite when it has converged, otherwise composite
 // Gauss-Legendre panels on z in [-12, 12] (the tails beyond carry < 1e-32 of the mass), split at
 // 0 and fine enough that every spike of width 1/s spans several nodes.
@@ -190,13 +201,7 @@ MeanFieldPrediction mean_field(const Act& act, int depth, const MeanFieldOptions
     gradscope::detail::check_non_negative("mean_field", "sigma_b2", options.sigma_b2);
     gradscope::detail::check_non_negative("mean_field", "input_second_moment",
                                           options.input_second_moment);
-    // The fallback rule uses twice the nodes.
-    if (options.quadrature_nodes < 2 || options.quadrature_nodes % 2 != 0 ||
-        options.quadrature_nodes > max_quadrature_nodes / 2) {
-        throw value_error("mean_field: quadrature_nodes must be even and in [2, " +
-                          std::to_string(max_quadrature_nodes / 2) + "], got " +
-                          std::to_string(options.quadrature_nodes));
-    }
+    detail::check_expectation_nodes("mean_field", options.quadrature_nodes);
     gradscope::detail::validate_function(act);
     // An activation (a user's, or a built-in with hostile parameters) that returns NaN or
     // infinity somewhere, or a variance map that overflows, would otherwise give a NaN prediction.
