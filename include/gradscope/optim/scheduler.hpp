@@ -23,9 +23,11 @@
 #include "../core/errors.hpp"
 #include "optimizer.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +43,38 @@ namespace gradscope {
 struct SchedulerState {
     std::vector<std::pair<std::string, double>> scalars;
 };
+
+// A scheduler's state as checkpoint metadata: save_checkpoint(path, net, optimizer,
+// {.metadata = scheduler_metadata(scheduler.state())}) stores it, and
+// scheduler.load_state(scheduler_state_from_metadata(report.metadata)) reads it back from the
+// LoadReport. Each scalar is "<prefix><name>" = the shortest text that reads back as the same
+// double ("inf" included), so a restored scheduler continues bit for bit.
+inline std::map<std::string, std::string> scheduler_metadata(
+    const SchedulerState& state, std::string_view prefix = "scheduler.") {
+    std::map<std::string, std::string> out;
+    for (const auto& [name, value] : state.scalars) {
+        out[std::string(prefix) + name] = detail::number_text(value);
+    }
+    return out;
+}
+
+// The entries of `metadata` under `prefix` (others are ignored); a value that is not a number
+// is a value_error naming its key.
+inline SchedulerState scheduler_state_from_metadata(
+    const std::map<std::string, std::string>& metadata, std::string_view prefix = "scheduler.") {
+    SchedulerState out;
+    for (const auto& [key, text] : metadata) {
+        if (!key.starts_with(prefix)) continue;
+        double value = 0.0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (error != std::errc() || end != text.data() + text.size()) {
+            throw value_error("scheduler_state_from_metadata: '" + key + "' is '" + text +
+                              "', not a number");
+        }
+        out.scalars.emplace_back(key.substr(prefix.size()), value);
+    }
+    return out;
+}
 
 namespace detail {
 
