@@ -398,39 +398,51 @@ TEST_CASE("schedulers drive a float optimiser, and an lr it refuses is an error"
     REQUIRE(cosine.base_lrs() == std::vector<double>{0.01});
 }
 
+namespace {
+
+// A network, its optimiser and two schedulers on it, as a training program holds them.
+struct Training {
+    std::shared_ptr<MLP<double>> net;
+    SGD<double> sgd;
+    LinearLR warm;
+    CosineAnnealingLR cosine;
+    SequentialLR schedule;
+    ReduceLROnPlateau plateau;
+
+    explicit Training(std::uint64_t seed)
+        : net(mlp<double>({.widths = {3, 4, 2}, .seed = seed})),
+          sgd(net->named_parameters(), SGDOptions{.lr = 0.1, .momentum = 0.9}),
+          warm(sgd, LinearLROptions{.start_factor = 0.01, .total_iters = 7}),
+          cosine(sgd, CosineAnnealingLROptions{40, 1e-4}),
+          schedule({warm, cosine}, {7}),
+          plateau(sgd, ReduceLROnPlateauOptions{.patience = 1}) {}
+};
+
+}  // namespace
+
 TEST_CASE("scheduler state travels in a checkpoint's metadata and restores bit for bit",
           "[schedulers][state][checkpoint]") {
-    auto net = mlp<double>({.widths = {3, 4, 2}, .seed = 3});
-    SGD<double> sgd(net->named_parameters(), SGDOptions{.lr = 0.1, .momentum = 0.9});
-    LinearLR warm(sgd, LinearLROptions{.start_factor = 0.01, .total_iters = 7});
-    CosineAnnealingLR cosine(sgd, CosineAnnealingLROptions{40, 1e-4});
-    SequentialLR schedule({warm, cosine}, {7});
-    ReduceLROnPlateau plateau(sgd, ReduceLROnPlateauOptions{.patience = 1});
-    for (int i = 0; i < 20; ++i) schedule.step();
-    plateau.step(2.0);  // best 2, finite; then one bad epoch
-    plateau.step(3.0);
+    Training a(3);
+    for (int i = 0; i < 20; ++i) a.schedule.step();
+    a.plateau.step(2.0);  // best 2, finite; then one bad epoch
+    a.plateau.step(3.0);
 
-    std::map<std::string, std::string> metadata = scheduler_metadata(schedule.state());
-    metadata.merge(scheduler_metadata(plateau.state(), "plateau."));
+    std::map<std::string, std::string> metadata = scheduler_metadata(a.schedule.state());
+    metadata.merge(scheduler_metadata(a.plateau.state(), "plateau."));
     metadata["epoch"] = "20";
-    const auto bytes = save_checkpoint_to_bytes(*net, sgd, {.metadata = metadata});
+    const auto bytes = save_checkpoint_to_bytes(*a.net, a.sgd, {.metadata = metadata});
 
-    auto net2 = mlp<double>({.widths = {3, 4, 2}, .seed = 4});
-    SGD<double> sgd2(net2->named_parameters(), SGDOptions{.lr = 0.1, .momentum = 0.9});
-    LinearLR warm2(sgd2, LinearLROptions{.start_factor = 0.01, .total_iters = 7});
-    CosineAnnealingLR cosine2(sgd2, CosineAnnealingLROptions{40, 1e-4});
-    SequentialLR schedule2({warm2, cosine2}, {7});
-    ReduceLROnPlateau plateau2(sgd2, ReduceLROnPlateauOptions{.patience = 1});
-    const LoadReport report = load_checkpoint_from_bytes(bytes, *net2, sgd2);
-    schedule2.load_state(scheduler_state_from_metadata(report.metadata));
-    plateau2.load_state(scheduler_state_from_metadata(report.metadata, "plateau."));
-    REQUIRE(sgd2.lr() == sgd.lr());  // the optimiser's own state carries the lr
-    REQUIRE(plateau2.best() == 2.0);
-    REQUIRE(plateau2.num_bad_epochs() == 1);
+    Training b(4);
+    const LoadReport report = load_checkpoint_from_bytes(bytes, *b.net, b.sgd);
+    b.schedule.load_state(scheduler_state_from_metadata(report.metadata));
+    b.plateau.load_state(scheduler_state_from_metadata(report.metadata, "plateau."));
+    REQUIRE(b.sgd.lr() == a.sgd.lr());  // the optimiser's own state carries the lr
+    REQUIRE(b.plateau.best() == 2.0);
+    REQUIRE(b.plateau.num_bad_epochs() == 1);
     for (int i = 0; i < 30; ++i) {
-        schedule.step();
-        schedule2.step();
-        REQUIRE(sgd2.lr() == sgd.lr());
+        a.schedule.step();
+        b.schedule.step();
+        REQUIRE(b.sgd.lr() == a.sgd.lr());
     }
 
     std::map<std::string, std::string> bad = {{"scheduler.last_epoch", "3x"}};
