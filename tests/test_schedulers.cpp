@@ -354,14 +354,25 @@ TEST_CASE("scheduler options are checked where they are given", "[schedulers][va
     REQUIRE_THROWS_MATCHES(ReduceLROnPlateau(sgd, ReduceLROnPlateauOptions{.min_lr = -1.0}),
                            value_error, M("ReduceLROnPlateau: min_lr"));
 
-    StepLR a(sgd, StepLROptions{});
+    // The options PyTorch requires have defaults that are refused.
+    REQUIRE_THROWS_MATCHES(StepLR(sgd, StepLROptions{}), value_error,
+                           M("StepLR: step_size must be >= 1, got 0"));
+    REQUIRE_THROWS_MATCHES(ExponentialLR(sgd, ExponentialLROptions{}), value_error,
+                           M("ExponentialLR: gamma must be finite and non-negative, got nan"));
+    REQUIRE_THROWS_MATCHES(CosineAnnealingLR(sgd, CosineAnnealingLROptions{}), value_error,
+                           M("CosineAnnealingLR: T_max must be >= 1, got 0"));
+    REQUIRE_THROWS_MATCHES(CosineAnnealingWarmRestarts(sgd, CosineAnnealingWarmRestartsOptions{}),
+                           value_error, M("CosineAnnealingWarmRestarts: T_0 must be >= 1, got 0"));
+
+    REQUIRE_FALSE(sgd.initial_lr());  // a scheduler refused has left the optimiser alone
+    StepLR a(sgd, StepLROptions{5});
     SGD<double> other = make_sgd();
-    StepLR b(other, StepLROptions{});
+    StepLR b(other, StepLROptions{5});
     REQUIRE_THROWS_MATCHES(ChainedScheduler({a, b}), value_error,
                            M("ChainedScheduler: scheduler 1 (StepLR) drives another optimiser"));
     REQUIRE_THROWS_MATCHES(ChainedScheduler(SchedulerList{}), value_error,
                            M("ChainedScheduler: needs at least one scheduler"));
-    StepLR c(sgd, StepLROptions{});
+    StepLR c(sgd, StepLROptions{5});
     REQUIRE_THROWS_MATCHES(SequentialLR({a, c}, {}), value_error,
                            M("SequentialLR: 2 schedulers need 1 milestones, got 0"));
     REQUIRE_THROWS_MATCHES(SequentialLR({a, c}, {0}), value_error,

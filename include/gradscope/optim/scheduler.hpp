@@ -209,13 +209,7 @@ public:
 protected:
     template <class T>
     LRScheduler(const char* name, Optimizer<T>& optimizer)
-        : name_(name), target_(std::make_shared<detail::OptimizerLr<T>>(optimizer)) {
-        for (std::size_t g = 0; g < target_->groups(); ++g) {
-            if (!target_->initial_lr(g)) target_->set_initial_lr(g, target_->lr(g));
-            base_lrs_.push_back(*target_->initial_lr(g));
-        }
-        last_lr_ = base_lrs_;
-    }
+        : name_(name), target_(std::make_shared<detail::OptimizerLr<T>>(optimizer)) {}
 
     // A composite (scheduler_chain.hpp) drives the optimiser of the schedulers it holds.
     LRScheduler(const char* name, const LRScheduler& part)
@@ -223,8 +217,22 @@ protected:
         last_lr_ = current_lrs();
     }
 
-    // PyTorch's constructor-time step, which the most-derived constructor calls last (a base
-    // constructor cannot call next_lrs()).
+    // Records the base lrs (the optimiser's initial lr, which the first scheduler sets) and
+    // takes PyTorch's constructor-time step. The most-derived constructor calls it last, once
+    // its options are checked, so that a scheduler refused leaves the optimiser untouched (and
+    // a base constructor could not call next_lrs()).
+    void start() {
+        base_lrs_.clear();
+        for (std::size_t g = 0; g < target_->groups(); ++g) {
+            if (!target_->initial_lr(g)) target_->set_initial_lr(g, target_->lr(g));
+            base_lrs_.push_back(*target_->initial_lr(g));
+        }
+        last_lr_ = base_lrs_;
+        initial_step();
+    }
+
+    // PyTorch's _initial_step: epoch -1, then one step (SequentialLR restarts its first
+    // scheduler with it).
     void initial_step() {
         last_epoch_ = -1;
         step();
@@ -238,13 +246,10 @@ protected:
     // (_get_closed_form_lr); SequentialLR restarts a scheduler at its milestone with it.
     [[nodiscard]] virtual std::vector<double> restart_lrs() { return next_lrs(); }
 
-    // Takes new base lrs (OneCycleLR's max_lr / div_factor), and records them as the
-    // optimiser's initial lr, as PyTorch's OneCycleLR does.
+    // Records `lr` as the optimiser's initial lr, whatever it was, so that start() takes it as
+    // the base lr (PyTorch's OneCycleLR does so with max_lr / div_factor).
     void rebase(double lr) {
-        for (std::size_t g = 0; g < base_lrs_.size(); ++g) {
-            target_->set_initial_lr(g, lr);
-            base_lrs_[g] = lr;
-        }
+        for (std::size_t g = 0; g < target_->groups(); ++g) target_->set_initial_lr(g, lr);
     }
 
     // A schedule's own state beyond the base's (e.g. the plateau counters).

@@ -28,7 +28,7 @@ inline std::vector<double> cosine_from_base(std::vector<double> base_lrs, double
 // eta_min + (base - eta_min) * (1 + cos(pi * epoch / T_max)) / 2 for epochs 0..T_max. Past
 // T_max the cosine goes on (back up to the base lr at 2 T_max, and so on), as PyTorch's does.
 struct CosineAnnealingLROptions {
-    std::int64_t T_max = 1;
+    std::int64_t T_max = 0;  // required, >= 1 (the default 0 is refused, naming it)
     double eta_min = 0.0;
 };
 
@@ -39,7 +39,7 @@ public:
         : LRScheduler("CosineAnnealingLR", optimizer), options_(options) {
         detail::check_whole_at_least(name(), "T_max", options_.T_max, 1);
         detail::check_non_negative(name(), "eta_min", options_.eta_min);
-        initial_step();
+        start();
     }
     [[nodiscard]] const CosineAnnealingLROptions& options() const noexcept { return options_; }
 
@@ -74,7 +74,7 @@ private:
 // A cosine from the base lr down to eta_min over T_0 epochs, then a restart at the base lr;
 // each period is T_mult times the last.
 struct CosineAnnealingWarmRestartsOptions {
-    std::int64_t T_0 = 1;
+    std::int64_t T_0 = 0;  // required, >= 1 (the default 0 is refused, naming it)
     std::int64_t T_mult = 1;
     double eta_min = 0.0;
 };
@@ -88,7 +88,7 @@ public:
         detail::check_whole_at_least(name(), "T_mult", options_.T_mult, 1);
         detail::check_non_negative(name(), "eta_min", options_.eta_min);
         period_ = options_.T_0;
-        initial_step();
+        start();
     }
     [[nodiscard]] const CosineAnnealingWarmRestartsOptions& options() const noexcept {
         return options_;
@@ -179,18 +179,18 @@ public:
                        {steps - 1.0, Level::max, Level::min}};
         }
         // Each phase must last a positive number of steps (else its fraction divides by 0).
-        double start = 0.0;
+        double previous_end = 0.0;
         for (const Phase& phase : phases_) {
-            if (!(phase.end > start)) {
+            if (!(phase.end > previous_end)) {
                 throw value_error(std::string(name()) + ": pct_start " +
                                   detail::number_text(options_.pct_start) + " with total_steps " +
                                   std::to_string(options_.total_steps) +
                                   " leaves a phase with no steps");
             }
-            start = phase.end;
+            previous_end = phase.end;
         }
         rebase(options_.max_lr / options_.div_factor);
-        initial_step();
+        start();
     }
     [[nodiscard]] const OneCycleLROptions& options() const noexcept { return options_; }
 
@@ -203,15 +203,16 @@ protected:
         }
         std::vector<double> out(groups());
         for (std::size_t g = 0; g < out.size(); ++g) {
-            double start = 0.0;
+            double phase_start = 0.0;
             for (std::size_t i = 0; i < phases_.size(); ++i) {
                 const Phase& phase = phases_[i];
                 if (static_cast<double>(step) <= phase.end || i + 1 == phases_.size()) {
-                    const double pct = (static_cast<double>(step) - start) / (phase.end - start);
+                    const double pct =
+                        (static_cast<double>(step) - phase_start) / (phase.end - phase_start);
                     out[g] = anneal(level(g, phase.from), level(g, phase.to), pct);
                     break;
                 }
-                start = phase.end;
+                phase_start = phase.end;
             }
         }
         return out;

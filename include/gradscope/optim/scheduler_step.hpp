@@ -1,6 +1,7 @@
 // Schedules that multiply the lr by a factor at chosen epochs: StepLR, MultiStepLR,
 // ExponentialLR, ConstantLR and LinearLR (the usual warm-up), with torch.optim.lr_scheduler's
-// semantics and its chainable arithmetic (see optim/scheduler.hpp).
+// semantics and its chainable arithmetic (see optim/scheduler.hpp). Options PyTorch requires
+// have defaults here that the constructor refuses, so that leaving one out is an error.
 #pragma once
 
 #include "scheduler.hpp"
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -15,7 +17,7 @@ namespace gradscope {
 
 // lr * gamma every step_size epochs.
 struct StepLROptions {
-    std::int64_t step_size = 1;
+    std::int64_t step_size = 0;  // required, >= 1 (the default 0 is refused, naming it)
     double gamma = 0.1;
 };
 
@@ -26,7 +28,7 @@ public:
         : LRScheduler("StepLR", optimizer), options_(options) {
         detail::check_whole_at_least(name(), "step_size", options_.step_size, 1);
         detail::check_non_negative(name(), "gamma", options_.gamma);
-        initial_step();
+        start();
     }
     [[nodiscard]] const StepLROptions& options() const noexcept { return options_; }
 
@@ -58,7 +60,7 @@ public:
         }
         detail::check_non_negative(name(), "gamma", options_.gamma);
         std::sort(options_.milestones.begin(), options_.milestones.end());
-        initial_step();
+        start();
     }
     [[nodiscard]] const MultiStepLROptions& options() const noexcept { return options_; }
 
@@ -85,7 +87,8 @@ private:
 
 // lr * gamma every epoch.
 struct ExponentialLROptions {
-    double gamma = 0.1;  // PyTorch has no default; this is never the one to use unawares
+    // Required, as in PyTorch: the default NaN is refused, naming the option.
+    double gamma = std::numeric_limits<double>::quiet_NaN();
 };
 
 class ExponentialLR final : public LRScheduler {
@@ -94,7 +97,7 @@ public:
     ExponentialLR(Optimizer<T>& optimizer, ExponentialLROptions options)
         : LRScheduler("ExponentialLR", optimizer), options_(options) {
         detail::check_non_negative(name(), "gamma", options_.gamma);
-        initial_step();
+        start();
     }
     [[nodiscard]] const ExponentialLROptions& options() const noexcept { return options_; }
 
@@ -125,7 +128,7 @@ public:
             detail::refuse(name(), "factor", "in (0, 1]", options_.factor);
         }
         detail::check_whole_at_least(name(), "total_iters", options_.total_iters, 0);
-        initial_step();
+        start();
     }
     [[nodiscard]] const ConstantLROptions& options() const noexcept { return options_; }
 
@@ -167,7 +170,7 @@ public:
         }
         detail::check_unit_interval_closed(name(), "end_factor", options_.end_factor);
         detail::check_whole_at_least(name(), "total_iters", options_.total_iters, 1);
-        initial_step();
+        start();
     }
     [[nodiscard]] const LinearLROptions& options() const noexcept { return options_; }
 
