@@ -34,7 +34,6 @@
 #include <functional>
 #include <iostream>
 #include <memory>
-#include <numbers>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -77,7 +76,8 @@ struct Settings {
     double dropout = 0.0;
     std::string optimizer = "adam";
     double lr = 1e-3;
-    std::string schedule = "constant";  // or "cosine": lr * (1 + cos(pi * step / steps)) / 2
+    std::string schedule = "constant";  // or "cosine": CosineAnnealingLR over all the steps
+    std::int64_t warmup = 0;            // steps of linear warm-up (LinearLR) before it
     double momentum = 0.0;
     double weight_decay = 0.0;  // AdamW: 0.01 unless given (PyTorch's default)
     double clip = 0.0;
@@ -106,6 +106,7 @@ nlohmann::json to_json(const Settings& s) {
             {"optimizer", s.optimizer},
             {"lr", s.lr},
             {"lr_schedule", s.schedule},
+            {"lr_warmup", s.warmup},
             {"momentum", s.momentum},
             {"weight_decay", s.weight_decay},
             {"clip", s.clip},
@@ -157,6 +158,48 @@ std::shared_ptr<MLP<float>> make_network(const Settings& s, Index inputs, Index 
                        .dropout = s.dropout,
                        .seed = s.seed});
 }
+
+// " (cosine)", " (warm-up 500, cosine)", "": the schedule, for titles.
+std::string schedule_label(const Settings& s) {
+    std::string parts;
+    if (s.warmup > 0) parts = "warm-up " + std::to_string(s.warmup);
+    if (s.schedule == "cosine") parts += parts.empty() ? "cosine" : ", cosine";
+    return parts.empty() ? "" : " (" + parts + ")";
+}
+
+// The lr schedule of --lr-schedule and --warmup, stepped once per batch after
+// optimizer.step(): PyTorch's LinearLR from lr / 100 to lr over the warm-up, then
+// CosineAnnealingLR down to 0 over the remaining steps (or the constant lr), joined by
+// SequentialLR as in PyTorch.
+class Schedule {
+public:
+    Schedule(const Settings& s, Optimizer<float>& optimizer, std::int64_t total_steps) {
+        const std::int64_t warmup = std::min(s.warmup, total_steps);
+        if (warmup > 0) {
+            parts_.push_back(std::make_unique<LinearLR>(
+                optimizer, LinearLROptions{.start_factor = 0.01, .total_iters = warmup}));
+        }
+        if (s.schedule == "cosine" && total_steps > warmup) {
+            parts_.push_back(std::make_unique<CosineAnnealingLR>(
+                optimizer, CosineAnnealingLROptions{.T_max = total_steps - warmup}));
+        }
+        if (parts_.size() == 2) {
+            top_ = std::make_unique<SequentialLR>(SchedulerList{*parts_[0], *parts_[1]},
+                                                  std::vector<std::int64_t>{warmup});
+        }
+    }
+    void step() {
+        if (top_) {
+            top_->step();
+        } else if (!parts_.empty()) {
+            parts_.front()->step();
+        }
+    }
+
+private:
+    std::vector<std::unique_ptr<LRScheduler>> parts_;
+    std::unique_ptr<LRScheduler> top_;
+};
 
 std::unique_ptr<Optimizer<float>> make_optimizer(const Settings& s, std::vector<TensorF> params) {
     if (s.optimizer == "sgd") {
@@ -390,7 +433,7 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
     std::int64_t step = 0;
     const Index batches =
         s.norm == "batch" && n % s.batch == 1 ? n / s.batch : (n + s.batch - 1) / s.batch;
-    const double total_steps = static_cast<double>(batches) * s.epochs;
+    Schedule schedule(s, *optimizer, static_cast<std::int64_t>(batches) * s.epochs);
 
     for (int epoch = 1; epoch <= s.epochs; ++epoch) {
         // Fisher-Yates with the library's Rng: the same order with any standard library.
@@ -431,12 +474,8 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                 monitor.reset();
             }
             if (s.clip > 0.0) clip_grad_norm(params, s.clip);
-            if (s.schedule == "cosine") {
-                optimizer->set_lr(
-                    s.lr * 0.5 *
-                    (1.0 + std::cos(std::numbers::pi * static_cast<double>(step) / total_steps)));
-            }
             optimizer->step();
+            schedule.step();
 
             loss_sum += static_cast<double>(loss.item()) * static_cast<double>(rows);
             correct += correct_predictions(logits.value(), batch_y);
@@ -586,7 +625,7 @@ std::string plot(const Settings& s, const Run& run) {
         std::to_string(s.depth) + " x " + std::to_string(s.width) + " " + s.activation + ", " +
         s.init + (s.norm == "none" ? "" : ", " + s.norm + " norm") +
         (s.residual ? ", residual" : "") + ", " + s.optimizer + " lr " + diag::format_number(s.lr) +
-        (s.schedule == "cosine" ? " (cosine)" : "") + ", batch " + std::to_string(s.batch);
+        schedule_label(s) + ", batch " + std::to_string(s.batch);
     diag::SvgSeries train_loss{.name = "train loss (mean over the epoch)"},
         test_loss{.name = "test loss"};
     diag::SvgSeries train_acc{.name = "train accuracy (running, over the epoch)"},
@@ -711,8 +750,14 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option(
            "--lr-schedule", s.schedule,
-           "Learning rate over the run: constant, or cosine = lr * (1 + cos(pi * t / T)) / 2 at step t of T")
+           "Learning rate over the run: constant, or cosine = lr * (1 + cos(pi * t / T)) / 2 at step t of T "
+           "(CosineAnnealingLR; after a warm-up, t and T count the steps after it)")
         ->check(CLI::IsMember({"constant", "cosine"}))
+        ->capture_default_str();
+    app.add_option(
+           "--warmup", s.warmup,
+           "Steps (batches) of linear warm-up from lr / 100 to lr before the schedule (LinearLR)")
+        ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_option("--momentum", s.momentum, "Momentum (sgd, rmsprop)")
         ->check(finite_number)
@@ -827,7 +872,7 @@ int main(int argc, char** argv) {
                 s.depth, s.width, s.activation.c_str(), s.init.c_str(),
                 s.norm == "none" ? "" : (", " + s.norm + " norm").c_str(),
                 s.residual ? ", residual" : "", run.parameters, s.optimizer.c_str(), s.lr,
-                s.schedule == "cosine" ? " (cosine)" : "", s.batch,
+                schedule_label(s).c_str(), s.batch,
                 s.clip > 0 ? (", clip " + diag::format_number(s.clip)).c_str() : "", run.threads,
                 run.openmp ? "" : " (no OpenMP)");
         }

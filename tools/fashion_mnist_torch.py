@@ -31,6 +31,7 @@ import os
 import struct
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -137,6 +138,21 @@ def make_network(a):
     return nn.Sequential(*layers)
 
 
+def make_schedule(a, optimizer, total_steps):
+    """The C++ tool's Schedule: LinearLR warm-up, then CosineAnnealingLR, joined by SequentialLR."""
+    warmup = min(a.warmup, total_steps)
+    parts = []
+    if warmup > 0:
+        parts.append(torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup))
+    if a.lr_schedule == "cosine" and total_steps > warmup:
+        parts.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps - warmup))
+    if len(parts) == 2:
+        # SequentialLR restarts the cosine with step(0), which PyTorch 1.13 warns about itself.
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch.optim.lr_scheduler")
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, parts, milestones=[warmup])
+    return parts[0] if parts else None
+
+
 def make_optimizer(a, params):
     if a.optimizer == "sgd":
         return torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
@@ -175,7 +191,9 @@ def main():
     p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "rmsprop"])
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
-                   help="cosine: lr * (1 + cos(pi * t / T)) / 2 at step t of T, as the C++ tool")
+                   help="cosine: CosineAnnealingLR over all the steps (after the warm-up), as the C++ tool")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="steps of linear warm-up (LinearLR from lr / 100) before the schedule")
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--weight-decay", type=float, default=None, help="default 0; adamw: 0.01")
     p.add_argument("--clip", type=float, default=0.0, help="clip_grad_norm_ to this (0: no clipping)")
@@ -213,7 +231,7 @@ def main():
     epochs = []
     n = len(train_x)
     batches = n // a.batch if a.norm == "batch" and n % a.batch == 1 else -(-n // a.batch)
-    total_steps = batches * a.epochs
+    scheduler = make_schedule(a, optimizer, batches * a.epochs)
     step = 0
     for epoch in range(1, a.epochs + 1):
         order = torch.randperm(n, generator=generator)
@@ -230,10 +248,9 @@ def main():
             loss.backward()
             if a.clip > 0:
                 nn.utils.clip_grad_norm_(net.parameters(), a.clip)
-            if a.lr_schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = a.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             step += 1
             loss_sum += loss.item() * len(index)
             correct += (logits.argmax(1) == y).sum().item()

@@ -1,8 +1,9 @@
-// gradscope: one include for the whole library (core, layers, optimisers, diagnostics).
+// gradscope: one include for the whole library (core, layers, optimisers, diagnostics, metrics).
 #pragma once
 
 #include "core.hpp"
 #include "diag.hpp"
+#include "metrics.hpp"
 #include "nn.hpp"
 #include "optim.hpp"
 

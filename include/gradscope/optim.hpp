@@ -1,4 +1,4 @@
-// Optimisers and gradient clipping. Needs Eigen only.
+// Optimisers, gradient clipping and learning-rate schedulers. Needs Eigen only.
 #pragma once
 
 #include "optim/all.hpp"

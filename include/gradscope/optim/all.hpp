@@ -1,4 +1,4 @@
-// The optimisers and gradient clipping: one include for include/gradscope/optim/.
+// The optimisers, gradient clipping and learning-rate schedulers: one include for include/gradscope/optim/.
 #pragma once
 
 #include "adam.hpp"
@@ -6,4 +6,9 @@
 #include "clip.hpp"
 #include "optimizer.hpp"
 #include "rmsprop.hpp"
+#include "scheduler.hpp"
+#include "scheduler_chain.hpp"
+#include "scheduler_cosine.hpp"
+#include "scheduler_plateau.hpp"
+#include "scheduler_step.hpp"
 #include "sgd.hpp"

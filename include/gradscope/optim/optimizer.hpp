@@ -143,6 +143,12 @@ public:
     [[nodiscard]] virtual double lr() const = 0;
     virtual void set_lr(double lr) = 0;
 
+    // The lr before any scheduler changed it (PyTorch's param_group["initial_lr"]): the first
+    // scheduler made for this optimiser records it and every scheduler takes it as its base lr,
+    // so that schedulers chained on one optimiser scale the same base (optim/scheduler.hpp).
+    [[nodiscard]] std::optional<double> initial_lr() const noexcept { return initial_lr_; }
+    void set_initial_lr(double lr) noexcept { initial_lr_ = lr; }
+
     // Everything needed to continue training exactly where this optimiser is: a copy, with
     // each parameter's entries under its key (param_keys()).
     [[nodiscard]] OptimizerState<T> state() const { return state_under(keys_); }
@@ -496,6 +502,7 @@ private:
     bool named_ = false;
     std::vector<ParamState> slots_;
     std::int64_t step_count_ = 0;
+    std::optional<double> initial_lr_;
 };
 
 }  // namespace gradscope

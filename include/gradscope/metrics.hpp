@@ -1,0 +1,7 @@
+// Evaluation metrics (gradscope::metrics): accuracy, top-k accuracy, the confusion matrix,
+// per-class precision/recall/F1, MSE, MAE and R². They read values, record no graph, and need
+// Eigen only.
+#pragma once
+
+#include "metrics/classification.hpp"
+#include "metrics/regression.hpp"

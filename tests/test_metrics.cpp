@@ -1,0 +1,173 @@
+// The evaluation metrics (gradscope/metrics.hpp) on small cases computed by hand: the values in
+// the comments are worked out from the definitions, not from the code under test. Ratios of
+// small integers are compared to 1e-15 relative (a couple of roundings of a division).
+#include "support/testing.hpp"
+
+#include <gradscope/metrics.hpp>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+using namespace gradscope;
+using namespace gradscope::testing;
+using Catch::Matchers::WithinRel;
+
+namespace {
+
+constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+
+// Six samples, three classes. Per row: the scores, the label, the predicted class (the first
+// highest; a NaN counts as highest) and how many classes rank above the label.
+//   row 0: [2, 1, 0]        label 0  predicted 0  rank 0
+//   row 1: [0.1, 0.5, 0.4]  label 2  predicted 1  rank 1
+//   row 2: [1, 1, 0]        label 1  predicted 0  rank 1  (a tie goes to the lower class)
+//   row 3: [0, 0, 3]        label 2  predicted 2  rank 0
+//   row 4: [5, -1, 4]       label 1  predicted 0  rank 2
+//   row 5: [nan, 0, 9]      label 2  predicted 0  rank 1
+Matrix<double> scores() {
+    Matrix<double> s(6, 3);
+    s << 2, 1, 0, 0.1, 0.5, 0.4, 1, 1, 0, 0, 0, 3, 5, -1, 4, nan, 0, 9;
+    return s;
+}
+const std::vector<int> labels = {0, 2, 1, 2, 1, 2};
+
+}  // namespace
+
+TEST_CASE("accuracy and top-k accuracy count the ranks worked out by hand", "[metrics]") {
+    REQUIRE(metrics::predictions(scores()) == std::vector<int>{0, 1, 0, 2, 0, 0});
+    REQUIRE_THAT(metrics::accuracy(scores(), labels), WithinRel(2.0 / 6.0, 1e-15));
+    REQUIRE_THAT(metrics::top_k_accuracy(scores(), labels, 1), WithinRel(2.0 / 6.0, 1e-15));
+    REQUIRE_THAT(metrics::top_k_accuracy(scores(), labels, 2), WithinRel(5.0 / 6.0, 1e-15));
+    REQUIRE(metrics::top_k_accuracy(scores(), labels, 3) == 1.0);
+
+    // The same through a Tensor, and in float.
+    REQUIRE_THAT(metrics::accuracy(TensorD::constant(scores()), labels),
+                 WithinRel(2.0 / 6.0, 1e-15));
+    const Matrix<float> as_float = scores().cast<float>();
+    REQUIRE_THAT(metrics::top_k_accuracy(as_float, labels, 2), WithinRel(5.0 / 6.0, 1e-15));
+}
+
+TEST_CASE("the confusion matrix has the truth in rows and the prediction in columns", "[metrics]") {
+    // true 0: predicted 0 once; true 1: predicted 0 twice; true 2: predicted 1, 2 and 0.
+    metrics::ConfusionMatrix want(3, 3);
+    want << 1, 0, 0, 2, 0, 0, 1, 1, 1;
+    REQUIRE(metrics::confusion_matrix(scores(), labels) == want);
+    REQUIRE(metrics::confusion_matrix(metrics::predictions(scores()), labels, 3) == want);
+}
+
+TEST_CASE("precision, recall and F1 per class and averaged, worked out by hand", "[metrics]") {
+    const metrics::ClassificationReport r =
+        metrics::classification_report(metrics::confusion_matrix(scores(), labels));
+    // Column sums (predicted) 4, 1, 1; row sums (support) 1, 2, 3; diagonal 1, 0, 1.
+    REQUIRE(r.support == std::vector<std::int64_t>{1, 2, 3});
+    REQUIRE(r.precision == std::vector<double>{0.25, 0.0, 1.0});
+    REQUIRE_THAT(r.recall[0], WithinRel(1.0, 1e-15));
+    REQUIRE(r.recall[1] == 0.0);
+    REQUIRE_THAT(r.recall[2], WithinRel(1.0 / 3.0, 1e-15));
+    // F1 = 2 tp / (predicted + support): 2/5, 0/3, 2/4.
+    REQUIRE_THAT(r.f1[0], WithinRel(0.4, 1e-15));
+    REQUIRE(r.f1[1] == 0.0);
+    REQUIRE_THAT(r.f1[2], WithinRel(0.5, 1e-15));
+    REQUIRE_THAT(r.accuracy, WithinRel(2.0 / 6.0, 1e-15));
+    REQUIRE_THAT(r.macro_precision, WithinRel(1.25 / 3.0, 1e-15));
+    REQUIRE_THAT(r.macro_recall, WithinRel(4.0 / 9.0, 1e-15));
+    REQUIRE_THAT(r.macro_f1, WithinRel(0.9 / 3.0, 1e-15));
+    REQUIRE_THAT(r.weighted_precision, WithinRel(3.25 / 6.0, 1e-15));
+    REQUIRE_THAT(r.weighted_recall, WithinRel(2.0 / 6.0, 1e-15));  // always the accuracy
+    REQUIRE_THAT(r.weighted_f1, WithinRel(1.9 / 6.0, 1e-15));
+}
+
+TEST_CASE("a class never predicted or never seen scores 0, as scikit-learn's zero_division=0",
+          "[metrics]") {
+    // Four classes: class 3 appears nowhere, so precision, recall and F1 are 0/0 -> 0 and it
+    // still counts in the macro average; class 1 is predicted once but never right.
+    const metrics::ClassificationReport r = metrics::classification_report(
+        metrics::confusion_matrix(metrics::predictions(scores()), labels, 4));
+    REQUIRE(r.precision[3] == 0.0);
+    REQUIRE(r.recall[3] == 0.0);
+    REQUIRE(r.f1[3] == 0.0);
+    REQUIRE(r.support[3] == 0);
+    REQUIRE_THAT(r.macro_precision, WithinRel(1.25 / 4.0, 1e-15));
+    REQUIRE_THAT(r.macro_f1, WithinRel(0.9 / 4.0, 1e-15));
+
+    // A class with samples that is never predicted: precision 0/0 -> 0.
+    metrics::ConfusionMatrix never(2, 2);
+    never << 3, 0, 2, 0;
+    const metrics::ClassificationReport n = metrics::classification_report(never);
+    REQUIRE(n.precision[1] == 0.0);
+    REQUIRE(n.recall[1] == 0.0);
+    REQUIRE_THAT(n.precision[0], WithinRel(0.6, 1e-15));
+    REQUIRE_THAT(n.f1[0], WithinRel(0.75, 1e-15));  // 6 / (5 + 3)
+}
+
+TEST_CASE("classification metrics name the shapes and the label that is wrong", "[metrics]") {
+    const std::vector<int> short_labels = {0, 1};
+    REQUIRE_THROWS_MATCHES(metrics::accuracy(scores(), short_labels), shape_error,
+                           MessageContains("metrics::accuracy: 2 labels for scores [6x3]"));
+    const std::vector<int> bad = {0, 2, 3, 2, 1, 2};
+    REQUIRE_THROWS_MATCHES(
+        metrics::top_k_accuracy(scores(), bad, 1), value_error,
+        MessageContains(
+            "metrics::top_k_accuracy: label 3 at row 2 is outside the 3 classes [0, 3)"));
+    const std::vector<int> negative = {0, 2, 1, 2, -1, 2};
+    REQUIRE_THROWS_MATCHES(metrics::confusion_matrix(scores(), negative), value_error,
+                           MessageContains("label -1 at row 4"));
+    REQUIRE_THROWS_MATCHES(metrics::top_k_accuracy(scores(), labels, 4), value_error,
+                           MessageContains("k must be in [1, 3] (the number of classes), got 4"));
+    REQUIRE_THROWS_MATCHES(metrics::top_k_accuracy(scores(), labels, 0), value_error,
+                           MessageContains("got 0"));
+    REQUIRE_THROWS_MATCHES(metrics::accuracy(Matrix<double>(0, 3), std::vector<int>{}), value_error,
+                           MessageContains("no samples"));
+    const std::vector<int> predicted = {0, 1, 5};
+    const std::vector<int> three = {0, 1, 1};
+    REQUIRE_THROWS_MATCHES(metrics::confusion_matrix(predicted, three, 3), value_error,
+                           MessageContains("prediction 5 at row 2 is outside the 3 classes"));
+    REQUIRE_THROWS_MATCHES(metrics::confusion_matrix(predicted, labels, 3), shape_error,
+                           MessageContains("3 predictions but 6 labels"));
+    REQUIRE_THROWS_MATCHES(metrics::classification_report(metrics::ConfusionMatrix::Zero(2, 3)),
+                           shape_error, MessageContains("must be square"));
+    REQUIRE_THROWS_MATCHES(metrics::classification_report(metrics::ConfusionMatrix::Zero(2, 2)),
+                           value_error, MessageContains("counts no samples"));
+}
+
+TEST_CASE("MSE, MAE and R2 on a case worked out by hand", "[metrics]") {
+    // Residuals -0.5, 0, 1, -1: MSE 2.25 / 4, MAE 2.5 / 4. Target mean 2.625, so
+    // SS_tot = 1.125² + 0.625² + 0.625² + 2.375² = 7.6875 and R² = 1 - 2.25 / 7.6875 = 29/41.
+    Matrix<double> predicted(4, 1), target(4, 1);
+    predicted << 1, 2, 3, 4;
+    target << 1.5, 2, 2, 5;
+    REQUIRE_THAT(metrics::mean_squared_error(predicted, target), WithinRel(0.5625, 1e-15));
+    REQUIRE_THAT(metrics::mean_absolute_error(predicted, target), WithinRel(0.625, 1e-15));
+    REQUIRE_THAT(metrics::r2_score(predicted, target), WithinRel(29.0 / 41.0, 1e-15));
+    REQUIRE(metrics::r2_score(target, target) == 1.0);
+
+    // A second output with a constant target: R² is 0 when wrong (not -infinity) and 1 when
+    // exact; every metric averages the two outputs with equal weights.
+    Matrix<double> p2(4, 2), t2(4, 2);
+    p2 << predicted, Matrix<double>::Zero(4, 1);
+    t2 << target, Matrix<double>::Ones(4, 1);
+    REQUIRE_THAT(metrics::mean_squared_error(p2, t2), WithinRel((0.5625 + 1.0) / 2.0, 1e-15));
+    REQUIRE_THAT(metrics::mean_absolute_error(p2, t2), WithinRel((0.625 + 1.0) / 2.0, 1e-15));
+    REQUIRE_THAT(metrics::r2_score(p2, t2), WithinRel(29.0 / 82.0, 1e-15));
+    p2.col(1).setOnes();
+    REQUIRE_THAT(metrics::r2_score(p2, t2), WithinRel((29.0 / 41.0 + 1.0) / 2.0, 1e-15));
+
+    // Tensors, in float: the metric is still accumulated in double.
+    const TensorF pf = TensorF::constant(predicted.cast<float>());
+    const TensorF tf = TensorF::constant(target.cast<float>());
+    REQUIRE_THAT(metrics::mean_squared_error(pf, tf), WithinRel(0.5625, 1e-15));
+    REQUIRE_THAT(metrics::r2_score(pf, tf), WithinRel(29.0 / 41.0, 1e-15));
+}
+
+TEST_CASE("regression metrics name both shapes when they differ", "[metrics]") {
+    REQUIRE_THROWS_MATCHES(
+        metrics::mean_squared_error(Matrix<double>::Zero(4, 1), Matrix<double>::Zero(4, 2)),
+        shape_error,
+        MessageContains("metrics::mean_squared_error: predictions [4x1] and targets [4x2] differ"));
+    REQUIRE_THROWS_MATCHES(
+        metrics::r2_score(Matrix<double>::Zero(3, 1), Matrix<double>::Zero(2, 1)), shape_error,
+        MessageContains({"metrics::r2_score", "[3x1]", "[2x1]"}));
+    REQUIRE_THROWS_MATCHES(metrics::mean_absolute_error(Matrix<double>(0, 1), Matrix<double>(0, 1)),
+                           value_error, MessageContains("nothing to score"));
+}
