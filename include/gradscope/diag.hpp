@@ -6,6 +6,7 @@
 #include "diag/critical_init.hpp"
 #include "diag/edge_of_chaos.hpp"
 #include "diag/experiment.hpp"
+#include "diag/jacobian.hpp"
 #include "diag/history.hpp"
 #include "diag/monitor.hpp"
 #include "diag/profile.hpp"

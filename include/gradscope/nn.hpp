@@ -12,6 +12,7 @@
 #include "nn/layernorm.hpp"
 #include "nn/linear.hpp"
 #include "nn/loss.hpp"
+#include "nn/lsuv.hpp"
 #include "nn/mlp.hpp"
 #include "nn/module.hpp"
 #include "nn/residual.hpp"
