@@ -3,6 +3,8 @@
 // Eigen only, so gradscope.hpp includes it.
 #pragma once
 
+#include "data/csv.hpp"
 #include "data/dataset.hpp"
 #include "data/loader.hpp"
 #include "data/sampler.hpp"
+#include "data/tabular.hpp"

@@ -20,8 +20,9 @@ public:
     TensorDataset(Matrix<T> features, Matrix<T> targets)
         : features_(std::move(features)), targets_(std::move(targets)) {
         if (targets_.rows() != features_.rows()) {
-            detail::throw_shapes("TensorDataset", "features and targets need the same rows",
-                                 shape_of(features_), shape_of(targets_));
+            gradscope::detail::throw_shapes("TensorDataset",
+                                            "features and targets need the same rows",
+                                            shape_of(features_), shape_of(targets_));
         }
     }
 
@@ -32,15 +33,15 @@ public:
           labels_(std::move(labels)),
           has_labels_(true) {
         if (static_cast<Index>(labels_.size()) != features_.rows()) {
-            detail::throw_shape("TensorDataset", std::to_string(labels_.size()) + " labels for " +
-                                                     std::to_string(features_.rows()) +
-                                                     " feature rows");
+            gradscope::detail::throw_shape("TensorDataset",
+                                           std::to_string(labels_.size()) + " labels for " +
+                                               std::to_string(features_.rows()) + " feature rows");
         }
         for (std::size_t i = 0; i < labels_.size(); ++i) {
             if (labels_[i] < 0) {
-                detail::throw_value("TensorDataset", "label " + std::to_string(labels_[i]) +
-                                                         " at row " + std::to_string(i) +
-                                                         " is negative");
+                gradscope::detail::throw_value("TensorDataset",
+                                               "label " + std::to_string(labels_[i]) + " at row " +
+                                                   std::to_string(i) + " is negative");
             }
         }
     }
@@ -73,8 +74,9 @@ TensorDataset<T> subset(const TensorDataset<T>& dataset, const Rows& rows) {
     Index out = 0;
     for (const std::size_t row : rows) {
         if (row >= dataset.size()) {
-            detail::throw_value("subset", "row " + std::to_string(row) + " of a dataset of " +
-                                              std::to_string(dataset.size()) + " rows");
+            gradscope::detail::throw_value("subset", "row " + std::to_string(row) +
+                                                         " of a dataset of " +
+                                                         std::to_string(dataset.size()) + " rows");
         }
         const auto r = static_cast<Index>(row);
         features.row(out) = dataset.features().row(r);

@@ -75,12 +75,14 @@ class DataLoader {
 public:
     DataLoader(std::shared_ptr<const TensorDataset<T>> dataset, LoaderOptions options = {})
         : dataset_(std::move(dataset)), options_(std::move(options)) {
-        if (!dataset_) detail::throw_value("DataLoader", "the dataset is null");
-        if (options_.batch_size == 0) detail::throw_value("DataLoader", "batch_size must be >= 1");
+        if (!dataset_) gradscope::detail::throw_value("DataLoader", "the dataset is null");
+        if (options_.batch_size == 0)
+            gradscope::detail::throw_value("DataLoader", "batch_size must be >= 1");
         if (options_.sampler && options_.shuffle) {
-            detail::throw_value("DataLoader",
-                                "a sampler and shuffle = true cannot be combined: the sampler "
-                                "decides the order (shuffle inside it)");
+            gradscope::detail::throw_value(
+                "DataLoader",
+                "a sampler and shuffle = true cannot be combined: the sampler "
+                "decides the order (shuffle inside it)");
         }
         sampler_ = options_.sampler ? options_.sampler
                    : options_.shuffle
@@ -156,9 +158,9 @@ public:
     // Begins the next epoch.
     iterator begin() {
         if (iterating_) {
-            detail::throw_value("DataLoader",
-                                "an epoch is already being iterated; finish it (or "
-                                "destroy its iterator) before beginning another");
+            gradscope::detail::throw_value("DataLoader",
+                                           "an epoch is already being iterated; finish it (or "
+                                           "destroy its iterator) before beginning another");
         }
         const std::size_t n = dataset_->size();
         const std::size_t length = sampler_->length(n);
@@ -166,11 +168,11 @@ public:
         sampler_->fill(epoch_, n, order_);
         for (std::size_t i = 0; i < order_.size(); ++i) {
             if (order_[i] >= n) {
-                detail::throw_value("DataLoader",
-                                    "the sampler gave row " + std::to_string(order_[i]) +
-                                        " at position " + std::to_string(i) + " of epoch " +
-                                        std::to_string(epoch_) + ", but the dataset has " +
-                                        std::to_string(n) + " rows");
+                gradscope::detail::throw_value(
+                    "DataLoader", "the sampler gave row " + std::to_string(order_[i]) +
+                                      " at position " + std::to_string(i) + " of epoch " +
+                                      std::to_string(epoch_) + ", but the dataset has " +
+                                      std::to_string(n) + " rows");
             }
         }
         ++epoch_;
