@@ -4,6 +4,7 @@
 #include "support/testing.hpp"
 
 #include <gradscope/data.hpp>
+#include <gradscope/io/safetensors.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -259,4 +260,172 @@ TEST_CASE("an empty dataset gives no batches", "[data]") {
                               {.batch_size = 4, .prefetch = true});
     CHECK(loader.size() == 0);
     CHECK(epoch(loader).empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splits
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("a split has the documented sizes, covers every row once and follows its seed",
+          "[data]") {
+    const auto parts = data::split_indices(100, {.validation = 0.15, .test = 0.25, .seed = 3});
+    CHECK(parts.test.size() == 25);
+    CHECK(parts.validation.size() == 15);
+    CHECK(parts.train.size() == 60);
+    std::vector<std::size_t> all;
+    for (const auto* p : {&parts.train, &parts.validation, &parts.test}) {
+        CHECK(std::is_sorted(p->begin(), p->end()));
+        all.insert(all.end(), p->begin(), p->end());
+    }
+    std::sort(all.begin(), all.end());
+    CHECK(all == range(100));
+    const auto again = data::split_indices(100, {.validation = 0.15, .test = 0.25, .seed = 3});
+    CHECK(again.test == parts.test);
+    const auto other = data::split_indices(100, {.validation = 0.15, .test = 0.25, .seed = 4});
+    CHECK(other.test != parts.test);
+    // 0.25 of 10 is 2.5, rounded up to 3; 0.15 of 10 is 1.5, rounded up to 2.
+    const auto small = data::split_indices(10, {.validation = 0.15, .test = 0.25});
+    CHECK(small.test.size() == 3);
+    CHECK(small.validation.size() == 2);
+    REQUIRE_THROWS_MATCHES(data::split_indices(10, {.test = 1.0}), value_error,
+                           MessageContains("test must be a fraction in [0, 1)"));
+    REQUIRE_THROWS_MATCHES(data::split_indices(2, {.validation = 0.5, .test = 0.5}), value_error,
+                           MessageContains("leave none for training"));
+}
+
+TEST_CASE("a stratified split takes round(fraction x class size) of each class", "[data]") {
+    // Classes of 10, 7 and 3 rows.
+    std::vector<int> labels;
+    for (int c = 0; c < 3; ++c) labels.insert(labels.end(), std::vector<int>{10, 7, 3}[c], c);
+    const auto parts =
+        data::split_indices(labels, {.validation = 0.2, .test = 0.3, .seed = 1, .stratify = true});
+    const auto count = [&](const std::vector<std::size_t>& rows, int c) {
+        return std::count_if(rows.begin(), rows.end(),
+                             [&](std::size_t r) { return labels[r] == c; });
+    };
+    // test: round(3.0) = 3, round(2.1) = 2, round(0.9) = 1; validation: 2, round(1.4) = 1,
+    // round(0.6) = 1; train: the rest.
+    CHECK(count(parts.test, 0) == 3);
+    CHECK(count(parts.test, 1) == 2);
+    CHECK(count(parts.test, 2) == 1);
+    CHECK(count(parts.validation, 0) == 2);
+    CHECK(count(parts.validation, 1) == 1);
+    CHECK(count(parts.validation, 2) == 1);
+    CHECK(count(parts.train, 0) == 5);
+    CHECK(count(parts.train, 1) == 4);
+    CHECK(count(parts.train, 2) == 1);
+
+    const auto datasets = data::split(numbered(30, true), {.test = 0.2, .stratify = true});
+    CHECK(datasets.test.size() == 6);  // 10 rows of each class, 2 of each
+    for (std::size_t i = 0; i < datasets.test.size(); ++i) {
+        const auto row =
+            static_cast<std::size_t>(datasets.test.features()(static_cast<Index>(i), 0));
+        CHECK(datasets.test.labels()[i] == static_cast<int>(row % 3));  // rows keep their labels
+    }
+    REQUIRE_THROWS_MATCHES(data::split(numbered(30), {.test = 0.2, .stratify = true}), value_error,
+                           MessageContains("stratify needs a dataset of class labels"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalers
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("StandardScaler and MinMaxScaler compute their maps by hand", "[data]") {
+    Matrix<double> train(4, 3);
+    train << 1, 10, 5,  //
+        2, 20, 5,       //
+        3, 30, 5,       //
+        6, 40, 5;
+    data::StandardScaler<double> standard;
+    standard.fit(train);
+    // Column 0: mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5.
+    CHECK(standard.mean()(0, 0) == 3.0);
+    CHECK(standard.scale()(0, 0) == Approx(std::sqrt(3.5)).epsilon(1e-15));
+    CHECK(standard.mean()(0, 1) == 25.0);
+    CHECK(standard.scale()(0, 1) == Approx(std::sqrt(125.0)).epsilon(1e-15));
+    CHECK(standard.scale()(0, 2) == 1.0);  // a constant column is not divided by zero
+    const Matrix<double> z = standard.transform(train);
+    CHECK(z(3, 0) == Approx(3.0 / std::sqrt(3.5)).epsilon(1e-15));
+    CHECK(z.col(2).isZero());
+    CHECK(all_close(z.colwise().mean(), Matrix<double>::Zero(1, 3), 0, 1e-15));
+    CHECK(all_close(standard.inverse_transform(z), train, 1e-15, 1e-15));
+
+    data::MinMaxScaler<double> minmax(-1.0, 1.0);
+    minmax.fit(train);
+    const Matrix<double> m = minmax.transform(train);
+    // Column 0: (x - 1) / 5 * 2 - 1.
+    CHECK(m(0, 0) == -1.0);
+    CHECK(m(1, 0) == Approx(-0.6).epsilon(1e-15));
+    CHECK(m(3, 0) == 1.0);
+    CHECK(m(2, 1) == Approx(1.0 / 3.0).epsilon(1e-15));
+    CHECK(m(0, 2) == -1.0);  // constant: mapped to low
+    CHECK(all_close(minmax.inverse_transform(m), train, 1e-15, 1e-15));
+
+    REQUIRE_THROWS_MATCHES(standard.transform(Matrix<double>::Zero(2, 2)), shape_error,
+                           MessageContains("fitted on 3 columns, got [2x2]"));
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<double>().transform(train), value_error,
+                           MessageContains("transform before fit"));
+    Matrix<double> holed = train;
+    holed(2, 1) = std::nan("");
+    REQUIRE_THROWS_MATCHES(standard.fit(holed), value_error,
+                           MessageContains("column 1, row 2 is nan"));
+    REQUIRE_THROWS_MATCHES(data::MinMaxScaler<double>(1.0, 1.0), value_error,
+                           MessageContains("low < high"));
+}
+
+TEST_CASE("a scaler fitted on the training split sees nothing of the validation split", "[data]") {
+    // Validation rows far outside the training range: had they been fitted on, the training
+    // rows would map into a narrow band and the validation rows into [0, 1].
+    const auto dataset = numbered(40);
+    const auto parts = data::split(dataset, {.validation = 0.25, .seed = 2});
+    Matrix<double> validation = parts.validation.features();
+    validation.array() += 1000.0;
+    data::MinMaxScaler<double> scaler;
+    scaler.fit(parts.train.features());
+    const Matrix<double> train_scaled = scaler.transform(parts.train.features());
+    CHECK(train_scaled.minCoeff() == 0.0);
+    CHECK(train_scaled.maxCoeff() == 1.0);
+    CHECK(scaler.min() == parts.train.features().colwise().minCoeff());
+    // At least 1000 / 390 (column 1 spans at most 0..390): far above the 1 a fit on these rows
+    // would give them.
+    CHECK(scaler.transform(validation).minCoeff() > 2.5);
+    // Fitting again on training rows alone gives the same map, whatever validation holds.
+    data::MinMaxScaler<double> refit;
+    refit.fit(parts.train.features());
+    CHECK(refit.scale() == scaler.scale());
+}
+
+TEST_CASE("a scaler travels in a checkpoint's metadata and transforms bit for bit after loading",
+          "[data]") {
+    auto net = mlp<float>({.widths = {3, 4, 2}, .seed = 1});
+    const Matrix<float> train = (normal(50, 3, 8) * 7.0).array().cast<float>() + 3.0F;
+    const Matrix<float> other = normal(9, 3, 9).cast<float>() * 11.0F;
+    data::StandardScaler<float> standard;
+    standard.fit(train);
+    data::MinMaxScaler<float> minmax(-2.0, 3.0);
+    minmax.fit(train);
+    auto metadata = standard.metadata();
+    metadata.merge(minmax.metadata("input_minmax."));  // two scalers under two prefixes
+    const auto bytes = save_checkpoint_to_bytes(*net, {.metadata = metadata});
+
+    auto restored_net = mlp<float>({.widths = {3, 4, 2}, .seed = 2});
+    const LoadReport report = load_checkpoint_from_bytes(bytes, *restored_net);
+    const auto s = data::StandardScaler<float>::from_metadata(report.metadata);
+    const auto m = data::MinMaxScaler<float>::from_metadata(report.metadata, "input_minmax.");
+    CHECK(s.transform(other) == standard.transform(other));
+    CHECK(m.transform(other) == minmax.transform(other));
+    CHECK(m.offset() == -2.0F);
+
+    REQUIRE_THROWS_MATCHES(
+        data::MinMaxScaler<float>::from_metadata(report.metadata), value_error,
+        MessageContains("'scaler.kind' is 'StandardScaler', not 'MinMaxScaler'"));
+    auto broken = report.metadata;
+    broken["scaler.scale"] = "1,x,2";
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<float>::from_metadata(broken), value_error,
+                           MessageContains("'scaler.scale' is '1,x,2'"));
+    broken["scaler.scale"] = "1,2";
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<float>::from_metadata(broken), value_error,
+                           MessageContains("3 centers, 2 scales"));
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<float>::from_metadata({}), value_error,
+                           MessageContains("no 'scaler.kind'"));
 }

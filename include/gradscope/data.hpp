@@ -7,4 +7,6 @@
 #include "data/dataset.hpp"
 #include "data/loader.hpp"
 #include "data/sampler.hpp"
+#include "data/scaler.hpp"
+#include "data/split.hpp"
 #include "data/tabular.hpp"
