@@ -143,7 +143,9 @@ TEST_CASE("drop_last leaves out the short last batch", "[data]") {
              {10, 4, true, 2, 4},
              {12, 4, true, 3, 4},
              {3, 4, true, 0, 0},
-             {3, 4, false, 1, 3}}) {
+             {3, 4, false, 1, 3},
+             {10, 1000, false, 1, 10},
+             {10, 1000, true, 0, 0}}) {
         DataLoader<double> loader(numbered(n), {.batch_size = batch, .drop_last = drop});
         INFO(n << " rows in batches of " << batch << (drop ? ", drop_last" : ""));
         CHECK(loader.size() == count);

@@ -88,13 +88,7 @@ public:
                    : options_.shuffle
                        ? std::shared_ptr<Sampler>(std::make_shared<RandomSampler>(options_.seed))
                        : std::shared_ptr<Sampler>(std::make_shared<SequentialSampler>());
-        order_.resize(sampler_->length(dataset_->size()));
-        const auto rows = static_cast<Index>(options_.batch_size);
-        for (std::size_t s = 0; s < (options_.prefetch ? 2U : 1U); ++s) {
-            slots_[s].x.resize(rows, dataset_->feature_count());
-            slots_[s].y.resize(rows, dataset_->target_count());
-            if (dataset_->has_labels()) slots_[s].labels.resize(options_.batch_size);
-        }
+        size_buffers(sampler_->length(dataset_->size()));
     }
 
     DataLoader(TensorDataset<T> dataset, LoaderOptions options = {})
@@ -164,7 +158,7 @@ public:
         }
         const std::size_t n = dataset_->size();
         const std::size_t length = sampler_->length(n);
-        if (length != order_.size()) order_.resize(length);  // a sampler whose length changed
+        if (length != order_.size()) size_buffers(length);  // a sampler whose length changed
         sampler_->fill(epoch_, n, order_);
         for (std::size_t i = 0; i < order_.size(); ++i) {
             if (order_[i] >= n) {
@@ -196,6 +190,18 @@ private:
         Matrix<T> y;
         std::vector<int> labels;
     };
+
+    // A batch never holds more rows than an epoch has, so a batch_size larger than the dataset
+    // (a common way to ask for full-batch training) costs no more than the dataset.
+    void size_buffers(std::size_t length) {
+        order_.resize(length);
+        const std::size_t rows = std::min(options_.batch_size, length);
+        for (std::size_t s = 0; s < (options_.prefetch ? 2U : 1U); ++s) {
+            slots_[s].x.resize(static_cast<Index>(rows), dataset_->feature_count());
+            slots_[s].y.resize(static_cast<Index>(rows), dataset_->target_count());
+            if (dataset_->has_labels()) slots_[s].labels.resize(rows);
+        }
+    }
 
     [[nodiscard]] std::size_t rows_in(std::size_t batch) const {
         const std::size_t first = batch * options_.batch_size;
