@@ -112,6 +112,10 @@ TEST_CASE("a missing or unparseable value names the file, the line and the colum
     const auto table = parse_csv("a,y\n1,0\nnan,1\n", "n.csv");
     REQUIRE_THROWS_MATCHES(data::tabular_from_csv<double>(table, {.target = "y"}), io_error,
                            MessageContains({"n.csv, line 3, column 'a'", "'nan' is not a finite"}));
+    const auto huge = parse_csv("a,y\n1e300,0\n", "h.csv");
+    CHECK(data::tabular_from_csv<double>(huge, {.target = "y"}).features(0, 0) == 1e300);
+    REQUIRE_THROWS_MATCHES(data::tabular_from_csv<float>(huge, {.target = "y"}), io_error,
+                           MessageContains({"h.csv, line 2, column 'a'", "does not fit a float"}));
     const auto words = parse_csv("a,y\n1,0\n2,1\n", "w.csv");
     REQUIRE_THROWS_MATCHES(data::tabular_from_csv<double>(words, {.target = "z"}), value_error,
                            MessageContains({"no column 'z'", "'a', 'y'"}));

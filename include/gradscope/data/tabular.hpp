@@ -12,8 +12,8 @@
 //
 // Features are the columns named in `features`, in that order, or every column but the target
 // when it is empty. A feature value must be a finite number (spaces around it allowed); an
-// empty field, "NA", "nan" or anything else is an io_error that names the file, the line and
-// the column, as is a missing target. Choosing a column that does not exist is a value_error
+// empty field, "NA", "nan", anything else, or (reading floats) a number beyond a float's range
+// is an io_error that names the file, the line and the column, as is a missing target. Choosing a column that does not exist is a value_error
 // that lists the columns.
 #pragma once
 
@@ -116,6 +116,16 @@ inline std::vector<std::string> class_names(const CsvTable& table, std::size_t c
     return names;
 }
 
+// The number as a T: a double beyond a float's range is an error, not an infinity.
+template <class T>
+T value_at(const CsvTable& table, std::size_t row, std::size_t column) {
+    const double value = number_at(table, row, column);
+    if (!std::isfinite(static_cast<T>(value))) {
+        fail(table, row, column, "'" + table.rows[row][column] + "' does not fit a float");
+    }
+    return static_cast<T>(value);
+}
+
 }  // namespace detail::tabular
 
 template <class T>
@@ -153,14 +163,13 @@ Tabular<T> tabular_from_csv(const CsvTable& table, const TabularOptions& options
     for (std::size_t r = 0; r < table.rows.size(); ++r) {
         for (std::size_t j = 0; j < columns.size(); ++j) {
             out.features(static_cast<Index>(r), static_cast<Index>(j)) =
-                static_cast<T>(tab::number_at(table, r, columns[j]));
+                tab::value_at<T>(table, r, columns[j]);
         }
     }
     if (options.target_kind == Target::values) {
         out.targets.resize(rows, 1);
         for (std::size_t r = 0; r < table.rows.size(); ++r) {
-            out.targets(static_cast<Index>(r), 0) =
-                static_cast<T>(tab::number_at(table, r, target));
+            out.targets(static_cast<Index>(r), 0) = tab::value_at<T>(table, r, target);
         }
         return out;
     }
