@@ -1,8 +1,11 @@
 // A steady-state training step must not touch the heap. This executable replaces the global
 // allocation functions (operator new, and glibc's malloc family, which Eigen uses) with
 // counting ones, and trains an MLP with batch norm and residual blocks: steps 3 to 10 must
-// allocate nothing.
+// allocate nothing. A DataLoader, with and without shuffle and prefetch, must allocate nothing
+// after its first batch, and a training epoch fed by it nothing after the first epoch.
 #include "support/testing.hpp"
+
+#include <gradscope/data.hpp>
 
 #include <atomic>
 #include <cstdlib>
@@ -110,4 +113,64 @@ TEST_CASE("training steps 3 to 10 of an MLP with batch norm and residual blocks 
     auto fresh = mlp<float>({.widths = {32, 16, 10}, .seed = 3});
     (void)cross_entropy((*fresh)(x), labels);
     CHECK(allocations.load() > 0);
+}
+
+namespace {
+// 30 rows of 32 features with class labels, so batches of 8 leave a short last batch of 6.
+data::TensorDataset<float> labelled_rows() {
+    std::vector<int> labels(30);
+    for (int i = 0; i < 30; ++i) labels[static_cast<std::size_t>(i)] = i % 10;
+    return data::TensorDataset<float>(normal(30, 32, 4).cast<float>(), labels);
+}
+}  // namespace
+
+TEST_CASE("a DataLoader allocates nothing after its first batch, with or without shuffle",
+          "[allocations]") {
+    if (!GRADSCOPE_COUNTING_ALLOCATOR) {
+        WARN("built with a sanitizer, which owns the allocator: allocations are not counted here");
+        return;
+    }
+    for (const bool shuffle : {false, true}) {
+        for (const bool prefetch : {false, true}) {
+            INFO((shuffle ? "shuffle" : "in order") << (prefetch ? ", prefetch" : ""));
+            data::DataLoader<float> loader(
+                labelled_rows(),
+                {.batch_size = 8, .shuffle = shuffle, .seed = 2, .prefetch = prefetch});
+            double checksum = 0.0;  // reads every batch, so that the loop cannot be skipped
+            std::size_t batches = 0;
+            for (int epoch = 0; epoch < 3; ++epoch) {
+                for (const auto& batch : loader) {
+                    checksum += static_cast<double>(batch.x.sum()) + batch.labels[0];
+                    if (++batches == 1) allocations.store(0);
+                }
+            }
+            const long after_first = allocations.load();
+            CHECK(batches == 12);
+            CHECK(checksum != 0.0);
+            CHECK(after_first == 0);
+        }
+    }
+}
+
+TEST_CASE("training epochs 2 and 3 fed by a shuffling, prefetching DataLoader allocate nothing",
+          "[allocations]") {
+    if (!GRADSCOPE_COUNTING_ALLOCATOR) {
+        WARN("built with a sanitizer, which owns the allocator: allocations are not counted here");
+        return;
+    }
+    auto net = mlp<float>({.widths = {32, 16, 10}, .activation = ReLU{}, .seed = 5});
+    const auto params = net->parameters();
+    Adam<float> optimizer(params, {.lr = 1e-3});
+    data::DataLoader<float> loader(labelled_rows(),
+                                   {.batch_size = 8, .shuffle = true, .seed = 1, .prefetch = true});
+    for (int epoch = 1; epoch <= 3; ++epoch) {
+        if (epoch == 2) allocations.store(0);
+        for (const auto& batch : loader) {
+            auto loss = cross_entropy((*net)(TensorF::constant(batch.x)), batch.labels);
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+        }
+    }
+    CHECK(allocations.load() == 0);
 }

@@ -1,7 +1,9 @@
-// gradscope: one include for the whole library (core, layers, optimisers, diagnostics, metrics).
+// gradscope: one include for the whole library (core, layers, optimisers, diagnostics, metrics,
+// data). io.hpp, which needs more than Eigen, is separate.
 #pragma once
 
 #include "core.hpp"
+#include "data.hpp"
 #include "diag.hpp"
 #include "metrics.hpp"
 #include "nn.hpp"

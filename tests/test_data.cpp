@@ -1,0 +1,433 @@
+// The data pipeline: TensorDataset, DataLoader (batches, shuffling, drop_last, samplers,
+// prefetch), splits and scalers. Datasets are small and their rows hold their own index, so a
+// batch says which rows it carries.
+#include "support/testing.hpp"
+
+#include <gradscope/data.hpp>
+#include <gradscope/io/safetensors.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <vector>
+
+using namespace gradscope;
+using namespace gradscope::testing;
+using data::Batch;
+using data::DataLoader;
+using data::TensorDataset;
+
+namespace {
+
+// Row i is [i, 10 i]; the target of row i is -i, or the label i % 3.
+TensorDataset<double> numbered(std::size_t n, bool labels = false) {
+    Matrix<double> x(static_cast<Index>(n), 2);
+    Matrix<double> y(static_cast<Index>(n), 1);
+    std::vector<int> classes(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto r = static_cast<Index>(i);
+        x(r, 0) = static_cast<double>(i);
+        x(r, 1) = 10.0 * static_cast<double>(i);
+        y(r, 0) = -static_cast<double>(i);
+        classes[i] = static_cast<int>(i % 3);
+    }
+    if (labels) return TensorDataset<double>(x, classes);
+    return TensorDataset<double>(x, y);
+}
+
+struct SeenBatch {
+    std::vector<std::size_t> rows;
+    Matrix<double> x, y;
+    std::vector<int> labels;
+};
+
+// One epoch, copied out of the loader's buffers (which the next batch overwrites).
+std::vector<SeenBatch> epoch(DataLoader<double>& loader) {
+    std::vector<SeenBatch> out;
+    for (const Batch<double>& b : loader) {
+        out.push_back(
+            {{b.indices.begin(), b.indices.end()}, b.x, b.y, {b.labels.begin(), b.labels.end()}});
+    }
+    return out;
+}
+
+std::vector<std::size_t> order_of(const std::vector<SeenBatch>& batches) {
+    std::vector<std::size_t> rows;
+    for (const auto& b : batches) rows.insert(rows.end(), b.rows.begin(), b.rows.end());
+    return rows;
+}
+
+std::vector<std::size_t> range(std::size_t n) {
+    std::vector<std::size_t> r(n);
+    std::iota(r.begin(), r.end(), std::size_t{0});
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("a dataset refuses targets or labels that do not match its rows", "[data]") {
+    REQUIRE_THROWS_MATCHES(TensorDataset<double>(Matrix<double>(4, 2), Matrix<double>(3, 1)),
+                           shape_error, MessageContains({"TensorDataset", "[4x2]", "[3x1]"}));
+    REQUIRE_THROWS_MATCHES(TensorDataset<double>(Matrix<double>(4, 2), std::vector<int>{0, 1}),
+                           shape_error, MessageContains("2 labels for 4 feature rows"));
+    REQUIRE_THROWS_MATCHES(
+        TensorDataset<double>(Matrix<double>::Zero(3, 2), std::vector<int>{0, -1, 2}), value_error,
+        MessageContains("label -1 at row 1 is negative"));
+}
+
+TEST_CASE("without shuffle the batches are the rows in order, each row's own values", "[data]") {
+    DataLoader<double> loader(numbered(10), {.batch_size = 4});
+    CHECK(loader.size() == 3);
+    const auto batches = epoch(loader);
+    REQUIRE(batches.size() == 3);
+    CHECK(batches[0].rows == std::vector<std::size_t>{0, 1, 2, 3});
+    CHECK(batches[2].rows == std::vector<std::size_t>{8, 9});  // the last one is short
+    for (const auto& b : batches) {
+        REQUIRE(b.x.rows() == static_cast<Index>(b.rows.size()));
+        for (std::size_t r = 0; r < b.rows.size(); ++r) {
+            const auto i = static_cast<double>(b.rows[r]);
+            const auto k = static_cast<Index>(r);
+            CHECK(b.x(k, 0) == i);
+            CHECK(b.x(k, 1) == 10.0 * i);
+            CHECK(b.y(k, 0) == -i);
+        }
+    }
+}
+
+TEST_CASE("a shuffled epoch visits every row exactly once, in batches that carry those rows",
+          "[data]") {
+    DataLoader<double> loader(numbered(23, true), {.batch_size = 5, .shuffle = true, .seed = 7});
+    for (int e = 0; e < 3; ++e) {
+        const auto batches = epoch(loader);
+        REQUIRE(batches.size() == 5);  // 4 of 5 rows and one of 3
+        CHECK(batches.back().rows.size() == 3);
+        auto rows = order_of(batches);
+        for (const auto& b : batches) {
+            CHECK(b.y.cols() == 0);
+            for (std::size_t r = 0; r < b.rows.size(); ++r) {
+                CHECK(b.x(static_cast<Index>(r), 0) == static_cast<double>(b.rows[r]));
+                CHECK(b.labels[r] == static_cast<int>(b.rows[r] % 3));
+            }
+        }
+        std::sort(rows.begin(), rows.end());
+        CHECK(rows == range(23));
+    }
+}
+
+TEST_CASE("the same seed gives the same orders, and each epoch has a new one", "[data]") {
+    const data::LoaderOptions options{.batch_size = 8, .shuffle = true, .seed = 3};
+    DataLoader<double> a(numbered(50), options);
+    DataLoader<double> b(numbered(50), options);
+    const auto a0 = order_of(epoch(a));
+    const auto a1 = order_of(epoch(a));
+    CHECK(a0 == order_of(epoch(b)));
+    CHECK(a1 == order_of(epoch(b)));
+    // 50! orders: two epochs (or two seeds) agreeing by chance has probability ~1e-64.
+    CHECK(a0 != a1);
+    CHECK(a0 != range(50));
+    DataLoader<double> other_seed(numbered(50), {.batch_size = 8, .shuffle = true, .seed = 4});
+    CHECK(order_of(epoch(other_seed)) != a0);
+    // An epoch's order depends on its number, not on the epochs run before it (resuming).
+    DataLoader<double> resumed(numbered(50), options);
+    resumed.set_epoch(1);
+    CHECK(order_of(epoch(resumed)) == a1);
+}
+
+TEST_CASE("drop_last leaves out the short last batch", "[data]") {
+    for (const auto& [n, batch, drop, count, last] :
+         std::vector<std::tuple<std::size_t, std::size_t, bool, std::size_t, std::size_t>>{
+             {10, 4, false, 3, 2},
+             {10, 4, true, 2, 4},
+             {12, 4, true, 3, 4},
+             {3, 4, true, 0, 0},
+             {3, 4, false, 1, 3},
+             {10, 1000, false, 1, 10},
+             {10, 1000, true, 0, 0}}) {
+        DataLoader<double> loader(numbered(n), {.batch_size = batch, .drop_last = drop});
+        INFO(n << " rows in batches of " << batch << (drop ? ", drop_last" : ""));
+        CHECK(loader.size() == count);
+        const auto batches = epoch(loader);
+        REQUIRE(batches.size() == count);
+        if (count > 0) CHECK(batches.back().rows.size() == last);
+    }
+}
+
+namespace {
+// A sampler of the shape a distributed one will have: `rank` of `world` takes every world-th row
+// of one shared seeded permutation.
+class StrideSampler final : public data::Sampler {
+public:
+    StrideSampler(std::size_t rank, std::size_t world) : rank_(rank), world_(world) {}
+    std::size_t length(std::size_t n) const override {
+        return n / world_ + (rank_ < n % world_ ? 1 : 0);
+    }
+    void fill(std::size_t epoch, std::size_t n, std::span<std::size_t> out) override {
+        all_.resize(n);
+        data::permutation(99, epoch, all_);
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = all_[rank_ + i * world_];
+        epochs_seen.push_back(epoch);
+    }
+    std::vector<std::size_t> epochs_seen;
+
+private:
+    std::size_t rank_, world_;
+    std::vector<std::size_t> all_;
+};
+
+class OutOfRangeSampler final : public data::Sampler {
+public:
+    std::size_t length(std::size_t) const override { return 2; }
+    void fill(std::size_t, std::size_t n, std::span<std::size_t> out) override {
+        out[0] = 0;
+        out[1] = n;
+    }
+};
+}  // namespace
+
+TEST_CASE("a custom sampler decides the rows: three shards cover the dataset disjointly",
+          "[data]") {
+    std::vector<std::shared_ptr<StrideSampler>> samplers;
+    std::vector<std::size_t> all;
+    for (std::size_t rank = 0; rank < 3; ++rank) {
+        samplers.push_back(std::make_shared<StrideSampler>(rank, 3));
+        DataLoader<double> loader(numbered(11), {.batch_size = 2, .sampler = samplers.back()});
+        const auto rows = order_of(epoch(loader));
+        CHECK(rows.size() == (rank < 2 ? 4U : 3U));  // 11 = 4 + 4 + 3
+        all.insert(all.end(), rows.begin(), rows.end());
+        (void)epoch(loader);
+        CHECK(samplers.back()->epochs_seen == std::vector<std::size_t>{0, 1});
+    }
+    std::sort(all.begin(), all.end());
+    CHECK(all == range(11));
+
+    REQUIRE_THROWS_MATCHES(
+        DataLoader<double>(numbered(4), {.shuffle = true, .sampler = samplers[0]}), value_error,
+        MessageContains("cannot be combined"));
+    DataLoader<double> bad(numbered(4), {.sampler = std::make_shared<OutOfRangeSampler>()});
+    REQUIRE_THROWS_MATCHES(epoch(bad), value_error,
+                           MessageContains({"row 4 at position 1", "has 4 rows"}));
+}
+
+TEST_CASE("prefetch gives the same batches as no prefetch, bit for bit", "[data]") {
+    for (const bool shuffle : {false, true}) {
+        DataLoader<double> plain(numbered(37, true),
+                                 {.batch_size = 4, .shuffle = shuffle, .seed = 5});
+        DataLoader<double> ahead(
+            numbered(37, true), {.batch_size = 4, .shuffle = shuffle, .seed = 5, .prefetch = true});
+        for (int e = 0; e < 4; ++e) {
+            const auto p = epoch(plain);
+            const auto a = epoch(ahead);
+            REQUIRE(p.size() == a.size());
+            for (std::size_t i = 0; i < p.size(); ++i) {
+                CHECK(p[i].rows == a[i].rows);
+                CHECK(p[i].x == a[i].x);
+                CHECK(p[i].labels == a[i].labels);
+            }
+        }
+    }
+}
+
+TEST_CASE("leaving an epoch early, or destroying a prefetching loader mid-epoch, is clean",
+          "[data]") {
+    DataLoader<double> loader(numbered(40), {.batch_size = 3, .shuffle = true, .prefetch = true});
+    for (const auto& b : loader) {
+        if (b.number == 2) break;
+    }
+    // The next epoch starts from its first batch and is whole.
+    const auto rows = order_of(epoch(loader));
+    CHECK(rows.size() == 40);
+    // A second iteration while the first is live is refused.
+    auto it = loader.begin();
+    REQUIRE_THROWS_MATCHES(loader.begin(), value_error, MessageContains("already being iterated"));
+    ++it;
+    {
+        auto moved = std::move(it);  // the live iteration moves; the old iterator ends nothing
+    }
+    CHECK(order_of(epoch(loader)).size() == 40);
+    // Destroyed with the worker waiting on a slot: the destructor joins it (a hang fails).
+    auto doomed = std::make_unique<DataLoader<double>>(
+        numbered(100), data::LoaderOptions{.batch_size = 2, .prefetch = true});
+    {
+        auto first = doomed->begin();
+        CHECK((*first).size() == 2);
+    }
+    doomed.reset();
+}
+
+TEST_CASE("an empty dataset gives no batches", "[data]") {
+    DataLoader<double> loader(TensorDataset<double>(Matrix<double>(0, 3), Matrix<double>(0, 1)),
+                              {.batch_size = 4, .prefetch = true});
+    CHECK(loader.size() == 0);
+    CHECK(epoch(loader).empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splits
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("a split has the documented sizes, covers every row once and follows its seed",
+          "[data]") {
+    const auto parts = data::split_indices(100, {.validation = 0.15, .test = 0.25, .seed = 3});
+    CHECK(parts.test.size() == 25);
+    CHECK(parts.validation.size() == 15);
+    CHECK(parts.train.size() == 60);
+    std::vector<std::size_t> all;
+    for (const auto* p : {&parts.train, &parts.validation, &parts.test}) {
+        CHECK(std::is_sorted(p->begin(), p->end()));
+        all.insert(all.end(), p->begin(), p->end());
+    }
+    std::sort(all.begin(), all.end());
+    CHECK(all == range(100));
+    const auto again = data::split_indices(100, {.validation = 0.15, .test = 0.25, .seed = 3});
+    CHECK(again.test == parts.test);
+    const auto other = data::split_indices(100, {.validation = 0.15, .test = 0.25, .seed = 4});
+    CHECK(other.test != parts.test);
+    // 0.25 of 10 is 2.5, rounded up to 3; 0.15 of 10 is 1.5, rounded up to 2.
+    const auto small = data::split_indices(10, {.validation = 0.15, .test = 0.25});
+    CHECK(small.test.size() == 3);
+    CHECK(small.validation.size() == 2);
+    REQUIRE_THROWS_MATCHES(data::split_indices(10, {.test = 1.0}), value_error,
+                           MessageContains("test must be a fraction in [0, 1)"));
+    REQUIRE_THROWS_MATCHES(data::split_indices(2, {.validation = 0.5, .test = 0.5}), value_error,
+                           MessageContains("leave none for training"));
+}
+
+TEST_CASE("a stratified split takes round(fraction x class size) of each class", "[data]") {
+    // Classes of 10, 7 and 3 rows.
+    std::vector<int> labels;
+    for (int c = 0; c < 3; ++c) labels.insert(labels.end(), std::vector<int>{10, 7, 3}[c], c);
+    const auto parts =
+        data::split_indices(labels, {.validation = 0.2, .test = 0.3, .seed = 1, .stratify = true});
+    const auto count = [&](const std::vector<std::size_t>& rows, int c) {
+        return std::count_if(rows.begin(), rows.end(),
+                             [&](std::size_t r) { return labels[r] == c; });
+    };
+    // test: round(3.0) = 3, round(2.1) = 2, round(0.9) = 1; validation: 2, round(1.4) = 1,
+    // round(0.6) = 1; train: the rest.
+    CHECK(count(parts.test, 0) == 3);
+    CHECK(count(parts.test, 1) == 2);
+    CHECK(count(parts.test, 2) == 1);
+    CHECK(count(parts.validation, 0) == 2);
+    CHECK(count(parts.validation, 1) == 1);
+    CHECK(count(parts.validation, 2) == 1);
+    CHECK(count(parts.train, 0) == 5);
+    CHECK(count(parts.train, 1) == 4);
+    CHECK(count(parts.train, 2) == 1);
+
+    const auto datasets = data::split(numbered(30, true), {.test = 0.2, .stratify = true});
+    CHECK(datasets.test.size() == 6);  // 10 rows of each class, 2 of each
+    for (std::size_t i = 0; i < datasets.test.size(); ++i) {
+        const auto row =
+            static_cast<std::size_t>(datasets.test.features()(static_cast<Index>(i), 0));
+        CHECK(datasets.test.labels()[i] == static_cast<int>(row % 3));  // rows keep their labels
+    }
+    REQUIRE_THROWS_MATCHES(data::split(numbered(30), {.test = 0.2, .stratify = true}), value_error,
+                           MessageContains("stratify needs a dataset of class labels"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalers
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("StandardScaler and MinMaxScaler compute their maps by hand", "[data]") {
+    Matrix<double> train(4, 3);
+    train << 1, 10, 5,  //
+        2, 20, 5,       //
+        3, 30, 5,       //
+        6, 40, 5;
+    data::StandardScaler<double> standard;
+    standard.fit(train);
+    // Column 0: mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5.
+    CHECK(standard.mean()(0, 0) == 3.0);
+    CHECK(standard.scale()(0, 0) == Approx(std::sqrt(3.5)).epsilon(1e-15));
+    CHECK(standard.mean()(0, 1) == 25.0);
+    CHECK(standard.scale()(0, 1) == Approx(std::sqrt(125.0)).epsilon(1e-15));
+    CHECK(standard.scale()(0, 2) == 1.0);  // a constant column is not divided by zero
+    const Matrix<double> z = standard.transform(train);
+    CHECK(z(3, 0) == Approx(3.0 / std::sqrt(3.5)).epsilon(1e-15));
+    CHECK(z.col(2).isZero());
+    CHECK(all_close(z.colwise().mean(), Matrix<double>::Zero(1, 3), 0, 1e-15));
+    CHECK(all_close(standard.inverse_transform(z), train, 1e-15, 1e-15));
+
+    data::MinMaxScaler<double> minmax(-1.0, 1.0);
+    minmax.fit(train);
+    const Matrix<double> m = minmax.transform(train);
+    // Column 0: (x - 1) / 5 * 2 - 1.
+    CHECK(m(0, 0) == -1.0);
+    CHECK(m(1, 0) == Approx(-0.6).epsilon(1e-15));
+    CHECK(m(3, 0) == 1.0);
+    CHECK(m(2, 1) == Approx(1.0 / 3.0).epsilon(1e-15));
+    CHECK(m(0, 2) == -1.0);  // constant: mapped to low
+    CHECK(all_close(minmax.inverse_transform(m), train, 1e-15, 1e-15));
+
+    REQUIRE_THROWS_MATCHES(standard.transform(Matrix<double>::Zero(2, 2)), shape_error,
+                           MessageContains("fitted on 3 columns, got [2x2]"));
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<double>().transform(train), value_error,
+                           MessageContains("transform before fit"));
+    Matrix<double> holed = train;
+    holed(2, 1) = std::nan("");
+    REQUIRE_THROWS_MATCHES(standard.fit(holed), value_error,
+                           MessageContains("column 1, row 2 is nan"));
+    REQUIRE_THROWS_MATCHES(data::MinMaxScaler<double>(1.0, 1.0), value_error,
+                           MessageContains("low < high"));
+}
+
+TEST_CASE("a scaler fitted on the training split sees nothing of the validation split", "[data]") {
+    // Validation rows far outside the training range: had they been fitted on, the training
+    // rows would map into a narrow band and the validation rows into [0, 1].
+    const auto dataset = numbered(40);
+    const auto parts = data::split(dataset, {.validation = 0.25, .seed = 2});
+    Matrix<double> validation = parts.validation.features();
+    validation.array() += 1000.0;
+    data::MinMaxScaler<double> scaler;
+    scaler.fit(parts.train.features());
+    const Matrix<double> train_scaled = scaler.transform(parts.train.features());
+    CHECK(train_scaled.minCoeff() == 0.0);
+    CHECK(train_scaled.maxCoeff() == 1.0);
+    CHECK(scaler.min() == parts.train.features().colwise().minCoeff());
+    // At least 1000 / 390 (column 1 spans at most 0..390): far above the 1 a fit on these rows
+    // would give them.
+    CHECK(scaler.transform(validation).minCoeff() > 2.5);
+    // Fitting again on training rows alone gives the same map, whatever validation holds.
+    data::MinMaxScaler<double> refit;
+    refit.fit(parts.train.features());
+    CHECK(refit.scale() == scaler.scale());
+}
+
+TEST_CASE("a scaler travels in a checkpoint's metadata and transforms bit for bit after loading",
+          "[data]") {
+    auto net = mlp<float>({.widths = {3, 4, 2}, .seed = 1});
+    const Matrix<float> train = (normal(50, 3, 8) * 7.0).array().cast<float>() + 3.0F;
+    const Matrix<float> other = normal(9, 3, 9).cast<float>() * 11.0F;
+    data::StandardScaler<float> standard;
+    standard.fit(train);
+    data::MinMaxScaler<float> minmax(-2.0, 3.0);
+    minmax.fit(train);
+    auto metadata = standard.metadata();
+    metadata.merge(minmax.metadata("input_minmax."));  // two scalers under two prefixes
+    const auto bytes = save_checkpoint_to_bytes(*net, {.metadata = metadata});
+
+    auto restored_net = mlp<float>({.widths = {3, 4, 2}, .seed = 2});
+    const LoadReport report = load_checkpoint_from_bytes(bytes, *restored_net);
+    const auto s = data::StandardScaler<float>::from_metadata(report.metadata);
+    const auto m = data::MinMaxScaler<float>::from_metadata(report.metadata, "input_minmax.");
+    CHECK(s.transform(other) == standard.transform(other));
+    CHECK(m.transform(other) == minmax.transform(other));
+    CHECK(m.offset() == -2.0F);
+
+    REQUIRE_THROWS_MATCHES(
+        data::MinMaxScaler<float>::from_metadata(report.metadata), value_error,
+        MessageContains("'scaler.kind' is 'StandardScaler', not 'MinMaxScaler'"));
+    auto broken = report.metadata;
+    broken["scaler.scale"] = "1,x,2";
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<float>::from_metadata(broken), value_error,
+                           MessageContains("'scaler.scale' is '1,x,2'"));
+    broken["scaler.scale"] = "1,2";
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<float>::from_metadata(broken), value_error,
+                           MessageContains("3 centers, 2 scales"));
+    REQUIRE_THROWS_MATCHES(data::StandardScaler<float>::from_metadata({}), value_error,
+                           MessageContains("no 'scaler.kind'"));
+}
