@@ -90,6 +90,7 @@ struct Settings {
     std::string csv, svg, json, save, load;
     bool quiet = false;
     bool no_progress = false;
+    bool doctor = false;
 };
 
 nlohmann::json to_json(const Settings& s) {
@@ -808,6 +809,9 @@ int main(int argc, char** argv) {
            "Start from this safetensors checkpoint (the same architecture options it was saved with; the "
            "optimiser starts afresh)")
         ->type_name("PATH");
+    app.add_flag("--doctor", s.doctor,
+                 "Diagnose the gradient at step 0 (diag::doctor on the first training batch): the "
+                 "verdict, its cause and remedies with their predicted gain per layer; then exit");
     app.add_flag("--quiet,-q", s.quiet, "Print nothing but errors");
     app.add_flag("--no-progress", s.no_progress,
                  "No progress bar (there is none anyway when stdout is not a terminal)");
@@ -875,6 +879,15 @@ int main(int argc, char** argv) {
                 schedule_label(s).c_str(), s.batch,
                 s.clip > 0 ? (", clip " + diag::format_number(s.clip)).c_str() : "", run.threads,
                 run.openmp ? "" : " (no OpenMP)");
+        }
+        if (s.doctor) {
+            const Index rows = std::min(s.batch, data.train.x.rows());
+            const Matrix<float> x = data.train.x.topRows(rows);
+            const std::vector<int> labels(data.train.y.begin(), data.train.y.begin() + rows);
+            const auto diagnosis = diag::doctor<float>(
+                *net, x, [&](const TensorF& out) { return cross_entropy(out, labels); });
+            std::cout << diagnosis.text();
+            return 0;
         }
         run.initial = evaluate(*net, data.test);
         if (!s.quiet) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "diag/critical_init.hpp"
+#include "diag/doctor.hpp"
 #include "diag/edge_of_chaos.hpp"
 #include "diag/experiment.hpp"
 #include "diag/jacobian.hpp"

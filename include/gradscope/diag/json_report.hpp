@@ -17,6 +17,7 @@
 // they read back as the same double.
 #pragma once
 
+#include "doctor.hpp"
 #include "history.hpp"
 #include "report.hpp"
 
@@ -69,6 +70,46 @@ inline nlohmann::json to_json(const std::vector<SweepRun>& runs) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : runs) out.push_back(to_json(r));
     return {{"runs", std::move(out)}};
+}
+
+// A doctor's diagnosis: the measurement, the cause, the layers and the remedies, best first.
+inline nlohmann::json to_json(const Diagnosis& d) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : d.layers) {
+        layers.push_back({{"layer", l.layer},
+                          {"output_grad_norm", json_number(l.output_grad_norm)},
+                          {"local_gain", json_number(l.local_gain)},
+                          {"saturated_fraction", json_number(l.saturated_fraction)},
+                          {"dead_fraction", json_number(l.dead_fraction)},
+                          {"nonfinite", l.nonfinite},
+                          {"note", l.note}});
+    }
+    nlohmann::json remedies = nlohmann::json::array();
+    for (const auto& r : d.remedies) {
+        remedies.push_back({{"action", r.action},
+                            {"layer", r.layer},
+                            {"sigma_w2", json_number(r.sigma_w2)},
+                            {"sigma_b2", json_number(r.sigma_b2)},
+                            {"residual_scale", json_number(r.residual_scale)},
+                            {"predicted_gain_per_layer", json_number(r.predicted_gain)},
+                            {"predicted_ratio_first_last", json_number(r.predicted_ratio)},
+                            {"predicted_verdict", to_string(r.predicted_verdict)},
+                            {"basis", r.basis}});
+    }
+    return {{"depth", d.depth},
+            {"activation", d.activation},
+            {"batch_norm", d.batch_norm},
+            {"residual", d.residual},
+            {"sigma_w2", json_number(d.sigma_w2)},
+            {"loss", json_number(d.loss)},
+            {"ratio_first_last", json_number(d.ratio_first_last)},
+            {"gain_per_layer", json_number(d.gain_per_layer)},
+            {"verdict", to_string(d.verdict)},
+            {"cause", to_string(d.cause)},
+            {"evidence", d.evidence},
+            {"first_nonfinite_module", d.first_nonfinite_module},
+            {"layers", std::move(layers)},
+            {"remedies", std::move(remedies)}};
 }
 
 // A monitor's history: what each statistic means, then every step's layers, a key per

@@ -19,6 +19,10 @@ public:
     // phi'(x) for each element, given x and y = phi(x).
     virtual void derivative(ConstMatrixView<T> x, ConstMatrixView<T> y,
                             MatrixView<T> out) const = 0;
+    // phi(x) and phi'(x) at one point, in double where the function type computes in double
+    // (else in T): what mean-field theory needs of an activation known only at run time.
+    [[nodiscard]] virtual double scalar_value(double x) const = 0;
+    [[nodiscard]] virtual double scalar_derivative(double x) const = 0;
 };
 
 template <class T, ElementwiseFunction<T> Act>
@@ -42,6 +46,22 @@ public:
         }
         const Act act = act_;
         out = x.binaryExpr(y, [act](T xi, T yi) { return static_cast<T>(act.derivative(xi, yi)); });
+    }
+
+    [[nodiscard]] double scalar_value(double x) const override {
+        if constexpr (ElementwiseFunction<Act, double>) {
+            return static_cast<double>(act_.value(x));
+        } else {
+            return static_cast<double>(act_.value(static_cast<T>(x)));
+        }
+    }
+    [[nodiscard]] double scalar_derivative(double x) const override {
+        if constexpr (ElementwiseFunction<Act, double>) {
+            return static_cast<double>(act_.derivative(x, act_.value(x)));
+        } else {
+            const T xt = static_cast<T>(x);
+            return static_cast<double>(act_.derivative(xt, act_.value(xt)));
+        }
     }
 
     [[nodiscard]] const Act& function() const noexcept { return act_; }

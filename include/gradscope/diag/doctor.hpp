@@ -1,0 +1,559 @@
+// diag::doctor: one forward and backward pass with a monitor, and a report a person can act on —
+// the verdict, its likely cause, and remedies ranked by the gain per layer each is predicted to
+// give: from mean-field theory where it applies (plain networks), otherwise by re-measuring the
+// network with the change made (the change is undone afterwards).
+//
+//     const auto diagnosis = diag::doctor<double>(*net, batch,
+//         [&](const TensorD& out) { return cross_entropy(out, labels); });
+//     std::cout << diagnosis.text();   // or diagnosis.remedies[0], or to_json(diagnosis)
+//
+// The pass runs as a training step would (the network's own mode; batch norm uses the batch's
+// statistics in training mode) without an optimiser step. Everything it changes is put back:
+// parameter values and gradients, buffers (running statistics), and any remedy tried in place.
+#pragma once
+
+#include "../nn/batchnorm.hpp"
+#include "../nn/init.hpp"
+#include "../nn/linear.hpp"
+#include "../nn/mlp.hpp"
+#include "../nn/residual.hpp"
+#include "edge_of_chaos.hpp"
+#include "format.hpp"
+#include "monitor.hpp"
+#include "theory.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gradscope::diag {
+
+enum class Cause {
+    none,                  // healthy
+    nonfinite,             // NaN or infinity, from `first_nonfinite_module` on
+    dead_layer,            // every unit of a layer is dead: nothing flows below it
+    dead_units,            // most units are dead
+    saturation,            // most units are saturated
+    weight_scale,          // the weights are too small or too large for the activation
+    batch_norm_explosion,  // batch norm's batch coupling expands the backward map at init
+    residual_growth,       // residual blocks add variance: signal and gradient grow with depth
+};
+
+inline const char* to_string(Cause cause) {
+    switch (cause) {
+        case Cause::none:
+            return "none";
+        case Cause::nonfinite:
+            return "non-finite values";
+        case Cause::dead_layer:
+            return "dead layer";
+        case Cause::dead_units:
+            return "dead units";
+        case Cause::saturation:
+            return "saturated units";
+        case Cause::weight_scale:
+            return "weight scale";
+        case Cause::batch_norm_explosion:
+            return "batch-norm explosion at initialisation";
+        case Cause::residual_growth:
+            return "residual variance growth";
+    }
+    return "unknown";
+}
+
+enum class RemedyKind {
+    critical_init,       // init::critical(activation) on every Linear layer
+    remove_batch_norm,   // a plain network with init::critical(activation) instead
+    add_residual,        // residual blocks around the layers (keeping batch norm)
+    zero_init_residual,  // each residual branch's last Linear starts at zero
+    scale_residual,      // each residual branch scaled by 1 / sqrt(blocks)
+    reinitialise_layer,  // He-normal weights and zero biases for one layer
+};
+
+struct Remedy {
+    RemedyKind kind = RemedyKind::critical_init;
+    std::string action = {};               // what to change, in words and code
+    std::string layer = {};                // the layer it concerns (reinitialise_layer), else empty
+    double sigma_w2 = not_measured;        // critical_init, remove_batch_norm
+    double sigma_b2 = 0.0;                 // critical_init, remove_batch_norm
+    double residual_scale = not_measured;  // scale_residual
+    double predicted_gain = not_measured;  // gain per layer after the change
+    double predicted_ratio = not_measured;  // |delta_1| / |delta_L| after the change
+    Verdict predicted_verdict = Verdict::nonfinite;
+    std::string basis = {};  // "mean-field theory" or "measured with the change made"
+};
+
+struct LayerFinding {
+    std::string layer = {};                  // the Linear module's path
+    double output_grad_norm = not_measured;  // |delta_l|
+    double local_gain = not_measured;        // |delta_l| / |delta_{l+1}| (not for the last layer)
+    double saturated_fraction = not_measured;
+    double dead_fraction = not_measured;
+    std::size_t nonfinite = 0;
+    std::string note = {};  // "dead", "saturated", "non-finite", or empty
+};
+
+struct Diagnosis {
+    std::size_t depth = 0;        // Linear layers watched
+    std::string activation = {};  // the first activation layer's function, "" when none
+    bool batch_norm = false, residual = false;
+    double sigma_w2 = not_measured;  // median over Linear layers of var(W) x fan_in
+    double loss = not_measured;
+    double ratio_first_last = not_measured;
+    double gain_per_layer = not_measured;
+    Verdict verdict = Verdict::nonfinite;
+    Cause cause = Cause::none;
+    std::string evidence = {};                // why that cause, with numbers
+    std::string first_nonfinite_module = {};  // the first module whose output was not finite
+    std::vector<LayerFinding> layers = {};
+    std::vector<Remedy> remedies = {};  // best first
+
+    [[nodiscard]] std::string text() const;
+};
+
+struct DoctorOptions {
+    VerdictThresholds thresholds = {};
+    double dead_layer = 0.99;  // a layer with at least this fraction of dead units is dead
+    double majority = 0.5;     // mean fraction of dead units that names the cause
+    // Mean fraction of saturated units (|phi'| < 1e-3) that names the cause. Above one half:
+    // ReLU's inactive half counts as saturated by that measure, and is not a fault.
+    double saturated = 0.75;
+    // Mean-field theory explains the measured gain when they agree this closely.
+    double theory_agreement = 0.1;
+};
+
+template <class T>
+using LossOf = std::function<Tensor<T>(const Tensor<T>& output)>;
+
+namespace detail {
+
+// An activation layer as the function type the theory takes.
+template <class T>
+struct LayerActivation {
+    static constexpr const char* name = "activation";
+    const ActivationLayer<T>* layer = nullptr;
+    [[nodiscard]] double value(double x) const { return layer->scalar_value(x); }
+    [[nodiscard]] double derivative(double x, double) const { return layer->scalar_derivative(x); }
+};
+
+// Parameter values and gradients and buffer values, put back when the scope ends.
+template <class T>
+class RestoreState {
+public:
+    explicit RestoreState(const Module<T>& net) {
+        for (const auto& p : net.parameters()) {
+            params_.push_back({p, Matrix<T>(p.value()), p.has_grad(),
+                               p.has_grad() ? Matrix<T>(p.grad()) : Matrix<T>()});
+        }
+        for (const auto& [name, b] : net.named_buffers())
+            buffers_.push_back({b, Matrix<T>(b.value())});
+    }
+    RestoreState(const RestoreState&) = delete;
+    RestoreState& operator=(const RestoreState&) = delete;
+    ~RestoreState() { restore(); }
+
+    void restore() {
+        for (auto& p : params_) {
+            p.tensor.assign(p.value);
+            if (p.had_grad) {
+                p.tensor.zero_grad();
+                p.tensor.mutable_grad() = p.grad;
+            } else {
+                p.tensor.clear_grad();
+            }
+        }
+        for (auto& b : buffers_) b.tensor.assign(b.value);
+    }
+
+private:
+    struct Param {
+        Tensor<T> tensor;
+        Matrix<T> value;
+        bool had_grad;
+        Matrix<T> grad;
+    };
+    struct Buffer {
+        Tensor<T> tensor;
+        Matrix<T> value;
+    };
+    std::vector<Param> params_;
+    std::vector<Buffer> buffers_;
+};
+
+struct Measurement {
+    GradientProfile profile;
+    double loss = not_measured;
+    std::string first_nonfinite_module;
+};
+
+// One forward and backward pass with a monitor; everything it changes is restored.
+template <class T>
+Measurement measure_once(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& loss) {
+    const RestoreState<T> restore(net);
+    Measurement out;
+    ScopedHooks hooks;
+    for (const auto& [path, module] : net.named_modules()) {
+        hooks.add(module->register_forward_hook(
+            [&out, name = path.empty() ? std::string("(the network)") : path](
+                Module<T>&, const Tensor<T>&, const Tensor<T>& y) {
+                if (out.first_nonfinite_module.empty() && !y.value().allFinite())
+                    out.first_nonfinite_module = name;
+            }));
+    }
+    GradientMonitor<T> monitor(net, {.track_updates = false});
+    Tensor<T> value = loss(net(Tensor<T>::constant(batch)));
+    if (value.shape().size() != 1) {
+        throw shape_error("doctor: the loss must be a scalar (1x1), got " +
+                          to_string(value.shape()));
+    }
+    out.loss = static_cast<double>(value.value()(0, 0));
+    if (std::isfinite(out.loss)) value.backward();
+    if (monitor.history().empty()) return out;
+    out.profile = monitor.last();
+    return out;
+}
+
+inline std::string gain_text(double gain) { return format_number(gain, {Notation::fixed, 3}); }
+inline std::string ratio_text(double ratio) { return format_number(ratio, table_ratio); }
+
+}  // namespace detail
+
+template <class T>
+Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
+                 const LossOf<T>& loss, const DoctorOptions& options = {}) {
+    if (batch.rows() < 2 || batch.cols() == 0) {
+        throw value_error("doctor: the batch needs at least 2 rows and a column, got " +
+                          to_string(Shape{batch.rows(), batch.cols()}));
+    }
+    if (!loss) throw value_error("doctor: no loss function");
+
+    // What the network is made of.
+    std::vector<std::pair<std::string, Linear<T>*>> linears;
+    std::vector<std::pair<std::string, Residual<T>*>> blocks;
+    const ActivationLayer<T>* activation = nullptr;
+    Diagnosis d;
+    for (const auto& [path, module] : net.named_modules()) {
+        if (auto* l = dynamic_cast<Linear<T>*>(module)) linears.emplace_back(path, l);
+        if (auto* r = dynamic_cast<Residual<T>*>(module)) blocks.emplace_back(path, r);
+        if (dynamic_cast<BatchNorm1d<T>*>(module)) d.batch_norm = true;
+        if (auto* a = dynamic_cast<ActivationLayer<T>*>(module); a && !activation) activation = a;
+    }
+    if (linears.empty()) throw value_error("doctor: the network has no Linear layer");
+    d.residual = !blocks.empty();
+    d.activation = activation ? activation->activation_name() : "";
+    std::vector<double> scales;
+    for (auto& [path, l] : linears) {
+        const auto w = l->weight().value();
+        scales.push_back(w.template cast<double>().squaredNorm() / static_cast<double>(w.rows()));
+    }
+    std::nth_element(scales.begin(),
+                     scales.begin() + static_cast<std::ptrdiff_t>(scales.size() / 2), scales.end());
+    d.sigma_w2 = scales[scales.size() / 2];  // mean square x fan_in = |W|^2 / rows
+
+    const detail::Measurement now = detail::measure_once(net, batch, loss);
+    d.loss = now.loss;
+    d.first_nonfinite_module = now.first_nonfinite_module;
+    const auto& stats = now.profile.layers();
+    d.depth = stats.size();
+    if (d.depth >= 2) {
+        d.ratio_first_last = now.profile.ratio_first_last();
+        d.gain_per_layer = now.profile.gain_per_layer();
+    }
+    d.verdict = now.profile.verdict(options.thresholds);
+    if (!std::isfinite(d.loss)) d.verdict = Verdict::nonfinite;
+
+    double saturated = 0.0, dead = 0.0;
+    std::size_t counted = 0;
+    std::string dead_layer;
+    bool nonfinite = !d.first_nonfinite_module.empty() || !std::isfinite(d.loss);
+    for (std::size_t l = 0; l < stats.size(); ++l) {
+        LayerFinding f{.layer = stats[l].name,
+                       .output_grad_norm = stats[l].output_grad_norm,
+                       .saturated_fraction = stats[l].saturated_fraction,
+                       .dead_fraction = stats[l].dead_fraction,
+                       .nonfinite = stats[l].nonfinite};
+        if (l + 1 < stats.size())
+            f.local_gain = stats[l].output_grad_norm / stats[l + 1].output_grad_norm;
+        if (f.nonfinite > 0) {
+            f.note = "non-finite";
+            nonfinite = true;
+        } else if (std::isfinite(f.dead_fraction) && f.dead_fraction >= options.dead_layer) {
+            f.note = "dead";
+            if (dead_layer.empty()) dead_layer = f.layer;
+        } else if (std::isfinite(f.saturated_fraction) &&
+                   f.saturated_fraction >= options.saturated) {
+            f.note = "saturated";
+        }
+        if (std::isfinite(f.saturated_fraction) && std::isfinite(f.dead_fraction)) {
+            saturated += f.saturated_fraction;
+            dead += f.dead_fraction;
+            ++counted;
+        }
+        d.layers.push_back(std::move(f));
+    }
+    if (counted > 0) {
+        saturated /= static_cast<double>(counted);
+        dead /= static_cast<double>(counted);
+    }
+
+    // The theory, where it applies: a plain network (no batch norm, no residual blocks).
+    const bool plain = !d.batch_norm && !d.residual;
+    // The activation's edge of chaos without biases, or else with a small bias variance (tanh
+    // reaches it at sigma_b2 = 0 only in the limit q* -> 0; GELU and SiLU only with biases).
+    std::optional<CriticalPoint> edge;
+    double edge_sigma_b2 = 0.0;
+    if (activation) {
+        for (const double sigma_b2 : {0.0, 0.05}) {
+            try {
+                edge =
+                    critical_point(detail::LayerActivation<T>{activation}, {.sigma_b2 = sigma_b2});
+                edge_sigma_b2 = sigma_b2;
+                break;
+            } catch (const error&) {
+                // no edge of chaos at this sigma_b2: try the next
+            }
+        }
+    }
+    std::optional<double> theory_gain;  // what mean-field theory says of the network as it is
+    if (activation && plain && d.depth >= 2) {
+        try {
+            theory_gain = mean_field(detail::LayerActivation<T>{activation},
+                                     static_cast<int>(d.depth), {.sigma_w2 = d.sigma_w2})
+                              .gain_per_layer;
+        } catch (const error&) {
+        }
+    }
+
+    // The cause.
+    const std::string act = d.activation.empty() ? std::string("the activation") : d.activation;
+    auto weight_scale_evidence = [&] {
+        std::string text = "the weights have sigma_w2 = " + format_number(d.sigma_w2, table_gain) +
+                           " (variance x fan-in)";
+        if (edge) {
+            text += "; " + act + "'s edge of chaos is at sigma_w2 = " +
+                    format_number(edge->sigma_w2, table_gain);
+        }
+        if (theory_gain) {
+            text += "; mean-field theory predicts " + detail::gain_text(*theory_gain) +
+                    " per layer, measured " + detail::gain_text(d.gain_per_layer);
+        }
+        return text;
+    };
+    if (nonfinite) {
+        d.cause = Cause::nonfinite;
+        d.evidence =
+            d.first_nonfinite_module.empty()
+                ? "the gradient has non-finite entries although every forward value is finite"
+                : "the first module whose output is not finite is " + d.first_nonfinite_module;
+    } else if (!dead_layer.empty()) {
+        d.cause = Cause::dead_layer;
+        d.evidence =
+            "every unit after " + dead_layer +
+            " is dead on this batch (phi' = 0 for every sample): no gradient reaches the layers below";
+    } else if (d.verdict == Verdict::healthy) {
+        d.cause = Cause::none;
+    } else if (d.batch_norm && d.verdict == Verdict::exploding && !d.residual) {
+        d.cause = Cause::batch_norm_explosion;
+        d.evidence =
+            "batch norm couples the samples of a batch, and at initialisation that makes "
+            "the backward map expand by " +
+            detail::gain_text(d.gain_per_layer) + " per layer (Yang et al. 2019)";
+    } else if (d.residual && d.verdict == Verdict::exploding) {
+        d.cause = Cause::residual_growth;
+        d.evidence = "each of the " + std::to_string(blocks.size()) +
+                     " residual blocks adds its branch's variance to the skip path's, so the "
+                     "signal and the gradient grow by " +
+                     detail::gain_text(d.gain_per_layer) + " per layer";
+    } else if (theory_gain && std::isfinite(d.gain_per_layer) &&
+               std::abs(d.gain_per_layer / *theory_gain - 1.0) <= options.theory_agreement) {
+        d.cause = Cause::weight_scale;
+        d.evidence = weight_scale_evidence();
+        if (counted > 0 && saturated >= options.saturated) {
+            d.evidence += "; " + format_number(100.0 * saturated, {Notation::fixed, 0}) +
+                          "% of the units are saturated";
+        }
+    } else if (counted > 0 && dead >= options.majority) {
+        d.cause = Cause::dead_units;
+        d.evidence = format_number(100.0 * dead, {Notation::fixed, 0}) +
+                     "% of the units are dead on this batch";
+    } else if (counted > 0 && saturated >= options.saturated) {
+        d.cause = Cause::saturation;
+        d.evidence = format_number(100.0 * saturated, {Notation::fixed, 0}) +
+                     "% of the units are saturated (|phi'| < 1e-3) at sigma_w2 = " +
+                     format_number(d.sigma_w2, table_gain);
+    } else {
+        d.cause = Cause::weight_scale;
+        d.evidence = weight_scale_evidence();
+    }
+    if (d.cause == Cause::none) return d;
+
+    // Remedies, each with its predicted gain per layer.
+    const std::string layer_range = "layers 1-" + std::to_string(linears.size());
+    const std::string critical_code =
+        edge ? "init::critical(" + act +
+                   (edge_sigma_b2 > 0.0 ? ", {.sigma_b2 = " + format_number(edge_sigma_b2) + "}"
+                                        : "") +
+                   ") (sigma_w2 = " + format_number(edge->sigma_w2, table_gain) + ")"
+             : std::string();
+    auto predicted_by_theory = [&](Remedy r) {
+        const auto mf =
+            mean_field(detail::LayerActivation<T>{activation}, static_cast<int>(d.depth),
+                       {.sigma_w2 = r.sigma_w2, .sigma_b2 = r.sigma_b2});
+        r.predicted_gain = mf.gain_per_layer;
+        r.predicted_ratio = mf.ratio_first_last;
+        r.predicted_verdict =
+            mf.ratio_first_last < options.thresholds.vanishing_ratio   ? Verdict::vanishing
+            : mf.ratio_first_last > options.thresholds.exploding_ratio ? Verdict::exploding
+                                                                       : Verdict::healthy;
+        r.basis = "mean-field theory";
+        d.remedies.push_back(std::move(r));
+    };
+    // A remedy whose gain was measured, on this network with the change made or on a copy.
+    auto predicted_by = [&](Remedy r, const detail::Measurement& after, const char* basis) {
+        const bool measured = after.profile.size() >= 2;
+        r.predicted_gain = measured ? after.profile.gain_per_layer() : not_measured;
+        r.predicted_ratio = measured ? after.profile.ratio_first_last() : not_measured;
+        r.predicted_verdict = after.profile.verdict(options.thresholds);
+        r.basis = basis;
+        d.remedies.push_back(std::move(r));
+    };
+    // Makes a change, measures, undoes it (RestoreState puts the parameters back).
+    auto predicted_by_measuring = [&](Remedy r, const std::function<void()>& change) {
+        const detail::RestoreState<T> undo(net);
+        change();
+        predicted_by(std::move(r), detail::measure_once(net, batch, loss),
+                     "measured with the change made");
+    };
+    if (d.cause == Cause::dead_layer) {
+        // The Linear that feeds the dead units: the watched layer itself.
+        for (auto& [path, l] : linears) {
+            if (path != dead_layer) continue;
+            Linear<T>* layer = l;
+            predicted_by_measuring(
+                Remedy{.kind = RemedyKind::reinitialise_layer,
+                       .action = "re-initialise " + path +
+                                 " with init::he_normal() weights and zero biases",
+                       .layer = path},
+                [&] {
+                    Rng rng(0x0dead);
+                    Matrix<T> w(layer->out_features(), layer->in_features());
+                    init::he_normal()(MatrixView<T>(w.data(), w.rows(), w.cols()),
+                                      layer->in_features(), layer->out_features(), rng);
+                    layer->weight().assign(w);
+                    if (layer->has_bias()) layer->bias().data().setZero();
+                });
+        }
+    }
+    const bool init_can_help = d.cause == Cause::weight_scale || d.cause == Cause::saturation ||
+                               d.cause == Cause::dead_units;
+    if (edge && activation && plain && init_can_help) {
+        predicted_by_theory(Remedy{.kind = RemedyKind::critical_init,
+                                   .action = "switch " + layer_range + " to " + critical_code,
+                                   .sigma_w2 = edge->sigma_w2,
+                                   .sigma_b2 = edge_sigma_b2});
+    }
+    if (edge && activation && d.batch_norm && !d.residual && d.cause != Cause::dead_layer) {
+        predicted_by_theory(Remedy{
+            .kind = RemedyKind::remove_batch_norm,
+            .action = "remove batch norm and initialise " + layer_range + " with " + critical_code,
+            .sigma_w2 = edge->sigma_w2,
+            .sigma_b2 = edge_sigma_b2});
+    }
+    if (auto* mlp_net = dynamic_cast<MLP<T>*>(&net);
+        mlp_net && d.batch_norm && !d.residual && d.cause != Cause::dead_layer) {
+        auto changed = mlp_net->options();
+        changed.residual = true;
+        changed.zero_init_residual = true;
+        auto copy = std::make_shared<MLP<T>>(changed);
+        copy->train(net.is_training());
+        predicted_by(Remedy{.kind = RemedyKind::add_residual,
+                            .action = "add residual blocks with zero-initialised branches "
+                                      "(mlp option .residual = true, .zero_init_residual = true)"},
+                     detail::measure_once(*copy, batch, loss),
+                     "measured on a copy with the change made");
+    }
+    if (d.residual && d.cause != Cause::dead_layer) {
+        // Each branch's last Linear: scaling it scales the branch (it ends the branch in mlp()).
+        std::vector<Linear<T>*> last_of_branch;
+        for (auto& [block_path, block] : blocks) {
+            Linear<T>* last = nullptr;
+            for (auto& [path, l] : linears) {
+                if (path.rfind(block_path + ".branch.", 0) == 0) last = l;
+            }
+            if (last) last_of_branch.push_back(last);
+        }
+        if (!last_of_branch.empty()) {
+            predicted_by_measuring(
+                Remedy{.kind = RemedyKind::zero_init_residual,
+                       .action = "zero-initialise each residual branch's last layer "
+                                 "(mlp option .zero_init_residual = true)"},
+                [&] {
+                    for (auto* l : last_of_branch) {
+                        l->weight().data().setZero();
+                        if (l->has_bias()) l->bias().data().setZero();
+                    }
+                });
+            const double scale = 1.0 / std::sqrt(static_cast<double>(last_of_branch.size()));
+            predicted_by_measuring(Remedy{.kind = RemedyKind::scale_residual,
+                                          .action = "scale each residual branch by 1/sqrt(" +
+                                                    std::to_string(last_of_branch.size()) +
+                                                    ") (mlp option .residual_scale = " +
+                                                    format_number(scale, table_gain) + ")",
+                                          .residual_scale = scale},
+                                   [&] {
+                                       for (auto* l : last_of_branch) {
+                                           l->weight().data() *= static_cast<T>(scale);
+                                           if (l->has_bias())
+                                               l->bias().data() *= static_cast<T>(scale);
+                                       }
+                                   });
+        }
+    }
+
+    // Best first: those predicted healthy, then by how close the gain per layer is to 1.
+    auto distance = [](const Remedy& r) {
+        return std::isfinite(r.predicted_gain) && r.predicted_gain > 0.0
+                   ? std::abs(std::log(r.predicted_gain))
+                   : std::numeric_limits<double>::infinity();
+    };
+    std::stable_sort(d.remedies.begin(), d.remedies.end(), [&](const Remedy& a, const Remedy& b) {
+        const bool ha = a.predicted_verdict == Verdict::healthy;
+        const bool hb = b.predicted_verdict == Verdict::healthy;
+        if (ha != hb) return ha;
+        return distance(a) < distance(b);
+    });
+    return d;
+}
+
+inline std::string Diagnosis::text() const {
+    std::string out = "gradscope doctor: " + std::to_string(depth) + " Linear layers" +
+                      (activation.empty() ? "" : ", " + activation) +
+                      (batch_norm ? ", batch norm" : "") + (residual ? ", residual blocks" : "") +
+                      ", sigma_w2 " + format_number(sigma_w2, table_gain) + "\n";
+    out += "  loss " + format_number(loss, table_gain) +
+           "; |delta_1| / |delta_L| = " + detail::ratio_text(ratio_first_last) + " (" +
+           to_string(verdict) + "), gain " + detail::gain_text(gain_per_layer) + " per layer\n";
+    if (cause == Cause::none) return out + "  healthy: nothing to change\n";
+    out += "  cause: " + std::string(to_string(cause)) + ": " + evidence + "\n";
+    std::string noted;
+    for (const auto& l : layers) {
+        if (!l.note.empty()) noted += "    " + l.layer + ": " + l.note + "\n";
+    }
+    if (!noted.empty()) out += "  layers:\n" + noted;
+    if (remedies.empty()) return out + "  no remedy to suggest\n";
+    out += "  remedies, best first:\n";
+    for (std::size_t i = 0; i < remedies.size(); ++i) {
+        const auto& r = remedies[i];
+        out += "    " + std::to_string(i + 1) + ". " + r.action + ": predicted gain " +
+               detail::gain_text(r.predicted_gain) + "/layer, ratio " +
+               detail::ratio_text(r.predicted_ratio) + " (" + to_string(r.predicted_verdict) +
+               "; now " + detail::gain_text(gain_per_layer) + "/layer), " + r.basis + "\n";
+    }
+    return out;
+}
+
+}  // namespace gradscope::diag

@@ -1,0 +1,242 @@
+// diag::doctor on six deliberately broken networks: it names the cause, and its top remedy,
+// applied, brings the gradient ratio into the healthy band. Plus a healthy network (nothing to
+// change) and a non-finite one (the first module that produced it).
+#include "support/testing.hpp"
+
+#include <gradscope/diag.hpp>
+#include <gradscope/diag/doctor.hpp>
+#include <gradscope/diag/json_report.hpp>
+
+#include <set>
+
+using namespace gradscope;
+using namespace gradscope::testing;
+
+namespace {
+
+constexpr Index width = 128;
+constexpr Index batch_rows = 64;
+
+// Inputs N(0, 1) and a fixed random linear readout, as in diag::measure_depth: the gradient
+// arriving at the top is independent of the forward signal, as mean-field theory assumes.
+struct Problem {
+    Matrix<double> x, readout;
+    diag::LossOf<double> loss;
+    Problem() {
+        Rng rng(11);
+        x = rng.normal_matrix<double>(batch_rows, width);
+        readout = rng.normal_matrix<double>(batch_rows, width);
+        loss = [this](const TensorD& out) {
+            return sum(out * TensorD::constant(readout)) / static_cast<double>(batch_rows);
+        };
+    }
+};
+
+MlpOptions<double> square(int depth, ActivationChoice<double> act, init::Initializer<double> w) {
+    return {.widths = std::vector<Index>(static_cast<std::size_t>(depth) + 1, width),
+            .activation = std::move(act),
+            .init = std::move(w),
+            .bias_init = init::zeros(),
+            .seed = 1};
+}
+
+// The network the top remedy describes, built from the broken one's options.
+std::shared_ptr<MLP<double>> apply(const diag::Remedy& remedy, MlpOptions<double> o) {
+    switch (remedy.kind) {
+        case diag::RemedyKind::critical_init:
+            o.init = diag::gaussian_init<double>(remedy.sigma_w2);
+            o.bias_init = init::normal(0.0, std::sqrt(remedy.sigma_b2));
+            break;
+        case diag::RemedyKind::remove_batch_norm:
+            o.norm = Normalization::none;
+            o.init = diag::gaussian_init<double>(remedy.sigma_w2);
+            o.bias_init = init::normal(0.0, std::sqrt(remedy.sigma_b2));
+            break;
+        case diag::RemedyKind::add_residual:
+            o.residual = true;
+            o.zero_init_residual = true;
+            break;
+        case diag::RemedyKind::zero_init_residual:
+            o.zero_init_residual = true;
+            break;
+        case diag::RemedyKind::scale_residual:
+            o.residual_scale = remedy.residual_scale;
+            break;
+        case diag::RemedyKind::reinitialise_layer:
+            FAIL("reinitialise_layer changes one layer of a built network, not the options");
+    }
+    return std::make_shared<MLP<double>>(o);
+}
+
+void check_top_remedy_heals(const MlpOptions<double>& broken, const diag::Diagnosis& d,
+                            const Problem& p) {
+    REQUIRE_FALSE(d.remedies.empty());
+    const auto& top = d.remedies.front();
+    INFO("top remedy: " << top.action << ", predicted " << top.predicted_gain << "/layer");
+    CHECK(top.predicted_verdict == diag::Verdict::healthy);
+    auto fixed = apply(top, broken);
+    const auto after = diag::doctor<double>(*fixed, p.x, p.loss);
+    INFO("after: " << after.text());
+    CHECK(after.verdict == diag::Verdict::healthy);
+    CHECK(after.ratio_first_last >= 1e-3);
+    CHECK(after.ratio_first_last <= 1e3);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "doctor: deep sigmoid with Xavier init vanishes for its weight scale, and the edge "
+    "of chaos heals it",
+    "[diag][doctor]") {
+    const Problem p;
+    const auto broken = square(30, Sigmoid{}, init::xavier_normal());
+    auto net = std::make_shared<MLP<double>>(broken);
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::vanishing);
+    CHECK(d.cause == diag::Cause::weight_scale);
+    CHECK(d.activation == std::string("sigmoid"));
+    REQUIRE_FALSE(d.remedies.empty());
+    CHECK(d.remedies.front().kind == diag::RemedyKind::critical_init);
+    CHECK(d.remedies.front().sigma_w2 == Approx(103.0).epsilon(0.01));
+    CHECK(d.remedies.front().basis == "mean-field theory");
+    check_top_remedy_heals(broken, d, p);
+    const nlohmann::json j = diag::to_json(d);
+    CHECK(j["cause"] == "weight scale");
+    CHECK(j["verdict"] == "vanishing");
+    CHECK(j["layers"].size() == 30);
+    CHECK(j["remedies"][0]["predicted_gain_per_layer"].get<double>() ==
+          d.remedies.front().predicted_gain);
+}
+
+TEST_CASE(
+    "doctor: ReLU with Xavier init vanishes at 1/sqrt(2) per layer, and He's variance heals it",
+    "[diag][doctor]") {
+    const Problem p;
+    const auto broken = square(50, ReLU{}, init::xavier_normal());
+    auto net = std::make_shared<MLP<double>>(broken);
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::vanishing);
+    CHECK(d.cause == diag::Cause::weight_scale);
+    CHECK(d.gain_per_layer == Approx(std::sqrt(0.5)).epsilon(0.03));
+    CHECK(d.remedies.front().kind == diag::RemedyKind::critical_init);
+    CHECK(d.remedies.front().sigma_w2 == Approx(2.0).epsilon(1e-6));
+    CHECK(d.remedies.front().predicted_gain == Approx(1.0).epsilon(1e-6));
+    check_top_remedy_heals(broken, d, p);
+}
+
+TEST_CASE("doctor: naive N(0, 1) ReLU weights explode, and He's variance heals them",
+          "[diag][doctor]") {
+    const Problem p;
+    const auto broken = square(10, ReLU{}, init::normal(0.0, 1.0));
+    auto net = std::make_shared<MLP<double>>(broken);
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::exploding);
+    CHECK(d.cause == diag::Cause::weight_scale);
+    CHECK(d.sigma_w2 == Approx(static_cast<double>(width)).epsilon(0.05));
+    CHECK(d.remedies.front().kind == diag::RemedyKind::critical_init);
+    check_top_remedy_heals(broken, d, p);
+}
+
+TEST_CASE("doctor: batch norm with ReLU explodes at depth 50, and the remedy heals it",
+          "[diag][doctor]") {
+    const Problem p;
+    auto broken = square(50, ReLU{}, init::he_normal());
+    broken.norm = Normalization::batch;
+    auto net = std::make_shared<MLP<double>>(broken);
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::exploding);
+    CHECK(d.cause == diag::Cause::batch_norm_explosion);
+    std::set<diag::RemedyKind> kinds;
+    for (const auto& r : d.remedies) kinds.insert(r.kind);
+    CHECK(kinds.count(diag::RemedyKind::remove_batch_norm) == 1);
+    CHECK(kinds.count(diag::RemedyKind::add_residual) == 1);
+    check_top_remedy_heals(broken, d, p);
+}
+
+TEST_CASE(
+    "doctor: an unscaled ReLU residual stack grows with depth; scaled or zero branches heal it",
+    "[diag][doctor]") {
+    const Problem p;
+    auto broken = square(50, ReLU{}, init::he_normal());
+    broken.residual = true;
+    auto net = std::make_shared<MLP<double>>(broken);
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::exploding);
+    CHECK(d.cause == diag::Cause::residual_growth);
+    const auto kind = d.remedies.front().kind;
+    CHECK(
+        (kind == diag::RemedyKind::zero_init_residual || kind == diag::RemedyKind::scale_residual));
+    CHECK(d.remedies.front().basis == "measured with the change made");
+    check_top_remedy_heals(broken, d, p);
+    // The doctor put the network back as it was.
+    CHECK(diag::doctor<double>(*net, p.x, p.loss).ratio_first_last == d.ratio_first_last);
+}
+
+TEST_CASE("doctor: a dead ReLU layer is named, and re-initialising it heals the network",
+          "[diag][doctor]") {
+    const Problem p;
+    auto net = std::make_shared<MLP<double>>(square(10, ReLU{}, init::he_normal()));
+    Linear<double>* dead = nullptr;
+    for (const auto& [path, module] : net->named_modules()) {
+        if (path == "layers.3.linear") dead = dynamic_cast<Linear<double>*>(module);
+    }
+    REQUIRE(dead != nullptr);
+    dead->bias().data().setConstant(-100.0);  // no unit of layer 4 is ever positive
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::vanishing);
+    CHECK(d.cause == diag::Cause::dead_layer);
+    CHECK(d.evidence.find("layers.3.linear") != std::string::npos);
+    REQUIRE_FALSE(d.remedies.empty());
+    const auto& top = d.remedies.front();
+    CHECK(top.kind == diag::RemedyKind::reinitialise_layer);
+    CHECK(top.layer == "layers.3.linear");
+    CHECK(top.predicted_verdict == diag::Verdict::healthy);
+    // Applied as the remedy says: He weights and zero biases for that layer.
+    Rng rng(5);
+    Matrix<double> w(width, width);
+    init::he_normal()(MatrixView<double>(w.data(), width, width), width, width, rng);
+    dead->weight().assign(w);
+    dead->bias().data().setZero();
+    CHECK(diag::doctor<double>(*net, p.x, p.loss).verdict == diag::Verdict::healthy);
+}
+
+TEST_CASE("doctor: a healthy network needs nothing, and its state is left as it was",
+          "[diag][doctor]") {
+    const Problem p;
+    auto net = std::make_shared<MLP<double>>(square(10, Tanh{}, init::xavier_normal()));
+    auto bn = std::make_shared<MLP<double>>(MlpOptions<double>{
+        .widths = {width, width, width, 4}, .norm = Normalization::batch, .seed = 2});
+    const auto before = bn->named_buffers();
+    std::vector<Matrix<double>> running;
+    for (const auto& [name, b] : before) running.emplace_back(b.value());
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    CHECK(d.verdict == diag::Verdict::healthy);
+    CHECK(d.cause == diag::Cause::none);
+    CHECK(d.remedies.empty());
+    CHECK(d.text().find("healthy: nothing to change") != std::string::npos);
+    diag::doctor<double>(*bn, p.x, [](const TensorD& out) { return mean(square(out)); });
+    for (std::size_t i = 0; i < running.size(); ++i) CHECK(before[i].second.value() == running[i]);
+    for (const auto& param : bn->parameters()) CHECK_FALSE(param.has_grad());
+}
+
+TEST_CASE("doctor: non-finite values are traced to the first module that produced them",
+          "[diag][doctor][errors]") {
+    const Problem p;
+    auto net = std::make_shared<MLP<double>>(square(6, Tanh{}, init::xavier_normal()));
+    for (const auto& [path, module] : net->named_modules()) {
+        if (path == "layers.2.linear")
+            dynamic_cast<Linear<double>&>(*module).weight().data()(0, 0) = std::nan("");
+    }
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    CHECK(d.verdict == diag::Verdict::nonfinite);
+    CHECK(d.cause == diag::Cause::nonfinite);
+    CHECK(d.first_nonfinite_module == "layers.2.linear");
+    REQUIRE_THROWS_MATCHES(diag::doctor<double>(*net, Matrix<double>(1, width), p.loss),
+                           value_error, MessageContains("doctor: the batch needs at least 2 rows"));
+}
