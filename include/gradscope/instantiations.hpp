@@ -95,24 +95,34 @@
     GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)
 
 // Modules, the mlp() builder and the losses (nn/*.hpp).
-#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                  \
-    KIND class Module<T>;                                                                  \
-    KIND class ActivationLayer<T>;                                                         \
-    KIND class ActivationChoice<T>;                                                        \
-    KIND class Sequential<T>;                                                              \
-    KIND class Linear<T>;                                                                  \
-    KIND class BatchNorm1d<T>;                                                             \
-    KIND class LayerNorm<T>;                                                               \
-    KIND class Dropout<T>;                                                                 \
-    KIND class Residual<T>;                                                                \
-    KIND class ElmanCell<T>;                                                               \
-    KIND class RNN<T>;                                                                     \
-    KIND class MLP<T>;                                                                     \
-    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                             \
-    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);             \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);    \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction); \
-    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&, \
+#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                      \
+    KIND class Module<T>;                                                                      \
+    KIND class ActivationLayer<T>;                                                             \
+    KIND class ActivationChoice<T>;                                                            \
+    KIND class Sequential<T>;                                                                  \
+    KIND class Linear<T>;                                                                      \
+    KIND class BatchNorm1d<T>;                                                                 \
+    KIND class LayerNorm<T>;                                                                   \
+    KIND class Dropout<T>;                                                                     \
+    KIND class Residual<T>;                                                                    \
+    KIND class ElmanCell<T>;                                                                   \
+    KIND class RNN<T>;                                                                         \
+    KIND class MLP<T>;                                                                         \
+    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                                 \
+    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                 \
+    KIND Tensor<T> l1_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                  \
+    KIND Tensor<T> huber_loss<T>(const Tensor<T>&, const Tensor<T>&, const HuberLossOptions&); \
+    KIND Tensor<T> smooth_l1_loss<T>(const Tensor<T>&, const Tensor<T>&,                       \
+                                     const SmoothL1LossOptions&);                              \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>,                    \
+                                    const CrossEntropyOptions&);                               \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&,                 \
+                                    const CrossEntropyOptions&);                               \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);        \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction);     \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
+                                                       const BCEWithLogitsOptions&);           \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
                                                        Reduction);
 
 // Optimisers and clipping (optim/*.hpp).
