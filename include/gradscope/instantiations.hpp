@@ -126,17 +126,22 @@
                                                        Reduction);
 
 // Optimisers and clipping (optim/*.hpp).
-#define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                    \
-    KIND class ParameterList<T>;                                                \
-    KIND class Optimizer<T>;                                                    \
-    KIND class SGD<T>;                                                          \
-    KIND class detail::BasicAdam<T, false>;                                     \
-    KIND class detail::BasicAdam<T, true>;                                      \
-    KIND class Adam<T>;                                                         \
-    KIND class AdamW<T>;                                                        \
-    KIND class RMSprop<T>;                                                      \
-    KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool); \
-    KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);           \
+#define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                          \
+    KIND class ParameterList<T>;                                                      \
+    KIND class Optimizer<T>;                                                          \
+    KIND class detail::GroupedOptimizer<T, SGD<T>, SGDOptions>;                       \
+    KIND class SGD<T>;                                                                \
+    KIND class detail::GroupedOptimizer<T, detail::BasicAdam<T, false>, AdamOptions>; \
+    KIND class detail::GroupedOptimizer<T, detail::BasicAdam<T, true>, AdamWOptions>; \
+    KIND class detail::BasicAdam<T, false>;                                           \
+    KIND class detail::BasicAdam<T, true>;                                            \
+    KIND class Adam<T>;                                                               \
+    KIND class AdamW<T>;                                                              \
+    KIND class detail::GroupedOptimizer<T, RMSprop<T>, RMSpropOptions>;               \
+    KIND class RMSprop<T>;                                                            \
+    KIND std::vector<ParamGroup<T>> weight_decay_groups<T>(const Module<T>&);         \
+    KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool);       \
+    KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);                 \
     KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);
 
 // Gradient-flow diagnostics (diag/*.hpp).
