@@ -698,6 +698,34 @@ void train_step(Pair& net, Optimizer<double>& optimizer) {
 
 }  // namespace
 
+TEST_CASE("a grouped optimiser's state travels in the checkpoint with every group's options",
+          "[checkpoint]") {
+    const auto x = TensorD::constant(testing::normal(16, 4, 30));
+    const auto train_step = [&](MLP<double>& net, Optimizer<double>& opt) {
+        opt.zero_grad();
+        mean(square(net(x))).backward();
+        opt.step();
+    };
+    auto net = batch_norm_mlp<double>(31);
+    AdamW<double> adamw(weight_decay_groups(*net), {.lr = 0.01, .weight_decay = 0.1});
+    for (int i = 0; i < 2; ++i) train_step(*net, adamw);
+    const Bytes file = save_checkpoint_to_bytes(*net, adamw);
+    const nlohmann::json metadata = dissect(file).header.at("__metadata__");
+    CHECK(metadata.at("optimizer.weight_decay") == "0.1");
+    CHECK(metadata.at("optimizer.group1.weight_decay") == "0");
+
+    // Made with other options; the file's win, group by group.
+    auto resumed = batch_norm_mlp<double>(32);
+    AdamW<double> resumed_adamw(weight_decay_groups(*resumed), {.lr = 0.5});
+    (void)load_checkpoint_from_bytes(file, *resumed, resumed_adamw);
+    CHECK(resumed_adamw.options(0).weight_decay == 0.1);
+    CHECK(resumed_adamw.options(1).weight_decay == 0.0);
+    CHECK(resumed_adamw.lr(1) == 0.01);
+    train_step(*net, adamw);
+    train_step(*resumed, resumed_adamw);
+    CHECK(snapshot(*resumed) == snapshot(*net));  // exactly: the same state and the same steps
+}
+
 TEST_CASE(
     "the optimiser state follows the module's names into a network that registers them in another order",
     "[checkpoint][optimizer]") {
