@@ -58,10 +58,10 @@ def main():
     state = load_safetensors(directory / "mlp.safetensors")
     io = load_safetensors(directory / "io.safetensors")
 
-    # PyTorch counts batches in int64; gradscope writes the count in the network's dtype.
+    # PyTorch counts batches in an int64 scalar, and gradscope writes the count so.
     tracked = "layers.0.bn.num_batches_tracked"
     assert state[tracked].shape == torch.Size([]), f"{tracked} has shape {tuple(state[tracked].shape)}"
-    state[tracked] = state[tracked].to(torch.int64)
+    assert state[tracked].dtype == torch.int64, f"{tracked} has dtype {state[tracked].dtype}"
 
     net = GradscopeMlp().double()
     net.load_state_dict(state, strict=True)  # names and shapes must match exactly

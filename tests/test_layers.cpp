@@ -3,6 +3,8 @@
 // errors a user meets.
 #include "support/reference.hpp"
 
+#include <optional>
+
 using namespace gradscope;
 using namespace gradscope::testing;
 
@@ -176,12 +178,18 @@ TEST_CASE("with recurrent weight rho*Q and identity activation, |dh_T/dh_0| = rh
     }
 }
 
-TEST_CASE("a Linear->BatchNorm1d->ReLU->Linear stack matches PyTorch in train and eval",
-          "[layers][reference]") {
-    ReferenceCase c("nn_reference.json", "bn_stack");
+namespace {
+
+// Three SGD steps in training mode and one evaluation pass of tools/make_nn_reference.py's
+// Linear->BatchNorm1d->ReLU->Linear stack, with the batch norm's options of the case. Same
+// formulas in double as PyTorch's, in another summation order: 1e-10 relative leaves room for
+// that and for three steps of it, while a wrong momentum factor (1/n against 0.1) or the
+// running statistics used in place of the batch's moves the outputs in their second digit.
+void check_bn_stack(const std::string& name, const BatchNormOptions& options) {
+    ReferenceCase c("nn_reference.json", name);
     Rng rng(0);
     auto l1 = std::make_shared<Linear<double>>(4, 6, rng);
-    auto bn = std::make_shared<BatchNorm1d<double>>(6);
+    auto bn = std::make_shared<BatchNorm1d<double>>(6, options);
     auto l2 = std::make_shared<Linear<double>>(6, 3, rng);
     auto net = stack({l1, bn, std::make_shared<Activation<double, ReLU>>(), l2});
     std::map<std::string, TensorD> named{{"l1.weight", l1->weight()}, {"l1.bias", l1->bias()},
@@ -205,9 +213,13 @@ TEST_CASE("a Linear->BatchNorm1d->ReLU->Linear stack matches PyTorch in train an
         }
         for (auto& [key, p] : named) p.data() -= 0.1 * p.grad();
     }
-    c.check_output("running_mean", bn->running_mean().value());
-    c.check_output("running_var", bn->running_var().value());
-    c.check_output("num_batches_tracked", net->named_buffers()[2].second.value());
+    if (options.track_running_stats) {
+        c.check_output("running_mean", bn->running_mean().value());
+        c.check_output("running_var", bn->running_var().value());
+        c.check_output("num_batches_tracked", bn->num_batches_tracked().value());
+    } else {
+        CHECK(net->named_buffers().empty());  // as PyTorch's state_dict: no running buffers
+    }
     for (auto& [key, p] : named) c.check_output("after." + key, p.value());
 
     net->eval();
@@ -222,6 +234,49 @@ TEST_CASE("a Linear->BatchNorm1d->ReLU->Linear stack matches PyTorch in train an
         INFO("eval gradient of " << key);
         CHECK(all_close(p.grad(), c.grad("eval." + key), 1e-10, 1e-12));
     }
+}
+
+}  // namespace
+
+TEST_CASE("a Linear->BatchNorm1d->ReLU->Linear stack matches PyTorch in train and eval",
+          "[layers][reference]") {
+    check_bn_stack("bn_stack", {});
+}
+
+TEST_CASE("BatchNorm1d with momentum none keeps PyTorch's cumulative average",
+          "[layers][reference]") {
+    check_bn_stack("bn_stack_cumulative", {.momentum = std::nullopt});
+}
+
+TEST_CASE("BatchNorm1d without running statistics normalises by the batch in eval as PyTorch",
+          "[layers][reference]") {
+    check_bn_stack("bn_stack_batch_stats", {.track_running_stats = false});
+}
+
+TEST_CASE("BatchNorm1d with momentum none averages every batch equally", "[layers]") {
+    // After n batches the running mean is the plain average of the n batch means, whatever the
+    // order: exact in double up to rounding of a few additions (1e-14 relative).
+    BatchNorm1d<double> bn(3, {.momentum = std::nullopt});
+    Matrix<double> sum_of_means = Matrix<double>::Zero(1, 3);
+    for (int i = 0; i < 5; ++i) {
+        const Matrix<double> x = normal(4, 3, 40 + static_cast<std::uint64_t>(i), 1.0 + i);
+        (void)bn(TensorD::constant(x));
+        sum_of_means += x.colwise().mean();
+    }
+    CHECK(all_close(bn.running_mean().value(), sum_of_means / 5.0, 1e-14, 1e-15));
+    CHECK(bn.num_batches_tracked().value()(0, 0) == 5.0);
+    CHECK(bn.extra_repr().find("momentum=none") != std::string::npos);
+}
+
+TEST_CASE("BatchNorm1d without running statistics has no buffers to ask for", "[layers][errors]") {
+    BatchNorm1d<double> bn(3, {.track_running_stats = false});
+    REQUIRE_THROWS_MATCHES(bn.running_mean(), value_error,
+                           MessageContains({"running_mean", "track_running_stats = false"}));
+    REQUIRE_THROWS_AS(bn.num_batches_tracked(), value_error);
+    CHECK(bn.extra_repr().find("track_running_stats=false") != std::string::npos);
+    // eval still needs a batch to take statistics from
+    bn.eval();
+    CHECK_THROWS_AS(bn(TensorD::constant(normal(1, 3, 45))), value_error);
 }
 
 TEST_CASE("LayerNorm matches PyTorch", "[layers][reference]") {

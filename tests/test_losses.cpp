@@ -2,6 +2,11 @@
 // the errors a user meets.
 #include "support/reference.hpp"
 
+#include <cmath>
+#include <set>
+#include <string>
+#include <vector>
+
 using namespace gradscope;
 using namespace gradscope::testing;
 
@@ -92,4 +97,192 @@ TEST_CASE("cross_entropy names a label outside the classes, and a count mismatch
 TEST_CASE("losses reject prediction and target shapes that differ", "[losses][errors]") {
     CHECK_THROWS_AS(mse_loss(param(3, 4, 5), param(4, 3, 6)), shape_error);
     CHECK_THROWS_AS(binary_cross_entropy_with_logits(param(3, 4, 5), param(3, 3, 6)), shape_error);
+}
+
+// ---- Options with PyTorch's semantics: every case of tools/make_loss_reference.py ----
+
+namespace {
+
+Reduction reduction_named(const std::string& name) {
+    if (name == "none") return Reduction::none;
+    if (name == "sum") return Reduction::sum;
+    REQUIRE(name == "mean");
+    return Reduction::mean;
+}
+
+// The loss a reference case names, with its options, on the case's inputs.
+TensorD loss_of_case(ReferenceCase& c) {
+    const nlohmann::json& o = c.json.at("options");
+    const std::string kind = c.json.at("loss").get<std::string>();
+    const Reduction reduction = reduction_named(o.at("reduction").get<std::string>());
+    if (kind == "cross_entropy") {
+        CrossEntropyOptions options{.reduction = reduction,
+                                    .label_smoothing = o.at("label_smoothing").get<double>()};
+        if (o.contains("weight")) options.weight = o.at("weight").get<std::vector<double>>();
+        if (o.contains("ignore_index")) options.ignore_index = o.at("ignore_index").get<int>();
+        return cross_entropy(c.in("logits"), labels_of(c.input("labels")), options);
+    }
+    if (kind == "binary_cross_entropy_with_logits") {
+        BCEWithLogitsOptions options{.reduction = reduction};
+        if (o.contains("pos_weight")) {
+            options.pos_weight = o.at("pos_weight").get<std::vector<double>>();
+        }
+        return binary_cross_entropy_with_logits(c.in("x"), c.in("t"), options);
+    }
+    if (kind == "mse_loss") return mse_loss(c.in("p"), c.in("t"), reduction);
+    if (kind == "l1_loss") return l1_loss(c.in("p"), c.in("t"), reduction);
+    if (kind == "huber_loss") {
+        return huber_loss(c.in("p"), c.in("t"),
+                          {.reduction = reduction, .delta = o.at("delta").get<double>()});
+    }
+    REQUIRE(kind == "smooth_l1_loss");
+    return smooth_l1_loss(c.in("p"), c.in("t"),
+                          {.reduction = reduction, .beta = o.at("beta").get<double>()});
+}
+
+}  // namespace
+
+// Same formulas in the same precision, summed in another order: the values agree to ~1e-15
+// relative, and 1e-10 leaves room for that while any wrong term (a missing weight, the wrong
+// denominator, a smoothing share of e instead of e/C) moves an O(1) loss by far more.
+TEST_CASE("every loss option matches PyTorch in value and gradient, for each reduction",
+          "[losses][reference]") {
+    const auto& cases = reference_file("loss_reference.json").at("cases");
+    std::set<std::string> kinds;
+    for (const auto& [name, json] : cases.items()) {
+        INFO("case " << name);
+        ReferenceCase c("loss_reference.json", name);
+        TensorD loss = loss_of_case(c);
+        c.check_output("loss", loss);
+        loss.backward(c.input("seed"));
+        c.check_grads();
+        kinds.insert(json.at("loss").get<std::string>() + " " +
+                     json.at("options").at("reduction").get<std::string>());
+    }
+    CHECK(kinds.size() == 6 * 3);  // every loss with every reduction
+}
+
+TEST_CASE("loss options pass a finite-difference check for each reduction", "[losses]") {
+    const auto logits = param(6, 4, 7);
+    const std::vector<int> labels{2, 0, 3, 1, 3, 0};
+    const auto x = param(uniform(5, 3, 8, -4.0, 4.0));
+    const auto t = param(uniform(5, 3, 9, 0.0, 1.0));
+    // differences kept 0.05 from the kinks at 0 (l1) and at +-0.7 (huber, smooth_l1), so no
+    // central-difference step (~1e-6) straddles one
+    const auto p = param(normal(5, 3, 10));
+    const Matrix<double> d =
+        away_from(away_from(away_from(normal(5, 3, 11), 0.0, 0.05), 0.7, 0.05), -0.7, 0.05);
+    const auto q = param(p.value() - d);
+    for (Reduction reduction : {Reduction::none, Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(reduction));
+        const CrossEntropyOptions ce{.weight = {0.5, 2.0, 0.0, 1.5},
+                                     .ignore_index = 3,
+                                     .reduction = reduction,
+                                     .label_smoothing = 0.3};
+        require_gradcheck([&](const Inputs& in) { return cross_entropy(in[0], labels, ce); },
+                          {logits});
+        const BCEWithLogitsOptions bce{.reduction = reduction, .pos_weight = {0.5, 1.0, 4.0}};
+        require_gradcheck(
+            [&](const Inputs& in) { return binary_cross_entropy_with_logits(in[0], in[1], bce); },
+            {x, t});
+        require_gradcheck([&](const Inputs& in) { return l1_loss(in[0], in[1], reduction); },
+                          {p, q});
+        require_gradcheck([&](const Inputs& in) { return mse_loss(in[0], in[1], reduction); },
+                          {p, q});
+        require_gradcheck(
+            [&](const Inputs& in) {
+                return huber_loss(in[0], in[1], {.reduction = reduction, .delta = 0.7});
+            },
+            {p, q});
+        for (double beta : {0.0, 0.7}) {
+            require_gradcheck(
+                [&](const Inputs& in) {
+                    return smooth_l1_loss(in[0], in[1], {.reduction = reduction, .beta = beta});
+                },
+                {p, q});
+        }
+    }
+}
+
+TEST_CASE("cross_entropy with every label ignored refuses the mean, and sums to 0",
+          "[losses][errors]") {
+    const auto logits = param(3, 4, 12);
+    const std::vector<int> padding{-100, -100, -100};
+    // PyTorch returns NaN here (0/0); gradscope says why instead
+    REQUIRE_THROWS_MATCHES(cross_entropy(logits, padding, {.ignore_index = -100}), value_error,
+                           MessageContains({"cross_entropy", "total weight", "0", "NaN"}));
+    // rows left whose classes all weigh 0 are the same 0/0
+    REQUIRE_THROWS_AS(cross_entropy(logits, std::vector<int>{1, 1, -100},
+                                    {.weight = {1.0, 0.0, 1.0, 1.0}, .ignore_index = -100}),
+                      value_error);
+    auto sum = cross_entropy(logits, padding, {.ignore_index = -100, .reduction = Reduction::sum});
+    CHECK(sum.item() == 0.0);
+    sum.backward();
+    CHECK(logits.grad().isZero(0.0));
+    auto none = cross_entropy(logits, std::vector<int>{0, -100, 2},
+                              {.ignore_index = -100, .reduction = Reduction::none});
+    REQUIRE(none.value().rows() == 3);
+    CHECK(none.value()(1, 0) == 0.0);
+    CHECK(none.value()(0, 0) > 0.0);
+}
+
+TEST_CASE("cross_entropy names a bad weight, smoothing or unignored label", "[losses][errors]") {
+    const auto logits = param(3, 4, 13);
+    const std::vector<int> labels{0, 1, 2};
+    REQUIRE_THROWS_MATCHES(cross_entropy(logits, labels, {.weight = {1.0, 1.0, 1.0}}), shape_error,
+                           MessageContains({"weight has 3 entries", "4 classes", "[3x4]"}));
+    REQUIRE_THROWS_MATCHES(cross_entropy(logits, labels, {.weight = {1.0, -0.5, 1.0, 1.0}}),
+                           value_error, MessageContains({"weight[1]", "non-negative", "-0.5"}));
+    REQUIRE_THROWS_MATCHES(cross_entropy(logits, labels, {.weight = {1.0, 1.0, NAN, 1.0}}),
+                           value_error, MessageContains({"weight[2]", "nan"}));
+    for (double smoothing : {-0.1, 1.5, static_cast<double>(NAN)}) {
+        REQUIRE_THROWS_MATCHES(cross_entropy(logits, labels, {.label_smoothing = smoothing}),
+                               value_error, MessageContains("label_smoothing must be in [0, 1]"));
+    }
+    // PyTorch's default ignore_index is -100; here nothing is ignored unless asked
+    REQUIRE_THROWS_MATCHES(cross_entropy(logits, std::vector<int>{0, -100, 2}), value_error,
+                           MessageContains({"label -100", "row 1"}));
+    REQUIRE_THROWS_MATCHES(cross_entropy(logits, std::vector<int>{0, -100, 2}, {.ignore_index = 7}),
+                           value_error, MessageContains({"label -100", "not ignore_index 7"}));
+}
+
+TEST_CASE("an ignored class inside the range drops its rows only", "[losses]") {
+    // ignoring class 1 must equal the mean over the rows whose label is not 1
+    const auto logits = param(4, 3, 14);
+    const double with_ignore =
+        cross_entropy(logits, std::vector<int>{1, 0, 1, 2}, {.ignore_index = 1}).item();
+    const double by_hand =
+        cross_entropy(param(logits.value()({1, 3}, Eigen::all)), std::vector<int>{0, 2}).item();
+    CHECK(with_ignore == Approx(by_hand).epsilon(1e-14));
+}
+
+TEST_CASE("losses name a bad pos_weight, delta or beta", "[losses][errors]") {
+    const auto x = param(2, 3, 15), t = param(uniform(2, 3, 16, 0.0, 1.0));
+    REQUIRE_THROWS_MATCHES(binary_cross_entropy_with_logits(x, t, {.pos_weight = {1.0, 2.0}}),
+                           shape_error,
+                           MessageContains({"pos_weight has 2 entries", "3 columns", "[2x3]"}));
+    REQUIRE_THROWS_MATCHES(binary_cross_entropy_with_logits(x, t, {.pos_weight = {1.0, -2.0, 1.0}}),
+                           value_error, MessageContains({"pos_weight[1]", "-2"}));
+    REQUIRE_THROWS_MATCHES(huber_loss(x, t, {.delta = 0.0}), value_error,
+                           MessageContains({"huber_loss", "delta", "positive", "got 0"}));
+    REQUIRE_THROWS_MATCHES(smooth_l1_loss(x, t, {.beta = -1.0}), value_error,
+                           MessageContains({"smooth_l1_loss", "beta", "non-negative", "-1"}));
+    REQUIRE_THROWS_AS(l1_loss(x, param(3, 2, 17)), shape_error);
+    REQUIRE_THROWS_AS(huber_loss(x, param(3, 2, 17)), shape_error);
+}
+
+TEST_CASE("binary cross-entropy with pos_weight stays finite for logits of 100 in float",
+          "[losses]") {
+    Matrix<float> z(2, 2), y(2, 2);
+    z << 100.0f, -100.0f, -100.0f, 100.0f;
+    y << 0.0f, 1.0f, 0.0f, 1.0f;
+    auto logits = TensorF::parameter(z);
+    auto loss = binary_cross_entropy_with_logits(
+        logits, TensorF::constant(y), {.reduction = Reduction::sum, .pos_weight = {3.0, 3.0}});
+    // the two confidently wrong elements cost 100 and 3 * 100, the right ones ~e^-100
+    CHECK(loss.item() == Approx(400.0f).epsilon(1e-6));
+    loss.backward();
+    REQUIRE(logits.grad().allFinite());
+    CHECK(logits.grad()(0, 0) == Approx(1.0f));   // (1 - t) sigmoid(100)
+    CHECK(logits.grad()(0, 1) == Approx(-3.0f));  // -p t sigmoid(100)
 }

@@ -873,3 +873,237 @@ TEST_CASE("centered RMSprop stays finite when the gradient is constant for long"
     }
     CHECK(w.value().allFinite());
 }
+
+// ---- Parameter groups ----
+
+namespace {
+
+// What a group sets, from the reference file's PyTorch keywords.
+GroupOptions group_options_of(const nlohmann::json& j) {
+    GroupOptions o;
+    const auto number = [&](const char* key, std::optional<double>& field) {
+        if (j.contains(key)) field = j.at(key).get<double>();
+    };
+    const auto flag = [&](const char* key, std::optional<bool>& field) {
+        if (j.contains(key)) field = j.at(key).get<bool>();
+    };
+    number("lr", o.lr);
+    number("weight_decay", o.weight_decay);
+    number("momentum", o.momentum);
+    number("dampening", o.dampening);
+    flag("nesterov", o.nesterov);
+    if (j.contains("betas")) {
+        o.betas = AdamBetas{j.at("betas").at(0).get<double>(), j.at("betas").at(1).get<double>()};
+    }
+    number("eps", o.eps);
+    flag("amsgrad", o.amsgrad);
+    number("alpha", o.alpha);
+    flag("centered", o.centered);
+    return o;
+}
+
+// The optimiser a groups case names, with its defaults given as the optimiser's options (not
+// as group 0's), so that group 0 inherits them and group 1 overrides them.
+std::unique_ptr<Optimizer<double>> grouped_optimizer(const nlohmann::json& c,
+                                                     std::vector<ParamGroup<double>> groups) {
+    const nlohmann::json& d = c.at("options");
+    const auto number = [&](const char* key, double fallback) {
+        return d.contains(key) ? d.at(key).get<double>() : fallback;
+    };
+    const std::string kind = c.at("class").get<std::string>();
+    if (kind == "SGD") {
+        const SGDOptions o{};
+        return std::make_unique<SGD<double>>(
+            std::move(groups), SGDOptions{.lr = number("lr", o.lr),
+                                          .momentum = number("momentum", o.momentum),
+                                          .dampening = number("dampening", o.dampening),
+                                          .weight_decay = number("weight_decay", o.weight_decay)});
+    }
+    if (kind == "RMSprop") {
+        const RMSpropOptions o{};
+        return std::make_unique<RMSprop<double>>(
+            std::move(groups),
+            RMSpropOptions{.lr = number("lr", o.lr),
+                           .alpha = number("alpha", o.alpha),
+                           .weight_decay = number("weight_decay", o.weight_decay),
+                           .momentum = number("momentum", o.momentum)});
+    }
+    if (kind == "Adam") {
+        const AdamOptions o{};
+        return std::make_unique<Adam<double>>(
+            std::move(groups), AdamOptions{.lr = number("lr", o.lr),
+                                           .weight_decay = number("weight_decay", o.weight_decay)});
+    }
+    REQUIRE(kind == "AdamW");
+    const AdamWOptions o{};
+    return std::make_unique<AdamW<double>>(
+        std::move(groups), AdamWOptions{.lr = number("lr", o.lr),
+                                        .weight_decay = number("weight_decay", o.weight_decay)});
+}
+
+}  // namespace
+
+// Same arithmetic as PyTorch in double, per group: 1e-10 as for the single-group trajectories.
+// Group 1's options all change b's path (another lr, momentum, betas, AMSGrad, decay), so b
+// stepped with group 0's options, or W with group 1's, misses by far more.
+TEST_CASE("two parameter groups follow torch.optim for every optimiser, and StepLR scales each",
+          "[optim][reference][groups]") {
+    const nlohmann::json& cases = optim_reference().at("groups");
+    REQUIRE(cases.size() == 5);
+    for (const auto& [name, c] : cases.items()) {
+        Problem<double> problem;
+        auto optimizer = grouped_optimizer(
+            c, {{{problem.W}, {}}, {{problem.b}, group_options_of(c.at("group1"))}});
+        REQUIRE(optimizer->group_count() == 2);
+        std::unique_ptr<StepLR> scheduler;
+        if (c.contains("scheduler")) {
+            scheduler = std::make_unique<StepLR>(
+                *optimizer, StepLROptions{.step_size = c.at("scheduler").at("step_size").get<int>(),
+                                          .gamma = c.at("scheduler").at("gamma").get<double>()});
+        }
+        const nlohmann::json& steps = c.at("steps");
+        for (std::size_t s = 0; s < steps.size(); ++s) {
+            problem.train_step(*optimizer);
+            if (scheduler) scheduler->step();
+            INFO(name << ", after step " << s + 1);
+            CHECK(all_close(problem.W.value(), to_matrix(steps[s].at("W")), 1e-10, 1e-12));
+            CHECK(all_close(problem.b.value(), to_matrix(steps[s].at("b")), 1e-10, 1e-12));
+            for (std::size_t g = 0; g < 2; ++g) {
+                CHECK(optimizer->lr(g) ==
+                      Approx(steps[s].at("lr").at(g).get<double>()).epsilon(1e-15));
+            }
+        }
+    }
+}
+
+TEST_CASE(
+    "weight_decay_groups exempts biases and norm parameters, and AdamW then shrinks only weights",
+    "[optim][groups]") {
+    auto net = mlp<double>({.widths = {4, 6, 3}, .norm = Normalization::batch, .seed = 3});
+    const auto groups = weight_decay_groups(*net);
+    REQUIRE(groups.size() == 2);
+    CHECK(groups[0].params.keys() ==
+          std::vector<std::string>{"layers.0.linear.weight", "layers.1.weight"});
+    CHECK(groups[1].params.keys() == std::vector<std::string>{"layers.0.linear.bias",
+                                                              "layers.0.bn.weight",
+                                                              "layers.0.bn.bias", "layers.1.bias"});
+    AdamW<double> adamw(groups, {.lr = 0.1, .weight_decay = 0.5});
+    CHECK(adamw.options(0).weight_decay == 0.5);
+    CHECK(adamw.options(1).weight_decay == 0.0);
+    CHECK(adamw.options(1).lr == 0.1);  // the rest is the optimiser's
+
+    // With zero gradients Adam's own step is 0, so all that moves a parameter is the decay:
+    // weights scale by exactly 1 - lr * weight_decay = 0.95, exempt parameters stay put.
+    sum((*net)(TensorD::constant(normal(5, 4, 4)))).backward();
+    adamw.zero_grad();
+    std::vector<Matrix<double>> before;
+    for (const auto& [name, p] : net->named_parameters()) before.push_back(p.value());
+    adamw.step();
+    std::size_t i = 0;
+    for (const auto& [name, p] : net->named_parameters()) {
+        INFO(name);
+        const bool weight = name.ends_with("linear.weight") || name == "layers.1.weight";
+        CHECK(all_close(p.value(), (weight ? 0.95 : 1.0) * before[i++], 1e-15, 0.0));
+    }
+}
+
+TEST_CASE("a grouped optimiser's state keeps every group, and a restored one continues identically",
+          "[optim][state][groups]") {
+    const auto make = [](Problem<double>& p) {
+        return Adam<double>(
+            {{{p.W}, {.amsgrad = true}}, {{p.b}, {.lr = 0.05, .betas = AdamBetas{0.5, 0.9}}}},
+            {.lr = 0.01});
+    };
+    Problem<double> a, b;
+    Adam<double> first = make(a);
+    a.train_step(first);
+    a.train_step(first);
+    const OptimizerState<double> state = first.state();
+    // group 0 under the plain names (as before groups), group 1 prefixed
+    CHECK(scalar(state, "lr") == 0.01);
+    CHECK(scalar(state, "amsgrad") == 1.0);
+    CHECK(scalar(state, "group1.lr") == 0.05);
+    CHECK(scalar(state, "group1.beta1") == 0.5);
+    CHECK(scalar(state, "group1.amsgrad") == 0.0);
+    CHECK(tensor_names(state) == std::vector<std::string>{"exp_avg.0", "exp_avg_sq.0",
+                                                          "max_exp_avg_sq.0", "exp_avg.1",
+                                                          "exp_avg_sq.1"});
+
+    // Another optimiser made with other group options takes them all from the state.
+    b.W.data() = a.W.value();
+    b.b.data() = a.b.value();
+    Adam<double> second({{{b.W}, {}}, {{b.b}, {}}}, {.lr = 0.2, .amsgrad = true});
+    second.load_state(state);
+    CHECK(second.options(1).lr == 0.05);
+    CHECK(second.options(1).betas.beta1 == 0.5);
+    CHECK_FALSE(second.options(1).amsgrad);
+    CHECK(same_state(second.state(), state));
+    a.train_step(first);
+    b.train_step(second);
+    CHECK(same_bits(a.W.value(), b.W.value()));
+    CHECK(same_bits(a.b.value(), b.b.value()));
+
+    // A state for more groups than the optimiser has names the group.
+    Problem<double> c;
+    Adam<double> single(c.params());
+    REQUIRE_THROWS_MATCHES(single.load_state(state), value_error,
+                           MessageContains({"group1.", "parameter group 1", "1 group"}));
+}
+
+TEST_CASE("a state saved before groups existed loads into group 0 of a grouped optimiser",
+          "[optim][state][groups]") {
+    Problem<double> p;
+    SGD<double> old_style(p.params(), {.lr = 0.1, .momentum = 0.9});
+    p.train_step(old_style);
+    Problem<double> q;
+    SGD<double> grouped({{{q.W}, {}}, {{q.b}, {.lr = 0.3, .momentum = 0.9}}},
+                        {.lr = 0.5, .momentum = 0.9});
+    grouped.load_state(old_style.state());
+    CHECK(grouped.lr(0) == 0.1);  // the state's plain hyper-parameters are group 0's
+    CHECK(grouped.lr(1) == 0.3);  // group 1 keeps its own: the state says nothing about it
+}
+
+TEST_CASE(
+    "groups are checked: options their optimiser lacks, shared tensors, bad values and indices",
+    "[optim][errors][groups]") {
+    Problem<double> p;
+    REQUIRE_THROWS_MATCHES(SGD<double>({{{p.W}, {}}, {{p.b}, {.betas = AdamBetas{}}}}, {.lr = 0.1}),
+                           value_error,
+                           MessageContains({"SGD: parameter group 1 sets beta1", "does not have"}));
+    REQUIRE_THROWS_MATCHES(Adam<double>({{{p.W}, {}}, {{p.W, p.b}, {}}}), value_error,
+                           MessageContains({"same tensor", "parameter groups 0 and 1"}));
+    REQUIRE_THROWS_MATCHES(
+        RMSprop<double>({{{p.W}, {}}, {{p.b}, {.momentum = 1.5}}}), value_error,
+        MessageContains({"RMSprop: momentum must be in [0, 1), got 1.5", "parameter group 1"}));
+    REQUIRE_THROWS_MATCHES(
+        AdamW<double>(
+            {{std::vector<std::pair<std::string, TensorD>>{{"W", p.W}}, {}}, {{p.b}, {}}}),
+        value_error, MessageContains("some parameter groups have names and some do not"));
+    REQUIRE_THROWS_MATCHES(
+        SGD<double>({{std::vector<TensorD>{}, {}}, {std::vector<TensorD>{}, {}}}), value_error,
+        MessageContains("empty parameter list"));
+    // One group may be empty (a network without biases, say), as in PyTorch.
+    SGD<double> sgd({{{p.W, p.b}, {}}, {std::vector<TensorD>{}, {.lr = 1.0}}}, {.lr = 0.1});
+    CHECK(sgd.group_count() == 2);
+    CHECK(sgd.group_params(1).empty());
+    REQUIRE_THROWS_MATCHES(sgd.lr(2), value_error,
+                           MessageContains({"no parameter group 2", "there are 2"}));
+}
+
+TEST_CASE("set_lr sets every group or one, and a refused lr changes none", "[optim][groups]") {
+    Problem<double> p;
+    AdamW<double> adamw({{{p.W}, {}}, {{p.b}, {.lr = 0.5, .weight_decay = 1.0}}}, {.lr = 0.1});
+    CHECK(adamw.lr(0) == 0.1);
+    CHECK(adamw.lr(1) == 0.5);
+    adamw.set_lr(1, 0.25);
+    CHECK(adamw.lr(0) == 0.1);
+    CHECK(adamw.lr(1) == 0.25);
+    // lr 2 is fine for group 0 (decay 0.01) but lr * weight_decay = 2 > 1 in group 1
+    REQUIRE_THROWS_MATCHES(
+        adamw.set_lr(2.0), value_error,
+        MessageContains({"lr * weight_decay must be <= 1", "parameter group 1"}));
+    CHECK(adamw.lr(0) == 0.1);
+    adamw.set_lr(0.5);
+    CHECK(adamw.lr(0) == 0.5);
+    CHECK(adamw.lr(1) == 0.5);
+}

@@ -37,11 +37,12 @@ def enc(t):
     return {"shape": list(t.shape), "data": t.flatten().tolist()}
 
 
-def bn_stack():
-    """Linear(4,6) -> BatchNorm1d(6) -> ReLU -> Linear(6,3): three SGD steps in training
-    mode (MSE loss, lr 0.1), then one evaluation pass with running statistics."""
+def bn_stack(**bn_options):
+    """Linear(4,6) -> BatchNorm1d(6, **bn_options) -> ReLU -> Linear(6,3): three SGD steps in
+    training mode (MSE loss, lr 0.1), then one evaluation pass (with the running statistics,
+    or with the batch's when the layer tracks none)."""
     g = gen(11)
-    l1, bn, l2 = nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)
+    l1, bn, l2 = nn.Linear(4, 6), nn.BatchNorm1d(6, **bn_options), nn.Linear(6, 3)
     with torch.no_grad():
         l1.weight.copy_(torch.randn(6, 4, generator=g) * 0.5)
         l1.bias.copy_(torch.randn(6, generator=g) * 0.1)
@@ -73,9 +74,12 @@ def bn_stack():
         with torch.no_grad():
             for p in net.parameters():
                 p -= 0.1 * p.grad
-    outputs["running_mean"] = enc(bn.running_mean)
-    outputs["running_var"] = enc(bn.running_var)
-    outputs["num_batches_tracked"] = enc(bn.num_batches_tracked.to(torch.float64))
+    if bn.track_running_stats:
+        outputs["running_mean"] = enc(bn.running_mean)
+        outputs["running_var"] = enc(bn.running_var)
+        outputs["num_batches_tracked"] = enc(bn.num_batches_tracked.to(torch.float64))
+    else:
+        assert bn.running_mean is None and "running_mean" not in net.state_dict().keys()
     for k, v in named.items():
         outputs["after." + k] = enc(v)
     net.eval()
@@ -164,7 +168,11 @@ def activations():
 
 
 def main():
-    cases = {"bn_stack": bn_stack(), "losses": losses(), "layer_norm": layer_norm(),
+    cases = {"bn_stack": bn_stack(),
+             # momentum None: a cumulative average, factor 1/num_batches_tracked
+             "bn_stack_cumulative": bn_stack(momentum=None),
+             "bn_stack_batch_stats": bn_stack(track_running_stats=False),
+             "losses": losses(), "layer_norm": layer_norm(),
              "activations": activations()}
     doc = {"generator": "tools/make_nn_reference.py", "torch_version": torch.__version__,
            "cases": cases}

@@ -20,6 +20,9 @@ JSON layout (every tensor is 2-D, {"shape": [r, c], "data": [row-major]}):
    "optimizers": {name: {"class": "SGD" | "Adam" | "AdamW" | "RMSprop",
                          "options": {PyTorch keyword: value},
                          "steps": [{"W": ..., "b": ...}, ...]}},   # after step 1, 2, ...
+   "groups": {name: {"class": ..., "options": {defaults}, "group1": {what group 1 sets},
+                     "scheduler": {"step_size": int, "gamma": float} (optional, a StepLR),
+                     "steps": [{"W": ..., "b": ..., "lr": [group 0's, group 1's]}, ...]}},
    "clip": {"max_norm": float,
             name: {"norm_type": float or "inf", "total_norm": float,
                    "grads": {"W": ..., "b": ...}}}}                # clipped initial gradients
@@ -101,6 +104,43 @@ CASES = [
 ]
 
 
+# Two parameter groups: W in group 0 with the optimiser's defaults, b in group 1 with its own
+# options (name, class, defaults, group 1's options, StepLR options or None, steps). Each group
+# sets options that change its trajectory, so a group given another group's options fails.
+GROUP_CASES = [
+    ("sgd_groups", torch.optim.SGD, {"lr": 0.1, "momentum": 0.9},
+     {"lr": 0.05, "momentum": 0.5, "dampening": 0.1, "weight_decay": 0.1}, None, STEPS),
+    ("adam_groups", torch.optim.Adam, {"lr": 0.01, "weight_decay": 0.1},
+     {"lr": 0.03, "betas": (0.8, 0.9), "weight_decay": 0.0, "amsgrad": True}, None, STEPS),
+    # the recipe: no weight decay on the bias
+    ("adamw_groups", torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1},
+     {"weight_decay": 0.0}, None, STEPS),
+    ("rmsprop_groups", torch.optim.RMSprop, {"lr": 0.01},
+     {"lr": 0.02, "alpha": 0.9, "centered": True, "momentum": 0.5}, None, STEPS),
+    # a scheduler scales each group's own base lr
+    ("sgd_groups_steplr", torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}, {"lr": 0.02},
+     {"step_size": 2, "gamma": 0.5}, 5),
+]
+
+
+def run_groups(problem, cls, defaults, group1, scheduler, steps):
+    W, b = fresh_params(problem)
+    opt = cls([{"params": [W]}, dict({"params": [b]}, **group1)], **defaults)
+    sched = None
+    if scheduler is not None:
+        sched = torch.optim.lr_scheduler.StepLR(opt, **scheduler)
+    trajectory = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(W, b, problem["x"], problem["y"]).backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        trajectory.append({"W": encode(W), "b": encode(b),
+                           "lr": [group["lr"] for group in opt.param_groups]})
+    return trajectory
+
+
 def run_optimizer(problem, cls, options, steps):
     W, b = fresh_params(problem)
     opt = cls([W, b], **options)
@@ -160,6 +200,15 @@ def main():
         optimizers[name] = {"class": cls.__name__, "options": json_options(options),
                             "steps": trajectory}
 
+    groups = {}
+    for name, cls, defaults, group1, scheduler, steps in GROUP_CASES:
+        case = {"class": cls.__name__, "options": json_options(defaults),
+                "group1": json_options(group1),
+                "steps": run_groups(problem, cls, defaults, group1, scheduler, steps)}
+        if scheduler is not None:
+            case["scheduler"] = scheduler
+        groups[name] = case
+
     clip = {"max_norm": MAX_NORM}
     for name, norm_type in (("l2", 2.0), ("inf", math.inf), ("l1", 1.0), ("l3", 3.0)):
         clip[name] = clip_case(problem, norm_type)
@@ -170,6 +219,7 @@ def main():
         "problem": {k: encode(v) for k, v in problem.items()},
         "initial": initial,
         "optimizers": optimizers,
+        "groups": groups,
         "clip": clip,
     }
     os.makedirs(os.path.dirname(OUT_PATH), exist_ok=True)
@@ -181,6 +231,8 @@ def main():
     print("initial loss = %r" % initial["loss"])
     for name, case in optimizers.items():
         print("%-28s %d steps" % (name, len(case["steps"])))
+    for name, case in groups.items():
+        print("%-28s %d steps, two groups" % (name, len(case["steps"])))
     for name in ("l2", "inf", "l1", "l3"):
         print("clip %-4s total norm = %r" % (name, clip[name]["total_norm"]))
     print("wrote %s" % os.path.relpath(OUT_PATH, REPO_ROOT))

@@ -95,38 +95,53 @@
     GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)
 
 // Modules, the mlp() builder and the losses (nn/*.hpp).
-#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                  \
-    KIND class Module<T>;                                                                  \
-    KIND class ActivationLayer<T>;                                                         \
-    KIND class ActivationChoice<T>;                                                        \
-    KIND class Sequential<T>;                                                              \
-    KIND class Linear<T>;                                                                  \
-    KIND class BatchNorm1d<T>;                                                             \
-    KIND class LayerNorm<T>;                                                               \
-    KIND class Dropout<T>;                                                                 \
-    KIND class Residual<T>;                                                                \
-    KIND class ElmanCell<T>;                                                               \
-    KIND class RNN<T>;                                                                     \
-    KIND class MLP<T>;                                                                     \
-    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                             \
-    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);             \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);    \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction); \
-    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&, \
+#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                      \
+    KIND class Module<T>;                                                                      \
+    KIND class ActivationLayer<T>;                                                             \
+    KIND class ActivationChoice<T>;                                                            \
+    KIND class Sequential<T>;                                                                  \
+    KIND class Linear<T>;                                                                      \
+    KIND class BatchNorm1d<T>;                                                                 \
+    KIND class LayerNorm<T>;                                                                   \
+    KIND class Dropout<T>;                                                                     \
+    KIND class Residual<T>;                                                                    \
+    KIND class ElmanCell<T>;                                                                   \
+    KIND class RNN<T>;                                                                         \
+    KIND class MLP<T>;                                                                         \
+    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                                 \
+    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                 \
+    KIND Tensor<T> l1_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                  \
+    KIND Tensor<T> huber_loss<T>(const Tensor<T>&, const Tensor<T>&, const HuberLossOptions&); \
+    KIND Tensor<T> smooth_l1_loss<T>(const Tensor<T>&, const Tensor<T>&,                       \
+                                     const SmoothL1LossOptions&);                              \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>,                    \
+                                    const CrossEntropyOptions&);                               \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&,                 \
+                                    const CrossEntropyOptions&);                               \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);        \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction);     \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
+                                                       const BCEWithLogitsOptions&);           \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
                                                        Reduction);
 
 // Optimisers and clipping (optim/*.hpp).
-#define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                    \
-    KIND class ParameterList<T>;                                                \
-    KIND class Optimizer<T>;                                                    \
-    KIND class SGD<T>;                                                          \
-    KIND class detail::BasicAdam<T, false>;                                     \
-    KIND class detail::BasicAdam<T, true>;                                      \
-    KIND class Adam<T>;                                                         \
-    KIND class AdamW<T>;                                                        \
-    KIND class RMSprop<T>;                                                      \
-    KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool); \
-    KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);           \
+#define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                          \
+    KIND class ParameterList<T>;                                                      \
+    KIND class Optimizer<T>;                                                          \
+    KIND class detail::GroupedOptimizer<T, SGD<T>, SGDOptions>;                       \
+    KIND class SGD<T>;                                                                \
+    KIND class detail::GroupedOptimizer<T, detail::BasicAdam<T, false>, AdamOptions>; \
+    KIND class detail::GroupedOptimizer<T, detail::BasicAdam<T, true>, AdamWOptions>; \
+    KIND class detail::BasicAdam<T, false>;                                           \
+    KIND class detail::BasicAdam<T, true>;                                            \
+    KIND class Adam<T>;                                                               \
+    KIND class AdamW<T>;                                                              \
+    KIND class detail::GroupedOptimizer<T, RMSprop<T>, RMSpropOptions>;               \
+    KIND class RMSprop<T>;                                                            \
+    KIND std::vector<ParamGroup<T>> weight_decay_groups<T>(const Module<T>&);         \
+    KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool);       \
+    KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);                 \
     KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);
 
 // Gradient-flow diagnostics (diag/*.hpp).

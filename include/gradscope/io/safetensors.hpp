@@ -30,12 +30,13 @@
 //   - everything else is written [rows, cols].
 // The roles are what the modules declared when they registered their tensors (nn/module.hpp),
 // so a user's module gets PyTorch's shapes by declaring its weights as weights.
-// PyTorch stores num_batches_tracked as int64; gradscope writes it in the module's dtype, and
-// Tensor.copy_ (which load_state_dict uses) converts it. Loading accepts, for a [1 x n] tensor,
-// [1, n] or [n], and for a [1 x 1] tensor also []; any other shape must match [rows, cols].
-// F32 and F64 are converted to the module's type (a finite double too large for a float is an
-// error, not an infinity); I64 is accepted for a scalar ([] or [1]), which is how PyTorch
-// writes num_batches_tracked.
+// Counters. A [1 x 1] tensor registered as a TensorRole::counter (num_batches_tracked) is
+// written as I64, as PyTorch writes it, so that the file's state_dict has PyTorch's dtypes too;
+// its value must be a whole number within int64's range. (Files written before this held it in
+// the module's dtype; they still load.) Loading accepts, for a [1 x n] tensor, [1, n] or [n],
+// and for a [1 x 1] tensor also []; any other shape must match [rows, cols]. F32 and F64 are
+// converted to the module's type (a finite double too large for a float is an error, not an
+// infinity); I64 is accepted for a single value ([], [1] or [1, 1]).
 //
 // Optimiser state (OptimizerState, see optim/optimizer.hpp), when saved, travels as
 //   tensors   "optimizer.<state name>", e.g. "optimizer.exp_avg.layers.0.weight", always
@@ -84,6 +85,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -457,11 +459,13 @@ inline void check_readable_dtype(std::string_view source, const Entry& e) {
     const std::string where = "tensor " + in_quotes(e.name);
     if (e.dtype == "F32" || e.dtype == "F64") return;
     if (e.dtype == "I64") {
-        const bool scalar = e.shape.empty() || (e.shape.size() == 1 && e.shape[0] == 1);
+        const bool scalar =
+            std::all_of(e.shape.begin(), e.shape.end(), [](std::uint64_t d) { return d == 1; }) &&
+            e.shape.size() <= 2;
         if (scalar) return;
         fail(source, where +
-                         ": dtype I64 is read only for a scalar (shape [] or [1]), such as "
-                         "PyTorch's num_batches_tracked; this one has shape " +
+                         ": dtype I64 is read only for a scalar (shape [], [1] or [1, 1]), such "
+                         "as num_batches_tracked; this one has shape " +
                          shape_string(e.shape));
     }
     fail(source, where + ": dtype " + e.dtype +
@@ -658,6 +662,7 @@ template <class T>
 struct Layout {
     std::string header;  // with its 8-byte length in front
     std::vector<std::span<const std::byte>> pieces;
+    std::deque<std::int64_t> counters;  // counters converted to I64 (a deque never moves them)
     OptimizerState<T> optimizer_state;
     std::uint64_t total = 0;
 };
@@ -701,27 +706,45 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
 
     std::set<std::string> names;
     std::uint64_t offset = 0;
-    auto add = [&](const std::string& name, const T* values, Shape s,
-                   std::vector<std::uint64_t> shape) {
+    auto add_bytes = [&](const std::string& name, std::string_view dtype, const void* values,
+                         std::uint64_t bytes, std::vector<std::uint64_t> shape) {
         if (!names.insert(name).second)
             fail(source, "cannot save: two tensors are named " + in_quotes(name));
-        const std::uint64_t bytes = static_cast<std::uint64_t>(s.size()) * sizeof(T);
-        header[name] = {{"dtype", std::string(dtype_name<T>())},
+        header[name] = {{"dtype", std::string(dtype)},
                         {"shape", std::move(shape)},
                         {"data_offsets", {offset, offset + bytes}}};
-        layout.pieces.emplace_back(reinterpret_cast<const std::byte*>(values),
+        layout.pieces.emplace_back(static_cast<const std::byte*>(values),
                                    static_cast<std::size_t>(bytes));
         offset += bytes;
+    };
+    auto add = [&](const std::string& name, const T* values, Shape s,
+                   std::vector<std::uint64_t> shape) {
+        add_bytes(name, dtype_name<T>(), values, static_cast<std::uint64_t>(s.size()) * sizeof(T),
+                  std::move(shape));
+    };
+    auto add_counter = [&](const std::string& name, T value, std::vector<std::uint64_t> shape) {
+        // 2^63 is exactly representable, and every double below it converts without overflow
+        const double v = static_cast<double>(value);
+        if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0) || v != std::floor(v)) {
+            fail(source, "cannot save: the counter " + in_quotes(name) + " holds " +
+                             format_double(v) + ", which is not a whole number in int64's range");
+        }
+        layout.counters.push_back(static_cast<std::int64_t>(v));
+        add_bytes(name, "I64", &layout.counters.back(), sizeof(std::int64_t), std::move(shape));
     };
     auto add_module_tensor = [&](const std::string& name, const Tensor<T>& t) {
         if (name.starts_with(optimizer_prefix)) {
             fail(source, "cannot save: the module's tensor " + in_quotes(name) +
                              " uses the reserved prefix \"optimizer.\"");
         }
-        const auto role = roles.find(name);
-        add(name, t.value().data(), t.shape(),
-            file_shape(t.shape(), options.pytorch_shapes,
-                       role == roles.end() ? TensorRole::other : role->second));
+        const auto found = roles.find(name);
+        const TensorRole role = found == roles.end() ? TensorRole::other : found->second;
+        auto shape = file_shape(t.shape(), options.pytorch_shapes, role);
+        if (role == TensorRole::counter && t.shape() == Shape{1, 1}) {
+            add_counter(name, t.value()(0, 0), std::move(shape));
+        } else {
+            add(name, t.value().data(), t.shape(), std::move(shape));
+        }
     };
     for (const auto& [name, t] : module.named_parameters()) add_module_tensor(name, t);
     for (const auto& [name, t] : module.named_buffers()) add_module_tensor(name, t);

@@ -205,6 +205,16 @@ public:
         collect(&Module::buffers_, "", out);
         return out;
     }
+    // The parameters, named as named_parameters() names them and in its order, for which
+    // keep(dotted_name, role) is true: the lists of an optimiser's parameter groups, e.g.
+    //   net->named_parameters_matching([](const std::string&, TensorRole role) {
+    //       return role == TensorRole::bias; })
+    template <class Keep>
+    [[nodiscard]] Named<Tensor<T>> named_parameters_matching(Keep&& keep) const {
+        Named<Tensor<T>> out;
+        collect_matching(keep, "", out);
+        return out;
+    }
     // The same tensors as named_parameters(), in the same order, without building names.
     [[nodiscard]] std::vector<Tensor<T>> parameters() const {
         std::vector<Tensor<T>> out;
@@ -441,6 +451,17 @@ private:
                  Named<Tensor<T>>& out) const {
         for (const auto& [name, t] : this->*member) out.emplace_back(join(prefix, name), t);
         for (const auto& [name, child] : children_) child->collect(member, join(prefix, name), out);
+    }
+
+    template <class Keep>
+    void collect_matching(Keep& keep, const std::string& prefix, Named<Tensor<T>>& out) const {
+        for (const auto& [name, t] : parameters_) {
+            std::string full = join(prefix, name);
+            if (keep(std::as_const(full), role_of(name))) out.emplace_back(std::move(full), t);
+        }
+        for (const auto& [name, child] : children_) {
+            child->collect_matching(keep, join(prefix, name), out);
+        }
     }
 
     Named<Tensor<T>> parameters_;

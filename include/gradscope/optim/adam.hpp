@@ -12,7 +12,7 @@
 // PyTorch does, so it means the same thing at every step.
 #pragma once
 
-#include "optimizer.hpp"
+#include "grouped_optimizer.hpp"
 
 #include <cmath>
 #include <string>
@@ -21,10 +21,7 @@
 
 namespace gradscope {
 
-struct AdamBetas {
-    double beta1 = 0.9;    // decay of the running mean of the gradient
-    double beta2 = 0.999;  // decay of the running mean of its square
-};
+// AdamBetas is in param_group.hpp, where a group's options need it too.
 
 // Adam's and AdamW's options: one shape, in torch.optim's keyword order. The two differ only in
 // how weight decay is applied (see the top of this file) and in its default, which is
@@ -45,43 +42,33 @@ namespace detail {
 
 // Adam, with weight decay as an L2 term (Adam) or decoupled from the gradient (AdamW).
 template <class T, bool Decoupled>
-class BasicAdam : public Optimizer<T> {
+class BasicAdam : public GroupedOptimizer<T, BasicAdam<T, Decoupled>, BasicAdamOptions<Decoupled>> {
+    using Base = GroupedOptimizer<T, BasicAdam<T, Decoupled>, BasicAdamOptions<Decoupled>>;
+    friend Base;
+
 public:
     using Options = BasicAdamOptions<Decoupled>;
+    using Base::Base;
     static constexpr const char* kind = Decoupled ? "AdamW" : "Adam";
 
-    BasicAdam(ParameterList<T> params, Options options)
-        : Optimizer<T>(kind, std::move(params)), options_(options) {
-        validate(options_);
-    }
-
-    [[nodiscard]] const Options& options() const noexcept { return options_; }
-
-    [[nodiscard]] double lr() const override { return options_.lr; }
-    void set_lr(double lr) override {
-        Options candidate = options_;
-        candidate.lr = lr;
-        validate(candidate);
-        options_ = candidate;
-    }
-
-    void step() override {
-        const double beta1 = options_.betas.beta1;
-        const double beta2 = options_.betas.beta2;
+private:
+    void step_group(std::size_t group, const Options& o) {
+        const double beta1 = o.betas.beta1;
+        const double beta2 = o.betas.beta2;
         const T b1 = static_cast<T>(beta1);
         const T b2 = static_cast<T>(beta2);
         const T one_minus_b1 = static_cast<T>(1.0 - beta1);
         const T one_minus_b2 = static_cast<T>(1.0 - beta2);
-        const T eps = static_cast<T>(options_.eps);
-        const T decay = static_cast<T>(options_.weight_decay);
-        const T shrink = static_cast<T>(1.0 - options_.lr * options_.weight_decay);
-        const bool amsgrad = options_.amsgrad;
-        const bool l2 = !Decoupled && options_.weight_decay != 0.0;
-        const bool decoupled_decay = Decoupled && options_.weight_decay != 0.0;
-        const double lr = options_.lr;
+        const T eps = static_cast<T>(o.eps);
+        const T decay = static_cast<T>(o.weight_decay);
+        const T shrink = static_cast<T>(1.0 - o.lr * o.weight_decay);
+        const bool amsgrad = o.amsgrad;
+        const bool l2 = !Decoupled && o.weight_decay != 0.0;
+        const bool decoupled_decay = Decoupled && o.weight_decay != 0.0;
+        const double lr = o.lr;
 
-        this->for_each_param_with_grad([&](MatrixView<T> p, ConstMatrixView<T> grad,
-                                           typename Optimizer<T>::ParamState& state) {
+        this->for_each_param_with_grad(group, [&](MatrixView<T> p, ConstMatrixView<T> grad,
+                                                  typename Optimizer<T>::ParamState& state) {
             const auto t = static_cast<double>(state.step);
             const T step_size = static_cast<T>(lr / (1.0 - std::pow(beta1, t)));
             const T correction2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(beta2, t)));
@@ -110,30 +97,18 @@ public:
         });
     }
 
-protected:
-    [[nodiscard]] HyperParameters hyper_parameters() const override {
-        return {{"lr", options_.lr},
-                {"beta1", options_.betas.beta1},
-                {"beta2", options_.betas.beta2},
-                {"eps", options_.eps},
-                {"weight_decay", options_.weight_decay},
-                {"amsgrad", options_.amsgrad ? 1.0 : 0.0}};
+    static HyperParameters to_hyper(const Options& o) {
+        return {
+            {"lr", o.lr},   {"beta1", o.betas.beta1},         {"beta2", o.betas.beta2},
+            {"eps", o.eps}, {"weight_decay", o.weight_decay}, {"amsgrad", o.amsgrad ? 1.0 : 0.0}};
     }
 
-    [[nodiscard]] std::vector<std::string> check_hyper_parameters(
-        const HyperParameters& candidate) const override {
-        const Options options = from_hyper_parameters(candidate);
-        validate(options);
-        if (options.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+    static std::vector<std::string> buffers(const Options& o) {
+        if (o.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
         return {"exp_avg", "exp_avg_sq"};
     }
 
-    void set_hyper_parameters(const HyperParameters& checked) override {
-        options_ = from_hyper_parameters(checked);
-    }
-
-private:
-    static Options from_hyper_parameters(const HyperParameters& h) {
+    static Options from_hyper(const HyperParameters& h) {
         return Options{
             .lr = hyper_parameter(h, "lr"),
             .betas = {.beta1 = hyper_parameter(h, "beta1"), .beta2 = hyper_parameter(h, "beta2")},
@@ -159,25 +134,22 @@ private:
         check_fits<T>(kind, "eps", o.eps);
         check_fits<T>(kind, "weight_decay", o.weight_decay);
     }
-
-    Options options_;
 };
 
 }  // namespace detail
 
+// Adam(params, options), or Adam(groups, defaults): see grouped_optimizer.hpp.
 template <class T>
 class Adam final : public detail::BasicAdam<T, false> {
 public:
-    Adam(ParameterList<T> params, AdamOptions options = {})
-        : detail::BasicAdam<T, false>(std::move(params), options) {}
+    using detail::BasicAdam<T, false>::BasicAdam;
 };
 
 // Adam with decoupled weight decay (PyTorch's AdamW, and its Adam(decoupled_weight_decay=True)).
 template <class T>
 class AdamW final : public detail::BasicAdam<T, true> {
 public:
-    AdamW(ParameterList<T> params, AdamWOptions options = {})
-        : detail::BasicAdam<T, true>(std::move(params), options) {}
+    using detail::BasicAdam<T, true>::BasicAdam;
 };
 
 }  // namespace gradscope

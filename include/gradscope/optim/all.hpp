@@ -5,6 +5,7 @@
 #include "checks.hpp"
 #include "clip.hpp"
 #include "optimizer.hpp"
+#include "param_group.hpp"
 #include "rmsprop.hpp"
 #include "scheduler.hpp"
 #include "scheduler_chain.hpp"
@@ -12,3 +13,4 @@
 #include "scheduler_plateau.hpp"
 #include "scheduler_step.hpp"
 #include "sgd.hpp"
+#include "weight_decay_groups.hpp"

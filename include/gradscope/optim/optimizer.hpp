@@ -14,6 +14,12 @@
 //            flags such as "nesterov" are 0 or 1), then "step.<key>" for every parameter: the
 //            number of steps that updated it, 0 for one never updated (so that a state for
 //            other parameters is told apart from a state for parameters never updated).
+//   With parameter groups (param_group.hpp), group 0's hyper-parameters keep their plain names
+//   and group g > 0's are "group<g>.<name>" ("group1.lr"), so a state saved before groups
+//   existed is a state for group 0 and loads as one; a state naming a group the optimiser
+//   does not have is a value_error. Which group a parameter is in is the optimiser's own
+//   construction: its buffers are matched by key as ever, and must be the ones its group's
+//   options keep.
 // Buffer and hyper-parameter names have no '.', so a key is everything after the first '.'.
 // load_state matches keys, not positions: a state saved from a network whose parameters were
 // registered in another order restores each parameter's own state, and a key this optimiser
@@ -28,6 +34,7 @@
 #include "../core/matrix.hpp"
 #include "../core/tensor.hpp"
 #include "checks.hpp"
+#include "param_group.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -37,6 +44,7 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -49,37 +57,6 @@ struct OptimizerState {
     std::int64_t step = 0;  // how many times step() was called
     std::vector<std::pair<std::string, Matrix<T>>> tensors;
     std::vector<std::pair<std::string, double>> scalars;
-};
-
-// Hyper-parameters by name, in a fixed order per optimiser.
-using HyperParameters = std::vector<std::pair<std::string, double>>;
-
-// The parameters an optimiser updates: a list of tensors ({w, b}, net->parameters()), whose
-// state is then saved by position, or a named list (net->named_parameters()), whose state is
-// saved by name. See Note [Optimiser state by name].
-template <class T>
-class ParameterList {
-public:
-    ParameterList(std::vector<Tensor<T>> tensors) : tensors_(std::move(tensors)) {
-        for (std::size_t i = 0; i < tensors_.size(); ++i) keys_.push_back(std::to_string(i));
-    }
-    ParameterList(std::initializer_list<Tensor<T>> tensors)
-        : ParameterList(std::vector<Tensor<T>>(tensors)) {}
-    ParameterList(const std::vector<std::pair<std::string, Tensor<T>>>& named) : named_(true) {
-        for (const auto& [name, tensor] : named) {
-            keys_.push_back(name);
-            tensors_.push_back(tensor);
-        }
-    }
-
-    [[nodiscard]] const std::vector<Tensor<T>>& tensors() const noexcept { return tensors_; }
-    [[nodiscard]] const std::vector<std::string>& keys() const noexcept { return keys_; }
-    [[nodiscard]] bool named() const noexcept { return named_; }
-
-private:
-    std::vector<Tensor<T>> tensors_;
-    std::vector<std::string> keys_;
-    bool named_ = false;
 };
 
 namespace detail {
@@ -130,24 +107,59 @@ public:
         for (Tensor<T>& param : params_) param.zero_grad();
     }
 
+    // Every parameter, group after group.
     [[nodiscard]] const std::vector<Tensor<T>>& params() const noexcept { return params_; }
 
-    // The key each parameter's state is saved under: its name, or its position ("0", "1", ...)
-    // for an optimiser made from a list without names.
+    // The key each parameter's state is saved under: its name, or its position in params()
+    // ("0", "1", ...) for an optimiser made from lists without names.
     [[nodiscard]] const std::vector<std::string>& param_keys() const noexcept { return keys_; }
+
+    // Parameter groups (param_group.hpp): an optimiser made from one list has one.
+    [[nodiscard]] std::size_t group_count() const noexcept { return group_begin_.size() - 1; }
+    // The parameters of one group, a part of params().
+    [[nodiscard]] std::span<const Tensor<T>> group_params(std::size_t group) const {
+        check_group("group_params", group);
+        return std::span<const Tensor<T>>(params_).subspan(
+            group_begin_[group], group_begin_[group + 1] - group_begin_[group]);
+    }
+    // One group's options by name, as state() saves them (PyTorch's param_groups[g]).
+    [[nodiscard]] HyperParameters group_hyper_parameters(std::size_t group) const {
+        check_group("group_hyper_parameters", group);
+        return hyper_parameters(group);
+    }
 
     // How many times step() has been called (including calls that found no gradient).
     [[nodiscard]] std::int64_t step_count() const noexcept { return step_count_; }
 
-    // The learning rate, readable and settable so that a schedule can drive it.
-    [[nodiscard]] virtual double lr() const = 0;
-    virtual void set_lr(double lr) = 0;
+    // The learning rate of a group (the first by default), readable and settable so that a
+    // schedule can drive it.
+    [[nodiscard]] double lr(std::size_t group = 0) const {
+        check_group("lr", group);
+        return detail::hyper_parameter(hyper_parameters(group), "lr");
+    }
+    // Sets every group's lr; if the lr is refused for any group, none changes.
+    void set_lr(double lr) {
+        std::vector<HyperParameters> all;
+        for (std::size_t g = 0; g < group_count(); ++g) all.push_back(with_lr(g, lr));
+        for (std::size_t g = 0; g < group_count(); ++g) set_hyper_parameters(g, all[g]);
+    }
+    void set_lr(std::size_t group, double lr) {
+        check_group("set_lr", group);
+        set_hyper_parameters(group, with_lr(group, lr));
+    }
 
-    // The lr before any scheduler changed it (PyTorch's param_group["initial_lr"]): the first
-    // scheduler made for this optimiser records it and every scheduler takes it as its base lr,
-    // so that schedulers chained on one optimiser scale the same base (optim/scheduler.hpp).
-    [[nodiscard]] std::optional<double> initial_lr() const noexcept { return initial_lr_; }
-    void set_initial_lr(double lr) noexcept { initial_lr_ = lr; }
+    // A group's lr before any scheduler changed it (PyTorch's param_group["initial_lr"]): the
+    // first scheduler made for this optimiser records it and every scheduler takes it as its
+    // base lr, so that schedulers chained on one optimiser scale the same base
+    // (optim/scheduler.hpp).
+    [[nodiscard]] std::optional<double> initial_lr(std::size_t group = 0) const {
+        check_group("initial_lr", group);
+        return initial_lrs_[group];
+    }
+    void set_initial_lr(std::size_t group, double lr) {
+        check_group("set_initial_lr", group);
+        initial_lrs_[group] = lr;
+    }
 
     // Everything needed to continue training exactly where this optimiser is: a copy, with
     // each parameter's entries under its key (param_keys()).
@@ -175,19 +187,58 @@ public:
     }
 
 private:
+    // Group 0's hyper-parameters are saved under their own names, as before groups existed;
+    // group g > 0's as "group<g>.<name>".
+    static std::string group_prefix(std::size_t group) {
+        return group == 0 ? std::string() : "group" + std::to_string(group) + ".";
+    }
+
     [[nodiscard]] OptimizerState<T> state_under(const std::vector<std::string>& keys) const {
         OptimizerState<T> out;
         out.step = step_count_;
-        out.scalars = hyper_parameters();
-        const std::vector<std::string> buffer_names = check_hyper_parameters(out.scalars);
+        std::vector<std::vector<std::string>> buffer_names;
+        for (std::size_t g = 0; g < group_count(); ++g) {
+            const HyperParameters h = hyper_parameters(g);
+            buffer_names.push_back(check_hyper_parameters(h));
+            for (const auto& [name, value] : h)
+                out.scalars.emplace_back(group_prefix(g) + name, value);
+        }
         for (std::size_t i = 0; i < slots_.size(); ++i) {
             const ParamState& slot = slots_[i];
+            const std::vector<std::string>& names = buffer_names[group_of_[i]];
             out.scalars.emplace_back("step." + keys[i], static_cast<double>(slot.step));
             for (std::size_t b = 0; b < slot.buffers.size(); ++b) {
-                out.tensors.emplace_back(buffer_names[b] + "." + keys[i], slot.buffers[b]);
+                out.tensors.emplace_back(names[b] + "." + keys[i], slot.buffers[b]);
             }
         }
         return out;
+    }
+
+    // The group whose hyper-parameter `name` is ("lr": 0, "group2.lr": 2), and the entry in
+    // `merged` it sets; nullopt if it is not one. A group this optimiser lacks is an error.
+    std::optional<std::pair<std::size_t, std::pair<std::string, double>*>> hyper_entry(
+        const std::string& name, std::vector<HyperParameters>& merged,
+        const std::string& where) const {
+        const auto find = [](HyperParameters& h, std::string_view key) {
+            const auto it = std::find_if(h.begin(), h.end(),
+                                         [&](const auto& entry) { return entry.first == key; });
+            return it == h.end() ? nullptr : &*it;
+        };
+        if (auto* entry = find(merged[0], name)) return std::pair{std::size_t{0}, entry};
+        const auto parts = detail::split_entry(name);
+        if (!parts || !parts->first.starts_with("group")) return std::nullopt;
+        const std::string_view number = parts->first.substr(5);
+        if (!detail::is_position(number)) return std::nullopt;
+        const std::size_t g = std::stoul(std::string(number));
+        if (g == 0 || g >= group_count()) {
+            throw value_error(where + "the scalar '" + name + "' is for parameter group " +
+                              std::string(number) + ", but this optimiser has " +
+                              std::to_string(group_count()) + " group" +
+                              (group_count() == 1 ? "" : "s") + " (0 to " +
+                              std::to_string(group_count() - 1) + "; group 0's need no prefix)");
+        }
+        if (auto* entry = find(merged[g], parts->second)) return std::pair{g, entry};
+        return std::nullopt;
     }
 
     void load_under(const OptimizerState<T>& state, const std::vector<std::string>& keys,
@@ -198,53 +249,62 @@ private:
                               std::to_string(state.step));
         }
 
-        // Hyper-parameters: start from the current ones, overwrite those given. Every other
-        // scalar is a per-parameter step count.
-        HyperParameters merged = hyper_parameters();
-        std::vector<bool> seen_hyper(merged.size(), false);
+        // Hyper-parameters: start from each group's current ones, overwrite those given. Every
+        // other scalar is a per-parameter step count.
+        std::vector<HyperParameters> merged;
+        std::vector<std::vector<bool>> seen_hyper;
+        for (std::size_t g = 0; g < group_count(); ++g) {
+            merged.push_back(hyper_parameters(g));
+            seen_hyper.emplace_back(merged.back().size(), false);
+        }
         std::vector<std::pair<std::string_view, double>> steps;  // (key, value)
         for (const auto& scalar : state.scalars) {
             const std::string& name = scalar.first;
             const double value = scalar.second;
-            const auto h = std::find_if(merged.begin(), merged.end(),
-                                        [&](const auto& entry) { return entry.first == name; });
-            if (h != merged.end()) {
-                const auto index = static_cast<std::size_t>(h - merged.begin());
-                if (seen_hyper[index]) {
+            if (const auto hyper = hyper_entry(name, merged, where)) {
+                const auto [g, entry] = *hyper;
+                const auto index = static_cast<std::size_t>(entry - merged[g].data());
+                if (seen_hyper[g][index]) {
                     throw value_error(where + "the scalar '" + name + "' is given twice");
                 }
-                seen_hyper[index] = true;
-                h->second = value;
+                seen_hyper[g][index] = true;
+                entry->second = value;
                 continue;
             }
             const auto parts = detail::split_entry(name);
             if (!parts || parts->first != "step") {
                 throw value_error(where + "unknown scalar '" + name +
-                                  "' (expected a hyper-parameter" + hyper_parameter_list(merged) +
+                                  "' (expected a hyper-parameter" +
+                                  hyper_parameter_list(merged[0]) +
+                                  (group_count() > 1 ? ", group<g>.<hyper-parameter>" : "") +
                                   " or step.<parameter>)");
             }
             steps.emplace_back(parts->second, value);
         }
         // Throws value_error naming the bad hyper-parameter (e.g. "SGD: momentum must be ...").
-        const std::vector<std::string> buffer_names = check_hyper_parameters(merged);
+        std::vector<std::vector<std::string>> buffer_names;
+        for (std::size_t g = 0; g < group_count(); ++g) {
+            buffer_names.push_back(checked(g, merged[g]));
+        }
 
         struct BufferEntry {
             std::string_view key;
-            std::size_t buffer;
+            std::string_view buffer;
             const std::string* name;
             const Matrix<T>* matrix;
         };
         std::vector<BufferEntry> buffers;
         for (const auto& [name, matrix] : state.tensors) {
             const auto parts = detail::split_entry(name);
-            const auto b = parts ? std::find(buffer_names.begin(), buffer_names.end(), parts->first)
-                                 : buffer_names.end();
-            if (b == buffer_names.end()) {
+            const bool known =
+                parts && std::any_of(buffer_names.begin(), buffer_names.end(), [&](const auto& n) {
+                    return std::find(n.begin(), n.end(), parts->first) != n.end();
+                });
+            if (!known) {
                 throw value_error(where + "unknown tensor '" + name + "' (with these options " +
                                   name_ + " keeps " + buffer_list(buffer_names) + ")");
             }
-            buffers.push_back({parts->second, static_cast<std::size_t>(b - buffer_names.begin()),
-                               &name, &matrix});
+            buffers.push_back({parts->second, parts->first, &name, &matrix});
         }
 
         const KeyResolver resolve(keys, named, where, steps, buffers);
@@ -262,11 +322,21 @@ private:
             step = static_cast<std::int64_t>(value);
         }
 
-        // Buffers: shapes that fit, no duplicates.
-        std::vector<std::vector<const Matrix<T>*>> found(
-            params_.size(), std::vector<const Matrix<T>*>(buffer_names.size(), nullptr));
+        // Buffers: ones the parameter's group keeps, shapes that fit, no duplicates.
+        std::vector<std::vector<const Matrix<T>*>> found(params_.size());
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            found[i].assign(buffer_names[group_of_[i]].size(), nullptr);
+        }
         for (const BufferEntry& entry : buffers) {
             const std::size_t index = resolve(entry.key, *entry.name);
+            const std::vector<std::string>& names = buffer_names[group_of_[index]];
+            const auto b = std::find(names.begin(), names.end(), entry.buffer);
+            if (b == names.end()) {
+                throw value_error(where + "the tensor '" + *entry.name + "' is for " +
+                                  describe(index, keys, named) + " of parameter group " +
+                                  std::to_string(group_of_[index]) + ", whose options keep " +
+                                  buffer_list({names}));
+            }
             const Shape expected = params_[index].shape();
             const Shape got{entry.matrix->rows(), entry.matrix->cols()};
             if (got != expected) {
@@ -274,10 +344,11 @@ private:
                                   " but " + describe(index, keys, named) + " is " +
                                   to_string(expected));
             }
-            if (found[index][entry.buffer] != nullptr) {
+            const auto slot = static_cast<std::size_t>(b - names.begin());
+            if (found[index][slot] != nullptr) {
                 throw value_error(where + "the tensor '" + *entry.name + "' is given twice");
             }
-            found[index][entry.buffer] = entry.matrix;
+            found[index][slot] = entry.matrix;
         }
 
         // Every parameter is accounted for (unless the state has no per-parameter entries at
@@ -291,8 +362,9 @@ private:
                                   ": it was saved for other parameters (or is incomplete)");
             }
             const std::int64_t step = param_steps[i].value_or(0);
-            for (std::size_t b = 0; b < buffer_names.size(); ++b) {
-                const std::string entry = buffer_names[b] + "." + key;
+            const std::vector<std::string>& names = buffer_names[group_of_[i]];
+            for (std::size_t b = 0; b < names.size(); ++b) {
+                const std::string entry = names[b] + "." + key;
                 if (step != 0 && found[i][b] == nullptr) {
                     throw value_error(where + "'step." + key + "' is " + std::to_string(step) +
                                       " but '" + entry + "' is missing");
@@ -309,35 +381,52 @@ private:
         for (std::size_t i = 0; i < params_.size(); ++i) {
             slots[i].step = param_steps[i].value_or(0);
             if (slots[i].step == 0) continue;
-            for (std::size_t b = 0; b < buffer_names.size(); ++b) {
-                slots[i].buffers.push_back(*found[i][b]);
-            }
+            for (const Matrix<T>* buffer : found[i]) slots[i].buffers.push_back(*buffer);
         }
-        set_hyper_parameters(merged);
+        for (std::size_t g = 0; g < group_count(); ++g) set_hyper_parameters(g, merged[g]);
         slots_.swap(slots);
         step_count_ = state.step;
     }
 
 protected:
     // One parameter's state: its own step count (0 = never updated) and its buffers, in the
-    // order check_hyper_parameters names them. Options change only through load_state, which
-    // rebuilds every parameter's state, so one list of names describes all of them.
+    // order check_hyper_parameters names them for its group. Options change only through
+    // load_state, which rebuilds every parameter's state, and set_lr, which never changes
+    // which buffers a group keeps, so one list of names per group describes its parameters.
     struct ParamState {
         std::int64_t step = 0;
         std::vector<Matrix<T>> buffers;
     };
 
-    // `name` prefixes every error message ("SGD", "Adam", ...). As in torch.optim, the list
-    // may not be empty, and every parameter must be a distinct leaf that requires grad.
-    Optimizer(const char* name, ParameterList<T> params)
-        : name_(name),
-          params_(params.tensors()),
-          keys_(params.keys()),
-          named_(params.named()),
-          slots_(params_.size()) {
+    // `name` prefixes every error message ("SGD", "Adam", ...). As in torch.optim, the groups
+    // together may not be empty (one group may), and every parameter must be a distinct leaf
+    // that requires grad, in one group only. The derived constructor then resolves each
+    // group's options with group_options().
+    Optimizer(const char* name, std::vector<ParamGroup<T>> groups) : name_(name) {
+        bool any_named = false, any_unnamed = false;
+        group_begin_.push_back(0);
+        for (std::size_t g = 0; g < groups.size(); ++g) {
+            const ParameterList<T>& list = groups[g].params;
+            for (std::size_t i = 0; i < list.tensors().size(); ++i) {
+                keys_.push_back(list.named() ? list.keys()[i] : std::to_string(params_.size()));
+                params_.push_back(list.tensors()[i]);
+                group_of_.push_back(g);
+            }
+            if (!list.tensors().empty()) (list.named() ? any_named : any_unnamed) = true;
+            group_begin_.push_back(params_.size());
+            overrides_.push_back(detail::group_overrides(groups[g].options));
+        }
+        named_ = any_named;
         if (params_.empty()) {
             throw value_error(std::string(name_) + ": optimizer got an empty parameter list");
         }
+        if (any_named && any_unnamed) {
+            throw value_error(std::string(name_) +
+                              ": some parameter groups have names and some do not; give every "
+                              "group named parameters (named_parameters()) or none");
+        }
+        initial_lrs_.resize(group_count());
+        slots_.resize(params_.size());
         for (std::size_t i = 0; i < params_.size(); ++i) {
             const std::string which = std::string(name_) + ": " + describe(i, keys_, named_);
             if (named_ && keys_[i].empty()) throw value_error(which + " has an empty name");
@@ -354,6 +443,10 @@ protected:
                 if (&params_[j].node() == &params_[i].node()) {
                     throw value_error(which + " is the same tensor as " +
                                       describe(j, keys_, named_) +
+                                      (group_of_[i] == group_of_[j]
+                                           ? std::string()
+                                           : " (parameter groups " + std::to_string(group_of_[j]) +
+                                                 " and " + std::to_string(group_of_[i]) + ")") +
                                       "; it would be updated twice per step");
                 }
                 if (keys_[j] == keys_[i]) {
@@ -369,27 +462,49 @@ protected:
     Optimizer& operator=(const Optimizer&) = default;
     Optimizer& operator=(Optimizer&&) noexcept = default;
 
-    // The derived optimiser's hyper-parameters, in a fixed order.
-    [[nodiscard]] virtual HyperParameters hyper_parameters() const = 0;
+    // One group's hyper-parameters: the optimiser's defaults with what the group sets, checked.
+    // A group that sets an option this optimiser does not have is a value_error naming it.
+    [[nodiscard]] HyperParameters group_options(std::size_t group,
+                                                const HyperParameters& defaults) const {
+        HyperParameters h = defaults;
+        for (const auto& [name, value] : overrides_[group]) {
+            const auto it = std::find_if(h.begin(), h.end(),
+                                         [&](const auto& entry) { return entry.first == name; });
+            if (it == h.end()) {
+                throw value_error(std::string(name_) + ": parameter group " +
+                                  std::to_string(group) + " sets " + name + ", which " + name_ +
+                                  " does not have (its options are" + hyper_parameter_list(h) +
+                                  ")");
+            }
+            it->second = value;
+        }
+        (void)checked(group, h);
+        return h;
+    }
+
+    // A group's hyper-parameters, in a fixed order.
+    [[nodiscard]] virtual HyperParameters hyper_parameters(std::size_t group) const = 0;
     // Checks a full set of hyper-parameters (throws value_error naming the bad one) and returns
     // the names of the per-parameter buffers those options need.
     [[nodiscard]] virtual std::vector<std::string> check_hyper_parameters(
         const HyperParameters& candidate) const = 0;
-    // Adopts hyper-parameters that check_hyper_parameters accepted.
-    virtual void set_hyper_parameters(const HyperParameters& checked) = 0;
+    // Adopts hyper-parameters that check_hyper_parameters accepted for a group.
+    virtual void set_hyper_parameters(std::size_t group, const HyperParameters& checked) = 0;
 
-    // Counts a step and calls update(value, grad, state) for each parameter with a gradient.
+    // Counts a step; step() calls it once, then for_each_param_with_grad for every group.
+    void count_step() noexcept { ++step_count_; }
+
+    // Calls update(value, grad, state) for each parameter of the group with a gradient.
     // Buffers are made (zero-filled) the first time a parameter is updated, and reused after,
     // so a steady-state step allocates nothing; update sees state.step == 1 on that first time.
     template <class Update>
-    void for_each_param_with_grad(Update&& update) {
-        ++step_count_;
-        for (std::size_t i = 0; i < params_.size(); ++i) {
+    void for_each_param_with_grad(std::size_t group, Update&& update) {
+        for (std::size_t i = group_begin_[group]; i < group_begin_[group + 1]; ++i) {
             Tensor<T>& param = params_[i];
             if (!param.has_grad()) continue;
             ParamState& slot = slots_[i];
             if (slot.step == 0) {
-                const std::size_t count = check_hyper_parameters(hyper_parameters()).size();
+                const std::size_t count = check_hyper_parameters(hyper_parameters(group)).size();
                 slot.buffers.assign(count, Matrix<T>::Zero(param.rows(), param.cols()));
             }
             ++slot.step;
@@ -398,6 +513,14 @@ protected:
     }
 
     [[nodiscard]] const char* name() const noexcept { return name_; }
+
+    void check_group(const char* function, std::size_t group) const {
+        if (group >= group_count()) {
+            throw value_error(std::string(name_) + ": " + function + ": no parameter group " +
+                              std::to_string(group) + " (there are " +
+                              std::to_string(group_count()) + ")");
+        }
+    }
 
 private:
     // "parameter 'layers.0.weight'" when the keys are names, else "parameter 3".
@@ -489,20 +612,51 @@ private:
         return out.empty() ? out : out + ")";
     }
 
-    static std::string buffer_list(const std::vector<std::string>& names) {
+    // The buffers the groups keep, each name once.
+    static std::string buffer_list(const std::vector<std::vector<std::string>>& groups) {
+        std::vector<std::string> names;
+        for (const auto& group : groups) {
+            for (const std::string& n : group) {
+                if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+            }
+        }
         if (names.empty()) return "no buffers";
         std::string out;
         for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n + ".<parameter>";
         return out;
     }
 
+    // check_hyper_parameters, naming the group when there is more than one.
+    std::vector<std::string> checked(std::size_t group, const HyperParameters& h) const {
+        if (group_count() <= 1) return check_hyper_parameters(h);
+        try {
+            return check_hyper_parameters(h);
+        } catch (const value_error& e) {
+            throw value_error(std::string(e.what()) + " (parameter group " + std::to_string(group) +
+                              ")");
+        }
+    }
+
+    // The group's hyper-parameters with another lr, checked.
+    HyperParameters with_lr(std::size_t group, double lr) const {
+        HyperParameters h = hyper_parameters(group);
+        for (auto& [name, value] : h) {
+            if (name == "lr") value = lr;
+        }
+        (void)checked(group, h);
+        return h;
+    }
+
     const char* name_;
-    std::vector<Tensor<T>> params_;
+    std::vector<Tensor<T>> params_;  // group after group
     std::vector<std::string> keys_;
+    std::vector<std::size_t> group_of_;       // each parameter's group
+    std::vector<std::size_t> group_begin_;    // group g is params_[group_begin_[g], [g + 1])
+    std::vector<HyperParameters> overrides_;  // what each group sets, for group_options()
     bool named_ = false;
     std::vector<ParamState> slots_;
     std::int64_t step_count_ = 0;
-    std::optional<double> initial_lr_;
+    std::vector<std::optional<double>> initial_lrs_;
 };
 
 }  // namespace gradscope

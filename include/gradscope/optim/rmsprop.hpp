@@ -9,7 +9,7 @@
 //   else:          p = p - lr * g / d
 #pragma once
 
-#include "optimizer.hpp"
+#include "grouped_optimizer.hpp"
 
 #include <string>
 #include <utility>
@@ -27,35 +27,28 @@ struct RMSpropOptions {
 };
 
 template <class T>
-class RMSprop final : public Optimizer<T> {
+class RMSprop final : public detail::GroupedOptimizer<T, RMSprop<T>, RMSpropOptions> {
+    using Base = detail::GroupedOptimizer<T, RMSprop<T>, RMSpropOptions>;
+    friend Base;
+
 public:
-    RMSprop(ParameterList<T> params, RMSpropOptions options = {})
-        : Optimizer<T>("RMSprop", std::move(params)), options_(options) {
-        validate(options_);
-    }
+    // RMSprop(params, options), or RMSprop(groups, defaults): see grouped_optimizer.hpp.
+    using Base::Base;
+    static constexpr const char* kind = "RMSprop";
 
-    [[nodiscard]] const RMSpropOptions& options() const noexcept { return options_; }
+private:
+    void step_group(std::size_t group, const RMSpropOptions& o) {
+        const T lr = static_cast<T>(o.lr);
+        const T alpha = static_cast<T>(o.alpha);
+        const T one_minus_alpha = static_cast<T>(1.0 - o.alpha);
+        const T eps = static_cast<T>(o.eps);
+        const T decay = static_cast<T>(o.weight_decay);
+        const T momentum = static_cast<T>(o.momentum);
+        const bool centered = o.centered;
+        const bool use_momentum = o.momentum > 0.0;
 
-    [[nodiscard]] double lr() const override { return options_.lr; }
-    void set_lr(double lr) override {
-        RMSpropOptions candidate = options_;
-        candidate.lr = lr;
-        validate(candidate);
-        options_ = candidate;
-    }
-
-    void step() override {
-        const T lr = static_cast<T>(options_.lr);
-        const T alpha = static_cast<T>(options_.alpha);
-        const T one_minus_alpha = static_cast<T>(1.0 - options_.alpha);
-        const T eps = static_cast<T>(options_.eps);
-        const T decay = static_cast<T>(options_.weight_decay);
-        const T momentum = static_cast<T>(options_.momentum);
-        const bool centered = options_.centered;
-        const bool use_momentum = options_.momentum > 0.0;
-
-        this->for_each_param_with_grad([&](MatrixView<T> p, ConstMatrixView<T> grad,
-                                           typename Optimizer<T>::ParamState& state) {
+        this->for_each_param_with_grad(group, [&](MatrixView<T> p, ConstMatrixView<T> grad,
+                                                  typename Optimizer<T>::ParamState& state) {
             // Expressions, evaluated where used: no matrix-sized temporaries. p is written last.
             const auto g = grad.array() + decay * p.array();
             auto square_avg = state.buffers[0].array();
@@ -73,32 +66,15 @@ public:
         });
     }
 
-protected:
-    [[nodiscard]] HyperParameters hyper_parameters() const override {
-        return {{"lr", options_.lr},
-                {"alpha", options_.alpha},
-                {"eps", options_.eps},
-                {"weight_decay", options_.weight_decay},
-                {"momentum", options_.momentum},
-                {"centered", options_.centered ? 1.0 : 0.0}};
+    static HyperParameters to_hyper(const RMSpropOptions& o) {
+        return {{"lr", o.lr},
+                {"alpha", o.alpha},
+                {"eps", o.eps},
+                {"weight_decay", o.weight_decay},
+                {"momentum", o.momentum},
+                {"centered", o.centered ? 1.0 : 0.0}};
     }
 
-    [[nodiscard]] std::vector<std::string> check_hyper_parameters(
-        const HyperParameters& candidate) const override {
-        const RMSpropOptions options = from_hyper_parameters(candidate);
-        validate(options);
-        // The buffer order is fixed by this list; step() indexes it the same way.
-        std::vector<std::string> names{"square_avg"};
-        if (options.momentum > 0.0) names.emplace_back("momentum_buffer");
-        if (options.centered) names.emplace_back("grad_avg");
-        return names;
-    }
-
-    void set_hyper_parameters(const HyperParameters& checked) override {
-        options_ = from_hyper_parameters(checked);
-    }
-
-private:
     template <class Gradient, class Denominator>
     static void update(MatrixView<T> p, const Gradient& g, const Denominator& denominator,
                        typename Optimizer<T>::ParamState& state, T lr, T momentum,
@@ -112,7 +88,15 @@ private:
         }
     }
 
-    static RMSpropOptions from_hyper_parameters(const HyperParameters& h) {
+    // The buffer order is fixed by this list; step_group() indexes it the same way.
+    static std::vector<std::string> buffers(const RMSpropOptions& o) {
+        std::vector<std::string> names{"square_avg"};
+        if (o.momentum > 0.0) names.emplace_back("momentum_buffer");
+        if (o.centered) names.emplace_back("grad_avg");
+        return names;
+    }
+
+    static RMSpropOptions from_hyper(const HyperParameters& h) {
         return RMSpropOptions{.lr = detail::hyper_parameter(h, "lr"),
                               .alpha = detail::hyper_parameter(h, "alpha"),
                               .eps = detail::hyper_parameter(h, "eps"),
@@ -131,8 +115,6 @@ private:
         detail::check_fits<T>("RMSprop", "eps", o.eps);
         detail::check_fits<T>("RMSprop", "weight_decay", o.weight_decay);
     }
-
-    RMSpropOptions options_;
 };
 
 }  // namespace gradscope

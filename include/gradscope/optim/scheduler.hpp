@@ -13,9 +13,11 @@
 //   the same order also makes the values equal PyTorch's to the last few bits
 //   (tests/test_schedulers.cpp).
 //
-// Note [Scheduler groups]. Optimisers have one parameter group today. A scheduler still keeps
-// one base lr and one last lr per group and computes each group's lr separately, so that
-// parameter groups only need detail::ScheduledLr to report more than one group.
+// Note [Scheduler groups]. As in PyTorch, a scheduler keeps one base lr and one last lr per
+// parameter group of its optimiser and computes each group's lr separately from its own base:
+// a group made with lr 1e-2 and one with 1e-3 follow the same schedule, ten times apart. Options
+// that PyTorch also accepts as a per-group list (ReduceLROnPlateau's min_lr, OneCycleLR's max_lr)
+// are one number here, the same for every group.
 //
 // The optimiser must outlive its schedulers (they hold a reference to it, as PyTorch's do).
 #pragma once
@@ -97,13 +99,15 @@ template <class T>
 class OptimizerLr final : public ScheduledLr {
 public:
     explicit OptimizerLr(Optimizer<T>& optimizer) : optimizer_(&optimizer) {}
-    [[nodiscard]] std::size_t groups() const override { return 1; }
-    [[nodiscard]] double lr(std::size_t) const override { return optimizer_->lr(); }
-    void set_lr(std::size_t, double lr) override { optimizer_->set_lr(lr); }
-    [[nodiscard]] std::optional<double> initial_lr(std::size_t) const override {
-        return optimizer_->initial_lr();
+    [[nodiscard]] std::size_t groups() const override { return optimizer_->group_count(); }
+    [[nodiscard]] double lr(std::size_t group) const override { return optimizer_->lr(group); }
+    void set_lr(std::size_t group, double lr) override { optimizer_->set_lr(group, lr); }
+    [[nodiscard]] std::optional<double> initial_lr(std::size_t group) const override {
+        return optimizer_->initial_lr(group);
     }
-    void set_initial_lr(std::size_t, double lr) override { optimizer_->set_initial_lr(lr); }
+    void set_initial_lr(std::size_t group, double lr) override {
+        optimizer_->set_initial_lr(group, lr);
+    }
     [[nodiscard]] const void* identity() const override { return optimizer_; }
 
 private:

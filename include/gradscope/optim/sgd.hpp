@@ -8,7 +8,7 @@
 //   p = p - lr * g
 #pragma once
 
-#include "optimizer.hpp"
+#include "grouped_optimizer.hpp"
 
 #include <string>
 #include <utility>
@@ -25,33 +25,26 @@ struct SGDOptions {
 };
 
 template <class T>
-class SGD final : public Optimizer<T> {
+class SGD final : public detail::GroupedOptimizer<T, SGD<T>, SGDOptions> {
+    using Base = detail::GroupedOptimizer<T, SGD<T>, SGDOptions>;
+    friend Base;
+
 public:
-    SGD(ParameterList<T> params, SGDOptions options = {})
-        : Optimizer<T>("SGD", std::move(params)), options_(options) {
-        validate(options_);
-    }
+    // SGD(params, options), or SGD(groups, defaults): see grouped_optimizer.hpp.
+    using Base::Base;
+    static constexpr const char* kind = "SGD";
 
-    [[nodiscard]] const SGDOptions& options() const noexcept { return options_; }
+private:
+    void step_group(std::size_t group, const SGDOptions& o) {
+        const T lr = static_cast<T>(o.lr);
+        const T momentum = static_cast<T>(o.momentum);
+        const T keep = static_cast<T>(1.0 - o.dampening);
+        const T decay = static_cast<T>(o.weight_decay);
+        const bool nesterov = o.nesterov;
+        const bool use_momentum = o.momentum != 0.0;
 
-    [[nodiscard]] double lr() const override { return options_.lr; }
-    void set_lr(double lr) override {
-        SGDOptions candidate = options_;
-        candidate.lr = lr;
-        validate(candidate);
-        options_ = candidate;
-    }
-
-    void step() override {
-        const T lr = static_cast<T>(options_.lr);
-        const T momentum = static_cast<T>(options_.momentum);
-        const T keep = static_cast<T>(1.0 - options_.dampening);
-        const T decay = static_cast<T>(options_.weight_decay);
-        const bool nesterov = options_.nesterov;
-        const bool use_momentum = options_.momentum != 0.0;
-
-        this->for_each_param_with_grad([&](MatrixView<T> p, ConstMatrixView<T> grad,
-                                           typename Optimizer<T>::ParamState& state) {
+        this->for_each_param_with_grad(group, [&](MatrixView<T> p, ConstMatrixView<T> grad,
+                                                  typename Optimizer<T>::ParamState& state) {
             // The decayed gradient is an expression, re-evaluated where it is used, so that no
             // matrix-sized temporary is made (PyTorch's d_p = grad.add(p, alpha=weight_decay)).
             const auto g = grad.array() + decay * p.array();
@@ -79,29 +72,20 @@ public:
         });
     }
 
-protected:
-    [[nodiscard]] HyperParameters hyper_parameters() const override {
-        return {{"lr", options_.lr},
-                {"momentum", options_.momentum},
-                {"dampening", options_.dampening},
-                {"weight_decay", options_.weight_decay},
-                {"nesterov", options_.nesterov ? 1.0 : 0.0}};
+    static HyperParameters to_hyper(const SGDOptions& o) {
+        return {{"lr", o.lr},
+                {"momentum", o.momentum},
+                {"dampening", o.dampening},
+                {"weight_decay", o.weight_decay},
+                {"nesterov", o.nesterov ? 1.0 : 0.0}};
     }
 
-    [[nodiscard]] std::vector<std::string> check_hyper_parameters(
-        const HyperParameters& candidate) const override {
-        const SGDOptions options = from_hyper_parameters(candidate);
-        validate(options);
-        if (options.momentum == 0.0) return {};
+    static std::vector<std::string> buffers(const SGDOptions& o) {
+        if (o.momentum == 0.0) return {};
         return {"momentum_buffer"};
     }
 
-    void set_hyper_parameters(const HyperParameters& checked) override {
-        options_ = from_hyper_parameters(checked);
-    }
-
-private:
-    static SGDOptions from_hyper_parameters(const HyperParameters& h) {
+    static SGDOptions from_hyper(const HyperParameters& h) {
         return SGDOptions{.lr = detail::hyper_parameter(h, "lr"),
                           .momentum = detail::hyper_parameter(h, "momentum"),
                           .dampening = detail::hyper_parameter(h, "dampening"),
@@ -122,8 +106,6 @@ private:
         detail::check_fits<T>("SGD", "lr", o.lr);
         detail::check_fits<T>("SGD", "weight_decay", o.weight_decay);
     }
-
-    SGDOptions options_;
 };
 
 }  // namespace gradscope
