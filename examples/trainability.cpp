@@ -5,7 +5,7 @@
 // fan_in), plain SGD, a short run each — and draws their test accuracy as a heat map with the
 // 6 xi_c curve over it.
 //
-//   gradscope-trainability                               # the default grid, a few minutes
+//   gradscope-trainability                               # the default grid: 96 networks
 //   gradscope-trainability --svg docs/trainability.svg --json trainability.json
 //   gradscope-trainability --sigma-w2 1.76,4 --depths 40 --steps 150   # the test's corners
 #include <gradscope/builtin_activations.hpp>
@@ -39,11 +39,11 @@ namespace {
 struct Settings {
     std::string data = "/usr/share/datasets/fashion-mnist";
     double sigma_b2 = 0.05;
-    std::vector<double> sigma_w2{1.0, 1.3, 1.55, 1.76, 2.0, 2.5, 3.0, 4.0};
-    std::vector<int> depths{10, 20, 40, 70, 100};  // hidden tanh layers
+    std::vector<double> sigma_w2{1.0, 1.15, 1.3, 1.45, 1.6, 1.76, 1.9, 2.1, 2.4, 2.8, 3.3, 4.0};
+    std::vector<int> depths{10, 20, 30, 40, 55, 70, 85, 100};  // hidden tanh layers
     Index width = 128;
     Index train = 10000, test = 2000;  // images used
-    int steps = 300;
+    int steps = 1000;
     Index batch = 128;
     double lr = 0.01;
     std::uint64_t seed = 0;
