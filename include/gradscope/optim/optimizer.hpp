@@ -467,7 +467,10 @@ protected:
     [[nodiscard]] HyperParameters group_options(std::size_t group,
                                                 const HyperParameters& defaults) const {
         HyperParameters h = defaults;
-        for (const auto& [name, value] : overrides_[group]) {
+        for (const auto& setting : overrides_[group]) {
+            // Not a structured binding: clang 14 cannot capture one in a lambda.
+            const std::string& name = setting.first;
+            const double value = setting.second;
             const auto it = std::find_if(h.begin(), h.end(),
                                          [&](const auto& entry) { return entry.first == name; });
             if (it == h.end()) {
