@@ -5,6 +5,7 @@
 // does not include it; include it, or just the one header you need, yourself.
 #pragma once
 
+#include "io/early_stopping.hpp"
 #include "io/errors.hpp"
 #include "io/idx.hpp"
 #include "io/safetensors.hpp"

@@ -1,0 +1,160 @@
+// Early stopping on a validation metric, keeping the best epoch's weights as a checkpoint.
+//
+//   EarlyStopping<float> stopper(*net, {.mode = EarlyStoppingOptions::Mode::max,
+//                                       .patience = 20,
+//                                       .checkpoint = "best.safetensors",
+//                                       .metadata = scaler.metadata()});
+//   for (int epoch = 0; epoch < epochs; ++epoch) {
+//       train_one_epoch();
+//       if (stopper.step(validation_accuracy())) break;   // true: time to stop
+//   }
+//   stopper.restore_best();   // the network gets the best epoch's weights back
+//
+// step(metric) once per epoch. An epoch improves when its metric beats the best so far by more
+// than min_delta (smaller in Mode::min, larger in Mode::max); the first finite metric always
+// does, and a NaN never does. On an improvement the network's parameters and buffers are
+// copied (in memory, for restore_best) and, when `checkpoint` names a file, written there with
+// save_checkpoint, which replaces the file atomically: if the write fails, the file still holds
+// the previous best, the exception propagates, and the stopper's state (best metric, epoch,
+// the in-memory copy) is left as it was, so the caller can free space and go on. Otherwise
+// the count of epochs without improvement grows; step returns true once it reaches
+// `patience`, and keeps returning true after that.
+//
+// The checkpoint's metadata is the caller's `metadata` (a feature scaler's, say) plus
+// "early_stopping.best_metric" and "early_stopping.best_epoch" (1-based, as the epochs are
+// counted by step), so that the file says which epoch it is and how good it was.
+#pragma once
+
+#include "../core/errors.hpp"
+#include "../nn/module.hpp"
+#include "safetensors.hpp"
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace gradscope {
+
+struct EarlyStoppingOptions {
+    enum class Mode { min, max } mode = Mode::min;  // min: a loss; max: an accuracy
+    // Epochs without improvement after which step() says stop (>= 1).
+    std::int64_t patience = 10;
+    // How much better than the best a metric must be to count as an improvement (>= 0).
+    double min_delta = 0.0;
+    // Where to keep the best epoch's checkpoint; empty: in memory only.
+    std::filesystem::path checkpoint = {};
+    // Written into the checkpoint's "__metadata__" along with the early-stopping entries.
+    std::map<std::string, std::string> metadata = {};
+    // How the checkpoint is written (shapes, and fail_after_bytes for tests).
+    SaveOptions save = {};
+};
+
+template <class T>
+class EarlyStopping {
+public:
+    // The stopper refers to `module` (which must outlive it) and copies it on each improvement.
+    EarlyStopping(Module<T>& module, EarlyStoppingOptions options)
+        : module_(&module), options_(std::move(options)) {
+        if (options_.patience < 1) {
+            detail::throw_value("EarlyStopping", "patience must be at least 1, got " +
+                                                     std::to_string(options_.patience));
+        }
+        detail::check_non_negative("EarlyStopping", "min_delta", options_.min_delta);
+        for (const auto& [key, value] : options_.metadata) {
+            if (key.starts_with(kMetadataPrefix)) {
+                detail::throw_value("EarlyStopping", "metadata key '" + key +
+                                                         "' is reserved (it starts with '" +
+                                                         std::string(kMetadataPrefix) + "')");
+            }
+        }
+    }
+
+    // Records the epoch's metric; true when `patience` epochs in a row have not improved.
+    bool step(double metric) {
+        const std::int64_t epoch = epochs_ + 1;
+        if (improves(metric)) {
+            keep_best(metric, epoch);  // may throw; then nothing below has happened
+            best_metric_ = metric;
+            best_epoch_ = epoch;
+            epochs_without_improvement_ = 0;
+            improved_ = true;
+        } else {
+            ++epochs_without_improvement_;
+            improved_ = false;
+        }
+        epochs_ = epoch;
+        return should_stop();
+    }
+
+    [[nodiscard]] bool should_stop() const {
+        return epochs_without_improvement_ >= options_.patience;
+    }
+    // Whether the last step() improved on the best.
+    [[nodiscard]] bool improved() const { return improved_; }
+    // The best metric so far, and its epoch (1-based); nullopt before the first improvement.
+    [[nodiscard]] std::optional<double> best_metric() const { return best_metric_; }
+    [[nodiscard]] std::optional<std::int64_t> best_epoch() const { return best_epoch_; }
+    [[nodiscard]] std::int64_t epochs() const { return epochs_; }
+    [[nodiscard]] std::int64_t epochs_without_improvement() const {
+        return epochs_without_improvement_;
+    }
+    [[nodiscard]] const EarlyStoppingOptions& options() const { return options_; }
+
+    // Puts the best epoch's parameters and buffers back into the module. A value_error if no
+    // epoch has improved yet (every metric so far was NaN, or step was never called).
+    void restore_best() {
+        if (best_bytes_.empty()) {
+            detail::throw_value("EarlyStopping",
+                                "restore_best: no epoch has a best metric yet (" +
+                                    std::to_string(epochs_) + " epochs, none finite)");
+        }
+        load_checkpoint_from_bytes<T>(std::span<const std::byte>(best_bytes_), *module_, {},
+                                      "EarlyStopping's best epoch");
+    }
+
+    static constexpr std::string_view kMetadataPrefix = "early_stopping.";
+
+private:
+    bool improves(double metric) const {
+        if (std::isnan(metric)) return false;
+        if (!best_metric_) return true;
+        return options_.mode == EarlyStoppingOptions::Mode::min
+                   ? metric < *best_metric_ - options_.min_delta
+                   : metric > *best_metric_ + options_.min_delta;
+    }
+
+    // Writes the file first: if that fails, the in-memory copy is still the previous best.
+    void keep_best(double metric, std::int64_t epoch) {
+        SaveOptions save = options_.save;
+        save.metadata = options_.metadata;
+        save.metadata[std::string(kMetadataPrefix) + "best_metric"] =
+            detail::safetensors::format_double(metric);
+        save.metadata[std::string(kMetadataPrefix) + "best_epoch"] = std::to_string(epoch);
+        detail::safetensors::Layout<T> layout;
+        const std::string source =
+            options_.checkpoint.empty() ? "<memory>" : options_.checkpoint.string();
+        detail::safetensors::lay_out<T>(layout, *module_, nullptr, save, source);
+        if (!options_.checkpoint.empty()) {
+            detail::safetensors::write_atomically(options_.checkpoint, layout, save);
+        }
+        best_bytes_ = detail::safetensors::to_bytes(layout);
+    }
+
+    Module<T>* module_;
+    EarlyStoppingOptions options_;
+    std::optional<double> best_metric_;
+    std::optional<std::int64_t> best_epoch_;
+    std::int64_t epochs_ = 0;
+    std::int64_t epochs_without_improvement_ = 0;
+    bool improved_ = false;
+    std::vector<std::byte> best_bytes_;
+};
+
+}  // namespace gradscope

@@ -1,0 +1,186 @@
+// Early stopping (io/early_stopping.hpp): when it says stop, which epoch it keeps, that the
+// kept weights and buffers come back exactly, that the checkpoint file holds the best epoch
+// with its metadata, and that a failed save leaves both the file and the stopper as they were.
+#include "support/temp_dir.hpp"
+#include "support/testing.hpp"
+
+#include <gradscope/io/early_stopping.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace gradscope;
+namespace fs = std::filesystem;
+using Mode = EarlyStoppingOptions::Mode;
+
+namespace {
+
+using gradscope::testing::MessageContains;
+
+struct TempDir : gradscope::testing::TempDir {
+    TempDir() : gradscope::testing::TempDir("gradscope_test_early_stopping_") {}
+};
+
+std::shared_ptr<MLP<double>> small_net(std::uint64_t seed) {
+    return mlp<double>({.widths = {3, 5, 2}, .norm = Normalization::batch, .seed = seed});
+}
+
+// Every parameter and buffer value, in order.
+std::vector<Matrix<double>> values(const Module<double>& m) {
+    std::vector<Matrix<double>> out;
+    for (const auto& [name, t] : m.named_parameters()) out.emplace_back(t.value());
+    for (const auto& [name, t] : m.named_buffers()) out.emplace_back(t.value());
+    return out;
+}
+
+// Changes every parameter and buffer, as an epoch of training would (a batch in training mode
+// moves batch norm's running statistics).
+void perturb(MLP<double>& net, std::uint64_t seed) {
+    for (auto& [name, t] : net.named_parameters()) {
+        t.assign(t.value() + testing::normal(t.rows(), t.cols(), seed));
+    }
+    net.train();
+    (void)net(Tensor<double>::constant(testing::normal(8, 3, seed + 1)));
+}
+
+// The metadata EarlyStopping writes for a best metric and epoch.
+std::map<std::string, std::string> best_entries(const std::string& metric,
+                                                const std::string& epoch) {
+    return {{"early_stopping.best_metric", metric}, {"early_stopping.best_epoch", epoch}};
+}
+
+}  // namespace
+
+TEST_CASE("early stopping in min mode stops after patience epochs without a new minimum") {
+    auto net = small_net(1);
+    EarlyStopping<double> stopper(*net, {.patience = 3});
+    const std::vector<double> losses = {5.0, 4.0, 4.5, 3.9, 4.0, 3.9, 4.2};
+    std::vector<bool> said_stop;
+    for (double loss : losses) said_stop.push_back(stopper.step(loss));
+    // New minima at epochs 1, 2 and 4; 3.9 again at epoch 6 is not below the best.
+    CHECK(said_stop == std::vector<bool>{false, false, false, false, false, false, true});
+    CHECK(stopper.best_metric() == 3.9);
+    CHECK(stopper.best_epoch() == 4);
+    CHECK(stopper.epochs() == 7);
+    CHECK(stopper.epochs_without_improvement() == 3);
+    CHECK_FALSE(stopper.improved());
+    CHECK(stopper.step(1.0) == false);  // a new best resets the count
+    CHECK(stopper.improved());
+    CHECK(stopper.best_epoch() == 8);
+}
+
+TEST_CASE("early stopping in max mode counts only improvements larger than min_delta") {
+    auto net = small_net(2);
+    EarlyStopping<double> stopper(*net, {.mode = Mode::max, .patience = 2, .min_delta = 0.01});
+    CHECK_FALSE(stopper.step(0.50));
+    CHECK_FALSE(stopper.step(0.505));  // better, but by less than 0.01
+    CHECK(stopper.epochs_without_improvement() == 1);
+    CHECK_FALSE(stopper.step(0.52));  // better than 0.50 + 0.01
+    CHECK(stopper.best_epoch() == 3);
+    CHECK_FALSE(stopper.step(0.40));
+    CHECK(stopper.step(0.529));
+    CHECK(stopper.should_stop());
+    // Stepping on after it has said stop: a late improvement is still kept, and the count
+    // restarts.
+    CHECK_FALSE(stopper.step(0.9));
+    CHECK(stopper.best_epoch() == 6);
+}
+
+TEST_CASE("early stopping never counts a NaN metric as an improvement") {
+    auto net = small_net(3);
+    EarlyStopping<double> stopper(*net, {.patience = 2});
+    CHECK_FALSE(stopper.step(std::nan("")));
+    CHECK_FALSE(stopper.best_metric().has_value());
+    CHECK_THROWS_MATCHES(stopper.restore_best(), value_error,
+                         MessageContains("no epoch has a best metric yet (1 epochs"));
+    CHECK(stopper.step(std::nan("")));
+    CHECK_FALSE(stopper.step(2.0));  // the first number is the first best
+    CHECK(stopper.best_epoch() == 3);
+    CHECK_FALSE(stopper.step(std::nan("")));
+    CHECK(stopper.best_metric() == 2.0);
+}
+
+TEST_CASE("early stopping restores the best epoch's parameters and buffers exactly") {
+    auto net = small_net(4);
+    EarlyStopping<double> stopper(*net, {.patience = 5});
+    perturb(*net, 10);
+    stopper.step(1.0);
+    const std::vector<Matrix<double>> best = values(*net);
+    perturb(*net, 20);
+    stopper.step(1.5);  // worse: not kept
+    perturb(*net, 30);
+    REQUIRE(values(*net) != best);
+    stopper.restore_best();
+    CHECK(values(*net) == best);
+}
+
+TEST_CASE("early stopping writes each new best to its checkpoint file with the metadata") {
+    TempDir dir;
+    const fs::path file = dir.path / "best.safetensors";
+    auto net = small_net(5);
+    EarlyStopping<double> stopper(
+        *net, {.patience = 3, .checkpoint = file, .metadata = {{"scaler.kind", "StandardScaler"}}});
+    CHECK_FALSE(fs::exists(file));
+    perturb(*net, 40);
+    stopper.step(0.75);
+    const std::vector<Matrix<double>> best = values(*net);
+    perturb(*net, 50);
+    stopper.step(0.8);  // worse: the file keeps epoch 1
+    CHECK(dir.files() == std::vector<std::string>{"best.safetensors"});  // no temporary left
+
+    auto loaded = small_net(6);
+    const LoadReport report = load_checkpoint(file, *loaded);
+    CHECK(values(*loaded) == best);
+    CHECK(report.metadata.at("early_stopping.best_metric") == "0.75");
+    CHECK(report.metadata.at("early_stopping.best_epoch") == "1");
+    CHECK(report.metadata.at("scaler.kind") == "StandardScaler");
+}
+
+TEST_CASE("a failed save of a new best leaves the file and the stopper at the previous best") {
+    TempDir dir;
+    const fs::path file = dir.path / "best.safetensors";
+    auto net = small_net(7);
+    perturb(*net, 60);
+    // The file the first best makes; the second best's metric is written with more digits, so
+    // its header is longer and a disk with room for exactly the first file fills up.
+    std::map<std::string, std::string> first_metadata = best_entries("1", "1");
+    const std::size_t first_size =
+        save_checkpoint_to_bytes(*net, {.metadata = first_metadata}).size();
+    EarlyStopping<double> stopper(
+        *net, {.patience = 3, .checkpoint = file, .save = {.fail_after_bytes = first_size}});
+    stopper.step(1.0);
+    const std::vector<Matrix<double>> first_best = values(*net);
+    REQUIRE(fs::file_size(file) == first_size);
+
+    perturb(*net, 70);
+    CHECK_THROWS_MATCHES(stopper.step(0.12345678901234566), io_error,
+                         MessageContains("the previous file, if any, is unchanged"));
+    CHECK(stopper.best_metric() == 1.0);
+    CHECK(stopper.best_epoch() == 1);
+    CHECK(stopper.epochs() == 1);
+    CHECK(dir.files() == std::vector<std::string>{"best.safetensors"});
+    auto loaded = small_net(8);
+    CHECK(load_checkpoint(file, *loaded).metadata.at("early_stopping.best_epoch") == "1");
+    CHECK(values(*loaded) == first_best);
+    stopper.restore_best();
+    CHECK(values(*net) == first_best);
+}
+
+TEST_CASE("early stopping refuses options that cannot work, naming them") {
+    auto net = small_net(9);
+    CHECK_THROWS_MATCHES(EarlyStopping<double>(*net, {.patience = 0}), value_error,
+                         MessageContains("patience must be at least 1, got 0"));
+    CHECK_THROWS_MATCHES(EarlyStopping<double>(*net, {.min_delta = -0.1}), value_error,
+                         MessageContains("min_delta must be finite and non-negative"));
+    CHECK_THROWS_MATCHES(
+        EarlyStopping<double>(*net, {.min_delta = std::numeric_limits<double>::quiet_NaN()}),
+        value_error, MessageContains("min_delta"));
+    CHECK_THROWS_MATCHES(
+        EarlyStopping<double>(*net, {.metadata = {{"early_stopping.best_epoch", "3"}}}),
+        value_error, MessageContains("metadata key 'early_stopping.best_epoch' is reserved"));
+}
