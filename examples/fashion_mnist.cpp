@@ -19,6 +19,7 @@
 
 #include "cli_checks.hpp"
 #include "fashion_mnist_data.hpp"
+#include "progress_bar.hpp"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -44,9 +45,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -290,37 +288,6 @@ struct GradientRecord {
     std::vector<diag::LayerStats> layers;
 };
 
-// A progress bar on a terminal, redrawn at most ten times a second; nothing otherwise.
-class Progress {
-public:
-    explicit Progress(bool enabled) : enabled_(enabled) {}
-
-    void update(int epoch, int epochs, Index done, Index total, double seconds, double loss,
-                double accuracy, bool force = false) {
-        if (!enabled_) return;
-        const auto now = Clock::now();
-        if (!force && now - last_ < std::chrono::milliseconds(100)) return;
-        last_ = now;
-        constexpr int bar = 30;
-        const int filled = total > 0 ? static_cast<int>(bar * done / total) : bar;
-        std::printf("\r\033[Kepoch %d/%d [%s%s] %td/%td  %.0f samples/s  loss %.4f  acc %.2f%%",
-                    epoch, epochs, std::string(static_cast<std::size_t>(filled), '#').c_str(),
-                    std::string(static_cast<std::size_t>(bar - filled), '.').c_str(), done, total,
-                    seconds > 0 ? static_cast<double>(done) / seconds : 0.0, loss,
-                    100.0 * accuracy);
-        std::fflush(stdout);
-    }
-
-    // Clears the bar so that a line can be printed in its place.
-    void clear() const {
-        if (enabled_) std::printf("\r\033[K");
-    }
-
-private:
-    bool enabled_;
-    Clock::time_point last_{};
-};
-
 struct Run {
     Evaluation initial;
     std::vector<EpochRecord> epochs;
@@ -341,7 +308,7 @@ std::string format_norms(const std::vector<diag::LayerStats>& layers) {
 void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool show_progress) {
     auto optimizer = make_optimizer(s, net.parameters());
     const std::vector<TensorF> params = net.parameters();
-    Progress progress(show_progress);
+    ProgressBar progress(show_progress);
     Rng rng(s.seed ^ 0x5eedf00dULL);
     const Index n = data.train.x.rows();
     std::vector<Index> order(static_cast<std::size_t>(n));
@@ -407,8 +374,13 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                 std::printf("  step %lld  |dL/dz| per layer (input side first):%s\n",
                             static_cast<long long>(step - 1), format_norms(layers).c_str());
             }
-            progress.update(epoch, s.epochs, seen, n, seconds_since(start), mean_loss, accuracy,
-                            logged);
+            const double seconds = seconds_since(start);
+            std::array<char, 128> after{};
+            std::snprintf(after.data(), after.size(), "%.0f samples/s  loss %.4f  acc %.2f%%",
+                          seconds > 0 ? static_cast<double>(seen) / seconds : 0.0, mean_loss,
+                          100.0 * accuracy);
+            progress.draw("epoch " + std::to_string(epoch) + "/" + std::to_string(s.epochs), seen,
+                          n, after.data(), logged);
         }
         EpochRecord record;
         record.epoch = epoch;
@@ -604,14 +576,6 @@ void write_text(const std::string& path, const std::string& text) {
     out << text;
     out.close();
     if (!out) throw std::runtime_error("cannot write " + path);
-}
-
-bool stdout_is_terminal() {
-#if defined(__unix__) || defined(__APPLE__)
-    return ::isatty(::fileno(stdout)) == 1;
-#else
-    return false;
-#endif
 }
 
 }  // namespace

@@ -184,3 +184,30 @@ TEST_CASE("early stopping refuses options that cannot work, naming them") {
         EarlyStopping<double>(*net, {.metadata = {{"early_stopping.best_epoch", "3"}}}),
         value_error, MessageContains("metadata key 'early_stopping.best_epoch' is reserved"));
 }
+
+TEST_CASE("with write_every_best off the file is written by save_best, with the best epoch") {
+    TempDir dir;
+    const fs::path file = dir.path / "best.safetensors";
+    auto net = small_net(10);
+    EarlyStopping<double> stopper(*net,
+                                  {.patience = 3, .checkpoint = file, .write_every_best = false});
+    CHECK_THROWS_MATCHES(stopper.save_best(), value_error,
+                         MessageContains("save_best: no epoch has a best metric yet"));
+    perturb(*net, 80);
+    stopper.step(0.5);
+    const std::vector<Matrix<double>> best = values(*net);
+    perturb(*net, 90);
+    stopper.step(0.6);
+    CHECK_FALSE(fs::exists(file));
+    stopper.save_best();
+    auto loaded = small_net(11);
+    const LoadReport report = load_checkpoint(file, *loaded);
+    CHECK(values(*loaded) == best);
+    CHECK(report.metadata == best_entries("0.5", "1"));
+    CHECK(read_checkpoint_metadata(file) == report.metadata);
+
+    EarlyStopping<double> in_memory(*net, {});
+    in_memory.step(1.0);
+    CHECK_THROWS_MATCHES(in_memory.save_best(), value_error,
+                         MessageContains("save_best: no checkpoint path in the options"));
+}

@@ -20,7 +20,7 @@ How:
    code) and train_seconds (its training loop, including the per-epoch validation pass).
    scikit-learn then gets exactly the report's train rows, standardised by a StandardScaler
    fitted on them (as the example does), and the same hyper-parameters: hidden layer sizes,
-   ReLU, Adam with the learning rate, batch size, alpha = --weight-decay, max_iter = --epochs,
+   ReLU, Adam with the learning rate, batch size, alpha = --alpha, max_iter = --epochs,
    random_state = seed. Its own stopping rule (training loss, tol and n_iter_no_change) stays at
    its defaults; it never sees the validation or test rows. For regression the model is wrapped in
    TransformedTargetRegressor(StandardScaler()), since the example standardises the target on the
@@ -34,9 +34,10 @@ How:
 
 Not identical between the two (worth saying next to the numbers): gradscope stops early on its
 validation rows and restores the best epoch's weights, scikit-learn stops on its training loss;
-scikit-learn's alpha is an L2 penalty on the weights only (not the biases) whose gradient is
-alpha * W divided by the batch's size; the initialisations differ; gradscope reads the CSV as
-float32, scikit-learn computes in float64.
+the initialisations differ; gradscope reads the CSV as float32, scikit-learn computes in float64.
+The L2 penalty is the same: scikit-learn's alpha penalises the weights only (not the biases) with
+a gradient of alpha * W / batch size, so gradscope gets --weight-decay alpha / batch, which its
+weight_decay_groups applies to the weights only, as an L2 term in Adam's gradient.
 """
 
 import argparse
@@ -120,7 +121,8 @@ def parse_args(argv):
     p.add_argument("--hidden", default="64,64", type=lambda s: parse_list(s, int))
     p.add_argument("--batch", default=32, type=int)
     p.add_argument("--lr", default=1e-3, type=float)
-    p.add_argument("--weight-decay", default=1e-4, type=float)
+    p.add_argument("--alpha", default=1e-4, type=float,
+                   help="scikit-learn's L2 penalty (its default); gradscope gets alpha / batch")
     p.add_argument("--validation", default=0.15, type=float)
     p.add_argument("--test", default=0.15, type=float)
     p.add_argument("--patience", default=20, type=int)
@@ -184,7 +186,7 @@ def gradscope_command(args, csv_path, dataset, seed, report_path, checkpoint_pat
                "--task", "classify" if dataset.task == "classification" else "regress",
                "--hidden", ",".join(map(str, args.hidden)), "--epochs", str(args.epochs),
                "--batch", str(args.batch), "--lr", repr(args.lr),
-               "--weight-decay", repr(args.weight_decay), "--validation", repr(args.validation),
+               "--weight-decay", repr(args.alpha / args.batch), "--validation", repr(args.validation),
                "--test", repr(args.test), "--seed", str(seed), "--patience", str(args.patience),
                "--report", report_path, "--checkpoint", checkpoint_path, "--no-progress"]
     if dataset.task == "classification":
@@ -284,7 +286,7 @@ def read_report(path, dataset, seed, hidden):
 def make_estimator(task, args, seed):
     """MLPClassifier, or MLPRegressor inside a target-standardising wrapper, as the example."""
     options = dict(hidden_layer_sizes=tuple(args.hidden), activation="relu", solver="adam",
-                   learning_rate_init=args.lr, batch_size=args.batch, alpha=args.weight_decay,
+                   learning_rate_init=args.lr, batch_size=args.batch, alpha=args.alpha,
                    max_iter=args.epochs, random_state=seed)
     if task == "classification":
         return MLPClassifier(**options)
@@ -365,8 +367,8 @@ def table(dataset, runs, args):
     lines += [
         "",
         f"Median (min–max) over seeds {seeds}. Both: hidden {','.join(map(str, args.hidden))}, "
-        f"ReLU, Adam (lr {args.lr:g}), batch {args.batch}, weight decay / alpha "
-        f"{args.weight_decay:g}, at most {args.epochs} epochs, features standardised on the "
+        f"ReLU, Adam (lr {args.lr:g}), batch {args.batch}, L2 penalty alpha "
+        f"{args.alpha:g} (gradscope: weight decay alpha / batch on the weights), at most {args.epochs} epochs, features standardised on the "
         f"train rows{', target too' if dataset.task == 'regression' else ''}. "
         f"Split of seed {runs[0]['seed']}: {sizes['train']} train, {sizes['validation']} "
         f"validation, {sizes['test']} test rows (gradscope's seeded"

@@ -20,6 +20,11 @@
 // the count of epochs without improvement grows; step returns true once it reaches
 // `patience`, and keeps returning true after that.
 //
+// Writing the file on every new best is what makes a crash lose nothing, and costs a write and
+// an fsync per improvement: next to epochs of a few milliseconds (a small table) that can be
+// most of the time. With write_every_best = false the file is written only when save_best() is
+// called, typically once when training ends.
+//
 // The checkpoint's metadata is the caller's `metadata` (a feature scaler's, say) plus
 // "early_stopping.best_metric" and "early_stopping.best_epoch" (1-based, as the epochs are
 // counted by step), so that the file says which epoch it is and how good it was.
@@ -29,6 +34,7 @@
 #include "../nn/module.hpp"
 #include "safetensors.hpp"
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +56,8 @@ struct EarlyStoppingOptions {
     double min_delta = 0.0;
     // Where to keep the best epoch's checkpoint; empty: in memory only.
     std::filesystem::path checkpoint = {};
+    // Write `checkpoint` on each new best; false: only when save_best() is called.
+    bool write_every_best = true;
     // Written into the checkpoint's "__metadata__" along with the early-stopping entries.
     std::map<std::string, std::string> metadata = {};
     // How the checkpoint is written (shapes, and fail_after_bytes for tests).
@@ -110,18 +118,34 @@ public:
     // Puts the best epoch's parameters and buffers back into the module. A value_error if no
     // epoch has improved yet (every metric so far was NaN, or step was never called).
     void restore_best() {
-        if (best_bytes_.empty()) {
-            detail::throw_value("EarlyStopping",
-                                "restore_best: no epoch has a best metric yet (" +
-                                    std::to_string(epochs_) + " epochs, none finite)");
-        }
+        check_has_best("restore_best");
         load_checkpoint_from_bytes<T>(std::span<const std::byte>(best_bytes_), *module_, {},
                                       "EarlyStopping's best epoch");
+    }
+
+    // Writes the best epoch's checkpoint to `checkpoint`, atomically. A value_error without a
+    // checkpoint path or before the first improvement; an io_error if the write fails.
+    void save_best() const {
+        if (options_.checkpoint.empty()) {
+            detail::throw_value("EarlyStopping", "save_best: no checkpoint path in the options");
+        }
+        check_has_best("save_best");
+        const std::array<std::span<const std::byte>, 1> pieces{std::span<const std::byte>(best_bytes_)};
+        detail::safetensors::write_atomically(options_.checkpoint, pieces, best_bytes_.size(),
+                                              options_.save);
     }
 
     static constexpr std::string_view kMetadataPrefix = "early_stopping.";
 
 private:
+    void check_has_best(const char* what) const {
+        if (best_bytes_.empty()) {
+            detail::throw_value("EarlyStopping",
+                                std::string(what) + ": no epoch has a best metric yet (" +
+                                    std::to_string(epochs_) + " epochs, none finite)");
+        }
+    }
+
     bool improves(double metric) const {
         if (std::isnan(metric)) return false;
         if (!best_metric_) return true;
@@ -141,7 +165,7 @@ private:
         const std::string source =
             options_.checkpoint.empty() ? "<memory>" : options_.checkpoint.string();
         detail::safetensors::lay_out<T>(layout, *module_, nullptr, save, source);
-        if (!options_.checkpoint.empty()) {
+        if (!options_.checkpoint.empty() && options_.write_every_best) {
             detail::safetensors::write_atomically(options_.checkpoint, layout, save);
         }
         best_bytes_ = detail::safetensors::to_bytes(layout);

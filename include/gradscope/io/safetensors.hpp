@@ -804,9 +804,11 @@ struct TemporaryFile {
     }
 };
 
-template <class T>
-void write_atomically(const std::filesystem::path& target, const Layout<T>& layout,
-                      const SaveOptions& options) {
+// Writes the concatenation of `pieces` (`total` bytes) to a temporary file next to `target`,
+// then renames it over `target`.
+inline void write_atomically(const std::filesystem::path& target,
+                             std::span<const std::span<const std::byte>> pieces,
+                             std::uint64_t total, const SaveOptions& options) {
     const std::string source = target.string();
     const auto give_up = [&](const std::string& what) {
         fail(source,
@@ -842,13 +844,12 @@ void write_atomically(const std::filesystem::path& target, const Layout<T>& layo
         written += done;
         if (done != size) {
             give_up("writing " + in_quotes(tmp.path.string()) + " failed after " +
-                    std::to_string(written) + " of " + std::to_string(layout.total) +
+                    std::to_string(written) + " of " + std::to_string(total) +
                     " bytes: " + errno_message(code) +
                     (done == allowed ? " (simulated by SaveOptions::fail_after_bytes)" : ""));
         }
     };
-    write(layout.header.data(), layout.header.size());
-    for (const auto& piece : layout.pieces) write(piece.data(), piece.size());
+    for (const auto& piece : pieces) write(piece.data(), piece.size());
 
     // errno is read at once: building a message may change it.
     if (std::fflush(tmp.file) != 0) {
@@ -884,6 +885,17 @@ void write_atomically(const std::filesystem::path& target, const Layout<T>& layo
         ::close(dir);
     }
 #endif
+}
+
+template <class T>
+void write_atomically(const std::filesystem::path& target, const Layout<T>& layout,
+                      const SaveOptions& options) {
+    std::vector<std::span<const std::byte>> pieces;
+    pieces.reserve(layout.pieces.size() + 1);
+    pieces.emplace_back(reinterpret_cast<const std::byte*>(layout.header.data()),
+                        layout.header.size());
+    pieces.insert(pieces.end(), layout.pieces.begin(), layout.pieces.end());
+    write_atomically(target, pieces, layout.total, options);
 }
 
 inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
@@ -965,6 +977,14 @@ void save_checkpoint(const std::filesystem::path& path, const Module<T>& module,
     detail::safetensors::Layout<T> layout;
     detail::safetensors::lay_out<T>(layout, module, &optimizer, options, path.string());
     detail::safetensors::write_atomically(path, layout, options);
+}
+
+// The file's "__metadata__", read and checked as load_checkpoint would, without loading any
+// tensor: what a program needs to rebuild the model a checkpoint describes before loading it.
+inline std::map<std::string, std::string> read_checkpoint_metadata(
+    const std::filesystem::path& path) {
+    const std::vector<std::byte> bytes = detail::safetensors::read_file(path);
+    return detail::safetensors::parse(bytes, path.string()).metadata;
 }
 
 // Loads a checkpoint that is already in memory; `source` names it in error messages.
