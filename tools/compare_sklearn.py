@@ -26,7 +26,9 @@ How:
    TransformedTargetRegressor(StandardScaler()), since the example standardises the target on the
    train rows too. Its time is fit() alone, measured with time.perf_counter(): the feature scaler
    is excluded, the target scaler of the regression wrapper included (it is fitted inside fit()).
-   Its metrics come from sklearn.metrics on the test rows.
+   Its metrics come from sklearn.metrics on the test rows. A second scikit-learn run per seed
+   uses its own early stopping (early_stopping=True, n_iter_no_change = --patience) on the train
+   and validation rows together, holding out as many rows as gradscope's validation part.
 3. Prints the command, versions and CPU count, then one Markdown table per data set (median and
    min-max over seeds) and the ratio of training times, and writes every per-seed number to
    OUT/results.json (the tables also to OUT/results.md). Reports, checkpoints and the example's
@@ -186,7 +188,8 @@ def gradscope_command(args, csv_path, dataset, seed, report_path, checkpoint_pat
                "--task", "classify" if dataset.task == "classification" else "regress",
                "--hidden", ",".join(map(str, args.hidden)), "--epochs", str(args.epochs),
                "--batch", str(args.batch), "--lr", repr(args.lr),
-               "--weight-decay", repr(args.alpha / args.batch), "--validation", repr(args.validation),
+               "--weight-decay", repr(args.alpha / args.batch),
+               "--validation", repr(args.validation),
                "--test", repr(args.test), "--seed", str(seed), "--patience", str(args.patience),
                "--report", report_path, "--checkpoint", checkpoint_path, "--no-progress"]
     if dataset.task == "classification":
@@ -283,11 +286,16 @@ def read_report(path, dataset, seed, hidden):
 # scikit-learn
 
 
-def make_estimator(task, args, seed):
-    """MLPClassifier, or MLPRegressor inside a target-standardising wrapper, as the example."""
+def make_estimator(task, args, seed, validation_fraction=None):
+    """MLPClassifier, or MLPRegressor inside a target-standardising wrapper, as the example.
+    With a validation_fraction, scikit-learn's own early stopping on that share of the rows it
+    is given (its score: accuracy or R²), with gradscope's patience."""
     options = dict(hidden_layer_sizes=tuple(args.hidden), activation="relu", solver="adam",
                    learning_rate_init=args.lr, batch_size=args.batch, alpha=args.alpha,
                    max_iter=args.epochs, random_state=seed)
+    if validation_fraction is not None:
+        options.update(early_stopping=True, validation_fraction=validation_fraction,
+                       n_iter_no_change=args.patience)
     if task == "classification":
         return MLPClassifier(**options)
     return TransformedTargetRegressor(regressor=MLPRegressor(**options),
@@ -304,13 +312,20 @@ def sklearn_metrics(task, truth, predicted):
             "mse": float(mean_squared_error(truth, predicted))}
 
 
-def run_sklearn(dataset, split, args, seed):
-    """Fits on the train rows only, scores the test rows; fit() timed alone."""
-    scaler = StandardScaler().fit(dataset.x[split["train"]])
-    x_train = scaler.transform(dataset.x[split["train"]])
+def run_sklearn(dataset, split, args, seed, early_stopping=False):
+    """Fits on the train rows only, scores the test rows; fit() timed alone. With
+    early_stopping, fits on the train and validation rows together and lets scikit-learn hold
+    out as many of them as gradscope's validation rows (its own random choice) to stop on."""
+    rows = split["train"]
+    fraction = None
+    if early_stopping:
+        rows = np.concatenate([split["train"], split["validation"]])
+        fraction = len(split["validation"]) / len(rows)
+    scaler = StandardScaler().fit(dataset.x[rows])
+    x_train = scaler.transform(dataset.x[rows])
     x_test = scaler.transform(dataset.x[split["test"]])
-    y_train, y_test = dataset.y[split["train"]], dataset.y[split["test"]]
-    model = make_estimator(dataset.task, args, seed)
+    y_train, y_test = dataset.y[rows], dataset.y[split["test"]]
+    model = make_estimator(dataset.task, args, seed, fraction)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()
@@ -346,7 +361,9 @@ def table(dataset, runs, args):
     seeds = ", ".join(str(r["seed"]) for r in runs)
     sides = [("gradscope", [r["gradscope"] for r in runs], "train_seconds", "epochs_run"),
              (f"scikit-learn {sklearn.__version__}", [r["sklearn"] for r in runs], "fit_seconds",
-              "n_iter")]
+              "n_iter"),
+             (f"scikit-learn {sklearn.__version__}, early_stopping",
+              [r["sklearn_early_stopping"] for r in runs], "fit_seconds", "n_iter")]
     lines = [f"### {dataset.name} ({dataset.task}, {rows_n} rows × {features_n} features)", "",
              "| tool | " + " | ".join(METRIC_LABELS[k] for k in keys)
              + " | train time (ms) | epochs run | ms / epoch |",
@@ -359,32 +376,40 @@ def table(dataset, runs, args):
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     sizes = runs[0]["gradscope"]["split_sizes"]
     warned = sum(r["sklearn"]["convergence_warning"] for r in runs)
-    ratio = statistics.median(r["sklearn"]["fit_seconds"] / r["gradscope"]["train_seconds"]
-                              for r in runs)
-    per_epoch = statistics.median(
-        (r["sklearn"]["fit_seconds"] / r["sklearn"]["n_iter"])
-        / (r["gradscope"]["train_seconds"] / r["gradscope"]["epochs_run"]) for r in runs)
+    def ratios(side):
+        whole = statistics.median(r[side]["fit_seconds"] / r["gradscope"]["train_seconds"]
+                                  for r in runs)
+        per_epoch = statistics.median(
+            (r[side]["fit_seconds"] / r[side]["n_iter"])
+            / (r["gradscope"]["train_seconds"] / r["gradscope"]["epochs_run"]) for r in runs)
+        return f"{whole:.1f} (per epoch {per_epoch:.1f})"
+
     lines += [
         "",
         f"Median (min–max) over seeds {seeds}. Both: hidden {','.join(map(str, args.hidden))}, "
         f"ReLU, Adam (lr {args.lr:g}), batch {args.batch}, L2 penalty alpha "
-        f"{args.alpha:g} (gradscope: weight decay alpha / batch on the weights), at most {args.epochs} epochs, features standardised on the "
-        f"train rows{', target too' if dataset.task == 'regression' else ''}. "
+        f"{args.alpha:g} (gradscope: weight decay alpha / batch on the weights), at most "
+        f"{args.epochs} epochs, features standardised on the train rows"
+        f"{', target too' if dataset.task == 'regression' else ''}. "
         f"Split of seed {runs[0]['seed']}: {sizes['train']} train, {sizes['validation']} "
         f"validation, {sizes['test']} test rows (gradscope's seeded"
         f"{' stratified' if dataset.task == 'classification' else ''} split; each seed its own). "
         f"gradscope trains on the train rows and stops early on the validation rows (patience "
         f"{args.patience}), restoring the best epoch's weights; scikit-learn gets the same train "
         f"rows, never sees the validation or test rows, and stops on its training loss (tol 1e-4, "
-        f"n_iter_no_change 10, its defaults). Both are scored on the same test rows, gradscope by "
+        f"n_iter_no_change 10, its defaults); 'early_stopping' is scikit-learn given the train and "
+        f"validation rows together with early_stopping=True, holding out as many rows as "
+        f"gradscope's validation part (its own random choice) and n_iter_no_change "
+        f"{args.patience}. "
+        f"All are scored on the same test rows, gradscope by "
         f"its own metrics code, scikit-learn by sklearn.metrics. Time: gradscope's training loop "
         f"including its per-epoch validation; scikit-learn's fit() alone (feature scaler "
         f"excluded{', target scaler included' if dataset.task == 'regression' else ''}). "
-        f"scikit-learn reached max_iter without converging (ConvergenceWarning) in {warned} of "
-        f"{len(runs)} runs.",
+        f"scikit-learn without early stopping reached max_iter without converging "
+        f"(ConvergenceWarning) in {warned} of {len(runs)} runs.",
         "",
-        f"Time ratio scikit-learn / gradscope (median of per-seed ratios): {ratio:.2f} "
-        f"(per epoch: {per_epoch:.2f}).",
+        f"Training time of scikit-learn / gradscope, median of per-seed ratios: "
+        f"{ratios('sklearn')}; with early_stopping {ratios('sklearn_early_stopping')}.",
     ]
     return "\n".join(lines)
 
@@ -469,7 +494,9 @@ def compare_dataset(dataset, args, out):
         run_gradscope(command, os.path.join(out, "logs", stem + ".log"))
         gradscope, split = read_report(report_path, dataset, seed, args.hidden)
         runs.append({"seed": seed, "gradscope": gradscope,
-                     "sklearn": run_sklearn(dataset, split, args, seed)})
+                     "sklearn": run_sklearn(dataset, split, args, seed),
+                     "sklearn_early_stopping": run_sklearn(dataset, split, args, seed,
+                                                           early_stopping=True)})
         g, s = runs[-1]["gradscope"], runs[-1]["sklearn"]
         key = METRICS[dataset.task][0]
         print(f"{PROG}: {stem}: gradscope {key} {g['test'][key]:.4f} in {g['train_seconds']:.3f} s "
