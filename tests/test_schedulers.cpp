@@ -1,7 +1,7 @@
 // The learning-rate schedulers: 200 values of each against torch.optim.lr_scheduler (PyTorch
 // 1.13, from tools/make_scheduler_reference.py in tests/data/scheduler_reference.json),
-// ReduceLROnPlateau fed the file's metric sequences, state that restores exactly, and option
-// validation.
+// ReduceLROnPlateau fed the file's metric sequences, min_lr and max_lr given per parameter
+// group, state that restores exactly, and option validation.
 //
 // Tolerance: 1e-12 relative. gradscope evaluates PyTorch's formulas in the same order, in
 // double, from the same recursive (chainable) form, so the only differences left are the
@@ -163,9 +163,39 @@ SGD<double> make_sgd(double lr = 0.1) {
                        SGDOptions{.lr = lr, .momentum = 0.9});
 }
 
+// two_groups() in the script: the per-group cases' optimiser.
+SGD<double> make_two_group_sgd() {
+    return SGD<double>({{{TensorD::parameter(Matrix<double>::Zero(1, 1))}, {}},
+                        {{TensorD::parameter(Matrix<double>::Zero(1, 1))}, {.lr = 0.01}}},
+                       SGDOptions{.lr = 0.1, .momentum = 0.9});
+}
+
+// The cases on make_two_group_sgd(), with min_lr or max_lr given per group; their "lrs" hold
+// every group's lr at each step. Tested on their own below.
+const std::set<std::string> per_group_cases = {"plateau_min_lrs_per_group",
+                                               "one_cycle_max_lrs_per_group"};
+
 void require_close(double got, double want, std::size_t step) {
     INFO("value " << step << ": gradscope " << got << ", PyTorch " << want);
     REQUIRE(std::abs(got - want) <= 1e-12 * std::abs(want));
+}
+
+// Every group's lr at one step of a per-group case.
+void require_groups_close(const Optimizer<double>& o, const std::vector<double>& want,
+                          std::size_t step) {
+    REQUIRE(want.size() == o.group_count());
+    for (std::size_t g = 0; g < want.size(); ++g) {
+        INFO("group " << g);
+        require_close(o.lr(g), want[g], step);
+    }
+}
+
+// A per-group case's lrs, after checking that it was made on make_two_group_sgd()'s groups.
+std::vector<std::vector<double>> group_reference(const nlohmann::json& c) {
+    REQUIRE(c.at("group_lrs").get<std::vector<double>>() == std::vector<double>{0.1, 0.01});
+    auto lrs = c.at("lrs").get<std::vector<std::vector<double>>>();
+    REQUIRE(lrs.size() == 200);
+    return lrs;
 }
 
 // The lr after construction and after each of steps - 1 calls of step().
@@ -190,6 +220,7 @@ TEST_CASE("the scheduler reference file holds exactly the cases tested here",
     for (const auto& c : scheduler_reference().at("cases")) in_file.insert(c.at("name"));
     for (const auto& [name, f] : schedules()) here.insert(name);
     for (const auto& [name, p] : plateaus()) here.insert(name);
+    here.insert(per_group_cases.begin(), per_group_cases.end());
     REQUIRE(in_file == here);
     REQUIRE(scheduler_reference().at("steps") == 200);
     REQUIRE(scheduler_reference().at("lr") == 0.1);
@@ -223,6 +254,43 @@ TEST_CASE("ReduceLROnPlateau gives PyTorch's learning rates for modes min and ma
         REQUIRE(plateau.num_bad_epochs() == c.at("num_bad_epochs").get<std::int64_t>());
         REQUIRE(plateau.cooldown_counter() == c.at("cooldown_counter").get<std::int64_t>());
         REQUIRE(plateau.last_epoch() == 200);
+    }
+}
+
+TEST_CASE("ReduceLROnPlateau with a min_lr per group gives PyTorch's lr for both groups",
+          "[schedulers][reference][groups]") {
+    const nlohmann::json& c = reference_case("plateau_min_lrs_per_group");
+    const auto metrics = c.at("metrics").get<std::vector<double>>();
+    const auto want = group_reference(c);
+    SGD<double> sgd = make_two_group_sgd();
+    ReduceLROnPlateau plateau(sgd, Plateau{.factor = 0.5,
+                                           .patience = 3,
+                                           .threshold = 1e-2,
+                                           .cooldown = 2,
+                                           .min_lrs = {0.01, 0.0005}});
+    for (std::size_t i = 0; i < metrics.size(); ++i) {
+        plateau.step(metrics[i]);
+        require_groups_close(sgd, want[i], i);
+        REQUIRE(plateau.last_lr() == std::vector<double>{sgd.lr(0), sgd.lr(1)});
+    }
+    // Each group stops at its own minimum (the script checks that both reach it).
+    REQUIRE(sgd.lr(0) == 0.01);
+    REQUIRE(sgd.lr(1) == 0.0005);
+}
+
+TEST_CASE("OneCycleLR with a max_lr per group gives PyTorch's lr for both groups",
+          "[schedulers][reference][groups]") {
+    const auto want = group_reference(reference_case("one_cycle_max_lrs_per_group"));
+    SGD<double> sgd = make_two_group_sgd();
+    OneCycleLR cycle(sgd, OneCycleLROptions{.total_steps = 200, .max_lrs = {1.0, 0.1}});
+    // Each group starts from its own max_lr / div_factor, whatever lr it was made with.
+    REQUIRE(cycle.base_lrs() == std::vector<double>{1.0 / 25.0, 0.1 / 25.0});
+    REQUIRE(sgd.initial_lr(1) == 0.1 / 25.0);
+    require_groups_close(sgd, want[0], 0);
+    for (std::size_t i = 1; i < want.size(); ++i) {
+        cycle.step();
+        require_groups_close(sgd, want[i], i);
+        REQUIRE(cycle.last_lr() == std::vector<double>{sgd.lr(0), sgd.lr(1)});
     }
 }
 
@@ -377,6 +445,40 @@ TEST_CASE("scheduler options are checked where they are given", "[schedulers][va
                            M("SequentialLR: 2 schedulers need 1 milestones, got 0"));
     REQUIRE_THROWS_MATCHES(SequentialLR({a, c}, {0}), value_error,
                            M("SequentialLR: milestones must be increasing epochs >= 1, got 0"));
+}
+
+TEST_CASE("per-group min_lrs and max_lrs are checked against the optimiser's groups",
+          "[schedulers][validation][groups]") {
+    SGD<double> sgd = make_two_group_sgd();
+    using M = MessageContains;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    REQUIRE_THROWS_MATCHES(
+        ReduceLROnPlateau(sgd, Plateau{.min_lrs = {0.01}}), value_error,
+        M("ReduceLROnPlateau: expected 2 min_lrs (one per parameter group), got 1"));
+    REQUIRE_THROWS_MATCHES(
+        ReduceLROnPlateau(sgd, Plateau{.min_lrs = {0.01, -1e-3}}), value_error,
+        M("ReduceLROnPlateau: min_lrs[1] must be finite and non-negative, got -0.001"));
+    REQUIRE_THROWS_MATCHES(ReduceLROnPlateau(sgd, Plateau{.min_lrs = {nan, 0.0}}), value_error,
+                           M("ReduceLROnPlateau: min_lrs[0] must be finite and non-negative"));
+    REQUIRE_THROWS_MATCHES(
+        ReduceLROnPlateau(sgd, Plateau{.min_lr = 1e-3, .min_lrs = {0.01, 0.001}}), value_error,
+        M("ReduceLROnPlateau: give min_lr or min_lrs, not both (min_lr is 0.001)"));
+
+    REQUIRE_THROWS_MATCHES(
+        OneCycleLR(sgd, OneCycleLROptions{.total_steps = 10, .max_lrs = {1.0, 0.1, 0.01}}),
+        value_error, M("OneCycleLR: expected 2 max_lrs (one per parameter group), got 3"));
+    REQUIRE_THROWS_MATCHES(
+        OneCycleLR(sgd, OneCycleLROptions{.total_steps = 10, .max_lrs = {1.0, 0.0}}),
+        value_error, M("OneCycleLR: max_lrs[1] must be finite and positive, got 0"));
+    REQUIRE_THROWS_MATCHES(
+        OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .total_steps = 10, .max_lrs = {1.0, 0.1}}),
+        value_error, M("OneCycleLR: give max_lr or max_lrs, not both (max_lr is 1)"));
+    REQUIRE_FALSE(sgd.initial_lr(0));  // refused before touching the optimiser
+    REQUIRE_FALSE(sgd.initial_lr(1));
+
+    // One number still serves every group.
+    OneCycleLR cycle(sgd, OneCycleLROptions{.max_lr = 0.5, .total_steps = 10});
+    REQUIRE(cycle.base_lrs() == std::vector<double>{0.02, 0.02});
 }
 
 TEST_CASE("OneCycleLR refuses to step past total_steps, as PyTorch does", "[schedulers]") {

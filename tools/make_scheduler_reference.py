@@ -23,6 +23,7 @@ from torch.optim import lr_scheduler as S
 
 STEPS = 200
 LR = 0.1
+GROUP_LRS = [0.1, 0.01]
 
 
 def optimizer():
@@ -30,14 +31,39 @@ def optimizer():
                            lr=LR, momentum=0.9)
 
 
-def record(opt, step):
+def two_groups():
+    """SGD with two parameter groups of different lr, for the per-group options."""
+    first, second = (torch.nn.Parameter(torch.zeros(1, dtype=torch.float64)) for _ in range(2))
+    return torch.optim.SGD([{"params": [first]}, {"params": [second], "lr": GROUP_LRS[1]}],
+                           lr=GROUP_LRS[0], momentum=0.9)
+
+
+def first_lr(opt):
+    return opt.param_groups[0]["lr"]
+
+
+def group_lrs(opt):
+    return [group["lr"] for group in opt.param_groups]
+
+
+def record(opt, step, read=first_lr):
     """The lr now, then after each of STEPS - 1 calls of step()."""
-    out = [opt.param_groups[0]["lr"]]
+    out = [read(opt)]
     for _ in range(STEPS - 1):
         opt.step()  # PyTorch warns if a scheduler steps before its optimiser
         step()
-        out.append(opt.param_groups[0]["lr"])
+        out.append(read(opt))
     return out
+
+
+def plateau(opt, options, values, read=first_lr):
+    """A ReduceLROnPlateau on opt fed `values`, and the lr after each step(value)."""
+    sched = S.ReduceLROnPlateau(opt, **options)
+    lrs = []
+    for v in values:
+        sched.step(v)
+        lrs.append(read(opt))
+    return sched, lrs
 
 
 # name -> builds the scheduler(s) on an optimiser, returns the object to step.
@@ -78,8 +104,15 @@ PLATEAUS = {
                             threshold_mode="abs", cooldown=5, min_lr=0.0, eps=1e-3),
 }
 
+# On two_groups(): min_lr and max_lr given per group, each group's lr recorded at every step.
+PLATEAU_PER_GROUP = ("plateau_min_lrs_per_group",
+                     dict(mode="min", factor=0.5, patience=3, threshold=1e-2,
+                          threshold_mode="rel", cooldown=2, min_lr=[0.01, 0.0005]))
+ONE_CYCLE_PER_GROUP = ("one_cycle_max_lrs_per_group",
+                       dict(max_lr=[1.0, 0.1], total_steps=200, pct_start=0.3))
 
-def metrics(name):
+
+def metrics(name, mode):
     """A loss-like sequence (falling, noisy, with stalls) or an accuracy-like one (rising)."""
     rng = random.Random(name)
     out, level = [], 2.0
@@ -87,9 +120,26 @@ def metrics(name):
         if i % 50 < 30:
             level *= 0.97
         out.append(level * (1.0 + 0.05 * rng.uniform(-1.0, 1.0)))
-    if PLATEAUS[name]["mode"] == "max":
+    if mode == "max":
         out = [1.0 - v / 2.5 for v in out]
     return out
+
+
+def reductions(lrs, first):
+    return sum(1 for a, b in zip([first] + lrs, lrs) if b < a)
+
+
+def per_group_cases():
+    """The two per-group cases; "lrs" holds every group's lr at each step."""
+    name, options = PLATEAU_PER_GROUP
+    values = metrics(name, options["mode"])
+    _, lrs = plateau(two_groups(), options, values, read=group_lrs)
+    reduced = {"name": name, "group_lrs": GROUP_LRS, "metrics": values, "lrs": lrs}
+    name, options = ONE_CYCLE_PER_GROUP
+    opt = two_groups()
+    sched = S.OneCycleLR(opt, **options)
+    cycled = {"name": name, "group_lrs": GROUP_LRS, "lrs": record(opt, sched.step, group_lrs)}
+    return [reduced, cycled]
 
 
 def main():
@@ -100,24 +150,31 @@ def main():
         sched = make(opt)
         cases.append({"name": name, "lrs": record(opt, sched.step)})
     for name, options in PLATEAUS.items():
-        opt = optimizer()
-        sched = S.ReduceLROnPlateau(opt, **options)
-        values = metrics(name)
-        lrs = []
-        for v in values:
-            sched.step(v)
-            lrs.append(opt.param_groups[0]["lr"])
-        reductions = sum(1 for a, b in zip([LR] + lrs, lrs) if b < a)
-        if reductions < 3:
-            print(f"{name}: only {reductions} reductions; the case would test little",
-                  file=sys.stderr)
+        values = metrics(name, options["mode"])
+        sched, lrs = plateau(optimizer(), options, values)
+        count = reductions(lrs, LR)
+        if count < 3:
+            print(f"{name}: only {count} reductions; the case would test little", file=sys.stderr)
             return 1
         cases.append({"name": name, "metrics": values, "lrs": lrs, "best": sched.best,
                       "num_bad_epochs": sched.num_bad_epochs,
                       "cooldown_counter": sched.cooldown_counter})
-        print(f"{name}: {reductions} reductions, final lr {lrs[-1]:.6g}")
+        print(f"{name}: {count} reductions, final lr {lrs[-1]:.6g}")
+    grouped = per_group_cases()
+    # Each group must be reduced several times and reach its own min_lr, or the per-group
+    # minimum would go untested.
+    for g, min_lr in enumerate(PLATEAU_PER_GROUP[1]["min_lr"]):
+        lrs = [step[g] for step in grouped[0]["lrs"]]
+        count = reductions(lrs, GROUP_LRS[g])
+        if count < 3 or lrs[-1] != min_lr:
+            print(f"{PLATEAU_PER_GROUP[0]}: group {g} reduced {count} times to {lrs[-1]:.6g}, "
+                  f"not to its min_lr {min_lr}", file=sys.stderr)
+            return 1
+        print(f"{PLATEAU_PER_GROUP[0]}: group {g}: {count} reductions, final lr {lrs[-1]:.6g}")
+    cases += grouped
     for case in cases:
-        if not all(math.isfinite(v) for v in case["lrs"]):
+        flat = [v for step in case["lrs"] for v in (step if isinstance(step, list) else [step])]
+        if not all(math.isfinite(v) for v in flat):
             print(f"{case['name']}: non-finite lr", file=sys.stderr)
             return 1
     out = {"torch_version": torch.__version__, "steps": STEPS, "lr": LR, "cases": cases}

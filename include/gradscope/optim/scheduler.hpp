@@ -15,9 +15,10 @@
 //
 // Note [Scheduler groups]. As in PyTorch, a scheduler keeps one base lr and one last lr per
 // parameter group of its optimiser and computes each group's lr separately from its own base:
-// a group made with lr 1e-2 and one with 1e-3 follow the same schedule, ten times apart. Options
-// that PyTorch also accepts as a per-group list (ReduceLROnPlateau's min_lr, OneCycleLR's max_lr)
-// are one number here, the same for every group.
+// a group made with lr 1e-2 and one with 1e-3 follow the same schedule, ten times apart. The
+// options that PyTorch also accepts as a per-group list take one here too: ReduceLROnPlateau's
+// min_lrs and OneCycleLR's max_lrs, one value per group in the optimiser's group order, beside
+// min_lr and max_lr, which give every group the same value (detail::per_group).
 //
 // The optimiser must outlive its schedulers (they hold a reference to it, as PyTorch's do).
 #pragma once
@@ -118,6 +119,32 @@ private:
 inline std::int64_t floor_mod(std::int64_t a, std::int64_t b) {
     const std::int64_t r = a % b;
     return r < 0 ? r + b : r;
+}
+
+// One value per parameter group, from an option given either as one number for every group or
+// as a list (see Note [Scheduler groups]). Every value must pass `check`. `one`'s default, 0,
+// means "not given", so a non-zero `one` beside a list is refused: silently ignoring either
+// would hide a mistake.
+inline std::vector<double> per_group(const char* who, const std::string& option, double one,
+                                     const std::vector<double>& list, std::size_t groups,
+                                     void (*check)(const char*, const char*, double)) {
+    if (list.empty()) {
+        check(who, option.c_str(), one);
+        return std::vector<double>(groups, one);
+    }
+    const std::string plural = option + "s";
+    if (one != 0.0) {
+        throw_value(who, "give " + option + " or " + plural + ", not both (" + option + " is " +
+                             number_text(one) + ")");
+    }
+    if (list.size() != groups) {
+        throw_value(who, "expected " + std::to_string(groups) + " " + plural +
+                             " (one per parameter group), got " + std::to_string(list.size()));
+    }
+    for (std::size_t g = 0; g < groups; ++g) {
+        check(who, (plural + "[" + std::to_string(g) + "]").c_str(), list[g]);
+    }
+    return list;
 }
 
 inline void check_whole_at_least(const char* who, const char* what, std::int64_t value,
@@ -250,11 +277,14 @@ protected:
     // (_get_closed_form_lr); SequentialLR restarts a scheduler at its milestone with it.
     [[nodiscard]] virtual std::vector<double> restart_lrs() { return next_lrs(); }
 
-    // Records `lr` as the optimiser's initial lr, whatever it was, so that start() takes it as
-    // the base lr (PyTorch's OneCycleLR does so with max_lr / div_factor).
-    void rebase(double lr) {
-        for (std::size_t g = 0; g < target_->groups(); ++g) target_->set_initial_lr(g, lr);
+    // Records lrs[g] as group g's initial lr, whatever it was, so that start() takes it as the
+    // base lr (PyTorch's OneCycleLR does so with each group's max_lr / div_factor).
+    void rebase(const std::vector<double>& lrs) {
+        for (std::size_t g = 0; g < target_->groups(); ++g) target_->set_initial_lr(g, lrs.at(g));
     }
+    // The optimiser's group count, for checking per-group options before start() (until then
+    // groups() is 0).
+    [[nodiscard]] std::size_t optimizer_groups() const { return target_->groups(); }
 
     // A schedule's own state beyond the base's (e.g. the plateau counters).
     virtual void save_extra(std::vector<std::pair<std::string, double>>&) const {}

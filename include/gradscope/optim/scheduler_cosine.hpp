@@ -143,19 +143,23 @@ private:
 
 // The 1cycle policy: the lr rises from max_lr / div_factor to max_lr over the first pct_start
 // of total_steps, then falls to max_lr / (div_factor * final_div_factor); with three_phase it
-// first falls back to the initial lr, symmetrically, and only then to the minimum. Counted in
-// batches: step() once per optimizer.step(); a step past total_steps is a value_error.
+// first falls back to the initial lr, symmetrically, and only then to the minimum. With max_lrs,
+// each group follows this with its own max_lr. Counted in batches: step() once per
+// optimizer.step(); a step past total_steps is a value_error.
 //
 // PyTorch also cycles the optimiser's momentum (or Adam's beta1) inversely to the lr. That is
 // not done here: the optimisers expose only their lr to a scheduler so far.
 struct OneCycleLROptions {
-    double max_lr = 0.0;           // required: > 0
+    double max_lr = 0.0;           // required (> 0), unless max_lrs is given
     std::int64_t total_steps = 0;  // required: >= 2
     double pct_start = 0.3;
     enum class Anneal { cos, linear } anneal_strategy = Anneal::cos;
     double div_factor = 25.0;
     double final_div_factor = 1e4;
     bool three_phase = false;
+    // One max_lr per group, each > 0 (see Note [Scheduler groups]); last, so that options
+    // written in order without it still mean what they did.
+    std::vector<double> max_lrs = {};
 };
 
 class OneCycleLR final : public LRScheduler {
@@ -163,7 +167,8 @@ public:
     template <class T>
     OneCycleLR(Optimizer<T>& optimizer, OneCycleLROptions options)
         : LRScheduler("OneCycleLR", optimizer), options_(options) {
-        detail::check_positive(name(), "max_lr", options_.max_lr);
+        max_lrs_ = detail::per_group(name(), "max_lr", options_.max_lr, options_.max_lrs,
+                                     optimizer_groups(), detail::check_positive);
         detail::check_whole_at_least(name(), "total_steps", options_.total_steps, 2);
         detail::check_unit_interval_closed(name(), "pct_start", options_.pct_start);
         detail::check_positive(name(), "div_factor", options_.div_factor);
@@ -189,7 +194,9 @@ public:
             }
             previous_end = phase.end;
         }
-        rebase(options_.max_lr / options_.div_factor);
+        std::vector<double> initial = max_lrs_;
+        for (double& lr : initial) lr /= options_.div_factor;
+        rebase(initial);
         start();
     }
     [[nodiscard]] const OneCycleLROptions& options() const noexcept { return options_; }
@@ -231,7 +238,7 @@ private:
             case Level::initial:
                 return initial;
             case Level::max:
-                return options_.max_lr;
+                return max_lrs_[g];
             case Level::min:
                 return initial / options_.final_div_factor;
         }
@@ -247,6 +254,7 @@ private:
     }
 
     OneCycleLROptions options_;
+    std::vector<double> max_lrs_;  // one per group
     std::vector<Phase> phases_;
 };
 

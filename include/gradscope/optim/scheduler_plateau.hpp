@@ -5,8 +5,8 @@
 //   better = metric beats best by the threshold (mode min or max; threshold relative to best
 //            or absolute), then best = metric and the bad-epoch count restarts, else it grows;
 //   during a cooldown (epochs after a reduction) bad epochs are not counted;
-//   more than `patience` bad epochs: lr = max(lr * factor, min_lr), unless that changes the lr
-//   by no more than eps; then the cooldown starts.
+//   more than `patience` bad epochs: each group's lr = max(lr * factor, the group's min_lr),
+//   unless that changes the lr by no more than eps; then the cooldown starts.
 // Unlike the other schedules it is driven by the metric, not by epochs, and it changes the
 // optimiser's lr only when it reduces it; the lr it starts from is whatever the optimiser has.
 #pragma once
@@ -33,8 +33,11 @@ struct ReduceLROnPlateauOptions {
     double threshold = 1e-4;
     enum class ThresholdMode { rel, abs } threshold_mode = ThresholdMode::rel;
     std::int64_t cooldown = 0;
-    double min_lr = 0.0;  // one for every group (see Note [Scheduler groups])
+    double min_lr = 0.0;  // the same for every group, unless min_lrs is given
     double eps = 1e-8;
+    // One min_lr per group (see Note [Scheduler groups]); last, so that options written in
+    // order without it still mean what they did.
+    std::vector<double> min_lrs = {};
 };
 
 class ReduceLROnPlateau {
@@ -50,7 +53,8 @@ public:
         detail::check_whole_at_least(who, "patience", options_.patience, 0);
         detail::check_non_negative(who, "threshold", options_.threshold);
         detail::check_whole_at_least(who, "cooldown", options_.cooldown, 0);
-        detail::check_non_negative(who, "min_lr", options_.min_lr);
+        min_lrs_ = detail::per_group(who, "min_lr", options_.min_lr, options_.min_lrs,
+                                     target_->groups(), detail::check_non_negative);
         detail::check_non_negative(who, "eps", options_.eps);
         reset();
         for (std::size_t g = 0; g < target_->groups(); ++g) last_lr_.push_back(target_->lr(g));
@@ -73,7 +77,7 @@ public:
         if (bad_epochs_ > options_.patience) {
             for (std::size_t g = 0; g < target_->groups(); ++g) {
                 const double old_lr = target_->lr(g);
-                const double new_lr = std::max(old_lr * options_.factor, options_.min_lr);
+                const double new_lr = std::max(old_lr * options_.factor, min_lrs_[g]);
                 if (old_lr - new_lr > options_.eps) target_->set_lr(g, new_lr);
             }
             cooldown_counter_ = options_.cooldown;
@@ -158,6 +162,7 @@ private:
 
     std::unique_ptr<detail::ScheduledLr> target_;
     ReduceLROnPlateauOptions options_;
+    std::vector<double> min_lrs_;  // one per group
     std::vector<double> last_lr_;
     double best_ = 0.0;
     std::int64_t bad_epochs_ = 0;
