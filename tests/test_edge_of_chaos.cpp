@@ -209,3 +209,26 @@ TEST_CASE("init::critical draws N(0, sigma_w2 / fan_in) weights and N(0, sigma_b
     REQUIRE_THROWS_MATCHES(init::critical(ReLU{}, {.sigma_b2 = 0.1}), value_error,
                            MessageContains("activation 'relu' has no critical point"));
 }
+
+// Orthogonal weights hold the Gaussian's per-unit variance sigma_w2 / fan_in exactly, not on
+// average: a wide W (out <= in) has orthonormal rows times g, a tall one orthonormal columns
+// times g, so the sum of squares is g^2 * min(out, in) whatever the draw.
+TEST_CASE("init::critical orthogonal keeps sigma_w2 / fan_in per entry for tall, square and wide "
+          "layers",
+          "[init][edge]") {
+    const auto edge = init::critical(Tanh{}, {.sigma_b2 = 0.05, .orthogonal = true});
+    for (const auto& [out, in] : {std::pair<Index, Index>{256, 64}, {128, 128}, {64, 256}}) {
+        CAPTURE(out, in);
+        Rng rng(11);
+        Matrix<double> w(out, in);
+        edge(MatrixView<double>(w.data(), out, in), in, out, rng);
+        const double per_entry = w.squaredNorm() / static_cast<double>(w.size());
+        CHECK(per_entry == Approx(edge.sigma_w2 / static_cast<double>(in)).epsilon(1e-12));
+        // The orthogonality itself: the smaller Gram matrix is g^2 times the identity.
+        const double g2 = edge.sigma_w2 * std::max(1.0, static_cast<double>(out) / in);
+        const Matrix<double> gram = out <= in ? Matrix<double>(w * w.transpose())
+                                              : Matrix<double>(w.transpose() * w);
+        const Matrix<double> identity = Matrix<double>::Identity(gram.rows(), gram.cols());
+        CHECK((gram / g2 - identity).cwiseAbs().maxCoeff() < 1e-12);
+    }
+}
