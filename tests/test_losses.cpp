@@ -127,6 +127,8 @@ TensorD loss_of_case(ReferenceCase& c) {
         if (o.contains("pos_weight")) {
             options.pos_weight = o.at("pos_weight").get<std::vector<double>>();
         }
+        // a matrix, so it is stored among the inputs (without a gradient)
+        if (c.json.at("inputs").contains("weight")) options.weight = c.input("weight");
         return binary_cross_entropy_with_logits(c.in("x"), c.in("t"), options);
     }
     if (kind == "mse_loss") return mse_loss(c.in("p"), c.in("t"), reduction);
@@ -160,6 +162,69 @@ TEST_CASE("every loss option matches PyTorch in value and gradient, for each red
                      json.at("options").at("reduction").get<std::string>());
     }
     CHECK(kinds.size() == 6 * 3);  // every loss with every reduction
+}
+
+// The same cases as above for bce's element weight, to 1e-12: weighting is one more product
+// per element, which leaves the ~1e-15 agreement as it was.
+TEST_CASE("binary cross-entropy's weight matches PyTorch for every broadcast shape and reduction",
+          "[losses][reference]") {
+    const auto& cases = reference_file("loss_reference.json").at("cases");
+    std::set<std::string> shapes;
+    for (const auto& item : cases.items()) {
+        const std::string& name = item.key();
+        if (name.rfind("bce_weight_", 0) != 0) continue;
+        INFO("case " << name);
+        ReferenceCase c("loss_reference.json", name);
+        TensorD loss = loss_of_case(c);
+        c.check_output("loss", loss, 1e-12);
+        loss.backward(c.input("seed"));
+        c.check_grads(1e-12);
+        const Matrix<double> w = c.input("weight");
+        shapes.insert(std::to_string(w.rows()) + "x" + std::to_string(w.cols()));
+    }
+    CHECK(shapes == std::set<std::string>{"1x1", "1x4", "7x1", "7x4"});
+}
+
+TEST_CASE("binary cross-entropy's mean divides by the element count, not the weights' sum",
+          "[losses]") {
+    const auto x = param(3, 2, 18), t = param(uniform(3, 2, 19, 0.0, 1.0));
+    const double plain = binary_cross_entropy_with_logits(x, t).item();
+    CHECK(binary_cross_entropy_with_logits(x, t, {.weight = Matrix<double>::Ones(3, 2)}).item() ==
+          plain);
+    const Matrix<double> two = Matrix<double>::Constant(1, 1, 2.0);
+    CHECK(binary_cross_entropy_with_logits(x, t, {.weight = two}).item() ==
+          Approx(2.0 * plain).epsilon(1e-15));
+}
+
+TEST_CASE("binary cross-entropy's weight passes a finite-difference check for every shape",
+          "[losses]") {
+    const auto x = param(uniform(5, 3, 20, -4.0, 4.0));
+    const auto t = param(uniform(5, 3, 21, 0.0, 1.0));
+    // row 1 of the full weight is 0: those elements must send no gradient at all
+    Matrix<double> full = uniform(5, 3, 22, 0.0, 3.0);
+    full.row(1).setZero();
+    const std::vector<Matrix<double>> weights{Matrix<double>::Constant(1, 1, 2.5),
+                                              uniform(1, 3, 23, 0.0, 3.0),
+                                              uniform(5, 1, 24, 0.0, 3.0), full};
+    for (Reduction reduction : {Reduction::none, Reduction::mean, Reduction::sum}) {
+        for (const Matrix<double>& w : weights) {
+            INFO("reduction " << to_string(reduction) << ", weight " << w.rows() << "x"
+                              << w.cols());
+            const BCEWithLogitsOptions bce{
+                .reduction = reduction, .pos_weight = {0.5, 1.0, 4.0}, .weight = w};
+            require_gradcheck(
+                [&](const Inputs& in) {
+                    return binary_cross_entropy_with_logits(in[0], in[1], bce);
+                },
+                {x, t});
+        }
+    }
+    auto x2 = param(x.value()), t2 = param(t.value());
+    auto loss = binary_cross_entropy_with_logits(x2, t2, {.weight = full});
+    loss.backward();
+    CHECK(x2.grad().row(1).isZero(0.0));
+    CHECK(t2.grad().row(1).isZero(0.0));
+    CHECK_FALSE(x2.grad().isZero(0.0));
 }
 
 TEST_CASE("loss options pass a finite-difference check for each reduction", "[losses]") {
@@ -285,4 +350,34 @@ TEST_CASE("binary cross-entropy with pos_weight stays finite for logits of 100 i
     REQUIRE(logits.grad().allFinite());
     CHECK(logits.grad()(0, 0) == Approx(1.0f));   // (1 - t) sigmoid(100)
     CHECK(logits.grad()(0, 1) == Approx(-3.0f));  // -p t sigmoid(100)
+}
+
+TEST_CASE("binary cross-entropy names a weight of the wrong shape, or NaN or negative",
+          "[losses][errors]") {
+    const auto x = param(2, 3, 25), t = param(uniform(2, 3, 26, 0.0, 1.0));
+    const auto bce = [&](const Matrix<double>& w) {
+        return binary_cross_entropy_with_logits(x, t, {.weight = w});
+    };
+    const std::initializer_list<std::string> shape_parts{"weight [2x2]", "logits [2x3]",
+                                                         "[1x1], [1x3], [2x1] or [2x3]"};
+    REQUIRE_THROWS_MATCHES(bce(Matrix<double>::Ones(2, 2)), shape_error,
+                           MessageContains(shape_parts));
+    REQUIRE_THROWS_MATCHES(bce(Matrix<double>::Ones(1, 2)), shape_error,
+                           MessageContains({"weight [1x2]", "logits [2x3]"}));
+    // a [3x1] column on [1x3] logits would broadcast both ways (an outer product): refused
+    REQUIRE_THROWS_MATCHES(
+        binary_cross_entropy_with_logits(param(1, 3, 27), param(uniform(1, 3, 28, 0.0, 1.0)),
+                                         {.weight = Matrix<double>::Ones(3, 1)}),
+        shape_error, MessageContains({"weight [3x1]", "logits [1x3]"}));
+    Matrix<double> w = Matrix<double>::Ones(2, 3);
+    w(1, 2) = NAN;
+    REQUIRE_THROWS_MATCHES(
+        bce(w), value_error,
+        MessageContains({"binary_cross_entropy_with_logits", "weight(1, 2)", "nan"}));
+    w(1, 2) = 1.0;
+    w(0, 1) = -0.5;
+    REQUIRE_THROWS_MATCHES(bce(w), value_error,
+                           MessageContains({"weight(0, 1)", "non-negative", "-0.5"}));
+    REQUIRE_THROWS_MATCHES(bce(Matrix<double>::Constant(1, 1, INFINITY)), value_error,
+                           MessageContains({"weight(0, 0)", "finite"}));
 }

@@ -10,7 +10,8 @@ Writes tests/data/loss_reference.json: {"cases": {name: {"loss": which function,
 2-D as {"shape": [r, c], "data": [row-major]}. The options use gradscope's names and PyTorch's
 meaning; "seed" is the upstream gradient that backward starts from (a random matrix for
 reduction "none", 1 otherwise), so a per-element loss's gradient is checked through a random
-projection rather than through its sum alone. tests/test_loss_options.cpp runs every case.
+projection rather than through its sum alone; bce's element "weight" is an input without a
+gradient (PyTorch refuses one). tests/test_losses.cpp runs every case.
 """
 
 import json
@@ -71,18 +72,29 @@ def cross_entropy_case(seed, reduction="mean", weight=None, ignore_index=None,
                   {"labels": labels.to(torch.float64)})
 
 
-def bce_case(seed, reduction="mean", pos_weight=None, scale=3.0):
+BCE_COLS = 4
+# PyTorch shapes of bce's element weight, each broadcast to [ROWS x BCE_COLS]; a 1-D weight is
+# one per column, which gradscope takes as a [1 x n] row.
+BCE_WEIGHT_SHAPES = {"scalar": (1, 1), "row": (1, BCE_COLS), "row_1d": (BCE_COLS,),
+                     "column": (ROWS, 1), "full": (ROWS, BCE_COLS)}
+
+
+def bce_case(seed, reduction="mean", pos_weight=None, scale=3.0, weight_shape=None):
     g = torch.Generator().manual_seed(seed)
-    cols = 4
+    cols = BCE_COLS
     # logits up to ~|30| in the large cases: exp(30) is where a naive form loses digits
     x = (scale * torch.randn(ROWS, cols, generator=g)).requires_grad_()
     t = torch.rand(ROWS, cols, generator=g).requires_grad_()
     pw = None if pos_weight is None else torch.tensor(pos_weight)
-    out = F.binary_cross_entropy_with_logits(x, t, reduction=reduction, pos_weight=pw)
+    # drawn after x and t, so the cases without a weight keep their values
+    w = None if weight_shape is None else 3.0 * torch.rand(weight_shape, generator=g)
+    out = F.binary_cross_entropy_with_logits(x, t, reduction=reduction, pos_weight=pw, weight=w)
     options = {"reduction": reduction}
     if pos_weight is not None:
         options["pos_weight"] = pos_weight
-    return finish("binary_cross_entropy_with_logits", options, out, {"x": x, "t": t}, g, {})
+    # the weight travels as an input (it may be a matrix) in the shape gradscope is given
+    extra = {} if w is None else {"weight": w.reshape(1, -1) if w.dim() == 1 else w}
+    return finish("binary_cross_entropy_with_logits", options, out, {"x": x, "t": t}, g, extra)
 
 
 def regression_case(kind, seed, reduction="mean", **param):
@@ -137,6 +149,17 @@ def main():
                 if k > 0 and not ((d < k).any() and (d > k).any()):
                     sys.exit("%s%s: no difference on one side of %g" % (kind, suffix, k))
             cases[kind + suffix + "_" + reduction] = case
+
+    # after the loop above, whose regression seeds depend on the number of cases before them
+    for reduction in ("mean", "sum", "none"):
+        for i, (name, shape) in enumerate(BCE_WEIGHT_SHAPES.items()):
+            cases["bce_weight_%s_%s" % (name, reduction)] = bce_case(
+                101 + i, reduction, pos_weight=[1.0, 3.0, 0.5, 10.0], weight_shape=shape)
+        cases["bce_weight_only_column_" + reduction] = bce_case(
+            111, reduction, weight_shape=BCE_WEIGHT_SHAPES["column"])
+        cases["bce_weight_large_full_" + reduction] = bce_case(
+            112, reduction, pos_weight=[2.0, 0.0, 0.5, 4.0], scale=15.0,
+            weight_shape=BCE_WEIGHT_SHAPES["full"])
 
     with open(OUT_PATH, "w") as f:
         json.dump({"torch": torch.__version__, "cases": cases}, f, indent=None)

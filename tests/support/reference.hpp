@@ -71,11 +71,11 @@ struct ReferenceCase {
         check_output(key, actual.value(), rtol);
     }
     // Every input that has a reference gradient.
-    void check_grads() {
+    void check_grads(double rtol = 1e-10) {
         for (const auto& [key, value] : json.at("grads").items()) {
             INFO("gradient of " << key);
             REQUIRE(in(key).has_grad());
-            CHECK(all_close(in(key).grad(), to_matrix(value), 1e-10, 1e-12));
+            CHECK(all_close(in(key).grad(), to_matrix(value), rtol, 1e-12));
         }
     }
 };
