@@ -215,6 +215,7 @@ struct Settings {
     std::string json = "sweep.json";
     std::string csv = "sweep.csv";
     std::string svg = "sweep.svg";
+    std::string html = "sweep.html";
     bool quiet = false;
     unsigned threads = 0;
 };
@@ -538,6 +539,18 @@ std::string plot(const std::vector<diag::SweepRun>& runs, const Settings& s) {
     return diag::svg_plot(series, diag::gradient_plot_options(title));
 }
 
+diag::HtmlReport html_report(const std::vector<diag::SweepRun>& runs, const Settings& s) {
+    std::string activations;
+    for (const auto& a : s.activations) activations += (activations.empty() ? "" : ", ") + a;
+    return diag::sweep_html(
+        runs, {.title = "gradscope depth sweep: " + std::to_string(runs.size()) + " networks",
+               .description = "Square MLPs of width " + std::to_string(s.width) +
+                              " at initialisation (" + activations + "), one batch of " +
+                              std::to_string(s.batch) + " N(0, 1) inputs, a fixed random linear "
+                              "readout as the loss, " + s.dtype + ", seed " +
+                              std::to_string(s.seed) + "."});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -612,12 +625,17 @@ int main(int argc, char** argv) {
                    "Plot |dL/dz_l| per layer at the deepest depth here (\"\" to skip)")
         ->type_name("PATH")
         ->capture_default_str();
+    app.add_option("--html", s.html,
+                   "Write the report to read in a browser here: a heat map of every configuration by "
+                   "depth, per-layer panels with theory, measured against predicted gain (\"\" to skip)")
+        ->type_name("PATH")
+        ->capture_default_str();
     app.add_flag("--quiet,-q", s.quiet, "Print nothing but errors (no table, summary or progress)");
     app.add_option("--threads", s.threads,
                    "Networks measured in parallel (0: one per hardware thread)")
         ->capture_default_str();
     app.footer(
-        "Output files: sweep.json, sweep.csv and sweep.svg in the current directory unless other paths are "
+        "Output files: sweep.json, sweep.csv, sweep.svg and sweep.html in the current directory unless other paths are "
         "given; an empty path skips that file, missing directories are created.\n"
         "The predicted gain/layer is mean-field theory's (E[x^2] = 1, sigma_b^2 as swept) and is given for "
         "plain networks only (not batchnorm or residual), with sigma_w^2 = width for naive, 1 for xavier, "
@@ -677,6 +695,7 @@ int main(int argc, char** argv) {
                [&](std::ostream& out) { out << diag::to_json(runs).dump(1) << "\n"; });
         report(s.csv, "CSV", [&](std::ostream& out) { diag::write_csv(out, runs); });
         report(s.svg, "SVG", [&](std::ostream& out) { out << plot(runs, s); });
+        report(s.html, "HTML report", [&](std::ostream& out) { out << html_report(runs, s).html(); });
     } catch (const std::exception& e) {
         std::cerr << "gradscope-sweep: error: " << e.what() << "\n";
         return 1;

@@ -16,7 +16,8 @@ usage() {
 usage: $0 example|test
   example   build and run the depth sweep with its defaults (build/release/examples/gradscope-sweep):
             prints a table and a summary of where gradients vanish or explode, and writes
-            sweep.json, sweep.csv and sweep.svg into build/release/sweep/
+            sweep.html (the report to open in a browser), sweep.json, sweep.csv and sweep.svg
+            into build/release/sweep/
   test      build everything and run all tests (ctest --preset release)
 USAGE
 }
@@ -58,7 +59,7 @@ case "$mode" in
     say "Running build/release/examples/gradscope-sweep in build/release/sweep/"
     mkdir -p build/release/sweep
     (cd build/release/sweep && ../examples/gradscope-sweep)
-    say "Open build/release/sweep/sweep.svg in a browser for the plot"
+    say "Open build/release/sweep/sweep.html in a browser for the report"
     ;;
   test)
     say "Building everything"

@@ -1,10 +1,16 @@
-// A heat map as SVG: cells over a continuous x and y (each cell spans its edges), coloured on a
-// sequential scale with a colour bar, each cell's value written in it and in its hover title,
-// and optional curves drawn over the cells in the same coordinates.
+// A heat map as SVG: cells over a continuous x and y (each cell spans its edges) or over
+// categories, coloured on a continuous scale (viridis between `low` and `high`) or in bands
+// (a stepped scale, for values that thresholds divide into verdicts), with a colour bar, each
+// cell's text written in it and its hover title, and optional curves drawn over the cells in
+// the same coordinates.
 //
 //     diag::SvgHeatMap map{.x_edges = {...}, .y_edges = {...}, .values = {...},  // rows = y
 //                          .low = 0.1, .high = 0.9, .title = "...", .x_label = "sigma_w^2"};
 //     std::string svg = diag::svg_heatmap(map);
+//
+// Categories: give x_labels / y_labels (one per cell column / row) to label the cells instead of
+// their centres' values; the edges may then be 0, 1, ..., n. Every cell is a <rect
+// class="cell">, so that a test (or a script) can count them.
 #pragma once
 
 #include "format.hpp"
@@ -19,13 +25,24 @@
 
 namespace gradscope::diag {
 
+// One band of a stepped colour scale: values in [from, to) get `colour`.
+struct ColourBand {
+    double from = 0.0, to = 0.0;
+    std::string colour = {};
+    std::string label = {};  // the colour bar's text for the band
+};
+
 struct SvgHeatMap {
     std::vector<double> x_edges = {};  // nx + 1 increasing edges
     std::vector<double> y_edges = {};  // ny + 1 increasing edges (drawn bottom to top)
     std::vector<double> values = {};   // ny x nx, row j (y) after row j - 1; NaN: no value
-    double low = 0.0, high = 1.0;      // the colour scale's ends (values beyond are clamped)
+    double low = 0.0, high = 1.0;      // the continuous scale's ends (values beyond are clamped)
+    std::vector<ColourBand> bands = {};  // non-empty: a stepped scale instead of viridis
     std::string title = {}, x_label = {}, y_label = {}, value_label = {};
+    std::vector<std::string> x_labels = {}, y_labels = {};  // category names, one per cell
     NumberFormat cell_format = {Notation::fixed, 2};
+    // Per cell (ny x nx, like values), replacing the formatted value; empty: the value.
+    std::vector<std::string> cell_texts = {}, cell_titles = {};
     std::vector<SvgSeries> overlays = {};  // curves in (x, y) data coordinates
     double width = 900, height = 560;
 };
@@ -47,66 +64,70 @@ inline std::string heat_colour(double t) {
     return text;
 }
 
-}  // namespace detail
+// Whether dark text reads better than light text on a "#rrggbb" colour (by its luminance).
+inline bool is_light(const std::string& colour) {
+    if (colour.size() != 7 || colour[0] != '#') return true;
+    const auto channel = [&](std::size_t at) { return std::stoi(colour.substr(at, 2), nullptr, 16); };
+    return 0.299 * channel(1) + 0.587 * channel(3) + 0.114 * channel(5) > 150;
+}
 
-inline std::string svg_heatmap(const SvgHeatMap& map) {
-    using detail::svg_number;
-    const std::size_t nx = map.x_edges.size() < 2 ? 0 : map.x_edges.size() - 1;
-    const std::size_t ny = map.y_edges.size() < 2 ? 0 : map.y_edges.size() - 1;
-    if (nx == 0 || ny == 0 || map.values.size() != nx * ny) {
-        throw value_error("svg_heatmap: " + std::to_string(map.values.size()) + " values for " +
-                          std::to_string(nx) + " x " + std::to_string(ny) + " cells");
-    }
-    const double xlo = map.x_edges.front(), xhi = map.x_edges.back();
-    const double ylo = map.y_edges.front(), yhi = map.y_edges.back();
-    const double left = 70, top = map.title.empty() ? 24 : 52, bottom = 62, bar = 90;
-    const double plot_w = std::max(120.0, map.width - left - bar - 24);
-    const double plot_h = std::max(120.0, map.height - top - bottom);
-    const double x0 = left, x1 = left + plot_w, y0 = top, y1 = top + plot_h;
-    const auto px = [&](double x) { return x0 + (x - xlo) / (xhi - xlo) * plot_w; };
-    const auto py = [&](double y) { return y1 - (y - ylo) / (yhi - ylo) * plot_h; };
-    const auto scaled = [&](double v) { return (v - map.low) / (map.high - map.low); };
+// Where a heat map's pieces go, in pixels.
+struct HeatLayout {
+    double x0, x1, y0, y1;  // the plot area
+    double xlo, xhi, ylo, yhi;
+    [[nodiscard]] double px(double x) const { return x0 + (x - xlo) / (xhi - xlo) * (x1 - x0); }
+    [[nodiscard]] double py(double y) const { return y1 - (y - ylo) / (yhi - ylo) * (y1 - y0); }
+};
 
-    std::string out = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " +
-                      svg_number(map.width) + " " + svg_number(map.height) + "\" width=\"" +
-                      svg_number(map.width) + "\" height=\"" + svg_number(map.height) +
-                      "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-    out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-    if (!map.title.empty()) {
-        out += "<text x=\"" + svg_number((x0 + x1) / 2) +
-               "\" y=\"30\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(map.title) +
-               "</text>\n";
+inline std::string cell_colour(const SvgHeatMap& map, double v) {
+    if (!std::isfinite(v)) return "#dddddd";
+    if (map.bands.empty()) return heat_colour((v - map.low) / (map.high - map.low));
+    for (const auto& band : map.bands) {
+        if (v >= band.from && v < band.to) return band.colour;
     }
-    // Cells, each with its value written in it (dark text on light cells, light on dark).
-    out += "<g>\n";
+    return v < map.bands.front().from ? map.bands.front().colour : map.bands.back().colour;
+}
+
+inline std::string heat_cells(const SvgHeatMap& map, const HeatLayout& at) {
+    const std::size_t nx = map.x_edges.size() - 1, ny = map.y_edges.size() - 1;
+    std::string out = "<g>\n";
     for (std::size_t j = 0; j < ny; ++j) {
         for (std::size_t i = 0; i < nx; ++i) {
-            const double v = map.values[j * nx + i];
-            const double cx0 = px(map.x_edges[i]), cx1 = px(map.x_edges[i + 1]);
-            const double cy0 = py(map.y_edges[j + 1]), cy1 = py(map.y_edges[j]);
-            const std::string text = format_number(v, map.cell_format);
-            out += "<rect x=\"" + svg_number(cx0) + "\" y=\"" + svg_number(cy0) + "\" width=\"" +
-                   svg_number(cx1 - cx0) + "\" height=\"" + svg_number(cy1 - cy0) + "\" fill=\"" +
-                   (std::isfinite(v) ? detail::heat_colour(scaled(v)) : std::string("#dddddd")) +
-                   "\" stroke=\"white\"><title>" + xml_escape(map.value_label) + " " + text +
-                   "</title></rect>\n";
+            const std::size_t k = j * nx + i;
+            const double v = map.values[k];
+            const double cx0 = at.px(map.x_edges[i]), cx1 = at.px(map.x_edges[i + 1]);
+            const double cy0 = at.py(map.y_edges[j + 1]), cy1 = at.py(map.y_edges[j]);
+            const std::string text =
+                map.cell_texts.empty() ? format_number(v, map.cell_format) : map.cell_texts[k];
+            const std::string title = map.cell_titles.empty()
+                                          ? map.value_label + " " + text
+                                          : map.cell_titles[k];
+            const std::string fill = cell_colour(map, v);
+            out += "<rect class=\"cell\" x=\"" + svg_number(cx0) + "\" y=\"" + svg_number(cy0) +
+                   "\" width=\"" + svg_number(cx1 - cx0) + "\" height=\"" +
+                   svg_number(cy1 - cy0) + "\" stroke=\"white\" fill=\"" + fill + "\"><title>" +
+                   xml_escape(title) + "</title></rect>\n";
             out += "<text x=\"" + svg_number((cx0 + cx1) / 2) + "\" y=\"" +
                    svg_number((cy0 + cy1) / 2 + 4) + "\" text-anchor=\"middle\" fill=\"" +
-                   (std::isfinite(v) && scaled(v) > 0.6 ? "#222" : "#fff") + "\">" + text +
-                   "</text>\n";
+                   (is_light(fill) ? "#222" : "#fff") + "\" pointer-events=\"none\">" +
+                   xml_escape(text) + "</text>\n";
         }
     }
-    out += "</g>\n";
-    // Overlays, clipped to the plot.
-    out +=
-        "<clipPath id=\"heat-plot\"><rect x=\"" + svg_number(x0) + "\" y=\"" + svg_number(y0) +
-        "\" width=\"" + svg_number(plot_w) + "\" height=\"" + svg_number(plot_h) +
-        "\"/></clipPath>\n<g clip-path=\"url(#heat-plot)\" fill=\"none\" stroke-width=\"2.5\">\n";
+    return out + "</g>\n";
+}
+
+// The curves over the cells, clipped to the plot.
+inline std::string heat_overlays(const SvgHeatMap& map, const HeatLayout& at) {
+    std::string out = "<clipPath id=\"heat-plot\"><rect x=\"" + svg_number(at.x0) + "\" y=\"" +
+                      svg_number(at.y0) + "\" width=\"" + svg_number(at.x1 - at.x0) +
+                      "\" height=\"" + svg_number(at.y1 - at.y0) +
+                      "\"/></clipPath>\n<g clip-path=\"url(#heat-plot)\" fill=\"none\" "
+                      "stroke-width=\"2.5\">\n";
     for (const auto& curve : map.overlays) {
         std::string points;
         for (const auto& [x, y] : curve.points) {
             if (!std::isfinite(x) || !std::isfinite(y)) continue;
-            points += svg_number(px(x)) + "," + svg_number(py(std::min(y, yhi * 10))) + " ";
+            points += svg_number(at.px(x)) + "," + svg_number(at.py(std::min(y, at.yhi * 10))) + " ";
         }
         out += "<polyline stroke=\"" +
                (curve.color.empty() ? std::string("#d62728") : curve.color) +
@@ -114,43 +135,71 @@ inline std::string svg_heatmap(const SvgHeatMap& map) {
                "\" points=\"" + points + "\"><title>" + xml_escape(curve.name) +
                "</title></polyline>\n";
     }
-    out += "</g>\n";
-    // Axes: ticks at the cell centres, labelled with the centres' values.
-    out += "<rect x=\"" + svg_number(x0) + "\" y=\"" + svg_number(y0) + "\" width=\"" +
-           svg_number(plot_w) + "\" height=\"" + svg_number(plot_h) +
-           "\" fill=\"none\" stroke=\"#333\"/>\n<g fill=\"#333\">\n";
-    for (std::size_t i = 0; i < nx; ++i) {
-        const double c = (map.x_edges[i] + map.x_edges[i + 1]) / 2;
-        out += "<text x=\"" + svg_number(px(c)) + "\" y=\"" + svg_number(y1 + 18) +
-               "\" text-anchor=\"middle\">" + format_number(c, {Notation::general, 3}) +
-               "</text>\n";
+    return out + "</g>\n";
+}
+
+// The frame, ticks at the cell centres (their values, or the category names) and the labels.
+inline std::string heat_axes(const SvgHeatMap& map, const HeatLayout& at) {
+    const auto centre = [](const std::vector<double>& edges, std::size_t i) {
+        return (edges[i] + edges[i + 1]) / 2;
+    };
+    const auto tick = [&](const std::vector<std::string>& labels,
+                          const std::vector<double>& edges, std::size_t i) {
+        return labels.empty() ? format_number(centre(edges, i), {Notation::general, 3})
+                              : xml_escape(labels[i]);
+    };
+    std::string out = "<rect x=\"" + svg_number(at.x0) + "\" y=\"" + svg_number(at.y0) +
+                      "\" width=\"" + svg_number(at.x1 - at.x0) + "\" height=\"" +
+                      svg_number(at.y1 - at.y0) + "\" fill=\"none\" stroke=\"#333\"/>\n" +
+                      "<g fill=\"#333\">\n";
+    for (std::size_t i = 0; i + 1 < map.x_edges.size(); ++i) {
+        out += "<text x=\"" + svg_number(at.px(centre(map.x_edges, i))) + "\" y=\"" +
+               svg_number(at.y1 + 18) + "\" text-anchor=\"middle\">" +
+               tick(map.x_labels, map.x_edges, i) + "</text>\n";
     }
-    for (std::size_t j = 0; j < ny; ++j) {
-        const double c = (map.y_edges[j] + map.y_edges[j + 1]) / 2;
-        out += "<text x=\"" + svg_number(x0 - 8) + "\" y=\"" + svg_number(py(c) + 4) +
-               "\" text-anchor=\"end\">" + format_number(c, {Notation::general, 3}) + "</text>\n";
+    for (std::size_t j = 0; j + 1 < map.y_edges.size(); ++j) {
+        out += "<text x=\"" + svg_number(at.x0 - 8) + "\" y=\"" +
+               svg_number(at.py(centre(map.y_edges, j)) + 4) + "\" text-anchor=\"end\">" +
+               tick(map.y_labels, map.y_edges, j) + "</text>\n";
     }
-    out += "</g>\n<text x=\"" + svg_number((x0 + x1) / 2) + "\" y=\"" + svg_number(y1 + 44) +
-           "\" text-anchor=\"middle\" font-size=\"13\">" + xml_escape(map.x_label) + "</text>\n";
-    out += "<text transform=\"translate(20 " + svg_number((y0 + y1) / 2) +
+    out += "</g>\n<text x=\"" + svg_number((at.x0 + at.x1) / 2) + "\" y=\"" +
+           svg_number(at.y1 + 44) + "\" text-anchor=\"middle\" font-size=\"13\">" +
+           xml_escape(map.x_label) + "</text>\n";
+    out += "<text transform=\"translate(16 " + svg_number((at.y0 + at.y1) / 2) +
            ") rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">" + xml_escape(map.y_label) +
            "</text>\n";
-    // Colour bar, low at the bottom, and the overlays' legend under it.
-    const double bx = x1 + 24, bw = 18;
-    for (int k = 0; k < 50; ++k) {
-        const double t0 = k / 50.0, t1 = (k + 1) / 50.0;
-        out += "<rect x=\"" + svg_number(bx) + "\" y=\"" + svg_number(y1 - t1 * plot_h * 0.6) +
-               "\" width=\"" + svg_number(bw) + "\" height=\"" +
-               svg_number(plot_h * 0.6 / 50 + 0.5) + "\" fill=\"" +
-               detail::heat_colour((t0 + t1) / 2) + "\"/>\n";
+    return out;
+}
+
+// The colour bar right of the plot (low at the bottom), then the overlays' legend under it.
+inline std::string heat_colour_bar(const SvgHeatMap& map, const HeatLayout& at) {
+    const double bx = at.x1 + 24, bw = 18, bar_h = (at.y1 - at.y0) * 0.6;
+    const auto rect = [&](double y, double h, const std::string& fill) {
+        return "<rect x=\"" + svg_number(bx) + "\" y=\"" + svg_number(y) + "\" width=\"" +
+               svg_number(bw) + "\" height=\"" + svg_number(h) + "\" fill=\"" + fill + "\"/>\n";
+    };
+    const auto label = [&](double y, const std::string& text) {
+        return "<text x=\"" + svg_number(bx + bw + 4) + "\" y=\"" + svg_number(y) + "\">" +
+               xml_escape(text) + "</text>\n";
+    };
+    std::string out;
+    if (map.bands.empty()) {
+        for (int k = 0; k < 50; ++k) {
+            out += rect(at.y1 - (k + 1) / 50.0 * bar_h, bar_h / 50 + 0.5,
+                        heat_colour((k + 0.5) / 50.0));
+        }
+        out += label(at.y1, format_number(map.low, map.cell_format));
+        out += label(at.y1 - bar_h + 8, format_number(map.high, map.cell_format));
+    } else {
+        const double h = bar_h / static_cast<double>(map.bands.size());
+        for (std::size_t k = 0; k < map.bands.size(); ++k) {
+            const double y = at.y1 - (static_cast<double>(k) + 1) * h;
+            out += rect(y, h, map.bands[k].colour) + label(y + h / 2 + 4, map.bands[k].label);
+        }
     }
-    out += "<text x=\"" + svg_number(bx + bw + 4) + "\" y=\"" + svg_number(y1) + "\">" +
-           format_number(map.low, map.cell_format) + "</text>\n";
-    out += "<text x=\"" + svg_number(bx + bw + 4) + "\" y=\"" + svg_number(y1 - plot_h * 0.6 + 8) +
-           "\">" + format_number(map.high, map.cell_format) + "</text>\n";
-    out += "<text x=\"" + svg_number(bx) + "\" y=\"" + svg_number(y1 - plot_h * 0.6 - 10) + "\">" +
+    out += "<text x=\"" + svg_number(bx) + "\" y=\"" + svg_number(at.y1 - bar_h - 10) + "\">" +
            xml_escape(map.value_label) + "</text>\n";
-    double ly = y0 + 12;
+    double ly = at.y0 + 12;
     for (const auto& curve : map.overlays) {
         out += "<line x1=\"" + svg_number(bx) + "\" y1=\"" + svg_number(ly - 4) + "\" x2=\"" +
                svg_number(bx + 20) + "\" y2=\"" + svg_number(ly - 4) + "\" stroke=\"" +
@@ -159,6 +208,68 @@ inline std::string svg_heatmap(const SvgHeatMap& map) {
                svg_number(ly) + "\">" + xml_escape(curve.name) + "</text>\n";
         ly += 18;
     }
+    return out;
+}
+
+inline void check_heatmap(const SvgHeatMap& map) {
+    const std::size_t nx = map.x_edges.size() < 2 ? 0 : map.x_edges.size() - 1;
+    const std::size_t ny = map.y_edges.size() < 2 ? 0 : map.y_edges.size() - 1;
+    const auto count = [](std::size_t n) { return std::to_string(n); };
+    if (nx == 0 || ny == 0 || map.values.size() != nx * ny) {
+        throw value_error("svg_heatmap: " + count(map.values.size()) + " values for " + count(nx) +
+                          " x " + count(ny) + " cells");
+    }
+    const auto per_cell = [&](const std::vector<std::string>& v, const char* what) {
+        if (!v.empty() && v.size() != nx * ny) {
+            throw value_error(std::string("svg_heatmap: ") + count(v.size()) + " " + what +
+                              " for " + count(nx * ny) + " cells");
+        }
+    };
+    per_cell(map.cell_texts, "cell_texts");
+    per_cell(map.cell_titles, "cell_titles");
+    if (!map.x_labels.empty() && map.x_labels.size() != nx) {
+        throw value_error("svg_heatmap: " + count(map.x_labels.size()) + " x_labels for " +
+                          count(nx) + " columns");
+    }
+    if (!map.y_labels.empty() && map.y_labels.size() != ny) {
+        throw value_error("svg_heatmap: " + count(map.y_labels.size()) + " y_labels for " +
+                          count(ny) + " rows");
+    }
+}
+
+}  // namespace detail
+
+inline std::string svg_heatmap(const SvgHeatMap& map) {
+    using detail::svg_number;
+    detail::check_heatmap(map);
+    // Room on the left for the longest row label (about 7 px a character at font size 12).
+    std::size_t longest = 4;
+    for (const auto& label : map.y_labels) longest = std::max(longest, label.size());
+    const double left = 36 + 7.0 * static_cast<double>(longest);
+    // Room on the right for the colour bar and its longest label.
+    std::size_t longest_band = 8;
+    for (const auto& band : map.bands) longest_band = std::max(longest_band, band.label.size());
+    for (const auto& curve : map.overlays) longest_band = std::max(longest_band, curve.name.size() + 4);
+    const double bar = 60 + 7.0 * static_cast<double>(longest_band);
+    const double top = map.title.empty() ? 24 : 52, bottom = 62;
+    const double plot_w = std::max(120.0, map.width - left - bar);
+    const double plot_h = std::max(120.0, map.height - top - bottom);
+    const detail::HeatLayout at{left, left + plot_w, top, top + plot_h,
+                                map.x_edges.front(), map.x_edges.back(),
+                                map.y_edges.front(), map.y_edges.back()};
+
+    std::string out = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " +
+                      svg_number(map.width) + " " + svg_number(map.height) + "\" width=\"" +
+                      svg_number(map.width) + "\" height=\"" + svg_number(map.height) +
+                      "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+    out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+    if (!map.title.empty()) {
+        out += "<text x=\"" + svg_number((at.x0 + at.x1) / 2) +
+               "\" y=\"30\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(map.title) +
+               "</text>\n";
+    }
+    out += detail::heat_cells(map, at) + detail::heat_overlays(map, at) +
+           detail::heat_axes(map, at) + detail::heat_colour_bar(map, at);
     return out + "</svg>\n";
 }
 

@@ -1,0 +1,157 @@
+// The HTML reports (diag/html_report.hpp, diag/sweep_html.hpp) and the heat map they draw
+// (diag/svg_heatmap.hpp): self-contained pages whose text is escaped, whose figures are the SVG
+// they were given, and whose sweep heat map has one cell per run, coloured by the verdict band
+// its ratio falls in and labelled with its exact value. The browser test (tests/browser/)
+// opens the pages the programs write in headless Chromium.
+#include "support/temp_dir.hpp"
+#include "support/testing.hpp"
+
+#include <gradscope/diag.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <string>
+#include <vector>
+
+using namespace gradscope;
+using namespace gradscope::diag;
+namespace fs = std::filesystem;
+using gradscope::testing::MessageContains;
+
+namespace {
+
+std::size_t count(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+}
+
+std::string read(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A run whose |delta_l| falls by `factor` per layer towards the input: ratio factor^(depth-1).
+SweepRun run(const std::string& activation, const std::string& init, int depth, double factor,
+             std::optional<double> predicted = std::nullopt) {
+    std::vector<LayerStats> layers(static_cast<std::size_t>(depth));
+    for (int l = 0; l < depth; ++l) {
+        layers[static_cast<std::size_t>(l)].name = "layers." + std::to_string(l);
+        layers[static_cast<std::size_t>(l)].output_grad_norm = std::pow(factor, depth - 1 - l);
+    }
+    SweepRun r{.activation = activation, .init = init, .depth = depth,
+               .predicted_gain_per_layer = predicted};
+    record_profile(r, GradientProfile(std::move(layers)));
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("an HTML report escapes its text and holds its figures inline") {
+    HtmlReport report("Sweep <1> & \"2\"");
+    report.section("First", "a < b and <script>alert(1)</script>");
+    report.figure("<svg xmlns=\"http://www.w3.org/2000/svg\"><rect/></svg>", "caption & more");
+    report.section("Second");
+    report.panels({"<svg><circle/></svg>", "<svg><line/></svg>"}, "two");
+    report.table({"a", "b"}, {{"1", "<2>"}});
+    const std::string html = report.html();
+    CHECK(html.starts_with("<!DOCTYPE html>"));
+    CHECK(count(html, "<title>Sweep &lt;1&gt; &amp; &quot;2&quot;</title>") == 1);
+    CHECK(count(html, "&lt;script&gt;alert(1)&lt;/script&gt;") == 1);
+    CHECK(count(html, "<script") == 0);  // no script of ours, and the text's is escaped
+    CHECK(count(html, "<section>") == 2);
+    CHECK(count(html, "</section>") == 2);
+    CHECK(count(html, "<div class=\"panel\">") == 2);
+    CHECK(count(html, "<td>&lt;2&gt;</td>") == 1);
+    CHECK(report.section_count() == 2);
+    CHECK(report.panel_count() == 2);
+    // Nothing to fetch: the only URL is the SVG namespace, which is a name, not a request.
+    const std::regex url(R"((src|href)\s*=|url\(\s*['"]?http|@import)");
+    CHECK_FALSE(std::regex_search(html, url));
+}
+
+TEST_CASE("an HTML report refuses a figure that is not one SVG element") {
+    HtmlReport report("r");
+    CHECK_THROWS_MATCHES(report.figure("<div>not svg</div>"), value_error,
+                         MessageContains("a figure must be one <svg> element"));
+    CHECK_THROWS_MATCHES(report.panels({"<svg>unterminated"}), value_error,
+                         MessageContains("a figure must be one <svg> element"));
+}
+
+TEST_CASE("an HTML report is saved whole, or not at all with an error naming the path") {
+    gradscope::testing::TempDir dir("gradscope_test_html_");
+    HtmlReport report("saved");
+    report.section("s", "text");
+    report.save(dir.path / "report.html");
+    CHECK(read(dir.path / "report.html") == report.html());
+    CHECK(dir.files() == std::vector<std::string>{"report.html"});  // no temporary left
+    const fs::path nowhere = dir.path / "missing" / "report.html";
+    CHECK_THROWS_MATCHES(report.save(nowhere), io_error,
+                         MessageContains(nowhere.string() + ": cannot write the report"));
+}
+
+TEST_CASE("a categorical heat map labels its cells and colours them by band") {
+    SvgHeatMap map{.x_edges = {0, 1, 2},
+                   .y_edges = {0, 1},
+                   .values = {-7.0, 0.5},
+                   .bands = {{-100, -3, "#0000ff", "low"}, {-3, 100, "#00ff00", "fine"}},
+                   .x_labels = {"depth 2", "depth <10>"},
+                   .y_labels = {"relu/he"},
+                   .cell_texts = {"1e-7", "3.2"},
+                   .cell_titles = {"first cell", "second cell"}};
+    const std::string svg = svg_heatmap(map);
+    CHECK(count(svg, "class=\"cell\"") == 2);
+    CHECK(count(svg, "fill=\"#0000ff\"><title>first cell</title>") == 1);
+    CHECK(count(svg, "fill=\"#00ff00\"><title>second cell</title>") == 1);
+    CHECK(count(svg, ">depth &lt;10&gt;</text>") == 1);
+    CHECK(count(svg, ">relu/he</text>") == 1);
+    CHECK(count(svg, ">low</text>") == 1);  // the colour bar names its bands
+
+    map.x_labels = {"only one"};
+    CHECK_THROWS_MATCHES(svg_heatmap(map), value_error,
+                         MessageContains("1 x_labels for 2 columns"));
+    map.x_labels = {};
+    map.cell_texts = {"one"};
+    CHECK_THROWS_MATCHES(svg_heatmap(map), value_error,
+                         MessageContains("1 cell_texts for 2 cells"));
+}
+
+TEST_CASE("compact numbers drop the exponent's plus sign and leading zeros") {
+    CHECK(diag::detail::compact_number(2.1e-6) == "2.1e-6");
+    CHECK(diag::detail::compact_number(30.0) == "30");
+    CHECK(diag::detail::compact_number(8e21) == "8e21");
+    CHECK(diag::detail::compact_number(0.8) == "0.8");
+    CHECK(diag::detail::compact_number(1.0) == "1");
+}
+
+TEST_CASE("the sweep report has one heat-map cell per run, in the verdict's colour band") {
+    const std::vector<SweepRun> runs = {
+        run("sigmoid", "xavier", 5, 0.1, 0.25),   // ratio 1e-4: vanishing
+        run("sigmoid", "xavier", 20, 0.1, 0.25),  // 1e-19: vanished
+        run("relu", "he", 5, 1.0, 1.0),           // 1: healthy
+        run("relu", "he", 20, 1.0, 1.0),
+        run("relu", "naive", 20, 10.0),  // 1e19: exploded; no theory
+    };
+    const std::string html = sweep_html(runs, {.lines_per_panel = 1}).html();
+    // 3 configurations x 2 depths; relu/naive has no depth-5 run: an empty grey cell.
+    CHECK(count(html, "class=\"cell\"") == 6);
+    CHECK(count(html, "#dddddd\"><title>not measured</title>") == 1);
+    const auto bands = diag::detail::ratio_bands({});
+    CHECK(count(html, "fill=\"" + bands[1].colour +
+                          "\"><title>sigmoid/xavier/plain, depth 5: |delta_1| / |delta_L| = "
+                          "0.0001 (vanishing)</title>") == 1);
+    CHECK(count(html, "fill=\"" + bands[0].colour + "\"><title>sigmoid/xavier/plain, depth 20") ==
+          1);
+    CHECK(count(html, "fill=\"" + bands[2].colour + "\"><title>relu/he/plain, depth 20") == 1);
+    CHECK(count(html, "fill=\"" + bands[4].colour + "\"><title>relu/naive/plain, depth 20") == 1);
+    CHECK(count(html, ">1e-19</text>") == 1);
+    // Panels at depth 20, one line each: sigmoid/plain and relu/plain (he, naive).
+    CHECK(count(html, "<div class=\"panel\">") == 3);
+    CHECK(count(html, "xavier (theory)") >= 1);
+    CHECK(count(html, ">y = x</text>") == 1);
+    CHECK(bands[1].label == "< 0.001 vanishing");
+    CHECK(bands[0].label == "< 1e-6 vanished");
+}
