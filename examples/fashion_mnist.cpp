@@ -14,6 +14,7 @@
 //   gradscope-fashion-mnist --help
 #include <gradscope/builtin_activations.hpp>
 #include <gradscope/diag/json_report.hpp>
+#include <gradscope/diag/training_html.hpp>
 #include <gradscope/gradscope.hpp>
 #include <gradscope/io.hpp>
 
@@ -30,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -86,7 +88,7 @@ struct Settings {
     int threads = 0;
     Index limit = 0;
     int log_every = 100;
-    std::string csv, svg, json, save, load;
+    std::string csv, svg, json, report, save, load;
     bool quiet = false;
     bool no_progress = false;
     bool doctor = false;
@@ -292,6 +294,9 @@ struct Run {
     Evaluation initial;
     std::vector<EpochRecord> epochs;
     std::vector<GradientRecord> gradients;
+    // With --report: every step's gradient statistics and loss.
+    std::deque<diag::GradientProfile> history;
+    std::vector<std::pair<double, double>> step_losses;
     int threads = 1;
     bool openmp = false;
     Index parameters = 0;
@@ -319,6 +324,10 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
     const Index batches =
         s.norm == "batch" && n % s.batch == 1 ? n / s.batch : (n + s.batch - 1) / s.batch;
     Schedule schedule(s, *optimizer, static_cast<std::int64_t>(batches) * s.epochs);
+    // --report watches every step (with the weights' updates); otherwise a monitor is attached
+    // only for the steps --log-every logs, so that the others pay nothing.
+    std::optional<diag::GradientMonitor<float>> watch;
+    if (!s.report.empty()) watch.emplace(net);
 
     for (int epoch = 1; epoch <= s.epochs; ++epoch) {
         // Fisher-Yates with the library's Rng: the same order with any standard library.
@@ -343,10 +352,9 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                     data.train.y[static_cast<std::size_t>(source)];
             }
 
-            // The monitor is attached only for the steps it logs, so the others pay nothing.
             std::optional<diag::GradientMonitor<float>> monitor;
             const bool logged = s.log_every > 0 && step % s.log_every == 0;
-            if (logged)
+            if (logged && !watch)
                 monitor.emplace(net, diag::GradientMonitor<float>::Options{.keep_last = 1,
                                                                            .track_updates = false});
 
@@ -355,8 +363,12 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             optimizer->zero_grad();
             loss.backward();
             if (logged) {
-                run.gradients.push_back({step, epoch, monitor->last().layers()});
+                run.gradients.push_back({step, epoch, (watch ? *watch : *monitor).last().layers()});
                 monitor.reset();
+            }
+            if (watch) {
+                run.step_losses.emplace_back(static_cast<double>(step),
+                                             static_cast<double>(loss.item()));
             }
             if (s.clip > 0.0) clip_grad_norm(params, s.clip);
             optimizer->step();
@@ -402,6 +414,30 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             std::fflush(stdout);
         }
     }
+    if (watch) run.history = watch->history();
+}
+
+// The --report page: the gradient's story over the run (diag::training_html), with the loss
+// per step and the test accuracy per epoch.
+diag::HtmlReport html_report(const Settings& s, const Run& run) {
+    diag::SvgSeries loss{.name = "training loss (batch)", .points = run.step_losses};
+    diag::SvgSeries accuracy{.name = "test accuracy", .points = {}};
+    for (const auto& e : run.epochs) {
+        accuracy.points.emplace_back(static_cast<double>(e.last_step), e.test.accuracy);
+    }
+    return diag::training_html(
+        run.history,
+        {.title = "gradscope-fashion-mnist: " + std::to_string(s.depth) + " x " +
+                  std::to_string(s.width) + " " + s.activation + ", " + s.init + " init",
+         .description = "MLP 784 -> " + std::to_string(s.depth) + " x " + std::to_string(s.width) +
+                        " -> 10 on Fashion-MNIST (" + s.activation + ", " + s.init + " init" +
+                        (s.norm == "none" ? "" : ", " + s.norm + " norm") +
+                        (s.residual ? ", residual" : "") + "), " + s.optimizer + " lr " +
+                        diag::format_number(s.lr) + schedule_label(s) + ", batch " +
+                        std::to_string(s.batch) + ", " + std::to_string(s.epochs) +
+                        " epoch(s), seed " + std::to_string(s.seed) + ".",
+         .curves = {{loss}, {accuracy}},
+         .curve_titles = {"loss", "test accuracy"}});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -680,6 +716,11 @@ int main(int argc, char** argv) {
            "--svg", s.svg,
            "Write a plot here: loss and accuracy per epoch, first/last-layer gradient norms")
         ->type_name("PATH");
+    app.add_option("--report", s.report,
+                   "Write the run as an HTML page to open in a browser: the verdict per step, a "
+                   "layers x steps map of the gradient, update sizes, dead and saturated units "
+                   "(watches every step, which costs some speed)")
+        ->type_name("PATH");
     app.add_option("--json", s.json,
                    "Write the run's record here (configuration, per-epoch results, timings)")
         ->type_name("PATH");
@@ -801,6 +842,7 @@ int main(int argc, char** argv) {
         report(s.json, "JSON", [&] { return to_json(s, data, run).dump(1) + "\n"; });
         report(s.csv, "CSV", [&] { return csv(run); });
         report(s.svg, "SVG", [&] { return plot(s, run); });
+        report(s.report, "HTML report", [&] { return html_report(s, run).html(); });
         if (!s.save.empty()) {
             const std::filesystem::path p(s.save);
             if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

@@ -9,6 +9,7 @@
 #include <gradscope/diag.hpp>
 
 #include <cmath>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -154,4 +155,57 @@ TEST_CASE("the sweep report has one heat-map cell per run, in the verdict's colo
     CHECK(count(html, ">y = x</text>") == 1);
     CHECK(bands[1].label == "< 0.001 vanishing");
     CHECK(bands[0].label == "< 1e-6 vanished");
+}
+
+namespace {
+
+// A history of `steps` profiles of three layers; |delta_l| = factor^(2 - l) at every step, and
+// step `bad` (if any) has a NaN gradient in the middle layer.
+std::deque<GradientProfile> history(std::size_t steps, double factor, bool updates,
+                                    std::size_t bad = static_cast<std::size_t>(-1)) {
+    std::deque<GradientProfile> out;
+    for (std::size_t k = 0; k < steps; ++k) {
+        std::vector<LayerStats> layers(3);
+        for (std::size_t l = 0; l < 3; ++l) {
+            layers[l].name = "layers." + std::to_string(l);
+            layers[l].output_grad_norm = std::pow(factor, 2.0 - static_cast<double>(l));
+            layers[l].dead_fraction = 0.25;
+            if (updates) layers[l].update_ratio = 1e-3;
+        }
+        if (k == bad) {
+            layers[1].output_grad_norm = std::nan("");
+            layers[1].nonfinite = 7;
+        }
+        out.emplace_back(std::move(layers), 10 * k);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("the training report bins the steps and keeps the worst verdict of each bin") {
+    // 200 steps into 50 columns of 4; step 13 (step number 130) is non-finite.
+    const auto runs = history(200, 1e-3, true, 13);
+    const std::string html = training_html(runs, {.max_columns = 50}).html();
+    // Verdict strip: 50 cells; 3 layers x 50 for the gradient, the updates and dead units.
+    CHECK(count(html, "class=\"cell\"") == 50 + 3 * 50 * 3);
+    // |delta_1| / |delta_3| = 1e-6: vanished; the bin of steps 120-150 holds the NaN step.
+    CHECK(count(html, "<title>step 120-150: non-finite</title>") == 1);
+    CHECK(count(html, ": vanishing</title>") == 49);
+    CHECK(count(html, "<title>layers.0, steps 0-30: |delta_l| / |delta_L| 1e-6</title>") == 1);
+    CHECK(count(html, "<td>130</td><td>layers.1</td><td>7</td>") == 1);
+    CHECK(count(html, "Update-to-weight ratio") == 1);
+    CHECK(count(html, "Saturated elements") == 0);  // not measured: no panel
+}
+
+TEST_CASE("the training report says what was not measured, and refuses an empty history") {
+    const auto runs = history(5, 1.0, false);
+    const std::string html = training_html(runs).html();
+    CHECK(count(html, "Not measured in this run (the monitor&apos;s track_updates was off") == 1);
+    CHECK(count(html, "None: every recorded gradient was finite.") == 1);
+    CHECK(count(html, ": healthy</title>") == 5);  // one column per step when there are few
+    CHECK_THROWS_MATCHES(training_html({}), value_error,
+                         MessageContains("the history has no step with layers"));
+    CHECK_THROWS_MATCHES(training_html(runs, {.curves = {{}}, .curve_titles = {"a", "b"}}),
+                         value_error, MessageContains("2 curve titles for 1 plots"));
 }

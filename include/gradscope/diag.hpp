@@ -17,3 +17,4 @@
 #include "diag/svg_heatmap.hpp"
 #include "diag/sweep_html.hpp"
 #include "diag/theory.hpp"
+#include "diag/training_html.hpp"
