@@ -3,6 +3,7 @@
 #pragma once
 
 #include "../core/errors.hpp"
+#include "not_measured.hpp"
 
 #include <cmath>
 #include <cstddef>
@@ -11,8 +12,6 @@
 #include <vector>
 
 namespace gradscope::diag {
-
-inline constexpr double not_measured = std::numeric_limits<double>::quiet_NaN();
 
 struct LayerStats {
     std::string name;                        // the layer's module path
