@@ -11,10 +11,12 @@
 
 #include "../core/matrix.hpp"
 #include "../core/tensor.hpp"
+#include "gradient_noise.hpp"
 #include "norms.hpp"
 #include "profile.hpp"
 
 #include <cstddef>
+#include <limits>
 #include <span>
 
 namespace gradscope::diag {
@@ -32,19 +34,35 @@ enum class Moment {
                  // belongs to the step whose gradient made the update.
 };
 
+// A Linear layer's per-sample gradients over one batch, as the monitor reduced them at the step's
+// end (GradientMonitor::Options::per_sample): g_i is the gradient of sample i's own loss with
+// respect to the layer's weight and bias, g_bar = (1/B) sum_i g_i. No per-sample matrix exists;
+// these are what the statistics need of them.
+template <class T>
+struct PerSampleGradients {
+    std::span<const double> sq_norms;                 // |g_i|^2, in batch order (B values)
+    std::span<const double> sorted_norms;             // |g_i|, ascending
+    ConstMatrixView<T> mean_weight{nullptr, 0, 0};    // g_bar's weight part [out x in]
+    ConstMatrixView<T> mean_bias{nullptr, 0, 0};      // g_bar's bias part [1 x out], or empty
+    ConstMatrixView<T> second_weight{nullptr, 0, 0};  // (1/B) sum_i g_ij^2, weight part
+    ConstMatrixView<T> second_bias{nullptr, 0, 0};    // the same for the bias, or empty
+    [[nodiscard]] std::size_t batch() const noexcept { return sq_norms.size(); }
+};
+
 // What the monitor saw of one layer at one moment; only the moment's fields are set.
 template <class T>
 struct LayerObservation {
-    ConstMatrixView<T> output{nullptr, 0, 0};         // forward: z_l
-    ConstMatrixView<T> activation{nullptr, 0, 0};     // activation: h_l (z_l when none follows)
-    ConstMatrixView<T> derivative{nullptr, 0, 0};     // activation: phi'(z_l); empty when none
-    ConstMatrixView<T> grad_output{nullptr, 0, 0};    // backward: dL/dz_l
-    const Tensor<T>* weight = nullptr;                // step_end, update: undefined if none
-    const Tensor<T>* bias = nullptr;                  // step_end: undefined if none
-    ConstMatrixView<T> weight_before{nullptr, 0, 0};  // update: the weight a step earlier
-    double weight_norm_before = not_measured;         // update: its norm
-    double saturation_threshold = 1e-3;               // GradientMonitor::Options
-    std::size_t* nonfinite = nullptr;                 // count NaN/inf entries of gradients here
+    ConstMatrixView<T> output{nullptr, 0, 0};           // forward: z_l
+    ConstMatrixView<T> activation{nullptr, 0, 0};       // activation: h_l (z_l when none follows)
+    ConstMatrixView<T> derivative{nullptr, 0, 0};       // activation: phi'(z_l); empty when none
+    ConstMatrixView<T> grad_output{nullptr, 0, 0};      // backward: dL/dz_l
+    const Tensor<T>* weight = nullptr;                  // step_end, update: undefined if none
+    const Tensor<T>* bias = nullptr;                    // step_end: undefined if none
+    ConstMatrixView<T> weight_before{nullptr, 0, 0};    // update: the weight a step earlier
+    double weight_norm_before = not_measured;           // update: its norm
+    double saturation_threshold = 1e-3;                 // GradientMonitor::Options
+    std::size_t* nonfinite = nullptr;                   // count NaN/inf entries of gradients here
+    const PerSampleGradients<T>* per_sample = nullptr;  // step_end, in per-sample mode only
 };
 
 template <class T>
@@ -84,6 +102,57 @@ double dead_fraction(const LayerObservation<T>& o) {
     return static_cast<double>((peak == T(0)).count()) / static_cast<double>(o.derivative.cols());
 }
 
+// The per-sample statistics (gradient_noise.hpp has the formulas and their sources). Each is
+// not measured when the observation has no per-sample gradients: the mode is off, or the layer
+// is not a Linear measured once in the step.
+inline double sum_of(std::span<const double> values) {
+    double sum = 0.0;
+    for (double v : values) sum += v;
+    return sum;
+}
+
+template <class T>
+double mean_grad_sq_norm(const LayerObservation<T>& o) {
+    if (o.per_sample == nullptr) return not_measured;
+    const PerSampleGradients<T>& p = *o.per_sample;
+    return static_cast<double>(p.mean_weight.squaredNorm()) +
+           static_cast<double>(p.mean_bias.squaredNorm());
+}
+
+template <class T>
+double trace_covariance(const LayerObservation<T>& o) {
+    if (o.per_sample == nullptr) return not_measured;
+    return diag::trace_covariance(sum_of(o.per_sample->sq_norms), mean_grad_sq_norm(o),
+                                  o.per_sample->batch());
+}
+
+template <class T>
+double gradient_noise_scale(const LayerObservation<T>& o) {
+    if (o.per_sample == nullptr) return not_measured;
+    return diag::gradient_noise_scale(trace_covariance(o), mean_grad_sq_norm(o),
+                                      o.per_sample->batch());
+}
+
+template <class T>
+GsnrMean gsnr_of(const PerSampleGradients<T>& p) {
+    GsnrMean mean(p.batch(), static_cast<double>(std::numeric_limits<T>::epsilon()));
+    auto add = [&mean](ConstMatrixView<T> g_bar, ConstMatrixView<T> second) {
+        for (Index j = 0; j < g_bar.size(); ++j) {
+            mean.add(static_cast<double>(g_bar.data()[j]), static_cast<double>(second.data()[j]));
+        }
+    };
+    add(p.mean_weight, p.second_weight);
+    add(p.mean_bias, p.second_bias);
+    return mean;
+}
+
+// A statistic of the ascending per-sample norms.
+template <class T, double PerSampleNormSummary::*field>
+double norm_summary(const LayerObservation<T>& o) {
+    if (o.per_sample == nullptr) return not_measured;
+    return summarise_sorted_norms(o.per_sample->sorted_norms).*field;
+}
+
 }  // namespace detail
 
 template <class T>
@@ -118,6 +187,37 @@ std::span<const LayerStatistic<T>> layer_statistics() {
          Moment::activation, &LayerStats::saturated_fraction, &detail::saturated_fraction<T>},
         {"dead_fraction", "the fraction of units whose phi'(z_l) is 0 for every sample",
          Moment::activation, &LayerStats::dead_fraction, &detail::dead_fraction<T>},
+        {"per_sample_norm_mean", "mean over the batch of |g_i|, sample i's own gradient (W and b)",
+         Moment::step_end, &LayerStats::per_sample_norm_mean,
+         &detail::norm_summary<T, &PerSampleNormSummary::mean>},
+        {"per_sample_norm_max", "max over the batch of |g_i|", Moment::step_end,
+         &LayerStats::per_sample_norm_max, &detail::norm_summary<T, &PerSampleNormSummary::max>},
+        {"per_sample_norm_q10", "10% quantile of |g_i| (Hyndman-Fan definition 7)",
+         Moment::step_end, &LayerStats::per_sample_norm_q10,
+         &detail::norm_summary<T, &PerSampleNormSummary::q10>},
+        {"per_sample_norm_q50", "median of |g_i| (Hyndman-Fan definition 7)", Moment::step_end,
+         &LayerStats::per_sample_norm_q50, &detail::norm_summary<T, &PerSampleNormSummary::q50>},
+        {"per_sample_norm_q90", "90% quantile of |g_i| (Hyndman-Fan definition 7)",
+         Moment::step_end, &LayerStats::per_sample_norm_q90,
+         &detail::norm_summary<T, &PerSampleNormSummary::q90>},
+        {"mean_grad_sq_norm", "|g_bar|^2, g_bar the mean of the per-sample gradients",
+         Moment::step_end, &LayerStats::mean_grad_sq_norm, &detail::mean_grad_sq_norm<T>},
+        {"trace_covariance",
+         "tr Sigma = (sum_i |g_i|^2 - B |g_bar|^2)/(B-1), unbiased (McCandlish et al. 2018)",
+         Moment::step_end, &LayerStats::trace_covariance, &detail::trace_covariance<T>},
+        {"gradient_noise_scale",
+         "B_simple = tr Sigma / (|g_bar|^2 - tr Sigma/B) (McCandlish et al. 2018, App. A)",
+         Moment::step_end, &LayerStats::gradient_noise_scale, &detail::gradient_noise_scale<T>},
+        {"gsnr", "mean over parameters of g_bar_j^2 / sigma_j^2 (Liu et al. 2020)",
+         Moment::step_end, &LayerStats::gsnr,
+         [](const LayerObservation<T>& o) {
+             return o.per_sample != nullptr ? detail::gsnr_of(*o.per_sample).value() : not_measured;
+         }},
+        {"gsnr_parameters", "the parameters the gsnr is a mean over (some sample's g_ij != 0)",
+         Moment::step_end, &LayerStats::gsnr_parameters,
+         [](const LayerObservation<T>& o) {
+             return o.per_sample != nullptr ? detail::gsnr_of(*o.per_sample).count() : not_measured;
+         }},
     };
     return list;
 }

@@ -8,10 +8,31 @@
 // layer_statistics.hpp (Note [One place per statistic]); the hooks only gather what exists
 // then. Detaching removes every hook, after which the monitor costs nothing. Call the network
 // itself (not its layers one by one) so that its hook fires.
+//
+// Per-sample mode (Options::per_sample, off by default; off, it adds no hook and no copy): for
+// every watched Linear the forward hook keeps its input a [B x in] and the output-gradient hook
+// dL/dz [B x out]. Sample i's own gradient is then g_i = outer(delta_i, a_i) for the weight and
+// delta_i for the bias, delta_i = d(l_i)/dz_i, l_i sample i's own loss term: with
+// Reduction::mean the loss is (1/B) sum_i l_i, so delta_i = B times row i of dL/dz; with
+// Reduction::sum it is row i itself. So |g_i|^2 = |delta_i|^2 (|a_i|^2 + 1) and
+// sum_i g_ij^2 = (delta o delta)^T (a o a) (and the column sums of delta o delta for the bias):
+// one extra product, no per-sample matrix (what BackPACK calls SumGradSquared). "mean" must be
+// a mean over the batch's samples: cross_entropy without class weights, or an element-wise
+// loss (mse_loss, ...) whose l_i is then the mean over sample i's outputs. A class-weighted
+// mean divides by the weights' sum, not B, and is not the mean this mode assumes.
+// Batch norm couples the samples: for a Linear whose output feeds batch norm, the rows'
+// contributions still sum to the batch gradient, but they are not the gradients of the samples'
+// own losses (each sample's loss depends on the others' through the batch statistics). They are
+// reported as they are; read them as a decomposition of the batch gradient, not as per-sample
+// gradients. A layer is measured when exactly one of its calls' outputs received a gradient in
+// the step (a layer called twice in one forward is not) and that call was its last forward with
+// gradients on; otherwise, and for a watched module that is not a Linear, the per-sample
+// statistics are not measured.
 #pragma once
 
 #include "../nn/activation.hpp"
 #include "../nn/linear.hpp"
+#include "../nn/loss_reduction.hpp"
 #include "../nn/module.hpp"
 #include "layer_statistics.hpp"
 #include "profile.hpp"
@@ -22,10 +43,18 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace gradscope::diag {
+
+// GradientMonitor::Options::per_sample.
+struct PerSampleOptions {
+    bool enabled = false;
+    // The reduction of the loss backward starts from: mean or sum (see the header's comment).
+    Reduction loss_reduction = Reduction::mean;
+};
 
 template <class T>
 class GradientMonitor {
@@ -39,6 +68,8 @@ public:
         double saturation_threshold = 1e-3;
         // Keep a copy of each weight to measure the next update's size (costs one copy per step).
         bool track_updates = true;
+        // Per-sample gradient statistics of the Linear layers (see the header's comment).
+        PerSampleOptions per_sample = {};
     };
 
     explicit GradientMonitor(Module<T>& network) : GradientMonitor(network, Options{}) {}
@@ -49,6 +80,7 @@ public:
     GradientMonitor(Module<T>& network, Options options) : options_(std::move(options)) {
         gradscope::detail::check_non_negative("GradientMonitor", "saturation_threshold",
                                               options_.saturation_threshold);
+        check_per_sample_options(options_.per_sample);
         // Choose first, hook after: a constructor that throws must leave no hook behind.
         std::vector<std::pair<std::string, Module<T>*>> chosen;
         std::vector<ActivationLayer<T>*> activations;
@@ -99,12 +131,34 @@ public:
     void clear() { history_.clear(); }
 
 private:
+    // A Linear's per-sample buffers, reused from step to step (a Matrix keeps its allocation
+    // when its size does not change).
+    struct PerSampleBuffers {
+        bool watched = false;
+        std::size_t grads = 0;  // output gradients received this step
+        Matrix<T> input;        // a [B x in] of the last forward with gradients on
+        Matrix<T> delta;        // dL/dz, then delta_i = d(l_i)/dz_i [B x out]
+        Matrix<T> squared_input, squared_delta;
+        Matrix<T> mean_weight, mean_bias, second_weight, second_bias;
+        std::vector<double> sq_norms, sorted_norms;
+    };
+
     struct Layer {
         std::string name;
         Tensor<T> weight;  // the module's TensorRole::weight parameter, or empty
         Tensor<T> bias;
         Matrix<T> previous_weight;
+        PerSampleBuffers per_sample = {};
     };
+
+    static void check_per_sample_options(const PerSampleOptions& o) {
+        if (o.enabled && o.loss_reduction != Reduction::mean &&
+            o.loss_reduction != Reduction::sum) {
+            throw value_error(std::string("GradientMonitor: per_sample.loss_reduction must be "
+                                          "mean or sum (the loss backward starts from), got ") +
+                              to_string(o.loss_reduction));
+        }
+    }
 
     void add_layer(const std::string& path, Module<T>& module) {
         const std::size_t index = layers_.size();
@@ -114,7 +168,12 @@ private:
                     module.own_parameter(TensorRole::weight),
                     module.own_parameter(TensorRole::bias),
                     {}};
+        layer.per_sample.watched = options_.per_sample.enabled &&
+                                   dynamic_cast<Linear<T>*>(&module) != nullptr &&
+                                   layer.weight.defined();
+        const bool per_sample = layer.per_sample.watched;
         layers_.push_back(std::move(layer));
+        if (per_sample) watch_per_sample(module, index);
         hooks_.add(module.register_forward_hook(
             [this, index](Module<T>&, const Tensor<T>&, const Tensor<T>& out) {
                 // Until an activation follows, the layer's output stands for h_l.
@@ -131,6 +190,70 @@ private:
                 .nonfinite = &s.nonfinite};
             measure(Moment::backward, seen, s);
         }));
+    }
+
+    // Per-sample mode: keep the Linear's input and output gradient for close_step. A forward
+    // without gradients (evaluation under NoGradGuard) is not kept: backward cannot follow it.
+    void watch_per_sample(Module<T>& module, std::size_t index) {
+        hooks_.add(module.register_forward_hook(
+            [this, index](Module<T>&, const Tensor<T>& in, const Tensor<T>& out) {
+                if (out.requires_grad()) layers_[index].per_sample.input = in.value();
+            }));
+        hooks_.add(module.register_output_grad_hook([this, index](Module<T>&, MatrixView<T> g) {
+            PerSampleBuffers& p = layers_[index].per_sample;
+            ++p.grads;
+            p.delta = g;
+        }));
+    }
+
+    // The per-sample gradients' reductions (the header's comment has the formulas), or nothing
+    // when this step cannot be split into samples.
+    std::optional<PerSampleGradients<T>> reduce_per_sample(Layer& layer) {
+        PerSampleBuffers& p = layer.per_sample;
+        if (!p.watched || p.grads != 1 || p.input.rows() == 0 || p.input.rows() != p.delta.rows()) {
+            return std::nullopt;
+        }
+        const Index batch = p.input.rows();
+        if (options_.per_sample.loss_reduction == Reduction::mean) p.delta *= static_cast<T>(batch);
+        const T inv_batch = T(1) / static_cast<T>(batch);
+        p.squared_input = p.input.array().square().matrix();
+        p.squared_delta = p.delta.array().square().matrix();
+        p.mean_weight.noalias() = inv_batch * (p.delta.transpose() * p.input);
+        p.second_weight.noalias() = inv_batch * (p.squared_delta.transpose() * p.squared_input);
+        const bool bias = layer.bias.defined();
+        if (bias) {
+            p.mean_bias = inv_batch * p.delta.colwise().sum();
+            p.second_bias = inv_batch * p.squared_delta.colwise().sum();
+        } else {
+            p.mean_bias.resize(0, 0);
+            p.second_bias.resize(0, 0);
+        }
+        per_sample_norms(p, bias);
+        return PerSampleGradients<T>{.sq_norms = p.sq_norms,
+                                     .sorted_norms = p.sorted_norms,
+                                     .mean_weight = view_of(p.mean_weight),
+                                     .mean_bias = view_of(p.mean_bias),
+                                     .second_weight = view_of(p.second_weight),
+                                     .second_bias = view_of(p.second_bias)};
+    }
+
+    // |g_i|^2 = |delta_i|^2 |a_i|^2 (weight) + |delta_i|^2 (bias), and the sorted |g_i|.
+    static void per_sample_norms(PerSampleBuffers& p, bool bias) {
+        const auto batch = static_cast<std::size_t>(p.input.rows());
+        p.sq_norms.resize(batch);
+        p.sorted_norms.resize(batch);
+        for (std::size_t i = 0; i < batch; ++i) {
+            const auto r = static_cast<Index>(i);
+            const double delta = static_cast<double>(p.squared_delta.row(r).sum());
+            const double input = static_cast<double>(p.squared_input.row(r).sum());
+            p.sq_norms[i] = delta * (input + (bias ? 1.0 : 0.0));
+            p.sorted_norms[i] = std::sqrt(p.sq_norms[i]);
+        }
+        std::sort(p.sorted_norms.begin(), p.sorted_norms.end());
+    }
+
+    static ConstMatrixView<T> view_of(const Matrix<T>& m) {
+        return ConstMatrixView<T>(m.data(), m.rows(), m.cols());
     }
 
     // The first activation after a watched layer stands for that layer's output h_l.
@@ -154,6 +277,7 @@ private:
         for (std::size_t i = 0; i < layers_.size(); ++i) {
             pending_[i] = LayerStats{};
             pending_[i].name = layers_[i].name;
+            layers_[i].per_sample.grads = 0;
         }
         current_layer_ = -1;
         activation_seen_ = false;
@@ -163,10 +287,17 @@ private:
         for (std::size_t i = 0; i < layers_.size(); ++i) {
             Layer& layer = layers_[i];
             LayerStats& s = pending_[i];
+            const std::optional<PerSampleGradients<T>> per_sample = reduce_per_sample(layer);
             measure(Moment::step_end,
-                    LayerObservation<T>{
-                        .weight = &layer.weight, .bias = &layer.bias, .nonfinite = &s.nonfinite},
+                    LayerObservation<T>{.weight = &layer.weight,
+                                        .bias = &layer.bias,
+                                        .nonfinite = &s.nonfinite,
+                                        .per_sample = per_sample ? &*per_sample : nullptr},
                     s);
+            if (per_sample) {
+                s.per_sample_sq_norms.assign(per_sample->sq_norms.begin(),
+                                             per_sample->sq_norms.end());
+            }
             if (options_.track_updates && layer.weight.defined()) record_update(layer, i);
         }
         history_.emplace_back(pending_, steps_seen_++);

@@ -3,7 +3,10 @@
 #pragma once
 
 #include "../core/errors.hpp"
+#include "gradient_noise.hpp"
+#include "not_measured.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -11,8 +14,6 @@
 #include <vector>
 
 namespace gradscope::diag {
-
-inline constexpr double not_measured = std::numeric_limits<double>::quiet_NaN();
 
 struct LayerStats {
     std::string name;                        // the layer's module path
@@ -27,6 +28,35 @@ struct LayerStats {
     double saturated_fraction = not_measured;  // elements with |phi'| < threshold
     double dead_fraction = not_measured;       // units whose phi' is 0 for every sample
     std::size_t nonfinite = 0;                 // NaN or infinite entries in delta and the gradients
+
+    // Per-sample statistics (GradientMonitor::Options::per_sample), over the layer's weight and
+    // bias together; g_i is the gradient of sample i's own loss, g_bar their mean. Formulas and
+    // sources: gradient_noise.hpp.
+    double per_sample_norm_mean = not_measured;  // mean of |g_i|
+    double per_sample_norm_max = not_measured;   // max of |g_i|
+    double per_sample_norm_q10 = not_measured;   // 10% quantile of |g_i| (Hyndman-Fan 7)
+    double per_sample_norm_q50 = not_measured;   // median of |g_i|
+    double per_sample_norm_q90 = not_measured;   // 90% quantile of |g_i|
+    double mean_grad_sq_norm = not_measured;     // |g_bar|^2
+    double trace_covariance = not_measured;      // tr Sigma, unbiased
+    double gradient_noise_scale = not_measured;  // B_simple (McCandlish et al. 2018)
+    double gsnr = not_measured;                  // mean over parameters of g_bar_j^2/sigma_j^2
+    double gsnr_parameters = not_measured;       // how many parameters that mean is over
+    // |g_i|^2 for each sample i of the batch, in batch order; empty when not measured. Kept so
+    // that the network's per-sample norms (the root of the sum over layers) can be formed.
+    std::vector<double> per_sample_sq_norms = {};
+};
+
+// The per-sample statistics of the whole network: every watched layer that measured them
+// taken together as one parameter vector (GradientProfile::per_sample_network).
+struct PerSampleNetworkStats {
+    std::size_t batch = 0;   // B; 0 when no layer measured per-sample statistics
+    std::size_t layers = 0;  // the layers the numbers are over
+    PerSampleNormSummary norms = {};
+    double mean_grad_sq_norm = not_measured;
+    double trace_covariance = not_measured;
+    double gradient_noise_scale = not_measured;
+    double gsnr = not_measured;
 };
 
 enum class Verdict { healthy, vanishing, exploding, nonfinite };
@@ -118,7 +148,57 @@ public:
         return Verdict::healthy;
     }
 
+    // The per-sample statistics over every layer that measured them (LayerStats::
+    // per_sample_sq_norms not empty), as one parameter vector: |g_i|^2, |g_bar|^2 and tr Sigma
+    // add over layers, so B_simple follows from the sums; the GSNR is the mean over all those
+    // layers' parameters, each layer's mean weighted by its parameter count. Layers whose batch
+    // sizes differ cannot be joined: then nothing is measured.
+    [[nodiscard]] PerSampleNetworkStats per_sample_network() const {
+        PerSampleNetworkStats out;
+        std::vector<double> norms;  // |g_i|^2 summed over the layers, then |g_i|
+        double sum_sq = 0.0;
+        double mean_sq = 0.0;
+        for (const LayerStats& l : layers_) {
+            if (l.per_sample_sq_norms.empty()) continue;
+            if (norms.empty()) norms.assign(l.per_sample_sq_norms.size(), 0.0);
+            if (l.per_sample_sq_norms.size() != norms.size()) return {};
+            for (std::size_t i = 0; i < norms.size(); ++i) norms[i] += l.per_sample_sq_norms[i];
+            mean_sq += l.mean_grad_sq_norm;
+            ++out.layers;
+        }
+        if (out.layers == 0) return out;
+        out.mean_grad_sq_norm = mean_sq;
+        for (double& v : norms) {
+            sum_sq += v;
+            v = std::sqrt(v);
+        }
+        std::sort(norms.begin(), norms.end());
+        out.batch = norms.size();
+        out.norms = summarise_sorted_norms(norms);
+        out.trace_covariance = diag::trace_covariance(sum_sq, out.mean_grad_sq_norm, out.batch);
+        out.gradient_noise_scale =
+            diag::gradient_noise_scale(out.trace_covariance, out.mean_grad_sq_norm, out.batch);
+        out.gsnr = network_gsnr();
+        return out;
+    }
+
 private:
+    // The mean of the layers' GSNRs weighted by the parameters each is over: the GSNR over all
+    // their parameters. +inf once one layer's is; not measured when no layer has one.
+    [[nodiscard]] double network_gsnr() const {
+        double sum = 0.0;
+        double count = 0.0;
+        bool infinite = false;
+        for (const LayerStats& l : layers_) {
+            if (l.per_sample_sq_norms.empty() || !(l.gsnr_parameters > 0.0)) continue;
+            count += l.gsnr_parameters;
+            infinite = infinite || std::isinf(l.gsnr);
+            if (!infinite) sum += l.gsnr * l.gsnr_parameters;
+        }
+        if (count == 0.0) return not_measured;
+        return infinite ? std::numeric_limits<double>::infinity() : sum / count;
+    }
+
     void require_layers(std::size_t n, const char* what) const {
         if (layers_.size() < n) {
             throw value_error(std::string("GradientProfile::") + what + ": needs at least " +

@@ -1,0 +1,356 @@
+// The monitor's per-sample mode: per-sample gradient norms, tr Sigma, the gradient noise scale
+// and the GSNR, per layer and for the network, equal the same statistics computed from explicit
+// per-sample gradients (one forward and backward per sample, on that sample's own loss), for
+// both loss reductions, with and without residual blocks; and the cases with a known answer
+// (identical samples, opposite samples, one sample, the mode off) come out as documented.
+#include "support/testing.hpp"
+
+#include <gradscope/diag/json_report.hpp>
+#include <gradscope/gradscope.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+using namespace gradscope;
+using namespace gradscope::testing;
+
+namespace {
+
+using Net = std::shared_ptr<MLP<double>>;
+using Monitor = diag::GradientMonitor<double>;
+
+// One forward on x and the loss of its rows against the targets, with `reduction`: cross-entropy
+// with integer labels, or mse_loss against rows of targets.
+struct Problem {
+    Matrix<double> x;
+    std::vector<int> labels = {};  // cross_entropy when not empty
+    Matrix<double> targets = {};   // mse_loss otherwise
+    Reduction reduction = Reduction::mean;
+
+    [[nodiscard]] Index batch() const { return x.rows(); }
+
+    [[nodiscard]] TensorD loss(Net& net, Index first, Index count) const {
+        const TensorD out = (*net)(TensorD::constant(x.middleRows(first, count)));
+        if (!labels.empty()) {
+            const std::vector<int> rows(labels.begin() + first, labels.begin() + first + count);
+            return cross_entropy(out, rows, reduction);
+        }
+        return mse_loss(out, TensorD::constant(targets.middleRows(first, count)), reduction);
+    }
+};
+
+// Sample i's gradient of its own loss term, every watched Linear's weight and bias flattened:
+// grads[layer][i] is a vector of that layer's parameters.
+using PerSampleGrads = std::vector<std::vector<std::vector<double>>>;
+
+PerSampleGrads explicit_per_sample_gradients(Net& net, const Problem& p) {
+    auto linears = net->linear_layers();
+    PerSampleGrads grads(linears.size(), std::vector<std::vector<double>>(p.batch()));
+    for (Index i = 0; i < p.batch(); ++i) {
+        net->zero_grad();
+        // A batch of one: its loss with either reduction is the sample's own term l_i.
+        p.loss(net, i, 1).backward();
+        for (std::size_t l = 0; l < linears.size(); ++l) {
+            auto& g = grads[l][static_cast<std::size_t>(i)];
+            const auto w = linears[l].second->weight().grad();
+            g.assign(w.data(), w.data() + w.size());
+            if (linears[l].second->has_bias()) {
+                const auto b = linears[l].second->bias().grad();
+                g.insert(g.end(), b.data(), b.data() + b.size());
+            }
+        }
+    }
+    return grads;
+}
+
+// The statistics from explicit per-sample gradients, computed the textbook way (two passes:
+// the mean, then deviations from it) rather than with the monitor's one-pass formulas.
+struct Expected {
+    std::vector<double> norms;  // |g_i|, batch order
+    double mean_sq = 0.0;       // |g_bar|^2
+    double trace = 0.0;
+    double noise_scale = 0.0;
+    double gsnr = 0.0;
+};
+
+double mean_of(const std::vector<double>& v) {
+    double sum = 0.0;
+    for (double x : v) sum += x;
+    return sum / static_cast<double>(v.size());
+}
+
+double quantile7(std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    const double h = static_cast<double>(v.size() - 1) * p;
+    const auto lo = static_cast<std::size_t>(std::floor(h));
+    const std::size_t hi = std::min(lo + 1, v.size() - 1);
+    return v[lo] + (h - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+// g[i] is sample i's gradient over the parameters taken together.
+Expected expected_from(const std::vector<std::vector<double>>& g) {
+    const std::size_t batch = g.size();
+    const std::size_t n = g.front().size();
+    Expected e;
+    double gsnr_sum = 0.0;
+    std::size_t gsnr_count = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        double mean = 0.0;
+        for (std::size_t i = 0; i < batch; ++i) mean += g[i][j];
+        mean /= static_cast<double>(batch);
+        double deviations = 0.0;
+        for (std::size_t i = 0; i < batch; ++i) deviations += (g[i][j] - mean) * (g[i][j] - mean);
+        e.mean_sq += mean * mean;
+        e.trace += deviations / static_cast<double>(batch - 1);
+        const double variance = deviations / static_cast<double>(batch);
+        if (variance > 0.0) {
+            gsnr_sum += mean * mean / variance;
+            ++gsnr_count;
+        }
+    }
+    for (const auto& gi : g) {
+        double sq = 0.0;
+        for (double v : gi) sq += v * v;
+        e.norms.push_back(std::sqrt(sq));
+    }
+    e.noise_scale = e.trace / (e.mean_sq - e.trace / static_cast<double>(batch));
+    e.gsnr = gsnr_sum / static_cast<double>(gsnr_count);
+    return e;
+}
+
+// The network's parameters taken together, per sample.
+std::vector<std::vector<double>> concatenated(const PerSampleGrads& grads) {
+    std::vector<std::vector<double>> out(grads.front().size());
+    for (const auto& layer : grads) {
+        for (std::size_t i = 0; i < layer.size(); ++i) {
+            out[i].insert(out[i].end(), layer[i].begin(), layer[i].end());
+        }
+    }
+    return out;
+}
+
+void check_close(double actual, double expected, const char* what) {
+    INFO(what << ": monitor " << actual << ", explicit " << expected);
+    CHECK(std::abs(actual - expected) <= 1e-10 * std::abs(expected));
+}
+
+void check_layer(const diag::LayerStats& s, const Expected& e) {
+    INFO("layer " << s.name);
+    REQUIRE(s.per_sample_sq_norms.size() == e.norms.size());
+    for (std::size_t i = 0; i < e.norms.size(); ++i) {
+        check_close(std::sqrt(s.per_sample_sq_norms[i]), e.norms[i], "|g_i|");
+    }
+    check_close(s.per_sample_norm_mean, mean_of(e.norms), "mean");
+    check_close(s.per_sample_norm_max, *std::max_element(e.norms.begin(), e.norms.end()), "max");
+    check_close(s.per_sample_norm_q10, quantile7(e.norms, 0.1), "q10");
+    check_close(s.per_sample_norm_q50, quantile7(e.norms, 0.5), "q50");
+    check_close(s.per_sample_norm_q90, quantile7(e.norms, 0.9), "q90");
+    check_close(s.mean_grad_sq_norm, e.mean_sq, "|g_bar|^2");
+    check_close(s.trace_covariance, e.trace, "tr Sigma");
+    check_close(s.gradient_noise_scale, e.noise_scale, "B_simple");
+    check_close(s.gsnr, e.gsnr, "GSNR");
+}
+
+// The monitor's record of one batch step on `p`, against the explicit per-sample loop.
+void check_against_explicit_loop(Net net, const Problem& p) {
+    const PerSampleGrads grads = explicit_per_sample_gradients(net, p);
+    Monitor monitor(*net, {.per_sample = {.enabled = true, .loss_reduction = p.reduction}});
+    net->zero_grad();
+    p.loss(net, 0, p.batch()).backward();
+    const diag::GradientProfile& profile = monitor.last();
+    REQUIRE(profile.size() == grads.size());
+    for (std::size_t l = 0; l < grads.size(); ++l) {
+        const Expected e = expected_from(grads[l]);
+        REQUIRE(std::isfinite(e.noise_scale));  // the case checks a measured noise scale
+        check_layer(profile.layers()[l], e);
+    }
+    const Expected e = expected_from(concatenated(grads));
+    const diag::PerSampleNetworkStats network = profile.per_sample_network();
+    INFO("the network");
+    CHECK(network.batch == static_cast<std::size_t>(p.batch()));
+    CHECK(network.layers == grads.size());
+    check_close(network.norms.mean, mean_of(e.norms), "mean");
+    check_close(network.norms.max, *std::max_element(e.norms.begin(), e.norms.end()), "max");
+    check_close(network.norms.q10, quantile7(e.norms, 0.1), "q10");
+    check_close(network.norms.q50, quantile7(e.norms, 0.5), "q50");
+    check_close(network.norms.q90, quantile7(e.norms, 0.9), "q90");
+    check_close(network.mean_grad_sq_norm, e.mean_sq, "|g_bar|^2");
+    check_close(network.trace_covariance, e.trace, "tr Sigma");
+    check_close(network.gradient_noise_scale, e.noise_scale, "B_simple");
+    check_close(network.gsnr, e.gsnr, "GSNR");
+}
+
+Net plain_net() { return mlp<double>({.widths = {5, 7, 6, 3}, .activation = Tanh{}, .seed = 11}); }
+
+Net residual_net() {
+    return mlp<double>(
+        {.widths = {5, 6, 6, 6, 3}, .activation = Tanh{}, .residual = true, .seed = 12});
+}
+
+// Targets far from the outputs (regression) or mostly one class (classification) make the mean
+// gradient stand out of the spread, so the noise scale is measurable and the comparison covers it.
+Problem regression(Reduction reduction) {
+    return {.x = normal(9, 5, 21),
+            .targets = (normal(9, 3, 22, 0.3).array() + 3.0).matrix(),
+            .reduction = reduction};
+}
+
+Problem classification(Reduction reduction) {
+    return {.x = normal(9, 5, 23), .labels = {0, 0, 0, 0, 0, 0, 0, 1, 0}, .reduction = reduction};
+}
+
+// One Linear, 3 -> 1.
+Net linear_model() { return mlp<double>({.widths = {3, 1}, .seed = 1}); }
+
+diag::LayerStats one_step(Net& net, const Problem& p, Monitor::Options options = {}) {
+    Monitor monitor(*net, options);
+    net->zero_grad();
+    p.loss(net, 0, p.batch()).backward();
+    return monitor.last().layers().front();
+}
+
+}  // namespace
+
+TEST_CASE("per-sample statistics equal an explicit per-sample loop: plain mlp, mse, mean and sum",
+          "[per_sample]") {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(r));
+        check_against_explicit_loop(plain_net(), regression(r));
+    }
+}
+
+TEST_CASE("per-sample statistics equal an explicit per-sample loop: plain mlp, cross-entropy",
+          "[per_sample]") {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(r));
+        check_against_explicit_loop(plain_net(), classification(r));
+    }
+}
+
+TEST_CASE("per-sample statistics equal an explicit per-sample loop: residual blocks",
+          "[per_sample]") {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(r));
+        check_against_explicit_loop(residual_net(), regression(r));
+        check_against_explicit_loop(residual_net(), classification(r));
+    }
+}
+
+TEST_CASE("identical samples: zero covariance trace and infinite GSNR, without NaN",
+          "[per_sample]") {
+    const Matrix<double> row = normal(1, 5, 31);
+    const Problem p{.x = row.replicate(6, 1),
+                    .targets = Matrix<double>::Constant(6, 3, 0.5),
+                    .reduction = Reduction::mean};
+    auto net = plain_net();
+    Monitor monitor(*net, {.per_sample = {.enabled = true}});
+    p.loss(net, 0, p.batch()).backward();
+    for (const diag::LayerStats& s : monitor.last().layers()) {
+        INFO(s.name);
+        CHECK(std::abs(s.trace_covariance) <=
+              1e-12 * s.per_sample_norm_mean * s.per_sample_norm_mean);
+        CHECK(s.gsnr == std::numeric_limits<double>::infinity());
+        CHECK(s.per_sample_norm_max == Approx(s.per_sample_norm_mean).epsilon(1e-14));
+        CHECK_FALSE(std::isnan(s.gradient_noise_scale));
+        CHECK(std::abs(s.gradient_noise_scale) <= 1e-10);
+    }
+    const auto network = monitor.last().per_sample_network();
+    CHECK(network.gsnr == std::numeric_limits<double>::infinity());
+    CHECK(std::abs(network.gradient_noise_scale) <= 1e-10);
+}
+
+TEST_CASE("two samples with opposite gradients: zero mean gradient, noise scale not measured",
+          "[per_sample]") {
+    // A linear model with dyadic weights and inputs computes its output exactly; targets at
+    // equal distances either side of it make the two residuals, so the two gradients, exact
+    // opposites. The third input is 0, so no sample moves the third weight: it is left out of
+    // the GSNR, which is 0 over the other three parameters (g_bar_j = 0, sigma_j^2 > 0).
+    auto net = linear_model();
+    auto& linear = *net->linear_layers()[0].second;
+    linear.weight().data() << 0.5, -0.25, 0.75;
+    linear.bias().data() << 0.125;
+    Matrix<double> x(2, 3);
+    x << 1.0, 2.0, 0.0, 1.0, 2.0, 0.0;  // output 0.125 for both
+    Matrix<double> y(2, 1);
+    y << 0.625, -0.375;
+    const Problem p{.x = x, .targets = y, .reduction = Reduction::mean};
+    const diag::LayerStats s = one_step(net, p, {.per_sample = {.enabled = true}});
+    CHECK(s.mean_grad_sq_norm == 0.0);
+    // g_i = +-(2 * 0.5) * (1, 2, 0, 1): |g_i|^2 = 6, tr Sigma = (6 + 6 - 0) / 1.
+    CHECK(s.per_sample_sq_norms == std::vector<double>{6.0, 6.0});
+    CHECK(s.trace_covariance == 12.0);
+    CHECK(std::isnan(s.gradient_noise_scale));
+    CHECK(s.gsnr == 0.0);
+    CHECK(s.gsnr_parameters == 3.0);
+    CHECK(std::isnan(diag::GradientProfile({s}).per_sample_network().gradient_noise_scale));
+}
+
+TEST_CASE("a batch of one: norms measured, covariance, noise scale and GSNR not measured",
+          "[per_sample]") {
+    auto net = plain_net();
+    const Problem p{.x = normal(1, 5, 41), .targets = normal(1, 3, 42)};
+    Monitor monitor(*net, {.per_sample = {.enabled = true}});
+    p.loss(net, 0, 1).backward();
+    for (const diag::LayerStats& s : monitor.last().layers()) {
+        INFO(s.name);
+        REQUIRE(s.per_sample_sq_norms.size() == 1);
+        CHECK(s.per_sample_norm_q50 == Approx(std::sqrt(s.per_sample_sq_norms[0])));
+        CHECK(std::isnan(s.trace_covariance));
+        CHECK(std::isnan(s.gradient_noise_scale));
+        CHECK(std::isnan(s.gsnr));
+    }
+    const auto network = monitor.last().per_sample_network();
+    CHECK(network.batch == 1);
+    CHECK(std::isnan(network.trace_covariance));
+    CHECK(std::isnan(network.gsnr));
+}
+
+TEST_CASE("per-sample mode is off by default: nothing measured, nothing kept", "[per_sample]") {
+    auto net = plain_net();
+    const diag::LayerStats s = one_step(net, regression(Reduction::mean));
+    CHECK(s.per_sample_sq_norms.empty());
+    for (double v : {s.per_sample_norm_mean, s.per_sample_norm_max, s.per_sample_norm_q10,
+                     s.per_sample_norm_q50, s.per_sample_norm_q90, s.mean_grad_sq_norm,
+                     s.trace_covariance, s.gradient_noise_scale, s.gsnr, s.gsnr_parameters}) {
+        CHECK(std::isnan(v));
+    }
+    CHECK(diag::GradientProfile({s}).per_sample_network().batch == 0);
+}
+
+TEST_CASE("per-sample mode measures Linear layers only and refuses a loss reduction of none",
+          "[per_sample]") {
+    auto net = plain_net();
+    Monitor monitor(*net, {.select =
+                               [](const std::string& path, Module<double>&) {
+                                   return path == "layers.0.act" || path == "layers.1.linear";
+                               },
+                           .per_sample = {.enabled = true}});
+    REQUIRE(monitor.layer_count() == 2);
+    regression(Reduction::mean).loss(net, 0, 9).backward();
+    CHECK(std::isnan(monitor.last().layers()[0].gsnr));
+    CHECK(monitor.last().layers()[0].per_sample_sq_norms.empty());
+    CHECK(std::isfinite(monitor.last().layers()[1].gsnr));
+    REQUIRE_THROWS_MATCHES(
+        Monitor(*net, {.per_sample = {.enabled = true, .loss_reduction = Reduction::none}}),
+        value_error, MessageContains({"per_sample.loss_reduction", "none"}));
+}
+
+TEST_CASE("the history's CSV and JSON carry the per-sample columns", "[per_sample][report]") {
+    auto net = plain_net();
+    Monitor monitor(*net, {.per_sample = {.enabled = true}});
+    regression(Reduction::mean).loss(net, 0, 9).backward();
+    std::ostringstream csv;
+    diag::write_history_csv(csv, monitor.history());
+    const std::string header = csv.str().substr(0, csv.str().find('\n'));
+    for (const char* column : {"per_sample_norm_q90", "trace_covariance", "gradient_noise_scale",
+                               "gsnr", "gsnr_parameters"}) {
+        CHECK(header.find(column) != std::string::npos);
+    }
+    const nlohmann::json j = diag::history_json(monitor.history());
+    const auto& layer = j["steps"][0]["layers"][0];
+    CHECK(layer["gsnr"].get<double>() == monitor.last().layers()[0].gsnr);
+    CHECK(layer["gradient_noise_scale"].get<double>() ==
+          monitor.last().layers()[0].gradient_noise_scale);
+}
