@@ -44,6 +44,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -92,6 +93,7 @@ struct Settings {
     bool quiet = false;
     bool no_progress = false;
     bool doctor = false;
+    bool per_sample = false;
 };
 
 nlohmann::json to_json(const Settings& s) {
@@ -282,6 +284,9 @@ struct EpochRecord {
     double seconds = 0.0;  // training only, evaluation not included
     double samples_per_second = 0.0;
     std::int64_t last_step = 0;
+    // With --per-sample: medians over the epoch's steps of the network's noise scale and GSNR.
+    double noise_scale = std::nan("");
+    double gsnr = std::nan("");
 };
 
 struct GradientRecord {
@@ -310,6 +315,31 @@ std::string format_norms(const std::vector<diag::LayerStats>& layers) {
     return out;
 }
 
+// The network's B_simple at one step, for the progress line ("-" when not measurable).
+std::string noise_scale_text(const diag::GradientProfile& p) {
+    return diag::format_number(p.per_sample_network().gradient_noise_scale,
+                               {diag::Notation::general, 3});
+}
+
+// Medians of the network's B_simple and GSNR over the steps recorded since `begin` (steps where
+// one is not measurable are left out of its median).
+std::pair<double, double> per_sample_medians(const diag::GradientMonitor<float>& watch,
+                                             std::size_t begin) {
+    std::vector<double> noise, gsnr;
+    const auto& history = watch.history();
+    for (std::size_t k = begin; k < history.size(); ++k) {
+        const auto n = history[k].per_sample_network();
+        if (std::isfinite(n.gradient_noise_scale)) noise.push_back(n.gradient_noise_scale);
+        if (!std::isnan(n.gsnr)) gsnr.push_back(n.gsnr);
+    }
+    const auto median = [](std::vector<double>& v) {
+        if (v.empty()) return std::nan("");
+        std::sort(v.begin(), v.end());
+        return diag::quantile_of_sorted(v, 0.5);
+    };
+    return {median(noise), median(gsnr)};
+}
+
 void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool show_progress) {
     auto optimizer = make_optimizer(s, net.parameters());
     const std::vector<TensorF> params = net.parameters();
@@ -327,7 +357,10 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
     // --report watches every step (with the weights' updates); otherwise a monitor is attached
     // only for the steps --log-every logs, so that the others pay nothing.
     std::optional<diag::GradientMonitor<float>> watch;
-    if (!s.report.empty()) watch.emplace(net);
+    if (!s.report.empty() || s.per_sample) {
+        watch.emplace(net, diag::GradientMonitor<float>::Options{
+                               .per_sample = {.enabled = s.per_sample}});
+    }
 
     for (int epoch = 1; epoch <= s.epochs; ++epoch) {
         // Fisher-Yates with the library's Rng: the same order with any standard library.
@@ -336,6 +369,7 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
         }
         const auto start = Clock::now();
+        const std::size_t epoch_begin = watch ? watch->history().size() : 0;
         double loss_sum = 0.0;
         Index correct = 0, seen = 0;
         for (Index begin = 0; begin < n; begin += s.batch) {
@@ -387,10 +421,12 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                             static_cast<long long>(step - 1), format_norms(layers).c_str());
             }
             const double seconds = seconds_since(start);
-            std::array<char, 128> after{};
-            std::snprintf(after.data(), after.size(), "%.0f samples/s  loss %.4f  acc %.2f%%",
+            std::array<char, 160> after{};
+            std::snprintf(after.data(), after.size(), "%.0f samples/s  loss %.4f  acc %.2f%%%s",
                           seconds > 0 ? static_cast<double>(seen) / seconds : 0.0, mean_loss,
-                          100.0 * accuracy);
+                          100.0 * accuracy,
+                          s.per_sample ? ("  B_simple " + noise_scale_text(watch->last())).c_str()
+                                       : "");
             progress.draw("epoch " + std::to_string(epoch) + "/" + std::to_string(s.epochs), seen,
                           n, after.data(), logged);
         }
@@ -404,6 +440,9 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             record.seconds > 0 ? static_cast<double>(seen) / record.seconds : 0.0;
         record.last_step = step;
         record.test = evaluate(net, data.test);
+        if (s.per_sample) {
+            std::tie(record.noise_scale, record.gsnr) = per_sample_medians(*watch, epoch_begin);
+        }
         run.epochs.push_back(record);
         progress.clear();
         if (!s.quiet) {
@@ -411,6 +450,12 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                 "epoch %d/%d  loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  %.2f s  %.0f samples/s\n",
                 epoch, s.epochs, record.train_loss, 100.0 * record.train_accuracy, record.test.loss,
                 100.0 * record.test.accuracy, record.seconds, record.samples_per_second);
+            if (s.per_sample) {
+                std::printf("  per-sample (median over the epoch's steps): gradient noise scale "
+                            "B_simple %s (batch %td), GSNR %s\n",
+                            diag::format_number(record.noise_scale, {diag::Notation::general, 3}).c_str(),
+                            s.batch, diag::format_number(record.gsnr, {diag::Notation::general, 3}).c_str());
+            }
             std::fflush(stdout);
         }
     }
@@ -453,7 +498,9 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
                           {"test_accuracy", diag::json_number(e.test.accuracy)},
                           {"seconds", e.seconds},
                           {"eval_seconds", e.test.seconds},
-                          {"samples_per_second", e.samples_per_second}});
+                          {"samples_per_second", e.samples_per_second},
+                          {"noise_scale", diag::json_number(e.noise_scale)},
+                          {"gsnr", diag::json_number(e.gsnr)}});
     }
     nlohmann::json gradients = nlohmann::json::array();
     for (const auto& g : run.gradients) {
@@ -731,6 +778,10 @@ int main(int argc, char** argv) {
            "Start from this safetensors checkpoint (the same architecture options it was saved with; the "
            "optimiser starts afresh)")
         ->type_name("PATH");
+    app.add_flag("--per-sample", s.per_sample,
+                 "Per-sample gradient statistics every step (GradientMonitor's per-sample mode): the "
+                 "gradient noise scale B_simple on the progress line, its and the GSNR's median per epoch "
+                 "in the output and the JSON, and a panel of them in --report");
     app.add_flag("--doctor", s.doctor,
                  "Diagnose the gradient at step 0 (diag::doctor on the first training batch): the "
                  "verdict, its cause and remedies with their predicted gain per layer; then exit");

@@ -209,3 +209,27 @@ TEST_CASE("the training report says what was not measured, and refuses an empty 
     CHECK_THROWS_MATCHES(training_html(runs, {.curves = {{}}, .curve_titles = {"a", "b"}}),
                          value_error, MessageContains("2 curve titles for 1 plots"));
 }
+
+TEST_CASE("the training report shows the noise scale when the monitor measured per-sample "
+          "statistics") {
+    auto net = mlp<double>({.widths = {4, 8, 3}, .seed = 3});
+    GradientMonitor<double> monitor(*net, {.per_sample = {.enabled = true}});
+    const Matrix<double> x = gradscope::testing::normal(16, 4, 5);
+    std::vector<int> labels(16);
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 3);
+    for (int step = 0; step < 3; ++step) {
+        net->zero_grad();
+        cross_entropy((*net)(Tensor<double>::constant(x)), labels).backward();
+    }
+    const auto with = training_html(monitor.history());
+    CHECK(count(with.html(), "Is the batch big enough?") == 1);
+    CHECK(with.panel_count() == 1 + 3);  // the norms over the steps, and the three per-sample plots
+    CHECK(count(with.html(), ">Gradient noise scale against the batch size</text>") == 1);
+
+    GradientMonitor<double> plain(*net);
+    net->zero_grad();
+    cross_entropy((*net)(Tensor<double>::constant(x)), labels).backward();
+    const auto without = training_html(plain.history());
+    CHECK(count(without.html(), "Is the batch big enough?") == 0);
+    CHECK(without.panel_count() == 1);
+}

@@ -107,6 +107,7 @@ inline std::string heat_cells(const SvgHeatMap& map, const HeatLayout& at) {
                    "\" width=\"" + svg_number(cx1 - cx0) + "\" height=\"" +
                    svg_number(cy1 - cy0) + "\" stroke=\"white\" fill=\"" + fill + "\"><title>" +
                    xml_escape(title) + "</title></rect>\n";
+            if (text.empty()) continue;  // many small cells: the hover title is enough
             out += "<text x=\"" + svg_number((cx0 + cx1) / 2) + "\" y=\"" +
                    svg_number((cy0 + cy1) / 2 + 4) + "\" text-anchor=\"middle\" fill=\"" +
                    (is_light(fill) ? "#222" : "#fff") + "\" pointer-events=\"none\">" +

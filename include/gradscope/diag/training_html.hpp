@@ -9,7 +9,9 @@
 //      curves the caller passes;
 //   4. the update-to-weight ratio per layer and step, in bands around the usual 1e-3;
 //   5. dead and saturated unit fractions per layer and step, and a table of the steps where a
-//      gradient had NaN or infinite entries, naming the layer.
+//      gradient had NaN or infinite entries, naming the layer;
+//   and, when the monitor recorded per-sample statistics, the gradient noise scale against the
+//   batch size, the GSNR and the spread of the samples' gradient norms over the steps.
 // A panel whose statistic was not measured (the monitor's track_updates off, no activation
 // after a layer) says so instead of drawing an empty map. Runs longer than max_columns steps
 // are binned: a column stands for consecutive steps, the geometric mean of their norms, the
@@ -224,6 +226,36 @@ inline std::string norms_over_steps(const std::deque<GradientProfile>& history) 
                              .height = 360});
 }
 
+// With per-sample statistics (GradientMonitor's per_sample mode): the network's noise scale
+// against the batch size, its GSNR, and the spread of the samples' gradient norms, per step.
+// Empty when no step measured them.
+inline std::vector<std::string> per_sample_plots(const std::deque<GradientProfile>& history) {
+    SvgSeries noise{.name = "B_simple", .points = {}}, batch{.name = "batch size", .points = {},
+                                                              .color = "#888", .dash = "4 4"};
+    SvgSeries gsnr{.name = "GSNR", .points = {}};
+    SvgSeries q10{.name = "10%", .points = {}}, q50{.name = "median", .points = {}},
+        q90{.name = "90%", .points = {}};
+    for (const auto& p : history) {
+        const PerSampleNetworkStats n = p.per_sample_network();
+        if (n.batch == 0) continue;
+        const auto step = static_cast<double>(p.step());
+        noise.points.emplace_back(step, n.gradient_noise_scale);
+        batch.points.emplace_back(step, static_cast<double>(n.batch));
+        gsnr.points.emplace_back(step, n.gsnr);
+        q10.points.emplace_back(step, n.norms.q10);
+        q50.points.emplace_back(step, n.norms.q50);
+        q90.points.emplace_back(step, n.norms.q90);
+    }
+    if (batch.points.empty()) return {};
+    const auto plot = [](std::vector<SvgSeries> series, const char* title, const char* y) {
+        return svg_plot(std::move(series), {.title = title, .x_label = "step", .y_label = y,
+                                            .log_y = true, .width = 560, .height = 360});
+    };
+    return {plot({noise, batch}, "Gradient noise scale against the batch size", "examples"),
+            plot({gsnr}, "Gradient signal-to-noise ratio", "GSNR"),
+            plot({q10, q50, q90}, "Per-sample gradient norms", "|g_i|")};
+}
+
 inline std::vector<std::vector<std::string>> nonfinite_rows(
     const std::deque<GradientProfile>& history) {
     std::vector<std::vector<std::string>> rows;
@@ -277,6 +309,18 @@ inline HtmlReport training_html(const std::deque<GradientProfile>& history,
                                   .height = 360}));
     }
     report.panels(plots);
+
+    const auto per_sample = detail::per_sample_plots(history);
+    if (!per_sample.empty()) {
+        report.section(
+            "Is the batch big enough?",
+            "From the samples' own gradients (the monitor's per-sample mode), over the watched "
+            "layers. B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018) is the batch size "
+            "beyond which a larger batch stops paying for itself: far above the batch used, each "
+            "step's gradient is mostly noise. The GSNR (Liu et al. 2020) is the mean over "
+            "parameters of the squared mean gradient over its variance across samples.");
+        report.panels(per_sample);
+    }
 
     report.section("Update size",
                    "|W_after - W_before| / |W_before| of the optimiser's update after each step. "
