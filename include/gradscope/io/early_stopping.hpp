@@ -18,7 +18,7 @@
 // the previous best, the exception propagates, and the stopper's state (best metric, epoch,
 // the in-memory copy) is left as it was, so the caller can free space and go on. Otherwise
 // the count of epochs without improvement grows; step returns true once it reaches
-// `patience`, and keeps returning true after that.
+// `patience`, and keeps returning true until a new best resets the count.
 //
 // Writing the file on every new best is what makes a crash lose nothing, and costs a write and
 // an fsync per improvement: next to epochs of a few milliseconds (a small table) that can be
@@ -39,11 +39,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <limits>
 #include <map>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gradscope {
