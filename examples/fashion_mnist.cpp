@@ -13,6 +13,7 @@
 //   gradscope-fashion-mnist --epochs 0 --load net.safetensors   # evaluate a checkpoint
 //   gradscope-fashion-mnist --help
 #include <gradscope/builtin_activations.hpp>
+#include <gradscope/diag/doctor_html.hpp>
 #include <gradscope/diag/json_report.hpp>
 #include <gradscope/diag/training_html.hpp>
 #include <gradscope/gradscope.hpp>
@@ -302,6 +303,7 @@ struct Run {
     // With --report: every step's gradient statistics and loss.
     std::deque<diag::GradientProfile> history;
     std::vector<std::pair<double, double>> step_losses;
+    std::optional<diag::Diagnosis> diagnosis;  // with --report: the doctor's, before training
     int threads = 1;
     bool openmp = false;
     Index parameters = 0;
@@ -470,7 +472,7 @@ diag::HtmlReport html_report(const Settings& s, const Run& run) {
     for (const auto& e : run.epochs) {
         accuracy.points.emplace_back(static_cast<double>(e.last_step), e.test.accuracy);
     }
-    return diag::training_html(
+    auto report = diag::training_html(
         run.history,
         {.title = "gradscope-fashion-mnist: " + std::to_string(s.depth) + " x " +
                   std::to_string(s.width) + " " + s.activation + ", " + s.init + " init",
@@ -483,6 +485,31 @@ diag::HtmlReport html_report(const Settings& s, const Run& run) {
                         " epoch(s), seed " + std::to_string(s.seed) + ".",
          .curves = {{loss}, {accuracy}},
          .curve_titles = {"loss", "test accuracy"}});
+    if (run.diagnosis) diag::add_diagnosis(report, *run.diagnosis, "Before training: the doctor's diagnosis");
+    return report;
+}
+
+// The doctor's diagnosis on the first training batch.
+diag::Diagnosis diagnose(MLP<float>& net, const Dataset& train, Index batch) {
+    const Index rows = std::min(batch, train.x.rows());
+    const Matrix<float> x = train.x.topRows(rows);
+    const std::vector<int> labels(train.y.begin(), train.y.begin() + rows);
+    return diag::doctor<float>(net, x, [&](const TensorF& out) { return cross_entropy(out, labels); });
+}
+
+// A copy of the network, weights and buffers included. The doctor's pass draws dropout masks
+// from the network's generators; on a twin, the training run is the same with --report as
+// without it.
+std::shared_ptr<MLP<float>> twin_of(const MLP<float>& net, const Settings& s, const Data& data) {
+    auto twin = make_network(s, data.train.x.cols(), 10);
+    const auto from = net.named_parameters();
+    auto to = twin->named_parameters();
+    for (std::size_t k = 0; k < from.size(); ++k) to[k].second.assign(from[k].second.value());
+    const auto from_buffers = net.named_buffers();
+    auto to_buffers = twin->named_buffers();
+    for (std::size_t k = 0; k < from_buffers.size(); ++k)
+        to_buffers[k].second.assign(from_buffers[k].second.value());
+    return twin;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -854,14 +881,10 @@ int main(int argc, char** argv) {
                 run.openmp ? "" : " (no OpenMP)");
         }
         if (s.doctor) {
-            const Index rows = std::min(s.batch, data.train.x.rows());
-            const Matrix<float> x = data.train.x.topRows(rows);
-            const std::vector<int> labels(data.train.y.begin(), data.train.y.begin() + rows);
-            const auto diagnosis = diag::doctor<float>(
-                *net, x, [&](const TensorF& out) { return cross_entropy(out, labels); });
-            std::cout << diagnosis.text();
+            std::cout << diagnose(*net, data.train, s.batch).text();
             return 0;
         }
+        if (!s.report.empty()) run.diagnosis = diagnose(*twin_of(*net, s, data), data.train, s.batch);
         run.initial = evaluate(*net, data.test);
         if (!s.quiet) {
             std::printf("before training: test loss %.4f, test accuracy %.2f%%\n", run.initial.loss,

@@ -153,6 +153,11 @@ TEST_CASE("the sweep report has one heat-map cell per run, in the verdict's colo
     CHECK(count(html, "<div class=\"panel\">") == 3);
     CHECK(count(html, "xavier (theory)") >= 1);
     CHECK(count(html, ">y = x</text>") == 1);
+    // The scatter: a dot for each of the 4 runs with a prediction, naming the run on hover.
+    CHECK(count(html, "<title>relu/he/plain, depth 20: predicted 1, measured 1</title>") == 1);
+    CHECK(count(html, "<title>sigmoid/xavier/plain, depth 5: predicted 0.25, measured 0.1</title>") ==
+          1);
+    CHECK(count(html, "<g class=\"markers\"") == 2);  // sigmoid, relu
     CHECK(bands[1].label == "< 0.001 vanishing");
     CHECK(bands[0].label == "< 1e-6 vanished");
 }
@@ -232,4 +237,40 @@ TEST_CASE("the training report shows the noise scale when the monitor measured p
     const auto without = training_html(plain.history());
     CHECK(count(without.html(), "Is the batch big enough?") == 0);
     CHECK(without.panel_count() == 1);
+}
+
+TEST_CASE("the doctor's diagnosis becomes a report section with its remedies ranked") {
+    // A deep tanh network with too small weights: the gradient vanishes, the doctor names the
+    // weight scale and prescribes the critical initialisation first.
+    auto net = mlp<double>({.widths = {8, 16, 16, 16, 16, 16, 16, 16, 16, 3},
+                            .activation = Tanh{},
+                            .init = init::normal(0.0, 0.05),
+                            .seed = 3});
+    Rng rng(11);
+    const Matrix<double> x = rng.normal_matrix<double>(32, 8);
+    std::vector<int> labels(32);
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 3);
+    const Diagnosis d = doctor<double>(*net, x, [&](const TensorD& out) {
+        return cross_entropy(out, labels);
+    });
+    REQUIRE(d.verdict != Verdict::healthy);
+    REQUIRE_FALSE(d.remedies.empty());
+
+    HtmlReport report("doctor");
+    add_diagnosis(report, d, "At initialisation");
+    const std::string html = report.html();
+    CHECK(report.section_count() == 1);
+    CHECK(count(html, "<h2>At initialisation</h2>") == 1);
+    CHECK(count(html, to_string(d.cause)) >= 1);
+    // One hover point per Linear layer, and the remedies in their ranked order.
+    CHECK(count(html, "class=\"point\"") == d.depth);
+    CHECK(count(html, "<title>" + xml_escape(d.layers.front().layer) + ": |delta_l| = ") == 1);
+    const auto first = html.find("<td>" + xml_escape(d.remedies.front().action) + "</td>");
+    REQUIRE(first != std::string::npos);
+    if (d.remedies.size() > 1) {
+        CHECK(html.find("<td>" + xml_escape(d.remedies[1].action) + "</td>") > first);
+    }
+    CHECK(count(html, "<td>" + std::string(to_string(d.remedies.front().predicted_verdict)) +
+                          "</td>") >= 1);
+    CHECK(doctor_html(d).html().find("<h2>Diagnosis: what to change</h2>") != std::string::npos);
 }

@@ -396,6 +396,47 @@ TEST_CASE("more series than palette colours get dash patterns, and every one is 
     CHECK(count(svg, "stroke-dasharray") == 2 * 15);
 }
 
+TEST_CASE("a scatter series draws a dot per point with its hover text, and no line",
+          "[report][svg]") {
+    const std::vector<diag::SvgSeries> series{
+        {.name = "runs",
+         .points = {{1.0, 2.0}, {3.0, 4.0}, {std::nan(""), 1.0}},
+         .markers = true,
+         .point_titles = {"first & one", "second", "skipped"}},
+        {.name = "y = x", .points = {{1.0, 1.0}, {4.0, 4.0}}, .dash = "4 4"},
+    };
+    const std::string svg = diag::svg_plot(series);
+    CHECK(count(svg, "<path") == 1);  // only the line
+    CHECK(count(svg, "class=\"point\"") == 2);
+    CHECK(count(svg, "<title>first &amp; one</title>") == 1);
+    CHECK(count(svg, "<title>second</title>") == 1);
+    CHECK(svg.find("skipped") == std::string::npos);
+}
+
+TEST_CASE("with hover_values every drawable point of a line shows its exact values",
+          "[report][svg]") {
+    const std::vector<diag::SvgSeries> series{
+        {.name = "loss", .points = {{1, 0.5}, {2, 0.0}, {3, 0.125}}}};
+    const std::string plain = diag::svg_plot(series, {.log_y = true});
+    CHECK(count(plain, "class=\"point\"") == 0);
+    const std::string hover = diag::svg_plot(series, {.log_y = true, .hover_values = true});
+    CHECK(count(hover, "class=\"point\"") == 2);  // 0 has no place on a log axis
+    CHECK(count(hover, "<title>loss: x = 1, y = 0.5</title>") == 1);
+    CHECK(count(hover, "<title>loss: x = 3, y = 0.125</title>") == 1);
+}
+
+TEST_CASE("a log x axis has decade ticks and skips non-positive x", "[report][svg]") {
+    const std::vector<diag::SvgSeries> series{
+        {.name = "s", .points = {{0.0, 1.0}, {1e-3, 1.0}, {10.0, 2.0}, {1e4, 3.0}}}};
+    const std::string svg = diag::svg_plot(series, {.log_x = true});
+    CHECK(svg.find(">1e-3<") != std::string::npos);
+    CHECK(svg.find(">1e4<") != std::string::npos);
+    const auto d_at = svg.find(" d=\"");
+    const std::string d = svg.substr(d_at + 4, svg.find('"', d_at + 4) - d_at - 4);
+    CHECK(count(d, "M") == 1);
+    CHECK(count(d, "L") == 2);
+}
+
 TEST_CASE("the gradient plot of a measured sweep run has one line per run, layers from 1",
           "[report][svg]") {
     SweepRun run{.activation = "tanh",

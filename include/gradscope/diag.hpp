@@ -9,6 +9,7 @@
 #include "diag/experiment.hpp"
 #include "diag/jacobian.hpp"
 #include "diag/history.hpp"
+#include "diag/doctor_html.hpp"
 #include "diag/html_report.hpp"
 #include "diag/monitor.hpp"
 #include "diag/profile.hpp"

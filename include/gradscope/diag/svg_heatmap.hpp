@@ -13,8 +13,10 @@
 // class="cell">, so that a test (or a script) can count them.
 #pragma once
 
+#include "../core/errors.hpp"
 #include "format.hpp"
-#include "svg.hpp"
+#include "svg_elements.hpp"
+#include "svg_series.hpp"
 
 #include <algorithm>
 #include <array>
@@ -77,6 +79,7 @@ struct HeatLayout {
     double xlo, xhi, ylo, yhi;
     [[nodiscard]] double px(double x) const { return x0 + (x - xlo) / (xhi - xlo) * (x1 - x0); }
     [[nodiscard]] double py(double y) const { return y1 - (y - ylo) / (yhi - ylo) * (y1 - y0); }
+    [[nodiscard]] PlotArea area() const { return {x0, y0, x1, y1}; }
 };
 
 inline std::string cell_colour(const SvgHeatMap& map, double v) {
@@ -94,100 +97,86 @@ inline std::string heat_cells(const SvgHeatMap& map, const HeatLayout& at) {
     for (std::size_t j = 0; j < ny; ++j) {
         for (std::size_t i = 0; i < nx; ++i) {
             const std::size_t k = j * nx + i;
-            const double v = map.values[k];
             const double cx0 = at.px(map.x_edges[i]), cx1 = at.px(map.x_edges[i + 1]);
             const double cy0 = at.py(map.y_edges[j + 1]), cy1 = at.py(map.y_edges[j]);
-            const std::string text =
-                map.cell_texts.empty() ? format_number(v, map.cell_format) : map.cell_texts[k];
-            const std::string title = map.cell_titles.empty()
-                                          ? map.value_label + " " + text
-                                          : map.cell_titles[k];
-            const std::string fill = cell_colour(map, v);
-            out += "<rect class=\"cell\" x=\"" + svg_number(cx0) + "\" y=\"" + svg_number(cy0) +
-                   "\" width=\"" + svg_number(cx1 - cx0) + "\" height=\"" +
-                   svg_number(cy1 - cy0) + "\" stroke=\"white\" fill=\"" + fill + "\"><title>" +
-                   xml_escape(title) + "</title></rect>\n";
+            const std::string text = map.cell_texts.empty()
+                                         ? format_number(map.values[k], map.cell_format)
+                                         : map.cell_texts[k];
+            const std::string title =
+                map.cell_titles.empty() ? map.value_label + " " + text : map.cell_titles[k];
+            const std::string fill = cell_colour(map, map.values[k]);
+            out += svg_rect(cx0, cy0, cx1 - cx0, cy1 - cy0,
+                            "class=\"cell\" stroke=\"white\" fill=\"" + fill + "\"",
+                            svg_tooltip(title)) +
+                   "\n";
             if (text.empty()) continue;  // many small cells: the hover title is enough
-            out += "<text x=\"" + svg_number((cx0 + cx1) / 2) + "\" y=\"" +
-                   svg_number((cy0 + cy1) / 2 + 4) + "\" text-anchor=\"middle\" fill=\"" +
-                   (is_light(fill) ? "#222" : "#fff") + "\" pointer-events=\"none\">" +
-                   xml_escape(text) + "</text>\n";
+            out += svg_text((cx0 + cx1) / 2, (cy0 + cy1) / 2 + 4, text,
+                            std::string("text-anchor=\"middle\" fill=\"") +
+                                (is_light(fill) ? "#222" : "#fff") +
+                                "\" pointer-events=\"none\"");
         }
     }
     return out + "</g>\n";
 }
 
+inline std::string overlay_colour(const SvgSeries& curve) {
+    return curve.color.empty() ? std::string("#d62728") : xml_escape(curve.color);
+}
+
 // The curves over the cells, clipped to the plot.
 inline std::string heat_overlays(const SvgHeatMap& map, const HeatLayout& at) {
-    std::string out = "<clipPath id=\"heat-plot\"><rect x=\"" + svg_number(at.x0) + "\" y=\"" +
-                      svg_number(at.y0) + "\" width=\"" + svg_number(at.x1 - at.x0) +
-                      "\" height=\"" + svg_number(at.y1 - at.y0) +
-                      "\"/></clipPath>\n<g clip-path=\"url(#heat-plot)\" fill=\"none\" "
-                      "stroke-width=\"2.5\">\n";
+    std::string out =
+        "<clipPath id=\"heat-plot\">" +
+        svg_rect(at.x0, at.y0, at.x1 - at.x0, at.y1 - at.y0, "") +
+        "</clipPath>\n<g clip-path=\"url(#heat-plot)\" fill=\"none\" stroke-width=\"2.5\">\n";
     for (const auto& curve : map.overlays) {
         std::string points;
         for (const auto& [x, y] : curve.points) {
             if (!std::isfinite(x) || !std::isfinite(y)) continue;
             points += svg_number(at.px(x)) + "," + svg_number(at.py(std::min(y, at.yhi * 10))) + " ";
         }
-        out += "<polyline stroke=\"" +
-               (curve.color.empty() ? std::string("#d62728") : curve.color) +
-               "\" stroke-dasharray=\"" + (curve.dash.empty() ? std::string("none") : curve.dash) +
-               "\" points=\"" + points + "\"><title>" + xml_escape(curve.name) +
-               "</title></polyline>\n";
+        out += "<polyline stroke=\"" + overlay_colour(curve) + "\" stroke-dasharray=\"" +
+               (curve.dash.empty() ? std::string("none") : xml_escape(curve.dash)) +
+               "\" points=\"" + points + "\">" + svg_tooltip(curve.name) + "</polyline>\n";
     }
     return out + "</g>\n";
 }
 
-// The frame, ticks at the cell centres (their values, or the category names) and the labels.
+// Ticks at the cell centres (their values, or the category names), the frame and the labels.
 inline std::string heat_axes(const SvgHeatMap& map, const HeatLayout& at) {
     const auto centre = [](const std::vector<double>& edges, std::size_t i) {
         return (edges[i] + edges[i + 1]) / 2;
     };
     const auto tick = [&](const std::vector<std::string>& labels,
                           const std::vector<double>& edges, std::size_t i) {
-        return labels.empty() ? format_number(centre(edges, i), {Notation::general, 3})
-                              : xml_escape(labels[i]);
+        return labels.empty() ? format_number(centre(edges, i), {Notation::general, 3}) : labels[i];
     };
-    std::string out = "<rect x=\"" + svg_number(at.x0) + "\" y=\"" + svg_number(at.y0) +
-                      "\" width=\"" + svg_number(at.x1 - at.x0) + "\" height=\"" +
-                      svg_number(at.y1 - at.y0) + "\" fill=\"none\" stroke=\"#333\"/>\n" +
-                      "<g fill=\"#333\">\n";
+    std::string out = "<g fill=\"#333\">\n";
     for (std::size_t i = 0; i + 1 < map.x_edges.size(); ++i) {
-        out += "<text x=\"" + svg_number(at.px(centre(map.x_edges, i))) + "\" y=\"" +
-               svg_number(at.y1 + 18) + "\" text-anchor=\"middle\">" +
-               tick(map.x_labels, map.x_edges, i) + "</text>\n";
+        out += svg_text(at.px(centre(map.x_edges, i)), at.y1 + 18,
+                        tick(map.x_labels, map.x_edges, i), "text-anchor=\"middle\"");
     }
     for (std::size_t j = 0; j + 1 < map.y_edges.size(); ++j) {
-        out += "<text x=\"" + svg_number(at.x0 - 8) + "\" y=\"" +
-               svg_number(at.py(centre(map.y_edges, j)) + 4) + "\" text-anchor=\"end\">" +
-               tick(map.y_labels, map.y_edges, j) + "</text>\n";
+        out += svg_text(at.x0 - 8, at.py(centre(map.y_edges, j)) + 4,
+                        tick(map.y_labels, map.y_edges, j), "text-anchor=\"end\"");
     }
-    out += "</g>\n<text x=\"" + svg_number((at.x0 + at.x1) / 2) + "\" y=\"" +
-           svg_number(at.y1 + 44) + "\" text-anchor=\"middle\" font-size=\"13\">" +
-           xml_escape(map.x_label) + "</text>\n";
-    out += "<text transform=\"translate(16 " + svg_number((at.y0 + at.y1) / 2) +
-           ") rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">" + xml_escape(map.y_label) +
-           "</text>\n";
-    return out;
+    return out + "</g>\n" + svg_frame(at.area(), map.x_label, map.y_label, 16);
 }
 
 // The colour bar right of the plot (low at the bottom), then the overlays' legend under it.
 inline std::string heat_colour_bar(const SvgHeatMap& map, const HeatLayout& at) {
     const double bx = at.x1 + 24, bw = 18, bar_h = (at.y1 - at.y0) * 0.6;
-    const auto rect = [&](double y, double h, const std::string& fill) {
-        return "<rect x=\"" + svg_number(bx) + "\" y=\"" + svg_number(y) + "\" width=\"" +
-               svg_number(bw) + "\" height=\"" + svg_number(h) + "\" fill=\"" + fill + "\"/>\n";
+    const auto swatch = [&](double y, double h, const std::string& fill) {
+        return svg_rect(bx, y, bw, h, "fill=\"" + fill + "\"") + "\n";
     };
     const auto label = [&](double y, const std::string& text) {
-        return "<text x=\"" + svg_number(bx + bw + 4) + "\" y=\"" + svg_number(y) + "\">" +
-               xml_escape(text) + "</text>\n";
+        return svg_text(bx + bw + 4, y, text);
     };
     std::string out;
     if (map.bands.empty()) {
         for (int k = 0; k < 50; ++k) {
-            out += rect(at.y1 - (k + 1) / 50.0 * bar_h, bar_h / 50 + 0.5,
-                        heat_colour((k + 0.5) / 50.0));
+            out += swatch(at.y1 - (k + 1) / 50.0 * bar_h, bar_h / 50 + 0.5,
+                          heat_colour((k + 0.5) / 50.0));
         }
         out += label(at.y1, format_number(map.low, map.cell_format));
         out += label(at.y1 - bar_h + 8, format_number(map.high, map.cell_format));
@@ -195,18 +184,15 @@ inline std::string heat_colour_bar(const SvgHeatMap& map, const HeatLayout& at) 
         const double h = bar_h / static_cast<double>(map.bands.size());
         for (std::size_t k = 0; k < map.bands.size(); ++k) {
             const double y = at.y1 - (static_cast<double>(k) + 1) * h;
-            out += rect(y, h, map.bands[k].colour) + label(y + h / 2 + 4, map.bands[k].label);
+            out += swatch(y, h, map.bands[k].colour) + label(y + h / 2 + 4, map.bands[k].label);
         }
     }
-    out += "<text x=\"" + svg_number(bx) + "\" y=\"" + svg_number(at.y1 - bar_h - 10) + "\">" +
-           xml_escape(map.value_label) + "</text>\n";
+    out += svg_text(bx, at.y1 - bar_h - 10, map.value_label);
     double ly = at.y0 + 12;
     for (const auto& curve : map.overlays) {
-        out += "<line x1=\"" + svg_number(bx) + "\" y1=\"" + svg_number(ly - 4) + "\" x2=\"" +
-               svg_number(bx + 20) + "\" y2=\"" + svg_number(ly - 4) + "\" stroke=\"" +
-               (curve.color.empty() ? std::string("#d62728") : curve.color) +
-               "\" stroke-width=\"2.5\"/>\n<text x=\"" + svg_number(bx + 24) + "\" y=\"" +
-               svg_number(ly) + "\">" + xml_escape(curve.name) + "</text>\n";
+        out += svg_line(bx, ly - 4, bx + 20, ly - 4,
+                        "stroke=\"" + overlay_colour(curve) + "\" stroke-width=\"2.5\"") +
+               "\n" + svg_text(bx + 24, ly, curve.name);
         ly += 18;
     }
     return out;
@@ -241,7 +227,6 @@ inline void check_heatmap(const SvgHeatMap& map) {
 }  // namespace detail
 
 inline std::string svg_heatmap(const SvgHeatMap& map) {
-    using detail::svg_number;
     detail::check_heatmap(map);
     // Room on the left for the longest row label (about 7 px a character at font size 12).
     std::size_t longest = 4;
@@ -259,16 +244,8 @@ inline std::string svg_heatmap(const SvgHeatMap& map) {
                                 map.x_edges.front(), map.x_edges.back(),
                                 map.y_edges.front(), map.y_edges.back()};
 
-    std::string out = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " +
-                      svg_number(map.width) + " " + svg_number(map.height) + "\" width=\"" +
-                      svg_number(map.width) + "\" height=\"" + svg_number(map.height) +
-                      "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-    out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-    if (!map.title.empty()) {
-        out += "<text x=\"" + svg_number((at.x0 + at.x1) / 2) +
-               "\" y=\"30\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(map.title) +
-               "</text>\n";
-    }
+    std::string out = detail::svg_begin(map.width, map.height) +
+                      detail::svg_plot_title(at.area(), map.title);
     out += detail::heat_cells(map, at) + detail::heat_overlays(map, at) +
            detail::heat_axes(map, at) + detail::heat_colour_bar(map, at);
     return out + "</svg>\n";

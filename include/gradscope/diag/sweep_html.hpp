@@ -141,7 +141,8 @@ inline std::string sweep_panel(const std::vector<const SweepRun*>& runs, const s
                              .y_label = "|dL/dz_l|",
                              .log_y = true,
                              .width = 440,
-                             .height = 300});
+                             .height = 300,
+                             .hover_values = true});
 }
 
 // Runs at the deepest depth, grouped by activation and variant, at most lines_per_panel each.
@@ -170,22 +171,26 @@ inline std::vector<std::string> sweep_panels(const std::vector<SweepRun>& runs,
     return out;
 }
 
-// Measured against predicted gain per layer, one colour per activation; points stand alone
-// (svg_plot draws a point between two skipped ones as a dot).
+// Measured against predicted gain per layer: a dot per network, one colour per activation,
+// the network and both gains on hover; the dashed y = x line is perfect agreement.
 inline std::string sweep_gain_scatter(const std::vector<SweepRun>& runs) {
     std::vector<std::string> activations;
     std::vector<SvgSeries> series;
     double lo = std::numeric_limits<double>::infinity(), hi = -lo;
     for (const auto& r : runs) {
         if (!r.predicted_gain_per_layer || !std::isfinite(r.gain_per_layer)) continue;
+        const double predicted = *r.predicted_gain_per_layer;
         const std::size_t a = index_of(activations, r.activation);
         if (series.size() <= a) {
-            series.push_back({.name = r.activation, .points = {}, .color = {}, .dash = "none"});
+            series.push_back({.name = r.activation, .points = {}, .markers = true});
         }
-        series[a].points.emplace_back(*r.predicted_gain_per_layer, r.gain_per_layer);
-        series[a].points.emplace_back(std::nan(""), std::nan(""));
-        lo = std::min({lo, *r.predicted_gain_per_layer, r.gain_per_layer});
-        hi = std::max({hi, *r.predicted_gain_per_layer, r.gain_per_layer});
+        series[a].points.emplace_back(predicted, r.gain_per_layer);
+        series[a].point_titles.push_back(
+            run_label(r) + ", depth " + std::to_string(r.depth) + ": predicted " +
+            format_number(predicted, {Notation::general, 4}) + ", measured " +
+            format_number(r.gain_per_layer, {Notation::general, 4}));
+        lo = std::min({lo, predicted, r.gain_per_layer});
+        hi = std::max({hi, predicted, r.gain_per_layer});
     }
     if (!series.empty()) {
         series.push_back({.name = "y = x", .points = {{lo, lo}, {hi, hi}}, .color = "#888",
@@ -194,7 +199,6 @@ inline std::string sweep_gain_scatter(const std::vector<SweepRun>& runs) {
     return svg_plot(series, {.title = "Gain per layer: measured against mean-field theory",
                              .x_label = "predicted gain per layer",
                              .y_label = "measured gain per layer",
-                             .log_y = false,
                              .width = 620,
                              .height = 440});
 }

@@ -223,7 +223,8 @@ inline std::string norms_over_steps(const std::deque<GradientProfile>& history) 
                              .y_label = "|dL/dz_l|",
                              .log_y = true,
                              .width = 700,
-                             .height = 360});
+                             .height = 360,
+                             .hover_values = true});
 }
 
 // With per-sample statistics (GradientMonitor's per_sample mode): the network's noise scale
@@ -249,7 +250,8 @@ inline std::vector<std::string> per_sample_plots(const std::deque<GradientProfil
     if (batch.points.empty()) return {};
     const auto plot = [](std::vector<SvgSeries> series, const char* title, const char* y) {
         return svg_plot(std::move(series), {.title = title, .x_label = "step", .y_label = y,
-                                            .log_y = true, .width = 560, .height = 360});
+                                            .log_y = true, .width = 560, .height = 360,
+                                            .hover_values = true});
     };
     return {plot({noise, batch}, "Gradient noise scale against the batch size", "examples"),
             plot({gsnr}, "Gradient signal-to-noise ratio", "GSNR"),
@@ -306,7 +308,8 @@ inline HtmlReport training_html(const std::deque<GradientProfile>& history,
                                   .x_label = "step",
                                   .y_label = options.curve_titles.empty() ? "" : options.curve_titles[k],
                                   .width = 560,
-                                  .height = 360}));
+                                  .height = 360,
+                                  .hover_values = true}));
     }
     report.panels(plots);
 
