@@ -3,7 +3,8 @@
 // network, equal the same statistics computed from explicit per-sample gradients (one forward
 // and backward per sample, on that sample's own loss), for both loss reductions, with and
 // without residual blocks; the cases with a known answer (identical samples, opposite samples,
-// all-zero gradients, one sample, the mode off) come out as documented.
+// all-zero gradients, one sample, the mode off) come out as documented; and the histogram of
+// the norms puts each sample in the bin its edges say.
 #include "support/testing.hpp"
 
 #include <gradscope/diag/json_report.hpp>
@@ -394,6 +395,10 @@ TEST_CASE("every sample's gradient zero: the batch-size tests are not measured",
     CHECK(std::isnan(s.norm_test));
     CHECK(std::isnan(s.inner_product_test));
     CHECK(std::isnan(s.orthogonality_test));
+    const diag::NormHistogram h = diag::norm_histogram(s.per_sample_sq_norms);
+    CHECK(h.counts.empty());
+    CHECK(h.edges.empty());
+    CHECK(h.zeros == 2);
 }
 
 TEST_CASE("a batch of one: norms measured, covariance, noise scale and GSNR not measured",
@@ -475,4 +480,53 @@ TEST_CASE("the history's CSV and JSON carry the per-sample columns", "[per_sampl
           monitor.last().layers()[0].gradient_noise_scale);
     CHECK(layer["orthogonality_test"].get<double>() ==
           monitor.last().layers()[0].orthogonality_test);
+}
+
+TEST_CASE("the norm histogram: log-spaced bins over the positive norms, zeros and NaN apart",
+          "[per_sample][histogram]") {
+    // |g_i| = 0, 1, 2, 4, 10 and one NaN, in two bins: edges 1, sqrt(10), 10.
+    const std::vector<double> sq{4.0, 0.0, 100.0, 1.0, std::nan(""), 16.0};
+    const diag::NormHistogram h = diag::norm_histogram(sq, 2);
+    REQUIRE(h.edges.size() == 3);
+    CHECK(h.edges[0] == 1.0);
+    CHECK(h.edges[1] == Approx(std::sqrt(10.0)).epsilon(1e-15));
+    CHECK(h.edges[2] == 10.0);
+    CHECK(h.counts == std::vector<std::size_t>{2, 2});  // {1, 2} and {4, 10}: 10 in the last
+    CHECK(h.zeros == 1);
+    CHECK(h.nonfinite == 1);
+
+    // Equal norms: one bin, whatever the count asked for.
+    const diag::NormHistogram same = diag::norm_histogram(std::vector<double>{9.0, 9.0, 9.0}, 5);
+    CHECK(same.edges == std::vector<double>{3.0, 3.0});
+    CHECK(same.counts == std::vector<std::size_t>{3});
+    CHECK(diag::norm_histogram(std::vector<double>{}).counts.empty());
+    REQUIRE_THROWS_MATCHES(diag::norm_histogram(sq, 0), value_error,
+                           MessageContains({"norm_histogram", "bin"}));
+}
+
+TEST_CASE("the norm histogram of a monitored step: every sample in the bin its edges say",
+          "[per_sample][histogram]") {
+    auto net = residual_net();
+    Monitor monitor(*net, {.per_sample = {.enabled = true}});
+    const Problem p = regression(Reduction::mean);
+    p.loss(net, 0, p.batch()).backward();
+    const diag::PerSampleNetworkStats network = monitor.last().per_sample_network();
+    std::vector<std::vector<double>> all{network.per_sample_sq_norms};
+    for (const diag::LayerStats& s : monitor.last().layers()) all.push_back(s.per_sample_sq_norms);
+    for (const std::vector<double>& sq : all) {
+        const diag::NormHistogram h = diag::norm_histogram(sq, 4);
+        REQUIRE(h.counts.size() == 4);
+        CHECK(h.zeros == 0);
+        std::vector<std::size_t> expected(4, 0);
+        for (double v : sq) {
+            const double norm = std::sqrt(v);
+            std::size_t k = 0;
+            while (k + 1 < 4 && norm >= h.edges[k + 1]) ++k;
+            ++expected[k];
+        }
+        CHECK(h.counts == expected);
+        CHECK(h.edges.front() == std::sqrt(*std::min_element(sq.begin(), sq.end())));
+        CHECK(h.edges.back() == std::sqrt(*std::max_element(sq.begin(), sq.end())));
+        CHECK(std::is_sorted(h.edges.begin(), h.edges.end()));
+    }
 }

@@ -30,6 +30,7 @@
 // (orthogonality test). theta_norm^2 = tr Sigma / (B |g_bar|^2).
 #pragma once
 
+#include "../core/errors.hpp"
 #include "not_measured.hpp"
 
 #include <algorithm>
@@ -37,6 +38,8 @@
 #include <cstddef>
 #include <limits>
 #include <span>
+#include <string>
+#include <vector>
 
 namespace gradscope::diag {
 
@@ -208,6 +211,57 @@ inline PerSampleNormSummary summarise_sorted_norms(std::span<const double> sorte
             .q10 = quantile_of_sorted(sorted, 0.1),
             .q50 = quantile_of_sorted(sorted, 0.5),
             .q90 = quantile_of_sorted(sorted, 0.9)};
+}
+
+// A histogram of the per-sample gradient norms |g_i|, from their squares (LayerStats::
+// per_sample_sq_norms or PerSampleNetworkStats::per_sample_sq_norms). The bins are log-spaced
+// from the batch's smallest positive norm to its largest: edges[k] = lo (hi/lo)^(k/bins), because
+// per-sample norms spread over orders of magnitude and a few large ones are what a histogram
+// is for; a linear axis would put every other sample in its first bin. Bin k holds the norms in
+// [edges[k], edges[k+1]), the last bin also hi. The edges follow each batch, so two steps'
+// histograms are compared by their edges, not bin by bin. A norm of 0 has no place on a log
+// axis and is counted in `zeros`, a non-finite one in `nonfinite`; with no positive finite norm
+// there are no bins, and when all of them are equal there is one bin, [lo, lo].
+struct NormHistogram {
+    std::vector<double> edges = {};        // bin edges, ascending: counts.size() + 1 of them
+    std::vector<std::size_t> counts = {};  // samples per bin
+    std::size_t zeros = 0;                 // samples with |g_i| = 0
+    std::size_t nonfinite = 0;             // samples with |g_i| NaN or infinite
+};
+
+inline NormHistogram norm_histogram(std::span<const double> sq_norms, std::size_t bins = 10) {
+    if (bins == 0) throw value_error("norm_histogram: needs at least one bin, got 0");
+    NormHistogram h;
+    double lo = std::numeric_limits<double>::infinity();
+    double hi = 0.0;
+    for (double sq : sq_norms) {
+        if (!std::isfinite(sq)) {
+            ++h.nonfinite;
+        } else if (sq == 0.0) {
+            ++h.zeros;
+        } else {
+            lo = std::min(lo, std::sqrt(sq));
+            hi = std::max(hi, std::sqrt(sq));
+        }
+    }
+    if (hi == 0.0) return h;
+    if (lo == hi) bins = 1;
+    h.edges.resize(bins + 1);
+    const double log_ratio = std::log(hi / lo);
+    for (std::size_t k = 0; k <= bins; ++k) {
+        h.edges[k] = lo * std::exp(log_ratio * static_cast<double>(k) / static_cast<double>(bins));
+    }
+    h.edges.front() = lo;  // exactly, so that the extremes fall inside
+    h.edges.back() = hi;
+    h.counts.assign(bins, 0);
+    for (double sq : sq_norms) {
+        if (!std::isfinite(sq) || sq == 0.0) continue;
+        // The bin whose left edge is the last one at or below |g_i|: the edges themselves decide.
+        const auto above = std::upper_bound(h.edges.begin(), h.edges.end(), std::sqrt(sq));
+        const auto k = static_cast<std::size_t>(above - h.edges.begin()) - 1;
+        ++h.counts[std::min(k, bins - 1)];
+    }
+    return h;
 }
 
 }  // namespace gradscope::diag
