@@ -432,11 +432,11 @@ TEST_CASE("per-sample mode is off by default: nothing measured, nothing kept", "
     CHECK(s.per_sample_sq_norms.empty());
     CHECK(s.per_sample_sq_deviations.empty());
     CHECK(s.per_sample_dot_deviations.empty());
-    for (double v : {s.per_sample_norm_mean, s.per_sample_norm_max, s.per_sample_norm_q10,
-                     s.per_sample_norm_q50, s.per_sample_norm_q90, s.mean_grad_sq_norm,
-                     s.trace_covariance, s.gradient_noise_scale, s.gsnr, s.gsnr_parameters,
-                     s.critical_batch_size, s.norm_test, s.inner_product_test,
-                     s.orthogonality_test}) {
+    for (double v :
+         {s.per_sample_norm_mean, s.per_sample_norm_max, s.per_sample_norm_q10,
+          s.per_sample_norm_q50, s.per_sample_norm_q90, s.mean_grad_sq_norm, s.trace_covariance,
+          s.gradient_noise_scale, s.gsnr, s.gsnr_parameters, s.critical_batch_size, s.norm_test,
+          s.inner_product_test, s.orthogonality_test}) {
         CHECK(std::isnan(v));
     }
     CHECK(diag::GradientProfile({s}).per_sample_network().batch == 0);
@@ -467,10 +467,9 @@ TEST_CASE("the history's CSV and JSON carry the per-sample columns", "[per_sampl
     std::ostringstream csv;
     diag::write_history_csv(csv, monitor.history());
     const std::string header = csv.str().substr(0, csv.str().find('\n'));
-    for (const char* column :
-         {"per_sample_norm_q90", "trace_covariance", "gradient_noise_scale", "gsnr",
-          "gsnr_parameters", "critical_batch_size", "norm_test", "inner_product_test",
-          "orthogonality_test"}) {
+    for (const char* column : {"per_sample_norm_q90", "trace_covariance", "gradient_noise_scale",
+                               "gsnr", "gsnr_parameters", "critical_batch_size", "norm_test",
+                               "inner_product_test", "orthogonality_test"}) {
         CHECK(header.find(column) != std::string::npos);
     }
     const nlohmann::json j = diag::history_json(monitor.history());

@@ -23,11 +23,11 @@
 //   theta_norm^2  = sum_i |g_i - g_bar|^2                           / (B (B-1) |g_bar|^2)
 //   theta_inner^2 = sum_i (g_i^T g_bar - |g_bar|^2)^2               / (B (B-1) |g_bar|^4)
 //   nu_orth^2     = sum_i |g_i - (g_i^T g_bar / |g_bar|^2) g_bar|^2 / (B (B-1) |g_bar|^2)
-// A test with a chosen theta (nu) passes when the value is at most it; the papers use theta = 0.5
-// or 0.9 and nu = 5.84. Equivalently, B theta^2 / theta_chosen^2 is the batch size the test
-// asks for. Large values say that the batch mean is mostly noise (norm test), that its slope
-// along g_bar is (inner-product test), or that the samples point far off g_bar's direction
-// (orthogonality test). theta_norm^2 = tr Sigma / (B |g_bar|^2).
+// A test with a chosen theta (nu) passes when the value is at most it; the papers' experiments
+// use theta = 0.5 or 0.9 and nu = 5.84. Equivalently, B theta^2 / theta_chosen^2 is the batch
+// size the test asks for. Large values say that the batch mean is mostly noise (norm test),
+// that its slope along g_bar is (inner-product test), or that the samples point far off
+// g_bar's direction (orthogonality test). theta_norm^2 = tr Sigma / (B |g_bar|^2).
 #pragma once
 
 #include "../core/errors.hpp"
@@ -82,10 +82,10 @@ inline double gradient_noise_scale(double trace, double mean_grad_sq_norm, std::
 //
 // Rounding: m_j and g_bar_j are sums of B terms, each within about (B + 2) eps of its exact
 // value relative to m_j (the standard bound for recursive summation), so sigma_j^2 is only
-// known to about batch_rounding(B, eps) m_j. A sigma_j^2 at or below that is zero: the samples agree on
-// this parameter, and with g_bar_j != 0 (then g_bar_j^2 = m_j > 0) its GSNR is +inf. A
-// parameter every sample's gradient leaves at zero (m_j = 0: g_bar_j = 0 and sigma_j^2 = 0) says
-// nothing and is left out. The mean is +inf once one parameter is; with no parameter left, or
+// known to about batch_rounding(B, eps) m_j. A sigma_j^2 at or below that is zero: the samples
+// agree on this parameter, and with g_bar_j != 0 (then g_bar_j^2 = m_j > 0) its GSNR is +inf. A
+// parameter every sample's gradient leaves at zero (m_j = 0: g_bar_j = 0 and sigma_j^2 = 0)
+// says nothing and is left out. The mean is +inf once one parameter is; with no parameter left, or
 // fewer than two samples (no spread to measure), it is not measured. Nothing divides by zero.
 class GsnrMean {
 public:
@@ -126,8 +126,9 @@ private:
 // steps and E = E_min (1 + B/B_noise) samples (eq. 2.11); B_crit = E_min/S_min, the batch size at
 // which both are twice their minimum, then equals B_noise. B_noise = tr(H Sigma)/(G^T H G) needs
 // the Hessian H; B_simple is B_noise with H taken proportional to the identity, which is the
-// assumption this estimate rests on (the paper finds B_simple tracks B_crit within a small
-// factor, section 3). A batch well below B_crit wastes steps, one well above wastes samples.
+// assumption this estimate rests on: read it as an order of magnitude (the paper holds
+// B_simple against B_crit measured by training, section 3). A batch well below B_crit wastes
+// steps, one well above wastes samples.
 // B_simple below 0 only by rounding (identical samples) gives 0; not measured stays not measured.
 inline double critical_batch_size(double noise_scale) {
     return std::isnan(noise_scale) ? not_measured : std::max(0.0, noise_scale);
@@ -149,8 +150,7 @@ inline SampleDeviation sample_deviation(double sq_norm, double dot_mean, double 
     const double floor = rounding * (sq_norm + mean_sq_norm);
     const double spread = sq_norm - 2.0 * dot_mean + mean_sq_norm;
     const double along = dot_mean - mean_sq_norm;
-    return {.sq_norm = spread > floor ? spread : 0.0,
-            .dot = std::abs(along) > floor ? along : 0.0};
+    return {.sq_norm = spread > floor ? spread : 0.0, .dot = std::abs(along) > floor ? along : 0.0};
 }
 
 // The smallest theta (nu) passing each of Cockpit's three batch-size tests (the header's

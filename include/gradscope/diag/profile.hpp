@@ -48,8 +48,8 @@ struct LayerStats {
     double orthogonality_test = not_measured;    // nu_orth (Bollapragada et al. 2018)
     // Per sample i, in batch order; empty when not measured. Kept so that the network's values
     // (sums over layers) can be formed, and for norm_histogram.
-    std::vector<double> per_sample_sq_norms = {};       // |g_i|^2
-    std::vector<double> per_sample_sq_deviations = {};  // |g_i - g_bar|^2 (sample_deviation)
+    std::vector<double> per_sample_sq_norms = {};        // |g_i|^2
+    std::vector<double> per_sample_sq_deviations = {};   // |g_i - g_bar|^2 (sample_deviation)
     std::vector<double> per_sample_dot_deviations = {};  // (g_i - g_bar)^T g_bar
 };
 
