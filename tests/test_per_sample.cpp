@@ -1,8 +1,10 @@
-// The monitor's per-sample mode: per-sample gradient norms, tr Sigma, the gradient noise scale
-// and the GSNR, per layer and for the network, equal the same statistics computed from explicit
-// per-sample gradients (one forward and backward per sample, on that sample's own loss), for
-// both loss reductions, with and without residual blocks; and the cases with a known answer
-// (identical samples, opposite samples, one sample, the mode off) come out as documented.
+// The monitor's per-sample mode: per-sample gradient norms, tr Sigma, the gradient noise scale,
+// the critical batch size, the GSNR and Cockpit's three batch-size tests, per layer and for the
+// network, equal the same statistics computed from explicit per-sample gradients (one forward
+// and backward per sample, on that sample's own loss), for both loss reductions, with and
+// without residual blocks; the cases with a known answer (identical samples, opposite samples,
+// all-zero gradients, one sample, the mode off) come out as documented; and the histogram of
+// the norms puts each sample in the bin its edges say.
 #include "support/testing.hpp"
 
 #include <gradscope/diag/json_report.hpp>
@@ -73,6 +75,10 @@ struct Expected {
     double trace = 0.0;
     double noise_scale = 0.0;
     double gsnr = 0.0;
+    double critical_batch_size = 0.0;
+    double norm_test = 0.0;
+    double inner_product_test = 0.0;
+    double orthogonality_test = 0.0;
 };
 
 double mean_of(const std::vector<double>& v) {
@@ -87,6 +93,35 @@ double quantile7(std::vector<double> v, double p) {
     const auto lo = static_cast<std::size_t>(std::floor(h));
     const std::size_t hi = std::min(lo + 1, v.size() - 1);
     return v[lo] + (h - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+// Cockpit's three tests from their definitions (Byrd et al. 2012 eq. 3.9, Bollapragada et al.
+// 2018 eqs. 2.6 and 3.3): the mean, each sample's difference from it, its inner product with it
+// and its part orthogonal to it, formed as vectors.
+void batch_size_tests_from(const std::vector<std::vector<double>>& g, Expected& e) {
+    const std::size_t batch = g.size();
+    const std::size_t n = g.front().size();
+    std::vector<double> mean(n, 0.0);
+    for (const auto& gi : g) {
+        for (std::size_t j = 0; j < n; ++j) mean[j] += gi[j] / static_cast<double>(batch);
+    }
+    double mean_sq = 0.0;
+    for (double m : mean) mean_sq += m * m;
+    double spread = 0.0, along = 0.0, across = 0.0;
+    for (const auto& gi : g) {
+        double dot = 0.0;
+        for (std::size_t j = 0; j < n; ++j) dot += gi[j] * mean[j];
+        along += (dot - mean_sq) * (dot - mean_sq);
+        for (std::size_t j = 0; j < n; ++j) {
+            spread += (gi[j] - mean[j]) * (gi[j] - mean[j]);
+            const double orthogonal = gi[j] - dot / mean_sq * mean[j];
+            across += orthogonal * orthogonal;
+        }
+    }
+    const double scale = static_cast<double>(batch * (batch - 1));
+    e.norm_test = std::sqrt(spread / (scale * mean_sq));
+    e.inner_product_test = std::sqrt(along / (scale * mean_sq * mean_sq));
+    e.orthogonality_test = std::sqrt(across / (scale * mean_sq));
 }
 
 // g[i] is sample i's gradient over the parameters taken together.
@@ -117,6 +152,8 @@ Expected expected_from(const std::vector<std::vector<double>>& g) {
     }
     e.noise_scale = e.trace / (e.mean_sq - e.trace / static_cast<double>(batch));
     e.gsnr = gsnr_sum / static_cast<double>(gsnr_count);
+    e.critical_batch_size = std::max(0.0, e.noise_scale);
+    batch_size_tests_from(g, e);
     return e;
 }
 
@@ -151,6 +188,10 @@ void check_layer(const diag::LayerStats& s, const Expected& e) {
     check_close(s.trace_covariance, e.trace, "tr Sigma");
     check_close(s.gradient_noise_scale, e.noise_scale, "B_simple");
     check_close(s.gsnr, e.gsnr, "GSNR");
+    check_close(s.critical_batch_size, e.critical_batch_size, "B_crit");
+    check_close(s.norm_test, e.norm_test, "theta_norm");
+    check_close(s.inner_product_test, e.inner_product_test, "theta_inner");
+    check_close(s.orthogonality_test, e.orthogonality_test, "nu_orth");
 }
 
 // The monitor's record of one batch step on `p`, against the explicit per-sample loop.
@@ -164,6 +205,11 @@ void check_against_explicit_loop(Net net, const Problem& p) {
     for (std::size_t l = 0; l < grads.size(); ++l) {
         const Expected e = expected_from(grads[l]);
         REQUIRE(std::isfinite(e.noise_scale));  // the case checks a measured noise scale
+        // ... and batch-size tests that are neither 0 nor infinite
+        for (double theta : {e.norm_test, e.inner_product_test, e.orthogonality_test}) {
+            REQUIRE(theta > 0.0);
+            REQUIRE(std::isfinite(theta));
+        }
         check_layer(profile.layers()[l], e);
     }
     const Expected e = expected_from(concatenated(grads));
@@ -180,6 +226,14 @@ void check_against_explicit_loop(Net net, const Problem& p) {
     check_close(network.trace_covariance, e.trace, "tr Sigma");
     check_close(network.gradient_noise_scale, e.noise_scale, "B_simple");
     check_close(network.gsnr, e.gsnr, "GSNR");
+    check_close(network.critical_batch_size, e.critical_batch_size, "B_crit");
+    check_close(network.norm_test, e.norm_test, "theta_norm");
+    check_close(network.inner_product_test, e.inner_product_test, "theta_inner");
+    check_close(network.orthogonality_test, e.orthogonality_test, "nu_orth");
+    REQUIRE(network.per_sample_sq_norms.size() == e.norms.size());
+    for (std::size_t i = 0; i < e.norms.size(); ++i) {
+        check_close(std::sqrt(network.per_sample_sq_norms[i]), e.norms[i], "network |g_i|");
+    }
 }
 
 Net plain_net() { return mlp<double>({.widths = {5, 7, 6, 3}, .activation = Tanh{}, .seed = 11}); }
@@ -238,7 +292,7 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: residual blo
     }
 }
 
-TEST_CASE("identical samples: zero covariance trace and infinite GSNR, without NaN",
+TEST_CASE("identical samples: zero covariance trace, infinite GSNR, every batch-size test at 0",
           "[per_sample]") {
     const Matrix<double> row = normal(1, 5, 31);
     const Problem p{.x = row.replicate(6, 1),
@@ -255,14 +309,41 @@ TEST_CASE("identical samples: zero covariance trace and infinite GSNR, without N
         CHECK(s.per_sample_norm_max == Approx(s.per_sample_norm_mean).epsilon(1e-14));
         CHECK_FALSE(std::isnan(s.gradient_noise_scale));
         CHECK(std::abs(s.gradient_noise_scale) <= 1e-10);
+        CHECK(s.critical_batch_size >= 0.0);
+        CHECK(s.critical_batch_size <= 1e-10);
+        // The deviations are rounding, set to 0 (sample_deviation): the tests are exactly 0.
+        CHECK(s.norm_test == 0.0);
+        CHECK(s.inner_product_test == 0.0);
+        CHECK(s.orthogonality_test == 0.0);
     }
     const auto network = monitor.last().per_sample_network();
     CHECK(network.gsnr == std::numeric_limits<double>::infinity());
     CHECK(std::abs(network.gradient_noise_scale) <= 1e-10);
+    CHECK(network.critical_batch_size <= 1e-10);
+    CHECK(network.norm_test == 0.0);
+    CHECK(network.inner_product_test == 0.0);
+    CHECK(network.orthogonality_test == 0.0);
 }
 
-TEST_CASE("two samples with opposite gradients: zero mean gradient, noise scale not measured",
+TEST_CASE("identical samples in float: the batch-size tests are 0 at float's rounding too",
           "[per_sample]") {
+    auto net = mlp<float>({.widths = {5, 7, 6, 3}, .activation = Tanh{}, .seed = 11});
+    diag::GradientMonitor<float> monitor(*net, {.per_sample = {.enabled = true}});
+    const Matrix<float> x = normal(1, 5, 31).cast<float>().replicate(8, 1);
+    mse_loss((*net)(TensorF::constant(x)), TensorF::constant(Matrix<float>::Constant(8, 3, 0.5F)))
+        .backward();
+    for (const diag::LayerStats& s : monitor.last().layers()) {
+        INFO(s.name);
+        CHECK(s.norm_test == 0.0);
+        CHECK(s.inner_product_test == 0.0);
+        CHECK(s.orthogonality_test == 0.0);
+    }
+    CHECK(monitor.last().per_sample_network().norm_test == 0.0);
+}
+
+TEST_CASE(
+    "two samples with opposite gradients: zero mean gradient, noise scale not measured, tests +inf",
+    "[per_sample]") {
     // A linear model with dyadic weights and inputs computes its output exactly; targets at
     // equal distances either side of it make the two residuals, so the two gradients, exact
     // opposites. The third input is 0, so no sample moves the third weight: it is left out of
@@ -282,9 +363,42 @@ TEST_CASE("two samples with opposite gradients: zero mean gradient, noise scale 
     CHECK(s.per_sample_sq_norms == std::vector<double>{6.0, 6.0});
     CHECK(s.trace_covariance == 12.0);
     CHECK(std::isnan(s.gradient_noise_scale));
+    CHECK(std::isnan(s.critical_batch_size));
     CHECK(s.gsnr == 0.0);
     CHECK(s.gsnr_parameters == 3.0);
-    CHECK(std::isnan(diag::GradientProfile({s}).per_sample_network().gradient_noise_scale));
+    // |g_bar| = 0 while the samples differ: no theta passes, the documented value is +inf.
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    CHECK(s.norm_test == inf);
+    CHECK(s.inner_product_test == inf);
+    CHECK(s.orthogonality_test == inf);
+    const auto network = diag::GradientProfile({s}).per_sample_network();
+    CHECK(std::isnan(network.gradient_noise_scale));
+    CHECK(std::isnan(network.critical_batch_size));
+    CHECK(network.norm_test == inf);
+    CHECK(network.inner_product_test == inf);
+    CHECK(network.orthogonality_test == inf);
+}
+
+TEST_CASE("every sample's gradient zero: the batch-size tests are not measured", "[per_sample]") {
+    // The linear model above with targets equal to its output: every residual, so every
+    // gradient, is exactly 0, and there is nothing for a test to pass or fail.
+    auto net = linear_model();
+    auto& linear = *net->linear_layers()[0].second;
+    linear.weight().data() << 0.5, -0.25, 0.75;
+    linear.bias().data() << 0.125;
+    Matrix<double> x(2, 3);
+    x << 1.0, 2.0, 0.0, 1.0, 2.0, 0.0;
+    const Problem p{.x = x, .targets = Matrix<double>::Constant(2, 1, 0.125)};
+    const diag::LayerStats s = one_step(net, p, {.per_sample = {.enabled = true}});
+    CHECK(s.per_sample_sq_norms == std::vector<double>{0.0, 0.0});
+    CHECK(s.mean_grad_sq_norm == 0.0);
+    CHECK(std::isnan(s.norm_test));
+    CHECK(std::isnan(s.inner_product_test));
+    CHECK(std::isnan(s.orthogonality_test));
+    const diag::NormHistogram h = diag::norm_histogram(s.per_sample_sq_norms);
+    CHECK(h.counts.empty());
+    CHECK(h.edges.empty());
+    CHECK(h.zeros == 2);
 }
 
 TEST_CASE("a batch of one: norms measured, covariance, noise scale and GSNR not measured",
@@ -300,20 +414,29 @@ TEST_CASE("a batch of one: norms measured, covariance, noise scale and GSNR not 
         CHECK(std::isnan(s.trace_covariance));
         CHECK(std::isnan(s.gradient_noise_scale));
         CHECK(std::isnan(s.gsnr));
+        CHECK(std::isnan(s.critical_batch_size));
+        CHECK(std::isnan(s.norm_test));
+        CHECK(std::isnan(s.inner_product_test));
+        CHECK(std::isnan(s.orthogonality_test));
     }
     const auto network = monitor.last().per_sample_network();
     CHECK(network.batch == 1);
     CHECK(std::isnan(network.trace_covariance));
     CHECK(std::isnan(network.gsnr));
+    CHECK(std::isnan(network.norm_test));
 }
 
 TEST_CASE("per-sample mode is off by default: nothing measured, nothing kept", "[per_sample]") {
     auto net = plain_net();
     const diag::LayerStats s = one_step(net, regression(Reduction::mean));
     CHECK(s.per_sample_sq_norms.empty());
-    for (double v : {s.per_sample_norm_mean, s.per_sample_norm_max, s.per_sample_norm_q10,
-                     s.per_sample_norm_q50, s.per_sample_norm_q90, s.mean_grad_sq_norm,
-                     s.trace_covariance, s.gradient_noise_scale, s.gsnr, s.gsnr_parameters}) {
+    CHECK(s.per_sample_sq_deviations.empty());
+    CHECK(s.per_sample_dot_deviations.empty());
+    for (double v :
+         {s.per_sample_norm_mean, s.per_sample_norm_max, s.per_sample_norm_q10,
+          s.per_sample_norm_q50, s.per_sample_norm_q90, s.mean_grad_sq_norm, s.trace_covariance,
+          s.gradient_noise_scale, s.gsnr, s.gsnr_parameters, s.critical_batch_size, s.norm_test,
+          s.inner_product_test, s.orthogonality_test}) {
         CHECK(std::isnan(v));
     }
     CHECK(diag::GradientProfile({s}).per_sample_network().batch == 0);
@@ -345,7 +468,8 @@ TEST_CASE("the history's CSV and JSON carry the per-sample columns", "[per_sampl
     diag::write_history_csv(csv, monitor.history());
     const std::string header = csv.str().substr(0, csv.str().find('\n'));
     for (const char* column : {"per_sample_norm_q90", "trace_covariance", "gradient_noise_scale",
-                               "gsnr", "gsnr_parameters"}) {
+                               "gsnr", "gsnr_parameters", "critical_batch_size", "norm_test",
+                               "inner_product_test", "orthogonality_test"}) {
         CHECK(header.find(column) != std::string::npos);
     }
     const nlohmann::json j = diag::history_json(monitor.history());
@@ -353,4 +477,55 @@ TEST_CASE("the history's CSV and JSON carry the per-sample columns", "[per_sampl
     CHECK(layer["gsnr"].get<double>() == monitor.last().layers()[0].gsnr);
     CHECK(layer["gradient_noise_scale"].get<double>() ==
           monitor.last().layers()[0].gradient_noise_scale);
+    CHECK(layer["orthogonality_test"].get<double>() ==
+          monitor.last().layers()[0].orthogonality_test);
+}
+
+TEST_CASE("the norm histogram: log-spaced bins over the positive norms, zeros and NaN apart",
+          "[per_sample][histogram]") {
+    // |g_i| = 0, 1, 2, 4, 10 and one NaN, in two bins: edges 1, sqrt(10), 10.
+    const std::vector<double> sq{4.0, 0.0, 100.0, 1.0, std::nan(""), 16.0};
+    const diag::NormHistogram h = diag::norm_histogram(sq, 2);
+    REQUIRE(h.edges.size() == 3);
+    CHECK(h.edges[0] == 1.0);
+    CHECK(h.edges[1] == Approx(std::sqrt(10.0)).epsilon(1e-15));
+    CHECK(h.edges[2] == 10.0);
+    CHECK(h.counts == std::vector<std::size_t>{2, 2});  // {1, 2} and {4, 10}: 10 in the last
+    CHECK(h.zeros == 1);
+    CHECK(h.nonfinite == 1);
+
+    // Equal norms: one bin, whatever the count asked for.
+    const diag::NormHistogram same = diag::norm_histogram(std::vector<double>{9.0, 9.0, 9.0}, 5);
+    CHECK(same.edges == std::vector<double>{3.0, 3.0});
+    CHECK(same.counts == std::vector<std::size_t>{3});
+    CHECK(diag::norm_histogram(std::vector<double>{}).counts.empty());
+    REQUIRE_THROWS_MATCHES(diag::norm_histogram(sq, 0), value_error,
+                           MessageContains({"norm_histogram", "bin"}));
+}
+
+TEST_CASE("the norm histogram of a monitored step: every sample in the bin its edges say",
+          "[per_sample][histogram]") {
+    auto net = residual_net();
+    Monitor monitor(*net, {.per_sample = {.enabled = true}});
+    const Problem p = regression(Reduction::mean);
+    p.loss(net, 0, p.batch()).backward();
+    const diag::PerSampleNetworkStats network = monitor.last().per_sample_network();
+    std::vector<std::vector<double>> all{network.per_sample_sq_norms};
+    for (const diag::LayerStats& s : monitor.last().layers()) all.push_back(s.per_sample_sq_norms);
+    for (const std::vector<double>& sq : all) {
+        const diag::NormHistogram h = diag::norm_histogram(sq, 4);
+        REQUIRE(h.counts.size() == 4);
+        CHECK(h.zeros == 0);
+        std::vector<std::size_t> expected(4, 0);
+        for (double v : sq) {
+            const double norm = std::sqrt(v);
+            std::size_t k = 0;
+            while (k + 1 < 4 && norm >= h.edges[k + 1]) ++k;
+            ++expected[k];
+        }
+        CHECK(h.counts == expected);
+        CHECK(h.edges.front() == std::sqrt(*std::min_element(sq.begin(), sq.end())));
+        CHECK(h.edges.back() == std::sqrt(*std::max_element(sq.begin(), sq.end())));
+        CHECK(std::is_sorted(h.edges.begin(), h.edges.end()));
+    }
 }

@@ -42,6 +42,9 @@ template <class T>
 struct PerSampleGradients {
     std::span<const double> sq_norms;                 // |g_i|^2, in batch order (B values)
     std::span<const double> sorted_norms;             // |g_i|, ascending
+    std::span<const double> sq_deviations;            // |g_i - g_bar|^2 (sample_deviation)
+    std::span<const double> dot_deviations;           // (g_i - g_bar)^T g_bar (sample_deviation)
+    double mean_sq_norm = not_measured;               // |g_bar|^2
     ConstMatrixView<T> mean_weight{nullptr, 0, 0};    // g_bar's weight part [out x in]
     ConstMatrixView<T> mean_bias{nullptr, 0, 0};      // g_bar's bias part [1 x out], or empty
     ConstMatrixView<T> second_weight{nullptr, 0, 0};  // (1/B) sum_i g_ij^2, weight part
@@ -113,10 +116,7 @@ inline double sum_of(std::span<const double> values) {
 
 template <class T>
 double mean_grad_sq_norm(const LayerObservation<T>& o) {
-    if (o.per_sample == nullptr) return not_measured;
-    const PerSampleGradients<T>& p = *o.per_sample;
-    return static_cast<double>(p.mean_weight.squaredNorm()) +
-           static_cast<double>(p.mean_bias.squaredNorm());
+    return o.per_sample != nullptr ? o.per_sample->mean_sq_norm : not_measured;
 }
 
 template <class T>
@@ -144,6 +144,19 @@ GsnrMean gsnr_of(const PerSampleGradients<T>& p) {
     add(p.mean_weight, p.second_weight);
     add(p.mean_bias, p.second_bias);
     return mean;
+}
+
+template <class T>
+double critical_batch_size(const LayerObservation<T>& o) {
+    return diag::critical_batch_size(gradient_noise_scale(o));
+}
+
+// One of Cockpit's batch-size tests.
+template <class T, double BatchSizeTests::*field>
+double batch_size_test(const LayerObservation<T>& o) {
+    if (o.per_sample == nullptr) return not_measured;
+    const PerSampleGradients<T>& p = *o.per_sample;
+    return batch_size_tests(p.sq_deviations, p.dot_deviations, p.mean_sq_norm).*field;
 }
 
 // A statistic of the ascending per-sample norms.
@@ -218,6 +231,20 @@ std::span<const LayerStatistic<T>> layer_statistics() {
          [](const LayerObservation<T>& o) {
              return o.per_sample != nullptr ? detail::gsnr_of(*o.per_sample).count() : not_measured;
          }},
+        {"critical_batch_size",
+         "B_crit ~ B_noise ~ B_simple, assuming a Hessian proportional to I (McCandlish et al.)",
+         Moment::step_end, &LayerStats::critical_batch_size, &detail::critical_batch_size<T>},
+        {"norm_test", "theta of the norm test (Byrd et al. 2012): sqrt(tr Sigma / (B |g_bar|^2))",
+         Moment::step_end, &LayerStats::norm_test,
+         &detail::batch_size_test<T, &BatchSizeTests::norm>},
+        {"inner_product_test",
+         "theta of the inner-product test (Bollapragada et al. 2018): spread of g_i^T g_bar",
+         Moment::step_end, &LayerStats::inner_product_test,
+         &detail::batch_size_test<T, &BatchSizeTests::inner_product>},
+        {"orthogonality_test",
+         "nu of the orthogonality test (Bollapragada et al. 2018): g_i's spread off g_bar",
+         Moment::step_end, &LayerStats::orthogonality_test,
+         &detail::batch_size_test<T, &BatchSizeTests::orthogonality>},
     };
     return list;
 }

@@ -16,7 +16,9 @@
 // Reduction::mean the loss is (1/B) sum_i l_i, so delta_i = B times row i of dL/dz; with
 // Reduction::sum it is row i itself. So |g_i|^2 = |delta_i|^2 (|a_i|^2 + 1) and
 // sum_i g_ij^2 = (delta o delta)^T (a o a) (and the column sums of delta o delta for the bias):
-// one extra product, no per-sample matrix (what BackPACK calls SumGradSquared). "mean" must be
+// one extra product, no per-sample matrix (what BackPACK calls SumGradSquared). The batch-size
+// tests need g_i^T g_bar = delta_i^T (G_W a_i + g_b), G_W and g_b the mean gradient's parts:
+// row i of (A G_W^T + 1 g_b^T) dotted with delta_i, one more product. "mean" must be
 // a mean over the batch's samples: cross_entropy without class weights, or an element-wise
 // loss (mse_loss, ...) whose l_i is then the mean over sample i's outputs. A class-weighted
 // mean divides by the weights' sum, not B, and is not the mean this mode assumes.
@@ -42,6 +44,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -140,7 +143,8 @@ private:
         Matrix<T> delta;        // dL/dz, then delta_i = d(l_i)/dz_i [B x out]
         Matrix<T> squared_input, squared_delta;
         Matrix<T> mean_weight, mean_bias, second_weight, second_bias;
-        std::vector<double> sq_norms, sorted_norms;
+        Matrix<T> projected;  // A G_W^T + 1 g_b^T [B x out]: row i . delta_i = g_i^T g_bar
+        std::vector<double> sq_norms, sorted_norms, sq_deviations, dot_deviations;
     };
 
     struct Layer {
@@ -229,8 +233,14 @@ private:
             p.second_bias.resize(0, 0);
         }
         per_sample_norms(p, bias);
+        const double mean_sq = static_cast<double>(p.mean_weight.squaredNorm()) +
+                               static_cast<double>(p.mean_bias.squaredNorm());
+        per_sample_deviations(p, bias, mean_sq);
         return PerSampleGradients<T>{.sq_norms = p.sq_norms,
                                      .sorted_norms = p.sorted_norms,
+                                     .sq_deviations = p.sq_deviations,
+                                     .dot_deviations = p.dot_deviations,
+                                     .mean_sq_norm = mean_sq,
                                      .mean_weight = view_of(p.mean_weight),
                                      .mean_bias = view_of(p.mean_bias),
                                      .second_weight = view_of(p.second_weight),
@@ -250,6 +260,25 @@ private:
             p.sorted_norms[i] = std::sqrt(p.sq_norms[i]);
         }
         std::sort(p.sorted_norms.begin(), p.sorted_norms.end());
+    }
+
+    // |g_i - g_bar|^2 and (g_i - g_bar)^T g_bar from |g_i|^2, |g_bar|^2 and g_i^T g_bar
+    // (sample_deviation), after per_sample_norms.
+    static void per_sample_deviations(PerSampleBuffers& p, bool bias, double mean_sq) {
+        p.projected.noalias() = p.input * p.mean_weight.transpose();
+        if (bias) p.projected.rowwise() += p.mean_bias.row(0);
+        const std::size_t batch = p.sq_norms.size();
+        const double rounding =
+            batch_rounding(batch, static_cast<double>(std::numeric_limits<T>::epsilon()));
+        p.sq_deviations.resize(batch);
+        p.dot_deviations.resize(batch);
+        for (std::size_t i = 0; i < batch; ++i) {
+            const auto r = static_cast<Index>(i);
+            const double dot = static_cast<double>(p.projected.row(r).dot(p.delta.row(r)));
+            const SampleDeviation d = sample_deviation(p.sq_norms[i], dot, mean_sq, rounding);
+            p.sq_deviations[i] = d.sq_norm;
+            p.dot_deviations[i] = d.dot;
+        }
     }
 
     static ConstMatrixView<T> view_of(const Matrix<T>& m) {
@@ -297,6 +326,10 @@ private:
             if (per_sample) {
                 s.per_sample_sq_norms.assign(per_sample->sq_norms.begin(),
                                              per_sample->sq_norms.end());
+                s.per_sample_sq_deviations.assign(per_sample->sq_deviations.begin(),
+                                                  per_sample->sq_deviations.end());
+                s.per_sample_dot_deviations.assign(per_sample->dot_deviations.begin(),
+                                                   per_sample->dot_deviations.end());
             }
             if (options_.track_updates && layer.weight.defined()) record_update(layer, i);
         }

@@ -42,9 +42,15 @@ struct LayerStats {
     double gradient_noise_scale = not_measured;  // B_simple (McCandlish et al. 2018)
     double gsnr = not_measured;                  // mean over parameters of g_bar_j^2/sigma_j^2
     double gsnr_parameters = not_measured;       // how many parameters that mean is over
-    // |g_i|^2 for each sample i of the batch, in batch order; empty when not measured. Kept so
-    // that the network's per-sample norms (the root of the sum over layers) can be formed.
-    std::vector<double> per_sample_sq_norms = {};
+    double critical_batch_size = not_measured;   // B_crit as B_simple suggests it (>= 0)
+    double norm_test = not_measured;             // theta_norm (Byrd et al. 2012, Cockpit)
+    double inner_product_test = not_measured;    // theta_inner (Bollapragada et al. 2018)
+    double orthogonality_test = not_measured;    // nu_orth (Bollapragada et al. 2018)
+    // Per sample i, in batch order; empty when not measured. Kept so that the network's values
+    // (sums over layers) can be formed, and for norm_histogram.
+    std::vector<double> per_sample_sq_norms = {};        // |g_i|^2
+    std::vector<double> per_sample_sq_deviations = {};   // |g_i - g_bar|^2 (sample_deviation)
+    std::vector<double> per_sample_dot_deviations = {};  // (g_i - g_bar)^T g_bar
 };
 
 // The per-sample statistics of the whole network: every watched layer that measured them
@@ -57,6 +63,11 @@ struct PerSampleNetworkStats {
     double trace_covariance = not_measured;
     double gradient_noise_scale = not_measured;
     double gsnr = not_measured;
+    double critical_batch_size = not_measured;
+    double norm_test = not_measured;
+    double inner_product_test = not_measured;
+    double orthogonality_test = not_measured;
+    std::vector<double> per_sample_sq_norms = {};  // |g_i|^2 over the network, batch order
 };
 
 enum class Verdict { healthy, vanishing, exploding, nonfinite };
@@ -149,28 +160,43 @@ public:
     }
 
     // The per-sample statistics over every layer that measured them (LayerStats::
-    // per_sample_sq_norms not empty), as one parameter vector: |g_i|^2, |g_bar|^2 and tr Sigma
-    // add over layers, so B_simple follows from the sums; the GSNR is the mean over all those
+    // per_sample_sq_norms not empty), as one parameter vector: |g_i|^2, |g_bar|^2, tr Sigma and
+    // the samples' deviations |g_i - g_bar|^2 and (g_i - g_bar)^T g_bar add over layers, so
+    // B_simple and the batch-size tests follow from the sums; the GSNR is the mean over all those
     // layers' parameters, each layer's mean weighted by its parameter count. Layers whose batch
     // sizes differ cannot be joined: then nothing is measured.
     [[nodiscard]] PerSampleNetworkStats per_sample_network() const {
         PerSampleNetworkStats out;
-        std::vector<double> norms;  // |g_i|^2 summed over the layers, then |g_i|
-        double sum_sq = 0.0;
+        std::vector<double>& sq_norms = out.per_sample_sq_norms;
+        std::vector<double> sq_deviations, dot_deviations;
         double mean_sq = 0.0;
         for (const LayerStats& l : layers_) {
             if (l.per_sample_sq_norms.empty()) continue;
-            if (norms.empty()) norms.assign(l.per_sample_sq_norms.size(), 0.0);
-            if (l.per_sample_sq_norms.size() != norms.size()) return {};
-            for (std::size_t i = 0; i < norms.size(); ++i) norms[i] += l.per_sample_sq_norms[i];
+            const std::size_t batch = l.per_sample_sq_norms.size();
+            if (sq_norms.empty()) {
+                sq_norms.assign(batch, 0.0);
+                sq_deviations.assign(batch, 0.0);
+                dot_deviations.assign(batch, 0.0);
+            }
+            if (batch != sq_norms.size() || l.per_sample_sq_deviations.size() != batch ||
+                l.per_sample_dot_deviations.size() != batch) {
+                return {};
+            }
+            for (std::size_t i = 0; i < batch; ++i) {
+                sq_norms[i] += l.per_sample_sq_norms[i];
+                sq_deviations[i] += l.per_sample_sq_deviations[i];
+                dot_deviations[i] += l.per_sample_dot_deviations[i];
+            }
             mean_sq += l.mean_grad_sq_norm;
             ++out.layers;
         }
         if (out.layers == 0) return out;
         out.mean_grad_sq_norm = mean_sq;
-        for (double& v : norms) {
-            sum_sq += v;
-            v = std::sqrt(v);
+        std::vector<double> norms(sq_norms.size());
+        double sum_sq = 0.0;
+        for (std::size_t i = 0; i < sq_norms.size(); ++i) {
+            sum_sq += sq_norms[i];
+            norms[i] = std::sqrt(sq_norms[i]);
         }
         std::sort(norms.begin(), norms.end());
         out.batch = norms.size();
@@ -178,6 +204,11 @@ public:
         out.trace_covariance = diag::trace_covariance(sum_sq, out.mean_grad_sq_norm, out.batch);
         out.gradient_noise_scale =
             diag::gradient_noise_scale(out.trace_covariance, out.mean_grad_sq_norm, out.batch);
+        out.critical_batch_size = diag::critical_batch_size(out.gradient_noise_scale);
+        const BatchSizeTests tests = batch_size_tests(sq_deviations, dot_deviations, mean_sq);
+        out.norm_test = tests.norm;
+        out.inner_product_test = tests.inner_product;
+        out.orthogonality_test = tests.orthogonality;
         out.gsnr = network_gsnr();
         return out;
     }
