@@ -228,8 +228,10 @@ TEST_CASE("the training report shows the noise scale when the monitor measured p
     }
     const auto with = training_html(monitor.history());
     CHECK(count(with.html(), "Is the batch big enough?") == 1);
-    CHECK(with.panel_count() == 1 + 3);  // the norms over the steps, and the three per-sample plots
+    CHECK(with.panel_count() == 1 + 4);  // the norms over the steps, and the four per-sample plots
     CHECK(count(with.html(), ">Gradient noise scale against the batch size</text>") == 1);
+    CHECK(count(with.html(), ">Batch-size tests: passed below the threshold</text>") == 1);
+    CHECK(count(with.html(), ">theta_inner</text>") == 1);
 
     GradientMonitor<double> plain(*net);
     net->zero_grad();

@@ -11,7 +11,8 @@
 //   5. dead and saturated unit fractions per layer and step, and a table of the steps where a
 //      gradient had NaN or infinite entries, naming the layer;
 //   and, when the monitor recorded per-sample statistics, the gradient noise scale against the
-//   batch size, the GSNR and the spread of the samples' gradient norms over the steps.
+//   batch size, Cockpit's batch-size tests, the GSNR and the spread of the samples' gradient
+//   norms over the steps.
 // A panel whose statistic was not measured (the monitor's track_updates off, no activation
 // after a layer) says so instead of drawing an empty map. Runs longer than max_columns steps
 // are binned: a column stands for consecutive steps, the geometric mean of their norms, the
@@ -227,12 +228,21 @@ inline std::string norms_over_steps(const std::deque<GradientProfile>& history) 
                              .hover_values = true});
 }
 
+// A constant y over the history's steps, dashed grey: a threshold to read a curve against.
+inline SvgSeries threshold_line(const std::string& name, double y, double first, double last,
+                                const std::string& dash) {
+    return {.name = name, .points = {{first, y}, {last, y}}, .color = "#888", .dash = dash};
+}
+
 // With per-sample statistics (GradientMonitor's per_sample mode): the network's noise scale
-// against the batch size, its GSNR, and the spread of the samples' gradient norms, per step.
-// Empty when no step measured them.
+// against the batch size, Cockpit's three batch-size tests against the thresholds their
+// papers use, the GSNR, and the spread of the samples' gradient norms, per step. Empty when no
+// step measured them.
 inline std::vector<std::string> per_sample_plots(const std::deque<GradientProfile>& history) {
     SvgSeries noise{.name = "B_simple", .points = {}}, batch{.name = "batch size", .points = {},
                                                               .color = "#888", .dash = "4 4"};
+    SvgSeries norm_test{.name = "theta_norm", .points = {}},
+        inner{.name = "theta_inner", .points = {}}, orthogonal{.name = "nu_orth", .points = {}};
     SvgSeries gsnr{.name = "GSNR", .points = {}};
     SvgSeries q10{.name = "10%", .points = {}}, q50{.name = "median", .points = {}},
         q90{.name = "90%", .points = {}};
@@ -242,18 +252,25 @@ inline std::vector<std::string> per_sample_plots(const std::deque<GradientProfil
         const auto step = static_cast<double>(p.step());
         noise.points.emplace_back(step, n.gradient_noise_scale);
         batch.points.emplace_back(step, static_cast<double>(n.batch));
+        norm_test.points.emplace_back(step, n.norm_test);
+        inner.points.emplace_back(step, n.inner_product_test);
+        orthogonal.points.emplace_back(step, n.orthogonality_test);
         gsnr.points.emplace_back(step, n.gsnr);
         q10.points.emplace_back(step, n.norms.q10);
         q50.points.emplace_back(step, n.norms.q50);
         q90.points.emplace_back(step, n.norms.q90);
     }
     if (batch.points.empty()) return {};
+    const double first = batch.points.front().first, last = batch.points.back().first;
     const auto plot = [](std::vector<SvgSeries> series, const char* title, const char* y) {
         return svg_plot(std::move(series), {.title = title, .x_label = "step", .y_label = y,
                                             .log_y = true, .width = 560, .height = 360,
                                             .hover_values = true});
     };
     return {plot({noise, batch}, "Gradient noise scale against the batch size", "examples"),
+            plot({norm_test, inner, orthogonal, threshold_line("theta = 0.9", 0.9, first, last, "4 4"),
+                  threshold_line("nu = 5.84", 5.84, first, last, "1 3")},
+                 "Batch-size tests: passed below the threshold", "theta, nu"),
             plot({gsnr}, "Gradient signal-to-noise ratio", "GSNR"),
             plot({q10, q50, q90}, "Per-sample gradient norms", "|g_i|")};
 }
@@ -320,8 +337,12 @@ inline HtmlReport training_html(const std::deque<GradientProfile>& history,
             "From the samples' own gradients (the monitor's per-sample mode), over the watched "
             "layers. B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018) is the batch size "
             "beyond which a larger batch stops paying for itself: far above the batch used, each "
-            "step's gradient is mostly noise. The GSNR (Liu et al. 2020) is the mean over "
-            "parameters of the squared mean gradient over its variance across samples.");
+            "step's gradient is mostly noise. Cockpit's batch-size tests (Schneider et al. 2021) "
+            "give the smallest threshold each test passes with: the norm test (Byrd et al. 2012) "
+            "and the inner-product and orthogonality tests (Bollapragada et al. 2018); the papers "
+            "use theta = 0.5 or 0.9 and nu = 5.84, and B (value / threshold)^2 is the batch "
+            "size a test would ask for. The GSNR (Liu et al. 2020) is the mean over parameters "
+            "of the squared mean gradient over its variance across samples.");
         report.panels(per_sample);
     }
 
