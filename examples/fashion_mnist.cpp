@@ -38,6 +38,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -285,9 +286,15 @@ struct EpochRecord {
     double seconds = 0.0;  // training only, evaluation not included
     double samples_per_second = 0.0;
     std::int64_t last_step = 0;
-    // With --per-sample: medians over the epoch's steps of the network's noise scale and GSNR.
+    // With --per-sample: medians over the epoch's steps of the network's noise scale, GSNR and
+    // Cockpit's norm and inner-product tests.
     double noise_scale = std::nan("");
     double gsnr = std::nan("");
+    double norm_test = std::nan("");
+    double inner_product_test = std::nan("");
+    // The fraction of the epoch's steps where B_simple was measurable: it is not where the
+    // noise estimate exceeds the mean gradient's squared norm (theta_norm >= 1).
+    double noise_scale_measured = std::nan("");
 };
 
 struct GradientRecord {
@@ -323,23 +330,43 @@ std::string noise_scale_text(const diag::GradientProfile& p) {
                                {diag::Notation::general, 3});
 }
 
-// Medians of the network's B_simple and GSNR over the steps recorded since `begin` (steps where
-// one is not measurable are left out of its median).
-std::pair<double, double> per_sample_medians(const diag::GradientMonitor<float>& watch,
-                                             std::size_t begin) {
-    std::vector<double> noise, gsnr;
+// Medians of the network's per-sample statistics over the steps recorded since `begin`, into
+// `record` (steps where one is not measurable are left out of its median, except as below).
+void record_per_sample_medians(const diag::GradientMonitor<float>& watch, std::size_t begin,
+                               EpochRecord& record) {
+    std::vector<double> noise, gsnr, norm_test, inner;
+    std::size_t measured = 0;
     const auto& history = watch.history();
+    const auto keep = [](std::vector<double>& v, double x) {
+        if (!std::isnan(x)) v.push_back(x);
+    };
     for (std::size_t k = begin; k < history.size(); ++k) {
         const auto n = history[k].per_sample_network();
-        if (std::isfinite(n.gradient_noise_scale)) noise.push_back(n.gradient_noise_scale);
-        if (!std::isnan(n.gsnr)) gsnr.push_back(n.gsnr);
+        // theta_norm >= 1: the noise swamps the mean gradient and B_simple exceeds any finite
+        // value (B_simple = B theta^2 / (1 - theta^2)); it counts as +inf in the median.
+        if (std::isfinite(n.gradient_noise_scale)) {
+            noise.push_back(n.gradient_noise_scale);
+            ++measured;
+        } else if (n.norm_test >= 1.0) {
+            noise.push_back(std::numeric_limits<double>::infinity());
+        }
+        keep(gsnr, n.gsnr);
+        keep(norm_test, n.norm_test);
+        keep(inner, n.inner_product_test);
     }
     const auto median = [](std::vector<double>& v) {
         if (v.empty()) return std::nan("");
         std::sort(v.begin(), v.end());
         return diag::quantile_of_sorted(v, 0.5);
     };
-    return {median(noise), median(gsnr)};
+    record.noise_scale_measured = history.size() > begin
+                                      ? static_cast<double>(measured) /
+                                            static_cast<double>(history.size() - begin)
+                                      : std::nan("");
+    record.noise_scale = median(noise);
+    record.gsnr = median(gsnr);
+    record.norm_test = median(norm_test);
+    record.inner_product_test = median(inner);
 }
 
 void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool show_progress) {
@@ -443,7 +470,7 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
         record.last_step = step;
         record.test = evaluate(net, data.test);
         if (s.per_sample) {
-            std::tie(record.noise_scale, record.gsnr) = per_sample_medians(*watch, epoch_begin);
+            record_per_sample_medians(*watch, epoch_begin, record);
         }
         run.epochs.push_back(record);
         progress.clear();
@@ -453,10 +480,15 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                 epoch, s.epochs, record.train_loss, 100.0 * record.train_accuracy, record.test.loss,
                 100.0 * record.test.accuracy, record.seconds, record.samples_per_second);
             if (s.per_sample) {
+                const auto g3 = [](double v) {
+                    return diag::format_number(v, {diag::Notation::general, 3});
+                };
                 std::printf("  per-sample (median over the epoch's steps): gradient noise scale "
-                            "B_simple %s (batch %td), GSNR %s\n",
-                            diag::format_number(record.noise_scale, {diag::Notation::general, 3}).c_str(),
-                            s.batch, diag::format_number(record.gsnr, {diag::Notation::general, 3}).c_str());
+                            "B_simple %s (batch %td; measurable at %.0f%% of steps), GSNR %s, "
+                            "theta_norm %s, theta_inner %s\n",
+                            g3(record.noise_scale).c_str(), s.batch,
+                            100.0 * record.noise_scale_measured, g3(record.gsnr).c_str(),
+                            g3(record.norm_test).c_str(), g3(record.inner_product_test).c_str());
             }
             std::fflush(stdout);
         }
@@ -527,7 +559,10 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
                           {"eval_seconds", e.test.seconds},
                           {"samples_per_second", e.samples_per_second},
                           {"noise_scale", diag::json_number(e.noise_scale)},
-                          {"gsnr", diag::json_number(e.gsnr)}});
+                          {"noise_scale_measured", diag::json_number(e.noise_scale_measured)},
+                          {"gsnr", diag::json_number(e.gsnr)},
+                          {"norm_test", diag::json_number(e.norm_test)},
+                          {"inner_product_test", diag::json_number(e.inner_product_test)}});
     }
     nlohmann::json gradients = nlohmann::json::array();
     for (const auto& g : run.gradients) {
