@@ -760,7 +760,7 @@ int main(int argc, char** argv) {
         "Pre-activation residual blocks x + s * linear(act(norm(x))) for the hidden layers after the first");
     app.add_option("--residual-scale", s.residual_scale, "The branch scale s of residual blocks")
         ->check(finite_number)
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->capture_default_str();
     app.add_flag("--zero-init-residual", s.zero_init_residual,
                  "Zero each residual branch's last Linear");
@@ -773,7 +773,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--lr", s.lr, "Learning rate (> 0)")
         ->check(finite_number)
-        ->check(CLI::PositiveNumber)
+        ->check(positive_number)
         ->capture_default_str();
     app.add_option(
            "--lr-schedule", s.schedule,
@@ -784,7 +784,7 @@ int main(int argc, char** argv) {
     app.add_option(
            "--warmup", s.warmup,
            "Steps (batches) of linear warm-up from lr / 100 to lr before the schedule (LinearLR)")
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->capture_default_str();
     app.add_option("--momentum", s.momentum, "Momentum (sgd, rmsprop)")
         ->check(finite_number)
@@ -793,10 +793,10 @@ int main(int argc, char** argv) {
     auto* decay_option = app.add_option("--weight-decay", s.weight_decay,
                                         "Weight decay (default 0; adamw: 0.01, as PyTorch)")
                              ->check(finite_number)
-                             ->check(CLI::NonNegativeNumber);
+                             ->check(non_negative_number);
     app.add_option("--clip", s.clip, "Clip the gradients' total 2-norm to this (0: no clipping)")
         ->check(finite_number)
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->capture_default_str();
     app.add_option("--epochs", s.epochs, "Epochs (0: only evaluate, e.g. a --load'ed checkpoint)")
         ->check(CLI::Range(0, 100000))
@@ -812,28 +812,33 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
     app.add_option("--limit", s.limit, "Train on the first N training images only (0: all 60000)")
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->capture_default_str();
     app.add_option("--log-every", s.log_every,
                    "Log every layer's gradient norm every N steps, from step 0 (0: never)")
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->capture_default_str();
     app.add_option("--csv", s.csv,
                    "Write the curves here (long form: series,epoch,step,layer,value)")
+        ->check(output_file)
         ->type_name("PATH");
     app.add_option(
            "--svg", s.svg,
            "Write a plot here: loss and accuracy per epoch, first/last-layer gradient norms")
+        ->check(output_file)
         ->type_name("PATH");
     app.add_option("--report", s.report,
                    "Write the run as an HTML page to open in a browser: the verdict per step, a "
                    "layers x steps map of the gradient, update sizes, dead and saturated units "
                    "(watches every step, which costs some speed)")
+        ->check(output_file)
         ->type_name("PATH");
     app.add_option("--json", s.json,
                    "Write the run's record here (configuration, per-epoch results, timings)")
+        ->check(output_file)
         ->type_name("PATH");
     app.add_option("--save", s.save, "Save the trained network as a safetensors checkpoint here")
+        ->check(output_file)
         ->type_name("PATH");
     app.add_option(
            "--load", s.load,

@@ -69,10 +69,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--sigma-b2", s.sigma_b2, "Bias variance of the tanh networks (> 0)")
         ->check(finite_number)
-        ->check(CLI::PositiveNumber)
+        ->check(positive_number)
         ->capture_default_str();
     app.add_option("--seed", s.seed, "Seed of the weights and the input")->capture_default_str();
-    app.add_option("--svg", s.svg, "Plot the sorted singular values here")->type_name("PATH");
+    app.add_option("--svg", s.svg, "Plot the sorted singular values here")
+        ->check(output_file)
+        ->type_name("PATH");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

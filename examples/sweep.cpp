@@ -584,14 +584,14 @@ int main(int argc, char** argv) {
                "(also with them if --inits is given too)")
             ->delimiter(',')
             ->check(finite_number)
-            ->check(CLI::PositiveNumber)
+            ->check(positive_number)
             ->type_name("LIST");
     app.add_option(
            "--sigma-b2", s.sigma_b2,
            "Bias variances, comma separated: biases N(0, s) for each s, with every initialiser")
         ->delimiter(',')
         ->check(finite_number)
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->type_name("LIST")
         ->capture_default_str();
     app.add_option("--variants", s.variants, "Variants, comma separated")
@@ -616,18 +616,22 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"float", "double"}))
         ->capture_default_str();
     app.add_option("--json", s.json, "Write the runs as JSON here (\"\" to skip)")
+        ->check(output_file)
         ->type_name("PATH")
         ->capture_default_str();
     app.add_option("--csv", s.csv, "Write one CSV row per run and layer here (\"\" to skip)")
+        ->check(output_file)
         ->type_name("PATH")
         ->capture_default_str();
     app.add_option("--svg", s.svg,
                    "Plot |dL/dz_l| per layer at the deepest depth here (\"\" to skip)")
+        ->check(output_file)
         ->type_name("PATH")
         ->capture_default_str();
     app.add_option("--html", s.html,
                    "Write the report to read in a browser here: a heat map of every configuration by "
                    "depth, per-layer panels with theory, measured against predicted gain (\"\" to skip)")
+        ->check(output_file)
         ->type_name("PATH")
         ->capture_default_str();
     app.add_flag("--quiet,-q", s.quiet, "Print nothing but errors (no table, summary or progress)");

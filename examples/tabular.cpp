@@ -512,12 +512,12 @@ void add_options(CLI::App& app, Settings& s) {
         ->capture_default_str();
     app.add_option("--lr", s.lr, "Learning rate")
         ->check(finite_number)
-        ->check(CLI::PositiveNumber)
+        ->check(positive_number)
         ->capture_default_str();
     app.add_option("--weight-decay", s.weight_decay,
                    "Weight decay on the weights only (Adam, SGD: an L2 term in the gradient; AdamW: decoupled)")
         ->check(finite_number)
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->capture_default_str();
     app.add_option("--schedule", s.schedule,
                    "Learning rate per epoch: constant; cosine (CosineAnnealingLR over --epochs); plateau "
@@ -546,10 +546,12 @@ void add_options(CLI::App& app, Settings& s) {
                    "How much lower than the best a validation loss must be to count as better "
                    "(scikit-learn's tol plays this part for its training loss)")
         ->check(finite_number)
-        ->check(CLI::NonNegativeNumber)
+        ->check(non_negative_number)
         ->capture_default_str();
-    app.add_option("--checkpoint", s.checkpoint, "Where to keep the best epoch's model (safetensors)");
-    app.add_option("--report", s.report, "Write the run as JSON here");
+    app.add_option("--checkpoint", s.checkpoint, "Where to keep the best epoch's model (safetensors)")
+        ->check(output_file);
+    app.add_option("--report", s.report, "Write the run as JSON here")
+        ->check(output_file);
     app.add_option("--evaluate", s.evaluate,
                    "Score this checkpoint on the test rows instead of training (model, scalers and split from the file)")
         ->check(CLI::ExistingFile);

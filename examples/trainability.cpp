@@ -160,12 +160,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--sigma-b2", s.sigma_b2, "Bias variance (> 0)")
         ->check(finite_number)
-        ->check(CLI::PositiveNumber)
+        ->check(positive_number)
         ->capture_default_str();
     app.add_option("--sigma-w2", s.sigma_w2, "Weight variances x fan-in, comma separated")
         ->delimiter(',')
         ->check(finite_number)
-        ->check(CLI::PositiveNumber)
+        ->check(positive_number)
         ->type_name("LIST")
         ->capture_default_str();
     app.add_option("--depths", s.depths, "Hidden tanh layers, comma separated")
@@ -190,14 +190,16 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--lr", s.lr, "SGD learning rate")
         ->check(finite_number)
-        ->check(CLI::PositiveNumber)
+        ->check(positive_number)
         ->capture_default_str();
     app.add_option("--seed", s.seed, "Seed of the weights and of the batch order")
         ->capture_default_str();
     app.add_option("--threads", s.threads, "Networks trained in parallel (0: one per core)")
         ->capture_default_str();
-    app.add_option("--svg", s.svg, "Write the heat map here")->type_name("PATH");
-    app.add_option("--json", s.json, "Write every cell here")->type_name("PATH");
+    app.add_option("--svg", s.svg, "Write the heat map here")->check(output_file)->type_name("PATH");
+    app.add_option("--json", s.json, "Write every cell here")
+        ->check(output_file)
+        ->type_name("PATH");
     try {
         app.parse(argc, argv);
         std::sort(s.sigma_w2.begin(), s.sigma_w2.end());

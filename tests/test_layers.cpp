@@ -4,6 +4,7 @@
 #include "support/reference.hpp"
 
 #include <optional>
+#include <type_traits>
 
 using namespace gradscope;
 using namespace gradscope::testing;
@@ -377,6 +378,14 @@ TEST_CASE("an output-gradient hook on a container and on its last child both fir
     sum((*net)(TensorD::constant(normal(2, 3, 28)))).backward();
     CHECK(outer == 1);
     CHECK(inner == 1);
+}
+
+TEST_CASE("mlp without a type argument builds a float network", "[layers][module]") {
+    auto net = mlp({.widths = {3, 4, 2}, .activation = Tanh{}, .seed = 1});
+    static_assert(std::is_same_v<decltype(net), std::shared_ptr<MLP<float>>>);
+    const TensorF out = (*net)(TensorF::constant(Matrix<float>::Ones(5, 3)));
+    CHECK(out.rows() == 5);
+    CHECK(out.cols() == 2);
 }
 
 TEST_CASE("mlp validates its options", "[layers][errors]") {

@@ -143,7 +143,9 @@ private:
     std::shared_ptr<Sequential<T>> layers_;
 };
 
-template <class T>
+// mlp({...}) with a braced list cannot deduce T from it, and builds an MLP<float>, PyTorch's
+// default dtype; mlp<double>({...}) for double.
+template <class T = float>
 std::shared_ptr<MLP<T>> mlp(const MlpOptions<T>& options) {
     return std::make_shared<MLP<T>>(options);
 }
