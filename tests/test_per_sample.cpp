@@ -5,6 +5,7 @@
 // without residual blocks; the cases with a known answer (identical samples, opposite samples,
 // all-zero gradients, one sample, the mode off) come out as documented; and the histogram of
 // the norms puts each sample in the bin its edges say.
+#include "support/per_sample_problems.hpp"
 #include "support/testing.hpp"
 
 #include <gradscope/diag/json_report.hpp>
@@ -20,28 +21,8 @@ using namespace gradscope::testing;
 
 namespace {
 
-using Net = std::shared_ptr<MLP<double>>;
+using Net = NetD;
 using Monitor = diag::GradientMonitor<double>;
-
-// One forward on x and the loss of its rows against the targets, with `reduction`: cross-entropy
-// with integer labels, or mse_loss against rows of targets.
-struct Problem {
-    Matrix<double> x;
-    std::vector<int> labels = {};  // cross_entropy when not empty
-    Matrix<double> targets = {};   // mse_loss otherwise
-    Reduction reduction = Reduction::mean;
-
-    [[nodiscard]] Index batch() const { return x.rows(); }
-
-    [[nodiscard]] TensorD loss(Net& net, Index first, Index count) const {
-        const TensorD out = (*net)(TensorD::constant(x.middleRows(first, count)));
-        if (!labels.empty()) {
-            const std::vector<int> rows(labels.begin() + first, labels.begin() + first + count);
-            return cross_entropy(out, rows, reduction);
-        }
-        return mse_loss(out, TensorD::constant(targets.middleRows(first, count)), reduction);
-    }
-};
 
 // Sample i's gradient of its own loss term, every watched Linear's weight and bias flattened:
 // grads[layer][i] is a vector of that layer's parameters.
@@ -234,25 +215,6 @@ void check_against_explicit_loop(Net net, const Problem& p) {
     for (std::size_t i = 0; i < e.norms.size(); ++i) {
         check_close(std::sqrt(network.per_sample_sq_norms[i]), e.norms[i], "network |g_i|");
     }
-}
-
-Net plain_net() { return mlp<double>({.widths = {5, 7, 6, 3}, .activation = Tanh{}, .seed = 11}); }
-
-Net residual_net() {
-    return mlp<double>(
-        {.widths = {5, 6, 6, 6, 3}, .activation = Tanh{}, .residual = true, .seed = 12});
-}
-
-// Targets far from the outputs (regression) or mostly one class (classification) make the mean
-// gradient stand out of the spread, so the noise scale is measurable and the comparison covers it.
-Problem regression(Reduction reduction) {
-    return {.x = normal(9, 5, 21),
-            .targets = (normal(9, 3, 22, 0.3).array() + 3.0).matrix(),
-            .reduction = reduction};
-}
-
-Problem classification(Reduction reduction) {
-    return {.x = normal(9, 5, 23), .labels = {0, 0, 0, 0, 0, 0, 0, 1, 0}, .reduction = reduction};
 }
 
 // One Linear, 3 -> 1.

@@ -142,7 +142,8 @@
     KIND std::vector<ParamGroup<T>> weight_decay_groups<T>(const Module<T>&);         \
     KIND T clip_grad_norm<T>(std::span<const Tensor<T>>, double, double, bool);       \
     KIND void clip_grad_value<T>(std::span<const Tensor<T>>, double);                 \
-    KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);
+    KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);      \
+    KIND class PerSampleClipper<T>;
 
 // Gradient-flow diagnostics (diag/*.hpp).
 #define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)            \

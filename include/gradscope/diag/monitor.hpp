@@ -11,17 +11,14 @@
 //
 // Per-sample mode (Options::per_sample, off by default; off, it adds no hook and no copy): for
 // every watched Linear the forward hook keeps its input a [B x in] and the output-gradient hook
-// dL/dz [B x out]. Sample i's own gradient is then g_i = outer(delta_i, a_i) for the weight and
-// delta_i for the bias, delta_i = d(l_i)/dz_i, l_i sample i's own loss term: with
-// Reduction::mean the loss is (1/B) sum_i l_i, so delta_i = B times row i of dL/dz; with
-// Reduction::sum it is row i itself. So |g_i|^2 = |delta_i|^2 (|a_i|^2 + 1) and
+// dL/dz [B x out] (nn/per_sample.hpp). Sample i's own gradient is then g_i = outer(delta_i, a_i)
+// for the weight and delta_i for the bias, delta_i = d(l_i)/dz_i, l_i sample i's own loss term
+// (Note [Per-sample gradients of a Linear], which says how a mean-reduced loss is accounted for
+// and which "mean" it must be). So |g_i|^2 = |delta_i|^2 (|a_i|^2 + 1) and
 // sum_i g_ij^2 = (delta o delta)^T (a o a) (and the column sums of delta o delta for the bias):
 // one extra product, no per-sample matrix (what BackPACK calls SumGradSquared). The batch-size
 // tests need g_i^T g_bar = delta_i^T (G_W a_i + g_b), G_W and g_b the mean gradient's parts:
-// row i of (A G_W^T + 1 g_b^T) dotted with delta_i, one more product. "mean" must be
-// a mean over the batch's samples: cross_entropy without class weights, or an element-wise
-// loss (mse_loss, ...) whose l_i is then the mean over sample i's outputs. A class-weighted
-// mean divides by the weights' sum, not B, and is not the mean this mode assumes.
+// row i of (A G_W^T + 1 g_b^T) dotted with delta_i, one more product.
 // Batch norm couples the samples: for a Linear whose output feeds batch norm, the rows'
 // contributions still sum to the batch gradient, but they are not the gradients of the samples'
 // own losses (each sample's loss depends on the others' through the batch statistics). They are
@@ -36,6 +33,7 @@
 #include "../nn/linear.hpp"
 #include "../nn/loss_reduction.hpp"
 #include "../nn/module.hpp"
+#include "../nn/per_sample.hpp"
 #include "layer_statistics.hpp"
 #include "profile.hpp"
 
@@ -135,12 +133,10 @@ public:
 
 private:
     // A Linear's per-sample buffers, reused from step to step (a Matrix keeps its allocation
-    // when its size does not change).
-    struct PerSampleBuffers {
+    // when its size does not change): the captured input and dL/dz of nn/per_sample.hpp (then
+    // delta_i = d(l_i)/dz_i), and what is computed from them.
+    struct PerSampleBuffers : gradscope::detail::LinearCapture<T> {
         bool watched = false;
-        std::size_t grads = 0;  // output gradients received this step
-        Matrix<T> input;        // a [B x in] of the last forward with gradients on
-        Matrix<T> delta;        // dL/dz, then delta_i = d(l_i)/dz_i [B x out]
         Matrix<T> squared_input, squared_delta;
         Matrix<T> mean_weight, mean_bias, second_weight, second_bias;
         Matrix<T> projected;  // A G_W^T + 1 g_b^T [B x out]: row i . delta_i = g_i^T g_bar
@@ -196,29 +192,21 @@ private:
         }));
     }
 
-    // Per-sample mode: keep the Linear's input and output gradient for close_step. A forward
-    // without gradients (evaluation under NoGradGuard) is not kept: backward cannot follow it.
+    // Per-sample mode: keep the Linear's input and output gradient for close_step.
     void watch_per_sample(Module<T>& module, std::size_t index) {
-        hooks_.add(module.register_forward_hook(
-            [this, index](Module<T>&, const Tensor<T>& in, const Tensor<T>& out) {
-                if (out.requires_grad()) layers_[index].per_sample.input = in.value();
-            }));
-        hooks_.add(module.register_output_grad_hook([this, index](Module<T>&, MatrixView<T> g) {
-            PerSampleBuffers& p = layers_[index].per_sample;
-            ++p.grads;
-            p.delta = g;
-        }));
+        gradscope::detail::capture_linear(module, hooks_,
+                                          [this, index]() -> gradscope::detail::LinearCapture<T>& {
+                                              return layers_[index].per_sample;
+                                          });
     }
 
     // The per-sample gradients' reductions (the header's comment has the formulas), or nothing
     // when this step cannot be split into samples.
     std::optional<PerSampleGradients<T>> reduce_per_sample(Layer& layer) {
         PerSampleBuffers& p = layer.per_sample;
-        if (!p.watched || p.grads != 1 || p.input.rows() == 0 || p.input.rows() != p.delta.rows()) {
-            return std::nullopt;
-        }
+        if (!p.watched || !p.complete()) return std::nullopt;
         const Index batch = p.input.rows();
-        if (options_.per_sample.loss_reduction == Reduction::mean) p.delta *= static_cast<T>(batch);
+        p.to_sample_deltas(options_.per_sample.loss_reduction);
         const T inv_batch = T(1) / static_cast<T>(batch);
         p.squared_input = p.input.array().square().matrix();
         p.squared_delta = p.delta.array().square().matrix();

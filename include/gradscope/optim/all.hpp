@@ -4,6 +4,7 @@
 #include "adam.hpp"
 #include "checks.hpp"
 #include "clip.hpp"
+#include "clip_per_sample.hpp"
 #include "optimizer.hpp"
 #include "param_group.hpp"
 #include "rmsprop.hpp"
