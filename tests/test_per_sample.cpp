@@ -292,6 +292,80 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: residual blo
     }
 }
 
+// The GSNR's mean is evaluated in chunks with packet operations (layer_statistics.hpp); it must
+// be what GsnrMean::add gives one parameter at a time, for parameters left out (m = 0), of
+// infinite GSNR (variance within rounding), of finite GSNR, and with a NaN or an inf among them.
+TEST_CASE("the vectorised GSNR mean equals GsnrMean::add one parameter at a time", "[per_sample]") {
+    const Index n = 3000;  // several chunks and a partial one
+    const Matrix<double> noise = normal(1, n, 41);
+    Matrix<float> g_bar(1, n), second(1, n);
+    for (Index j = 0; j < n; ++j) {
+        const double g = noise(0, j);
+        switch (j % 4) {
+            case 0:  // no sample moves it
+                g_bar(0, j) = 0.0F;
+                second(0, j) = 0.0F;
+                break;
+            case 1:  // every sample agrees: variance 0
+                g_bar(0, j) = static_cast<float>(g);
+                second(0, j) = static_cast<float>(g) * static_cast<float>(g);
+                break;
+            default:
+                g_bar(0, j) = static_cast<float>(g);
+                second(0, j) = static_cast<float>(g * g + 0.5 + 0.001 * static_cast<double>(j));
+        }
+    }
+    auto scalar = [](const Matrix<float>& mean, const Matrix<float>& m) {
+        diag::GsnrMean out(16, static_cast<double>(std::numeric_limits<float>::epsilon()));
+        for (Index j = 0; j < mean.size(); ++j) {
+            out.add(static_cast<double>(mean(0, j)), static_cast<double>(m(0, j)));
+        }
+        return out;
+    };
+    auto vectorised = [](const Matrix<float>& mean, const Matrix<float>& m) {
+        const std::vector<double> sq_norms(16, 1.0);
+        const diag::PerSampleGradients<float> p{
+            .sq_norms = sq_norms,
+            .sorted_norms = {},
+            .sq_deviations = {},
+            .dot_deviations = {},
+            .mean_weight = ConstMatrixView<float>(mean.data(), mean.rows(), mean.cols()),
+            .second_weight = ConstMatrixView<float>(m.data(), m.rows(), m.cols())};
+        const diag::GsnrMean& out = diag::detail::gsnr_of(p);
+        return std::pair<double, double>(out.value(), out.count());
+    };
+    // The same parameters with the agreeing ones left out (m = 0): a finite mean.
+    Matrix<float> g_finite = g_bar, m_finite = second;
+    for (Index j = 1; j < n; j += 4) {
+        g_finite(0, j) = 0.0F;
+        m_finite(0, j) = 0.0F;
+    }
+    SECTION("with agreeing parameters: +inf") {
+        const diag::GsnrMean expected = scalar(g_bar, second);
+        const auto [value, count] = vectorised(g_bar, second);
+        CHECK(value == std::numeric_limits<double>::infinity());
+        CHECK(value == expected.value());
+        CHECK(count == expected.count());
+    }
+    SECTION("without them: a finite mean, equal up to the sum's order") {
+        const diag::GsnrMean expected = scalar(g_finite, m_finite);
+        const auto [value, count] = vectorised(g_finite, m_finite);
+        REQUIRE(std::isfinite(expected.value()));
+        CHECK(std::abs(value - expected.value()) <= 1e-12 * expected.value());
+        CHECK(count == expected.count());
+    }
+    SECTION("a NaN or an inf takes GsnrMean::add's way") {
+        Matrix<float> m = m_finite;
+        m(0, 2050) = std::numeric_limits<float>::quiet_NaN();
+        CHECK(std::isnan(scalar(g_finite, m).value()));
+        CHECK(std::isnan(vectorised(g_finite, m).first));
+        m(0, 2050) = std::numeric_limits<float>::infinity();
+        CHECK(scalar(g_finite, m).value() == std::numeric_limits<double>::infinity());
+        CHECK(vectorised(g_finite, m).first == std::numeric_limits<double>::infinity());
+        CHECK(vectorised(g_finite, m).second == scalar(g_finite, m).count());
+    }
+}
+
 TEST_CASE("identical samples: zero covariance trace, infinite GSNR, every batch-size test at 0",
           "[per_sample]") {
     const Matrix<double> row = normal(1, 5, 31);
