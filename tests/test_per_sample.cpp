@@ -292,6 +292,25 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: residual blo
     }
 }
 
+// A batch small against its layers: the monitor takes g_i^T g_bar from the samples' Gram
+// matrices (B (in + out) < in out) for the first two Linears and through the mean gradient for
+// the last (4 (12 + 4) = 64 > 48), so both forms are checked in one network.
+Net wide_net() { return mlp<double>({.widths = {8, 16, 12, 4}, .activation = Tanh{}, .seed = 13}); }
+
+Problem small_batch_regression(Reduction reduction) {
+    return {.x = normal(4, 8, 24),
+            .targets = (normal(4, 4, 25, 0.3).array() + 3.0).matrix(),
+            .reduction = reduction};
+}
+
+TEST_CASE("per-sample statistics equal an explicit per-sample loop: batch small against the layers",
+          "[per_sample]") {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(r));
+        check_against_explicit_loop(wide_net(), small_batch_regression(r));
+    }
+}
+
 // The GSNR's mean is evaluated in chunks with packet operations (layer_statistics.hpp); it must
 // be what GsnrMean::add gives one parameter at a time, for parameters left out (m = 0), of
 // infinite GSNR (variance within rounding), of finite GSNR, and with a NaN or an inf among them.
@@ -401,18 +420,24 @@ TEST_CASE("identical samples: zero covariance trace, infinite GSNR, every batch-
 
 TEST_CASE("identical samples in float: the batch-size tests are 0 at float's rounding too",
           "[per_sample]") {
-    auto net = mlp<float>({.widths = {5, 7, 6, 3}, .activation = Tanh{}, .seed = 11});
-    diag::GradientMonitor<float> monitor(*net, {.per_sample = {.enabled = true}});
-    const Matrix<float> x = normal(1, 5, 31).cast<float>().replicate(8, 1);
-    mse_loss((*net)(TensorF::constant(x)), TensorF::constant(Matrix<float>::Constant(8, 3, 0.5F)))
-        .backward();
-    for (const diag::LayerStats& s : monitor.last().layers()) {
-        INFO(s.name);
-        CHECK(s.norm_test == 0.0);
-        CHECK(s.inner_product_test == 0.0);
-        CHECK(s.orthogonality_test == 0.0);
+    // g_i^T g_bar through the mean gradient (5-7-6-3, batch 8), and through the samples' Gram
+    // matrices for the first two Linears (8-16-12-4, batch 4; see wide_net).
+    for (const std::vector<Index>& widths : {std::vector<Index>{5, 7, 6, 3}, {8, 16, 12, 4}}) {
+        const Index batch = widths.front() == 5 ? 8 : 4;
+        INFO("widths " << widths.front() << "-" << widths[1] << "-..., batch " << batch);
+        auto net = mlp<float>({.widths = widths, .activation = Tanh{}, .seed = 11});
+        diag::GradientMonitor<float> monitor(*net, {.per_sample = {.enabled = true}});
+        const Matrix<float> x = normal(1, widths.front(), 31).cast<float>().replicate(batch, 1);
+        const Matrix<float> targets = Matrix<float>::Constant(batch, widths.back(), 0.5F);
+        mse_loss((*net)(TensorF::constant(x)), TensorF::constant(targets)).backward();
+        for (const diag::LayerStats& s : monitor.last().layers()) {
+            INFO(s.name);
+            CHECK(s.norm_test == 0.0);
+            CHECK(s.inner_product_test == 0.0);
+            CHECK(s.orthogonality_test == 0.0);
+        }
+        CHECK(monitor.last().per_sample_network().norm_test == 0.0);
     }
-    CHECK(monitor.last().per_sample_network().norm_test == 0.0);
 }
 
 TEST_CASE(
