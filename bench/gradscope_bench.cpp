@@ -1,9 +1,10 @@
 // gradscope_bench: a training step of the workloads in workload.hpp, timed for gradscope and
 // for the hand-written Eigen baseline in the same process, at 1 and 2 threads, plus the cost of
-// a GradientMonitor and of anomaly mode, and the step's matrix products alone (the ceiling of
-// any implementation on Eigen). Names are "<shape>/<implementation>/<kind>/threads:<n>";
-// every benchmark reports the counters samples_per_s and GFLOPs. scripts/bench.sh runs it and
-// turns the JSON into docs/PERFORMANCE.md's ratios.
+// a GradientMonitor (without and with its per-sample mode) and of anomaly mode, and the step's
+// matrix products alone (the ceiling of any implementation on Eigen). Names are
+// "<shape>/<implementation>/<kind>/threads:<n>"; every benchmark reports the counters
+// samples_per_s and GFLOPs. scripts/bench.sh runs it and turns the JSON into
+// docs/PERFORMANCE.md's ratios.
 #include "counters.hpp"
 #include "gradscope_workload.hpp"
 
@@ -31,12 +32,14 @@ constexpr std::uint64_t parameter_seed = 1;
 constexpr std::uint64_t data_seed = 2;
 
 // What is attached to the gradscope step besides the network itself.
-enum class Extra { none, monitor, anomaly };
+enum class Extra { none, monitor, per_sample, anomaly };
 
 const char* implementation_name(Extra extra) {
     switch (extra) {
         case Extra::monitor:
             return "gradscope+monitor";
+        case Extra::per_sample:
+            return "gradscope+per_sample";
         case Extra::anomaly:
             return "gradscope+anomaly";
         case Extra::none:
@@ -88,17 +91,27 @@ void gradscope_step(benchmark::State& state, const Workload w, Kind kind, int th
 
     // Recording every step, keeping a window of them, as a training loop that logs would.
     std::optional<diag::GradientMonitor<float>> monitor;
-    if (extra == Extra::monitor)
-        monitor.emplace(*net, diag::GradientMonitor<float>::Options{.keep_last = 64});
+    // Per-sample mode: the same monitor, also reducing every Linear's per-sample gradients
+    // (mse_loss reduces by the mean, the mode's default).
+    if (extra == Extra::monitor || extra == Extra::per_sample) {
+        monitor.emplace(
+            *net, diag::GradientMonitor<float>::Options{
+                      .keep_last = 64, .per_sample = {.enabled = extra == Extra::per_sample}});
+    }
     const AnomalyGuard anomaly(extra == Extra::anomaly);
 
-    for (auto _ : state) {
+    auto step = [&] {
         sgd.zero_grad();
         TensorF loss = mse_loss((*net)(x), y);
         loss.backward();
         if (kind == Kind::train) sgd.step();
         benchmark::DoNotOptimize(loss.item());
-    }
+    };
+    // Untimed warm-up: the first steps fill the pools and allocate (and fault in) the gradients'
+    // and the monitor's buffers. Where a step takes long (large, per-sample mode) a repetition
+    // may be a single iteration, which would otherwise time that first step.
+    for (int i = 0; i < 2; ++i) step();
+    for (auto _ : state) step();
     report(state, w, threads);
 }
 
@@ -180,7 +193,7 @@ void add(const std::string& name, Fn fn, Args... args) {
                     threads);
             }
         }
-        for (const Extra extra : {Extra::monitor, Extra::anomaly}) {
+        for (const Extra extra : {Extra::monitor, Extra::per_sample, Extra::anomaly}) {
             add(benchmark_name(w, implementation_name(extra), Kind::train, 1), gradscope_step, w,
                 Kind::train, 1, extra);
         }

@@ -254,6 +254,99 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: residual blo
     }
 }
 
+// A batch small against its layers: the monitor takes g_i^T g_bar from the samples' Gram
+// matrices (B (in + out) < in out) for the first two Linears and through the mean gradient for
+// the last (4 (12 + 4) = 64 > 48), so both forms are checked in one network.
+Net wide_net() { return mlp<double>({.widths = {8, 16, 12, 4}, .activation = Tanh{}, .seed = 13}); }
+
+Problem small_batch_regression(Reduction reduction) {
+    return {.x = normal(4, 8, 24),
+            .targets = (normal(4, 4, 25, 0.3).array() + 3.0).matrix(),
+            .reduction = reduction};
+}
+
+TEST_CASE("per-sample statistics equal an explicit per-sample loop: batch small against the layers",
+          "[per_sample]") {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(r));
+        check_against_explicit_loop(wide_net(), small_batch_regression(r));
+    }
+}
+
+// The GSNR's mean is evaluated in chunks with packet operations (layer_statistics.hpp); it must
+// be what GsnrMean::add gives one parameter at a time, for parameters left out (m = 0), of
+// infinite GSNR (variance within rounding), of finite GSNR, and with a NaN or an inf among them.
+TEST_CASE("the vectorised GSNR mean equals GsnrMean::add one parameter at a time", "[per_sample]") {
+    const Index n = 3000;  // several chunks and a partial one
+    const Matrix<double> noise = normal(1, n, 41);
+    Matrix<float> g_bar(1, n), second(1, n);
+    for (Index j = 0; j < n; ++j) {
+        const double g = noise(0, j);
+        switch (j % 4) {
+            case 0:  // no sample moves it
+                g_bar(0, j) = 0.0F;
+                second(0, j) = 0.0F;
+                break;
+            case 1:  // every sample agrees: variance 0
+                g_bar(0, j) = static_cast<float>(g);
+                second(0, j) = static_cast<float>(g) * static_cast<float>(g);
+                break;
+            default:
+                g_bar(0, j) = static_cast<float>(g);
+                second(0, j) = static_cast<float>(g * g + 0.5 + 0.001 * static_cast<double>(j));
+        }
+    }
+    auto scalar = [](const Matrix<float>& mean, const Matrix<float>& m) {
+        diag::GsnrMean out(16, static_cast<double>(std::numeric_limits<float>::epsilon()));
+        for (Index j = 0; j < mean.size(); ++j) {
+            out.add(static_cast<double>(mean(0, j)), static_cast<double>(m(0, j)));
+        }
+        return out;
+    };
+    auto vectorised = [](const Matrix<float>& mean, const Matrix<float>& m) {
+        const std::vector<double> sq_norms(16, 1.0);
+        const diag::PerSampleGradients<float> p{
+            .sq_norms = sq_norms,
+            .sorted_norms = {},
+            .sq_deviations = {},
+            .dot_deviations = {},
+            .mean_weight = ConstMatrixView<float>(mean.data(), mean.rows(), mean.cols()),
+            .second_weight = ConstMatrixView<float>(m.data(), m.rows(), m.cols())};
+        const diag::GsnrMean& out = diag::detail::gsnr_of(p);
+        return std::pair<double, double>(out.value(), out.count());
+    };
+    // The same parameters with the agreeing ones left out (m = 0): a finite mean.
+    Matrix<float> g_finite = g_bar, m_finite = second;
+    for (Index j = 1; j < n; j += 4) {
+        g_finite(0, j) = 0.0F;
+        m_finite(0, j) = 0.0F;
+    }
+    SECTION("with agreeing parameters: +inf") {
+        const diag::GsnrMean expected = scalar(g_bar, second);
+        const auto [value, count] = vectorised(g_bar, second);
+        CHECK(value == std::numeric_limits<double>::infinity());
+        CHECK(value == expected.value());
+        CHECK(count == expected.count());
+    }
+    SECTION("without them: a finite mean, equal up to the sum's order") {
+        const diag::GsnrMean expected = scalar(g_finite, m_finite);
+        const auto [value, count] = vectorised(g_finite, m_finite);
+        REQUIRE(std::isfinite(expected.value()));
+        CHECK(std::abs(value - expected.value()) <= 1e-12 * expected.value());
+        CHECK(count == expected.count());
+    }
+    SECTION("a NaN or an inf takes GsnrMean::add's way") {
+        Matrix<float> m = m_finite;
+        m(0, 2050) = std::numeric_limits<float>::quiet_NaN();
+        CHECK(std::isnan(scalar(g_finite, m).value()));
+        CHECK(std::isnan(vectorised(g_finite, m).first));
+        m(0, 2050) = std::numeric_limits<float>::infinity();
+        CHECK(scalar(g_finite, m).value() == std::numeric_limits<double>::infinity());
+        CHECK(vectorised(g_finite, m).first == std::numeric_limits<double>::infinity());
+        CHECK(vectorised(g_finite, m).second == scalar(g_finite, m).count());
+    }
+}
+
 TEST_CASE("identical samples: zero covariance trace, infinite GSNR, every batch-size test at 0",
           "[per_sample]") {
     const Matrix<double> row = normal(1, 5, 31);
@@ -289,18 +382,24 @@ TEST_CASE("identical samples: zero covariance trace, infinite GSNR, every batch-
 
 TEST_CASE("identical samples in float: the batch-size tests are 0 at float's rounding too",
           "[per_sample]") {
-    auto net = mlp<float>({.widths = {5, 7, 6, 3}, .activation = Tanh{}, .seed = 11});
-    diag::GradientMonitor<float> monitor(*net, {.per_sample = {.enabled = true}});
-    const Matrix<float> x = normal(1, 5, 31).cast<float>().replicate(8, 1);
-    mse_loss((*net)(TensorF::constant(x)), TensorF::constant(Matrix<float>::Constant(8, 3, 0.5F)))
-        .backward();
-    for (const diag::LayerStats& s : monitor.last().layers()) {
-        INFO(s.name);
-        CHECK(s.norm_test == 0.0);
-        CHECK(s.inner_product_test == 0.0);
-        CHECK(s.orthogonality_test == 0.0);
+    // g_i^T g_bar through the mean gradient (5-7-6-3, batch 8), and through the samples' Gram
+    // matrices for the first two Linears (8-16-12-4, batch 4; see wide_net).
+    for (const std::vector<Index>& widths : {std::vector<Index>{5, 7, 6, 3}, {8, 16, 12, 4}}) {
+        const Index batch = widths.front() == 5 ? 8 : 4;
+        INFO("widths " << widths.front() << "-" << widths[1] << "-..., batch " << batch);
+        auto net = mlp<float>({.widths = widths, .activation = Tanh{}, .seed = 11});
+        diag::GradientMonitor<float> monitor(*net, {.per_sample = {.enabled = true}});
+        const Matrix<float> x = normal(1, widths.front(), 31).cast<float>().replicate(batch, 1);
+        const Matrix<float> targets = Matrix<float>::Constant(batch, widths.back(), 0.5F);
+        mse_loss((*net)(TensorF::constant(x)), TensorF::constant(targets)).backward();
+        for (const diag::LayerStats& s : monitor.last().layers()) {
+            INFO(s.name);
+            CHECK(s.norm_test == 0.0);
+            CHECK(s.inner_product_test == 0.0);
+            CHECK(s.orthogonality_test == 0.0);
+        }
+        CHECK(monitor.last().per_sample_network().norm_test == 0.0);
     }
-    CHECK(monitor.last().per_sample_network().norm_test == 0.0);
 }
 
 TEST_CASE(

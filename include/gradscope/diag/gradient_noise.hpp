@@ -103,6 +103,15 @@ public:
         }
     }
 
+    // What `add` would have done for a run of parameters of which `used` have second_moment != 0,
+    // `finite` of those a variance above the tolerance, `sum` the sum of their ratios: the
+    // same mean, for a caller that evaluates the parameters in bulk (layer_statistics.hpp).
+    void add_counted(std::size_t used, std::size_t finite, double sum) {
+        count_ += used;
+        if (finite < used) infinite_ = true;
+        sum_ += sum;
+    }
+
     // The parameters the mean is over.
     [[nodiscard]] double count() const { return batch_ < 2 ? not_measured : double(count_); }
 

@@ -15,8 +15,11 @@
 #include "norms.hpp"
 #include "profile.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <limits>
+#include <optional>
 #include <span>
 
 namespace gradscope::diag {
@@ -49,6 +52,7 @@ struct PerSampleGradients {
     ConstMatrixView<T> mean_bias{nullptr, 0, 0};      // g_bar's bias part [1 x out], or empty
     ConstMatrixView<T> second_weight{nullptr, 0, 0};  // (1/B) sum_i g_ij^2, weight part
     ConstMatrixView<T> second_bias{nullptr, 0, 0};    // the same for the bias, or empty
+    mutable std::optional<GsnrMean> gsnr = {};        // detail::gsnr_of's, once computed
     [[nodiscard]] std::size_t batch() const noexcept { return sq_norms.size(); }
 };
 
@@ -133,17 +137,86 @@ double gradient_noise_scale(const LayerObservation<T>& o) {
                                       o.per_sample->batch());
 }
 
+// GsnrMean::add's arithmetic as packet operations on (g_bar_j, m_j) in double, for Eigen's
+// vectorised evaluator: the variance v = m - g^2 and the mask v > tolerance m (false for m = 0,
+// where v = -g^2 <= 0, and for v within rounding of 0) select, per parameter, its ratio g^2/v
+// (GsnrTerm) or a 1 that counts it (GsnrFinite); GsnrUsed counts m != 0. A masked lane's
+// division by 0 is discarded by the mask. Finite inputs only (gsnr_of checks).
+struct GsnrTerm {
+    double tolerance;
+    double operator()(double g, double m) const {
+        const double v = m - g * g;
+        return v > tolerance * m ? g * g / v : 0.0;
+    }
+    template <class Packet>
+    Packet packetOp(const Packet& g, const Packet& m) const {
+        namespace ei = Eigen::internal;
+        const Packet g2 = ei::pmul(g, g);
+        const Packet v = ei::psub(m, g2);
+        return ei::pand(ei::pcmp_lt(ei::pmul(ei::pset1<Packet>(tolerance), m), v), ei::pdiv(g2, v));
+    }
+};
+
+struct GsnrFinite {
+    double tolerance;
+    double operator()(double g, double m) const { return m - g * g > tolerance * m ? 1.0 : 0.0; }
+    template <class Packet>
+    Packet packetOp(const Packet& g, const Packet& m) const {
+        namespace ei = Eigen::internal;
+        const Packet v = ei::psub(m, ei::pmul(g, g));
+        return ei::pand(ei::pcmp_lt(ei::pmul(ei::pset1<Packet>(tolerance), m), v),
+                        ei::pset1<Packet>(1.0));
+    }
+};
+
+struct GsnrUsed {
+    double operator()(double m) const { return m != 0.0 ? 1.0 : 0.0; }
+    template <class Packet>
+    Packet packetOp(const Packet& m) const {
+        namespace ei = Eigen::internal;
+        return ei::pandnot(ei::pset1<Packet>(1.0), ei::pcmp_eq(m, ei::pzero(m)));
+    }
+};
+
+// Adds the parameters (g_bar_j, m_j) to `mean`, as GsnrMean::add one at a time would, in chunks
+// converted to double on the stack and reduced with packets: one pass, no division per parameter
+// in scalar code. A chunk with a non-finite value (or whose sum overflows) goes through
+// GsnrMean::add itself, so NaN and inf propagate exactly as there.
 template <class T>
-GsnrMean gsnr_of(const PerSampleGradients<T>& p) {
-    GsnrMean mean(p.batch(), static_cast<double>(std::numeric_limits<T>::epsilon()));
-    auto add = [&mean](ConstMatrixView<T> g_bar, ConstMatrixView<T> second) {
-        for (Index j = 0; j < g_bar.size(); ++j) {
-            mean.add(static_cast<double>(g_bar.data()[j]), static_cast<double>(second.data()[j]));
+void add_gsnr_parameters(GsnrMean& mean, ConstMatrixView<T> g_bar, ConstMatrixView<T> second,
+                         double tolerance) {
+    constexpr Index chunk = 1024;
+    using Chunk = Eigen::Array<double, Eigen::Dynamic, 1, Eigen::ColMajor, chunk, 1>;
+    using Source = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+    const Index n = g_bar.size();
+    Chunk g, m;
+    for (Index start = 0; start < n; start += chunk) {
+        const Index len = std::min(chunk, n - start);
+        g = Source(g_bar.data() + start, len).template cast<double>();
+        m = Source(second.data() + start, len).template cast<double>();
+        if (!std::isfinite(g.sum()) || !std::isfinite(m.sum())) {
+            for (Index j = 0; j < len; ++j) mean.add(g[j], m[j]);
+            continue;
         }
-    };
-    add(p.mean_weight, p.second_weight);
-    add(p.mean_bias, p.second_bias);
-    return mean;
+        const double used = m.unaryExpr(GsnrUsed{}).sum();
+        const double finite = g.binaryExpr(m, GsnrFinite{tolerance}).sum();
+        const double sum = g.binaryExpr(m, GsnrTerm{tolerance}).sum();
+        mean.add_counted(static_cast<std::size_t>(used), static_cast<std::size_t>(finite), sum);
+    }
+}
+
+// The GSNR's mean over the layer's parameters, computed once per observation (the gsnr and
+// gsnr_parameters entries both read it).
+template <class T>
+const GsnrMean& gsnr_of(const PerSampleGradients<T>& p) {
+    if (!p.gsnr) {
+        const double epsilon = static_cast<double>(std::numeric_limits<T>::epsilon());
+        GsnrMean& mean = p.gsnr.emplace(p.batch(), epsilon);
+        const double tolerance = batch_rounding(p.batch(), epsilon);
+        add_gsnr_parameters(mean, p.mean_weight, p.second_weight, tolerance);
+        add_gsnr_parameters(mean, p.mean_bias, p.second_bias, tolerance);
+    }
+    return *p.gsnr;
 }
 
 template <class T>
@@ -258,3 +331,16 @@ void measure(Moment moment, const LayerObservation<T>& observation, LayerStats& 
 }
 
 }  // namespace gradscope::diag
+
+template <>
+struct Eigen::internal::functor_traits<gradscope::diag::detail::GsnrTerm> {
+    enum { Cost = 20, PacketAccess = 1 };
+};
+template <>
+struct Eigen::internal::functor_traits<gradscope::diag::detail::GsnrFinite> {
+    enum { Cost = 4, PacketAccess = 1 };
+};
+template <>
+struct Eigen::internal::functor_traits<gradscope::diag::detail::GsnrUsed> {
+    enum { Cost = 2, PacketAccess = 1 };
+};

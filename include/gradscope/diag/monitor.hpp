@@ -140,6 +140,8 @@ private:
         Matrix<T> squared_input, squared_delta;
         Matrix<T> mean_weight, mean_bias, second_weight, second_bias;
         Matrix<T> projected;  // A G_W^T + 1 g_b^T [B x out]: row i . delta_i = g_i^T g_bar
+        Matrix<T> gram_delta, gram_input;  // Delta Delta^T and A A^T (+ 1) [B x B] (sample_dots)
+        Eigen::Array<T, Eigen::Dynamic, 1> dots;  // g_i^T g_bar [B]
         std::vector<double> sq_norms, sorted_norms, sq_deviations, dot_deviations;
     };
 
@@ -250,11 +252,31 @@ private:
         std::sort(p.sorted_norms.begin(), p.sorted_norms.end());
     }
 
+    // g_i^T g_bar for every sample, into p.dots, by whichever of two equal formulas is the
+    // smaller product. Through the mean gradient: row i of A G_W^T + 1 g_b^T dotted with delta_i,
+    // B in out multiply-adds. Through the samples' Gram matrices: g_bar = (1/B) sum_l g_l and
+    // g_i^T g_l = (delta_i^T delta_l)(a_i^T a_l + 1) (no + 1 without a bias), so g_i^T g_bar =
+    // (1/B) sum_l (Delta Delta^T)_il (A A^T + 1)_il, B^2 (in + out) multiply-adds: fewer when the
+    // batch is small against the layer (medium and large in bench/workload.hpp: half).
+    static void sample_dots(PerSampleBuffers& p, bool bias) {
+        const Index batch = p.input.rows(), in = p.input.cols(), out = p.delta.cols();
+        if (batch * (in + out) < in * out) {
+            p.gram_delta.noalias() = p.delta * p.delta.transpose();
+            p.gram_input.noalias() = p.input * p.input.transpose();
+            if (bias) p.gram_input.array() += T(1);
+            p.dots = (p.gram_delta.array() * p.gram_input.array()).rowwise().sum() /
+                     static_cast<T>(batch);
+        } else {
+            p.projected.noalias() = p.input * p.mean_weight.transpose();
+            if (bias) p.projected.rowwise() += p.mean_bias.row(0);
+            p.dots = (p.projected.array() * p.delta.array()).rowwise().sum();
+        }
+    }
+
     // |g_i - g_bar|^2 and (g_i - g_bar)^T g_bar from |g_i|^2, |g_bar|^2 and g_i^T g_bar
     // (sample_deviation), after per_sample_norms.
     static void per_sample_deviations(PerSampleBuffers& p, bool bias, double mean_sq) {
-        p.projected.noalias() = p.input * p.mean_weight.transpose();
-        if (bias) p.projected.rowwise() += p.mean_bias.row(0);
+        sample_dots(p, bias);
         const std::size_t batch = p.sq_norms.size();
         const double rounding =
             batch_rounding(batch, static_cast<double>(std::numeric_limits<T>::epsilon()));
@@ -262,7 +284,7 @@ private:
         p.dot_deviations.resize(batch);
         for (std::size_t i = 0; i < batch; ++i) {
             const auto r = static_cast<Index>(i);
-            const double dot = static_cast<double>(p.projected.row(r).dot(p.delta.row(r)));
+            const double dot = static_cast<double>(p.dots(r));
             const SampleDeviation d = sample_deviation(p.sq_norms[i], dot, mean_sq, rounding);
             p.sq_deviations[i] = d.sq_norm;
             p.dot_deviations[i] = d.dot;
