@@ -517,7 +517,9 @@ diag::HtmlReport html_report(const Settings& s, const Run& run) {
                         " epoch(s), seed " + std::to_string(s.seed) + ".",
          .curves = {{loss}, {accuracy}},
          .curve_titles = {"loss", "test accuracy"}});
-    if (run.diagnosis) diag::add_diagnosis(report, *run.diagnosis, "Before training: the doctor's diagnosis");
+    if (run.diagnosis) {
+        diag::add_diagnosis(report, *run.diagnosis, "Before training: the doctor's diagnosis");
+    }
     return report;
 }
 
@@ -526,7 +528,8 @@ diag::Diagnosis diagnose(MLP<float>& net, const Dataset& train, Index batch) {
     const Index rows = std::min(batch, train.x.rows());
     const Matrix<float> x = train.x.topRows(rows);
     const std::vector<int> labels(train.y.begin(), train.y.begin() + rows);
-    return diag::doctor<float>(net, x, [&](const TensorF& out) { return cross_entropy(out, labels); });
+    return diag::doctor<float>(net, x,
+                               [&](const TensorF& out) { return cross_entropy(out, labels); });
 }
 
 // A copy of the network, weights and buffers included. The doctor's pass draws dropout masks
