@@ -1,7 +1,8 @@
 // A steady-state training step must not touch the heap. This executable replaces the global
 // allocation functions (operator new, and glibc's malloc family, which Eigen uses) with
 // counting ones, and trains an MLP with batch norm and residual blocks: steps 3 to 10 must
-// allocate nothing. A DataLoader, with and without shuffle and prefetch, must allocate nothing
+// allocate nothing, and so must a step watched by a GradientMonitor in per-sample mode once its
+// history is full. A DataLoader, with and without shuffle and prefetch, must allocate nothing
 // after its first batch, and a training epoch fed by it nothing after the first epoch.
 #include "support/testing.hpp"
 
@@ -78,32 +79,51 @@ void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::f
 using namespace gradscope;
 using namespace gradscope::testing;
 
+namespace {
+// An MLP of residual blocks with `norm`, trained by Adam on one batch of 32 rows and 10 classes.
+struct ResidualTraining {
+    std::shared_ptr<MLP<float>> net;
+    std::vector<TensorF> params;
+    Adam<float> optimizer;
+    TensorF x;
+    std::vector<int> labels;
+
+    ResidualTraining(std::vector<Index> widths, Normalization norm)
+        : net(mlp<float>({.widths = std::move(widths),
+                          .activation = ReLU{},
+                          .init = init::he_normal(),
+                          .norm = norm,
+                          .residual = true,
+                          .seed = 1})),
+          params(net->parameters()),
+          optimizer(params, {.lr = 1e-3}),
+          x(TensorF::constant(normal(32, 32, 2).cast<float>())),
+          labels(32) {
+        for (int i = 0; i < 32; ++i) labels[static_cast<std::size_t>(i)] = i % 10;
+    }
+
+    // One step; clip_norm > 0 clips the gradients' norm first.
+    void step(double clip_norm = 0.0) {
+        auto loss = cross_entropy((*net)(x), labels);
+        optimizer.zero_grad();
+        loss.backward();
+        if (clip_norm > 0.0) clip_grad_norm(params, clip_norm);
+        optimizer.step();
+    }
+};
+}  // namespace
+
 TEST_CASE("training steps 3 to 10 of an MLP with batch norm and residual blocks allocate nothing",
           "[allocations]") {
     if (!GRADSCOPE_COUNTING_ALLOCATOR) {
         WARN("built with a sanitizer, which owns the allocator: allocations are not counted here");
         return;
     }
-    auto net = mlp<float>({.widths = {32, 64, 64, 64, 10},
-                           .activation = ReLU{},
-                           .init = init::he_normal(),
-                           .norm = Normalization::batch,
-                           .residual = true,
-                           .seed = 1});
-    const auto params = net->parameters();
-    Adam<float> optimizer(params, {.lr = 1e-3});
-    const auto x = TensorF::constant(normal(32, 32, 2).cast<float>());
-    std::vector<int> labels(32);
-    for (int i = 0; i < 32; ++i) labels[static_cast<std::size_t>(i)] = i % 10;
-
+    ResidualTraining training({32, 64, 64, 64, 10}, Normalization::batch);
     long during = -1;
     for (int step = 1; step <= 10; ++step) {
         if (step == 3) allocations.store(0);
-        auto loss = cross_entropy((*net)(x), labels);
-        optimizer.zero_grad();
-        loss.backward();
-        clip_grad_norm(params, 5.0);
-        optimizer.step();
+        training.step(5.0);
         if (step == 10) during = allocations.load();
     }
     CHECK(during == 0);
@@ -111,8 +131,42 @@ TEST_CASE("training steps 3 to 10 of an MLP with batch norm and residual blocks 
     // The counter does count: the first step of a new network allocates.
     allocations.store(0);
     auto fresh = mlp<float>({.widths = {32, 16, 10}, .seed = 3});
-    (void)cross_entropy((*fresh)(x), labels);
+    (void)cross_entropy((*fresh)(training.x), training.labels);
     CHECK(allocations.load() > 0);
+}
+
+TEST_CASE("a monitored step allocates nothing once the history is full, per-sample mode on",
+          "[allocations][per_sample]") {
+    if (!GRADSCOPE_COUNTING_ALLOCATOR) {
+        WARN("built with a sanitizer, which owns the allocator: allocations are not counted here");
+        return;
+    }
+    // LayerNorm and residual blocks, 11 Linears (names past the short-string length); the
+    // hidden Linears take g_i^T g_bar in the Gram form, the output layer through the mean
+    // gradient (diag/per_sample_reduction.hpp), so both forms run.
+    ResidualTraining training({32, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 10},
+                              Normalization::layer);
+    for (const bool gsnr : {true, false}) {
+        INFO("gsnr " << gsnr);
+        diag::GradientMonitor<float> monitor(
+            *training.net, {.keep_last = 4,
+                   .select = diag::GradientMonitor<float>::linear_or_layer_norm,
+                   .per_sample = {.enabled = true, .gsnr = gsnr, .every = 2}});
+        long during = -1;
+        for (int step = 1; step <= 12; ++step) {
+            if (step == 7) allocations.store(0);  // the history is full after step 4
+            training.step();
+            if (step == 12) during = allocations.load();
+        }
+        CHECK(during == 0);
+        REQUIRE(monitor.history().size() == 4);
+        // The record of step 11 (index 10, measured: every second step from 0) is complete.
+        const diag::GradientProfile& last_measured = monitor.history()[2];
+        REQUIRE(last_measured.step() == 10);
+        CHECK(std::isfinite(last_measured.per_sample_network().gradient_noise_scale));
+        CHECK(std::isfinite(last_measured.layers().back().gsnr) == gsnr);
+        CHECK(monitor.last().layers().front().per_sample_sq_norms.empty());  // step 12: skipped
+    }
 }
 
 namespace {

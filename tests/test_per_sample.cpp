@@ -28,19 +28,34 @@ using Monitor = diag::GradientMonitor<double>;
 // grads[layer][i] is a vector of that layer's parameters.
 using PerSampleGrads = std::vector<std::vector<std::vector<double>>>;
 
-PerSampleGrads explicit_per_sample_gradients(Net& net, const Problem& p) {
-    auto linears = net->linear_layers();
-    PerSampleGrads grads(linears.size(), std::vector<std::vector<double>>(p.batch()));
+// The watched layers' weight and bias (a LayerNorm's scale and shift), in the monitor's order:
+// every Linear, and every LayerNorm when `layer_norms`.
+std::vector<std::pair<TensorD, TensorD>> watched_parameters(Net& net, bool layer_norms) {
+    std::vector<std::pair<TensorD, TensorD>> out;
+    for (auto& [path, module] : net->named_modules()) {
+        if (auto* linear = dynamic_cast<Linear<double>*>(module)) {
+            out.emplace_back(linear->weight(), linear->has_bias() ? linear->bias() : TensorD());
+        } else if (auto* norm = dynamic_cast<LayerNorm<double>*>(module); norm && layer_norms) {
+            out.emplace_back(norm->weight(), norm->bias());
+        }
+    }
+    return out;
+}
+
+PerSampleGrads explicit_per_sample_gradients(Net& net, const Problem& p,
+                                             bool layer_norms = false) {
+    const auto layers = watched_parameters(net, layer_norms);
+    PerSampleGrads grads(layers.size(), std::vector<std::vector<double>>(p.batch()));
     for (Index i = 0; i < p.batch(); ++i) {
         net->zero_grad();
         // A batch of one: its loss with either reduction is the sample's own term l_i.
         p.loss(net, i, 1).backward();
-        for (std::size_t l = 0; l < linears.size(); ++l) {
+        for (std::size_t l = 0; l < layers.size(); ++l) {
             auto& g = grads[l][static_cast<std::size_t>(i)];
-            const auto w = linears[l].second->weight().grad();
+            const auto w = layers[l].first.grad();
             g.assign(w.data(), w.data() + w.size());
-            if (linears[l].second->has_bias()) {
-                const auto b = linears[l].second->bias().grad();
+            if (layers[l].second.defined()) {
+                const auto b = layers[l].second.grad();
                 g.insert(g.end(), b.data(), b.data() + b.size());
             }
         }
@@ -154,7 +169,7 @@ void check_close(double actual, double expected, const char* what) {
     CHECK(std::abs(actual - expected) <= 1e-10 * std::abs(expected));
 }
 
-void check_layer(const diag::LayerStats& s, const Expected& e) {
+void check_layer(const diag::LayerStats& s, const Expected& e, bool gsnr) {
     INFO("layer " << s.name);
     REQUIRE(s.per_sample_sq_norms.size() == e.norms.size());
     for (std::size_t i = 0; i < e.norms.size(); ++i) {
@@ -168,7 +183,12 @@ void check_layer(const diag::LayerStats& s, const Expected& e) {
     check_close(s.mean_grad_sq_norm, e.mean_sq, "|g_bar|^2");
     check_close(s.trace_covariance, e.trace, "tr Sigma");
     check_close(s.gradient_noise_scale, e.noise_scale, "B_simple");
-    check_close(s.gsnr, e.gsnr, "GSNR");
+    if (gsnr) {
+        check_close(s.gsnr, e.gsnr, "GSNR");
+    } else {
+        CHECK(std::isnan(s.gsnr));
+        CHECK(std::isnan(s.gsnr_parameters));
+    }
     check_close(s.critical_batch_size, e.critical_batch_size, "B_crit");
     check_close(s.norm_test, e.norm_test, "theta_norm");
     check_close(s.inner_product_test, e.inner_product_test, "theta_inner");
@@ -176,9 +196,15 @@ void check_layer(const diag::LayerStats& s, const Expected& e) {
 }
 
 // The monitor's record of one batch step on `p`, against the explicit per-sample loop.
-void check_against_explicit_loop(Net net, const Problem& p) {
-    const PerSampleGrads grads = explicit_per_sample_gradients(net, p);
-    Monitor monitor(*net, {.per_sample = {.enabled = true, .loss_reduction = p.reduction}});
+// With `options` (per-sample mode on, the problem's reduction); a selector that takes
+// LayerNorms compares them too.
+void check_against_explicit_loop(Net net, const Problem& p, Monitor::Options options = {}) {
+    options.per_sample.enabled = true;
+    options.per_sample.loss_reduction = p.reduction;
+    const bool layer_norms = static_cast<bool>(options.select);
+    const bool gsnr = options.per_sample.gsnr;
+    const PerSampleGrads grads = explicit_per_sample_gradients(net, p, layer_norms);
+    Monitor monitor(*net, options);
     net->zero_grad();
     p.loss(net, 0, p.batch()).backward();
     const diag::GradientProfile& profile = monitor.last();
@@ -191,7 +217,7 @@ void check_against_explicit_loop(Net net, const Problem& p) {
             REQUIRE(theta > 0.0);
             REQUIRE(std::isfinite(theta));
         }
-        check_layer(profile.layers()[l], e);
+        check_layer(profile.layers()[l], e, gsnr);
     }
     const Expected e = expected_from(concatenated(grads));
     const diag::PerSampleNetworkStats network = profile.per_sample_network();
@@ -206,7 +232,11 @@ void check_against_explicit_loop(Net net, const Problem& p) {
     check_close(network.mean_grad_sq_norm, e.mean_sq, "|g_bar|^2");
     check_close(network.trace_covariance, e.trace, "tr Sigma");
     check_close(network.gradient_noise_scale, e.noise_scale, "B_simple");
-    check_close(network.gsnr, e.gsnr, "GSNR");
+    if (gsnr) {
+        check_close(network.gsnr, e.gsnr, "GSNR");
+    } else {
+        CHECK(std::isnan(network.gsnr));
+    }
     check_close(network.critical_batch_size, e.critical_batch_size, "B_crit");
     check_close(network.norm_test, e.norm_test, "theta_norm");
     check_close(network.inner_product_test, e.inner_product_test, "theta_inner");
@@ -255,13 +285,14 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: residual blo
 }
 
 // A batch small against its layers: the monitor takes g_i^T g_bar from the samples' Gram
-// matrices (B (in + out) < in out) for the first two Linears and through the mean gradient for
-// the last (4 (12 + 4) = 64 > 48), so both forms are checked in one network.
-Net wide_net() { return mlp<double>({.widths = {8, 16, 12, 4}, .activation = Tanh{}, .seed = 13}); }
+// matrices for the first two Linears (B^2 (in + out) / 2 below B in out, or below twice that
+// without the GSNR: diag/per_sample_reduction.hpp) and through the mean gradient for the last
+// (4 (12 + 1) = 52 >= 2 12 1, and >= 4 12 1), so both forms are checked in one network.
+Net wide_net() { return mlp<double>({.widths = {8, 16, 12, 1}, .activation = Tanh{}, .seed = 13}); }
 
 Problem small_batch_regression(Reduction reduction) {
     return {.x = normal(4, 8, 24),
-            .targets = (normal(4, 4, 25, 0.3).array() + 3.0).matrix(),
+            .targets = (normal(4, 1, 25, 0.3).array() + 3.0).matrix(),
             .reduction = reduction};
 }
 
@@ -271,6 +302,88 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: batch small 
         INFO("reduction " << to_string(r));
         check_against_explicit_loop(wide_net(), small_batch_regression(r));
     }
+}
+
+// LayerNorm's scale and shift: g_i = (delta_i o xhat_i, delta_i), from the captured input.
+Net layer_norm_net(bool residual) {
+    return mlp<double>({.widths = {5, 6, 6, 6, 3},
+                        .activation = Tanh{},
+                        .norm = Normalization::layer,
+                        .residual = residual,
+                        .seed = 14});
+}
+
+TEST_CASE("per-sample statistics equal an explicit per-sample loop: LayerNorm's scale and shift",
+          "[per_sample]") {
+    for (const bool residual : {false, true}) {
+        for (Reduction r : {Reduction::mean, Reduction::sum}) {
+            INFO((residual ? "residual" : "plain") << ", reduction " << to_string(r));
+            Net net = layer_norm_net(residual);
+            Monitor probe(*net, {.select = Monitor::linear_or_layer_norm});
+            const auto names = probe.layer_names();
+            CHECK(std::count_if(names.begin(), names.end(), [](const std::string& n) {
+                      return n.ends_with(".ln");
+                  }) == 3);  // the three hidden layers' LayerNorms are among the watched
+            probe.detach();
+            check_against_explicit_loop(net, regression(r), {.select = Monitor::linear_or_layer_norm});
+            check_against_explicit_loop(net, classification(r),
+                                        {.select = Monitor::linear_or_layer_norm});
+        }
+    }
+}
+
+// Without the GSNR the mean gradient is formed only where the inner products need it: every
+// other statistic must be unchanged, in both forms of g_i^T g_bar (wide_net has both).
+TEST_CASE("per-sample statistics without the GSNR: the rest unchanged, the GSNR not measured",
+          "[per_sample]") {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(r));
+        check_against_explicit_loop(wide_net(), small_batch_regression(r),
+                                    {.per_sample = {.gsnr = false}});
+        check_against_explicit_loop(plain_net(), classification(r),
+                                    {.per_sample = {.gsnr = false}});
+        check_against_explicit_loop(layer_norm_net(true), regression(r),
+                                    {.select = Monitor::linear_or_layer_norm,
+                                     .per_sample = {.gsnr = false}});
+    }
+}
+
+TEST_CASE("per-sample mode every N steps: those steps measured as on every step, the rest not",
+          "[per_sample]") {
+    auto net = plain_net();
+    const Problem p = regression(Reduction::mean);
+    Monitor every_step(*net, {.per_sample = {.enabled = true}});
+    Monitor every_third(*net, {.per_sample = {.enabled = true, .every = 3}});
+    SGD<double> sgd(net->parameters(), {.lr = 0.05});
+    for (int step = 0; step < 7; ++step) {
+        sgd.zero_grad();
+        p.loss(net, 0, p.batch()).backward();
+        sgd.step();
+    }
+    REQUIRE(every_third.history().size() == 7);
+    for (std::size_t step = 0; step < 7; ++step) {
+        INFO("step " << step);
+        const diag::GradientProfile& all = every_step.history()[step];
+        const diag::GradientProfile& some = every_third.history()[step];
+        for (std::size_t l = 0; l < all.size(); ++l) {
+            const diag::LayerStats& a = all.layers()[l];
+            const diag::LayerStats& b = some.layers()[l];
+            CHECK(b.output_grad_norm == a.output_grad_norm);  // the rest is measured every step
+            if (step % 3 == 0) {
+                CHECK(b.per_sample_sq_norms == a.per_sample_sq_norms);
+                CHECK(b.gradient_noise_scale == a.gradient_noise_scale);
+                CHECK(b.gsnr == a.gsnr);
+                CHECK(b.orthogonality_test == a.orthogonality_test);
+            } else {
+                CHECK(b.per_sample_sq_norms.empty());
+                CHECK(std::isnan(b.gradient_noise_scale));
+                CHECK(std::isnan(b.gsnr));
+                CHECK(std::isnan(b.per_sample_norm_max));
+            }
+        }
+    }
+    REQUIRE_THROWS_MATCHES(Monitor(*net, {.per_sample = {.enabled = true, .every = 0}}),
+                           value_error, MessageContains({"per_sample.every", "0"}));
 }
 
 // The GSNR's mean is evaluated in chunks with packet operations (layer_statistics.hpp); it must
@@ -503,7 +616,8 @@ TEST_CASE("per-sample mode is off by default: nothing measured, nothing kept", "
     CHECK(diag::GradientProfile({s}).per_sample_network().batch == 0);
 }
 
-TEST_CASE("per-sample mode measures Linear layers only and refuses a loss reduction of none",
+TEST_CASE("per-sample mode measures Linear (and LayerNorm) layers only and refuses a loss "
+          "reduction of none",
           "[per_sample]") {
     auto net = plain_net();
     Monitor monitor(*net, {.select =

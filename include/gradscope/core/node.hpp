@@ -147,8 +147,8 @@ inline std::uint64_t next_sequence() noexcept {
     return counter.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
-// Per-thread free list of nodes. Node objects keep the capacity of their input list, so
-// a reused node rarely allocates.
+// Per-thread free list of nodes. Node objects keep the capacity of their lists, so a reused
+// node rarely allocates.
 template <class T>
 class NodePool {
 public:
@@ -180,6 +180,10 @@ public:
         } else {
             node = new Node<T>();
             node->inputs.reserve(4);
+            // A module with parameter-gradient hooks adds one entry to its output's node
+            // (nn/module.hpp): with room for it in every node, a hooked network's step allocates
+            // nothing once the pool is warm, whichever pooled node its output lands on.
+            node->after_backward.reserve(1);
         }
         node->sequence = next_sequence();
         return node;

@@ -37,10 +37,11 @@ enum class Moment {
                  // belongs to the step whose gradient made the update.
 };
 
-// A Linear layer's per-sample gradients over one batch, as the monitor reduced them at the step's
-// end (GradientMonitor::Options::per_sample): g_i is the gradient of sample i's own loss with
-// respect to the layer's weight and bias, g_bar = (1/B) sum_i g_i. No per-sample matrix exists;
-// these are what the statistics need of them.
+// A layer's per-sample gradients over one batch, as the monitor reduced them at the step's end
+// (GradientMonitor::Options::per_sample, per_sample_reduction.hpp): g_i is the gradient of
+// sample i's own loss with respect to the layer's weight and bias (a LayerNorm's scale and
+// shift), g_bar = (1/B) sum_i g_i. No per-sample matrix exists; these are what the statistics
+// need of them.
 template <class T>
 struct PerSampleGradients {
     std::span<const double> sq_norms;                 // |g_i|^2, in batch order (B values)
@@ -52,6 +53,7 @@ struct PerSampleGradients {
     ConstMatrixView<T> mean_bias{nullptr, 0, 0};      // g_bar's bias part [1 x out], or empty
     ConstMatrixView<T> second_weight{nullptr, 0, 0};  // (1/B) sum_i g_ij^2, weight part
     ConstMatrixView<T> second_bias{nullptr, 0, 0};    // the same for the bias, or empty
+    bool has_gsnr = true;                             // false: the four views are empty
     mutable std::optional<GsnrMean> gsnr = {};        // detail::gsnr_of's, once computed
     [[nodiscard]] std::size_t batch() const noexcept { return sq_norms.size(); }
 };
@@ -111,7 +113,7 @@ double dead_fraction(const LayerObservation<T>& o) {
 
 // The per-sample statistics (gradient_noise.hpp has the formulas and their sources). Each is
 // not measured when the observation has no per-sample gradients: the mode is off, or the layer
-// is not a Linear measured once in the step.
+// is not a Linear or LayerNorm measured once in the step.
 inline double sum_of(std::span<const double> values) {
     double sum = 0.0;
     for (double v : values) sum += v;
@@ -219,6 +221,12 @@ const GsnrMean& gsnr_of(const PerSampleGradients<T>& p) {
     return *p.gsnr;
 }
 
+// Per-sample mode measured this layer, with the GSNR on (PerSampleOptions::gsnr).
+template <class T>
+bool has_gsnr(const LayerObservation<T>& o) {
+    return o.per_sample != nullptr && o.per_sample->has_gsnr;
+}
+
 template <class T>
 double critical_batch_size(const LayerObservation<T>& o) {
     return diag::critical_batch_size(gradient_noise_scale(o));
@@ -297,12 +305,12 @@ std::span<const LayerStatistic<T>> layer_statistics() {
         {"gsnr", "mean over parameters of g_bar_j^2 / sigma_j^2 (Liu et al. 2020)",
          Moment::step_end, &LayerStats::gsnr,
          [](const LayerObservation<T>& o) {
-             return o.per_sample != nullptr ? detail::gsnr_of(*o.per_sample).value() : not_measured;
+             return detail::has_gsnr(o) ? detail::gsnr_of(*o.per_sample).value() : not_measured;
          }},
         {"gsnr_parameters", "the parameters the gsnr is a mean over (some sample's g_ij != 0)",
          Moment::step_end, &LayerStats::gsnr_parameters,
          [](const LayerObservation<T>& o) {
-             return o.per_sample != nullptr ? detail::gsnr_of(*o.per_sample).count() : not_measured;
+             return detail::has_gsnr(o) ? detail::gsnr_of(*o.per_sample).count() : not_measured;
          }},
         {"critical_batch_size",
          "B_crit ~ B_noise ~ B_simple, assuming a Hessian proportional to I (McCandlish et al.)",

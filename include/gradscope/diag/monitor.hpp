@@ -10,31 +10,39 @@
 // itself (not its layers one by one) so that its hook fires.
 //
 // Per-sample mode (Options::per_sample, off by default; off, it adds no hook and no copy): for
-// every watched Linear the forward hook keeps its input a [B x in] and the output-gradient hook
-// dL/dz [B x out] (nn/per_sample.hpp). Sample i's own gradient is then g_i = outer(delta_i, a_i)
-// for the weight and delta_i for the bias, delta_i = d(l_i)/dz_i, l_i sample i's own loss term
-// (Note [Per-sample gradients of a Linear], which says how a mean-reduced loss is accounted for
-// and which "mean" it must be). So |g_i|^2 = |delta_i|^2 (|a_i|^2 + 1) and
-// sum_i g_ij^2 = (delta o delta)^T (a o a) (and the column sums of delta o delta for the bias):
-// one extra product, no per-sample matrix (what BackPACK calls SumGradSquared). The batch-size
-// tests need g_i^T g_bar = delta_i^T (G_W a_i + g_b), G_W and g_b the mean gradient's parts:
-// row i of (A G_W^T + 1 g_b^T) dotted with delta_i, one more product.
-// Batch norm couples the samples: for a Linear whose output feeds batch norm, the rows'
+// every watched Linear (and LayerNorm with a scale and shift) the forward hook keeps its input
+// [B x in] and the output-gradient hook dL/dz [B x out] (nn/per_sample.hpp). Sample i's own
+// gradient is then g_i = outer(delta_i, a_i) for the weight and delta_i for the bias (a
+// LayerNorm's: delta_i o xhat_i and delta_i), delta_i = d(l_i)/dz_i, l_i sample i's own loss
+// term (Note [Per-sample gradients of a Linear], which says how a mean-reduced loss is
+// accounted for and which "mean" it must be). Every statistic comes from a few products of the
+// captured matrices, with no per-sample matrix (diag/per_sample_reduction.hpp has the formulas
+// and what each costs). The default selection watches Linear layers only; select LayerNorms too
+// (Options::select = linear_or_layer_norm) to have their parameters' statistics.
+// Batch norm couples the samples: for a layer whose output feeds batch norm, the rows'
 // contributions still sum to the batch gradient, but they are not the gradients of the samples'
 // own losses (each sample's loss depends on the others' through the batch statistics). They are
 // reported as they are; read them as a decomposition of the batch gradient, not as per-sample
-// gradients. A layer is measured when exactly one of its calls' outputs received a gradient in
-// the step (a layer called twice in one forward is not) and that call was its last forward with
-// gradients on; otherwise, and for a watched module that is not a Linear, the per-sample
-// statistics are not measured.
+// gradients. A BatchNorm's own parameters get no per-sample statistics, for the same reason. A
+// layer is measured when exactly one of its calls' outputs received a gradient in the step (a
+// layer called twice in one forward is not) and that call was its last forward with gradients
+// on; otherwise, and for a watched module that is neither a Linear nor an affine LayerNorm, the
+// per-sample statistics are not measured.
+//
+// Steady state: with keep_last > 0, once the history is full each step's record reuses the
+// storage of the record it pushes out, and the per-sample buffers keep theirs, so that a step
+// allocates nothing (tests/test_allocations.cpp); keep_last = 0 grows the history by a record a
+// step.
 #pragma once
 
 #include "../nn/activation.hpp"
+#include "../nn/layernorm.hpp"
 #include "../nn/linear.hpp"
 #include "../nn/loss_reduction.hpp"
 #include "../nn/module.hpp"
 #include "../nn/per_sample.hpp"
 #include "layer_statistics.hpp"
+#include "per_sample_reduction.hpp"
 #include "profile.hpp"
 
 #include <algorithm>
@@ -50,13 +58,6 @@
 
 namespace gradscope::diag {
 
-// GradientMonitor::Options::per_sample.
-struct PerSampleOptions {
-    bool enabled = false;
-    // The reduction of the loss backward starts from: mean or sum (see the header's comment).
-    Reduction loss_reduction = Reduction::mean;
-};
-
 template <class T>
 class GradientMonitor {
 public:
@@ -69,9 +70,16 @@ public:
         double saturation_threshold = 1e-3;
         // Keep a copy of each weight to measure the next update's size (costs one copy per step).
         bool track_updates = true;
-        // Per-sample gradient statistics of the Linear layers (see the header's comment).
+        // Per-sample gradient statistics of the Linear (and selected LayerNorm) layers (see the
+        // header's comment).
         PerSampleOptions per_sample = {};
     };
+
+    // A selector (Options::select) for every Linear and every LayerNorm.
+    static bool linear_or_layer_norm(const std::string&, Module<T>& module) {
+        return dynamic_cast<Linear<T>*>(&module) != nullptr ||
+               dynamic_cast<LayerNorm<T>*>(&module) != nullptr;
+    }
 
     explicit GradientMonitor(Module<T>& network) : GradientMonitor(network, Options{}) {}
 
@@ -132,48 +140,61 @@ public:
     void clear() { history_.clear(); }
 
 private:
-    // A Linear's per-sample buffers, reused from step to step (a Matrix keeps its allocation
-    // when its size does not change): the captured input and dL/dz of nn/per_sample.hpp (then
-    // delta_i = d(l_i)/dz_i), and what is computed from them.
-    struct PerSampleBuffers : gradscope::detail::LinearCapture<T> {
-        bool watched = false;
-        Matrix<T> squared_input, squared_delta;
-        Matrix<T> mean_weight, mean_bias, second_weight, second_bias;
-        Matrix<T> projected;  // A G_W^T + 1 g_b^T [B x out]: row i . delta_i = g_i^T g_bar
-        Matrix<T> gram_delta, gram_input;  // Delta Delta^T and A A^T (+ 1) [B x B] (sample_dots)
-        Eigen::Array<T, Eigen::Dynamic, 1> dots;  // g_i^T g_bar [B]
-        std::vector<double> sq_norms, sorted_norms, sq_deviations, dot_deviations;
-    };
-
     struct Layer {
         std::string name;
-        Tensor<T> weight;  // the module's TensorRole::weight parameter, or empty
-        Tensor<T> bias;
+        Tensor<T> weight;  // the module's weight (or a norm's scale) parameter, or empty
+        Tensor<T> bias;    // its bias (or a norm's shift), or empty
         Matrix<T> previous_weight;
-        PerSampleBuffers per_sample = {};
+        bool per_sample_watched = false;
+        detail::PerSampleReduction<T> per_sample = {};
     };
 
     static void check_per_sample_options(const PerSampleOptions& o) {
-        if (o.enabled && o.loss_reduction != Reduction::mean &&
-            o.loss_reduction != Reduction::sum) {
+        if (!o.enabled) return;
+        if (o.loss_reduction != Reduction::mean && o.loss_reduction != Reduction::sum) {
             throw value_error(std::string("GradientMonitor: per_sample.loss_reduction must be "
                                           "mean or sum (the loss backward starts from), got ") +
                               to_string(o.loss_reduction));
         }
+        if (o.every == 0) {
+            throw value_error("GradientMonitor: per_sample.every must be at least 1, got 0");
+        }
+    }
+
+    // The module's parameter in `role`, else a norm layer's in `norm_role`.
+    static Tensor<T> parameter_of(Module<T>& module, TensorRole role, TensorRole norm_role) {
+        Tensor<T> p = module.own_parameter(role);
+        return p.defined() ? p : module.own_parameter(norm_role);
+    }
+
+    // How a watched module's per-sample gradients are laid out, or nothing when it has none
+    // the monitor can split into samples (the header's comment).
+    static std::optional<detail::PerSampleReduction<T>> per_sample_layout(Module<T>& module) {
+        if (auto* linear = dynamic_cast<Linear<T>*>(&module)) {
+            if (!linear->weight().defined()) return std::nullopt;
+            return detail::PerSampleReduction<T>(detail::SampleLayout::outer,
+                                                 module.own_parameter(TensorRole::bias).defined());
+        }
+        if (auto* norm = dynamic_cast<LayerNorm<T>*>(&module); norm != nullptr && norm->affine()) {
+            return detail::PerSampleReduction<T>(detail::SampleLayout::elementwise, true,
+                                                 norm->eps());
+        }
+        return std::nullopt;
     }
 
     void add_layer(const std::string& path, Module<T>& module) {
         const std::size_t index = layers_.size();
-        // A selected module without a weight or bias role (an activation, say) is watched for
-        // its output and gradient only.
-        Layer layer{path,
-                    module.own_parameter(TensorRole::weight),
-                    module.own_parameter(TensorRole::bias),
-                    {}};
-        layer.per_sample.watched = options_.per_sample.enabled &&
-                                   dynamic_cast<Linear<T>*>(&module) != nullptr &&
-                                   layer.weight.defined();
-        const bool per_sample = layer.per_sample.watched;
+        // A selected module without a weight or bias (an activation, say) is watched for its
+        // output and gradient only.
+        Layer layer{path, parameter_of(module, TensorRole::weight, TensorRole::norm_scale),
+                    parameter_of(module, TensorRole::bias, TensorRole::norm_shift), {}};
+        if (options_.per_sample.enabled) {
+            if (auto reduction = per_sample_layout(module)) {
+                layer.per_sample_watched = true;
+                layer.per_sample = std::move(*reduction);
+            }
+        }
+        const bool per_sample = layer.per_sample_watched;
         layers_.push_back(std::move(layer));
         if (per_sample) watch_per_sample(module, index);
         hooks_.add(module.register_forward_hook(
@@ -194,105 +215,28 @@ private:
         }));
     }
 
-    // Per-sample mode: keep the Linear's input and output gradient for close_step.
+    // Per-sample mode measures the steps 0, every, 2 every, ...
+    [[nodiscard]] bool per_sample_due() const noexcept {
+        return steps_seen_ % options_.per_sample.every == 0;
+    }
+
+    // Per-sample mode: keep the layer's input and output gradient for close_step, on the steps
+    // it measures.
     void watch_per_sample(Module<T>& module, std::size_t index) {
-        gradscope::detail::capture_linear(module, hooks_,
-                                          [this, index]() -> gradscope::detail::LinearCapture<T>& {
-                                              return layers_[index].per_sample;
-                                          });
+        gradscope::detail::capture_samples(
+            module, hooks_, [this, index]() -> gradscope::detail::SampleCapture<T>* {
+                return per_sample_due() ? &layers_[index].per_sample : nullptr;
+            });
     }
 
-    // The per-sample gradients' reductions (the header's comment has the formulas), or nothing
-    // when this step cannot be split into samples.
+    // The per-sample gradients' reductions, or nothing when this step cannot be split into
+    // samples or is not one the mode measures.
     std::optional<PerSampleGradients<T>> reduce_per_sample(Layer& layer) {
-        PerSampleBuffers& p = layer.per_sample;
-        if (!p.watched || !p.complete()) return std::nullopt;
-        const Index batch = p.input.rows();
-        p.to_sample_deltas(options_.per_sample.loss_reduction);
-        const T inv_batch = T(1) / static_cast<T>(batch);
-        p.squared_input = p.input.array().square().matrix();
-        p.squared_delta = p.delta.array().square().matrix();
-        p.mean_weight.noalias() = inv_batch * (p.delta.transpose() * p.input);
-        p.second_weight.noalias() = inv_batch * (p.squared_delta.transpose() * p.squared_input);
-        const bool bias = layer.bias.defined();
-        if (bias) {
-            p.mean_bias = inv_batch * p.delta.colwise().sum();
-            p.second_bias = inv_batch * p.squared_delta.colwise().sum();
-        } else {
-            p.mean_bias.resize(0, 0);
-            p.second_bias.resize(0, 0);
+        if (!layer.per_sample_watched || !per_sample_due() || !layer.per_sample.complete()) {
+            return std::nullopt;
         }
-        per_sample_norms(p, bias);
-        const double mean_sq = static_cast<double>(p.mean_weight.squaredNorm()) +
-                               static_cast<double>(p.mean_bias.squaredNorm());
-        per_sample_deviations(p, bias, mean_sq);
-        return PerSampleGradients<T>{.sq_norms = p.sq_norms,
-                                     .sorted_norms = p.sorted_norms,
-                                     .sq_deviations = p.sq_deviations,
-                                     .dot_deviations = p.dot_deviations,
-                                     .mean_sq_norm = mean_sq,
-                                     .mean_weight = view_of(p.mean_weight),
-                                     .mean_bias = view_of(p.mean_bias),
-                                     .second_weight = view_of(p.second_weight),
-                                     .second_bias = view_of(p.second_bias)};
-    }
-
-    // |g_i|^2 = |delta_i|^2 |a_i|^2 (weight) + |delta_i|^2 (bias), and the sorted |g_i|.
-    static void per_sample_norms(PerSampleBuffers& p, bool bias) {
-        const auto batch = static_cast<std::size_t>(p.input.rows());
-        p.sq_norms.resize(batch);
-        p.sorted_norms.resize(batch);
-        for (std::size_t i = 0; i < batch; ++i) {
-            const auto r = static_cast<Index>(i);
-            const double delta = static_cast<double>(p.squared_delta.row(r).sum());
-            const double input = static_cast<double>(p.squared_input.row(r).sum());
-            p.sq_norms[i] = delta * (input + (bias ? 1.0 : 0.0));
-            p.sorted_norms[i] = std::sqrt(p.sq_norms[i]);
-        }
-        std::sort(p.sorted_norms.begin(), p.sorted_norms.end());
-    }
-
-    // g_i^T g_bar for every sample, into p.dots, by whichever of two equal formulas is the
-    // smaller product. Through the mean gradient: row i of A G_W^T + 1 g_b^T dotted with delta_i,
-    // B in out multiply-adds. Through the samples' Gram matrices: g_bar = (1/B) sum_l g_l and
-    // g_i^T g_l = (delta_i^T delta_l)(a_i^T a_l + 1) (no + 1 without a bias), so g_i^T g_bar =
-    // (1/B) sum_l (Delta Delta^T)_il (A A^T + 1)_il, B^2 (in + out) multiply-adds: fewer when the
-    // batch is small against the layer (medium and large in bench/workload.hpp: half).
-    static void sample_dots(PerSampleBuffers& p, bool bias) {
-        const Index batch = p.input.rows(), in = p.input.cols(), out = p.delta.cols();
-        if (batch * (in + out) < in * out) {
-            p.gram_delta.noalias() = p.delta * p.delta.transpose();
-            p.gram_input.noalias() = p.input * p.input.transpose();
-            if (bias) p.gram_input.array() += T(1);
-            p.dots = (p.gram_delta.array() * p.gram_input.array()).rowwise().sum() /
-                     static_cast<T>(batch);
-        } else {
-            p.projected.noalias() = p.input * p.mean_weight.transpose();
-            if (bias) p.projected.rowwise() += p.mean_bias.row(0);
-            p.dots = (p.projected.array() * p.delta.array()).rowwise().sum();
-        }
-    }
-
-    // |g_i - g_bar|^2 and (g_i - g_bar)^T g_bar from |g_i|^2, |g_bar|^2 and g_i^T g_bar
-    // (sample_deviation), after per_sample_norms.
-    static void per_sample_deviations(PerSampleBuffers& p, bool bias, double mean_sq) {
-        sample_dots(p, bias);
-        const std::size_t batch = p.sq_norms.size();
-        const double rounding =
-            batch_rounding(batch, static_cast<double>(std::numeric_limits<T>::epsilon()));
-        p.sq_deviations.resize(batch);
-        p.dot_deviations.resize(batch);
-        for (std::size_t i = 0; i < batch; ++i) {
-            const auto r = static_cast<Index>(i);
-            const double dot = static_cast<double>(p.dots(r));
-            const SampleDeviation d = sample_deviation(p.sq_norms[i], dot, mean_sq, rounding);
-            p.sq_deviations[i] = d.sq_norm;
-            p.dot_deviations[i] = d.dot;
-        }
-    }
-
-    static ConstMatrixView<T> view_of(const Matrix<T>& m) {
-        return ConstMatrixView<T>(m.data(), m.rows(), m.cols());
+        return layer.per_sample.reduce(options_.per_sample.loss_reduction,
+                                       options_.per_sample.gsnr);
     }
 
     // The first activation after a watched layer stands for that layer's output h_l.
@@ -314,12 +258,26 @@ private:
 
     void reset_pending() {
         for (std::size_t i = 0; i < layers_.size(); ++i) {
-            pending_[i] = LayerStats{};
-            pending_[i].name = layers_[i].name;
+            clear_keeping_storage(pending_[i]);
+            if (pending_[i].name != layers_[i].name) pending_[i].name = layers_[i].name;
             layers_[i].per_sample.grads = 0;
         }
         current_layer_ = -1;
         activation_seen_ = false;
+    }
+
+    // Every statistic back to "not measured", keeping the storage of the name and the
+    // per-sample vectors (no allocation when the next step fills them again).
+    static void clear_keeping_storage(LayerStats& s) {
+        LayerStats fresh;
+        fresh.name.swap(s.name);
+        fresh.per_sample_sq_norms.swap(s.per_sample_sq_norms);
+        fresh.per_sample_sq_deviations.swap(s.per_sample_sq_deviations);
+        fresh.per_sample_dot_deviations.swap(s.per_sample_dot_deviations);
+        fresh.per_sample_sq_norms.clear();
+        fresh.per_sample_sq_deviations.clear();
+        fresh.per_sample_dot_deviations.clear();
+        s = std::move(fresh);
     }
 
     void close_step() {
@@ -343,9 +301,21 @@ private:
             }
             if (options_.track_updates && layer.weight.defined()) record_update(layer, i);
         }
-        history_.emplace_back(pending_, steps_seen_++);
-        if (options_.keep_last > 0 && history_.size() > options_.keep_last) history_.pop_front();
+        record_step();
         reset_pending();
+    }
+
+    // Appends pending_ to the history. Once keep_last records are kept, the oldest record's
+    // storage is reused for the newest (moved to the back, then overwritten), so that a full
+    // history takes no new allocation.
+    void record_step() {
+        const std::size_t step = steps_seen_++;
+        if (options_.keep_last > 0 && history_.size() >= options_.keep_last) {
+            std::rotate(history_.begin(), history_.begin() + 1, history_.end());
+            history_.back().assign(pending_, step);
+        } else {
+            history_.emplace_back(pending_, step);
+        }
     }
 
     // The update between the previous backward and this one belongs to the previous step's

@@ -101,6 +101,13 @@ public:
     explicit GradientProfile(std::vector<LayerStats> layers, std::size_t step = 0)
         : layers_(std::move(layers)), step_(step) {}
 
+    // Replaces the record with `layers` at `step`, reusing this record's storage where the sizes
+    // allow (GradientMonitor's full history does, so that recording allocates nothing).
+    void assign(const std::vector<LayerStats>& layers, std::size_t step) {
+        layers_ = layers;
+        step_ = step;
+    }
+
     [[nodiscard]] const std::vector<LayerStats>& layers() const noexcept { return layers_; }
     [[nodiscard]] std::vector<LayerStats>& layers() noexcept { return layers_; }
     [[nodiscard]] std::size_t size() const noexcept { return layers_.size(); }

@@ -51,6 +51,8 @@ public:
                ", eps=" + detail::number_text(options_.eps) +
                ", affine=" + (options_.affine ? "true" : "false");
     }
+    [[nodiscard]] double eps() const noexcept { return options_.eps; }
+    [[nodiscard]] bool affine() const noexcept { return options_.affine; }
     [[nodiscard]] Tensor<T>& weight() noexcept { return gamma_; }
     [[nodiscard]] Tensor<T>& bias() noexcept { return beta_; }
 

@@ -1,8 +1,9 @@
-// What a Linear's per-sample gradients are made of, captured through its module hooks: its
-// input a [B x in] and the gradient reaching its output dL/dz [B x out]. Sample i's own gradient
-// is g_i = outer(delta_i, a_i) for the weight and delta_i for the bias, delta_i = d(l_i)/dz_i
-// (Note [Per-sample gradients of a Linear]). diag::GradientMonitor's per-sample mode and
-// PerSampleClipper both read them from here.
+// What a layer's per-sample gradients are made of, captured through its module hooks: its
+// input [B x in] and the gradient reaching its output dL/dz [B x out]. For a Linear, sample i's
+// own gradient is g_i = outer(delta_i, a_i) for the weight and delta_i for the bias, delta_i =
+// d(l_i)/dz_i (Note [Per-sample gradients of a Linear]); for a LayerNorm it is delta_i o xhat_i
+// for the scale and delta_i for the shift, xhat_i the normalised input row. diag::
+// GradientMonitor's per-sample mode and PerSampleClipper both read them from here.
 //
 // Note [Per-sample gradients of a Linear]
 // l_i is sample i's own loss term. With Reduction::mean the loss is (1/B) sum_i l_i, so
@@ -14,7 +15,8 @@
 // A class-weighted mean divides by the weights' sum, not B, and is not the mean assumed here.
 // The rows are a split of the batch gradient into samples only when the layer ran once in the
 // forward (captured: exactly one output gradient since its last forward with gradients on)
-// and nothing between the samples couples them (batch norm does).
+// and nothing between the samples couples them (batch norm does; layer norm normalises each
+// row by itself and does not).
 #pragma once
 
 #include "../core/matrix.hpp"
@@ -27,7 +29,7 @@
 namespace gradscope::detail {
 
 template <class T>
-struct LinearCapture {
+struct SampleCapture {
     std::size_t grads = 0;  // output gradients received since the last forward with gradients
     Matrix<T> input;        // a [B x in] of the last forward with gradients on
     Matrix<T> delta;        // dL/dz [B x out] (to_sample_deltas makes it delta_i by rows)
@@ -43,22 +45,25 @@ struct LinearCapture {
     }
 };
 
-// Keeps `linear`'s input and output gradient in capture(), a callable returning the
-// LinearCapture<T>& to fill (looked up at each call, so that its owner may move it). A forward
-// without gradients (evaluation under NoGradGuard) is not kept: backward cannot follow it.
+// Keeps `layer`'s input and output gradient in *capture(), a callable returning the
+// SampleCapture<T>* to fill (looked up at each call, so that its owner may move it), or nullptr
+// when this pass is not wanted (the capture then costs no copy). A forward without gradients
+// (evaluation under NoGradGuard) is not kept: backward cannot follow it.
 template <class T, class GetCapture>
-void capture_linear(Module<T>& linear, ScopedHooks& hooks, GetCapture capture) {
-    hooks.add(linear.register_forward_hook(
+void capture_samples(Module<T>& layer, ScopedHooks& hooks, GetCapture capture) {
+    hooks.add(layer.register_forward_hook(
         [capture](Module<T>&, const Tensor<T>& in, const Tensor<T>& out) {
             if (!out.requires_grad()) return;
-            LinearCapture<T>& c = capture();
-            c.input = in.value();
-            c.grads = 0;
+            SampleCapture<T>* c = capture();
+            if (c == nullptr) return;
+            c->input = in.value();
+            c->grads = 0;
         }));
-    hooks.add(linear.register_output_grad_hook([capture](Module<T>&, MatrixView<T> g) {
-        LinearCapture<T>& c = capture();
-        ++c.grads;
-        c.delta = g;
+    hooks.add(layer.register_output_grad_hook([capture](Module<T>&, MatrixView<T> g) {
+        SampleCapture<T>* c = capture();
+        if (c == nullptr) return;
+        ++c->grads;
+        c->delta = g;
     }));
 }
 

@@ -116,9 +116,8 @@ public:
             layers_.push_back(Layer{path, linear->weight(), linear->bias(), {}});
         }
         for (std::size_t i = 0; i < chosen.size(); ++i) {
-            detail::capture_linear(
-                *chosen[i].second, hooks_,
-                [this, i]() -> detail::LinearCapture<T>& { return layers_[i].capture; });
+            detail::capture_samples(*chosen[i].second, hooks_,
+                                    [this, i] { return &layers_[i].capture; });
         }
     }
 
@@ -173,7 +172,7 @@ private:
         std::string name;
         Tensor<T> weight;
         Tensor<T> bias;  // empty without a bias
-        detail::LinearCapture<T> capture = {};
+        detail::SampleCapture<T> capture = {};
     };
 
     static bool trained(const Tensor<T>& t) { return t.defined() && t.requires_grad(); }
@@ -226,7 +225,7 @@ private:
         const Index batch = first->capture.input.rows();
         for (const Layer& l : layers_) {
             if (frozen(l)) continue;
-            const detail::LinearCapture<T>& c = l.capture;
+            const detail::SampleCapture<T>& c = l.capture;
             if (c.grads == 0) {
                 detail::throw_value(who, l.name +
                                              " (Linear) received no gradient in this "

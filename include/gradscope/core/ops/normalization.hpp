@@ -176,6 +176,21 @@ Tensor<T> batch_norm_eval(const Tensor<T>& x, const Tensor<T>& gamma, const Tens
 
 namespace detail {
 
+// Layer norm's normalisation of each row of x [B x n]: xhat = (x - mean) / sqrt(var + eps), the
+// mean and the (biased) variance over the row, and invstd [B x 1] = 1/sqrt(var + eps). The
+// forward pass and the monitor's per-sample statistics of a LayerNorm's scale both use it, so
+// the two agree to the last bit.
+template <class T>
+void normalise_rows(ConstMatrixView<T> x, double eps, MatrixView<T> xhat, MatrixView<T> invstd) {
+    for (Index i = 0; i < x.rows(); ++i) {
+        const T mu = x.row(i).mean();
+        xhat.row(i) = x.row(i).array() - mu;
+        const T var = xhat.row(i).squaredNorm() / static_cast<T>(x.cols());
+        invstd(i, 0) = T(1) / std::sqrt(var + static_cast<T>(eps));
+        xhat.row(i) *= invstd(i, 0);
+    }
+}
+
 // Inputs x [B x n], gamma, beta [1 x n]. Saved: xhat; aux: 1/sqrt(var + eps) per row [B x 1].
 template <class T>
 void layer_norm_backward(Node<T>& node) {
@@ -215,16 +230,7 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<T>
                                         &detail::layer_norm_backward<T>, detail::norm_reads);
     node->saved.resize(s);
     node->aux.resize(Shape{s.rows, 1});
-    MatrixView<T> xhat = node->saved.view();
-    MatrixView<T> invstd = node->aux.view();
-    const ConstMatrixView<T> xv = detail::value_of(xn);
-    for (Index i = 0; i < s.rows; ++i) {
-        const T mu = xv.row(i).mean();
-        xhat.row(i) = xv.row(i).array() - mu;
-        const T var = xhat.row(i).squaredNorm() / static_cast<T>(s.cols);
-        invstd(i, 0) = T(1) / std::sqrt(var + static_cast<T>(eps));
-        xhat.row(i) *= invstd(i, 0);
-    }
+    detail::normalise_rows(detail::value_of(xn), eps, node->saved.view(), node->aux.view());
     detail::scale_and_shift(*node, gamma, beta);
     return detail::finish(std::move(node));
 }

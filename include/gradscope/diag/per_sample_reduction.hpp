@@ -1,0 +1,238 @@
+// The per-sample mode's arithmetic: from what a layer's hooks captured (its input and dL/dz,
+// nn/per_sample.hpp) to the reductions the statistics need (PerSampleGradients in
+// layer_statistics.hpp), with no per-sample gradient materialised. GradientMonitor owns one
+// PerSampleReduction per watched layer and calls reduce() when the step closes.
+//
+// Two layouts of a sample's gradient, delta_i = d(l_i)/dz_i being its output-gradient row:
+//   outer (Linear):            g_i = (outer(delta_i, a_i), delta_i)   for (weight, bias)
+//   elementwise (LayerNorm):   g_i = (delta_i o xhat_i, delta_i)      for (scale, shift)
+// For the outer layout,
+//   |g_i|^2 = |delta_i|^2 (|a_i|^2 + 1)                  (the 1 with a bias)
+//   sum_i g_ij^2 = (Delta o Delta)^T (A o A)             the GSNR's second moment, one product
+//   g_bar = (1/B) Delta^T A                              one product
+//   g_i^T g_bar = (1/B) sum_l (delta_i.delta_l)(a_i.a_l + 1), or row i of A G_W^T + 1 g_b^T
+//                 dotted with delta_i.
+// The inner products g_i^T g_bar are taken in whichever of two exact forms costs fewer
+// multiply-adds: through the samples' Gram matrices Delta Delta^T and A A^T (symmetric, so each
+// is a rank-k update of half a B x B matrix: B^2 (in + out) / 2), or through the mean gradient
+// (B in out, plus the product for g_bar when the GSNR has not made it). The Gram form also gives
+// |g_bar|^2 = (1/B) sum_i g_i^T g_bar, so without the GSNR the mean gradient is never formed.
+// For the elementwise layout every quantity is a row or column reduction of Delta o Xhat and
+// Delta ([B x n]): cheap next to the layers around it.
+#pragma once
+
+#include "../core/matrix.hpp"
+#include "../core/ops/normalization.hpp"
+#include "../nn/loss_reduction.hpp"
+#include "../nn/per_sample.hpp"
+#include "gradient_noise.hpp"
+#include "layer_statistics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+namespace gradscope::diag {
+
+// GradientMonitor::Options::per_sample.
+struct PerSampleOptions {
+    bool enabled = false;
+    // The reduction of the loss backward starts from: mean or sum (nn/per_sample.hpp).
+    Reduction loss_reduction = Reduction::mean;
+    // The GSNR needs every parameter's second moment over the batch, and the mean gradient: per
+    // Linear, two products the size of its weight gradient, most of the mode's cost (docs/
+    // PERFORMANCE.md). Off, gsnr and gsnr_parameters are not measured and the rest is unchanged.
+    bool gsnr = true;
+    // Measure the steps 0, N, 2N, ...; on the others the layers' inputs are not even copied and
+    // the per-sample statistics are not measured. Cockpit schedules its instruments the same way.
+    std::size_t every = 1;
+};
+
+namespace detail {
+
+enum class SampleLayout {
+    outer,        // Linear: g_i = outer(delta_i, a_i) for the weight
+    elementwise,  // LayerNorm: g_i = delta_i o xhat_i for the scale
+};
+
+// One layer's captured batch and the buffers its reductions reuse from step to step (an Eigen
+// matrix or a std::vector keeps its allocation while its size does not change).
+template <class T>
+class PerSampleReduction : public gradscope::detail::SampleCapture<T> {
+public:
+    PerSampleReduction() = default;
+    PerSampleReduction(SampleLayout layout, bool bias, double eps = 0.0)
+        : layout_(layout), bias_(bias), eps_(eps) {}
+
+    // The reductions of this step's per-sample gradients; the spans and views point into this
+    // object and stay valid until the next reduce().
+    PerSampleGradients<T> reduce(Reduction loss_reduction, bool gsnr) {
+        this->to_sample_deltas(loss_reduction);
+        if (layout_ == SampleLayout::outer) {
+            reduce_outer(gsnr);
+        } else {
+            reduce_elementwise(gsnr);
+        }
+        sort_norms();
+        deviations();
+        // Buffers a step did not fill keep their storage (no allocation next time) but are
+        // not shown: the GSNR's parts without the GSNR, the bias parts without a bias.
+        const bool bias = bias_ && gsnr;
+        return PerSampleGradients<T>{.sq_norms = sq_norms_,
+                                     .sorted_norms = sorted_norms_,
+                                     .sq_deviations = sq_deviations_,
+                                     .dot_deviations = dot_deviations_,
+                                     .mean_sq_norm = mean_sq_,
+                                     .mean_weight = gsnr ? view_of(mean_weight_) : empty(),
+                                     .mean_bias = bias ? view_of(mean_bias_) : empty(),
+                                     .second_weight = gsnr ? view_of(second_weight_) : empty(),
+                                     .second_bias = bias ? view_of(second_bias_) : empty(),
+                                     .has_gsnr = gsnr};
+    }
+
+private:
+    using Column = Eigen::Array<T, Eigen::Dynamic, 1>;
+
+    [[nodiscard]] Index batch() const { return this->input.rows(); }
+
+    void reduce_outer(bool gsnr) {
+        const Matrix<T>& a = this->input;
+        const Matrix<T>& d = this->delta;
+        const Index b = batch(), in = a.cols(), out = d.cols();
+        const T inv_batch = T(1) / static_cast<T>(b);
+        input_sq_ = a.rowwise().squaredNorm().array();
+        delta_sq_ = d.rowwise().squaredNorm().array();
+        sq_norms_.resize(static_cast<std::size_t>(b));
+        for (Index i = 0; i < b; ++i) {
+            sq_norms_[static_cast<std::size_t>(i)] =
+                static_cast<double>(delta_sq_(i)) *
+                (static_cast<double>(input_sq_(i)) + (bias_ ? 1.0 : 0.0));
+        }
+        if (gsnr) {
+            mean_weight_.noalias() = inv_batch * (d.transpose() * a);
+            squared_input_ = a.array().square().matrix();
+            squared_delta_ = d.array().square().matrix();
+            second_weight_.noalias() = inv_batch * (squared_delta_.transpose() * squared_input_);
+            if (bias_) {
+                mean_bias_ = inv_batch * d.colwise().sum();
+                second_bias_ = inv_batch * squared_delta_.colwise().sum();
+            }
+        }
+        // Multiply-adds of g_i^T g_bar in each form (the header's comment).
+        const double gram = 0.5 * double(b) * double(b) * double(in + out);
+        const double product = double(b) * double(in) * double(out);
+        if (gram < (gsnr ? product : 2.0 * product)) {
+            dots_through_gram();
+        } else {
+            if (!gsnr) {
+                mean_weight_.noalias() = inv_batch * (d.transpose() * a);
+                if (bias_) mean_bias_ = inv_batch * d.colwise().sum();
+            }
+            dots_through_mean();
+        }
+    }
+
+    // g_i^T g_bar = (1/B) sum_l (Delta Delta^T)_il (A A^T + 1)_il from the lower triangles: the
+    // element-wise product H of two lower-triangular halves holds each pair l < i once, so row
+    // i's full sum is row i of H plus column i of H less the diagonal, which both hold. Then
+    // |g_bar|^2 = (1/B) sum_i g_i^T g_bar.
+    void dots_through_gram() {
+        const Index b = batch();
+        gram_delta_.setZero(b, b);
+        gram_delta_.template selfadjointView<Eigen::Lower>().rankUpdate(this->delta);
+        gram_input_.setZero(b, b);
+        gram_input_.template selfadjointView<Eigen::Lower>().rankUpdate(this->input);
+        if (bias_) gram_input_.array() += T(1);  // the upper half meets zeros in gram_delta_
+        gram_delta_.array() *= gram_input_.array();
+        dots_ = (gram_delta_.rowwise().sum() + gram_delta_.colwise().sum().transpose()).array() -
+                gram_delta_.diagonal().array();
+        dots_ /= static_cast<T>(b);
+        mean_sq_ = static_cast<double>(dots_.template cast<double>().sum()) / double(b);
+    }
+
+    // g_i^T g_bar = delta_i^T (G_W a_i + g_b): row i of A G_W^T + 1 g_b^T dotted with delta_i.
+    void dots_through_mean() {
+        projected_.noalias() = this->input * mean_weight_.transpose();
+        if (bias_) projected_.rowwise() += mean_bias_.row(0);
+        dots_ = (projected_.array() * this->delta.array()).rowwise().sum();
+        mean_sq_ = static_cast<double>(mean_weight_.squaredNorm()) +
+                   (bias_ ? static_cast<double>(mean_bias_.squaredNorm()) : 0.0);
+    }
+
+    // LayerNorm: the scale's per-sample gradients are the rows of Delta o Xhat.
+    void reduce_elementwise(bool gsnr) {
+        const Index b = batch(), n = this->input.cols();
+        const T inv_batch = T(1) / static_cast<T>(b);
+        xhat_.resize(b, n);
+        invstd_.resize(b, 1);
+        gradscope::detail::normalise_rows(
+            ConstMatrixView<T>(this->input.data(), b, n), eps_,
+            MatrixView<T>(xhat_.data(), b, n), MatrixView<T>(invstd_.data(), b, 1));
+        scale_rows_ = (this->delta.array() * xhat_.array()).matrix();
+        const Matrix<T>& d = this->delta;
+        sq_norms_.resize(static_cast<std::size_t>(b));
+        for (Index i = 0; i < b; ++i) {
+            sq_norms_[static_cast<std::size_t>(i)] =
+                static_cast<double>(scale_rows_.row(i).squaredNorm()) +
+                static_cast<double>(d.row(i).squaredNorm());
+        }
+        mean_weight_ = inv_batch * scale_rows_.colwise().sum();
+        mean_bias_ = inv_batch * d.colwise().sum();
+        if (gsnr) {
+            second_weight_ = inv_batch * scale_rows_.array().square().matrix().colwise().sum();
+            second_bias_ = inv_batch * d.array().square().matrix().colwise().sum();
+        }
+        dots_.resize(b);
+        dots_.matrix().noalias() = scale_rows_ * mean_weight_.transpose();
+        dots_.matrix().noalias() += d * mean_bias_.transpose();
+        mean_sq_ = static_cast<double>(mean_weight_.squaredNorm()) +
+                   static_cast<double>(mean_bias_.squaredNorm());
+    }
+
+    void sort_norms() {
+        sorted_norms_.resize(sq_norms_.size());
+        for (std::size_t i = 0; i < sq_norms_.size(); ++i) {
+            sorted_norms_[i] = std::sqrt(sq_norms_[i]);
+        }
+        std::sort(sorted_norms_.begin(), sorted_norms_.end());
+    }
+
+    // |g_i - g_bar|^2 and (g_i - g_bar)^T g_bar from |g_i|^2, |g_bar|^2 and g_i^T g_bar
+    // (sample_deviation).
+    void deviations() {
+        const std::size_t b = sq_norms_.size();
+        const double rounding =
+            batch_rounding(b, static_cast<double>(std::numeric_limits<T>::epsilon()));
+        sq_deviations_.resize(b);
+        dot_deviations_.resize(b);
+        for (std::size_t i = 0; i < b; ++i) {
+            const double dot = static_cast<double>(dots_(static_cast<Index>(i)));
+            const SampleDeviation d = sample_deviation(sq_norms_[i], dot, mean_sq_, rounding);
+            sq_deviations_[i] = d.sq_norm;
+            dot_deviations_[i] = d.dot;
+        }
+    }
+
+    static ConstMatrixView<T> view_of(const Matrix<T>& m) {
+        return ConstMatrixView<T>(m.data(), m.rows(), m.cols());
+    }
+    static ConstMatrixView<T> empty() { return ConstMatrixView<T>(nullptr, 0, 0); }
+
+    SampleLayout layout_ = SampleLayout::outer;
+    bool bias_ = false;
+    double eps_ = 0.0;  // the LayerNorm's
+    Column input_sq_, delta_sq_;  // |a_i|^2, |delta_i|^2
+    Matrix<T> squared_input_, squared_delta_;
+    Matrix<T> gram_delta_, gram_input_;
+    Matrix<T> projected_;
+    Matrix<T> xhat_, invstd_, scale_rows_;
+    Matrix<T> mean_weight_, mean_bias_, second_weight_, second_bias_;
+    Column dots_;  // g_i^T g_bar
+    double mean_sq_ = 0.0;
+    std::vector<double> sq_norms_, sorted_norms_, sq_deviations_, dot_deviations_;
+};
+
+}  // namespace detail
+}  // namespace gradscope::diag
