@@ -32,7 +32,7 @@ constexpr std::uint64_t parameter_seed = 1;
 constexpr std::uint64_t data_seed = 2;
 
 // What is attached to the gradscope step besides the network itself.
-enum class Extra { none, monitor, per_sample, anomaly };
+enum class Extra { none, monitor, per_sample, per_sample_no_gsnr, anomaly };
 
 const char* implementation_name(Extra extra) {
     switch (extra) {
@@ -40,6 +40,8 @@ const char* implementation_name(Extra extra) {
             return "gradscope+monitor";
         case Extra::per_sample:
             return "gradscope+per_sample";
+        case Extra::per_sample_no_gsnr:
+            return "gradscope+per_sample_no_gsnr";
         case Extra::anomaly:
             return "gradscope+anomaly";
         case Extra::none:
@@ -92,11 +94,12 @@ void gradscope_step(benchmark::State& state, const Workload w, Kind kind, int th
     // Recording every step, keeping a window of them, as a training loop that logs would.
     std::optional<diag::GradientMonitor<float>> monitor;
     // Per-sample mode: the same monitor, also reducing every Linear's per-sample gradients
-    // (mse_loss reduces by the mean, the mode's default).
-    if (extra == Extra::monitor || extra == Extra::per_sample) {
-        monitor.emplace(
-            *net, diag::GradientMonitor<float>::Options{
-                      .keep_last = 64, .per_sample = {.enabled = extra == Extra::per_sample}});
+    // (mse_loss reduces by the mean, the mode's default), with or without the GSNR.
+    if (extra != Extra::none && extra != Extra::anomaly) {
+        monitor.emplace(*net, diag::GradientMonitor<float>::Options{
+                                  .keep_last = 64,
+                                  .per_sample = {.enabled = extra != Extra::monitor,
+                                                 .gsnr = extra == Extra::per_sample}});
     }
     const AnomalyGuard anomaly(extra == Extra::anomaly);
 
@@ -193,7 +196,8 @@ void add(const std::string& name, Fn fn, Args... args) {
                     threads);
             }
         }
-        for (const Extra extra : {Extra::monitor, Extra::per_sample, Extra::anomaly}) {
+        for (const Extra extra :
+             {Extra::monitor, Extra::per_sample, Extra::per_sample_no_gsnr, Extra::anomaly}) {
             add(benchmark_name(w, implementation_name(extra), Kind::train, 1), gradscope_step, w,
                 Kind::train, 1, extra);
         }

@@ -304,6 +304,35 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: batch small 
     }
 }
 
+// After zero_grad and one backward the weight's gradient is the mean per-sample gradient and the
+// monitor takes it from there (diag/per_sample_reduction.hpp); when it is not (a second backward
+// accumulated into it, or a penalty on the weight added its own term), the check must see it
+// and the statistics must still be those of the samples' own gradients.
+TEST_CASE("per-sample statistics when the weight's gradient is not the mean per-sample gradient",
+          "[per_sample]") {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        INFO("reduction " << to_string(r));
+        const Problem p = regression(r);
+        Net net = plain_net();
+        const PerSampleGrads grads = explicit_per_sample_gradients(net, p);
+        Monitor monitor(*net, {.per_sample = {.enabled = true, .loss_reduction = r}});
+        net->zero_grad();
+        p.loss(net, 0, p.batch()).backward();
+        p.loss(net, 0, p.batch()).backward();  // accumulates: the gradient is twice the mean
+        auto linears = net->linear_layers();
+        TensorD penalised = linears.front().second->weight();
+        net->zero_grad();
+        (p.loss(net, 0, p.batch()) + 0.3 * sum(penalised * penalised)).backward();
+        REQUIRE(monitor.history().size() == 3);
+        for (std::size_t step = 0; step < 3; ++step) {
+            INFO("step " << step);
+            for (std::size_t l = 0; l < grads.size(); ++l) {
+                check_layer(monitor.history()[step].layers()[l], expected_from(grads[l]), true);
+            }
+        }
+    }
+}
+
 // LayerNorm's scale and shift: g_i = (delta_i o xhat_i, delta_i), from the captured input.
 Net layer_norm_net(bool residual) {
     return mlp<double>({.widths = {5, 6, 6, 6, 3},

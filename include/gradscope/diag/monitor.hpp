@@ -236,7 +236,7 @@ private:
             return std::nullopt;
         }
         return layer.per_sample.reduce(options_.per_sample.loss_reduction,
-                                       options_.per_sample.gsnr);
+                                       options_.per_sample.gsnr, layer.weight);
     }
 
     // The first activation after a watched layer stands for that layer's output h_l.

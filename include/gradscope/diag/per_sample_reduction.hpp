@@ -9,7 +9,8 @@
 // For the outer layout,
 //   |g_i|^2 = |delta_i|^2 (|a_i|^2 + 1)                  (the 1 with a bias)
 //   sum_i g_ij^2 = (Delta o Delta)^T (A o A)             the GSNR's second moment, one product
-//   g_bar = (1/B) Delta^T A                              one product
+//   g_bar = (1/B) Delta^T A                              one product, or the weight's gradient
+//                                                        when that is this pass's alone (below)
 //   g_i^T g_bar = (1/B) sum_l (delta_i.delta_l)(a_i.a_l + 1), or row i of A G_W^T + 1 g_b^T
 //                 dotted with delta_i.
 // The inner products g_i^T g_bar are taken in whichever of two exact forms costs fewer
@@ -17,12 +18,21 @@
 // is a rank-k update of half a B x B matrix: B^2 (in + out) / 2), or through the mean gradient
 // (B in out, plus the product for g_bar when the GSNR has not made it). The Gram form also gives
 // |g_bar|^2 = (1/B) sum_i g_i^T g_bar, so without the GSNR the mean gradient is never formed.
+// After the usual zero_grad, forward, backward, the weight's gradient already is B g_bar (sum)
+// or g_bar (mean): the monitor takes it from there once a check of Freivalds' kind (1977) has
+// confirmed it, G r = (1/B) Delta^T (A r) within rounding for a fixed random vector r, which
+// costs O(in out + B (in + out)) instead of a product. Accumulated gradients (two backward
+// passes without zero_grad), a penalty on the weight in the loss or a hook that changed the
+// gradient fail the check, and then the product is formed: the statistics always see the mean
+// of the samples' own gradients.
 // For the elementwise layout every quantity is a row or column reduction of Delta o Xhat and
 // Delta ([B x n]): cheap next to the layers around it.
 #pragma once
 
 #include "../core/matrix.hpp"
 #include "../core/ops/normalization.hpp"
+#include "../core/random.hpp"
+#include "../core/tensor.hpp"
 #include "../nn/loss_reduction.hpp"
 #include "../nn/per_sample.hpp"
 #include "gradient_noise.hpp"
@@ -68,9 +78,13 @@ public:
 
     // The reductions of this step's per-sample gradients; the spans and views point into this
     // object and stay valid until the next reduce().
-    PerSampleGradients<T> reduce(Reduction loss_reduction, bool gsnr) {
+    // `weight` is the layer's weight, whose gradient may stand for g_bar (the header's comment).
+    PerSampleGradients<T> reduce(Reduction loss_reduction, bool gsnr, const Tensor<T>& weight) {
         this->to_sample_deltas(loss_reduction);
         if (layout_ == SampleLayout::outer) {
+            gradient_scale_ =
+                loss_reduction == Reduction::sum ? T(1) / static_cast<T>(batch()) : T(1);
+            weight_ = &weight;
             reduce_outer(gsnr);
         } else {
             reduce_elementwise(gsnr);
@@ -111,7 +125,7 @@ private:
                 (static_cast<double>(input_sq_(i)) + (bias_ ? 1.0 : 0.0));
         }
         if (gsnr) {
-            mean_weight_.noalias() = inv_batch * (d.transpose() * a);
+            mean_weight_from_product_or_gradient();
             squared_input_ = a.array().square().matrix();
             squared_delta_ = d.array().square().matrix();
             second_weight_.noalias() = inv_batch * (squared_delta_.transpose() * squared_input_);
@@ -127,11 +141,52 @@ private:
             dots_through_gram();
         } else {
             if (!gsnr) {
-                mean_weight_.noalias() = inv_batch * (d.transpose() * a);
+                mean_weight_from_product_or_gradient();
                 if (bias_) mean_bias_ = inv_batch * d.colwise().sum();
             }
             dots_through_mean();
         }
+    }
+
+    void mean_weight_from_product_or_gradient() {
+        if (mean_weight_from_gradient()) return;
+        mean_weight_.noalias() =
+            (T(1) / static_cast<T>(batch())) * (this->delta.transpose() * this->input);
+    }
+
+    // g_bar's weight part from the weight's gradient, when the check in the header's comment
+    // holds: for each output j, |(G r)_j - (1/B)(Delta^T A r)_j| within 4 eps (B + in + 2) times
+    // (1/B)(|Delta|^T |A| |r|)_j, the rounding bound of the two ways of forming it. False when it
+    // does not (or there is no gradient): the caller forms the product.
+    bool mean_weight_from_gradient() {
+        const Tensor<T>& weight = *weight_;
+        if (!weight.defined() || !weight.has_grad()) return false;
+        const ConstMatrixView<T> g = weight.grad();
+        const Matrix<T>& a = this->input;
+        const Matrix<T>& d = this->delta;
+        const Index b = batch(), in = a.cols();
+        if (g.rows() != d.cols() || g.cols() != in) return false;
+        if (probe_.rows() != in) {
+            constexpr std::uint64_t probe_seed = 0x5eed'f7e1;
+            probe_ = Rng(probe_seed).normal_matrix<T>(in, 1);
+            abs_probe_ = probe_.cwiseAbs();
+        }
+        probe_input_.noalias() = a * probe_;
+        probe_exact_.noalias() = d.transpose() * probe_input_;
+        probe_gradient_.noalias() = g * probe_;
+        abs_input_ = a.cwiseAbs();
+        abs_delta_ = d.cwiseAbs();
+        probe_input_.noalias() = abs_input_ * abs_probe_;
+        probe_bound_.noalias() = abs_delta_.transpose() * probe_input_;
+        const T inv_batch = T(1) / static_cast<T>(b);
+        const T tolerance = T(4) * std::numeric_limits<T>::epsilon() * static_cast<T>(b + in + 2);
+        for (Index j = 0; j < g.rows(); ++j) {
+            const T difference =
+                std::abs(gradient_scale_ * probe_gradient_(j) - inv_batch * probe_exact_(j));
+            if (!(difference <= tolerance * inv_batch * probe_bound_(j))) return false;
+        }
+        mean_weight_ = gradient_scale_ * g;
+        return true;
     }
 
     // g_i^T g_bar = (1/B) sum_l (Delta Delta^T)_il (A A^T + 1)_il from the lower triangles: the
@@ -223,6 +278,11 @@ private:
     SampleLayout layout_ = SampleLayout::outer;
     bool bias_ = false;
     double eps_ = 0.0;  // the LayerNorm's
+    const Tensor<T>* weight_ = nullptr;  // reduce()'s, for mean_weight_from_gradient
+    T gradient_scale_ = T(1);            // g_bar = gradient_scale_ times the weight's gradient
+    Matrix<T> probe_, abs_probe_;        // r and |r| [in x 1]
+    Matrix<T> probe_input_, probe_exact_, probe_gradient_, probe_bound_;
+    Matrix<T> abs_input_, abs_delta_;
     Column input_sq_, delta_sq_;  // |a_i|^2, |delta_i|^2
     Matrix<T> squared_input_, squared_delta_;
     Matrix<T> gram_delta_, gram_input_;
