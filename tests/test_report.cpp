@@ -147,6 +147,56 @@ TEST_CASE("the table has a header line and one aligned row per run", "[report][t
     CHECK(lines_of(diag::format_table({})).size() == 1);
 }
 
+namespace {
+// Two hidden layers and the output layer, as a monitor records them; the output layer has no
+// activation, so its saturated and dead fractions do not apply.
+diag::GradientProfile sample_profile(bool with_updates) {
+    std::vector<diag::LayerStats> layers(3);
+    const char* names[] = {"layers.0.linear", "layers.1.linear", "layers.2"};
+    for (std::size_t l = 0; l < 3; ++l) {
+        layers[l].name = names[l];
+        layers[l].output_grad_norm = 0.5 * static_cast<double>(l + 1);  // 0.5, 1, 1.5
+        layers[l].weight_grad_norm = 2e-3;
+        layers[l].weight_norm = 4.0;
+        if (with_updates) layers[l].update_ratio = 1.25e-3;
+        if (l < 2) {
+            layers[l].saturated_fraction = 0.25;
+            layers[l].dead_fraction = 0.0;
+        }
+    }
+    return diag::GradientProfile(layers, 7);
+}
+}  // namespace
+
+TEST_CASE("a profile's table: a row per layer, '-' where a value does not apply, the verdict",
+          "[report][table]") {
+    const auto lines = lines_of(diag::format_profile(sample_profile(false)));
+    REQUIRE(lines.size() == 5);  // header, three layers, verdict
+    CHECK(lines[0].find("update") == std::string::npos);  // no layer has one: no column
+    for (const char* column : {"layer", "|dL/dz|", "|dL/dW|", "|W|", "saturated", "dead"}) {
+        CHECK(lines[0].find(column) != std::string::npos);
+    }
+    CHECK(lines[1].find("layers.0.linear") == 0);
+    CHECK(lines[1].find("5.00e-01") != std::string::npos);
+    CHECK(lines[1].find("0.250") != std::string::npos);
+    CHECK(lines[3].find("layers.2") == 0);
+    CHECK(lines[3].find("nan") == std::string::npos);
+    CHECK(lines[3].substr(lines[3].size() - 1) == "-");  // the dead fraction: not applicable
+    // Numbers right-aligned: every row's |W| ends where the header's does.
+    const auto w_end = lines[0].find("|W|") + 3;
+    for (std::size_t r = 1; r <= 3; ++r) CHECK(lines[r].find("4.00e+00") + 8 == w_end);
+    CHECK(lines[4] == "verdict: healthy (|dL/dz_1| / |dL/dz_L| = 3.33e-01)");
+
+    const auto updated = lines_of(diag::format_profile(sample_profile(true)));
+    CHECK(updated[0].find("update/|W|") != std::string::npos);
+    CHECK(updated[1].find("1.25e-03") != std::string::npos);
+    // Thresholds that call a ratio of 1/3 vanishing.
+    CHECK(diag::format_profile(sample_profile(true), {.vanishing_ratio = 0.5}).find("vanishing") !=
+          std::string::npos);
+    REQUIRE_THROWS_MATCHES(diag::text_table({"a", "b"}, {false}, {}), value_error,
+                           testing::MessageContains({"text_table", "2 columns", "1 alignments"}));
+}
+
 TEST_CASE("one formatter: each style as printf would write it, without the locale",
           "[report][format]") {
     using diag::format_number;

@@ -13,6 +13,7 @@
 #include "diag/html_report.hpp"
 #include "diag/monitor.hpp"
 #include "diag/profile.hpp"
+#include "diag/profile_table.hpp"
 #include "diag/report.hpp"
 #include "diag/svg.hpp"
 #include "diag/svg_heatmap.hpp"

@@ -10,6 +10,7 @@
 #include "format.hpp"
 #include "profile.hpp"
 #include "svg.hpp"
+#include "text_table.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -93,25 +94,7 @@ inline std::string format_table(const std::vector<SweepRun>& runs) {
                         table_number(r.predicted_gain_per_layer, table_gain),
                         to_string(r.verdict)});
     }
-    std::vector<std::size_t> widths(header.size());
-    for (std::size_t c = 0; c < header.size(); ++c) {
-        widths[c] = header[c].size();
-        for (const auto& row : rows) widths[c] = std::max(widths[c], row[c].size());
-    }
-    std::string out;
-    const auto emit = [&](const std::vector<std::string>& cells) {
-        std::string line;
-        for (std::size_t c = 0; c < cells.size(); ++c) {
-            if (c > 0) line += "  ";
-            const std::string pad(widths[c] - cells[c].size(), ' ');
-            line +=
-                right_aligned[c] ? pad + cells[c] : cells[c] + (c + 1 < cells.size() ? pad : "");
-        }
-        out += line + "\n";
-    };
-    emit(header);
-    for (const auto& row : rows) emit(row);
-    return out;
+    return text_table(header, right_aligned, rows);
 }
 
 // ---------------------------------------------------------------------------------------------
