@@ -355,8 +355,8 @@ Run train(const Settings& s, MLP<float>& net, const Prepared& p,
     const bool drop_last = s.norm == "batch" && p.train->size() % static_cast<std::size_t>(s.batch) == 1;
     data::DataLoader<float> loader(p.train, {.batch_size = static_cast<std::size_t>(s.batch),
                                              .shuffle = true,
-                                             .seed = s.seed,
-                                             .drop_last = drop_last});
+                                             .drop_last = drop_last,
+                                             .seed = s.seed});
     // An epoch here takes a millisecond or less: the checkpoint is written once, at the end,
     // rather than on each new best.
     EarlyStopping<float> stopper(net, {.patience = s.patience,

@@ -431,3 +431,17 @@ TEST_CASE("a scaler travels in a checkpoint's metadata and transforms bit for bi
     REQUIRE_THROWS_MATCHES(data::StandardScaler<float>::from_metadata({}), value_error,
                            MessageContains("no 'scaler.kind'"));
 }
+
+// PyTorch's DataLoader keywords in its order (batch_size, shuffle, sampler, drop_last, then the
+// generator, here a seed, and prefetching): designated initialisers must follow the declaration
+// order, so this compiles only while LoaderOptions keeps it.
+TEST_CASE("loader options take their fields in PyTorch's keyword order", "[data][options]") {
+    const data::LoaderOptions options{.batch_size = 4,
+                                      .shuffle = false,
+                                      .sampler = nullptr,
+                                      .drop_last = true,
+                                      .seed = 3,
+                                      .prefetch = true};
+    DataLoader<double> loader(numbered(10), options);
+    CHECK(loader.size() == 2);  // 10 rows in batches of 4, the short last one dropped
+}

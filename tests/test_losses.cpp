@@ -211,7 +211,7 @@ TEST_CASE("binary cross-entropy's weight passes a finite-difference check for ev
             INFO("reduction " << to_string(reduction) << ", weight " << w.rows() << "x"
                               << w.cols());
             const BCEWithLogitsOptions bce{
-                .reduction = reduction, .pos_weight = {0.5, 1.0, 4.0}, .weight = w};
+                .weight = w, .reduction = reduction, .pos_weight = {0.5, 1.0, 4.0}};
             require_gradcheck(
                 [&](const Inputs& in) {
                     return binary_cross_entropy_with_logits(in[0], in[1], bce);
@@ -380,4 +380,22 @@ TEST_CASE("binary cross-entropy names a weight of the wrong shape, or NaN or neg
                            MessageContains({"weight(0, 1)", "non-negative", "-0.5"}));
     REQUIRE_THROWS_MATCHES(bce(Matrix<double>::Constant(1, 1, INFINITY)), value_error,
                            MessageContains({"weight(0, 0)", "finite"}));
+}
+
+// Written in the order of PyTorch's keywords (CrossEntropyLoss: weight, ignore_index, reduction,
+// label_smoothing; BCEWithLogitsLoss: weight, reduction, pos_weight; HuberLoss: reduction,
+// delta; SmoothL1Loss: reduction, beta), every field: designated initialisers must follow the
+// declaration order, so this compiles only while the structs keep PyTorch's order.
+TEST_CASE("loss options take their fields in PyTorch's keyword order", "[losses][options]") {
+    const CrossEntropyOptions ce{.weight = {1.0, 2.0},
+                                 .ignore_index = -1,
+                                 .reduction = Reduction::sum,
+                                 .label_smoothing = 0.1};
+    const BCEWithLogitsOptions bce{
+        .weight = Matrix<double>::Ones(1, 2), .reduction = Reduction::sum, .pos_weight = {2.0, 1.0}};
+    const HuberLossOptions huber{.reduction = Reduction::sum, .delta = 0.5};
+    const SmoothL1LossOptions smooth{.reduction = Reduction::sum, .beta = 0.5};
+    CHECK((ce.ignore_index == -1 && ce.label_smoothing == 0.1));
+    CHECK((bce.weight.cols() == 2 && bce.pos_weight.front() == 2.0));
+    CHECK((huber.delta == 0.5 && smooth.beta == 0.5));
 }

@@ -1107,3 +1107,53 @@ TEST_CASE("set_lr sets every group or one, and a refused lr changes none", "[opt
     CHECK(adamw.lr(0) == 0.5);
     CHECK(adamw.lr(1) == 0.5);
 }
+
+// Designated initialisers must follow the declaration order, so every options struct declares its
+// fields in the order of PyTorch's keywords: a user who writes them as in PyTorch compiles. This
+// writes every field of each, in PyTorch's order (the compile is the test; the checks say the
+// values land in the fields they name).
+TEST_CASE("optimiser and scheduler options take their fields in PyTorch's keyword order",
+          "[optim][options]") {
+    const SGDOptions sgd{
+        .lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 1e-4, .nesterov = false};
+    const AdamOptions adam{
+        .lr = 0.1, .betas = {0.8, 0.9}, .eps = 1e-6, .weight_decay = 0.01, .amsgrad = true};
+    const AdamWOptions adamw{
+        .lr = 0.1, .betas = {0.8, 0.9}, .eps = 1e-6, .weight_decay = 0.05, .amsgrad = false};
+    const RMSpropOptions rmsprop{.lr = 0.1,
+                                 .alpha = 0.9,
+                                 .eps = 1e-6,
+                                 .weight_decay = 0.01,
+                                 .momentum = 0.5,
+                                 .centered = true};
+    CHECK((sgd.dampening == 0.1 && sgd.weight_decay == 1e-4));
+    CHECK((adam.betas.beta2 == 0.9 && adam.amsgrad && adamw.weight_decay == 0.05));
+    CHECK((rmsprop.alpha == 0.9 && rmsprop.momentum == 0.5 && rmsprop.centered));
+
+    const StepLROptions step{.step_size = 3, .gamma = 0.5};
+    const MultiStepLROptions multi{.milestones = {2, 5}, .gamma = 0.5};
+    const ConstantLROptions constant{.factor = 0.5, .total_iters = 4};
+    const LinearLROptions linear{.start_factor = 0.25, .end_factor = 1.0, .total_iters = 4};
+    const CosineAnnealingLROptions cosine{.T_max = 10, .eta_min = 1e-4};
+    const CosineAnnealingWarmRestartsOptions restarts{.T_0 = 5, .T_mult = 2, .eta_min = 1e-4};
+    const OneCycleLROptions one_cycle{.max_lr = 0.1,
+                                      .total_steps = 100,
+                                      .pct_start = 0.25,
+                                      .anneal_strategy = OneCycleLROptions::Anneal::linear,
+                                      .div_factor = 10.0,
+                                      .final_div_factor = 100.0,
+                                      .three_phase = true};
+    const ReduceLROnPlateauOptions plateau{
+        .mode = ReduceLROnPlateauOptions::Mode::max,
+        .factor = 0.5,
+        .patience = 2,
+        .threshold = 1e-3,
+        .threshold_mode = ReduceLROnPlateauOptions::ThresholdMode::abs,
+        .cooldown = 1,
+        .min_lr = 1e-5,
+        .eps = 1e-9};
+    CHECK((step.gamma == 0.5 && multi.milestones.size() == 2 && constant.total_iters == 4));
+    CHECK((linear.end_factor == 1.0 && cosine.eta_min == 1e-4 && restarts.T_mult == 2));
+    CHECK((one_cycle.div_factor == 10.0 && one_cycle.three_phase));
+    CHECK((plateau.cooldown == 1 && plateau.min_lr == 1e-5 && plateau.eps == 1e-9));
+}

@@ -46,15 +46,18 @@
 
 namespace gradscope::data {
 
+// In the order of PyTorch's DataLoader keywords (seed where its generator comes), so that
+// designated initialisers written in that order compile.
 struct LoaderOptions {
     std::size_t batch_size = 1;
     // A new seeded permutation each epoch (a RandomSampler); false visits rows in order.
     bool shuffle = false;
-    std::uint64_t seed = 0;
-    // Leave out the last batch of an epoch when it is smaller than batch_size.
-    bool drop_last = false;
     // Your own order of rows (see sampler.hpp); cannot be combined with shuffle, as in PyTorch.
     std::shared_ptr<Sampler> sampler = nullptr;
+    // Leave out the last batch of an epoch when it is smaller than batch_size.
+    bool drop_last = false;
+    // Of the shuffle's permutations.
+    std::uint64_t seed = 0;
     // Copy the next batch on a worker thread while the current one is used.
     bool prefetch = false;
 };

@@ -21,17 +21,19 @@
 
 namespace gradscope {
 
+// In the order of PyTorch's BCEWithLogitsLoss keywords (weight, reduction, pos_weight), so that
+// designated initialisers written in that order compile.
 struct BCEWithLogitsOptions {
-    Reduction reduction = Reduction::mean;
-    // One weight per column (class) for the positive term, finite and >= 0; empty: all 1.
-    // Above 1 it favours recall: PyTorch's advice is negatives / positives of that class.
-    std::vector<double> pos_weight{};
     // PyTorch's weight: a rescaling of each element's whole loss, finite and >= 0, broadcast
     // to the logits' [r x n] shape. Accepted shapes: [1 x 1] (one for all), [1 x n] (one per
     // column, as PyTorch's 1-D weight of n entries), [r x 1] (one per row, e.g. per sample)
     // and [r x n]; anything else is a shape_error. Empty (0 x 0): all 1. It is a constant: no
     // gradient flows to it, and PyTorch 1.13 too refuses a weight that requires grad.
     Matrix<double> weight{};
+    Reduction reduction = Reduction::mean;
+    // One weight per column (class) for the positive term, finite and >= 0; empty: all 1.
+    // Above 1 it favours recall: PyTorch's advice is negatives / positives of that class.
+    std::vector<double> pos_weight{};
 };
 
 namespace detail {
