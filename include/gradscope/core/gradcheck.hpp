@@ -12,9 +12,11 @@
 #include "tensor.hpp"
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gradscope {
@@ -28,6 +30,17 @@ enum class GradcheckInputs {
     interior,         // f(i(x)): each input through a pass-through op that keeps no handle
     shared_interior,  // f(i(x)) + f(i(x)): the same interior values read by two consumers
 };
+
+// What gradcheck checks: a function of the inputs, f(const std::vector<Tensor<double>>&),
+// whose result is a Tensor<double>. (clang-format 14 takes the `&` in these template arguments
+// for an expression.)
+// clang-format off
+template <class F>
+concept GradcheckFunction =
+    std::invocable<F&, const std::vector<Tensor<double>>&> &&
+    std::convertible_to<std::invoke_result_t<F&, const std::vector<Tensor<double>>&>,
+                        Tensor<double>>;
+// clang-format on
 
 struct GradcheckOptions {
     double step = 1e-6;  // central-difference step h (error O(h^2) + rounding/h)
@@ -108,7 +121,7 @@ inline std::string describe(const GradcheckReport& r) {
 // `f` maps the inputs (a const std::vector<Tensor<double>>&) to a tensor of any fixed shape.
 // Inputs that require grad must be leaves; they are perturbed in place and restored, and their
 // gradients are cleared. Double precision only: in float, rounding swamps the differences.
-template <class F>
+template <GradcheckFunction F>
 GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
                           const GradcheckOptions& options = {}) {
     using T = double;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "buffer_pool.hpp"
+#include "concepts.hpp"
 #include "hook_list.hpp"
 #include "matrix.hpp"
 
@@ -31,6 +32,10 @@ struct Node;
 // read it or overwrite it in place (the shape is fixed), and what it leaves flows on.
 template <class T>
 using GradHook = std::function<void(MatrixView<T> grad)>;
+
+// What Tensor::register_hook accepts as a GradHook.
+template <class F, class T>
+concept GradHookFor = CallbackWith<F, MatrixView<T>>;
 
 // Work that waits for the end of a backward pass that reached a node: a module's
 // parameter-gradient hooks (see Note [Hook lifetimes] in nn/module.hpp). The owner is held

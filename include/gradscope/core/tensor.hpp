@@ -3,6 +3,7 @@
 #pragma once
 
 #include "autograd.hpp"
+#include "concepts.hpp"
 #include "errors.hpp"
 #include "grad_mode.hpp"
 #include "matrix.hpp"
@@ -89,8 +90,7 @@ private:
 
 template <class T>
 class Tensor {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "gradscope tensors hold float or double");
+    static_assert(TensorScalar<T>, "gradscope tensors hold float or double");
 
 public:
     using Scalar = T;
@@ -251,8 +251,9 @@ public:
                              options.retain_graph);
     }
 
-    // Registers `hook`, called during backward with the gradient flowing into this tensor.
-    template <class F>
+    // Registers `hook`, called during backward with the gradient flowing into this tensor:
+    // hook(MatrixView<T> grad), see GradHook.
+    template <GradHookFor<T> F>
     HookHandle<T> register_hook(F&& hook) {
         Node<T>& n = node();
         if (!n.requires_grad) {

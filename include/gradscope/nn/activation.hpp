@@ -5,6 +5,7 @@
 #include "../core/elementwise.hpp"
 #include "module.hpp"
 
+#include <concepts>
 #include <functional>
 #include <memory>
 #include <string>
@@ -79,6 +80,17 @@ public:
     ActivationChoice(Act act)  // NOLINT: implicit on purpose, for designated initialisers
         : make_([act] { return std::make_shared<Activation<T, Act>>(act); }), name_(Act::name) {
         detail::validate_function(act);  // fail where the bad parameter is written
+    }
+    // Anything else is an error that names what is missing. Without this overload a type that
+    // is not an ElementwiseFunction inside `{.activation = X{}}` gets only "invalid
+    // initialization ... from brace-enclosed initializer list", which never says why. The price:
+    // std::is_convertible_v<X, ActivationChoice<T>> is true for every X.
+    template <class Act>
+    requires(!std::same_as<Act, ActivationChoice> && !ElementwiseFunction<Act, T>)
+        ActivationChoice(Act) {  // NOLINT: implicit, as the one above
+        static_assert(ElementwiseFunction<Act, T>,
+                      "ElementwiseFunction: an activation is a trivially copyable type with "
+                      "`static constexpr const char* name`, `value(x)` and `derivative(x, y)`");
     }
 
     [[nodiscard]] std::shared_ptr<ActivationLayer<T>> make() const { return make_(); }

@@ -12,6 +12,7 @@
 //     init::Initializer<double> chosen = init::xavier_uniform(init::calculate_gain("tanh"));
 #pragma once
 
+#include "../core/concepts.hpp"
 #include "../core/errors.hpp"
 #include "../core/matrix.hpp"
 #include "../core/random.hpp"
@@ -19,10 +20,12 @@
 #include <array>
 #include <cmath>
 #include <concepts>
+#include <cstddef>
 #include <functional>
 #include <numbers>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace gradscope::init {
 
@@ -38,9 +41,46 @@ enum class Nonlinearity { linear, identity, sigmoid, tanh, relu, leaky_relu, sel
 template <class Init, class T>
 concept InitializerFor = std::invocable<const Init&, MatrixView<T>, Index, Index, Rng&>;
 
-// A type-erased initialiser, for choosing one at run time or storing it in options.
+// What an Initializer can hold: any callable its std::function can (so a mutable lambda too).
+template <class Init, class T>
+concept StorableInitializer = CallbackWith<Init, MatrixView<T>, Index, Index, Rng&>;
+
+// A type-erased initialiser, for choosing one at run time or storing it in options: a
+// std::function, with constructors that say what an initialiser is. Inside an options aggregate
+// (`{.init = f}`) a plain std::function refusing f gives only "invalid initialization ... from
+// brace-enclosed initializer list"; this one names InitializerFor and the call that failed. It
+// holds exactly what the std::function would, and empty is unset.
 template <class T>
-using Initializer = std::function<void(MatrixView<T>, Index, Index, Rng&)>;
+class Initializer : public std::function<void(MatrixView<T>, Index, Index, Rng&)> {
+    using Base = std::function<void(MatrixView<T>, Index, Index, Rng&)>;
+
+public:
+    Initializer() noexcept = default;
+    Initializer(std::nullptr_t) noexcept {}  // NOLINT: implicit, as std::function's
+
+    // The same_as test comes first, so that asking whether Initializer itself is storable (which
+    // asks whether it is copyable, which looks at these constructors) never recurses.
+    template <class Init>
+    requires(!std::same_as<Init, Initializer> && StorableInitializer<Init, T>)
+        Initializer(Init init)
+        : Base(std::move(init)) {}  // NOLINT: implicit, as std::function's
+
+    // Anything else is a compile error that names the requirement. The price:
+    // std::is_convertible_v<X, Initializer<T>> is true for every X.
+    template <class Init>
+    requires(!std::same_as<Init, Initializer> && !StorableInitializer<Init, T>)
+        Initializer(Init) {  // NOLINT: implicit, as the one above
+        if constexpr (!InitializerFor<Init, T>) {
+            static_assert(InitializerFor<Init, T>,
+                          "init::InitializerFor: an initialiser is called as "
+                          "init(MatrixView<T> weight, Index fan_in, Index fan_out, Rng& rng)");
+        } else {
+            static_assert(StorableInitializer<Init, T>,
+                          "init::StorableInitializer: an initialiser must be copyable and "
+                          "callable when not const");
+        }
+    }
+};
 
 namespace detail {
 

@@ -12,6 +12,7 @@
 // a zero or scaled contribution. A hidden layer that changes width stays plain.
 #pragma once
 
+#include "../core/concepts.hpp"
 #include "activation.hpp"
 #include "batchnorm.hpp"
 #include "dropout.hpp"
@@ -144,8 +145,9 @@ private:
 };
 
 // mlp({...}) with a braced list cannot deduce T from it, and builds an MLP<float>, PyTorch's
-// default dtype; mlp<double>({...}) for double.
-template <class T = float>
+// default dtype; mlp<double>({...}) for double. Constrained, so that mlp<int> is refused at the
+// call rather than deep inside the layers it would build.
+template <TensorScalar T = float>
 std::shared_ptr<MLP<T>> mlp(const MlpOptions<T>& options) {
     return std::make_shared<MLP<T>>(options);
 }

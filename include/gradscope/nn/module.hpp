@@ -12,6 +12,7 @@
 #pragma once
 
 #include "../core/autograd.hpp"
+#include "../core/concepts.hpp"
 #include "../core/elementwise.hpp"
 #include "../core/activations.hpp"
 #include "../core/errors.hpp"
@@ -20,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -74,6 +76,23 @@ enum class TensorRole {
     statistic,   // a running statistic buffer, [1 x n]
     counter,     // a [1 x 1] count, saved as a scalar as PyTorch does (num_batches_tracked)
 };
+
+// What Module's register_*_hook functions accept: callables that the hook types
+// (ModuleHooks::Forward, OutputGrad, ParamGrad) can hold, so that a wrong signature is one
+// error at the call naming the concept, not one inside std::function.
+// (clang-format 14 takes the `&,` in these template arguments for an expression.)
+// clang-format off
+template <class F, class T>
+concept ForwardHookFor = CallbackWith<F, Module<T>&, const Tensor<T>&, const Tensor<T>&>;
+template <class F, class T>
+concept OutputGradHookFor = CallbackWith<F, Module<T>&, MatrixView<T>>;
+template <class F, class T>
+concept ParamGradHookFor = CallbackWith<F, Module<T>&>;
+// clang-format on
+
+// What Module::named_parameters_matching accepts: keep(dotted_name, role), true to keep.
+template <class F>
+concept ParameterFilter = std::predicate<F&, const std::string&, TensorRole>;
 
 inline const char* to_string(TensorRole role) {
     switch (role) {
@@ -209,7 +228,7 @@ public:
     // keep(dotted_name, role) is true: the lists of an optimiser's parameter groups, e.g.
     //   net->named_parameters_matching([](const std::string&, TensorRole role) {
     //       return role == TensorRole::bias; })
-    template <class Keep>
+    template <ParameterFilter Keep>
     [[nodiscard]] Named<Tensor<T>> named_parameters_matching(Keep&& keep) const {
         Named<Tensor<T>> out;
         collect_matching(keep, "", out);
@@ -260,7 +279,7 @@ public:
     }
 
     // Called after each forward with its input and output.
-    template <class F>
+    template <ForwardHookFor<T> F>
     ModuleHookHandle register_forward_hook(F&& hook) {
         const std::uint64_t id = hooks_->forward.add(ForwardHook(std::forward<F>(hook)));
         return make_handle(
@@ -268,7 +287,7 @@ public:
     }
 
     // Called during backward with dL/d(output) of each call whose output the pass reaches.
-    template <class F>
+    template <OutputGradHookFor<T> F>
     ModuleHookHandle register_output_grad_hook(F&& hook) {
         const std::uint64_t id = hooks_->output_grad.add(OutputGradHook(std::forward<F>(hook)));
         if (!hooks_->output_grad_dispatch) {
@@ -287,7 +306,7 @@ public:
 
     // Called once at the end of each backward pass that reaches one of this module's outputs,
     // with the parameters' gradients in place.
-    template <class F>
+    template <ParamGradHookFor<T> F>
     ModuleHookHandle register_param_grad_hook(F&& hook) {
         const std::uint64_t id = hooks_->param_grad.add(ParamGradHook(std::forward<F>(hook)));
         return make_handle(
