@@ -683,7 +683,7 @@ public:
             weight_ = register_parameter(weight_name, w);
         }
     }
-    TensorD forward(const TensorD& x) override { return linear(x, weight_, bias_); }
+    TensorD forward_impl(const TensorD& x) override { return linear(x, weight_, bias_); }
     [[nodiscard]] std::string type_name() const override { return "Pair"; }
 
     TensorD weight_;
@@ -774,7 +774,7 @@ TEST_CASE(
         // The file of a network with a parameter fewer: 'bias' has no state in it.
         struct Single final : Module<double> {
             Single() { register_parameter("w", TensorD::parameter(testing::normal(2, 3, 66))); }
-            TensorD forward(const TensorD& x) override { return x; }
+            TensorD forward_impl(const TensorD& x) override { return x; }
             [[nodiscard]] std::string type_name() const override { return "Single"; }
         } single;
         SGD<double> sgd(single.parameters(), {.lr = 0.1, .momentum = 0.9});

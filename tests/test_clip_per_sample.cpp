@@ -167,7 +167,7 @@ public:
         Rng rng(3);
         layer_ = this->register_module("layer", std::make_shared<Linear<double>>(4, 4, rng));
     }
-    TensorD forward(const TensorD& x) override { return (*layer_)((*layer_)(x)); }
+    TensorD forward_impl(const TensorD& x) override { return (*layer_)((*layer_)(x)); }
     [[nodiscard]] std::string type_name() const override { return "Twice"; }
 
 private:

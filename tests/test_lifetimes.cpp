@@ -31,7 +31,7 @@ struct Box : Module<double> {
     void add_parameter(const std::string& name, TensorD t) {
         register_parameter(name, std::move(t));
     }
-    TensorD forward(const TensorD& x) override { return x; }
+    TensorD forward_impl(const TensorD& x) override { return x; }
     [[nodiscard]] std::string type_name() const override { return "Box"; }
 };
 

@@ -239,3 +239,19 @@ TEST_CASE("the monitor refuses a saturation threshold that is NaN, infinite or n
     cross_entropy((*net)(TensorD::constant(normal(4, 6, 1))), std::vector<int>{0, 1, 2, 0})
         .backward();
 }
+
+// net->forward(x) is the same call as (*net)(x): the hooks run either way (a virtual public
+// forward once let this spelling skip them, and the monitor then saw no step at all).
+TEST_CASE("net->forward runs the hooks, so the monitor sees the step", "[monitor]") {
+    auto net = mlp<double>({.widths = {3, 4, 2}, .seed = 2});
+    diag::GradientMonitor<double> monitor(*net);
+    int forward_calls = 0;
+    auto handle = net->register_forward_hook(
+        [&](Module<double>&, const TensorD&, const TensorD&) { ++forward_calls; });
+    const TensorD x = TensorD::constant(normal(5, 3, 9));
+    mean(square(net->forward(x))).backward();
+    CHECK(forward_calls == 1);
+    REQUIRE(monitor.history().size() == 1);
+    CHECK(monitor.last().layers().front().output_grad_norm > 0.0);
+    CHECK(monitor.last().layers().back().output_grad_norm > 0.0);
+}

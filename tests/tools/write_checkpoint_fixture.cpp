@@ -21,7 +21,7 @@ public:
     void add(std::string name, const Matrix<double>& value) {
         this->register_buffer(std::move(name), TensorD::constant(value));
     }
-    TensorD forward(const TensorD& x) override { return x; }
+    TensorD forward_impl(const TensorD& x) override { return x; }
     [[nodiscard]] std::string type_name() const override { return "NamedTensors"; }
 };
 

@@ -31,7 +31,7 @@ class Activation : public ActivationLayer<T> {
 public:
     explicit Activation(Act act = {}) : act_(act) { detail::validate_function(act); }
 
-    Tensor<T> forward(const Tensor<T>& x) override { return elementwise(x, act_); }
+    Tensor<T> forward_impl(const Tensor<T>& x) override { return elementwise(x, act_); }
 
     [[nodiscard]] std::string type_name() const override {
         return std::string("Activation(") + Act::name + ")";

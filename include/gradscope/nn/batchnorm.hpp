@@ -55,7 +55,7 @@ public:
                                                  TensorRole::counter);
     }
 
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         if (x.cols() != features_) {
             throw shape_error("BatchNorm1d(" + std::to_string(features_) +
                               ") expects inputs [batch x " + std::to_string(features_) + "], got " +

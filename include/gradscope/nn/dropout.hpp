@@ -20,7 +20,7 @@ public:
         }
     }
 
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         if (!this->is_training() || p_ == 0.0) return x;
         return dropout(x, p_, rng_);
     }

@@ -36,7 +36,7 @@ public:
         }
     }
 
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         if (x.cols() != features_) {
             throw shape_error("LayerNorm(" + std::to_string(features_) +
                               ") expects inputs [batch x " + std::to_string(features_) + "], got " +

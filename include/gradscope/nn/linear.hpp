@@ -53,7 +53,7 @@ public:
         }
     }
 
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         if (x.cols() != in_) {
             throw shape_error("Linear(" + std::to_string(in_) + " -> " + std::to_string(out_) +
                               ") expects inputs [batch x " + std::to_string(in_) + "], got " +

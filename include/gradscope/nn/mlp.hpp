@@ -83,7 +83,7 @@ public:
         layers_->add(make_linear(w[depth - 1], w[depth], rng));
     }
 
-    Tensor<T> forward(const Tensor<T>& x) override { return (*layers_)(x); }
+    Tensor<T> forward_impl(const Tensor<T>& x) override { return (*layers_)(x); }
 
     [[nodiscard]] std::string type_name() const override { return "MLP"; }
     [[nodiscard]] const MlpOptions<T>& options() const noexcept { return options_; }

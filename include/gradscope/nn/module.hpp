@@ -168,9 +168,13 @@ public:
     Module& operator=(const Module&) = delete;
     virtual ~Module() { hooks_->owner = nullptr; }
 
-    // Runs forward and the hooks. Errors name the module: "in layers.3.linear (Linear): ...".
-    // A module serves one thread at a time; a call from a second thread while the first is
-    // inside throws graph_error (docs/DESIGN.md, "Threads").
+    // Runs the module: its forward_impl, then its hooks. `net->forward(x)` and `(*net)(x)` are
+    // the same call, so no spelling of it skips the hooks a monitor relies on. Errors name the
+    // module: "in layers.3.linear (Linear): ...". A module serves one thread at a time; a call
+    // from a second thread while the first is inside throws graph_error (docs/DESIGN.md,
+    // "Threads").
+    Tensor<T> forward(const Tensor<T>& input) { return (*this)(input); }
+
     Tensor<T> operator()(const Tensor<T>& input) {
         const OneThreadAtATime in_use(*this);
         Tensor<T> output = call_forward(input);
@@ -191,7 +195,9 @@ public:
         return output;
     }
 
-    virtual Tensor<T> forward(const Tensor<T>& input) = 0;
+    // What the module computes. A module defines it; callers call forward() (or the module
+    // itself), which adds the hooks around it.
+    virtual Tensor<T> forward_impl(const Tensor<T>& input) = 0;
 
     // "Linear", "BatchNorm1d", ... for summaries and error messages.
     [[nodiscard]] virtual std::string type_name() const = 0;
@@ -437,7 +443,7 @@ private:
     Tensor<T> call_forward(const Tensor<T>& input) {
         ScopeGuard scope(path_);
         try {
-            return forward(input);
+            return forward_impl(input);
         } catch (const shape_error& e) {
             throw shape_error(annotate(e.what()));
         } catch (const value_error& e) {

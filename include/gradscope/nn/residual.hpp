@@ -49,7 +49,7 @@ public:
         }
     }
 
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         const Tensor<T> f = (*branch_)(x);
         const Tensor<T> skip = projection_ ? (*projection_)(x) : x;
         if (skip.shape() != f.shape()) {

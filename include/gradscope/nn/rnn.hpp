@@ -55,7 +55,7 @@ public:
     }
 
     // A step from the zero state.
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         return step(x, Tensor<T>::zeros(x.rows(), hidden_));
     }
 
@@ -103,7 +103,7 @@ public:
     }
 
     // A sequence packed as [B x (T * input)] (time steps side by side): the last state.
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         const Index width = cell_->input_size();
         if (x.cols() == 0 || x.cols() % width != 0) {
             throw shape_error("RNN: a packed sequence must have a multiple of " +

@@ -24,7 +24,7 @@ public:
         return this->register_module(std::move(name), std::move(module));
     }
 
-    Tensor<T> forward(const Tensor<T>& x) override {
+    Tensor<T> forward_impl(const Tensor<T>& x) override {
         Tensor<T> h = x;
         for (const auto& [name, child] : this->children()) h = (*child)(h);
         return h;
