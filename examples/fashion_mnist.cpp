@@ -537,13 +537,7 @@ diag::Diagnosis diagnose(MLP<float>& net, const Dataset& train, Index batch) {
 // without it.
 std::shared_ptr<MLP<float>> twin_of(const MLP<float>& net, const Settings& s, const Data& data) {
     auto twin = make_network(s, data.train.x.cols(), 10);
-    const auto from = net.named_parameters();
-    auto to = twin->named_parameters();
-    for (std::size_t k = 0; k < from.size(); ++k) to[k].second.assign(from[k].second.value());
-    const auto from_buffers = net.named_buffers();
-    auto to_buffers = twin->named_buffers();
-    for (std::size_t k = 0; k < from_buffers.size(); ++k)
-        to_buffers[k].second.assign(from_buffers[k].second.value());
+    copy_state(net, *twin);
     return twin;
 }
 

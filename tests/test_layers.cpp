@@ -393,3 +393,40 @@ TEST_CASE("mlp validates its options", "[layers][errors]") {
     CHECK_THROWS_WITH(mlp<double>({.widths = {3, 0, 2}}), Catch::Contains("widths[1]"));
     CHECK_THROWS_AS(mlp<double>({.widths = {3, 2}, .dropout = 1.0}), value_error);
 }
+
+TEST_CASE("copy_state copies every parameter and buffer by name, or nothing", "[layers][copy]") {
+    const MlpOptions<double> options{.widths = {4, 6, 6, 3},
+                                     .norm = Normalization::batch,
+                                     .residual = true,
+                                     .seed = 1};
+    auto source = mlp<double>(options);
+    const TensorD x = TensorD::constant(normal(8, 4, 3));
+    (void)(*source)(x);  // training mode: moves the batch norms' running statistics
+    auto other = options;
+    other.seed = 2;
+    auto target = mlp<double>(other);
+    copy_state(*source, *target);
+    source->eval();
+    target->eval();
+    CHECK((*target)(x).value() == (*source)(x).value());  // the running statistics came too
+
+    // Into float: the same network, rounded.
+    auto as_float = mlp<float>({.widths = {4, 6, 6, 3},
+                                .norm = Normalization::batch,
+                                .residual = true,
+                                .seed = 3});
+    copy_state(*source, *as_float);
+    as_float->eval();
+    const Matrix<double> rounded =
+        (*as_float)(TensorF::constant(x.value().cast<float>())).value().cast<double>();
+    CHECK(rounded.isApprox((*source)(x).value(), 1e-5));
+
+    // A different architecture: refused, naming the tensor, and the target is untouched.
+    auto wider = mlp<double>({.widths = {4, 7, 6, 3}, .seed = 4});
+    const Matrix<double> before = wider->named_parameters().front().second.value();
+    REQUIRE_THROWS_MATCHES(copy_state(*mlp<double>({.widths = {4, 6, 6, 3}, .seed = 5}), *wider),
+                           shape_error, MessageContains({"copy_state", "layers.0", "[6x4]", "[7x4]"}));
+    CHECK(wider->named_parameters().front().second.value() == before);
+    REQUIRE_THROWS_MATCHES(copy_state(*source, *mlp<double>({.widths = {4, 6, 6, 3}, .seed = 6})),
+                           value_error, MessageContains({"copy_state", "has no namesake"}));
+}

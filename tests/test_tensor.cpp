@@ -340,3 +340,22 @@ TEST_CASE("release_cached_memory returns the calling thread's cached blocks to t
     CHECK(pool.stats().cached_blocks == 0);
     CHECK(pool.stats().cached_bytes == 0);
 }
+
+TEST_CASE("assign and copy_from replace a leaf's value, shape-checked, in either precision",
+          "[tensor]") {
+    auto w = TensorD::parameter(Matrix<double>::Zero(2, 3));
+    w.assign(Matrix<double>::Constant(2, 3, 1.5));
+    CHECK(w.value()(1, 2) == 1.5);
+    const auto source = TensorF::constant(Matrix<float>::Constant(2, 3, 0.25f));
+    w.copy_from(source);
+    CHECK(w.value()(0, 0) == 0.25);
+    CHECK(w.requires_grad());  // the flag stays the target's
+    REQUIRE_THROWS_MATCHES(w.assign(Matrix<double>::Zero(3, 2)), shape_error,
+                           MessageContains({"assign", "[2x3]", "[3x2]"}));
+    REQUIRE_THROWS_MATCHES(w.copy_from(TensorD::constant(Matrix<double>::Zero(2, 2))), shape_error,
+                           MessageContains({"copy_from", "[2x3]", "[2x2]"}));
+    CHECK(w.value()(0, 0) == 0.25);  // a refused copy leaves the value alone
+    const auto made = w * 2.0;       // not a leaf: its value belongs to the graph
+    auto not_leaf = made;
+    REQUIRE_THROWS_AS(not_leaf.copy_from(source), graph_error);
+}

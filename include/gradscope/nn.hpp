@@ -7,6 +7,7 @@
 #include "core/ops/normalization.hpp"
 #include "nn/activation.hpp"
 #include "nn/batchnorm.hpp"
+#include "nn/copy_state.hpp"
 #include "nn/dropout.hpp"
 #include "nn/init.hpp"
 #include "nn/layernorm.hpp"

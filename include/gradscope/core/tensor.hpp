@@ -179,10 +179,20 @@ public:
         return ValueRef<T>(n.value.view());
     }
 
-    // Replaces a leaf's value with `value`, which must have the tensor's shape.
+    // Replaces a leaf's value with `value` (converted to T), which must have the tensor's shape:
+    // a shape_error names both shapes otherwise, and the value is left as it was.
     template <class Derived>
     void assign(const Eigen::DenseBase<Derived>& value) {
+        check_same_shape("assign", Shape{value.rows(), value.cols()});
         data() = value.template cast<T>();
+    }
+
+    // Replaces a leaf's value with a copy of `source`'s (of either precision), which must have the
+    // tensor's shape. The gradient, the requires_grad flag and the graph are left alone.
+    template <class U>
+    void copy_from(const Tensor<U>& source) {
+        check_same_shape("copy_from", source.shape());
+        data() = source.value().template cast<T>();
     }
 
     [[nodiscard]] bool requires_grad() const { return node().requires_grad; }
@@ -278,6 +288,13 @@ public:
     [[nodiscard]] const NodePtr<T>& node_ptr() const noexcept { return node_; }
 
 private:
+    void check_same_shape(const char* who, Shape given) const {
+        if (given != shape()) {
+            throw shape_error(std::string(who) + ": the tensor is " + to_string(shape()) +
+                              " and its shape cannot change; got " + to_string(given));
+        }
+    }
+
     void add_handle() noexcept {
         if (node_) ++node_->handles;
     }
