@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <utility>
 
 namespace cli_checks_detail {
 
@@ -32,32 +33,31 @@ inline std::string read_number(const std::string& input, double& value) {
 
 }  // namespace cli_checks_detail
 
-inline const CLI::Validator finite_number(
-    [](std::string& input) -> std::string {
-        double value = 0.0;
-        if (auto error = cli_checks_detail::read_number(input, value); !error.empty()) return error;
-        if (!std::isfinite(value)) return "value " + input + " is not a finite number";
-        return {};
-    },
-    "FINITE");
+// A validator that reads the flag's value as a double and refuses it, saying "value <input>
+// <complaint>", when `accept` is false for it.
+template <class Accept>
+CLI::Validator number_check(Accept accept, std::string complaint, std::string name) {
+    return CLI::Validator(
+        [accept, complaint](std::string& input) -> std::string {
+            double value = 0.0;
+            if (auto error = cli_checks_detail::read_number(input, value); !error.empty()) {
+                return error;
+            }
+            if (!accept(value)) return "value " + input + " " + complaint;
+            return {};
+        },
+        std::move(name));
+}
 
-inline const CLI::Validator positive_number(
-    [](std::string& input) -> std::string {
-        double value = 0.0;
-        if (auto error = cli_checks_detail::read_number(input, value); !error.empty()) return error;
-        if (!(value > 0.0)) return "value " + input + " is not positive";
-        return {};
-    },
-    "POSITIVE");
+inline const CLI::Validator finite_number = number_check(
+    [](double v) { return std::isfinite(v); }, "is not a finite number", "FINITE");
 
-inline const CLI::Validator non_negative_number(
-    [](std::string& input) -> std::string {
-        double value = 0.0;
-        if (auto error = cli_checks_detail::read_number(input, value); !error.empty()) return error;
-        if (!(value >= 0.0)) return "value " + input + " is negative";
-        return {};
-    },
-    "NONNEGATIVE");
+// NaN fails both: it compares false.
+inline const CLI::Validator positive_number =
+    number_check([](double v) { return v > 0.0; }, "is not positive", "POSITIVE");
+
+inline const CLI::Validator non_negative_number =
+    number_check([](double v) { return v >= 0.0; }, "is negative", "NONNEGATIVE");
 
 // A file the tool can write: not a directory, and its nearest existing ancestor a writable
 // directory (the tools create the missing directories in between). An empty path passes: the

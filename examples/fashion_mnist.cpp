@@ -22,6 +22,7 @@
 #include "cli_checks.hpp"
 #include "fashion_mnist_data.hpp"
 #include "progress_bar.hpp"
+#include "text_file.hpp"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -710,16 +711,6 @@ std::string plot(const Settings& s, const Run& run) {
     });
 }
 
-// Writes `text` to `path`, creating missing directories.
-void write_text(const std::string& path, const std::string& text) {
-    const std::filesystem::path p(path);
-    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    std::ofstream out(p, std::ios::binary);
-    out << text;
-    out.close();
-    if (!out) throw std::runtime_error("cannot write " + path);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -947,7 +938,7 @@ int main(int argc, char** argv) {
         const auto report = [&](const std::string& path, const char* what,
                                 const std::function<std::string()>& text) {
             if (path.empty()) return;
-            write_text(path, text());
+            write_text_file(path, text());
             if (!s.quiet) std::cout << "wrote " << what << ": " << path << "\n";
         };
         report(s.json, "JSON", [&] { return to_json(s, data, run).dump(1) + "\n"; });

@@ -26,6 +26,7 @@
 
 #include "cli_checks.hpp"
 #include "progress_bar.hpp"
+#include "text_file.hpp"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -429,15 +430,6 @@ void print_scores(const Settings& s, const Prepared& p, const char* part, const 
     }
 }
 
-void write_text(const std::string& path, const std::string& text) {
-    const std::filesystem::path target(path);
-    if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-    std::ofstream out(target, std::ios::binary);
-    out << text;
-    out.close();
-    if (!out) throw io_error("cannot write the report " + path);
-}
-
 json report(const Settings& s, const Prepared& p, const Run& run, const Scores& validation,
             const Scores& test) {
     json history = json::array();
@@ -645,7 +637,7 @@ int main(int argc, char** argv) {
             print_scores(s, p, "test", test);
         }
         if (!s.report.empty()) {
-            write_text(s.report, report(s, p, run, validation, test).dump(1) + "\n");
+            write_text_file(s.report, report(s, p, run, validation, test).dump(1) + "\n");
             if (!s.quiet) std::printf("wrote report: %s\n", s.report.c_str());
         }
     } catch (const std::exception& e) {

@@ -32,7 +32,8 @@
 // Steady state: with keep_last > 0, once the history is full each step's record reuses the
 // storage of the record it pushes out, and the per-sample buffers keep theirs, so that a step
 // allocates nothing (tests/test_allocations.cpp); keep_last = 0 grows the history by a record a
-// step.
+// step. So with a full history a reference into history() (or last()) sees the records move
+// along at the next step, as an index would: copy a record to keep it.
 #pragma once
 
 #include "../nn/activation.hpp"
