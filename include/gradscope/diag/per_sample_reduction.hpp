@@ -16,8 +16,9 @@
 // The inner products g_i^T g_bar are taken in whichever of two exact forms costs fewer
 // multiply-adds: through the samples' Gram matrices Delta Delta^T and A A^T (symmetric, so each
 // is a rank-k update of half a B x B matrix: B^2 (in + out) / 2), or through the mean gradient
-// (B in out, plus the product for g_bar when the GSNR has not made it). The Gram form also gives
-// |g_bar|^2 = (1/B) sum_i g_i^T g_bar, so without the GSNR the mean gradient is never formed.
+// (B in out, plus, in the count, a product for g_bar when the GSNR has not made it, although
+// the weight's gradient usually saves that one: below). The Gram form also gives |g_bar|^2 =
+// (1/B) sum_i g_i^T g_bar, so without the GSNR it needs no mean gradient at all.
 // After the usual zero_grad, forward, backward, the weight's gradient already is B g_bar (sum)
 // or g_bar (mean): the monitor takes it from there once a check of Freivalds' kind (1977) has
 // confirmed it, G r = (1/B) Delta^T (A r) within rounding for a fixed random vector r, which
