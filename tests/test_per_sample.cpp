@@ -333,6 +333,35 @@ TEST_CASE("per-sample statistics when the weight's gradient is not the mean per-
     }
 }
 
+// The shortcut itself: the reduction takes g_bar's weight part from the weight's gradient when
+// that is this pass's Delta^T A, and forms the product when the gradient holds anything else.
+TEST_CASE("g_bar is taken from the weight's gradient exactly when it is the mean per-sample "
+          "gradient",
+          "[per_sample]") {
+    const Matrix<double> a = normal(6, 4, 31), dz = normal(6, 3, 32);
+    auto w = TensorD::parameter(normal(3, 4, 33));
+    auto b = TensorD::parameter(Matrix<double>::Zero(1, 3));
+    // dL/dz = dz: the loss is sum(z o dz), so w's gradient is dz^T a.
+    sum(linear(TensorD::constant(a), w, b) * TensorD::constant(dz)).backward();
+    diag::detail::PerSampleReduction<double> reduction(diag::detail::SampleLayout::outer, true);
+    const auto reduce = [&] {
+        reduction.input = a;
+        reduction.delta = dz;
+        reduction.grads = 1;
+        // A mean over 6 samples: delta_i = 6 dz_i, so g_bar = dz^T a, the weight's gradient.
+        return reduction.reduce(Reduction::mean, true, w);
+    };
+    const Matrix<double> expected = dz.transpose() * a;
+    const diag::PerSampleGradients<double> taken = reduce();
+    CHECK(reduction.mean_taken_from_gradient());
+    CHECK(Matrix<double>(taken.mean_weight).isApprox(expected, 1e-14));
+
+    w.mutable_grad()(1, 2) += 1e-6;  // no longer the mean: a penalty, a second pass, a hook
+    const diag::PerSampleGradients<double> formed = reduce();
+    CHECK_FALSE(reduction.mean_taken_from_gradient());
+    CHECK(Matrix<double>(formed.mean_weight).isApprox(expected, 1e-14));
+}
+
 // LayerNorm's scale and shift: g_i = (delta_i o xhat_i, delta_i), from the captured input.
 Net layer_norm_net(bool residual) {
     return mlp<double>({.widths = {5, 6, 6, 6, 3},
@@ -353,6 +382,13 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: LayerNorm's 
             CHECK(std::count_if(names.begin(), names.end(), [](const std::string& n) {
                       return n.ends_with(".ln");
                   }) == 3);  // the three hidden layers' LayerNorms are among the watched
+            // A selected norm layer reports its scale and shift as its weight and bias.
+            regression(r).loss(net, 0, 9).backward();
+            for (const diag::LayerStats& l : probe.last().layers()) {
+                INFO(l.name);
+                CHECK(std::isfinite(l.weight_grad_norm));
+                CHECK(std::isfinite(l.bias_grad_norm));
+            }
             probe.detach();
             check_against_explicit_loop(net, regression(r), {.select = Monitor::linear_or_layer_norm});
             check_against_explicit_loop(net, classification(r),

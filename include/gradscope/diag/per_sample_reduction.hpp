@@ -83,10 +83,10 @@ public:
     PerSampleGradients<T> reduce(Reduction loss_reduction, bool gsnr, const Tensor<T>& weight) {
         this->to_sample_deltas(loss_reduction);
         if (layout_ == SampleLayout::outer) {
-            gradient_scale_ =
+            // g_bar is the weight's gradient times this (the header's comment).
+            const T gradient_scale =
                 loss_reduction == Reduction::sum ? T(1) / static_cast<T>(batch()) : T(1);
-            weight_ = &weight;
-            reduce_outer(gsnr);
+            reduce_outer(gsnr, weight, gradient_scale);
         } else {
             reduce_elementwise(gsnr);
         }
@@ -107,12 +107,16 @@ public:
                                      .has_gsnr = gsnr};
     }
 
+    // Whether the last reduce() that formed g_bar's weight part took it from the weight's
+    // gradient rather than forming the product (for tests: both give the same numbers).
+    [[nodiscard]] bool mean_taken_from_gradient() const noexcept { return mean_from_gradient_; }
+
 private:
     using Column = Eigen::Array<T, Eigen::Dynamic, 1>;
 
     [[nodiscard]] Index batch() const { return this->input.rows(); }
 
-    void reduce_outer(bool gsnr) {
+    void reduce_outer(bool gsnr, const Tensor<T>& weight, T gradient_scale) {
         const Matrix<T>& a = this->input;
         const Matrix<T>& d = this->delta;
         const Index b = batch(), in = a.cols(), out = d.cols();
@@ -126,7 +130,7 @@ private:
                 (static_cast<double>(input_sq_(i)) + (bias_ ? 1.0 : 0.0));
         }
         if (gsnr) {
-            mean_weight_from_product_or_gradient();
+            mean_weight_from_product_or_gradient(weight, gradient_scale);
             squared_input_ = a.array().square().matrix();
             squared_delta_ = d.array().square().matrix();
             second_weight_.noalias() = inv_batch * (squared_delta_.transpose() * squared_input_);
@@ -142,15 +146,16 @@ private:
             dots_through_gram();
         } else {
             if (!gsnr) {
-                mean_weight_from_product_or_gradient();
+                mean_weight_from_product_or_gradient(weight, gradient_scale);
                 if (bias_) mean_bias_ = inv_batch * d.colwise().sum();
             }
             dots_through_mean();
         }
     }
 
-    void mean_weight_from_product_or_gradient() {
-        if (mean_weight_from_gradient()) return;
+    void mean_weight_from_product_or_gradient(const Tensor<T>& weight, T gradient_scale) {
+        mean_from_gradient_ = mean_weight_from_gradient(weight, gradient_scale);
+        if (mean_from_gradient_) return;
         mean_weight_.noalias() =
             (T(1) / static_cast<T>(batch())) * (this->delta.transpose() * this->input);
     }
@@ -159,8 +164,7 @@ private:
     // holds: for each output j, |(G r)_j - (1/B)(Delta^T A r)_j| within 4 eps (B + in + 2) times
     // (1/B)(|Delta|^T |A| |r|)_j, the rounding bound of the two ways of forming it. False when it
     // does not (or there is no gradient): the caller forms the product.
-    bool mean_weight_from_gradient() {
-        const Tensor<T>& weight = *weight_;
+    bool mean_weight_from_gradient(const Tensor<T>& weight, T gradient_scale) {
         if (!weight.defined() || !weight.has_grad()) return false;
         const ConstMatrixView<T> g = weight.grad();
         const Matrix<T>& a = this->input;
@@ -183,10 +187,10 @@ private:
         const T tolerance = T(4) * std::numeric_limits<T>::epsilon() * static_cast<T>(b + in + 2);
         for (Index j = 0; j < g.rows(); ++j) {
             const T difference =
-                std::abs(gradient_scale_ * probe_gradient_(j) - inv_batch * probe_exact_(j));
+                std::abs(gradient_scale * probe_gradient_(j) - inv_batch * probe_exact_(j));
             if (!(difference <= tolerance * inv_batch * probe_bound_(j))) return false;
         }
-        mean_weight_ = gradient_scale_ * g;
+        mean_weight_ = gradient_scale * g;
         return true;
     }
 
@@ -279,9 +283,8 @@ private:
     SampleLayout layout_ = SampleLayout::outer;
     bool bias_ = false;
     double eps_ = 0.0;  // the LayerNorm's
-    const Tensor<T>* weight_ = nullptr;  // reduce()'s, for mean_weight_from_gradient
-    T gradient_scale_ = T(1);            // g_bar = gradient_scale_ times the weight's gradient
-    Matrix<T> probe_, abs_probe_;        // r and |r| [in x 1]
+    bool mean_from_gradient_ = false;  // what mean_weight_from_gradient found, last time asked
+    Matrix<T> probe_, abs_probe_;      // r and |r| [in x 1]
     Matrix<T> probe_input_, probe_exact_, probe_gradient_, probe_bound_;
     Matrix<T> abs_input_, abs_delta_;
     Column input_sq_, delta_sq_;  // |a_i|^2, |delta_i|^2
