@@ -9,6 +9,7 @@
 #include "nn/batchnorm.hpp"
 #include "nn/copy_state.hpp"
 #include "nn/dropout.hpp"
+#include "nn/hessian.hpp"
 #include "nn/init.hpp"
 #include "nn/layernorm.hpp"
 #include "nn/linear.hpp"

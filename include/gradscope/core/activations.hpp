@@ -40,6 +40,10 @@ struct Identity {
     T derivative(T, T) const {
         return T(1);
     }
+    template <class T>
+    T second_derivative(T, T) const {
+        return T(0);
+    }
 };
 
 struct Sigmoid {
@@ -55,6 +59,10 @@ struct Sigmoid {
     template <class T>
     T derivative(T, T y) const {
         return y * (T(1) - y);
+    }
+    template <class T>
+    T second_derivative(T, T y) const {
+        return y * (T(1) - y) * (T(1) - T(2) * y);
     }
     // Eigen's logistic is vectorised and equally careful with large |x|.
     template <class A>
@@ -78,6 +86,10 @@ struct Tanh {
     T derivative(T, T y) const {
         return T(1) - y * y;
     }
+    template <class T>
+    T second_derivative(T, T y) const {
+        return T(-2) * y * (T(1) - y * y);
+    }
     template <class A>
     auto values(const Eigen::ArrayBase<A>& x) const {
         return x.tanh();
@@ -99,6 +111,10 @@ struct ReLU {
     template <class T>
     T derivative(T x, T) const {
         return x > T(0) ? T(1) : T(0);
+    }
+    template <class T>
+    T second_derivative(T, T) const {
+        return T(0);
     }
     template <class A>
     auto values(const Eigen::ArrayBase<A>& x) const {
@@ -122,6 +138,10 @@ struct LeakyReLU {
     T derivative(T x, T) const {
         return x > T(0) ? T(1) : static_cast<T>(slope);
     }
+    template <class T>
+    T second_derivative(T, T) const {
+        return T(0);
+    }
 };
 
 struct ELU {
@@ -135,6 +155,10 @@ struct ELU {
     template <class T>
     T derivative(T x, T y) const {
         return x > T(0) ? T(1) : y + static_cast<T>(alpha);
+    }
+    template <class T>
+    T second_derivative(T x, T y) const {
+        return x > T(0) ? T(0) : y + static_cast<T>(alpha);
     }
 };
 
@@ -151,6 +175,10 @@ struct SELU {
     T derivative(T x, T) const {
         return static_cast<T>(lambda) * (x > T(0) ? T(1) : static_cast<T>(alpha) * std::exp(x));
     }
+    template <class T>
+    T second_derivative(T x, T) const {
+        return x > T(0) ? T(0) : static_cast<T>(lambda * alpha) * std::exp(x);
+    }
 };
 
 // The exact GELU, x * Phi(x) with Phi the standard normal CDF.
@@ -166,6 +194,13 @@ struct GELU {
         const T pdf = std::exp(T(-0.5) * x * x) *
                       static_cast<T>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
         return cdf + x * pdf;
+    }
+    template <class T>
+    T second_derivative(T x, T) const {
+        // d/dx (Phi + x phi) = 2 phi + x phi' = phi (2 - x^2)
+        const T pdf = std::exp(T(-0.5) * x * x) *
+                      static_cast<T>(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+        return pdf * (T(2) - x * x);
     }
 };
 
@@ -185,6 +220,14 @@ struct GELUTanh {
         return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * static_cast<T>(k) *
                                          (T(1) + static_cast<T>(3 * c) * x * x);
     }
+    template <class T>
+    T second_derivative(T x, T) const {
+        // With u = k (x + c x^3) and t = tanh(u): f'' = (1 - t^2) (u' - x t u'^2 + x u'' / 2).
+        const T t = std::tanh(static_cast<T>(k) * (x + static_cast<T>(c) * x * x * x));
+        const T du = static_cast<T>(k) * (T(1) + static_cast<T>(3 * c) * x * x);
+        const T d2u = static_cast<T>(6 * k * c) * x;
+        return (T(1) - t * t) * (du - x * t * du * du + T(0.5) * x * d2u);
+    }
 };
 
 // SiLU (swish): x * sigmoid(x).
@@ -198,6 +241,11 @@ struct SiLU {
     T derivative(T x, T) const {
         const T s = Sigmoid{}.value(x);
         return s * (T(1) + x * (T(1) - s));
+    }
+    template <class T>
+    T second_derivative(T x, T) const {
+        const T s = Sigmoid{}.value(x);
+        return s * (T(1) - s) * (T(2) + x * (T(1) - T(2) * s));
     }
 };
 
@@ -225,6 +273,13 @@ struct Softplus {
         const T bx = static_cast<T>(beta) * x;
         return bx > static_cast<T>(threshold) ? T(1) : Sigmoid{}.value(bx);
     }
+    template <class T>
+    T second_derivative(T x, T) const {
+        const T bx = static_cast<T>(beta) * x;
+        if (bx > static_cast<T>(threshold)) return T(0);
+        const T s = Sigmoid{}.value(bx);
+        return static_cast<T>(beta) * s * (T(1) - s);
+    }
 };
 
 // Clamps to [min, max]; the gradient passes strictly inside (PyTorch's hardtanh).
@@ -245,6 +300,10 @@ struct Hardtanh {
     template <class T>
     T derivative(T x, T) const {
         return (x > static_cast<T>(min) && x < static_cast<T>(max)) ? T(1) : T(0);
+    }
+    template <class T>
+    T second_derivative(T, T) const {
+        return T(0);
     }
 };
 

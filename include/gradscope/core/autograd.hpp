@@ -67,9 +67,16 @@ struct GradSlot {
     bool first;  // nothing has been written yet: assign rather than add
 };
 
+// A leaf of a second-order pass (Node::pass_local) gathers its gradient in `saved` as well:
+// that pass computes a gradient without adding it to the parameter's.
+template <class T>
+bool accumulates_in_place(const Node<T>& node) noexcept {
+    return node.is_leaf && !node.has_hooks() && !node.pass_local;
+}
+
 template <class T>
 GradSlot<T> grad_slot(Node<T>& node) {
-    if (node.is_leaf && !node.has_hooks()) {
+    if (accumulates_in_place(node)) {
         const bool first = !node.has_grad;
         if (first) {
             node.grad.resize(node.shape());
@@ -129,9 +136,8 @@ void check_input_grads_finite(const Node<T>& node) {
     for (std::size_t i = 0; i < node.inputs.size(); ++i) {
         const Node<T>& input = *node.inputs[i];
         if (!input.requires_grad) continue;
-        const PooledMatrix<T>& slot = input.is_leaf && !input.has_hooks()
-                                          ? input.grad
-                                          : (input.is_leaf ? input.saved : input.grad);
+        const PooledMatrix<T>& slot =
+            accumulates_in_place(input) ? input.grad : (input.is_leaf ? input.saved : input.grad);
         if (!slot.view().allFinite()) {
             throw numeric_error("anomaly: the backward of " + where(node.op, node.label) +
                                 " produced a non-finite gradient for its input #" +

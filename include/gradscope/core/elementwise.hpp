@@ -16,6 +16,12 @@
 // which ignore x. The op then does not keep its input's value for the backward pass, and in a
 // network the input's buffer goes back to the pool during the forward pass (Node::value_readers).
 //
+// For second-order derivatives (core/second_order.hpp: Hessian-vector products), a type adds
+//   template <class T> T second_derivative(T x, T y) const; // f''(x), given y = f(x)
+// under the same rule as derivative() when derivative_from_output is set (it may then be given
+// y for x). Without it everything else works, and a Hessian-vector product through the
+// function is refused with an error naming it.
+//
 // A type with parameters may offer `void validate() const`, throwing value_error for parameters
 // that make no function (a NaN slope, an inverted clamp). It runs once per op call, when an
 // Activation layer is built and when the mean-field theory is asked, never per element.
@@ -52,6 +58,66 @@ constexpr bool derivative_from_output() {
     }
 }
 
+template <class F, class T>
+concept HasSecondDerivative = requires(const F f, T x) {
+    { f.second_derivative(x, x) } -> std::convertible_to<T>;
+};
+
+// f'(x, y) of every element, from the op's input node (or its output, see above) and output.
+template <class T, class F>
+auto derivatives_of(const Node<T>& node) {
+    const F f = node.template attr<F>();
+    const Node<T>& x = derivative_from_output<F>() ? node : *node.inputs[0];
+    return value_of(x).binaryExpr(value_of(node), [f](T xi, T yi) {
+        return static_cast<T>(f.derivative(xi, yi));
+    });
+}
+
+// y' = f'(x) x'.
+template <class T, class F>
+void elementwise_tangent_forward(Node<T>& node) {
+    node.tangent.resize(node.shape());
+    node.tangent.view() = derivatives_of<T, F>(node).cwiseProduct(node.inputs[0]->tangent.view());
+}
+
+// dx = g f'(x)  ->  dx' = g' f'(x) + g f''(x) x'.
+template <class T, class F>
+void elementwise_tangent_backward(Node<T>& node) {
+    const F f = node.template attr<F>();
+    Node<T>& input = *node.inputs[0];
+    if (!input.requires_grad) return;
+    const Node<T>& x = derivative_from_output<F>() ? node : input;
+    PooledMatrix<T> change(node.shape());
+    MatrixView<T> out = change.view();
+    out = std::as_const(node.grad_tangent).view().cwiseProduct(derivatives_of<T, F>(node));
+    if (input.has_tangent) {
+        out += grad_of(node).cwiseProduct(
+            value_of(x)
+                .binaryExpr(value_of(node),
+                            [f](T xi, T yi) { return static_cast<T>(f.second_derivative(xi, yi)); })
+                .cwiseProduct(std::as_const(input.tangent).view()));
+    }
+    if (!input.grad_tangent_written) {
+        std::swap(input.grad_tangent, change);
+        input.grad_tangent_written = true;
+    } else {
+        input.grad_tangent.view() += std::as_const(change).view();
+    }
+}
+
+template <class T, class F>
+inline constexpr TangentRule<T> elementwise_tangent_rule = [] {
+    if constexpr (HasSecondDerivative<F, T>) {
+        return TangentRule<T>{&elementwise_tangent_forward<T, F>,
+                              &elementwise_tangent_backward<T, F>, nullptr};
+    } else {
+        return TangentRule<T>{nullptr, nullptr,
+                              "its elementwise function type has no second_derivative(x, y); "
+                              "add `template <class T> T second_derivative(T x, T y) const` "
+                              "(f''(x), given y = f(x)) to use it in a Hessian-vector product"};
+    }
+}();
+
 template <class F>
 void validate_function(const F& f) {
     if constexpr (requires { f.validate(); }) f.validate();
@@ -85,6 +151,7 @@ Tensor<T> elementwise(const Tensor<T>& x, F f = {}) {
         F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>,
         detail::BackwardReads{detail::derivative_from_output<F>() ? 0u : 1u, true});
     node->set_attr(f);
+    node->tangent_rule = &detail::elementwise_tangent_rule<T, F>;
     if constexpr (detail::HasArrayForm<F, T>) {
         node->value.view().array() = f.values(detail::value_of(xn).array());
     } else {
@@ -108,6 +175,10 @@ struct Exp {
     T derivative(T, T y) const {
         return y;
     }
+    template <class T>
+    T second_derivative(T, T y) const {
+        return y;
+    }
 };
 
 struct Log {
@@ -119,6 +190,10 @@ struct Log {
     template <class T>
     T derivative(T x, T) const {
         return T(1) / x;
+    }
+    template <class T>
+    T second_derivative(T x, T) const {
+        return T(-1) / (x * x);
     }
 };
 
@@ -132,6 +207,10 @@ struct Sqrt {
     T derivative(T, T y) const {
         return T(0.5) / y;
     }
+    template <class T>
+    T second_derivative(T, T y) const {
+        return T(-0.25) / (y * y * y);
+    }
 };
 
 struct Square {
@@ -143,6 +222,10 @@ struct Square {
     template <class T>
     T derivative(T x, T) const {
         return T(2) * x;
+    }
+    template <class T>
+    T second_derivative(T, T) const {
+        return T(2);
     }
 };
 
@@ -156,6 +239,10 @@ struct Abs {
     T derivative(T x, T) const {
         return T((x > T(0)) - (x < T(0)));
     }
+    template <class T>
+    T second_derivative(T, T) const {
+        return T(0);
+    }
 };
 
 struct Pow {
@@ -168,6 +255,11 @@ struct Pow {
     template <class T>
     T derivative(T x, T) const {
         return static_cast<T>(exponent) * std::pow(x, static_cast<T>(exponent - 1.0));
+    }
+    template <class T>
+    T second_derivative(T x, T) const {
+        return static_cast<T>(exponent * (exponent - 1.0)) *
+               std::pow(x, static_cast<T>(exponent - 2.0));
     }
 };
 
@@ -188,6 +280,10 @@ struct Clamp {
     template <class T>
     T derivative(T x, T) const {
         return (x >= static_cast<T>(low) && x <= static_cast<T>(high)) ? T(1) : T(0);
+    }
+    template <class T>
+    T second_derivative(T, T) const {
+        return T(0);
     }
 };
 

@@ -57,6 +57,16 @@ inline const void* this_thread_tag() noexcept {
 template <class T>
 using BackwardFn = void (*)(Node<T>&);
 
+// How an op carries a direction through a second-order pass (core/second_order.hpp): the
+// derivative of its forward along the direction, and of its backward. An op that cannot says
+// why in `missing`, which the pass reports instead of running it.
+template <class T>
+struct TangentRule {
+    void (*forward)(Node<T>&) = nullptr;   // fills node.tangent from the inputs' tangents
+    void (*backward)(Node<T>&) = nullptr;  // adds to the inputs' grad_tangent
+    const char* missing = nullptr;
+};
+
 template <class T>
 struct Node {
     // Graph structure.
@@ -85,6 +95,21 @@ struct Node {
     int handles = 0;              // Tensor handles on this node
     int value_readers = 0;        // recorded consumers whose backward reads this node's value
     bool reads_own_value = true;  // its own backward reads its output (tanh' = 1 - y^2)
+
+    // Second order (core/second_order.hpp): Pearlmutter's R-operator carried through the graph.
+    // `tangent` is the derivative of `value` along the pass's direction and `grad_tangent` that
+    // of `grad`; the op's own intermediate tangents go to tangent_saved and tangent_aux. Ops
+    // with a rule of their own set `tangent_rule` (elementwise functions, which are open-ended);
+    // the built-in ops' rules are found by their backward function. Untouched, and empty, in
+    // first-order training.
+    const TangentRule<T>* tangent_rule = nullptr;
+    PooledMatrix<T> tangent;
+    PooledMatrix<T> grad_tangent;
+    PooledMatrix<T> tangent_saved;
+    PooledMatrix<T> tangent_aux;
+    bool has_tangent = false;           // this pass gave the node a (possibly zero) tangent
+    bool grad_tangent_written = false;  // grad_tangent holds this pass's contributions
+    bool pass_local = false;  // a leaf of a second-order pass: its gradient goes to `saved`
 
     bool requires_grad = false;
     bool is_leaf = true;
@@ -232,6 +257,14 @@ private:
         node.grad.reset();
         node.saved.reset();
         node.aux.reset();
+        node.tangent_rule = nullptr;
+        node.tangent.reset();
+        node.grad_tangent.reset();
+        node.tangent_saved.reset();
+        node.tangent_aux.reset();
+        node.has_tangent = false;
+        node.grad_tangent_written = false;
+        node.pass_local = false;
         node.hooks.reset();
         node.module_hooks.reset();
         node.label.reset();
