@@ -1,7 +1,8 @@
 // gradscope_bench: a training step of the workloads in workload.hpp, timed for gradscope and
 // for the hand-written Eigen baseline in the same process, at 1 and 2 threads, plus the cost of
 // a GradientMonitor (without and with its per-sample mode) and of anomaly mode, and the step's
-// matrix products alone (the ceiling of any implementation on Eigen). Names are
+// matrix products alone (the ceiling of any implementation on Eigen), and a Hessian-vector
+// product against a gradient in float and double. Names are
 // "<shape>/<implementation>/<kind>/threads:<n>"; every benchmark reports the counters
 // samples_per_s and GFLOPs. scripts/bench.sh runs it and turns the JSON into
 // docs/PERFORMANCE.md's ratios.
@@ -118,6 +119,39 @@ void gradscope_step(benchmark::State& state, const Workload w, Kind kind, int th
     report(state, w, threads);
 }
 
+// A gradient (forward and backward) against a Hessian-vector product (forward, then the
+// second-order pass of nn/hessian.hpp) in precision T on one thread: the ratio of the two is
+// what an H v costs in gradients.
+template <class T>
+void gradient_or_hvp_step(benchmark::State& state, const Workload w, bool hessian_product) {
+    use_threads(1);
+    auto net = make_network<T>(w, parameter_seed);
+    const auto params = net->parameters();
+    const Batch batch = make_batch(w);
+    const Tensor<T> x = Tensor<T>::constant(batch.input.template cast<T>());
+    const Tensor<T> y = Tensor<T>::constant(batch.target.template cast<T>());
+    Rng rng(data_seed + 1);
+    std::vector<Matrix<T>> direction;
+    for (const Tensor<T>& p : params) direction.push_back(rng.normal_matrix<T>(p.rows(), p.cols()));
+    const auto loss_of = [&] { return mse_loss((*net)(x), y); };
+
+    HessianVectorProduct<T> out{};
+    auto step = [&] {
+        if (hessian_product) {
+            hvp(loss_of, params, std::span<const Matrix<T>>(direction), out);
+            benchmark::DoNotOptimize(out.product.front().data());
+        } else {
+            net->zero_grad();
+            Tensor<T> loss = loss_of();
+            loss.backward();
+            benchmark::DoNotOptimize(loss.item());
+        }
+    };
+    for (int i = 0; i < 2; ++i) step();
+    for (auto _ : state) step();
+    report(state, w, 1);
+}
+
 void baseline_step(benchmark::State& state, const Workload w, Kind kind, int threads) {
     use_threads(threads);
     BaselineMlp<float> baseline(w);
@@ -196,6 +230,13 @@ void add(const std::string& name, Fn fn, Args... args) {
                     threads);
             }
         }
+        // Second order: H v against the gradient it costs, in float and in double.
+        add(benchmark_name(w, "gradscope+hvp", Kind::backprop, 1), gradient_or_hvp_step<float>, w,
+            true);
+        add(benchmark_name(w, "gradscope_f64", Kind::backprop, 1), gradient_or_hvp_step<double>, w,
+            false);
+        add(benchmark_name(w, "gradscope_f64+hvp", Kind::backprop, 1),
+            gradient_or_hvp_step<double>, w, true);
         for (const Extra extra :
              {Extra::monitor, Extra::per_sample, Extra::per_sample_no_gsnr, Extra::anomaly}) {
             add(benchmark_name(w, implementation_name(extra), Kind::train, 1), gradscope_step, w,

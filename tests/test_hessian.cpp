@@ -229,3 +229,172 @@ TEST_CASE("Hessian products are symmetric: v.Hw = w.Hv", "[hessian]") {
     CHECK(std::abs(vhw) > 1e-3);
     CHECK(vhw == Approx(whv).epsilon(1e-12));
 }
+
+namespace {
+
+// A user's activation with a first derivative only.
+struct FirstOrderOnly {
+    static constexpr const char* name = "first_order_only";
+    template <class T>
+    T value(T x) const {
+        return x * x * x;
+    }
+    template <class T>
+    T derivative(T x, T) const {
+        return T(3) * x * x;
+    }
+};
+
+// The same with its second derivative: it then works in a Hessian-vector product.
+struct Cube : FirstOrderOnly {
+    template <class T>
+    T second_derivative(T x, T) const {
+        return T(6) * x;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a user-defined activation with second_derivative works in hvp", "[hessian]") {
+    const auto w = TensorD::constant(normal(3, 2, 70));
+    require_exact_hvp([&](const Inputs& p) { return sum(elementwise(p[0], Cube{}) * w); }, {param(3, 2, 71)});
+}
+
+TEST_CASE("an activation without second_derivative is refused by name", "[hessian]") {
+    const auto x = param(3, 2, 72);
+    const auto loss = [&] { return sum(elementwise(x, FirstOrderOnly{})); };
+    REQUIRE_THROWS_MATCHES(hvp<double>(loss, {x}, {normal(3, 2, 73)}), graph_error,
+                           MessageContains({"first_order_only", "second_derivative"}));
+    // Nothing was left half done: the ordinary backward still works and x has no gradient yet.
+    CHECK_FALSE(x.has_grad());
+    auto l = loss();
+    l.backward();
+    CHECK(x.has_grad());
+}
+
+TEST_CASE("hvp leaves parameter gradients, hooks and the monitor's view alone", "[hessian]") {
+    auto net = mlp<double>({.widths = {4, 5, 3}, .activation = Tanh{}, .seed = 74});
+    const auto x = TensorD::constant(normal(6, 4, 75));
+    const auto y = TensorD::constant(normal(6, 3, 76));
+    const auto loss_of = [&] { return mse_loss((*net)(x), y); };
+    auto loss = loss_of();
+    loss.backward();
+    const auto params = net->parameters();
+    std::vector<Matrix<double>> before;
+    for (const auto& p : params) before.emplace_back(p.grad());
+    int hook_calls = 0;
+    const auto param_hook = net->register_param_grad_hook([&](Module<double>&) { ++hook_calls; });
+    const auto output_hook =
+        net->register_output_grad_hook([&](Module<double>&, MatrixView<double>) { ++hook_calls; });
+    diag::GradientMonitor<double> monitor(*net);
+    const auto out = hvp(loss_of, *net, random_direction(params, 77));
+    CHECK(hook_calls == 0);
+    CHECK(monitor.steps_seen() == 0);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        CHECK(params[i].grad() == before[i]);  // not doubled, not replaced
+        CHECK((out.gradient[i] - before[i]).cwiseAbs().maxCoeff() < 1e-14);
+    }
+}
+
+TEST_CASE("one Hessian serves many directions and matches the one-shot hvp", "[hessian]") {
+    auto net = mlp<double>({.widths = {3, 4, 4, 2}, .activation = SiLU{}, .norm = Normalization::batch,
+                            .residual = true, .seed = 78});
+    const auto x = TensorD::constant(normal(5, 3, 79));
+    const std::vector<int> labels{0, 1, 1, 0, 1};
+    const auto loss_of = [&] { return cross_entropy((*net)(x), labels); };
+    // Batch norm's running statistics move on every training forward; products at one
+    // recorded graph do not run the forward again.
+    Hessian<double> hessian(loss_of(), *net);
+    const auto params = net->parameters();
+    for (std::uint64_t seed : {80, 90}) {
+        const auto v = random_direction(params, seed);
+        const auto many = hessian.product(v);
+        const auto once = hvp(loss_of, params, v);
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            CHECK((many[i] - once.product[i]).cwiseAbs().maxCoeff() <=
+                  1e-12 * (1 + once.product[i].cwiseAbs().maxCoeff()));
+        }
+    }
+    CHECK(hessian.gradient().size() == params.size());
+}
+
+TEST_CASE("the dense Hessian from n products is symmetric and matches differences", "[hessian]") {
+    const auto x = TensorD::constant(normal(6, 3, 81));
+    const std::vector<int> labels{0, 1, 2, 2, 1, 0};
+    const Inputs p{param(4, 3, 82), param(1, 4, 83), param(3, 4, 84)};
+    const LossOf loss = [&](const Inputs& q) {
+        return cross_entropy(linear(tanh(linear(x, q[0], q[1])), q[2]), labels);
+    };
+    Hessian<double> hessian(loss(p), p);
+    const Index n = hessian.size();
+    REQUIRE(n == 12 + 4 + 12);
+    Matrix<double> dense(n, n);
+    for (Index j = 0; j < n; ++j) {
+        Eigen::VectorXd e = Eigen::VectorXd::Zero(n);
+        e(j) = 1.0;
+        dense.col(j) = hessian.product(e);
+    }
+    CHECK((dense - dense.transpose()).cwiseAbs().maxCoeff() < 1e-14 * dense.cwiseAbs().maxCoeff() * n);
+    // Column j against differences of gradients along e_j, for a few j.
+    for (const Index j : {Index{0}, Index{13}, Index{27}}) {
+        std::vector<Matrix<double>> e{Matrix<double>::Zero(4, 3), Matrix<double>::Zero(1, 4),
+                                      Matrix<double>::Zero(3, 4)};
+        Index k = j;
+        for (auto& part : e) {
+            if (k < part.size()) {
+                part.data()[k] = 1.0;
+                break;
+            }
+            k -= part.size();
+        }
+        const auto diff = hvp_by_differences(loss, p, e);
+        Eigen::VectorXd flat(n);
+        Index offset = 0;
+        for (const auto& part : diff) {
+            flat.segment(offset, part.size()) = Eigen::Map<const Eigen::VectorXd>(part.data(), part.size());
+            offset += part.size();
+        }
+        CHECK((dense.col(j) - flat).cwiseAbs().maxCoeff() < 1e-7);
+    }
+}
+
+TEST_CASE("hvp in float agrees with double", "[hessian]") {
+    const Matrix<double> x = normal(8, 5, 85);
+    const Matrix<double> w = normal(4, 5, 86);
+    const Matrix<double> v = normal(4, 5, 87);
+    const auto product_in = [&](auto zero) {
+        using T = decltype(zero);
+        const auto xt = Tensor<T>::constant(x.cast<T>());
+        const auto wt = Tensor<T>::parameter(w.cast<T>());
+        const std::vector<Matrix<T>> dir{v.cast<T>()};
+        const auto out = hvp([&] { return mean(square(tanh(linear(xt, wt)))); }, {wt}, dir);
+        return Matrix<double>(out.product[0].template cast<double>());
+    };
+    const Matrix<double> in_double = product_in(0.0);
+    const Matrix<double> in_float = product_in(0.0f);
+    // float rounding (6e-8) through a few dozen operations per entry
+    CHECK((in_float - in_double).cwiseAbs().maxCoeff() < 1e-5 * in_double.cwiseAbs().maxCoeff());
+}
+
+TEST_CASE("hvp refuses a non-scalar loss, wrong directions and a moved parameter", "[hessian]") {
+    auto x = param(3, 2, 88);
+    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return tanh(x); }, {x}, {normal(3, 2, 89)}), shape_error,
+                           MessageContains({"[1x1]", "[3x2]"}));
+    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return sum(tanh(x)); }, {x}, {normal(2, 3, 90)}), shape_error,
+                           MessageContains({"direction #0", "[2x3]", "[3x2]"}));
+    const auto interior = tanh(x);
+    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return sum(tanh(interior)); }, {interior}, {normal(3, 2, 91)}),
+                           value_error, MessageContains("not a leaf"));
+    Hessian<double> hessian(sum(tanh(x) * x), {x});  // mul reads x's value
+    (void)hessian.product(std::vector<Matrix<double>>{normal(3, 2, 92)});
+    {
+        NoGradGuard no_grad;
+        x.data()(0, 0) += 1.0;
+    }
+    REQUIRE_THROWS_MATCHES(hessian.product(std::vector<Matrix<double>>{normal(3, 2, 93)}),
+                           graph_error, MessageContains("modified in place"));
+    // An empty direction is a zero direction: the product is 0 and the gradient still comes.
+    const auto out = hvp<double>([&] { return sum(tanh(x) * tanh(x)); }, {x}, {Matrix<double>()});
+    CHECK(out.product[0].isZero(0.0));
+    CHECK_FALSE(out.gradient[0].isZero(0.0));
+}

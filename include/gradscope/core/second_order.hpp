@@ -217,10 +217,19 @@ void run_second_order(Node<T>& root, std::span<Node<T>* const> leaves,
         const Node<T>& leaf = *leaves[i];
         const Shape s = leaf.shape();
         const bool reached = leaf.visit == root.visit;  // collect_graph's mark
-        gradients[i] = reached && leaf.written ? Matrix<T>(leaf.saved.view())
-                                               : Matrix<T>::Zero(s.rows, s.cols);
-        products[i] = reached && leaf.grad_tangent_written ? Matrix<T>(leaf.grad_tangent.view())
-                                                           : Matrix<T>::Zero(s.rows, s.cols);
+        // Assigned into the caller's matrices, which keep their storage from call to call.
+        gradients[i].resize(s.rows, s.cols);
+        products[i].resize(s.rows, s.cols);
+        if (reached && leaf.written) {
+            gradients[i] = leaf.saved.view();
+        } else {
+            gradients[i].setZero();
+        }
+        if (reached && leaf.grad_tangent_written) {
+            products[i] = leaf.grad_tangent.view();
+        } else {
+            products[i].setZero();
+        }
     }
     clear_second_order_state(scratch);
     release_leaves(scratch);

@@ -5,6 +5,7 @@
 #include "../core/second_order.hpp"
 #include "../core/tensor.hpp"
 #include "loss_second_order.hpp"
+#include "module.hpp"
 
 #include <concepts>
 #include <span>
@@ -19,8 +20,9 @@ namespace gradscope {
 // parameters), at the point where it was computed: products with it, without ever forming it.
 // It holds the loss's recorded graph, so each product runs one tangent forward and one
 // backward over it and no forward pass (for a layer, about twice a gradient's matrix products
-// more). The parameters must not change while it is in use; a product after they did is
-// refused, as a backward would be.
+// more), and a training-mode batch norm's running statistics do not move. Every product is
+// at the recorded point: a parameter whose value an op reads and that changed since is refused,
+// as a backward would refuse it.
 template <class T>
 class Hessian {
 public:
@@ -34,6 +36,10 @@ public:
             size_ += wrt_[i].shape().size();
         }
     }
+
+    // With respect to every parameter of `module`, in named_parameters() order.
+    Hessian(Tensor<T> loss, const Module<T>& module)
+        : Hessian(std::move(loss), module.parameters()) {}
 
     // The number of entries of all the tensors together: the Hessian is size() x size().
     [[nodiscard]] Index size() const noexcept { return size_; }
@@ -98,25 +104,35 @@ private:
 // The gradient and the Hessian-vector product of a loss at the current parameters.
 template <class T>
 struct HessianVectorProduct {
-    T loss;
+    T loss = T(0);
     std::vector<Matrix<T>> gradient;  // per tensor of `wrt`
     std::vector<Matrix<T>> product;   // H v, per tensor of `wrt`
 };
 
 // One H v: calls `loss_fn()` (which runs the forward pass and returns the [1x1] loss), then one
-// second-order pass over its graph, which it then frees. Like PyTorch's
-// torch.autograd.functional.hvp, but exact by construction rather than by double backward.
+// second-order pass over its graph, which it then frees; the results go to `out`, whose
+// matrices keep their storage from call to call. Like PyTorch's
+// torch.autograd.functional.hvp, exact, and with the gradient as a by-product.
+template <class T, class LossFn>
+    requires std::invocable<LossFn&> &&
+             std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
+void hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt, std::span<const Matrix<T>> v,
+         HessianVectorProduct<T>& out) {
+    const Tensor<T> loss = loss_fn();
+    std::vector<Node<T>*> leaves(wrt.size());
+    for (std::size_t i = 0; i < wrt.size(); ++i) leaves[i] = &wrt[i].node();
+    out.loss = loss.item();
+    detail::run_second_order<T>(loss.node(), leaves, v, out.gradient, out.product,
+                                /*retain_graph=*/false, &detail::loss_tangent_rule<T>);
+}
+
 template <class T, class LossFn>
     requires std::invocable<LossFn&> &&
              std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
 HessianVectorProduct<T> hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt,
                             std::span<const Matrix<T>> v) {
-    const Tensor<T> loss = loss_fn();
-    std::vector<Node<T>*> leaves(wrt.size());
-    for (std::size_t i = 0; i < wrt.size(); ++i) leaves[i] = &wrt[i].node();
-    HessianVectorProduct<T> out{loss.item(), {}, {}};
-    detail::run_second_order<T>(loss.node(), leaves, v, out.gradient, out.product,
-                                /*retain_graph=*/false, &detail::loss_tangent_rule<T>);
+    HessianVectorProduct<T> out{};
+    hvp<T>(std::forward<LossFn>(loss_fn), wrt, v, out);
     return out;
 }
 
@@ -126,6 +142,16 @@ template <class T, class LossFn>
 HessianVectorProduct<T> hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt,
                             const std::vector<Matrix<T>>& v) {
     return hvp<T>(std::forward<LossFn>(loss_fn), wrt, std::span<const Matrix<T>>(v));
+}
+
+// With respect to every parameter of `module`; v in named_parameters() order.
+template <class T, class LossFn>
+    requires std::invocable<LossFn&> &&
+             std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
+HessianVectorProduct<T> hvp(LossFn&& loss_fn, const Module<T>& module,
+                            const std::vector<Matrix<T>>& v) {
+    return hvp<T>(std::forward<LossFn>(loss_fn), module.parameters(),
+                  std::span<const Matrix<T>>(v));
 }
 
 }  // namespace gradscope
