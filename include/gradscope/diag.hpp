@@ -4,6 +4,7 @@
 #pragma once
 
 #include "diag/critical_init.hpp"
+#include "diag/curvature.hpp"
 #include "diag/doctor.hpp"
 #include "diag/edge_of_chaos.hpp"
 #include "diag/experiment.hpp"
@@ -17,6 +18,7 @@
 #include "diag/report.hpp"
 #include "diag/svg.hpp"
 #include "diag/svg_heatmap.hpp"
+#include "diag/spectrum.hpp"
 #include "diag/sweep_html.hpp"
 #include "diag/theory.hpp"
 #include "diag/training_html.hpp"
