@@ -154,4 +154,39 @@ HessianVectorProduct<T> hvp(LossFn&& loss_fn, const Module<T>& module,
                   std::span<const Matrix<T>>(v));
 }
 
+namespace detail {
+template <class T>
+void add_to_grad(Node<T>& leaf, const Matrix<T>& g) {
+    if (!leaf.has_grad) {
+        leaf.grad.resize(leaf.shape());
+        leaf.grad.view() = g;
+        leaf.has_grad = true;
+    } else {
+        leaf.grad.view() += g;
+    }
+}
+}  // namespace detail
+
+// The backward pass of L + (weight / 2) |dL/dwrt|^2, a gradient-norm penalty (Drucker & LeCun
+// 1992, "double backpropagation"; Barrett & Dherin 2021 show gradient descent adds such a term
+// implicitly). Its gradient is g + weight H g with g = dL/dwrt, so it costs one gradient and one
+// H v. Accumulates that into each tensor's gradient as backward() would (hooks, a monitor
+// included, do not run: it is not a backward pass) and returns the penalty (weight / 2) |g|^2.
+// `loss` must be [1x1]; its graph is freed.
+template <class T>
+T backward_with_gradient_penalty(const Tensor<T>& loss, const std::vector<Tensor<T>>& wrt,
+                                 double weight) {
+    detail::check_finite("backward_with_gradient_penalty", "weight", weight);
+    Hessian<T> hessian(loss, wrt);
+    const std::vector<Matrix<T>> gradient = hessian.gradient();
+    const std::vector<Matrix<T>> curvature = hessian.product(gradient);
+    double squared_norm = 0.0;
+    for (std::size_t i = 0; i < wrt.size(); ++i) {
+        squared_norm += gradient[i].template cast<double>().squaredNorm();
+        detail::add_to_grad(wrt[i].node(),
+                            Matrix<T>(gradient[i] + static_cast<T>(weight) * curvature[i]));
+    }
+    return static_cast<T>(0.5 * weight * squared_norm);
+}
+
 }  // namespace gradscope
