@@ -63,21 +63,27 @@ concept HasSecondDerivative = requires(const F f, T x) {
     { f.second_derivative(x, x) } -> std::convertible_to<T>;
 };
 
-// f'(x, y) of every element, from the op's input node (or its output, see above) and output.
+// f'(x, y) of every element into `out`, from the op's input node (or its output, see above)
+// and output, vectorised where the type has array forms.
 template <class T, class F>
-auto derivatives_of(const Node<T>& node) {
+void derivatives_into(const Node<T>& node, MatrixView<T> out) {
     const F f = node.template attr<F>();
     const Node<T>& x = derivative_from_output<F>() ? node : *node.inputs[0];
-    return value_of(x).binaryExpr(value_of(node), [f](T xi, T yi) {
-        return static_cast<T>(f.derivative(xi, yi));
-    });
+    if constexpr (HasArrayForm<F, T>) {
+        out.array() = f.derivatives(value_of(x).array(), value_of(node).array());
+    } else {
+        out = value_of(x).binaryExpr(value_of(node), [f](T xi, T yi) {
+            return static_cast<T>(f.derivative(xi, yi));
+        });
+    }
 }
 
 // y' = f'(x) x'.
 template <class T, class F>
 void elementwise_tangent_forward(Node<T>& node) {
     node.tangent.resize(node.shape());
-    node.tangent.view() = derivatives_of<T, F>(node).cwiseProduct(node.inputs[0]->tangent.view());
+    derivatives_into<T, F>(node, node.tangent.view());
+    node.tangent.view().array() *= std::as_const(node.inputs[0]->tangent).view().array();
 }
 
 // dx = g f'(x)  ->  dx' = g' f'(x) + g f''(x) x'.
@@ -89,7 +95,8 @@ void elementwise_tangent_backward(Node<T>& node) {
     const Node<T>& x = derivative_from_output<F>() ? node : input;
     PooledMatrix<T> change(node.shape());
     MatrixView<T> out = change.view();
-    out = std::as_const(node.grad_tangent).view().cwiseProduct(derivatives_of<T, F>(node));
+    derivatives_into<T, F>(node, out);
+    out.array() *= std::as_const(node.grad_tangent).view().array();
     if (input.has_tangent) {
         out += grad_of(node).cwiseProduct(
             value_of(x)
