@@ -97,6 +97,7 @@ struct Settings {
     bool no_progress = false;
     bool doctor = false;
     bool per_sample = false;
+    int sharpness_every = 0;
 };
 
 nlohmann::json to_json(const Settings& s) {
@@ -123,6 +124,7 @@ nlohmann::json to_json(const Settings& s) {
             {"threads", s.threads},
             {"limit", s.limit},
             {"log_every", s.log_every},
+            {"sharpness_every", s.sharpness_every},
             {"load", s.load}};
 }
 
@@ -296,6 +298,8 @@ struct EpochRecord {
     // The fraction of the epoch's steps where B_simple was measurable: it is not where the
     // noise estimate exceeds the mean gradient's squared norm (theta_norm >= 1).
     double noise_scale_measured = std::nan("");
+    // With --sharpness-every: the last sharpness measured in the epoch.
+    double sharpness = std::nan("");
 };
 
 struct GradientRecord {
@@ -311,6 +315,8 @@ struct Run {
     // With --report: every step's gradient statistics and loss.
     std::deque<diag::GradientProfile> history;
     std::vector<std::pair<double, double>> step_losses;
+    // With --sharpness-every: (step, top eigenvalue of the batch loss's Hessian).
+    std::vector<std::pair<double, double>> sharpness;
     std::optional<diag::Diagnosis> diagnosis;  // with --report: the doctor's, before training
     int threads = 1;
     bool openmp = false;
@@ -392,6 +398,14 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                                .per_sample = {.enabled = s.per_sample}});
     }
 
+    // --sharpness-every N: the Hessian's top eigenvalue on the step's own batch, from the step's
+    // recorded graph (Lanczos, 20 Hessian-vector products at most), before its backward.
+    std::optional<diag::SharpnessTracker<float>> sharpness;
+    if (s.sharpness_every > 0) {
+        sharpness.emplace(net, diag::SharpnessOptions{
+                                   .every = static_cast<std::size_t>(s.sharpness_every)});
+    }
+
     for (int epoch = 1; epoch <= s.epochs; ++epoch) {
         // Fisher-Yates with the library's Rng: the same order with any standard library.
         for (Index i = n - 1; i > 0; --i) {
@@ -425,6 +439,10 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
             const TensorF logits = net(TensorF::constant(batch_x));
             TensorF loss = cross_entropy(logits, batch_y);
             optimizer->zero_grad();
+            if (sharpness && sharpness->observe(loss)) {
+                run.sharpness.emplace_back(static_cast<double>(step),
+                                           sharpness->latest()->sharpness);
+            }
             loss.backward();
             if (logged) {
                 run.gradients.push_back({step, epoch, (watch ? *watch : *monitor).last().layers()});
@@ -473,6 +491,7 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
         if (s.per_sample) {
             record_per_sample_medians(*watch, epoch_begin, record);
         }
+        if (sharpness && sharpness->latest()) record.sharpness = sharpness->latest()->sharpness;
         run.epochs.push_back(record);
         progress.clear();
         if (!s.quiet) {
@@ -491,6 +510,13 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                             100.0 * record.noise_scale_measured, g3(record.gsnr).c_str(),
                             g3(record.norm_test).c_str(), g3(record.inner_product_test).c_str());
             }
+            if (sharpness && sharpness->latest()) {
+                std::printf("  sharpness (top Hessian eigenvalue of the batch loss, step %zu): %s; "
+                            "2/lr = %s\n",
+                            sharpness->latest()->step,
+                            diag::format_number(record.sharpness, {diag::Notation::general, 4}).c_str(),
+                            diag::format_number(2.0 / s.lr, {diag::Notation::general, 4}).c_str());
+            }
             std::fflush(stdout);
         }
     }
@@ -505,6 +531,20 @@ diag::HtmlReport html_report(const Settings& s, const Run& run) {
     for (const auto& e : run.epochs) {
         accuracy.points.emplace_back(static_cast<double>(e.last_step), e.test.accuracy);
     }
+    std::vector<std::vector<diag::SvgSeries>> curves{{loss}};
+    std::vector<std::string> titles{"loss"};
+    if (!run.sharpness.empty()) {
+        // Next to the loss: the sharpness, and 2/lr, gradient descent's stability threshold on
+        // a quadratic (Cohen et al. 2021).
+        diag::SvgSeries top{.name = "sharpness (top Hessian eigenvalue)", .points = run.sharpness};
+        diag::SvgSeries threshold{.name = "2 / lr", .points = {}};
+        threshold.points = {{run.sharpness.front().first, 2.0 / s.lr},
+                            {run.sharpness.back().first, 2.0 / s.lr}};
+        curves.push_back({top, threshold});
+        titles.emplace_back("sharpness");
+    }
+    curves.push_back({accuracy});
+    titles.emplace_back("test accuracy");
     auto report = diag::training_html(
         run.history,
         {.title = "gradscope-fashion-mnist: " + std::to_string(s.depth) + " x " +
@@ -516,8 +556,8 @@ diag::HtmlReport html_report(const Settings& s, const Run& run) {
                         diag::format_number(s.lr) + schedule_label(s) + ", batch " +
                         std::to_string(s.batch) + ", " + std::to_string(s.epochs) +
                         " epoch(s), seed " + std::to_string(s.seed) + ".",
-         .curves = {{loss}, {accuracy}},
-         .curve_titles = {"loss", "test accuracy"}});
+         .curves = std::move(curves),
+         .curve_titles = std::move(titles)});
     if (run.diagnosis) {
         diag::add_diagnosis(report, *run.diagnosis, "Before training: the doctor's diagnosis");
     }
@@ -560,7 +600,8 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
                           {"noise_scale_measured", diag::json_number(e.noise_scale_measured)},
                           {"gsnr", diag::json_number(e.gsnr)},
                           {"norm_test", diag::json_number(e.norm_test)},
-                          {"inner_product_test", diag::json_number(e.inner_product_test)}});
+                          {"inner_product_test", diag::json_number(e.inner_product_test)},
+                          {"sharpness", diag::json_number(e.sharpness)}});
     }
     nlohmann::json gradients = nlohmann::json::array();
     for (const auto& g : run.gradients) {
@@ -573,6 +614,10 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
                  {"weight_grad_norm", diag::json_number(g.layers[l].weight_grad_norm)}});
         }
         gradients.push_back({{"step", g.step}, {"epoch", g.epoch}, {"layers", std::move(layers)}});
+    }
+    nlohmann::json sharpness = nlohmann::json::array();
+    for (const auto& [step, value] : run.sharpness) {
+        sharpness.push_back({{"step", step}, {"value", diag::json_number(value)}});
     }
     const Evaluation& last = run.epochs.empty() ? run.initial : run.epochs.back().test;
     return {{"tool", "gradscope-fashion-mnist"},
@@ -593,7 +638,8 @@ nlohmann::json to_json(const Settings& s, const Data& data, const Run& run) {
             {"final_test_accuracy", diag::json_number(last.accuracy)},
             {"final_test_loss", diag::json_number(last.loss)},
             {"total_seconds", run.total_seconds},
-            {"gradients", std::move(gradients)}};
+            {"gradients", std::move(gradients)},
+            {"sharpness", std::move(sharpness)}};
 }
 
 // Long form, one value per row: "series,epoch,step,layer,value". Per epoch: train_loss,
@@ -837,6 +883,12 @@ int main(int argc, char** argv) {
                  "Per-sample gradient statistics every step (GradientMonitor's per-sample mode): the "
                  "gradient noise scale B_simple on the progress line, its and the GSNR's median per epoch "
                  "in the output and the JSON, and a panel of them in --report");
+    app.add_option("--sharpness-every", s.sharpness_every,
+                   "Measure the sharpness (the top eigenvalue of the batch loss's Hessian, by Lanczos "
+                   "over exact Hessian-vector products) every N steps, from step 0 (0: never); printed "
+                   "per epoch with 2/lr, in the JSON, and plotted next to the loss in --report")
+        ->check(non_negative_number)
+        ->capture_default_str();
     app.add_flag("--doctor", s.doctor,
                  "Diagnose the gradient at step 0 (diag::doctor on the first training batch): the "
                  "verdict, its cause and remedies with their predicted gain per layer; then exit");

@@ -103,3 +103,46 @@ TEST_CASE("per-layer blocks are the dense Hessian's diagonal blocks", "[curvatur
     // A diagonal block's top eigenvalue never exceeds the whole Hessian's.
     CHECK(largest_block <= eigenvalues_descending(dense)(0) + 1e-9);
 }
+
+TEST_CASE("the sharpness tracker measures every N steps without changing training", "[curvature]") {
+    const auto x = TensorD::constant(normal(12, 4, 9));
+    const auto y = TensorD::constant(normal(12, 2, 10));
+    // Two identical networks trained side by side, one observed: their parameters must stay
+    // bit for bit equal, and each measurement must equal a separate Lanczos run at that step.
+    auto watched = mlp<double>({.widths = {4, 6, 2}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 11});
+    auto plain = mlp<double>({.widths = {4, 6, 2}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 11});
+    SGD<double> sgd_watched(watched->parameters(), {.lr = 0.1});
+    SGD<double> sgd_plain(plain->parameters(), {.lr = 0.1});
+    const diag::SharpnessOptions options{.every = 3, .lanczos = {.k = 1, .max_iterations = 40, .tolerance = 1e-8, .seed = 5}};
+    diag::SharpnessTracker<double> tracker(*watched, options);
+    std::vector<double> expected;
+    for (int step = 0; step < 7; ++step) {
+        sgd_watched.zero_grad();
+        sgd_plain.zero_grad();
+        auto loss = mse_loss((*watched)(x), y);
+        if (step % 3 == 0) {
+            Hessian<double> hessian(loss, *watched);
+            auto lanczos = options.lanczos;
+            lanczos.seed += static_cast<std::uint64_t>(step);
+            expected.push_back(diag::hessian_top_eigenvalues(hessian, lanczos).values[0]);
+        }
+        CHECK(tracker.observe(loss) == (step % 3 == 0));
+        loss.backward();
+        auto plain_loss = mse_loss((*plain)(x), y);
+        plain_loss.backward();
+        sgd_watched.step();
+        sgd_plain.step();
+    }
+    const auto a = watched->parameters();
+    const auto b = plain->parameters();
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i].value() == b[i].value());
+    REQUIRE(tracker.history().size() == 3);
+    for (std::size_t k = 0; k < 3; ++k) {
+        CHECK(tracker.history()[k].step == 3 * k);
+        CHECK(tracker.history()[k].converged);
+        CHECK(tracker.history()[k].sharpness == Approx(expected[k]).epsilon(1e-7));
+    }
+    CHECK(tracker.history()[0].sharpness > 0.0);
+    REQUIRE_THROWS_MATCHES(diag::SharpnessTracker<double>(*plain, {.every = 0}), value_error,
+                           MessageContains("every"));
+}

@@ -16,6 +16,7 @@
 #include "diag/profile.hpp"
 #include "diag/profile_table.hpp"
 #include "diag/report.hpp"
+#include "diag/sharpness.hpp"
 #include "diag/svg.hpp"
 #include "diag/svg_heatmap.hpp"
 #include "diag/spectrum.hpp"
