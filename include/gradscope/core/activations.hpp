@@ -307,6 +307,14 @@ struct Hardtanh {
     }
 };
 
+// The built-in activations' second-order rules are listed in core/second_order.hpp.
+namespace detail {
+#define GRADSCOPE_ACTIVATION(Type) \
+    template <>                    \
+    inline constexpr bool rule_listed_by_backward<Type> = true;
+#include "../builtin_activations.inc"
+}  // namespace detail
+
 template <class T>
 Tensor<T> sigmoid(const Tensor<T>& x) {
     return elementwise(x, Sigmoid{});

@@ -112,6 +112,13 @@ void elementwise_tangent_backward(Node<T>& node) {
     }
 }
 
+// The core's elementwise functions and the built-in activations have their rules listed in
+// core/second_order.hpp, found by their backward function like every other built-in op, so
+// that a program that never asks for second order compiles none of them; a user's type points
+// its node at its rule (compiled with the op, as it cannot be listed).
+template <class F>
+inline constexpr bool rule_listed_by_backward = false;
+
 template <class T, class F>
 inline constexpr TangentRule<T> elementwise_tangent_rule = [] {
     if constexpr (HasSecondDerivative<F, T>) {
@@ -158,7 +165,9 @@ Tensor<T> elementwise(const Tensor<T>& x, F f = {}) {
         F::name, xn.shape(), {&xn}, &detail::elementwise_backward<T, F>,
         detail::BackwardReads{detail::derivative_from_output<F>() ? 0u : 1u, true});
     node->set_attr(f);
-    node->tangent_rule = &detail::elementwise_tangent_rule<T, F>;
+    if constexpr (!detail::rule_listed_by_backward<F>) {
+        node->tangent_rule = &detail::elementwise_tangent_rule<T, F>;
+    }
     if constexpr (detail::HasArrayForm<F, T>) {
         node->value.view().array() = f.values(detail::value_of(xn).array());
     } else {
@@ -295,6 +304,17 @@ struct Clamp {
 };
 
 }  // namespace fn
+
+// The core's functions, as a list that core/second_order.hpp expands into their second-order
+// rules (so it stays defined).
+#define GRADSCOPE_CORE_ELEMENTWISE(X) X(Exp) X(Log) X(Sqrt) X(Square) X(Abs) X(Pow) X(Clamp)
+namespace detail {
+#define GRADSCOPE_LISTED(F) \
+    template <>             \
+    inline constexpr bool rule_listed_by_backward<fn::F> = true;
+GRADSCOPE_CORE_ELEMENTWISE(GRADSCOPE_LISTED)
+#undef GRADSCOPE_LISTED
+}  // namespace detail
 
 template <class T>
 Tensor<T> exp(const Tensor<T>& x) {

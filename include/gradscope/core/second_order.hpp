@@ -18,6 +18,7 @@
 #include "autograd.hpp"
 #include "elementwise.hpp"
 #include "errors.hpp"
+#include "activations.hpp"
 #include "second_order/arithmetic_rules.hpp"
 #include "second_order/linalg_rules.hpp"
 #include "second_order/normalization_rules.hpp"
@@ -32,9 +33,10 @@ namespace gradscope {
 
 namespace detail {
 
-// The rules of the core's ops, found by their backward function, so that a program that never
-// asks for second order instantiates none of them. Elementwise functions are open-ended and
-// set Node::tangent_rule themselves; the losses' rules are in nn/loss_second_order.hpp.
+// The rules of the core's ops, the core's elementwise functions and the built-in activations,
+// found by their backward function, so that a program that never asks for second order
+// instantiates none of them. A user's elementwise function sets Node::tangent_rule itself; the
+// losses' rules are in nn/loss_second_order.hpp.
 template <class T>
 const TangentRule<T>* builtin_tangent_rule(BackwardFn<T> backward) {
     struct Entry {
@@ -66,6 +68,13 @@ const TangentRule<T>* builtin_tangent_rule(BackwardFn<T> backward) {
          {&log_softmax_tangent_forward<T>, &log_softmax_tangent_backward<T>}},
         {&batch_norm_backward<T>, {&batch_norm_tangent_forward<T>, &batch_norm_tangent_backward<T>}},
         {&layer_norm_backward<T>, {&layer_norm_tangent_forward<T>, &layer_norm_tangent_backward<T>}},
+#define GRADSCOPE_ELEMENTWISE_RULE(F) {&elementwise_backward<T, F>, elementwise_tangent_rule<T, F>},
+#define GRADSCOPE_CORE_FUNCTION_RULE(F) GRADSCOPE_ELEMENTWISE_RULE(fn::F)
+        GRADSCOPE_CORE_ELEMENTWISE(GRADSCOPE_CORE_FUNCTION_RULE)
+#define GRADSCOPE_ACTIVATION(Type) GRADSCOPE_ELEMENTWISE_RULE(Type)
+#include "../builtin_activations.inc"
+#undef GRADSCOPE_CORE_FUNCTION_RULE
+#undef GRADSCOPE_ELEMENTWISE_RULE
     };
     for (const Entry& entry : table) {
         if (entry.backward == backward) return &entry.rule;
