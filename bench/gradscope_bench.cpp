@@ -235,8 +235,8 @@ void add(const std::string& name, Fn fn, Args... args) {
             true);
         add(benchmark_name(w, "gradscope_f64", Kind::backprop, 1), gradient_or_hvp_step<double>, w,
             false);
-        add(benchmark_name(w, "gradscope_f64+hvp", Kind::backprop, 1),
-            gradient_or_hvp_step<double>, w, true);
+        add(benchmark_name(w, "gradscope_f64+hvp", Kind::backprop, 1), gradient_or_hvp_step<double>,
+            w, true);
         for (const Extra extra :
              {Extra::monitor, Extra::per_sample, Extra::per_sample_no_gsnr, Extra::anomaly}) {
             add(benchmark_name(w, implementation_name(extra), Kind::train, 1), gradscope_step, w,

@@ -57,7 +57,8 @@ TEST_CASE("network sharpness, trace and density agree with the dense Hessian", "
     Hessian<double> hessian(cross_entropy((*net)(x), labels), *net);
     const Matrix<double> dense = dense_hessian(hessian);
     const Eigen::VectorXd exact = eigenvalues_descending(dense);
-    const auto top = diag::hessian_top_eigenvalues(hessian, {.k = 2, .max_iterations = 80, .tolerance = 1e-8});
+    const auto top =
+        diag::hessian_top_eigenvalues(hessian, {.k = 2, .max_iterations = 80, .tolerance = 1e-8});
     REQUIRE(top.converged);
     CHECK(top.values[0] == Approx(exact(0)).epsilon(1e-7));
     CHECK(top.values[1] == Approx(exact(1)).epsilon(1e-7));
@@ -69,13 +70,16 @@ TEST_CASE("network sharpness, trace and density agree with the dense Hessian", "
     // 200-sample one above times sqrt(200/64).
     const auto density = diag::hessian_spectral_density(hessian, {.probes = 64, .steps = 10});
     double mean = 0.0;
-    for (std::size_t i = 0; i < density.nodes.size(); ++i) mean += density.weights[i] * density.nodes[i];
+    for (std::size_t i = 0; i < density.nodes.size(); ++i)
+        mean += density.weights[i] * density.nodes[i];
     const double n = static_cast<double>(hessian.size());
-    CHECK(std::abs(mean - dense.trace() / n) < 5 * trace.standard_error * std::sqrt(200.0 / 64.0) / n);
+    CHECK(std::abs(mean - dense.trace() / n) <
+          5 * trace.standard_error * std::sqrt(200.0 / 64.0) / n);
 }
 
 TEST_CASE("per-layer blocks are the dense Hessian's diagonal blocks", "[curvature]") {
-    auto net = mlp<double>({.widths = {3, 4, 4, 2}, .activation = GELU{}, .norm = Normalization::layer, .seed = 6});
+    auto net = mlp<double>(
+        {.widths = {3, 4, 4, 2}, .activation = GELU{}, .norm = Normalization::layer, .seed = 6});
     const auto x = TensorD::constant(normal(8, 3, 7));
     const auto y = TensorD::constant(normal(8, 2, 8));
     Hessian<double> hessian(mse_loss((*net)(x), y), *net);
@@ -86,7 +90,8 @@ TEST_CASE("per-layer blocks are the dense Hessian's diagonal blocks", "[curvatur
     CHECK(names == std::vector<std::string>{"layers.0.linear", "layers.0.ln", "layers.1.linear",
                                             "layers.1.ln", "layers.2"});
     const auto curvature = diag::block_curvature(
-        hessian, blocks, {.eigen = {.k = 1, .max_iterations = 40, .tolerance = 1e-9}, .trace = {.samples = 300}});
+        hessian, blocks,
+        {.eigen = {.k = 1, .max_iterations = 40, .tolerance = 1e-9}, .trace = {.samples = 300}});
     REQUIRE(curvature.size() == blocks.size());
     Index offset = 0;
     double largest_block = -1e300;
@@ -109,11 +114,14 @@ TEST_CASE("the sharpness tracker measures every N steps without changing trainin
     const auto y = TensorD::constant(normal(12, 2, 10));
     // Two identical networks trained side by side, one observed: their parameters must stay
     // bit for bit equal, and each measurement must equal a separate Lanczos run at that step.
-    auto watched = mlp<double>({.widths = {4, 6, 2}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 11});
-    auto plain = mlp<double>({.widths = {4, 6, 2}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 11});
+    auto watched = mlp<double>(
+        {.widths = {4, 6, 2}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 11});
+    auto plain = mlp<double>(
+        {.widths = {4, 6, 2}, .activation = Tanh{}, .norm = Normalization::batch, .seed = 11});
     SGD<double> sgd_watched(watched->parameters(), {.lr = 0.1});
     SGD<double> sgd_plain(plain->parameters(), {.lr = 0.1});
-    const diag::SharpnessOptions options{.every = 3, .lanczos = {.k = 1, .max_iterations = 40, .tolerance = 1e-8, .seed = 5}};
+    const diag::SharpnessOptions options{
+        .every = 3, .lanczos = {.k = 1, .max_iterations = 40, .tolerance = 1e-8, .seed = 5}};
     diag::SharpnessTracker<double> tracker(*watched, options);
     std::vector<double> expected;
     for (int step = 0; step < 7; ++step) {

@@ -25,7 +25,7 @@ std::vector<Matrix<double>> gradients_at(const LossOf& loss, const Inputs& input
 // ~ 1e-16 |g| / h ~ 1e-11 |g|, so agreement to 1e-6 (relative to the product's largest entry,
 // or 1) is a failure only for a wrong rule.
 std::vector<Matrix<double>> hvp_by_differences(const LossOf& loss, const Inputs& inputs,
-                                                const std::vector<Matrix<double>>& v) {
+                                               const std::vector<Matrix<double>>& v) {
     const double h = 1e-5;
     Inputs plus, minus;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -61,7 +61,8 @@ void require_exact_hvp(const LossOf& loss, const Inputs& inputs, std::uint64_t s
     for (std::size_t i = 0; i < inputs.size(); ++i) {
         INFO("input " << i);
         CHECK((exact.product[i] - differences[i]).cwiseAbs().maxCoeff() < 1e-6 * scale);
-        CHECK((exact.gradient[i] - gradient[i]).cwiseAbs().maxCoeff() < 1e-12 * (1 + gradient[i].cwiseAbs().maxCoeff()));
+        CHECK((exact.gradient[i] - gradient[i]).cwiseAbs().maxCoeff() <
+              1e-12 * (1 + gradient[i].cwiseAbs().maxCoeff()));
     }
 }
 
@@ -112,7 +113,9 @@ TEST_CASE("hvp through every built-in activation", "[hessian]") {
         INFO(decltype(f)::name);
         const auto w = TensorD::constant(normal(3, 4, 13));
         const auto x = param(away_from(normal(3, 4, 14, 1.5), 0.0, margin));
-        require_exact_hvp([&](const Inputs& p) { return sum(elementwise(p[0], f) * elementwise(p[0], f) * w); }, {x});
+        require_exact_hvp(
+            [&](const Inputs& p) { return sum(elementwise(p[0], f) * elementwise(p[0], f) * w); },
+            {x});
     };
     run(Sigmoid{}, 0.0);
     run(Tanh{}, 0.0);
@@ -152,7 +155,8 @@ TEST_CASE("hvp through batch norm in training and evaluation mode", "[hessian]")
                                         : batch_norm_eval(h, p[1], p[2], mean, variance, 1e-5);
                 return mse_loss(tanh(y), target);
             },
-            {param(6, 3, 20), param(uniform(1, 4, 21, 0.5, 1.5)), param(1, 4, 22), param(3, 4, 23)});
+            {param(6, 3, 20), param(uniform(1, 4, 21, 0.5, 1.5)), param(1, 4, 22),
+             param(3, 4, 23)});
     }
 }
 
@@ -180,17 +184,26 @@ TEST_CASE("hvp through dropout with its mask fixed", "[hessian]") {
 TEST_CASE("hvp through the regression losses", "[hessian]") {
     const auto target = TensorD::constant(normal(4, 3, 35));
     const auto x = param(away_from(normal(4, 3, 36) - target.value(), 0.0, 0.05) + target.value());
-    require_exact_hvp([&](const Inputs& p) { return mse_loss(p[0] * p[0], target, Reduction::sum); }, {x});
-    require_exact_hvp([&](const Inputs& p) { return huber_loss(p[0] * p[0], target, {.delta = 0.7}); }, {x});
-    require_exact_hvp([&](const Inputs& p) { return smooth_l1_loss(p[0] * p[0], target, {.beta = 0.6}); }, {x});
-    require_exact_hvp([&](const Inputs& p) { return sum(mse_loss(p[0] * p[0], target, Reduction::none) * p[0]); }, {x});
+    require_exact_hvp(
+        [&](const Inputs& p) { return mse_loss(p[0] * p[0], target, Reduction::sum); }, {x});
+    require_exact_hvp(
+        [&](const Inputs& p) { return huber_loss(p[0] * p[0], target, {.delta = 0.7}); }, {x});
+    require_exact_hvp(
+        [&](const Inputs& p) { return smooth_l1_loss(p[0] * p[0], target, {.beta = 0.6}); }, {x});
+    require_exact_hvp(
+        [&](const Inputs& p) { return sum(mse_loss(p[0] * p[0], target, Reduction::none) * p[0]); },
+        {x});
 }
 
 TEST_CASE("hvp through cross-entropy with weights, smoothing and ignored rows", "[hessian]") {
     const std::vector<int> labels{0, 2, 1, 2, 0};
-    const CrossEntropyOptions options{.weight = {0.5, 1.0, 2.0}, .ignore_index = 1, .label_smoothing = 0.2};
-    require_exact_hvp([&](const Inputs& p) { return cross_entropy(tanh(p[0]) * 2.0, labels, options); }, {param(5, 3, 37)});
-    require_exact_hvp([&](const Inputs& p) { return cross_entropy(p[0] * p[0], labels); }, {param(5, 3, 38)});
+    const CrossEntropyOptions options{
+        .weight = {0.5, 1.0, 2.0}, .ignore_index = 1, .label_smoothing = 0.2};
+    require_exact_hvp(
+        [&](const Inputs& p) { return cross_entropy(tanh(p[0]) * 2.0, labels, options); },
+        {param(5, 3, 37)});
+    require_exact_hvp([&](const Inputs& p) { return cross_entropy(p[0] * p[0], labels); },
+                      {param(5, 3, 38)});
     const auto row_weight = TensorD::constant(normal(5, 1, 39));
     require_exact_hvp(
         [&](const Inputs& p) {
@@ -199,20 +212,24 @@ TEST_CASE("hvp through cross-entropy with weights, smoothing and ignored rows", 
         {param(5, 3, 40)});
 }
 
-TEST_CASE("hvp through binary cross-entropy with logits, weights and targets that move", "[hessian]") {
+TEST_CASE("hvp through binary cross-entropy with logits, weights and targets that move",
+          "[hessian]") {
     const auto targets = uniform(4, 3, 40, 0.0, 1.0);
     BCEWithLogitsOptions options;
     options.weight = uniform(4, 1, 41, 0.5, 2.0);
     options.pos_weight = {0.5, 2.0, 1.5};
     require_exact_hvp(
-        [&](const Inputs& p) { return binary_cross_entropy_with_logits(p[0] * p[0], sigmoid(p[1]), options); },
+        [&](const Inputs& p) {
+            return binary_cross_entropy_with_logits(p[0] * p[0], sigmoid(p[1]), options);
+        },
         {param(4, 3, 42), param(4, 3, 43)});
 }
 
 TEST_CASE("Hessian products are symmetric: v.Hw = w.Hv", "[hessian]") {
     const auto x = TensorD::constant(normal(8, 4, 44));
     const std::vector<int> labels{0, 1, 2, 0, 1, 2, 0, 1};
-    const Inputs p{param(5, 4, 45), param(1, 5, 46), param(uniform(1, 5, 47, 0.5, 1.5)), param(1, 5, 48), param(3, 5, 49)};
+    const Inputs p{param(5, 4, 45), param(1, 5, 46), param(uniform(1, 5, 47, 0.5, 1.5)),
+                   param(1, 5, 48), param(3, 5, 49)};
     BatchStatistics<double> stats;
     const auto h = layer_norm(elementwise(linear(x, p[0], p[1]), GELU{}), p[2], p[3], 1e-5);
     (void)stats;
@@ -257,7 +274,8 @@ struct Cube : FirstOrderOnly {
 
 TEST_CASE("a user-defined activation with second_derivative works in hvp", "[hessian]") {
     const auto w = TensorD::constant(normal(3, 2, 70));
-    require_exact_hvp([&](const Inputs& p) { return sum(elementwise(p[0], Cube{}) * w); }, {param(3, 2, 71)});
+    require_exact_hvp([&](const Inputs& p) { return sum(elementwise(p[0], Cube{}) * w); },
+                      {param(3, 2, 71)});
 }
 
 TEST_CASE("an activation without second_derivative is refused by name", "[hessian]") {
@@ -297,8 +315,11 @@ TEST_CASE("hvp leaves parameter gradients, hooks and the monitor's view alone", 
 }
 
 TEST_CASE("one Hessian serves many directions and matches the one-shot hvp", "[hessian]") {
-    auto net = mlp<double>({.widths = {3, 4, 4, 2}, .activation = SiLU{}, .norm = Normalization::batch,
-                            .residual = true, .seed = 78});
+    auto net = mlp<double>({.widths = {3, 4, 4, 2},
+                            .activation = SiLU{},
+                            .norm = Normalization::batch,
+                            .residual = true,
+                            .seed = 78});
     const auto x = TensorD::constant(normal(5, 3, 79));
     const std::vector<int> labels{0, 1, 1, 0, 1};
     const auto loss_of = [&] { return cross_entropy((*net)(x), labels); };
@@ -334,7 +355,8 @@ TEST_CASE("the dense Hessian from n products is symmetric and matches difference
         e(j) = 1.0;
         dense.col(j) = hessian.product(e);
     }
-    CHECK((dense - dense.transpose()).cwiseAbs().maxCoeff() < 1e-14 * dense.cwiseAbs().maxCoeff() * n);
+    CHECK((dense - dense.transpose()).cwiseAbs().maxCoeff() <
+          1e-14 * dense.cwiseAbs().maxCoeff() * n);
     // Column j against differences of gradients along e_j, for a few j.
     for (const Index j : {Index{0}, Index{13}, Index{27}}) {
         std::vector<Matrix<double>> e{Matrix<double>::Zero(4, 3), Matrix<double>::Zero(1, 4),
@@ -351,7 +373,8 @@ TEST_CASE("the dense Hessian from n products is symmetric and matches difference
         Eigen::VectorXd flat(n);
         Index offset = 0;
         for (const auto& part : diff) {
-            flat.segment(offset, part.size()) = Eigen::Map<const Eigen::VectorXd>(part.data(), part.size());
+            flat.segment(offset, part.size()) =
+                Eigen::Map<const Eigen::VectorXd>(part.data(), part.size());
             offset += part.size();
         }
         CHECK((dense.col(j) - flat).cwiseAbs().maxCoeff() < 1e-7);
@@ -378,13 +401,14 @@ TEST_CASE("hvp in float agrees with double", "[hessian]") {
 
 TEST_CASE("hvp refuses a non-scalar loss, wrong directions and a moved parameter", "[hessian]") {
     auto x = param(3, 2, 88);
-    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return tanh(x); }, {x}, {normal(3, 2, 89)}), shape_error,
-                           MessageContains({"[1x1]", "[3x2]"}));
-    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return sum(tanh(x)); }, {x}, {normal(2, 3, 90)}), shape_error,
-                           MessageContains({"direction #0", "[2x3]", "[3x2]"}));
+    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return tanh(x); }, {x}, {normal(3, 2, 89)}),
+                           shape_error, MessageContains({"[1x1]", "[3x2]"}));
+    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return sum(tanh(x)); }, {x}, {normal(2, 3, 90)}),
+                           shape_error, MessageContains({"direction #0", "[2x3]", "[3x2]"}));
     const auto interior = tanh(x);
-    REQUIRE_THROWS_MATCHES(hvp<double>([&] { return sum(tanh(interior)); }, {interior}, {normal(3, 2, 91)}),
-                           value_error, MessageContains("not a leaf"));
+    REQUIRE_THROWS_MATCHES(
+        hvp<double>([&] { return sum(tanh(interior)); }, {interior}, {normal(3, 2, 91)}),
+        value_error, MessageContains("not a leaf"));
     Hessian<double> hessian(sum(tanh(x) * x), {x});  // mul reads x's value
     (void)hessian.product(std::vector<Matrix<double>>{normal(3, 2, 92)});
     {

@@ -43,8 +43,8 @@ constexpr const char* kFile = "hessian_reference.json";
 constexpr double kRtol = 1e-10;
 
 const std::vector<std::string>& case_names() {
-    static const std::vector<std::string> names = {
-        "gelu_batchnorm_train_ce", "silu_layernorm_mse", "gelu_batchnorm_eval_bce"};
+    static const std::vector<std::string> names = {"gelu_batchnorm_train_ce", "silu_layernorm_mse",
+                                                   "gelu_batchnorm_eval_bce"};
     return names;
 }
 
@@ -140,11 +140,13 @@ struct LossOf {
     TensorD targets;
     BCEWithLogitsOptions bce;
 
-    LossOf(const ReferenceCase& c, const std::string& where) : kind(string_at(c.json, "loss", where)) {
+    LossOf(const ReferenceCase& c, const std::string& where)
+        : kind(string_at(c.json, "loss", where)) {
         const auto batch = c.input("x").rows();
         if (kind == "cross_entropy") {
             labels = labels_of(c.input("labels"), where);
-            if (static_cast<Index>(labels.size()) != batch) bad_data(where, "labels for another batch");
+            if (static_cast<Index>(labels.size()) != batch)
+                bad_data(where, "labels for another batch");
         } else if (kind == "mse" || kind == "bce_with_logits") {
             targets = TensorD::constant(c.input("targets"));
             if (kind == "bce_with_logits") {
@@ -321,9 +323,9 @@ TEST_CASE("the comparison fails for a direction that differs from the reference'
 
 TEST_CASE("bad Hessian reference data is refused with a message that says where",
           "[hessian][reference]") {
-    REQUIRE_THROWS_MATCHES(labels_of(Matrix<double>::Constant(1, 2, 0.5), "n"), std::runtime_error,
-                           MessageContains({kFile, "label 0 is not a class index",
-                                            "make_hessian_reference.py"}));
+    REQUIRE_THROWS_MATCHES(
+        labels_of(Matrix<double>::Constant(1, 2, 0.5), "n"), std::runtime_error,
+        MessageContains({kFile, "label 0 is not a class index", "make_hessian_reference.py"}));
     REQUIRE_THROWS_MATCHES(string_at(nlohmann::json{{"loss", 1}}, "loss", "case x"),
                            std::runtime_error, MessageContains({"case x", "no string 'loss'"}));
     REQUIRE_THROWS_MATCHES(by_name(nlohmann::json::object(), {"layers.3.weight"}, "case y"),

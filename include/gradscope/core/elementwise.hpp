@@ -72,9 +72,8 @@ void derivatives_into(const Node<T>& node, MatrixView<T> out) {
     if constexpr (HasArrayForm<F, T>) {
         out.array() = f.derivatives(value_of(x).array(), value_of(node).array());
     } else {
-        out = value_of(x).binaryExpr(value_of(node), [f](T xi, T yi) {
-            return static_cast<T>(f.derivative(xi, yi));
-        });
+        out = value_of(x).binaryExpr(
+            value_of(node), [f](T xi, T yi) { return static_cast<T>(f.derivative(xi, yi)); });
     }
 }
 

@@ -48,26 +48,34 @@ const TangentRule<T>* builtin_tangent_rule(BackwardFn<T> backward) {
         {&matmul_backward<T>, {&matmul_tangent_forward<T>, &matmul_tangent_backward<T>}},
         {&transpose_backward<T>, {&transpose_tangent_forward<T>, &transpose_tangent_backward<T>}},
         {&binary_backward<T, BinaryKind::add>,
-         {&binary_tangent_forward<T, BinaryKind::add>, &binary_tangent_backward<T, BinaryKind::add>}},
+         {&binary_tangent_forward<T, BinaryKind::add>,
+          &binary_tangent_backward<T, BinaryKind::add>}},
         {&binary_backward<T, BinaryKind::sub>,
-         {&binary_tangent_forward<T, BinaryKind::sub>, &binary_tangent_backward<T, BinaryKind::sub>}},
+         {&binary_tangent_forward<T, BinaryKind::sub>,
+          &binary_tangent_backward<T, BinaryKind::sub>}},
         {&binary_backward<T, BinaryKind::mul>,
-         {&binary_tangent_forward<T, BinaryKind::mul>, &binary_tangent_backward<T, BinaryKind::mul>}},
+         {&binary_tangent_forward<T, BinaryKind::mul>,
+          &binary_tangent_backward<T, BinaryKind::mul>}},
         {&binary_backward<T, BinaryKind::div>,
-         {&binary_tangent_forward<T, BinaryKind::div>, &binary_tangent_backward<T, BinaryKind::div>}},
+         {&binary_tangent_forward<T, BinaryKind::div>,
+          &binary_tangent_backward<T, BinaryKind::div>}},
         {&affine_backward<T>, {&affine_tangent_forward<T>, &affine_tangent_backward<T>}},
-        {&scalar_div_backward<T>, {&scalar_div_tangent_forward<T>, &scalar_div_tangent_backward<T>}},
+        {&scalar_div_backward<T>,
+         {&scalar_div_tangent_forward<T>, &scalar_div_tangent_backward<T>}},
         {&reduce_backward<T>, {&reduce_tangent_forward<T>, &reduce_tangent_backward<T>}},
         {&max_backward<T>, {&max_tangent_forward<T>, &max_tangent_backward<T>}},
         {&concat_cols_backward<T>,
          {&concat_cols_tangent_forward<T>, &concat_cols_tangent_backward<T>}},
-        {&slice_cols_backward<T>, {&slice_cols_tangent_forward<T>, &slice_cols_tangent_backward<T>}},
+        {&slice_cols_backward<T>,
+         {&slice_cols_tangent_forward<T>, &slice_cols_tangent_backward<T>}},
         {&dropout_backward<T>, {&dropout_tangent_forward<T>, &dropout_tangent_backward<T>}},
         {&softmax_backward<T>, {&softmax_tangent_forward<T>, &softmax_tangent_backward<T>}},
         {&log_softmax_backward<T>,
          {&log_softmax_tangent_forward<T>, &log_softmax_tangent_backward<T>}},
-        {&batch_norm_backward<T>, {&batch_norm_tangent_forward<T>, &batch_norm_tangent_backward<T>}},
-        {&layer_norm_backward<T>, {&layer_norm_tangent_forward<T>, &layer_norm_tangent_backward<T>}},
+        {&batch_norm_backward<T>,
+         {&batch_norm_tangent_forward<T>, &batch_norm_tangent_backward<T>}},
+        {&layer_norm_backward<T>,
+         {&layer_norm_tangent_forward<T>, &layer_norm_tangent_backward<T>}},
 #define GRADSCOPE_ELEMENTWISE_RULE(F) {&elementwise_backward<T, F>, elementwise_tangent_rule<T, F>},
 #define GRADSCOPE_CORE_FUNCTION_RULE(F) GRADSCOPE_ELEMENTWISE_RULE(fn::F)
         GRADSCOPE_CORE_ELEMENTWISE(GRADSCOPE_CORE_FUNCTION_RULE)
@@ -144,14 +152,14 @@ void run_second_order(Node<T>& root, std::span<Node<T>* const> leaves,
     for (std::size_t i = 0; i < leaves.size(); ++i) {
         const Node<T>& leaf = *leaves[i];
         if (!leaf.is_leaf || !leaf.requires_grad) {
-            throw value_error("hessian: tensor #" + std::to_string(i) + " (" +
-                              describe_node(leaf) +
+            throw value_error("hessian: tensor #" + std::to_string(i) + " (" + describe_node(leaf) +
                               ") is not a leaf that requires grad (a parameter)");
         }
         const Shape s{directions[i].rows(), directions[i].cols()};
         if (s != leaf.shape() && s != Shape{0, 0}) {
-            throw_shapes("hessian", "direction #" + std::to_string(i) +
-                                        " must have its tensor's shape (or be empty for zero)",
+            throw_shapes("hessian",
+                         "direction #" + std::to_string(i) +
+                             " must have its tensor's shape (or be empty for zero)",
                          s, leaf.shape());
         }
     }
@@ -172,8 +180,9 @@ void run_second_order(Node<T>& root, std::span<Node<T>* const> leaves,
 
     scratch.after_backward.clear();
     collect_graph(root, scratch);
+    // Every op must have its rules: refuse before anything is changed.
     for (const Node<T>* node : scratch.order) {
-        if (!node->is_leaf) (void)tangent_rule_of(*node, more_rules);  // refuse before changing anything
+        if (!node->is_leaf) (void)tangent_rule_of(*node, more_rules);
     }
     claim_leaves(scratch);
     for (Node<T>* node : scratch.order) {
@@ -208,7 +217,8 @@ void run_second_order(Node<T>& root, std::span<Node<T>* const> leaves,
             node->grad_tangent.view().setZero();
             node->grad_tangent_written = true;
         }
-        tangent_rule_of(*node, more_rules).backward(*node);  // before backward, which may hand grad on
+        tangent_rule_of(*node, more_rules)
+            .backward(*node);  // before backward, which may hand grad on
         node->backward(*node);
         node->grad.reset();
         node->grad_tangent.reset();

@@ -27,7 +27,8 @@ template <class T>
 class Hessian {
 public:
     // `loss` must be [1x1] and require grad; `wrt` are leaves that require grad.
-    Hessian(Tensor<T> loss, std::vector<Tensor<T>> wrt) : loss_(std::move(loss)), wrt_(std::move(wrt)) {
+    Hessian(Tensor<T> loss, std::vector<Tensor<T>> wrt)
+        : loss_(std::move(loss)), wrt_(std::move(wrt)) {
         if (!loss_.defined()) throw value_error("Hessian: the loss is an undefined tensor");
         for (std::size_t i = 0; i < wrt_.size(); ++i) {
             if (!wrt_[i].defined()) {
@@ -114,8 +115,7 @@ struct HessianVectorProduct {
 // matrices keep their storage from call to call. Like PyTorch's
 // torch.autograd.functional.hvp, exact, and with the gradient as a by-product.
 template <class T, class LossFn>
-    requires std::invocable<LossFn&> &&
-             std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
+requires std::invocable<LossFn&> && std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
 void hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt, std::span<const Matrix<T>> v,
          HessianVectorProduct<T>& out) {
     const Tensor<T> loss = loss_fn();
@@ -127,29 +127,26 @@ void hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt, std::span<const Ma
 }
 
 template <class T, class LossFn>
-    requires std::invocable<LossFn&> &&
-             std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
-HessianVectorProduct<T> hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt,
-                            std::span<const Matrix<T>> v) {
+requires std::invocable<LossFn&> && std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
+    HessianVectorProduct<T> hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt,
+                                std::span<const Matrix<T>> v) {
     HessianVectorProduct<T> out{};
     hvp<T>(std::forward<LossFn>(loss_fn), wrt, v, out);
     return out;
 }
 
 template <class T, class LossFn>
-    requires std::invocable<LossFn&> &&
-             std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
-HessianVectorProduct<T> hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt,
-                            const std::vector<Matrix<T>>& v) {
+requires std::invocable<LossFn&> && std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
+    HessianVectorProduct<T> hvp(LossFn&& loss_fn, const std::vector<Tensor<T>>& wrt,
+                                const std::vector<Matrix<T>>& v) {
     return hvp<T>(std::forward<LossFn>(loss_fn), wrt, std::span<const Matrix<T>>(v));
 }
 
 // With respect to every parameter of `module`; v in named_parameters() order.
 template <class T, class LossFn>
-    requires std::invocable<LossFn&> &&
-             std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
-HessianVectorProduct<T> hvp(LossFn&& loss_fn, const Module<T>& module,
-                            const std::vector<Matrix<T>>& v) {
+requires std::invocable<LossFn&> && std::convertible_to<std::invoke_result_t<LossFn&>, Tensor<T>>
+    HessianVectorProduct<T> hvp(LossFn&& loss_fn, const Module<T>& module,
+                                const std::vector<Matrix<T>>& v) {
     return hvp<T>(std::forward<LossFn>(loss_fn), module.parameters(),
                   std::span<const Matrix<T>>(v));
 }

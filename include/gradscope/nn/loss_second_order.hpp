@@ -40,8 +40,8 @@ void accumulate_loss_tangent(const Node<T>& loss, Node<T>& input, const Local& l
                            (sign * (gt.array() * local + g.array() * local_change)).matrix());
     } else {
         const T scale = static_cast<T>(attr.scale);
-        accumulate_tangent(input, (sign * scale * (gt(0, 0) * local + g(0, 0) * local_change))
-                                      .matrix());
+        accumulate_tangent(input,
+                           (sign * scale * (gt(0, 0) * local + g(0, 0) * local_change)).matrix());
     }
 }
 
@@ -97,13 +97,11 @@ void regression_tangent_backward(Node<T>& node) {
     difference_tangent(node, dt);
     regression_curvature<T>(attr.kind, attr.loss.parameter, d, curvature.view());
     const auto change = std::as_const(curvature).view().array() * std::as_const(dt).view().array();
-    with_regression<Want::derivative>(attr.kind, attr.loss.parameter, d.array(),
-                                      [&](const auto& local) {
-                                          accumulate_loss_tangent(node, *node.inputs[0], local,
-                                                                  change, T(1));
-                                          accumulate_loss_tangent(node, *node.inputs[1], local,
-                                                                  change, T(-1));
-                                      });
+    with_regression<Want::derivative>(
+        attr.kind, attr.loss.parameter, d.array(), [&](const auto& local) {
+            accumulate_loss_tangent(node, *node.inputs[0], local, change, T(1));
+            accumulate_loss_tangent(node, *node.inputs[1], local, change, T(-1));
+        });
 }
 
 // Cross-entropy. Per row (Note [Cross-entropy options]), the gradient is
@@ -184,8 +182,7 @@ void cross_entropy_tangent_backward(Node<T>& node) {
         if (moves) {
             const auto zt = tangent_of(logits).row(i);
             const T mean_zt = probs.row(i).dot(zt);
-            slot.row(i).array() +=
-                (up * c) * probs.row(i).array() * (zt.array() - mean_zt);
+            slot.row(i).array() += (up * c) * probs.row(i).array() * (zt.array() - mean_zt);
         }
     }
 }
@@ -214,7 +211,8 @@ void bce_tangent_forward(Node<T>& node) {
     const Node<T>& t = *node.inputs[1];
     with_bce_terms(node, [&](const auto& dx, const auto& dt, const auto&, const auto&) {
         if (has_tangent(x) && has_tangent(t)) {
-            set_loss_tangent(node, (dx * tangent_of(x).array() + dt * tangent_of(t).array()).eval());
+            set_loss_tangent(node,
+                             (dx * tangent_of(x).array() + dt * tangent_of(t).array()).eval());
         } else if (has_tangent(x)) {
             set_loss_tangent(node, (dx * tangent_of(x).array()).eval());
         } else {
@@ -250,7 +248,8 @@ void bce_tangent_backward(Node<T>& node) {
 template <class T>
 const TangentRule<T>* loss_tangent_rule(BackwardFn<T> backward) {
     static const std::pair<BackwardFn<T>, TangentRule<T>> table[] = {
-        {&regression_backward<T>, {&regression_tangent_forward<T>, &regression_tangent_backward<T>}},
+        {&regression_backward<T>,
+         {&regression_tangent_forward<T>, &regression_tangent_backward<T>}},
         {&cross_entropy_backward<T>,
          {&cross_entropy_tangent_forward<T>, &cross_entropy_tangent_backward<T>}},
         {&bce_backward<T>, {&bce_tangent_forward<T>, &bce_tangent_backward<T>}},

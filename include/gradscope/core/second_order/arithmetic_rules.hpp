@@ -107,10 +107,10 @@ void scalar_div_tangent_backward(Node<T>& node) {
     const auto xv = value_of(x).array();
     const auto y = value_of(node).array();
     if (has_tangent(x)) {
-        accumulate_tangent(x, (-grad_tangent_of(node).array() * y / xv +
-                               T(2) * grad_of(node).array() * y * tangent_of(x).array() /
-                                   xv.square())
-                                  .matrix());
+        accumulate_tangent(x,
+                           (-grad_tangent_of(node).array() * y / xv +
+                            T(2) * grad_of(node).array() * y * tangent_of(x).array() / xv.square())
+                               .matrix());
     } else {
         accumulate_tangent(x, (-grad_tangent_of(node).array() * y / xv).matrix());
     }

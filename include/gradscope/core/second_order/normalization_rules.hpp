@@ -54,12 +54,13 @@ void normalization_tangent_forward(Node<T>& node, bool batch_statistics) {
         auto xhat_t = node.tangent_saved.view().array();
         const auto xt = tangent_of(x).array();
         if (batch_statistics) {
-            xhat_t = (xt - spread<axis>(stat_mean<axis>(xt), rows, cols)) *
-                     spread<axis>(r, rows, cols);
+            xhat_t =
+                (xt - spread<axis>(stat_mean<axis>(xt), rows, cols)) * spread<axis>(r, rows, cols);
             node.tangent_aux.resize(std::as_const(node.aux).shape());
             auto rho = node.tangent_aux.view().array();
             rho = -stat_mean<axis>((xhat * xhat_t).eval());
-            xhat_t += xhat * spread<axis>(std::as_const(node.tangent_aux).view().array(), rows, cols);
+            xhat_t +=
+                xhat * spread<axis>(std::as_const(node.tangent_aux).view().array(), rows, cols);
         } else {
             xhat_t = xt * spread<axis>(r, rows, cols);
         }
@@ -113,13 +114,15 @@ void normalization_tangent_backward(Node<T>& node, bool batch_statistics) {
     } else {
         const auto dot = stat_mean<axis>((d * xhat).eval());
         if (moves) {
-            const auto rho = spread<axis>(std::as_const(node.tangent_aux).view().array(), rows, cols);
+            const auto rho =
+                spread<axis>(std::as_const(node.tangent_aux).view().array(), rows, cols);
             const auto dot_t = stat_mean<axis>((dt * xhat + d * xhat_t).eval());
             out = k * rho *
                       (d - spread<axis>(stat_mean<axis>(d), rows, cols) -
                        xhat * spread<axis>(dot, rows, cols)) +
                   k * (dt - spread<axis>(stat_mean<axis>(dt), rows, cols) -
-                       xhat_t * spread<axis>(dot, rows, cols) - xhat * spread<axis>(dot_t, rows, cols));
+                       xhat_t * spread<axis>(dot, rows, cols) -
+                       xhat * spread<axis>(dot_t, rows, cols));
         } else {
             const auto dot_t = stat_mean<axis>((dt * xhat).eval());
             out = k * (dt - spread<axis>(stat_mean<axis>(dt), rows, cols) -

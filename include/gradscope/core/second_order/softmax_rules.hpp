@@ -35,13 +35,13 @@ void softmax_tangent_backward(Node<T>& node) {
         const auto yt = tangent_of(node).array();
         row_sums_into(s, g * y);
         row_sums_into(st, gt * y + g * yt);
-        accumulate_tangent(*node.inputs[0],
-                           (yt * (g - across_cols(s.view().array(), n)) +
-                            y * (gt - across_cols(st.view().array(), n)))
-                               .matrix());
+        accumulate_tangent(*node.inputs[0], (yt * (g - across_cols(s.view().array(), n)) +
+                                             y * (gt - across_cols(st.view().array(), n)))
+                                                .matrix());
     } else {
         row_sums_into(st, gt * y);
-        accumulate_tangent(*node.inputs[0], (y * (gt - across_cols(st.view().array(), n))).matrix());
+        accumulate_tangent(*node.inputs[0],
+                           (y * (gt - across_cols(st.view().array(), n))).matrix());
     }
 }
 
