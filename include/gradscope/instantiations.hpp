@@ -1,5 +1,5 @@
-// The templates that the precompiled library (CMake target gradscope::precompiled, source
-// src/precompiled.cpp) compiles once, for float and for double.
+// The templates that the precompiled library (CMake target gradscope::precompiled, sources
+// src/precompiled_*.cpp) compiles once, for float and for double.
 //
 // Why: a header-only template library makes every translation unit compile, at -O2, every
 // layer and op it can reach. mlp<float>() can build any layer type, each with virtual functions
@@ -7,15 +7,20 @@
 // program that trains a plain ReLU MLP also compiles batch norm, layer norm and dropout.
 // Under GRADSCOPE_PRECOMPILED the umbrella header gradscope.hpp includes this header, whose
 // `extern template` declarations tell the compiler that those specialisations are compiled
-// elsewhere. The library's one source defines GRADSCOPE_BUILDING_PRECOMPILED and includes it
-// too, and the same list then reads as the definitions (`template`).
-// Without GRADSCOPE_PRECOMPILED this header is not included and gradscope stays header-only.
+// elsewhere. Without GRADSCOPE_PRECOMPILED this header is not included and gradscope stays
+// header-only.
 //
-// One list serves both sides, so the declarations and the definitions cannot drift apart.
+// The library's sources include it too, with GRADSCOPE_BUILDING_PRECOMPILED defined: every
+// specialisation is then declared `extern` there as well, and each source follows with the
+// definitions (`template`) of its own part of the list, by the same macros, which stay defined
+// for it. So the declarations and the definitions cannot drift apart, and the library compiles
+// as several translation units that a parallel build spreads over its cores, none of them
+// compiling another's part again.
+//
 // Only templates for T = float, double and the built-in activations (builtin_activations.inc)
 // are listed; member templates (Tensor::constant<Derived>, Sequential::add<M>, ...) and
 // templates over user types are still instantiated where they are used. Every macro below is
-// this header's own and is undefined at its end.
+// this header's own and is undefined at its end, except in the library's sources.
 #pragma once
 
 #include "core.hpp"
@@ -159,53 +164,48 @@
     GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)   \
     GRADSCOPE_INSTANTIATE_DIAG(KIND, T)
 
+// A built-in activation: the op and the layer, for both scalar types.
+#define GRADSCOPE_INSTANTIATE_ACTIVATION(KIND, Act)      \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, float, Act)  \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, double, Act) \
+    KIND class Activation<float, Act>;                   \
+    KIND class Activation<double, Act>;
+
 // The library and the programs that link it must agree on Eigen's alignment, which follows
 // the target flags (-march=native with AVX-512 gives 64 bytes, plain x86-64 gives 16): Eigen
 // frees a matrix the way it was allocated only if both sides were built alike, and a matrix
 // crosses between them (an optimiser's state, say). So the library defines a symbol named after
-// its alignment and every program references the one for its own: built differently, the link
-// fails with "undefined reference to gradscope::detail::precompiled_eigen_align_<N>" instead of
-// crashing at run time. Build gradscope::precompiled with the same -march as its users.
+// its alignment (src/precompiled_core.cpp) and every program references the one for its own:
+// built differently, the link fails with "undefined reference to
+// gradscope::detail::precompiled_eigen_align_<N>" instead of crashing at run time. Build
+// gradscope::precompiled with the same -march as its users.
 #define GRADSCOPE_DETAIL_CONCAT2(a, b) a##b
 #define GRADSCOPE_DETAIL_CONCAT(a, b) GRADSCOPE_DETAIL_CONCAT2(a, b)
 #define GRADSCOPE_PRECOMPILED_ABI_SYMBOL \
     GRADSCOPE_DETAIL_CONCAT(precompiled_eigen_align_, EIGEN_MAX_ALIGN_BYTES)
 
-// Declarations for a program (`extern template`), definitions in the library (`template`).
-#ifdef GRADSCOPE_BUILDING_PRECOMPILED
-#define GRADSCOPE_DETAIL_KIND template
-#else
-#define GRADSCOPE_DETAIL_KIND extern template
-#endif
-
 namespace gradscope {
 namespace detail {
 extern const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
-#ifdef GRADSCOPE_BUILDING_PRECOMPILED
-const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL =
-    EIGEN_MAX_ALIGN_BYTES;  // the alignment it was built with
-#elif defined(__GNUC__)
+#if !defined(GRADSCOPE_BUILDING_PRECOMPILED) && defined(__GNUC__)
 // `used`: kept even though nothing reads it, so that every object file holds the reference.
 [[gnu::used]] static const int* const precompiled_abi_check = &GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
 #endif
 }  // namespace detail
 
-GRADSCOPE_INSTANTIATE_ALL(GRADSCOPE_DETAIL_KIND, float)
-GRADSCOPE_INSTANTIATE_ALL(GRADSCOPE_DETAIL_KIND, double)
+GRADSCOPE_INSTANTIATE_ALL(extern template, float)
+GRADSCOPE_INSTANTIATE_ALL(extern template, double)
 
-// The built-in activations: the op and the layer, for each scalar type.
-#define GRADSCOPE_ACTIVATION(Act)                                         \
-    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, float, Act)  \
-    GRADSCOPE_INSTANTIATE_ELEMENTWISE(GRADSCOPE_DETAIL_KIND, double, Act) \
-    GRADSCOPE_DETAIL_KIND class Activation<float, Act>;                   \
-    GRADSCOPE_DETAIL_KIND class Activation<double, Act>;
+#define GRADSCOPE_ACTIVATION(Act) GRADSCOPE_INSTANTIATE_ACTIVATION(extern template, Act)
 #include "builtin_activations.inc"
 }  // namespace gradscope
 
-#undef GRADSCOPE_DETAIL_KIND
+// The library's sources expand the same lists as definitions.
+#ifndef GRADSCOPE_BUILDING_PRECOMPILED
 #undef GRADSCOPE_PRECOMPILED_ABI_SYMBOL
 #undef GRADSCOPE_DETAIL_CONCAT
 #undef GRADSCOPE_DETAIL_CONCAT2
+#undef GRADSCOPE_INSTANTIATE_ACTIVATION
 #undef GRADSCOPE_INSTANTIATE_ALL
 #undef GRADSCOPE_INSTANTIATE_DIAG
 #undef GRADSCOPE_INSTANTIATE_OPTIM
@@ -214,3 +214,4 @@ GRADSCOPE_INSTANTIATE_ALL(GRADSCOPE_DETAIL_KIND, double)
 #undef GRADSCOPE_INSTANTIATE_CORE
 #undef GRADSCOPE_INSTANTIATE_ELEMENTWISE
 #undef GRADSCOPE_FOR_EACH_ELEMENTWISE_FN
+#endif
