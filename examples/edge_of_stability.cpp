@@ -75,29 +75,43 @@ struct Run {
 struct Verdict {
     std::optional<double> arrival;  // the first measured step with sharpness >= 1.5 / lr
     double max_after = NAN;         // the largest sharpness from the arrival on
-    double median_after = NAN;      // its median, in units of 2 / lr
-    double loss_rises = NAN;        // the fraction of steps after the arrival whose loss rose
+    std::optional<double> at_edge;  // the first measured step with sharpness >= 2 / lr
+    double median_at_edge = NAN;    // the median sharpness from then on, in units of 2 / lr
+    double loss_rises = NAN;        // the fraction of steps from then on whose loss rose
     [[nodiscard]] bool edge_reproduced(double lr) const {
         return arrival.has_value() && max_after < 3.0 / lr;
     }
 };
 
-Verdict judge(const Run& run) {
-    Verdict v;
-    const double threshold = 1.5 / run.lr;
+// The first measured step whose sharpness is at least `threshold`, and every measurement from
+// then on.
+std::pair<std::optional<double>, std::vector<double>> from_first_at_least(const Run& run,
+                                                                          double threshold) {
+    std::optional<double> first;
     std::vector<double> after;
     for (const auto& [step, value] : run.sharpness) {
-        if (!v.arrival && value >= threshold) v.arrival = step;
-        if (v.arrival) after.push_back(value);
+        if (!first && value >= threshold) first = step;
+        if (first) after.push_back(value);
     }
-    if (!v.arrival) return v;
-    v.max_after = *std::max_element(after.begin(), after.end());
-    std::nth_element(after.begin(), after.begin() + static_cast<std::ptrdiff_t>(after.size() / 2),
-                     after.end());
-    v.median_after = after[after.size() / 2] * run.lr / 2.0;
+    return {first, after};
+}
+
+Verdict judge(const Run& run) {
+    Verdict v;
+    const auto [arrival, after_arrival] = from_first_at_least(run, 1.5 / run.lr);
+    v.arrival = arrival;
+    if (arrival) v.max_after = *std::max_element(after_arrival.begin(), after_arrival.end());
+
+    auto [at_edge, at_edge_values] = from_first_at_least(run, 2.0 / run.lr);
+    v.at_edge = at_edge;
+    if (!at_edge) return v;
+    const auto middle =
+        at_edge_values.begin() + static_cast<std::ptrdiff_t>(at_edge_values.size() / 2);
+    std::nth_element(at_edge_values.begin(), middle, at_edge_values.end());
+    v.median_at_edge = *middle * run.lr / 2.0;
     int rises = 0, steps = 0;
     for (std::size_t i = 1; i < run.losses.size(); ++i) {
-        if (run.losses[i].first <= *v.arrival) continue;
+        if (run.losses[i].first <= *at_edge) continue;
         ++steps;
         rises += run.losses[i].second > run.losses[i - 1].second ? 1 : 0;
     }
@@ -113,6 +127,10 @@ ActivationChoice<float> activation_named(const std::string& name) {
     if (!choice) throw value_error("unknown activation '" + name + "'");
     return *choice;
 }
+
+// A step size as the text shows it: 2/45 as 0.04444, not to 17 digits (the CSV and JSON keep
+// every digit).
+std::string lr_text(double lr) { return diag::format_number(lr, {diag::Notation::general, 4}); }
 
 Matrix<float> one_hot(const std::vector<int>& labels, Index classes) {
     Matrix<float> y = Matrix<float>::Zero(static_cast<Index>(labels.size()), classes);
@@ -156,8 +174,8 @@ Run train(const Settings& s, double lr, const fashion_mnist::Dataset& data) {
                                        : cross_entropy(out, data.y);
         const double value = loss.item();
         if (!std::isfinite(value)) {
-            throw value_error("lr " + diag::format_number(lr) + ": the loss is " +
-                              std::to_string(value) + " at step " + std::to_string(step) +
+            throw value_error("lr " + lr_text(lr) + ": the loss is " + std::to_string(value) +
+                              " at step " + std::to_string(step) +
                               " (gradient descent diverged; try a smaller --lr)");
         }
         run.losses.emplace_back(step, value);
@@ -175,12 +193,12 @@ Run train(const Settings& s, double lr, const fashion_mnist::Dataset& data) {
         optimizer.step();
         if (!s.quiet && step % 250 == 0) {
             std::printf("  lr %-8s step %5d  loss %.5f  sharpness %s  (2/lr = %s)\n",
-                        diag::format_number(lr).c_str(), step, value,
+                        lr_text(lr).c_str(), step, value,
                         run.sharpness.empty() ? "-"
                                               : diag::format_number(run.sharpness.back().second,
                                                                     {diag::Notation::general, 4})
                                                     .c_str(),
-                        diag::format_number(2.0 / lr).c_str());
+                        lr_text(2.0 / lr).c_str());
             std::fflush(stdout);
         }
     }
@@ -192,11 +210,11 @@ std::string sharpness_svg(const Settings& s, const std::vector<Run>& runs) {
     std::vector<diag::SvgSeries> series;
     for (std::size_t i = 0; i < runs.size(); ++i) {
         const std::string colour = diag::svg_palette()[i % diag::svg_palette().size()];
-        const std::string lr = diag::format_number(runs[i].lr);
+        const std::string lr = lr_text(runs[i].lr);
         series.push_back(
             {.name = "sharpness, lr " + lr, .points = runs[i].sharpness, .color = colour});
         series.push_back(
-            {.name = "2 / lr = " + diag::format_number(2.0 / runs[i].lr),
+            {.name = "2 / lr = " + lr_text(2.0 / runs[i].lr),
              .points = {{0.0, 2.0 / runs[i].lr}, {static_cast<double>(s.steps), 2.0 / runs[i].lr}},
              .color = colour,
              .dash = "6 4"});
@@ -210,7 +228,7 @@ std::string sharpness_svg(const Settings& s, const std::vector<Run>& runs) {
 std::string loss_svg(const std::vector<Run>& runs) {
     std::vector<diag::SvgSeries> series;
     for (const Run& run : runs) {
-        series.push_back({.name = "lr " + diag::format_number(run.lr), .points = run.losses});
+        series.push_back({.name = "lr " + lr_text(run.lr), .points = run.losses});
     }
     return diag::svg_plot(series, {.title = "Training loss (the whole subset, every step)",
                                    .x_label = "step",
@@ -258,8 +276,9 @@ nlohmann::json record(const Settings& s, const std::vector<Run>& runs,
              {"initial_sharpness", diag::json_number(r.sharpness.front().second)},
              {"arrival_step", v.arrival ? nlohmann::json(*v.arrival) : nlohmann::json(nullptr)},
              {"max_sharpness_after_arrival", diag::json_number(v.max_after)},
-             {"median_sharpness_after_arrival_over_two_over_lr", diag::json_number(v.median_after)},
-             {"fraction_of_steps_loss_rose_after_arrival", diag::json_number(v.loss_rises)},
+             {"edge_step", v.at_edge ? nlohmann::json(*v.at_edge) : nlohmann::json(nullptr)},
+             {"median_sharpness_from_edge_over_two_over_lr", diag::json_number(v.median_at_edge)},
+             {"fraction_of_steps_loss_rose_from_edge", diag::json_number(v.loss_rises)},
              {"final_loss", r.losses.back().second},
              {"final_train_accuracy", r.accuracy},
              {"unconverged_measurements", unconverged},
@@ -273,28 +292,32 @@ std::string or_dash(double v, int digits = 3) {
     return std::isfinite(v) ? diag::format_number(v, {diag::Notation::general, digits}) : "-";
 }
 
+std::string step_or_never(const std::optional<double>& step) {
+    return step ? std::to_string(static_cast<long>(*step)) : "never";
+}
+
 void print_table(const std::vector<Run>& runs, const std::vector<Verdict>& verdicts) {
-    std::printf("\n%-8s %7s %9s %9s %10s %12s %11s %10s %9s %8s\n", "lr", "2/lr", "initial",
-                "arrival", "max after", "median/(2/lr)", "loss rises", "final loss", "accuracy",
-                "edge?");
+    std::printf("\n%-8s %6s %8s %9s %10s %8s %12s %11s %10s %9s %6s\n", "lr", "2/lr", "initial",
+                "at 1.5/lr", "max after", "at 2/lr", "median/(2/lr)", "loss rises", "final loss",
+                "accuracy", "edge?");
     for (std::size_t i = 0; i < runs.size(); ++i) {
         const Run& r = runs[i];
         const Verdict& v = verdicts[i];
-        std::printf(
-            "%-8s %7s %9s %9s %10s %12s %11s %10s %9s %8s\n", diag::format_number(r.lr).c_str(),
-            or_dash(2.0 / r.lr).c_str(), or_dash(r.sharpness.front().second).c_str(),
-            v.arrival ? std::to_string(static_cast<long>(*v.arrival)).c_str() : "never",
-            or_dash(v.max_after).c_str(), or_dash(v.median_after).c_str(),
+        const std::string rises =
             std::isfinite(v.loss_rises)
-                ? (diag::format_number(100.0 * v.loss_rises, {diag::Notation::fixed, 1}) + "%")
-                      .c_str()
-                : "-",
-            or_dash(r.losses.back().second, 4).c_str(), or_dash(r.accuracy, 3).c_str(),
-            v.edge_reproduced(r.lr) ? "yes" : "no");
+                ? diag::format_number(100.0 * v.loss_rises, {diag::Notation::fixed, 1}) + "%"
+                : "-";
+        std::printf("%-8s %6s %8s %9s %10s %8s %12s %11s %10s %9s %6s\n", lr_text(r.lr).c_str(),
+                    or_dash(2.0 / r.lr).c_str(), or_dash(r.sharpness.front().second).c_str(),
+                    step_or_never(v.arrival).c_str(), or_dash(v.max_after).c_str(),
+                    step_or_never(v.at_edge).c_str(), or_dash(v.median_at_edge).c_str(),
+                    rises.c_str(), or_dash(r.losses.back().second, 4).c_str(),
+                    or_dash(r.accuracy, 3).c_str(), v.edge_reproduced(r.lr) ? "yes" : "no");
     }
     std::printf(
-        "arrival: the first measured step with sharpness >= 1.5/lr; max after, median: the sharpness "
-        "from then on; loss rises: the steps after it on which the loss went up\n");
+        "at 1.5/lr, at 2/lr: the first measured step with sharpness at least that; max after: the "
+        "largest sharpness from the first on; median, loss rises: the sharpness, and the share of "
+        "steps on which the loss went up, from the second on\n");
 }
 
 }  // namespace
@@ -403,7 +426,7 @@ int main(int argc, char** argv) {
                 if (!verdicts[i].edge_reproduced(runs[i].lr)) {
                     std::fprintf(
                         stderr, "gradscope-edge-of-stability: lr %s: the sharpness %s\n",
-                        diag::format_number(runs[i].lr).c_str(),
+                        lr_text(runs[i].lr).c_str(),
                         verdicts[i].arrival
                             ? ("reached " + or_dash(verdicts[i].max_after) +
                                " after arriving, not below 3/lr = " + or_dash(3.0 / runs[i].lr))
