@@ -21,6 +21,8 @@ DEBIAN_PACKAGES=(
   libcli11-dev       # command line of the example tools
   zlib1g-dev         # compressed dataset readers
   dataset-fashion-mnist # the data of examples/fashion_mnist.cpp and its test
+  openmpi-bin        # mpiexec, for the data-parallel tests (tests/dist)
+  libopenmpi-dev     # MPI for gradscope::mpi (gradscope/dist.hpp)
 )
 
 # Beyond those, scripts/bench.sh needs OpenBLAS: the BLAS build and tuned libtorch.

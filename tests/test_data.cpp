@@ -211,6 +211,71 @@ TEST_CASE("a custom sampler decides the rows: three shards cover the dataset dis
                            MessageContains({"row 4 at position 1", "has 4 rows"}));
 }
 
+TEST_CASE("DistributedSampler: equal shards, disjoint when dropping, every row when padding",
+          "[data][distributed]") {
+    using Uneven = data::DistributedSampler::Uneven;
+    for (const std::size_t world : {1U, 2U, 3U, 4U}) {
+        for (const std::size_t n : {0U, 1U, 7U, 12U}) {
+            for (const Uneven uneven : {Uneven::pad, Uneven::drop}) {
+                for (const bool shuffle : {false, true}) {
+                    std::vector<std::size_t> visits(n, 0);
+                    std::vector<std::vector<std::size_t>> epoch_three;
+                    for (std::size_t rank = 0; rank < world; ++rank) {
+                        data::DistributedSampler sampler(
+                            {.rank = rank, .world_size = world, .shuffle = shuffle, .seed = 5,
+                             .uneven = uneven});
+                        const std::size_t length = sampler.length(n);
+                        CHECK(length == (uneven == Uneven::pad ? (n + world - 1) / world
+                                                               : n / world));
+                        std::vector<std::size_t> shard(length);
+                        sampler.fill(3, n, shard);
+                        for (const std::size_t row : shard) {
+                            REQUIRE(row < n);
+                            ++visits[row];
+                        }
+                        epoch_three.push_back(shard);
+                    }
+                    const std::size_t total = std::accumulate(visits.begin(), visits.end(),
+                                                              std::size_t{0});
+                    CHECK(total == world * (uneven == Uneven::pad ? (n + world - 1) / world
+                                                                  : n / world));
+                    for (const std::size_t v : visits) {
+                        // Dropping: each row at most once; padding: each row at least once,
+                        // and at most twice when there are at least as many rows as ranks.
+                        if (uneven == Uneven::drop) CHECK(v <= 1);
+                        if (uneven == Uneven::pad) CHECK(v >= 1);
+                        if (uneven == Uneven::pad && n >= world) CHECK(v <= 2);
+                    }
+                    // The shards are a function of (seed, epoch): a second sampler agrees.
+                    data::DistributedSampler again(
+                        {.rank = 0, .world_size = world, .shuffle = shuffle, .seed = 5,
+                         .uneven = uneven});
+                    std::vector<std::size_t> shard(again.length(n));
+                    again.fill(3, n, shard);
+                    CHECK(shard == epoch_three[0]);
+                }
+            }
+        }
+    }
+    // Without shuffling, rank r of w takes rows r, r + w, ...: PyTorch's DistributedSampler.
+    data::DistributedSampler second({.rank = 1, .world_size = 3, .shuffle = false});
+    DataLoader<double> loader(numbered(7), {.batch_size = 2, .sampler =
+                                                std::make_shared<data::DistributedSampler>(second)});
+    CHECK(order_of(epoch(loader)) == std::vector<std::size_t>{1, 4, 0});  // 7 pads with row 0
+
+    // Epochs differ when shuffling, and the ranks of one epoch share its permutation.
+    data::DistributedSampler shuffled({.rank = 0, .world_size = 2, .seed = 1});
+    std::vector<std::size_t> e0(50), e1(50);
+    shuffled.fill(0, 100, e0);
+    shuffled.fill(1, 100, e1);
+    CHECK(e0 != e1);
+
+    REQUIRE_THROWS_MATCHES(data::DistributedSampler({.rank = 2, .world_size = 2}), value_error,
+                           MessageContains("rank 2 is not below world_size 2"));
+    REQUIRE_THROWS_MATCHES(data::DistributedSampler({.world_size = 0}), value_error,
+                           MessageContains("world_size must be at least 1"));
+}
+
 TEST_CASE("prefetch gives the same batches as no prefetch, bit for bit", "[data]") {
     for (const bool shuffle : {false, true}) {
         DataLoader<double> plain(numbered(37, true),

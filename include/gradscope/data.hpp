@@ -5,6 +5,7 @@
 
 #include "data/csv.hpp"
 #include "data/dataset.hpp"
+#include "data/distributed_sampler.hpp"
 #include "data/loader.hpp"
 #include "data/sampler.hpp"
 #include "data/scaler.hpp"

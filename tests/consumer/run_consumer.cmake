@@ -1,16 +1,18 @@
 # Builds and runs tests/consumer against gradscope, from scratch, in one of three modes.
 #
-#   cmake -DMODE=find_package|find_package_precompiled|add_subdirectory|fetchcontent
+#   cmake -DMODE=find_package|find_package_precompiled|find_package_mpi|add_subdirectory|fetchcontent
 #         -DGRADSCOPE_SOURCE_DIR=<gradscope source> -DWORK_DIR=<scratch dir>
 #         [-DCONSUMER_SOURCE_DIR=<dir>] [-DEXPECTED_VERSION=0.1.0]
 #         [-DGENERATOR=Ninja] [-DGENERATOR_PLATFORM=..] [-DGENERATOR_TOOLSET=..]
-#         [-DMAKE_PROGRAM=..] [-DCXX_COMPILER=..] [-DBUILD_TYPE=Release]
+#         [-DMAKE_PROGRAM=..] [-DCXX_COMPILER=..] [-DBUILD_TYPE=Release] [-DMPIEXEC=mpiexec]
 #         -P run_consumer.cmake
 #
 # find_package mode first configures gradscope alone (tests/examples/benchmarks OFF), installs it
 # into WORK_DIR/prefix, and points the consumer there with CMAKE_PREFIX_PATH.
 # find_package_precompiled does the same with the compiled library (GRADSCOPE_INSTALL_PRECOMPILED,
 # so gradscope is built before it is installed), and the consumer links gradscope::precompiled.
+# find_package_mpi asks for the component `mpi` as well, and runs the consumer's MPI program under
+# MPIEXEC with two ranks.
 cmake_minimum_required(VERSION 3.21)
 
 foreach(var IN ITEMS MODE GRADSCOPE_SOURCE_DIR WORK_DIR)
@@ -55,14 +57,22 @@ endfunction()
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
-# The consumer knows three ways to get gradscope; find_package_precompiled is its find_package.
-string(REPLACE "_precompiled" "" consumer_mode "${MODE}")
+# The consumer knows three ways to get gradscope; find_package_precompiled and find_package_mpi
+# are its find_package.
+string(REGEX REPLACE "_(precompiled|mpi)$" "" consumer_mode "${MODE}")
 set(consumer_args "-DGRADSCOPE_CONSUMER_MODE=${consumer_mode}")
 if(EXPECTED_VERSION)
   list(APPEND consumer_args "-DGRADSCOPE_EXPECTED_VERSION=${EXPECTED_VERSION}")
 endif()
 
-if(MODE STREQUAL "find_package" OR MODE STREQUAL "find_package_precompiled")
+if(MODE STREQUAL "find_package_mpi")
+  if(NOT MPIEXEC)
+    message(FATAL_ERROR "run_consumer.cmake: find_package_mpi needs -DMPIEXEC=...")
+  endif()
+  list(APPEND consumer_args -DGRADSCOPE_CONSUMER_MPI=ON)
+endif()
+
+if(consumer_mode STREQUAL "find_package")
   set(prefix "${WORK_DIR}/prefix")
   set(package_files gradscopeConfig.cmake gradscopeConfigVersion.cmake gradscopeTargets.cmake)
   if(MODE STREQUAL "find_package_precompiled")
@@ -70,6 +80,10 @@ if(MODE STREQUAL "find_package" OR MODE STREQUAL "find_package_precompiled")
     set(package_dir lib/cmake/gradscope)  # architecture specific now
     list(APPEND package_files gradscopePrecompiledTargets.cmake)
     list(APPEND consumer_args -DGRADSCOPE_CONSUMER_PRECOMPILED=ON)
+  elseif(MODE STREQUAL "find_package_mpi")
+    set(precompiled OFF)
+    set(package_dir share/cmake/gradscope)
+    list(APPEND package_files gradscopeMpiTargets.cmake)
   else()
     set(precompiled OFF)
     set(package_dir share/cmake/gradscope)
@@ -112,4 +126,7 @@ if(CMAKE_HOST_WIN32)
   string(APPEND exe ".exe")
 endif()
 run("run consumer" "${exe}")
+if(MODE STREQUAL "find_package_mpi")
+  run("run consumer under MPI" "${MPIEXEC}" -n 2 "${exe}_mpi")
+endif()
 message(STATUS "[${MODE}] OK")

@@ -1,0 +1,278 @@
+// Data-parallel training over MPI is the same computation as one process on the whole batch.
+// Every rank runs each test case; each rank also trains the single-process reference itself, so
+// that every rank checks its own parameters against it.
+#include "../support/testing.hpp"
+
+#include <gradscope/dist.hpp>
+#include <gradscope/dist/checkpoint.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace gradscope;
+using namespace gradscope::testing;
+using dist::Communicator;
+using dist::DataParallel;
+
+namespace {
+
+constexpr Index batch = 12;  // divisible by 2 and by 3 ranks
+constexpr Index inputs = 5;
+constexpr Index classes = 3;
+
+struct Batch {
+    Matrix<double> x;
+    std::vector<int> y;
+};
+
+Batch whole_batch(std::uint64_t step) {
+    Batch b{normal(batch, inputs, 100 + step), std::vector<int>(batch)};
+    for (Index i = 0; i < batch; ++i)
+        b.y[static_cast<std::size_t>(i)] = static_cast<int>((i + step) % classes);
+    return b;
+}
+
+// Rank r's rows of the whole batch: a contiguous block of batch / ranks.
+Batch shard(const Batch& all, int rank, int ranks) {
+    const Index rows = batch / ranks, first = rows * rank;
+    Batch b{all.x.middleRows(first, rows), {}};
+    b.y.assign(all.y.begin() + first, all.y.begin() + first + rows);
+    return b;
+}
+
+// Without batch norm the layers have biases. With it they have none, as is usual: batch norm
+// subtracts the batch mean, so a bias before it has a gradient of exactly zero in exact
+// arithmetic, and rounding noise of 1e-17 in its place, which Adam divides by its eps (1e-8) into
+// steps of 1e-10 that differ between any two summation orders.
+std::shared_ptr<MLP<double>> network(Normalization norm, Index width = 8, std::uint64_t seed = 7) {
+    return mlp<double>({.widths = {inputs, width, width, width, classes},
+                        .activation = Tanh{},
+                        .norm = norm,
+                        .residual = true,
+                        .bias = norm != Normalization::batch,
+                        .seed = seed});
+}
+
+constexpr double max_norm = 0.5;  // small enough that these gradients are clipped
+
+// One step: AdamW after clipping, from gradients that backward left.
+void step(Module<double>& net, AdamW<double>& optimizer) {
+    const auto params = net.parameters();
+    clip_grad_norm<double>(params, max_norm);
+    optimizer.step();
+}
+
+double largest_difference(const Module<double>& a, const Module<double>& b) {
+    const auto pa = a.parameters(), pb = b.parameters();
+    REQUIRE(pa.size() == pb.size());
+    double worst = 0.0;
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        worst = std::max(worst, (pa[i].value() - pb[i].value()).cwiseAbs().maxCoeff());
+    }
+    return worst;
+}
+
+// Three steps of one process on the whole batch.
+std::shared_ptr<MLP<double>> train_alone(Normalization norm) {
+    auto net = network(norm);
+    AdamW<double> optimizer(net->parameters(), {.lr = 0.05, .weight_decay = 0.1});
+    for (std::uint64_t s = 0; s < 3; ++s) {
+        const Batch b = whole_batch(s);
+        auto loss = cross_entropy((*net)(TensorD::constant(b.x)), b.y);
+        optimizer.zero_grad();
+        loss.backward();
+        step(*net, optimizer);
+    }
+    return net;
+}
+
+// Three steps data-parallel: each rank on its shard.
+std::shared_ptr<MLP<double>> train_parallel(const Communicator& comm, Normalization norm,
+                                            const dist::DataParallelOptions& options = {},
+                                            dist::DataParallelStats* stats = nullptr) {
+    // Another seed on the other ranks: DataParallel must start them from rank 0's weights.
+    auto net = network(norm, 8, comm.rank() == 0 ? 7 : 1000 + comm.rank());
+    DataParallel<double> ddp(*net, comm, options);
+    AdamW<double> optimizer(net->parameters(), {.lr = 0.05, .weight_decay = 0.1});
+    for (std::uint64_t s = 0; s < 3; ++s) {
+        const Batch b = shard(whole_batch(s), comm.rank(), comm.size());
+        auto loss = cross_entropy(ddp(TensorD::constant(b.x)), b.y);
+        optimizer.zero_grad();
+        loss.backward();
+        step(*net, optimizer);
+    }
+    if (stats) *stats = ddp.stats();
+    return net;
+}
+
+}  // namespace
+
+TEST_CASE("three AdamW steps with clipping: the ranks' shards give the whole batch's parameters",
+          "[dist]") {
+    Communicator comm;
+    // Layer norm and residual blocks: per-sample layers, so the shards add up to the batch.
+    const auto alone = train_alone(Normalization::layer);
+    const auto parallel = train_parallel(comm, Normalization::layer);
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    // The averaged gradient differs from the whole batch's by rounding (the sum of the shards'
+    // means in another order), about 1e-16 relative; three steps keep it far below 1e-12.
+    CHECK(largest_difference(*alone, *parallel) < 1e-12);
+    // And the steps did move the weights, and the clipping did clip.
+    CHECK(largest_difference(*alone, *network(Normalization::layer)) > 1e-3);
+    auto net = network(Normalization::layer);
+    const Batch b = whole_batch(0);
+    cross_entropy((*net)(TensorD::constant(b.x)), b.y).backward();
+    CHECK(clip_grad_norm<double>(net->parameters(), max_norm) > max_norm);
+}
+
+TEST_CASE("plain batch norm normalises each rank's shard alone: the ghost-batch result", "[dist]") {
+    Communicator comm;
+    // One process that cuts each batch into the ranks' shards, normalises each with its own
+    // statistics and averages the shard losses computes what the ranks compute together.
+    auto ghost = network(Normalization::batch);
+    AdamW<double> optimizer(ghost->parameters(), {.lr = 0.05, .weight_decay = 0.1});
+    for (std::uint64_t s = 0; s < 3; ++s) {
+        const Batch all = whole_batch(s);
+        TensorD loss;
+        for (int r = 0; r < comm.size(); ++r) {
+            const Batch b = shard(all, r, comm.size());
+            auto part = cross_entropy((*ghost)(TensorD::constant(b.x)), b.y) * (1.0 / comm.size());
+            loss = r == 0 ? part : loss + part;
+        }
+        optimizer.zero_grad();
+        loss.backward();
+        step(*ghost, optimizer);
+    }
+    const auto parallel = train_parallel(comm, Normalization::batch);
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    CHECK(largest_difference(*ghost, *parallel) < 1e-12);
+    // Not the whole batch's: batch statistics of 12 rows are not those of 6 or 4.
+    CHECK(largest_difference(*train_alone(Normalization::batch), *parallel) > 1e-6);
+}
+
+TEST_CASE("bucket size and overlap change nothing in the numbers", "[dist]") {
+    Communicator comm;
+    dist::DataParallelStats small_stats, one_stats;
+    // Every parameter its own bucket, each all-reduce started during backward ...
+    const auto small =
+        train_parallel(comm, Normalization::layer,
+                       {.bucket_bytes = sizeof(double), .overlap = true}, &small_stats);
+    // ... against one bucket for everything, reduced after backward.
+    const auto one =
+        train_parallel(comm, Normalization::layer,
+                       {.bucket_bytes = std::size_t{1} << 30, .overlap = false}, &one_stats);
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    const std::size_t parameters = network(Normalization::layer)->parameters().size();
+    CHECK(small_stats.buckets_reduced == 3 * parameters);
+    CHECK(small_stats.buckets_overlapped > 0);
+    CHECK(one_stats.buckets_reduced == 3);
+    CHECK(one_stats.buckets_overlapped == 0);
+    CHECK(small_stats.bytes_reduced == one_stats.bytes_reduced);
+    CHECK(small_stats.passes == 3);
+    // With two ranks each element's sum is a + b either way: bit for bit. With more, MPI may
+    // pick another summation order for another message size.
+    if (comm.size() == 2) {
+        CHECK(largest_difference(*small, *one) == 0.0);
+    } else {
+        CHECK(largest_difference(*small, *one) < 1e-14);
+    }
+}
+
+TEST_CASE("module hooks after backward see the averaged gradient", "[dist]") {
+    Communicator comm;
+    auto net = network(Normalization::none);
+    DataParallel<double> ddp(*net, comm);
+    Module<double>* first_linear = nullptr;
+    for (auto& [path, m] : net->named_modules()) {
+        if (m->type_name() == "Linear") {
+            first_linear = m;
+            break;
+        }
+    }
+    REQUIRE(first_linear != nullptr);
+    Matrix<double> seen;
+    first_linear->register_param_grad_hook(
+        [&](Module<double>& m) { seen = m.own_parameters().front().second.grad(); });
+    const Batch b = shard(whole_batch(0), comm.rank(), comm.size());
+    cross_entropy(ddp(TensorD::constant(b.x)), b.y).backward();
+    const Matrix<double> averaged = first_linear->own_parameters().front().second.grad();
+    CHECK(seen == averaged);
+    // It is the average: the same on every rank.
+    Matrix<double> from_root = averaged;
+    comm.broadcast(std::span<double>(from_root.data(), static_cast<std::size_t>(from_root.size())));
+    CHECK(from_root == averaged);
+}
+
+TEST_CASE("a network that differs between ranks is an error on every rank, naming both", "[dist]") {
+    Communicator comm;
+    if (comm.size() < 2) return;
+    // Rank 1's hidden layers are wider.
+    auto wider = network(Normalization::none, comm.rank() == 1 ? 9 : 8);
+    REQUIRE_THROWS_MATCHES(
+        DataParallel<double>(*wider, comm), dist_error,
+        MessageContains({"rank 1 of", "layers.0", "[9x5]", "[8x5]", "on rank 0"}));
+    // Rank 1's network has a layer more.
+    auto deeper = comm.rank() == 1 ? mlp<double>({.widths = {inputs, 8, 8, classes}, .seed = 1})
+                                   : mlp<double>({.widths = {inputs, 8, classes}, .seed = 1});
+    REQUIRE_THROWS_MATCHES(DataParallel<double>(*deeper, comm), dist_error,
+                           MessageContains({"rank 1 of", "on rank 0"}));
+    // And afterwards the ranks are still in step: a good network works.
+    auto same = network(Normalization::none);
+    DataParallel<double> ddp(*same, comm);
+    CHECK(ddp.parameter_names().size() == same->parameters().size());
+}
+
+TEST_CASE("the distributed sampler's shards cover each epoch once across the ranks", "[dist]") {
+    Communicator comm;
+    for (const std::size_t n : {std::size_t{12}, std::size_t{13}}) {
+        data::DistributedSampler sampler({.rank = static_cast<std::size_t>(comm.rank()),
+                                          .world_size = static_cast<std::size_t>(comm.size()),
+                                          .seed = 4,
+                                          .uneven = data::DistributedSampler::Uneven::drop});
+        std::vector<std::size_t> rows(sampler.length(n));
+        sampler.fill(2, n, rows);
+        std::vector<double> visits(n, 0.0);
+        for (const std::size_t r : rows) visits[r] += 1.0;
+        comm.all_reduce_sum(std::span<double>(visits));
+        const auto kept = static_cast<double>(n / static_cast<std::size_t>(comm.size()) *
+                                              static_cast<std::size_t>(comm.size()));
+        CHECK(std::count(visits.begin(), visits.end(), 1.0) == static_cast<long>(kept));
+        CHECK(std::count(visits.begin(), visits.end(), 0.0) == static_cast<long>(n - kept));
+    }
+}
+
+TEST_CASE("checkpoints: rank 0 writes, every rank loads, and a failure reaches every rank",
+          "[dist]") {
+    Communicator comm;
+    const std::filesystem::path dir =
+        std::filesystem::path(GRADSCOPE_TEST_SCRATCH_DIR) / ("np" + std::to_string(comm.size()));
+    if (comm.rank() == 0) std::filesystem::create_directories(dir);
+    comm.barrier();
+    const auto path = dir / "trained.safetensors";
+
+    const auto trained = train_parallel(comm, Normalization::layer);
+    AdamW<double> optimizer(trained->parameters(), {.lr = 0.05});
+    dist::save_checkpoint(comm, path, *trained, optimizer);
+
+    auto fresh = network(Normalization::layer, 8, 55);
+    AdamW<double> fresh_optimizer(fresh->parameters(), {.lr = 0.05});
+    const LoadReport report = dist::load_checkpoint(comm, path, *fresh, fresh_optimizer);
+    CHECK(report.missing.empty());
+    CHECK(largest_difference(*trained, *fresh) == 0.0);
+
+    REQUIRE_THROWS_MATCHES(
+        dist::save_checkpoint(comm, dir / "no" / "such" / "dir.safetensors", *trained), dist_error,
+        MessageContains("rank 0 of"));
+
+    if (comm.size() < 2) return;
+    // A file that does not fit rank 1's network: no rank keeps what it loaded.
+    auto other = network(Normalization::layer, comm.rank() == 1 ? 9 : 8, 55);
+    const auto before = network(Normalization::layer, comm.rank() == 1 ? 9 : 8, 55);
+    REQUIRE_THROWS_MATCHES(dist::load_checkpoint(comm, path, *other), dist_error,
+                           MessageContains({"rank 1 of", path.string()}));
+    CHECK(largest_difference(*other, *before) == 0.0);
+}
