@@ -280,6 +280,87 @@ TEST_CASE("BatchNorm1d without running statistics has no buffers to ask for", "[
     CHECK_THROWS_AS(bn(TensorD::constant(normal(1, 3, 45))), value_error);
 }
 
+namespace {
+// Replicas within one process: `copies` replicas that all hold the same rows, so that a sum over
+// them is the local value times `copies`.
+class IdenticalReplicas final : public BatchReducer<double> {
+public:
+    explicit IdenticalReplicas(double copies) : copies_(copies) {}
+    void sum(std::span<double> values) override {
+        for (double& v : values) v *= copies_;
+        ++calls;
+    }
+    int calls = 0;
+
+private:
+    double copies_;
+};
+}  // namespace
+
+TEST_CASE(
+    "BatchNorm1d synchronised over replicas: one replica is plain batch norm, and passes a "
+    "gradient check",
+    "[layers]") {
+    const Matrix<double> x = normal(6, 3, 71, 2.0);
+    BatchNorm1d<double> plain(3), synced(3);
+    auto one = std::make_shared<IdenticalReplicas>(1.0);
+    synced.synchronize_statistics(one);
+    CHECK(synced.synchronized());
+    CHECK(synced.extra_repr().find("synchronized") != std::string::npos);
+    auto xp = TensorD::parameter(x), xs = TensorD::parameter(x);
+    const Matrix<double> r = normal(6, 3, 72);
+    sum(plain(xp) * TensorD::constant(r)).backward();
+    sum(synced(xs) * TensorD::constant(r)).backward();
+    CHECK(one->calls == 3);  // two in forward, one in backward
+    CHECK(all_close(xs.grad(), xp.grad(), 1e-14, 1e-15));
+    CHECK(all_close(synced.weight().grad(), plain.weight().grad(), 1e-14, 1e-15));
+    CHECK(all_close(synced.running_var().value(), plain.running_var().value(), 1e-15, 1e-15));
+
+    BatchNorm1d<double> checked(3);
+    checked.synchronize_statistics(std::make_shared<IdenticalReplicas>(1.0));
+    require_gradcheck([&](const Inputs& in) { return sum(checked(in[0]) * TensorD::constant(r)); },
+                      {param(x)});
+
+    // Second order has no rule for it, and says which op.
+    Hessian<double> hessian(sum(synced(TensorD::constant(x)) * TensorD::constant(r)), synced);
+    const Eigen::VectorXd v = Eigen::VectorXd::Ones(hessian.size());
+    REQUIRE_THROWS_MATCHES(hessian.product(v), graph_error,
+                           MessageContains({"sync_batch_norm", "no second-order rule"}));
+}
+
+TEST_CASE("BatchNorm1d synchronised over replicas normalises by the whole batch's statistics",
+          "[layers]") {
+    // Two replicas with the same 6 rows are one batch of 12 rows, each row twice: the same mean,
+    // the same biased variance, so the same outputs and input gradients, but running statistics
+    // from 12 rows (unbiased by 12/11, not 6/5).
+    const Matrix<double> x = normal(6, 3, 73, 2.0);
+    BatchNorm1d<double> plain(3), synced(3), twelve(3);
+    synced.synchronize_statistics(std::make_shared<IdenticalReplicas>(2.0));
+    auto xp = TensorD::parameter(x), xs = TensorD::parameter(x);
+    const Matrix<double> r = normal(6, 3, 74);
+    sum(plain(xp) * TensorD::constant(r)).backward();
+    const TensorD ys = synced(xs);
+    sum(ys * TensorD::constant(r)).backward();
+    CHECK(all_close(ys.value(), plain(TensorD::constant(x)).value(), 1e-14, 1e-15));
+    CHECK(all_close(xs.grad(), xp.grad(), 1e-13, 1e-15));
+    Matrix<double> stacked(12, 3);
+    stacked << x, x;
+    (void)twelve(TensorD::constant(stacked));
+    CHECK(all_close(synced.running_var().value(), twelve.running_var().value(), 1e-14, 1e-15));
+    CHECK(!all_close(synced.running_var().value(), plain.running_var().value(), 1e-6, 0.0));
+}
+
+TEST_CASE("a synchronised batch norm whose reducer is gone by backward says so",
+          "[layers][errors]") {
+    auto bn = std::make_shared<BatchNorm1d<double>>(3);
+    bn->synchronize_statistics(std::make_shared<IdenticalReplicas>(1.0));
+    auto x = TensorD::parameter(normal(4, 3, 75));
+    TensorD loss = sum((*bn)(x));
+    bn.reset();  // the module, and with it the only owner of its reducer
+    REQUIRE_THROWS_MATCHES(loss.backward(), graph_error,
+                           MessageContains("reducer that no longer exists"));
+}
+
 TEST_CASE("LayerNorm matches PyTorch", "[layers][reference]") {
     ReferenceCase c("nn_reference.json", "layer_norm");
     auto y = layer_norm(c.in("x"), c.in("weight"), c.in("bias"), 1e-5);
@@ -395,10 +476,8 @@ TEST_CASE("mlp validates its options", "[layers][errors]") {
 }
 
 TEST_CASE("copy_state copies every parameter and buffer by name, or nothing", "[layers][copy]") {
-    const MlpOptions<double> options{.widths = {4, 6, 6, 3},
-                                     .norm = Normalization::batch,
-                                     .residual = true,
-                                     .seed = 1};
+    const MlpOptions<double> options{
+        .widths = {4, 6, 6, 3}, .norm = Normalization::batch, .residual = true, .seed = 1};
     auto source = mlp<double>(options);
     const TensorD x = TensorD::constant(normal(8, 4, 3));
     (void)(*source)(x);  // training mode: moves the batch norms' running statistics
@@ -411,10 +490,8 @@ TEST_CASE("copy_state copies every parameter and buffer by name, or nothing", "[
     CHECK((*target)(x).value() == (*source)(x).value());  // the running statistics came too
 
     // Into float: the same network, rounded.
-    auto as_float = mlp<float>({.widths = {4, 6, 6, 3},
-                                .norm = Normalization::batch,
-                                .residual = true,
-                                .seed = 3});
+    auto as_float = mlp<float>(
+        {.widths = {4, 6, 6, 3}, .norm = Normalization::batch, .residual = true, .seed = 3});
     copy_state(*source, *as_float);
     as_float->eval();
     const Matrix<double> rounded =
@@ -425,7 +502,8 @@ TEST_CASE("copy_state copies every parameter and buffer by name, or nothing", "[
     auto wider = mlp<double>({.widths = {4, 7, 6, 3}, .seed = 4});
     const Matrix<double> before = wider->named_parameters().front().second.value();
     REQUIRE_THROWS_MATCHES(copy_state(*mlp<double>({.widths = {4, 6, 6, 3}, .seed = 5}), *wider),
-                           shape_error, MessageContains({"copy_state", "layers.0", "[6x4]", "[7x4]"}));
+                           shape_error,
+                           MessageContains({"copy_state", "layers.0", "[6x4]", "[7x4]"}));
     CHECK(wider->named_parameters().front().second.value() == before);
     REQUIRE_THROWS_MATCHES(copy_state(*source, *mlp<double>({.widths = {4, 6, 6, 3}, .seed = 6})),
                            value_error, MessageContains({"copy_state", "has no namesake"}));

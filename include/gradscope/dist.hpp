@@ -1,6 +1,7 @@
 // Data-parallel training over MPI: an MPI environment and communicator (dist/communicator.hpp),
-// the check and copy that make every rank's network the same (dist/replicate.hpp), and
-// DataParallel, which averages gradients across ranks during backward (dist/data_parallel.hpp).
+// the check and copy that make every rank's network the same (dist/replicate.hpp),
+// DataParallel, which averages gradients across ranks during backward (dist/data_parallel.hpp),
+// and synchronised batch norm (dist/sync_batch_norm.hpp).
 // dist/checkpoint.hpp, which also needs nlohmann_json, saves on rank 0 and loads on every rank.
 // The shards each rank trains on come from data::DistributedSampler (data/distributed_sampler.hpp,
 // in gradscope.hpp: it needs no MPI).
@@ -13,4 +14,5 @@
 #include "dist/communicator.hpp"
 #include "dist/data_parallel.hpp"
 #include "dist/replicate.hpp"
+#include "dist/sync_batch_norm.hpp"
 #include "gradscope.hpp"

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -93,9 +94,11 @@ std::shared_ptr<MLP<double>> train_alone(Normalization norm) {
 // Three steps data-parallel: each rank on its shard.
 std::shared_ptr<MLP<double>> train_parallel(const Communicator& comm, Normalization norm,
                                             const dist::DataParallelOptions& options = {},
-                                            dist::DataParallelStats* stats = nullptr) {
+                                            dist::DataParallelStats* stats = nullptr,
+                                            bool sync_batch_norm = false) {
     // Another seed on the other ranks: DataParallel must start them from rank 0's weights.
     auto net = network(norm, 8, comm.rank() == 0 ? 7 : 1000 + comm.rank());
+    if (sync_batch_norm) REQUIRE(dist::synchronize_batch_norm(*net, comm) == 3);
     DataParallel<double> ddp(*net, comm, options);
     AdamW<double> optimizer(net->parameters(), {.lr = 0.05, .weight_decay = 0.1});
     for (std::uint64_t s = 0; s < 3; ++s) {
@@ -152,6 +155,38 @@ TEST_CASE("plain batch norm normalises each rank's shard alone: the ghost-batch 
     CHECK(largest_difference(*ghost, *parallel) < 1e-12);
     // Not the whole batch's: batch statistics of 12 rows are not those of 6 or 4.
     CHECK(largest_difference(*train_alone(Normalization::batch), *parallel) > 1e-6);
+}
+
+double largest_buffer_difference(const Module<double>& a, const Module<double>& b) {
+    const auto ba = a.named_buffers(), bb = b.named_buffers();
+    REQUIRE(ba.size() == bb.size());
+    double worst = 0.0;
+    for (std::size_t i = 0; i < ba.size(); ++i) {
+        worst =
+            std::max(worst, (ba[i].second.value() - bb[i].second.value()).cwiseAbs().maxCoeff());
+    }
+    return worst;
+}
+
+TEST_CASE("synchronised batch norm: the ranks' shards train as one process on the whole batch",
+          "[dist]") {
+    Communicator comm;
+    const auto alone = train_alone(Normalization::batch);
+    const auto parallel = train_parallel(comm, Normalization::batch, {}, nullptr, true);
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    CHECK(largest_difference(*alone, *parallel) < 1e-12);
+    // The running statistics too: the whole batch's mean and unbiased variance, every step.
+    CHECK(largest_buffer_difference(*alone, *parallel) < 1e-12);
+    CHECK(largest_buffer_difference(*alone, *network(Normalization::batch)) > 1e-3);
+    // Evaluation uses them, without communicating: the same outputs as the single process.
+    alone->eval();
+    parallel->eval();
+    const auto x = TensorD::constant(normal(5, inputs, 9));
+    CHECK(((*alone)(x).value() - (*parallel)(x).value()).cwiseAbs().maxCoeff() < 1e-12);
+
+    std::ostringstream summary;
+    summary << *parallel;
+    CHECK(summary.str().find("synchronized") != std::string::npos);
 }
 
 TEST_CASE("bucket size and overlap change nothing in the numbers", "[dist]") {

@@ -3,13 +3,22 @@
 // momentum, or with a cumulative average when momentum is none; evaluation normalises by the
 // running estimates. Without running statistics (track_running_stats = false) there are no
 // running buffers at all, and evaluation normalises by the batch's statistics too.
+//
+// synchronize_statistics(reducer) makes it PyTorch's SyncBatchNorm: in training the batch is
+// split across replicas (data-parallel processes), and the statistics and the backward's sums
+// are summed over them through the reducer (core/ops/batch_norm_synced.hpp), so that the
+// replicas together normalise as one process normalises the whole batch.
 #pragma once
 
+#include "../core/ops/batch_norm_synced.hpp"
 #include "../core/ops/normalization.hpp"
 #include "module.hpp"
 
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace gradscope {
 
@@ -61,24 +70,30 @@ public:
                               ") expects inputs [batch x " + std::to_string(features_) + "], got " +
                               to_string(x.shape()));
         }
-        if (!options_.track_running_stats) {
-            return batch_norm_train(x, gamma_, beta_, options_.eps, stats_);
-        }
+        if (!options_.track_running_stats) return normalise_by_batch(x);
         if (!this->is_training()) {
             return batch_norm_eval(x, gamma_, beta_, running_mean_.value(), running_var_.value(),
                                    options_.eps);
         }
-        Tensor<T> y = batch_norm_train(x, gamma_, beta_, options_.eps, stats_);
+        Tensor<T> y = normalise_by_batch(x);
         batches_tracked_.data()(0, 0) += T(1);
         // The count is incremented first, so that with momentum none the first batch replaces
         // the initial (0, 1) estimates entirely: factor 1/1.
         const T m = options_.momentum ? static_cast<T>(*options_.momentum)
                                       : T(1) / batches_tracked_.value()(0, 0);
-        const T unbias = static_cast<T>(x.rows()) / static_cast<T>(x.rows() - 1);
+        const T unbias = static_cast<T>(stats_.count) / static_cast<T>(stats_.count - 1);
         running_mean_.data() = (T(1) - m) * running_mean_.value() + m * stats_.mean;
         running_var_.data() = (T(1) - m) * running_var_.value() + (m * unbias) * stats_.variance;
         return y;
     }
+
+    // From now on, batch statistics are those of the whole batch that `reducer`'s replicas hold
+    // between them; nullptr goes back to this replica's rows alone.
+    void synchronize_statistics(std::shared_ptr<BatchReducer<T>> reducer) {
+        reducer_id_ = reducer ? detail::BatchReducerRegistry<T>::add(reducer) : 0;
+        reducer_ = std::move(reducer);
+    }
+    [[nodiscard]] bool synchronized() const noexcept { return reducer_ != nullptr; }
 
     [[nodiscard]] std::string type_name() const override { return "BatchNorm1d"; }
     [[nodiscard]] std::string extra_repr() const override {
@@ -86,7 +101,8 @@ public:
                ", eps=" + detail::number_text(options_.eps) + ", momentum=" +
                (options_.momentum ? detail::number_text(*options_.momentum) : "none") +
                ", affine=" + (options_.affine ? "true" : "false") +
-               (options_.track_running_stats ? "" : ", track_running_stats=false");
+               (options_.track_running_stats ? "" : ", track_running_stats=false") +
+               (reducer_ ? ", synchronized" : "");
     }
 
     [[nodiscard]] Index features() const noexcept { return features_; }
@@ -101,6 +117,14 @@ public:
     }
 
 private:
+    Tensor<T> normalise_by_batch(const Tensor<T>& x) {
+        if (reducer_) {
+            return batch_norm_train_synced(x, gamma_, beta_, options_.eps, stats_, reducer_,
+                                           reducer_id_);
+        }
+        return batch_norm_train(x, gamma_, beta_, options_.eps, stats_);
+    }
+
     Tensor<T>& tracked(Tensor<T>& buffer, const char* name) {
         if (!options_.track_running_stats) {
             detail::throw_value(
@@ -115,6 +139,8 @@ private:
     Tensor<T> gamma_, beta_;
     Tensor<T> running_mean_, running_var_, batches_tracked_;
     BatchStatistics<T> stats_;
+    std::shared_ptr<BatchReducer<T>> reducer_;
+    std::uint64_t reducer_id_ = 0;
 };
 
 }  // namespace gradscope

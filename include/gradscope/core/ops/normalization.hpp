@@ -89,6 +89,24 @@ NodePtr<T> batch_norm_node(const Tensor<T>& x, const Tensor<T>& gamma, const Ten
     return node;
 }
 
+// Given x - mean in saved and the biased variance: 1/sqrt(var + eps) into aux, xhat into saved,
+// and y = xhat * gamma + beta, row by row (rows are contiguous). Training-mode batch norm's last
+// pass, local or synchronised.
+template <class T, class Variance>
+void normalise_centred(Node<T>& node, const Variance& variance, double eps, const Tensor<T>& gamma,
+                       const Tensor<T>& beta) {
+    auto invstd = node.aux.view().row(0).array();
+    invstd = (variance + static_cast<T>(eps)).rsqrt();
+    const auto g = value_of(gamma.node()).row(0).array();
+    const auto b = value_of(beta.node()).row(0).array();
+    auto xhat = node.saved.view().array();
+    auto y = node.value.view().array();
+    for (Index i = 0; i < y.rows(); ++i) {
+        xhat.row(i) *= invstd;
+        y.row(i) = xhat.row(i) * g + b;
+    }
+}
+
 // y = xhat * gamma + beta, given xhat in saved.
 template <class T>
 void scale_and_shift(Node<T>& node, const Tensor<T>& gamma, const Tensor<T>& beta) {
@@ -105,6 +123,7 @@ template <class T>
 struct BatchStatistics {
     Matrix<T> mean;
     Matrix<T> variance;  // biased (divided by B), as used to normalise
+    Index count = 0;     // B: the rows they were computed from
 };
 
 // Training mode: normalises each feature by the batch's own mean and biased variance and
@@ -125,6 +144,7 @@ Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& gamma, const Ten
     const T batch = static_cast<T>(s.rows);
     stats.mean.resize(1, s.cols);
     stats.variance.resize(1, s.cols);
+    stats.count = s.rows;
     auto mean = stats.mean.row(0).array();
     auto variance = stats.variance.row(0).array();
     // Three passes over the batch, row by row (rows are contiguous), where composing Eigen
@@ -140,15 +160,7 @@ Tensor<T> batch_norm_train(const Tensor<T>& x, const Tensor<T>& gamma, const Ten
         variance += xhat.row(i).square();
     }
     variance /= batch;
-    auto invstd = node->aux.view().row(0).array();
-    invstd = (variance + static_cast<T>(eps)).rsqrt();
-    const auto g = detail::value_of(gamma.node()).row(0).array();
-    const auto b = detail::value_of(beta.node()).row(0).array();
-    auto y = node->value.view().array();
-    for (Index i = 0; i < s.rows; ++i) {
-        xhat.row(i) *= invstd;
-        y.row(i) = xhat.row(i) * g + b;
-    }
+    detail::normalise_centred(*node, variance, eps, gamma, beta);
     return detail::finish(std::move(node));
 }
 
