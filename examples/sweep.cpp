@@ -11,6 +11,11 @@
 //   gradscope-sweep --activations tanh --sigma-w2 0.5,1,2,4 --variants plain --depths 10,50
 //   gradscope-sweep --activations tanh,sigmoid --inits critical --sigma-b2 0.01,0.05,0.2
 //   gradscope-sweep --help
+//   mpiexec -n 4 gradscope-sweep ...                  # the grid split over 4 processes
+//
+// Under an MPI launcher (when built with MPI), rank r of n measures every n-th network of the
+// grid, deepest first; rank 0 gathers the measurements and writes the same reports, bit for bit,
+// as one process would.
 #include <gradscope/builtin_activations.hpp>
 #include <gradscope/diag.hpp>
 #include <gradscope/diag/json_report.hpp>
@@ -18,6 +23,10 @@
 #include "cli_checks.hpp"
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#ifdef GRADSCOPE_SWEEP_MPI
+#include <gradscope/dist/communicator.hpp>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -295,8 +304,32 @@ std::vector<Setting> resolve_settings(const Settings& s, const std::vector<Activ
     return out;
 }
 
+// Which networks this process measures, and how the others' measurements reach it: rank r of
+// n takes every n-th job of the deepest-first order (so that each gets deep and shallow ones),
+// and `exchange` leaves on rank 0 the profile of every job (the others' are not needed).
+struct Share {
+    int rank = 0;
+    int ranks = 1;
+    // Given this rank's measured (job, profile) pairs, and why its share failed ("" if it did
+    // not), returns every rank's pairs on rank 0, or throws on every rank if any failed.
+    std::function<std::vector<std::pair<std::size_t, diag::GradientProfile>>(
+        const std::vector<std::pair<std::size_t, diag::GradientProfile>>&, const std::string&)>
+        exchange;
+};
+
+std::string message_of(const std::exception_ptr& failure) {
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "an unknown exception";
+    }
+}
+
 template <class T>
-std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>& inits) {
+std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>& inits,
+                                  const Share& share = {}) {
     std::vector<ActivationSpec<T>> acts;
     for (const auto& name : s.activations) {
         for (auto& a : all_activations<T>()) {
@@ -333,63 +366,147 @@ std::vector<diag::SweepRun> sweep(const Settings& s, const std::vector<InitSpec>
     std::stable_sort(order.begin(), order.end(),
                      [&](std::size_t x, std::size_t y) { return jobs[x].depth > jobs[y].depth; });
 
-    std::vector<diag::SweepRun> runs(jobs.size());
+    // What a run is, apart from its measurement: the same on every rank.
+    const auto describe = [&](const Job& job) {
+        const Setting& setting = settings[job.setting];
+        const Variant& variant = variants[job.variant];
+        diag::SweepRun run{.activation = acts[setting.activation].name,
+                           .init = setting.init.name,
+                           .sigma_w2 = setting.sigma_w2,
+                           .sigma_b2 = setting.sigma_b2,
+                           .variant = variant.name,
+                           .depth = job.depth,
+                           .width = s.width,
+                           .batch = s.batch,
+                           .dtype = s.dtype,
+                           .seed = s.seed};
+        // The theory is for plain networks; batch norm and skip connections change the map.
+        if (variant.norm == Normalization::none && !variant.residual) {
+            run.predicted_gain_per_layer = setting.predicted.at(job.depth);
+            if (setting.fixed) {
+                run.q_star = setting.fixed->q_star;
+                run.xi_c = setting.fixed->xi_c;
+            }
+        }
+        return run;
+    };
+    const auto measure = [&](const Job& job) {
+        const Setting& setting = settings[job.setting];
+        const Variant& variant = variants[job.variant];
+        return diag::measure_depth<T>(acts[setting.activation].choice,
+                                      caches[setting.cache] ? caches[setting.cache]->for_network()
+                                                            : make_init<T>(setting.init),
+                                      {.depth = job.depth,
+                                       .width = s.width,
+                                       .batch = s.batch,
+                                       .seed = s.seed,
+                                       .norm = variant.norm,
+                                       .residual = variant.residual,
+                                       .sigma_b2 = setting.sigma_b2});
+    };
+
+    std::vector<std::size_t> mine;  // this rank's share of the deepest-first order
+    for (std::size_t n = static_cast<std::size_t>(share.rank); n < order.size();
+         n += static_cast<std::size_t>(share.ranks)) {
+        mine.push_back(order[n]);
+    }
+    std::vector<std::pair<std::size_t, diag::GradientProfile>> measured(mine.size());
     std::atomic<std::size_t> next{0};
     std::exception_ptr failure;
     std::mutex failure_mutex;
     const auto work = [&] {
-        for (std::size_t n = next++; n < order.size(); n = next++) {
+        for (std::size_t n = next++; n < mine.size(); n = next++) {
             try {
-                const Job& job = jobs[order[n]];
-                const Setting& setting = settings[job.setting];
-                const auto& act = acts[setting.activation];
-                const Variant& variant = variants[job.variant];
-                diag::SweepRun run{.activation = act.name,
-                                   .init = setting.init.name,
-                                   .sigma_w2 = setting.sigma_w2,
-                                   .sigma_b2 = setting.sigma_b2,
-                                   .variant = variant.name,
-                                   .depth = job.depth,
-                                   .width = s.width,
-                                   .batch = s.batch,
-                                   .dtype = s.dtype,
-                                   .seed = s.seed};
-                diag::record_profile(
-                    run, diag::measure_depth<T>(act.choice,
-                                                caches[setting.cache]
-                                                    ? caches[setting.cache]->for_network()
-                                                    : make_init<T>(setting.init),
-                                                {.depth = job.depth,
-                                                 .width = s.width,
-                                                 .batch = s.batch,
-                                                 .seed = s.seed,
-                                                 .norm = variant.norm,
-                                                 .residual = variant.residual,
-                                                 .sigma_b2 = setting.sigma_b2}));
-                // The theory is for plain networks; batch norm and skip connections change the map.
-                if (variant.norm == Normalization::none && !variant.residual) {
-                    run.predicted_gain_per_layer = setting.predicted.at(job.depth);
-                    if (setting.fixed) {
-                        run.q_star = setting.fixed->q_star;
-                        run.xi_c = setting.fixed->xi_c;
-                    }
-                }
-                runs[order[n]] = std::move(run);
+                measured[n] = {mine[n], measure(jobs[mine[n]])};
             } catch (...) {
                 const std::lock_guard lock(failure_mutex);
                 if (!failure) failure = std::current_exception();
-                next = order.size();
+                next = mine.size();
             }
         }
     };
-    const unsigned threads = static_cast<unsigned>(std::min<std::size_t>(s.threads, jobs.size()));
+    const unsigned threads = static_cast<unsigned>(std::min<std::size_t>(s.threads, mine.size()));
     std::vector<std::thread> pool;
     for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
     work();
     for (auto& t : pool) t.join();
-    if (failure) std::rethrow_exception(failure);
+    if (share.exchange) {
+        // Every rank reaches the exchange, so that one rank's failure stops them all.
+        measured = share.exchange(measured, failure ? message_of(failure) : std::string());
+    } else if (failure) {
+        std::rethrow_exception(failure);
+    }
+
+    std::vector<diag::SweepRun> runs;
+    if (share.rank != 0) return runs;
+    runs.resize(jobs.size());
+    for (auto& [job, profile] : measured) {
+        runs[job] = describe(jobs[job]);
+        diag::record_profile(runs[job], std::move(profile));
+    }
     return runs;
 }
+
+#ifdef GRADSCOPE_SWEEP_MPI
+// ---------------------------------------------------------------------------------------------
+// The grid over MPI ranks: each rank's measured profiles travel to rank 0 as CBOR, which keeps
+// every double's bits (infinities included: a float network's exploding gradient is one), so that
+// rank 0's reports are those of one process.
+
+}  // namespace
+
+namespace gradscope::diag {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LayerStats, name, output_grad_norm, weight_grad_norm,
+                                   bias_grad_norm, activation_norm, weight_norm, update_ratio,
+                                   saturated_fraction, dead_fraction, nonfinite,
+                                   per_sample_norm_mean, per_sample_norm_max, per_sample_norm_q10,
+                                   per_sample_norm_q50, per_sample_norm_q90, mean_grad_sq_norm,
+                                   trace_covariance, gradient_noise_scale, gsnr, gsnr_parameters,
+                                   critical_batch_size, norm_test, inner_product_test,
+                                   orthogonality_test, per_sample_sq_norms,
+                                   per_sample_sq_deviations, per_sample_dot_deviations)
+}  // namespace gradscope::diag
+
+namespace {
+
+using Measured = std::vector<std::pair<std::size_t, diag::GradientProfile>>;
+
+std::vector<std::byte> to_bytes(const Measured& measured) {
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& [job, profile] : measured) {
+        all.push_back({{"job", job}, {"step", profile.step()}, {"layers", profile.layers()}});
+    }
+    const std::vector<std::uint8_t> cbor = nlohmann::json::to_cbor(all);
+    std::vector<std::byte> bytes(cbor.size());
+    std::transform(cbor.begin(), cbor.end(), bytes.begin(),
+                   [](std::uint8_t b) { return static_cast<std::byte>(b); });
+    return bytes;
+}
+
+void append_from_bytes(const std::vector<std::byte>& bytes, Measured& out) {
+    std::vector<std::uint8_t> cbor(bytes.size());
+    std::transform(bytes.begin(), bytes.end(), cbor.begin(),
+                   [](std::byte b) { return static_cast<std::uint8_t>(b); });
+    for (const auto& entry : nlohmann::json::from_cbor(cbor)) {
+        out.emplace_back(
+            entry.at("job").get<std::size_t>(),
+            diag::GradientProfile(entry.at("layers").get<std::vector<diag::LayerStats>>(),
+                                  entry.at("step").get<std::size_t>()));
+    }
+}
+
+Share mpi_share(const dist::Communicator& comm) {
+    Share share{.rank = comm.rank(), .ranks = comm.size(), .exchange = {}};
+    share.exchange = [comm](const Measured& mine, const std::string& failure) {
+        comm.agree_or_throw(failure);
+        Measured all;
+        for (const auto& bytes : comm.gather_bytes(to_bytes(mine), 0))
+            append_from_bytes(bytes, all);
+        return all;
+    };
+    return share;
+}
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // Reports
@@ -543,12 +660,13 @@ diag::HtmlReport html_report(const std::vector<diag::SweepRun>& runs, const Sett
     std::string activations;
     for (const auto& a : s.activations) activations += (activations.empty() ? "" : ", ") + a;
     return diag::sweep_html(
-        runs, {.title = "gradscope depth sweep: " + std::to_string(runs.size()) + " networks",
-               .description = "Square MLPs of width " + std::to_string(s.width) +
-                              " at initialisation (" + activations + "), one batch of " +
-                              std::to_string(s.batch) + " N(0, 1) inputs, a fixed random linear "
-                              "readout as the loss, " + s.dtype + ", seed " +
-                              std::to_string(s.seed) + "."});
+        runs,
+        {.title = "gradscope depth sweep: " + std::to_string(runs.size()) + " networks",
+         .description = "Square MLPs of width " + std::to_string(s.width) + " at initialisation (" +
+                        activations + "), one batch of " + std::to_string(s.batch) +
+                        " N(0, 1) inputs, a fixed random linear "
+                        "readout as the loss, " +
+                        s.dtype + ", seed " + std::to_string(s.seed) + "."});
 }
 
 }  // namespace
@@ -628,9 +746,10 @@ int main(int argc, char** argv) {
         ->check(output_file)
         ->type_name("PATH")
         ->capture_default_str();
-    app.add_option("--html", s.html,
-                   "Write the report to read in a browser here: a heat map of every configuration by "
-                   "depth, per-layer panels with theory, measured against predicted gain (\"\" to skip)")
+    app.add_option(
+           "--html", s.html,
+           "Write the report to read in a browser here: a heat map of every configuration by "
+           "depth, per-layer panels with theory, measured against predicted gain (\"\" to skip)")
         ->check(output_file)
         ->type_name("PATH")
         ->capture_default_str();
@@ -664,7 +783,23 @@ int main(int argc, char** argv) {
         const int code = app.exit(e);
         return code == 0 ? 0 : 2;  // --help is success; every usage error is 2
     }
-    if (s.threads == 0) s.threads = std::max(1u, std::thread::hardware_concurrency());
+    Share share;
+#ifdef GRADSCOPE_SWEEP_MPI
+    std::optional<dist::Environment> mpi;
+    std::optional<dist::Communicator> comm;
+    if (dist::launched_by_mpi()) {
+        mpi.emplace(argc, argv);
+        comm.emplace();
+        share = mpi_share(*comm);
+    }
+#endif
+    // Ranks on one machine share its cores.
+    if (s.threads == 0) {
+        s.threads =
+            std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(share.ranks));
+    }
+    const bool writes = share.rank == 0;  // only rank 0 prints and writes
+    if (!writes) s.quiet = true;
 
     std::vector<InitSpec> inits;
     for (const auto& name : s.inits) inits.push_back({name, std::nullopt});
@@ -676,10 +811,16 @@ int main(int argc, char** argv) {
         if (!s.quiet) {
             std::cerr << "measuring " << count << " networks (width " << s.width << ", batch "
                       << s.batch << ", " << s.dtype << ") on "
-                      << std::min<std::size_t>(s.threads, count) << " thread(s)...\n";
+                      << std::min<std::size_t>(s.threads, count) << " thread(s)"
+                      << (share.ranks > 1
+                              ? " in each of " + std::to_string(share.ranks) + " processes"
+                              : std::string())
+                      << "...\n";
         }
         const auto start = std::chrono::steady_clock::now();
-        const auto runs = s.dtype == "double" ? sweep<double>(s, inits) : sweep<float>(s, inits);
+        const auto runs =
+            s.dtype == "double" ? sweep<double>(s, inits, share) : sweep<float>(s, inits, share);
+        if (!writes) return 0;
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -699,7 +840,8 @@ int main(int argc, char** argv) {
                [&](std::ostream& out) { out << diag::to_json(runs).dump(1) << "\n"; });
         report(s.csv, "CSV", [&](std::ostream& out) { diag::write_csv(out, runs); });
         report(s.svg, "SVG", [&](std::ostream& out) { out << plot(runs, s); });
-        report(s.html, "HTML report", [&](std::ostream& out) { out << html_report(runs, s).html(); });
+        report(s.html, "HTML report",
+               [&](std::ostream& out) { out << html_report(runs, s).html(); });
     } catch (const std::exception& e) {
         std::cerr << "gradscope-sweep: error: " << e.what() << "\n";
         return 1;

@@ -311,3 +311,22 @@ TEST_CASE("checkpoints: rank 0 writes, every rank loads, and a failure reaches e
                            MessageContains({"rank 1 of", path.string()}));
     CHECK(largest_difference(*other, *before) == 0.0);
 }
+
+TEST_CASE("gather_bytes collects every rank's bytes of its own length on the root, in rank order",
+          "[dist]") {
+    Communicator comm;
+    const std::vector<std::byte> mine(static_cast<std::size_t>(comm.rank()) * 3 + 1,
+                                      static_cast<std::byte>(comm.rank() + 7));
+    const auto all = comm.gather_bytes(mine, 0);
+    if (comm.rank() != 0) {
+        CHECK(all.empty());
+        return;
+    }
+    REQUIRE(all.size() == static_cast<std::size_t>(comm.size()));
+    for (int r = 0; r < comm.size(); ++r) {
+        const auto& got = all[static_cast<std::size_t>(r)];
+        CHECK(got.size() == static_cast<std::size_t>(r) * 3 + 1);
+        CHECK(std::all_of(got.begin(), got.end(),
+                          [&](std::byte b) { return b == static_cast<std::byte>(r + 7); }));
+    }
+}

@@ -18,6 +18,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <span>
 #include <string>
@@ -81,6 +82,17 @@ inline int count_of(std::size_t n, const char* call) {
 }
 
 }  // namespace detail
+
+// Whether an MPI launcher (mpiexec, mpirun, srun) started this process, as one of several ranks
+// or alone: the launchers of OpenMPI, MPICH and Slurm's PMI set these. A program that may also run
+// on its own starts MPI only then (an MPI library started without a launcher may fork helper
+// processes or fail where networking is restricted).
+inline bool launched_by_mpi() {
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK"}) {
+        if (std::getenv(name) != nullptr) return true;
+    }
+    return false;
+}
 
 // Starts MPI for the program's lifetime and stops it at the end, if it was not already
 // started by someone else (then it is theirs to stop). Make one at the top of main():
@@ -211,6 +223,33 @@ public:
         detail::check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, native()),
                       "MPI_Allreduce");
         return value;
+    }
+
+    // Every rank's `bytes`, on `root` (in rank order; empty elsewhere): what a rank computed, of
+    // a length only it knows, collected where it is written.
+    [[nodiscard]] std::vector<std::vector<std::byte>> gather_bytes(
+        const std::vector<std::byte>& bytes, int root = 0) const {
+        const int mine = detail::count_of(bytes.size(), "MPI_Gatherv");
+        std::vector<int> lengths(rank_ == root ? static_cast<std::size_t>(size_) : 0);
+        detail::check(MPI_Gather(&mine, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, native()),
+                      "MPI_Gather");
+        std::vector<int> offsets(lengths.size());
+        std::size_t total = 0;
+        for (std::size_t r = 0; r < lengths.size(); ++r) {
+            offsets[r] = detail::count_of(total, "MPI_Gatherv");
+            total += static_cast<std::size_t>(lengths[r]);
+        }
+        detail::count_of(total, "MPI_Gatherv");  // the end of the last piece is an int too
+        std::vector<std::byte> all(total);
+        detail::check(MPI_Gatherv(bytes.data(), mine, MPI_BYTE, all.data(), lengths.data(),
+                                  offsets.data(), MPI_BYTE, root, native()),
+                      "MPI_Gatherv");
+        std::vector<std::vector<std::byte>> out(lengths.size());
+        for (std::size_t r = 0; r < lengths.size(); ++r) {
+            const auto first = all.begin() + offsets[r];
+            out[r].assign(first, first + lengths[r]);
+        }
+        return out;
     }
 
     // Every rank learns whether any rank failed, and why: `failure` is empty where a rank
