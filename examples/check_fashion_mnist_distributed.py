@@ -1,0 +1,56 @@
+"""gradscope-fashion-mnist on one process and, with --distributed, on two under mpiexec.
+
+The same command line otherwise: batch norm (synchronised across the two), 2 epochs on the first
+3000 images, batch 100, so that each process takes 50 rows of every batch. The two runs take the
+same steps in exact arithmetic; in float, rounding (another summation order in the all-reduce and
+in batch norm's statistics) moves the result by far less than the spread between seeds (about one
+percentage point of test accuracy at this size), so the check asks for the same final test
+accuracy to 0.5 points and the same final training loss to 1%, and for the checkpoint that rank 0
+saves.
+
+    check_fashion_mnist_distributed.py MPIEXEC PROGRAM DATA OUT
+"""
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+
+def run(command):
+    done = subprocess.run(command, capture_output=True, text=True)
+    print(" ".join(command))
+    print(done.stdout, done.stderr)
+    if done.returncode != 0:
+        sys.exit(f"exit status {done.returncode}")
+
+
+def main():
+    mpiexec, program, data, out = sys.argv[1:5]
+    out = pathlib.Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    common = [program, "--data", data, "--limit", "3000", "--epochs", "2", "--batch", "100",
+              "--norm", "batch", "--log-every", "0", "--no-progress", "--threads", "1"]
+    run(common + ["--json", str(out / "one.json")])
+    run([mpiexec, "-n", "2"] + common + ["--distributed", "--json", str(out / "two.json"),
+                                          "--save", str(out / "two.safetensors")])
+    one = json.loads((out / "one.json").read_text())
+    two = json.loads((out / "two.json").read_text())
+    failures = []
+    if two["processes"] != 2:
+        failures.append(f"the distributed run's JSON says {two['processes']} processes")
+    if not (out / "two.safetensors").exists():
+        failures.append("the distributed run saved no checkpoint")
+    a, b = one["epochs"][-1], two["epochs"][-1]
+    print(f"test accuracy: one process {a['test_accuracy']}, two {b['test_accuracy']}")
+    print(f"training loss: one process {a['train_loss']}, two {b['train_loss']}")
+    if abs(a["test_accuracy"] - b["test_accuracy"]) > 0.005:
+        failures.append("the test accuracies differ by more than 0.5 points")
+    if abs(a["train_loss"] - b["train_loss"]) > 0.01 * a["train_loss"]:
+        failures.append("the training losses differ by more than 1%")
+    if failures:
+        sys.exit("; ".join(failures))
+
+
+main()
