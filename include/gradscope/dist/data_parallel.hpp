@@ -128,12 +128,7 @@ public:
     }
 
     // Copies rank 0's buffers to every rank. A collective.
-    void broadcast_buffers() {
-        for (auto& [name, b] : module_.named_buffers()) {
-            auto value = b.data();
-            comm_.broadcast(std::span<T>(value.data(), static_cast<std::size_t>(value.size())), 0);
-        }
-    }
+    void broadcast_buffers() { dist::broadcast_buffers(comm_, module_, 0); }
 
     // Ends the current pass, if one has begun: starts the buckets not yet started (a parameter
     // that got no gradient on this rank adds zero), waits for every all-reduce, and adds the

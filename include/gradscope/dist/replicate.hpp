@@ -12,6 +12,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gradscope::dist {
@@ -86,19 +87,29 @@ void check_same_state(const Communicator& comm, const Module<T>& module) {
     comm.agree_or_throw(difference);
 }
 
+namespace detail {
+template <class T>
+void broadcast_values(const Communicator& comm,
+                      std::vector<std::pair<std::string, Tensor<T>>> named, int root) {
+    for (auto& [name, tensor] : named) {
+        auto value = tensor.data();
+        comm.broadcast(std::span<T>(value.data(), static_cast<std::size_t>(value.size())), root);
+    }
+}
+}  // namespace detail
+
+// Copies every buffer's value (running statistics) on `root` into the other ranks' module.
+template <class T>
+void broadcast_buffers(const Communicator& comm, Module<T>& module, int root = 0) {
+    detail::broadcast_values(comm, module.named_buffers(), root);
+}
+
 // Copies every parameter's and buffer's value on `root` into the other ranks' module. Call
 // check_same_state first (DataParallel does): this one trusts the shapes.
 template <class T>
 void broadcast_state(const Communicator& comm, Module<T>& module, int root = 0) {
-    const auto copy = [&](auto named) {
-        for (auto& [name, tensor] : named) {
-            auto value = tensor.data();
-            comm.broadcast(std::span<T>(value.data(), static_cast<std::size_t>(value.size())),
-                           root);
-        }
-    };
-    copy(module.named_parameters());
-    copy(module.named_buffers());
+    detail::broadcast_values(comm, module.named_parameters(), root);
+    broadcast_buffers(comm, module, root);
 }
 
 }  // namespace gradscope::dist
