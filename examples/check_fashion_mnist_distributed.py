@@ -5,8 +5,9 @@ The same command line otherwise: batch norm (synchronised across the two), 2 epo
 same steps in exact arithmetic; in float, rounding (another summation order in the all-reduce and
 in batch norm's statistics) moves the result by far less than the spread between seeds (about one
 percentage point of test accuracy at this size), so the check asks for the same final test
-accuracy to 0.5 points and the same final training loss to 1%, and for the checkpoint that rank 0
-saves.
+accuracy to 0.5 points and the same final training loss to 1%, and for the checkpoint and the
+HTML report that rank 0 writes. Then --doctor under mpiexec: rank 0 alone prints the diagnosis;
+and --per-sample is refused with a message that says why.
 
     check_fashion_mnist_distributed.py MPIEXEC PROGRAM DATA OUT
 """
@@ -17,12 +18,13 @@ import subprocess
 import sys
 
 
-def run(command):
+def run(command, expect_status=0):
     done = subprocess.run(command, capture_output=True, text=True)
     print(" ".join(command))
     print(done.stdout, done.stderr)
-    if done.returncode != 0:
+    if (done.returncode == 0) != (expect_status == 0):
         sys.exit(f"exit status {done.returncode}")
+    return done
 
 
 def main():
@@ -34,7 +36,8 @@ def main():
               "--norm", "batch", "--log-every", "0", "--no-progress", "--threads", "1"]
     run(common + ["--json", str(out / "one.json")])
     run([mpiexec, "-n", "2"] + common + ["--distributed", "--json", str(out / "two.json"),
-                                          "--save", str(out / "two.safetensors")])
+                                          "--save", str(out / "two.safetensors"),
+                                          "--report", str(out / "two.html")])
     one = json.loads((out / "one.json").read_text())
     two = json.loads((out / "two.json").read_text())
     failures = []
@@ -42,6 +45,16 @@ def main():
         failures.append(f"the distributed run's JSON says {two['processes']} processes")
     if not (out / "two.safetensors").exists():
         failures.append("the distributed run saved no checkpoint")
+    report = out / "two.html"
+    if not report.exists() or "<svg" not in report.read_text():
+        failures.append("the distributed run wrote no HTML report with plots")
+    doctor = run([mpiexec, "-n", "2"] + common + ["--distributed", "--doctor"])
+    if doctor.stdout.count("gradscope doctor:") != 1:
+        failures.append("--doctor under two processes did not print one diagnosis")
+    refused = run([mpiexec, "-n", "2"] + common + ["--distributed", "--per-sample"],
+                  expect_status=2)
+    if "cannot be combined with --per-sample" not in refused.stderr + refused.stdout:
+        failures.append("--distributed --per-sample was not refused with its reason")
     a, b = one["epochs"][-1], two["epochs"][-1]
     print(f"test accuracy: one process {a['test_accuracy']}, two {b['test_accuracy']}")
     print(f"training loss: one process {a['train_loss']}, two {b['train_loss']}")

@@ -503,8 +503,11 @@ void train(const Settings& s, MLP<float>& net, const Data& data, Run& run, bool 
                 monitor.reset();
             }
             if (watch) {
-                run.step_losses.emplace_back(static_cast<double>(step),
-                                             static_cast<double>(loss.item()));
+                // Over the ranks, the mean of their losses is the batch's (see `loss`).
+                std::array<double, 1> batch_loss{static_cast<double>(loss.item()) /
+                                                 static_cast<double>(par.ranks)};
+                par.sum(batch_loss);
+                run.step_losses.emplace_back(static_cast<double>(step), batch_loss[0]);
             }
             if (s.clip > 0.0) clip_grad_norm(params, s.clip);
             optimizer->step();
@@ -967,7 +970,8 @@ int main(int argc, char** argv) {
         "gradscope-fashion-mnist --distributed): each takes its share of every batch of "
         "--batch rows and the gradients are averaged over them (gradscope::dist), so the "
         "steps are one process's; batch norm is synchronised; rank 0 evaluates, prints and "
-        "writes. Not with --report, --per-sample, --sharpness-every or --doctor");
+        "writes (--report: the gradients it shows are the averaged ones, the activations rank "
+        "0's share's). Not with --per-sample or --sharpness-every");
     app.add_flag("--quiet,-q", s.quiet, "Print nothing but errors");
     app.add_flag("--no-progress", s.no_progress,
                  "No progress bar (there is none anyway when stdout is not a terminal)");
@@ -996,14 +1000,18 @@ int main(int argc, char** argv) {
             throw CLI::ValidationError(
                 "--distributed", "this build has no MPI (Debian: libopenmpi-dev, then rebuild)");
 #endif
-            for (const auto& [given, name] : {std::pair{!s.report.empty(), "--report"},
-                                              {s.per_sample, "--per-sample"},
-                                              {s.sharpness_every > 0, "--sharpness-every"},
-                                              {s.doctor, "--doctor"}}) {
-                if (given) {
-                    throw CLI::ValidationError(
-                        "--distributed", std::string("cannot be combined with ") + name + " yet");
-                }
+            // Both would measure rank 0's share of each batch and present it as the batch's.
+            if (s.per_sample) {
+                throw CLI::ValidationError(
+                    "--distributed",
+                    "cannot be combined with --per-sample: each process sees "
+                    "only its share of a batch's per-sample gradients");
+            }
+            if (s.sharpness_every > 0) {
+                throw CLI::ValidationError(
+                    "--distributed",
+                    "cannot be combined with --sharpness-every: each process can measure only "
+                    "the Hessian of its share of the batch's loss");
             }
         }
     } catch (const CLI::ParseError& e) {
@@ -1091,10 +1099,13 @@ int main(int argc, char** argv) {
                     : "");
         }
         if (s.doctor) {
-            std::cout << diagnose(*net, data.train, s.batch).text();
+            // On a twin: `net`'s DataParallel hooks and synchronised batch norm communicate,
+            // and only rank 0 diagnoses.
+            if (par.leads())
+                std::cout << diagnose(*twin_of(*net, s, data), data.train, s.batch).text();
             return 0;
         }
-        if (!s.report.empty())
+        if (!s.report.empty() && par.leads())
             run.diagnosis = diagnose(*twin_of(*net, s, data), data.train, s.batch);
         if (par.leads()) run.initial = evaluate(*net, data.test);
         if (!s.quiet) {

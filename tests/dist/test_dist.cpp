@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -214,6 +215,123 @@ TEST_CASE("bucket size and overlap change nothing in the numbers", "[dist]") {
         CHECK(largest_difference(*small, *one) == 0.0);
     } else {
         CHECK(largest_difference(*small, *one) < 1e-14);
+    }
+}
+
+namespace {
+
+// Two micro-batches a step, each (loss / 2).backward() on its own: the first batch of the step
+// is whole_batch(2s), the second whole_batch(2s + 1).
+enum class Accumulation { every_pass_synchronised, first_pass_local, every_pass_local };
+
+std::shared_ptr<MLP<double>> train_accumulating(const Communicator* comm, Accumulation how,
+                                                dist::DataParallelStats* stats = nullptr) {
+    auto net = network(Normalization::layer);
+    std::optional<DataParallel<double>> ddp;
+    if (comm) ddp.emplace(*net, *comm);
+    AdamW<double> optimizer(net->parameters(), {.lr = 0.05, .weight_decay = 0.1});
+    for (std::uint64_t s = 0; s < 3; ++s) {
+        optimizer.zero_grad();
+        for (std::uint64_t micro = 0; micro < 2; ++micro) {
+            Batch b = whole_batch(2 * s + micro);
+            if (comm) b = shard(b, comm->rank(), comm->size());
+            auto loss = cross_entropy((*net)(TensorD::constant(b.x)), b.y) * 0.5;
+            const bool local = comm && (how == Accumulation::every_pass_local ||
+                                        (how == Accumulation::first_pass_local && micro == 0));
+            if (local) {
+                auto guard = ddp->no_sync();
+                loss.backward();
+            } else {
+                loss.backward();
+            }
+        }
+        if (comm && how == Accumulation::every_pass_local) ddp->synchronize_gradients();
+        step(*net, optimizer);
+    }
+    if (stats) *stats = ddp->stats();
+    return net;
+}
+
+}  // namespace
+
+TEST_CASE("gradient accumulation under no_sync() communicates once a step, with the same result",
+          "[dist]") {
+    Communicator comm;
+    const auto alone = train_accumulating(nullptr, Accumulation::every_pass_synchronised);
+    dist::DataParallelStats every, first, none;
+    const auto synced_each_pass =
+        train_accumulating(&comm, Accumulation::every_pass_synchronised, &every);
+    const auto local_first = train_accumulating(&comm, Accumulation::first_pass_local, &first);
+    const auto local_all = train_accumulating(&comm, Accumulation::every_pass_local, &none);
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    CHECK(largest_difference(*alone, *synced_each_pass) < 1e-12);
+    CHECK(largest_difference(*alone, *local_first) < 1e-12);
+    CHECK(largest_difference(*alone, *local_all) < 1e-12);
+    // Half the all-reduces (one bucket here) with no_sync(): one a step instead of two.
+    CHECK(every.passes == 6);
+    CHECK(every.local_passes == 0);
+    CHECK(first.passes == 3);
+    CHECK(first.local_passes == 3);
+    CHECK(first.bytes_reduced * 2 == every.bytes_reduced);
+    CHECK(none.passes == 3);
+    CHECK(none.local_passes == 6);
+}
+
+TEST_CASE("under no_sync() each rank keeps its own gradient", "[dist]") {
+    Communicator comm;
+    auto net = network(Normalization::none);
+    DataParallel<double> ddp(*net, comm);
+    const Batch b = shard(whole_batch(0), comm.rank(), comm.size());
+    {
+        auto guard = ddp.no_sync();
+        CHECK_FALSE(ddp.synchronizing());
+        cross_entropy(ddp(TensorD::constant(b.x)), b.y).backward();
+        REQUIRE_THROWS_MATCHES(ddp.synchronize_gradients(), dist_error,
+                               Catch::Matchers::Message(
+                                   "DataParallel::synchronize_gradients() called under no_sync()"));
+    }
+    CHECK(ddp.synchronizing());
+    const Matrix<double> local = net->parameters().front().grad();
+    // This rank's own gradient: that of one process on this shard.
+    auto alone = network(Normalization::none);
+    cross_entropy((*alone)(TensorD::constant(b.x)), b.y).backward();
+    CHECK((alone->parameters().front().grad() - local).cwiseAbs().maxCoeff() == 0.0);
+    // Not rank 0's (the shards differ) ...
+    Matrix<double> from_root = local;
+    comm.broadcast(std::span<double>(from_root.data(), static_cast<std::size_t>(from_root.size())));
+    if (comm.rank() != 0) CHECK((from_root - local).cwiseAbs().maxCoeff() > 1e-6);
+    // ... until it is averaged: then it is the same everywhere.
+    ddp.synchronize_gradients();
+    Matrix<double> averaged = net->parameters().front().grad();
+    from_root = averaged;
+    comm.broadcast(std::span<double>(from_root.data(), static_cast<std::size_t>(from_root.size())));
+    CHECK(from_root == averaged);
+}
+
+TEST_CASE("dropout draws each rank's own masks, unless asked not to", "[dist]") {
+    Communicator comm;
+    const auto net_with_dropout = [] {
+        return mlp<double>({.widths = {inputs, 64, classes}, .dropout = 0.5, .seed = 7});
+    };
+    // The same input on every rank, so that only the masks can make the outputs differ.
+    const auto x = TensorD::constant(normal(4, inputs, 3));
+    const auto output_and_root_output = [&](bool distinct) {
+        auto net = net_with_dropout();
+        DataParallel<double> ddp(*net, comm, {.distinct_dropout_masks = distinct});
+        Matrix<double> out = ddp(x).value(), from_root = out;
+        comm.broadcast(
+            std::span<double>(from_root.data(), static_cast<std::size_t>(from_root.size())));
+        return std::pair(out, from_root);
+    };
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    const auto [distinct, distinct_root] = output_and_root_output(true);
+    const auto [same, same_root] = output_and_root_output(false);
+    CHECK(same == same_root);
+    if (comm.rank() == 0) {
+        // Rank 0 keeps the stream of a network used without DataParallel.
+        CHECK(distinct == (*net_with_dropout())(x).value());
+    } else {
+        CHECK(distinct != distinct_root);
     }
 }
 

@@ -15,8 +15,9 @@
 // about Options::bucket_bytes. A gradient hook on each parameter copies this pass's gradient
 // into its bucket and leaves zero in its place; when a bucket's last gradient arrives, a
 // non-blocking MPI all-reduce (sum) of the bucket starts, while backward goes on with the layers
-// below (overlap). The hook of the pass's last parameter waits for every all-reduce and adds each
-// average (sum / ranks) to its parameter's gradient, before backward returns and before any
+// below (overlap). What a bucket holds for a parameter is its whole gradient: what earlier passes
+// left in it plus this pass's. The hook of the pass's last parameter waits for every all-reduce
+// and sets each gradient to its average (sum / ranks), before backward returns and before any
 // module's parameter-gradient hooks (a GradientMonitor's) run: they see the averaged gradients.
 // Buckets start in the same order on every rank, as MPI requires of collectives.
 //
@@ -27,13 +28,24 @@
 // Options::broadcast_buffers each forward through DataParallel first copies rank 0's buffers
 // (the running statistics) to every rank, as PyTorch does.
 //
-// Each backward pass is synchronised, so gradient accumulation over several backward passes
-// before a step adds averages; parameters that get no gradient on any rank keep none. A backward
-// pass on a thread other than the one that started MPI breaks MPI_THREAD_FUNNELED.
+// Gradient accumulation: backward passes run while a no_sync() guard lives add to the local
+// gradients and communicate nothing; the next synchronised pass averages the whole accumulated
+// gradient, as PyTorch's DDP does:
+//
+//   optimizer.zero_grad();
+//   { auto local = ddp.no_sync(); for (micro-batches but the last) (loss / m).backward(); }
+//   (last_loss / m).backward();   // one all-reduce of everything accumulated
+//   optimizer.step();
+//
+// Accumulating without no_sync() is correct too (each pass averages the whole gradient again;
+// the average of equal values is that value, to rounding), but communicates every pass.
+// Parameters that get no gradient on any rank keep none. A backward pass on a thread other than
+// the one that started MPI breaks MPI_THREAD_FUNNELED.
 #pragma once
 
 #include "../core/errors.hpp"
 #include "../core/tensor.hpp"
+#include "../nn/dropout.hpp"
 #include "../nn/module.hpp"
 #include "communicator.hpp"
 #include "replicate.hpp"
@@ -41,6 +53,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -59,11 +72,17 @@ struct DataParallelOptions {
     // Copy rank 0's buffers (running statistics) to every rank before each forward through
     // DataParallel::operator().
     bool broadcast_buffers = true;
+    // Reseed every Dropout layer on rank r > 0 with its seed + r * 0x9E3779B97F4A7C15, so that
+    // the ranks draw independent masks for their shards, as one process draws each row's mask
+    // anew; rank 0 keeps its layers' streams. false: every rank draws the same masks, a
+    // correlation between the shards that one process on the whole batch does not have.
+    bool distinct_dropout_masks = true;
 };
 
 // What the reductions cost so far, on this rank.
 struct DataParallelStats {
     std::size_t passes = 0;              // backward passes synchronised
+    std::size_t local_passes = 0;        // backward passes under no_sync(): nothing sent
     std::size_t buckets_reduced = 0;     // all-reduces run
     std::size_t buckets_overlapped = 0;  // of those, started while backward was still running
     std::size_t bytes_reduced = 0;       // bucket bytes sent into all-reduces
@@ -92,6 +111,7 @@ public:
         }
         check_same_state(comm_, module_);
         broadcast_state(comm_, module_, 0);
+        if (options.distinct_dropout_masks) reseed_dropout();
         for (auto& [name, p] : module_.named_parameters()) {
             if (!p.requires_grad()) continue;
             names_.push_back(name);
@@ -105,7 +125,13 @@ public:
         }
         // The fallback end of a pass: a pass in which some parameter got no gradient ends when
         // backward reaches the end, with the module's other parameter-gradient hooks.
-        end_of_pass_hook_ = module_.register_param_grad_hook([this](Module<T>&) { finish(); });
+        end_of_pass_hook_ = module_.register_param_grad_hook([this](Module<T>&) {
+            if (synchronizing_) {
+                finish();
+            } else {
+                ++stats_.local_passes;
+            }
+        });
     }
 
     DataParallel(const DataParallel&) = delete;
@@ -131,9 +157,43 @@ public:
     void broadcast_buffers() { dist::broadcast_buffers(comm_, module_, 0); }
 
     // Ends the current pass, if one has begun: starts the buckets not yet started (a parameter
-    // that got no gradient on this rank adds zero), waits for every all-reduce, and adds the
-    // averages to the gradients. Backward calls it; calling it again does nothing.
+    // that got no gradient in this pass contributes the gradient it has), waits for every
+    // all-reduce, and sets the gradients to the averages. Backward calls it; calling it again
+    // does nothing.
     void finish() { finish_pass(std::nullopt); }
+
+    // While the returned guard lives, backward passes leave their gradients on this rank,
+    // unsent (gradient accumulation); the first synchronised pass after it averages everything
+    // accumulated. Every rank must run the same passes under the guard, as collectives require.
+    class [[nodiscard]] NoSync {
+    public:
+        explicit NoSync(DataParallel& ddp) : ddp_(&ddp), previous_(ddp.synchronizing_) {
+            if (ddp.in_pass_) {
+                throw dist_error(
+                    "DataParallel::no_sync(): a synchronised backward pass is in progress");
+            }
+            ddp.synchronizing_ = false;
+        }
+        NoSync(const NoSync&) = delete;
+        NoSync& operator=(const NoSync&) = delete;
+        ~NoSync() { ddp_->synchronizing_ = previous_; }
+
+    private:
+        DataParallel* ddp_;
+        bool previous_;
+    };
+    NoSync no_sync() { return NoSync(*this); }
+    [[nodiscard]] bool synchronizing() const noexcept { return synchronizing_; }
+
+    // Averages every gradient over the ranks now, without a backward pass: for accumulation
+    // whose last pass also ran under no_sync(). A collective; an error under no_sync().
+    void synchronize_gradients() {
+        if (!synchronizing_) {
+            throw dist_error("DataParallel::synchronize_gradients() called under no_sync()");
+        }
+        in_pass_ = true;
+        finish_pass(std::nullopt);
+    }
 
     [[nodiscard]] Module<T>& module() noexcept { return module_; }
     [[nodiscard]] const Communicator& communicator() const noexcept { return comm_; }
@@ -144,6 +204,16 @@ public:
     [[nodiscard]] const DataParallelStats& stats() const noexcept { return stats_; }
 
 private:
+    void reseed_dropout() {
+        const auto rank = static_cast<std::uint64_t>(comm_.rank());
+        if (rank == 0) return;
+        for (auto& [path, module] : module_.named_modules()) {
+            if (auto* dropout = dynamic_cast<Dropout<T>*>(module)) {
+                dropout->reseed(dropout->seed() + rank * 0x9E3779B97F4A7C15ULL);
+            }
+        }
+    }
+
     void lay_out_buckets() {
         const std::size_t capacity = std::max<std::size_t>(1, options_.bucket_bytes / sizeof(T));
         Bucket current;
@@ -183,6 +253,7 @@ private:
     }
 
     void on_gradient(std::size_t k, MatrixView<T> grad) {
+        if (!synchronizing_) return;  // the gradient accumulates here, unsent
         if (reported_[k]) {
             throw dist_error("DataParallel: parameter '" + names_[k] +
                              "' got a second gradient before the pass's reductions ended; a "
@@ -191,7 +262,11 @@ private:
         in_pass_ = true;
         reported_[k] = true;
         ++reported_count_;
-        slot(k) = grad;
+        if (parameters_[k].has_grad()) {
+            slot(k) = grad + parameters_[k].grad();
+        } else {
+            slot(k) = grad;
+        }
         grad.setZero();  // what backward adds to the gradient now; the average comes at the end
         Bucket& bucket = buckets_[bucket_of_[k]];
         if (++bucket.arrived == bucket.parameters.size() && options_.overlap) start_ready_buckets();
@@ -235,7 +310,12 @@ private:
     void finish_pass(std::optional<std::pair<std::size_t, MatrixView<T>>> current) {
         if (!in_pass_) return;
         for (std::size_t k = 0; k < parameters_.size(); ++k) {
-            if (!reported_[k]) slot(k).setZero();
+            if (reported_[k]) continue;
+            if (parameters_[k].has_grad()) {
+                slot(k) = parameters_[k].grad();
+            } else {
+                slot(k).setZero();
+            }
         }
         while (next_to_start_ < buckets_.size()) start(buckets_[next_to_start_++], false);
 
@@ -252,9 +332,11 @@ private:
             auto average = slot(k);
             average /= ranks;
             if (current && current->first == k) {
+                // Backward adds what the hook passes on to the gradient, next.
+                if (parameters_[k].has_grad()) parameters_[k].mutable_grad().setZero();
                 current->second = average;
             } else if (parameters_[k].has_grad()) {
-                parameters_[k].mutable_grad() += average;
+                parameters_[k].mutable_grad() = average;
             } else if (!average.isZero(0) && failure.empty()) {
                 failure = "parameter '" + names_[k] +
                           "' got a gradient on other ranks but none here, and has no gradient "
@@ -287,6 +369,7 @@ private:
     std::size_t reported_count_ = 0;
     std::size_t next_to_start_ = 0;
     bool in_pass_ = false;
+    bool synchronizing_ = true;
     DataParallelStats stats_;
     std::vector<HookHandle<T>> parameter_hooks_;
     ModuleHookHandle end_of_pass_hook_;

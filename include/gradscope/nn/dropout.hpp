@@ -13,7 +13,7 @@ namespace gradscope {
 template <class T>
 class Dropout : public Module<T> {
 public:
-    explicit Dropout(double p, std::uint64_t seed = 0) : p_(p), rng_(seed) {
+    explicit Dropout(double p, std::uint64_t seed = 0) : p_(p), seed_(seed), rng_(seed) {
         if (!(p >= 0.0 && p <= 1.0)) {
             throw value_error("Dropout: the probability must be in [0, 1], got " +
                               std::to_string(p));
@@ -28,9 +28,18 @@ public:
     [[nodiscard]] std::string type_name() const override { return "Dropout"; }
     [[nodiscard]] std::string extra_repr() const override { return "p=" + detail::number_text(p_); }
     [[nodiscard]] double probability() const noexcept { return p_; }
+    [[nodiscard]] std::uint64_t seed() const noexcept { return seed_; }
+
+    // Restarts the mask stream from `seed`: the next mask is the first one a layer built with
+    // that seed draws.
+    void reseed(std::uint64_t seed) {
+        seed_ = seed;
+        rng_ = Rng(seed);
+    }
 
 private:
     double p_;
+    std::uint64_t seed_;
     Rng rng_;
 };
 
