@@ -64,6 +64,8 @@ std::shared_ptr<MLP<double>> apply(const diag::Remedy& remedy, MlpOptions<double
             break;
         case diag::RemedyKind::reinitialise_layer:
             FAIL("reinitialise_layer changes one layer of a built network, not the options");
+        case diag::RemedyKind::lower_learning_rate:
+            FAIL("lower_learning_rate changes the training, not the network");
     }
     return std::make_shared<MLP<double>>(o);
 }
@@ -239,4 +241,96 @@ TEST_CASE("doctor: non-finite values are traced to the first module that produce
     CHECK(d.first_nonfinite_module == "layers.2.linear");
     REQUIRE_THROWS_MATCHES(diag::doctor<double>(*net, Matrix<double>(1, width), p.loss),
                            value_error, MessageContains("doctor: the batch needs at least 2 rows"));
+}
+
+TEST_CASE(
+    "doctor: with the learning rate, a sharpness beyond 2/eta is the cause, and the "
+    "sharpest layer is named",
+    "[diag][doctor][curvature]") {
+    // A small healthy tanh network: the gradient flows well, so only the curvature can object.
+    auto net = mlp<double>({.widths = {6, 8, 8, 2}, .activation = Tanh{}, .seed = 5});
+    const Matrix<double> x = normal(12, 6, 6);
+    const auto y = TensorD::constant(normal(12, 2, 7));
+    const diag::LossOf<double> loss = [&](const TensorD& out) { return mse_loss(out, y); };
+    // The exact answer: the dense Hessian from n products, and its layers' diagonal blocks.
+    Hessian<double> hessian(loss((*net)(TensorD::constant(x))), *net);
+    const Index n = hessian.size();
+    Matrix<double> dense(n, n);
+    for (Index j = 0; j < n; ++j) dense.col(j) = hessian.product(Eigen::VectorXd::Unit(n, j));
+    const auto top = [](const Matrix<double>& m) {
+        return Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(m).eigenvalues().maxCoeff();
+    };
+    const double lambda = top(dense);
+    std::string sharpest;
+    double sharpest_value = -1e300;
+    Index offset = 0;
+    std::vector<double> block_values;
+    for (const auto& block : diag::layer_blocks(*net)) {
+        Index size = 0;
+        for (const std::size_t i : block.tensors) size += hessian.tensors()[i].shape().size();
+        block_values.push_back(top(dense.block(offset, offset, size, size)));
+        if (block_values.back() > sharpest_value) {
+            sharpest_value = block_values.back();
+            sharpest = block.name;
+        }
+        offset += size;
+    }
+    const diag::DoctorOptions exact{
+        .sharpness = true,
+        .sharpness_lanczos = {.k = 1, .max_iterations = 400, .tolerance = 1e-10, .seed = 0}};
+
+    const auto plain = diag::doctor<double>(*net, x, loss);
+    CHECK(plain.cause == diag::Cause::none);
+    CHECK(std::isnan(plain.sharpness));
+    CHECK(plain.sharpest_layer.empty());
+    CHECK(plain.text().find("sharpness") == std::string::npos);
+    CHECK(diag::to_json(plain)["sharpness"].is_null());
+
+    const auto measured = diag::doctor<double>(*net, x, loss, exact);
+    INFO(measured.text());
+    CHECK(measured.cause == diag::Cause::none);  // no learning rate: nothing to hold it against
+    CHECK(measured.sharpness == Approx(lambda).epsilon(1e-7));
+    CHECK(measured.sharpest_layer == sharpest);
+    REQUIRE(measured.layers.size() == block_values.size());
+    for (std::size_t l = 0; l < block_values.size(); ++l) {
+        CHECK(measured.layers[l].sharpness == Approx(block_values[l]).epsilon(1e-7));
+    }
+    CHECK(measured.text().find("sharpness lambda_max") != std::string::npos);
+    CHECK(measured.text().find("sharpest layer " + sharpest) != std::string::npos);
+
+    // eta = 3/lambda: beyond 2/eta, the cause; eta = 1/lambda: within, healthy.
+    auto unstable_options = exact;
+    unstable_options.learning_rate = 3.0 / lambda;
+    const auto unstable = diag::doctor<double>(*net, x, loss, unstable_options);
+    INFO(unstable.text());
+    CHECK(unstable.verdict == diag::Verdict::healthy);
+    CHECK(unstable.cause == diag::Cause::unstable_step_size);
+    CHECK(unstable.stability_limit == Approx(2.0 * lambda / 3.0));
+    CHECK(unstable.evidence.find("exceeds 2/eta") != std::string::npos);
+    CHECK(unstable.evidence.find("the sharpest layer is " + sharpest) != std::string::npos);
+    REQUIRE(unstable.remedies.size() == 1);
+    CHECK(unstable.remedies[0].kind == diag::RemedyKind::lower_learning_rate);
+    CHECK(unstable.remedies[0].learning_rate == Approx(1.0 / lambda).epsilon(1e-7));
+    CHECK(unstable.remedies[0].learning_rate < 2.0 / lambda);
+    const nlohmann::json j = diag::to_json(unstable);
+    CHECK(j["sharpness"].get<double>() == Approx(lambda).epsilon(1e-7));
+    CHECK(j["sharpest_layer"] == sharpest);
+    CHECK(j["cause"] == "learning rate beyond the stability limit");
+    CHECK(j["layers"][0]["sharpness"].is_number());
+    const std::string html = diag::doctor_html(unstable).html();
+    CHECK(html.find("Cause: learning rate beyond the stability limit") != std::string::npos);
+    CHECK(html.find("sharpest layer " + sharpest) != std::string::npos);
+    CHECK(diag::doctor_html(plain).html().find("lambda_max") == std::string::npos);
+
+    auto stable_options = exact;
+    stable_options.learning_rate = 1.0 / lambda;
+    const auto stable = diag::doctor<double>(*net, x, loss, stable_options);
+    CHECK(stable.cause == diag::Cause::none);
+    CHECK(stable.text().find("<= 2/eta") != std::string::npos);
+    // A learning rate alone turns the measurement on.
+    const auto by_rate = diag::doctor<double>(*net, x, loss, {.learning_rate = 3.0 / lambda});
+    CHECK(by_rate.cause == diag::Cause::unstable_step_size);
+
+    REQUIRE_THROWS_MATCHES(diag::doctor<double>(*net, x, loss, {.learning_rate = -0.1}),
+                           value_error, MessageContains("learning_rate must be finite and >= 0"));
 }

@@ -241,6 +241,30 @@ TEST_CASE("the training report shows the noise scale when the monitor measured p
     CHECK(without.panel_count() == 1);
 }
 
+TEST_CASE("the training report plots the sharpness against 2/eta when the monitor measured it") {
+    auto net = mlp<double>({.widths = {4, 8, 3}, .activation = Tanh{}, .seed = 3});
+    GradientMonitor<double> monitor(*net,
+                                    {.sharpness = SharpnessOptions{.every = 2, .per_layer = true}});
+    GradientMonitor<double> plain(*net);
+    const Matrix<double> x = gradscope::testing::normal(16, 4, 5);
+    std::vector<int> labels(16);
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 3);
+    for (int step = 0; step < 3; ++step) {
+        net->zero_grad();
+        auto loss = cross_entropy((*net)(Tensor<double>::constant(x)), labels);
+        monitor.observe_loss(loss);
+        loss.backward();
+    }
+    const std::string with = training_html(monitor.history(), {.learning_rate = 0.5}).html();
+    CHECK(count(with, ">Sharpness: the Hessian&apos;s top eigenvalue</text>") == 1);
+    CHECK(count(with, ">2/eta = 4</text>") == 1);
+    CHECK(count(with, ">Sharpness of each layer&apos;s block</text>") == 1);
+    // Steps 0 and 2 measured, step 1 not: one column each, two layers.
+    CHECK(count(with, ": lambda_max nan</title>") == 2);
+    const std::string without = training_html(plain.history()).html();
+    CHECK(count(without, "lambda_max") == 0);
+}
+
 TEST_CASE("the doctor's diagnosis becomes a report section with its remedies ranked") {
     // A deep tanh network with too small weights: the gradient vanishes, the doctor names the
     // weight scale and prescribes the critical initialisation first.

@@ -203,8 +203,10 @@ TEST_CASE("anomaly mode names the layer of an injected NaN, forward and backward
 TEST_CASE("every statistic of layer_statistics is measured, once, under a name of its own",
           "[monitor]") {
     auto net = small_net();
-    // Per-sample mode on, so that its statistics are measured too.
-    diag::GradientMonitor<double> monitor(*net, {.per_sample = {.enabled = true}});
+    // Per-sample mode and per-layer sharpness on, so that their statistics are measured too.
+    diag::GradientMonitor<double> monitor(
+        *net, {.per_sample = {.enabled = true},
+               .sharpness = diag::SharpnessOptions{.every = 2, .per_layer = true}});
     SGD<double> sgd(net->parameters(), {.lr = 0.1});
     const auto x = TensorD::constant(normal(10, 6, 2));
     // Mostly one class: the samples' gradients agree enough for the noise scale's |G|^2
@@ -212,7 +214,9 @@ TEST_CASE("every statistic of layer_statistics is measured, once, under a name o
     const std::vector<int> labels{0, 0, 0, 0, 1, 0, 0, 0, 2, 0};
     for (int step = 0; step < 2; ++step) {  // the second step measures the first one's update
         sgd.zero_grad();
-        cross_entropy((*net)(x), labels).backward();
+        auto loss = cross_entropy((*net)(x), labels);
+        monitor.observe_loss(loss);
+        loss.backward();
         sgd.step();
     }
     std::set<std::string> names;

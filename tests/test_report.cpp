@@ -599,3 +599,32 @@ TEST_CASE("a run on the edge of chaos reports sigma_b2 and q_star, and null for 
     run.init = "gaussian";
     CHECK(diag::init_label(run) == "sigma_w2=1.7609546396 sigma_b2=0.05");
 }
+
+TEST_CASE(
+    "a monitor's history as JSON has the sharpness at the steps that measured it, null at "
+    "the others",
+    "[report][json][curvature]") {
+    auto net = mlp<double>({.widths = {5, 8, 3}, .activation = Tanh{}, .seed = 4});
+    diag::GradientMonitor<double> monitor(
+        *net, {.sharpness = diag::SharpnessOptions{.every = 2, .per_layer = true}});
+    const auto x = TensorD::constant(testing::normal(6, 5, 3));
+    for (int step = 0; step < 2; ++step) {
+        net->zero_grad();
+        auto loss = sum(square((*net)(x)));
+        monitor.observe_loss(loss);
+        loss.backward();
+    }
+    const auto& history = monitor.history();
+    REQUIRE(history[0].sharpness().measured());
+    const nlohmann::json j = diag::history_json(history);
+    const auto& measured = j["steps"][0];
+    CHECK(measured["sharpness"]["lambda_max"].get<double>() == history[0].sharpness().sharpness);
+    CHECK(measured["sharpness"]["products"].get<int>() == history[0].sharpness().products);
+    CHECK(measured["sharpness"]["converged"].is_boolean());
+    CHECK(measured["layers"][1]["sharpness"].get<double>() == history[0].layers()[1].sharpness);
+    CHECK(j["steps"][1]["sharpness"].is_null());
+    CHECK(j["steps"][1]["layers"][1]["sharpness"].is_null());
+    std::ostringstream csv;
+    diag::write_history_csv(csv, history);
+    CHECK(csv.str().find(",sharpness,") != std::string::npos);
+}

@@ -10,6 +10,12 @@
 // The pass runs as a training step would (the network's own mode; batch norm uses the batch's
 // statistics in training mode) without an optimiser step. Everything it changes is put back:
 // parameter values and gradients, buffers (running statistics), and any remedy tried in place.
+//
+// With DoctorOptions::sharpness (or a learning rate), the pass also measures the sharpness of the
+// loss (diag/sharpness.hpp): lambda_max of its Hessian and of each Linear layer's block, naming
+// the sharpest layer. Given the learning rate eta, a gradient that flows well but
+// lambda_max > 2/eta, the step size gradient descent is stable below, is a cause of its own
+// (Cause::unstable_step_size), with lowering the learning rate as its remedy.
 #pragma once
 
 #include "../nn/batchnorm.hpp"
@@ -41,6 +47,7 @@ enum class Cause {
     weight_scale,          // the weights are too small or too large for the activation
     batch_norm_explosion,  // batch norm's batch coupling expands the backward map at init
     residual_growth,       // residual blocks add variance: signal and gradient grow with depth
+    unstable_step_size,    // lambda_max > 2/eta: gradient descent at this learning rate diverges
 };
 
 inline const char* to_string(Cause cause) {
@@ -61,17 +68,20 @@ inline const char* to_string(Cause cause) {
             return "batch-norm explosion at initialisation";
         case Cause::residual_growth:
             return "residual variance growth";
+        case Cause::unstable_step_size:
+            return "learning rate beyond the stability limit";
     }
     return "unknown";
 }
 
 enum class RemedyKind {
-    critical_init,       // init::critical(activation) on every Linear layer
-    remove_batch_norm,   // a plain network with init::critical(activation) instead
-    add_residual,        // residual blocks around the layers (keeping batch norm)
-    zero_init_residual,  // each residual branch's last Linear starts at zero
-    scale_residual,      // each residual branch scaled by 1 / sqrt(blocks)
-    reinitialise_layer,  // He-normal weights and zero biases for one layer
+    critical_init,        // init::critical(activation) on every Linear layer
+    remove_batch_norm,    // a plain network with init::critical(activation) instead
+    add_residual,         // residual blocks around the layers (keeping batch norm)
+    zero_init_residual,   // each residual branch's last Linear starts at zero
+    scale_residual,       // each residual branch scaled by 1 / sqrt(blocks)
+    reinitialise_layer,   // He-normal weights and zero biases for one layer
+    lower_learning_rate,  // a learning rate below 2 / lambda_max
 };
 
 struct Remedy {
@@ -81,6 +91,7 @@ struct Remedy {
     double sigma_w2 = not_measured;        // critical_init, remove_batch_norm
     double sigma_b2 = 0.0;                 // critical_init, remove_batch_norm
     double residual_scale = not_measured;  // scale_residual
+    double learning_rate = not_measured;   // lower_learning_rate: the rate suggested
     double predicted_gain = not_measured;  // gain per layer after the change
     double predicted_ratio = not_measured;  // |delta_1| / |delta_L| after the change
     Verdict predicted_verdict = Verdict::nonfinite;
@@ -94,7 +105,8 @@ struct LayerFinding {
     double saturated_fraction = not_measured;
     double dead_fraction = not_measured;
     std::size_t nonfinite = 0;
-    std::string note = {};  // "dead", "saturated", "non-finite", or empty
+    double sharpness = not_measured;  // lambda_max of the layer's Hessian block (DoctorOptions)
+    std::string note = {};            // "dead", "saturated", "non-finite", or empty
 };
 
 struct Diagnosis {
@@ -111,8 +123,15 @@ struct Diagnosis {
     std::string first_nonfinite_module = {};  // the first module whose output was not finite
     std::vector<LayerFinding> layers = {};
     std::vector<Remedy> remedies = {};  // best first
+    // DoctorOptions::sharpness: lambda_max of the loss's Hessian, the layer whose block's is
+    // largest, and 2/eta when the learning rate was given; else not measured (and empty).
+    double sharpness = not_measured;
+    std::string sharpest_layer = {};
+    double stability_limit = not_measured;
 
     [[nodiscard]] std::string text() const;
+    // The sharpness in a sentence ("" when it was not measured).
+    [[nodiscard]] std::string sharpness_text() const;
 };
 
 struct DoctorOptions {
@@ -124,6 +143,13 @@ struct DoctorOptions {
     double saturated = 0.75;
     // Mean-field theory explains the measured gain when they agree this closely.
     double theory_agreement = 0.1;
+    // Measure the sharpness of the loss, the network's and each Linear layer's (one Lanczos run
+    // each, `sharpness_lanczos`); on too when learning_rate is given.
+    bool sharpness = false;
+    LanczosOptions sharpness_lanczos{.k = 1, .max_iterations = 50, .tolerance = 1e-4, .seed = 0};
+    // The step size eta the network is to be trained with (0: not given): lambda_max > 2/eta
+    // names Cause::unstable_step_size when the gradient flows well.
+    double learning_rate = 0.0;
 };
 
 template <class T>
@@ -192,7 +218,8 @@ struct Measurement {
 
 // One forward and backward pass with a monitor; everything it changes is restored.
 template <class T>
-Measurement measure_once(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& loss) {
+Measurement measure_once(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& loss,
+                         const std::optional<SharpnessOptions>& sharpness = std::nullopt) {
     const RestoreState<T> restore(net);
     Measurement out;
     ScopedHooks hooks;
@@ -204,14 +231,17 @@ Measurement measure_once(Module<T>& net, const Matrix<T>& batch, const LossOf<T>
                     out.first_nonfinite_module = name;
             }));
     }
-    GradientMonitor<T> monitor(net, {.track_updates = false});
+    GradientMonitor<T> monitor(net, {.track_updates = false, .sharpness = sharpness});
     Tensor<T> value = loss(net(Tensor<T>::constant(batch)));
     if (value.shape().size() != 1) {
         throw shape_error("doctor: the loss must be a scalar (1x1), got " +
                           to_string(value.shape()));
     }
     out.loss = static_cast<double>(value.value()(0, 0));
-    if (std::isfinite(out.loss)) value.backward();
+    if (std::isfinite(out.loss)) {
+        (void)monitor.observe_loss(value);
+        value.backward();
+    }
     if (monitor.history().empty()) return out;
     out.profile = monitor.last();
     return out;
@@ -230,6 +260,15 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
                           to_string(Shape{batch.rows(), batch.cols()}));
     }
     if (!loss) throw value_error("doctor: no loss function");
+    if (!(options.learning_rate >= 0.0) || !std::isfinite(options.learning_rate)) {
+        throw value_error("doctor: learning_rate must be finite and >= 0 (0: not given), got " +
+                          format_number(options.learning_rate));
+    }
+    std::optional<SharpnessOptions> sharpness;
+    if (options.sharpness || options.learning_rate > 0.0) {
+        sharpness =
+            SharpnessOptions{.every = 1, .lanczos = options.sharpness_lanczos, .per_layer = true};
+    }
 
     // What the network is made of.
     std::vector<std::pair<std::string, Linear<T>*>> linears;
@@ -254,7 +293,7 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
                      scales.begin() + static_cast<std::ptrdiff_t>(scales.size() / 2), scales.end());
     d.sigma_w2 = scales[scales.size() / 2];  // mean square x fan_in = |W|^2 / rows
 
-    const detail::Measurement now = detail::measure_once(net, batch, loss);
+    const detail::Measurement now = detail::measure_once(net, batch, loss, sharpness);
     d.loss = now.loss;
     d.first_nonfinite_module = now.first_nonfinite_module;
     const auto& stats = now.profile.layers();
@@ -269,13 +308,15 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
     double saturated = 0.0, dead = 0.0;
     std::size_t counted = 0;
     std::string dead_layer;
+    std::size_t sharpest = 0;  // index of d.sharpest_layer in d.layers
     bool nonfinite = !d.first_nonfinite_module.empty() || !std::isfinite(d.loss);
     for (std::size_t l = 0; l < stats.size(); ++l) {
         LayerFinding f{.layer = stats[l].name,
                        .output_grad_norm = stats[l].output_grad_norm,
                        .saturated_fraction = stats[l].saturated_fraction,
                        .dead_fraction = stats[l].dead_fraction,
-                       .nonfinite = stats[l].nonfinite};
+                       .nonfinite = stats[l].nonfinite,
+                       .sharpness = stats[l].sharpness};
         if (l + 1 < stats.size())
             f.local_gain = stats[l].output_grad_norm / stats[l + 1].output_grad_norm;
         if (f.nonfinite > 0) {
@@ -293,8 +334,16 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
             dead += f.dead_fraction;
             ++counted;
         }
+        if (std::isfinite(f.sharpness) &&
+            (d.sharpest_layer.empty() || f.sharpness > d.layers[sharpest].sharpness)) {
+            d.sharpest_layer = f.layer;
+            sharpest = l;
+        }
         d.layers.push_back(std::move(f));
     }
+    if (now.profile.sharpness().measured()) d.sharpness = now.profile.sharpness().sharpness;
+    if (options.learning_rate > 0.0) d.stability_limit = 2.0 / options.learning_rate;
+    const bool beyond_limit = d.sharpness > d.stability_limit;  // false when either is NaN
     if (counted > 0) {
         saturated /= static_cast<double>(counted);
         dead /= static_cast<double>(counted);
@@ -354,6 +403,20 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
         d.evidence =
             "every unit after " + dead_layer +
             " is dead on this batch (phi' = 0 for every sample): no gradient reaches the layers below";
+    } else if (d.verdict == Verdict::healthy && beyond_limit) {
+        d.cause = Cause::unstable_step_size;
+        d.evidence =
+            "the sharpness lambda_max = " + format_number(d.sharpness, table_gain) +
+            " exceeds 2/eta = " + format_number(d.stability_limit, table_gain) +
+            " at learning rate " + format_number(options.learning_rate) +
+            ": a gradient-descent step multiplies the error along the sharpest direction "
+            "by |1 - eta lambda_max| = " +
+            format_number(std::abs(1.0 - options.learning_rate * d.sharpness), table_gain) + " > 1";
+        if (!d.sharpest_layer.empty()) {
+            d.evidence += "; the sharpest layer is " + d.sharpest_layer +
+                          " (its block's lambda_max " +
+                          format_number(d.layers[sharpest].sharpness, table_gain) + ")";
+        }
     } else if (d.verdict == Verdict::healthy) {
         d.cause = Cause::none;
     } else if (d.batch_norm && d.verdict == Verdict::exploding && !d.residual) {
@@ -428,6 +491,23 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
         predicted_by(std::move(r), detail::measure_once(net, batch, loss),
                      "measured with the change made");
     };
+    if (d.cause == Cause::unstable_step_size) {
+        // Half the limit: on a quadratic, eta = 1 / lambda_max is the fastest along the sharpest
+        // direction, and it leaves room for the sharpness to rise during training.
+        const double rate = 1.0 / d.sharpness;
+        d.remedies.push_back(Remedy{
+            .kind = RemedyKind::lower_learning_rate,
+            .action = "lower the learning rate from " + format_number(options.learning_rate) +
+                      " to at most 2/lambda_max = " + format_number(2.0 / d.sharpness) +
+                      ", e.g. 1/lambda_max = " + format_number(rate),
+            .learning_rate = rate,
+            .predicted_gain = d.gain_per_layer,
+            .predicted_ratio = d.ratio_first_last,
+            .predicted_verdict = d.verdict,
+            .basis = "the stability limit 2/lambda_max of gradient descent (the gradient's "
+                     "flow is unchanged)"});
+        return d;  // the gradient flows well: nothing else to change
+    }
     if (d.cause == Cause::dead_layer) {
         // The Linear that feeds the dead units: the watched layer itself.
         for (auto& [path, l] : linears) {
@@ -529,6 +609,23 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
     return d;
 }
 
+inline std::string Diagnosis::sharpness_text() const {
+    if (!std::isfinite(sharpness)) return {};
+    std::string out = "sharpness lambda_max " + format_number(sharpness, table_gain);
+    if (std::isfinite(stability_limit)) {
+        out += (sharpness > stability_limit ? " > " : " <= ") + std::string("2/eta = ") +
+               format_number(stability_limit, table_gain);
+    }
+    for (const auto& l : layers) {
+        if (l.layer == sharpest_layer && !sharpest_layer.empty()) {
+            out += "; sharpest layer " + l.layer + " (block lambda_max " +
+                   format_number(l.sharpness, table_gain) + ")";
+            break;
+        }
+    }
+    return out;
+}
+
 inline std::string Diagnosis::text() const {
     std::string out = "gradscope doctor: " + std::to_string(depth) + " Linear layers" +
                       (activation.empty() ? "" : ", " + activation) +
@@ -537,6 +634,7 @@ inline std::string Diagnosis::text() const {
     out += "  loss " + format_number(loss, table_gain) +
            "; |delta_1| / |delta_L| = " + detail::ratio_text(ratio_first_last) + " (" +
            to_string(verdict) + "), gain " + detail::gain_text(gain_per_layer) + " per layer\n";
+    if (std::isfinite(sharpness)) out += "  " + sharpness_text() + "\n";
     if (cause == Cause::none) return out + "  healthy: nothing to change\n";
     out += "  cause: " + std::string(to_string(cause)) + ": " + evidence + "\n";
     std::string noted;

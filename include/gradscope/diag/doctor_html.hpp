@@ -12,6 +12,7 @@
 #include "html_report.hpp"
 #include "svg.hpp"
 
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -28,10 +29,12 @@ inline std::string diagnosis_plot(const Diagnosis& d) {
     for (std::size_t l = 0; l < d.layers.size(); ++l) {
         const LayerFinding& f = d.layers[l];
         norms.points.emplace_back(static_cast<double>(l + 1), f.output_grad_norm);
-        norms.point_titles.push_back(f.layer + ": |delta_l| = " +
-                                     format_number(f.output_grad_norm, exact) + ", local gain " +
-                                     format_number(f.local_gain, exact) +
-                                     (f.note.empty() ? "" : " (" + f.note + ")"));
+        norms.point_titles.push_back(
+            f.layer + ": |delta_l| = " + format_number(f.output_grad_norm, exact) +
+            ", local gain " + format_number(f.local_gain, exact) +
+            (std::isfinite(f.sharpness) ? ", block lambda_max " + format_number(f.sharpness, exact)
+                                        : "") +
+            (f.note.empty() ? "" : " (" + f.note + ")"));
     }
     return svg_plot({norms}, {.title = "Gradient reaching each layer",
                               .x_label = "layer (input side = 1)",
@@ -80,6 +83,7 @@ inline HtmlReport& add_diagnosis(HtmlReport& report, const Diagnosis& d,
     summary += d.cause == Cause::none
                    ? " Healthy: nothing to change."
                    : " Cause: " + std::string(to_string(d.cause)) + ". " + d.evidence;
+    if (std::isfinite(d.sharpness)) summary += " The " + d.sharpness_text() + ".";
     report.section(heading, summary);
     report.figure(detail::diagnosis_plot(d), "Hover on a point for the layer's numbers.");
     const auto noted = detail::noted_layer_rows(d);

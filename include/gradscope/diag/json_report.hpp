@@ -82,6 +82,7 @@ inline nlohmann::json to_json(const Diagnosis& d) {
                           {"saturated_fraction", json_number(l.saturated_fraction)},
                           {"dead_fraction", json_number(l.dead_fraction)},
                           {"nonfinite", l.nonfinite},
+                          {"sharpness", json_number(l.sharpness)},
                           {"note", l.note}});
     }
     nlohmann::json remedies = nlohmann::json::array();
@@ -91,6 +92,7 @@ inline nlohmann::json to_json(const Diagnosis& d) {
                             {"sigma_w2", json_number(r.sigma_w2)},
                             {"sigma_b2", json_number(r.sigma_b2)},
                             {"residual_scale", json_number(r.residual_scale)},
+                            {"learning_rate", json_number(r.learning_rate)},
                             {"predicted_gain_per_layer", json_number(r.predicted_gain)},
                             {"predicted_ratio_first_last", json_number(r.predicted_ratio)},
                             {"predicted_verdict", to_string(r.predicted_verdict)},
@@ -108,14 +110,20 @@ inline nlohmann::json to_json(const Diagnosis& d) {
             {"cause", to_string(d.cause)},
             {"evidence", d.evidence},
             {"first_nonfinite_module", d.first_nonfinite_module},
+            {"sharpness", json_number(d.sharpness)},
+            {"sharpest_layer", d.sharpest_layer},
+            {"stability_limit", json_number(d.stability_limit)},
             {"layers", std::move(layers)},
             {"remedies", std::move(remedies)}};
 }
 
 // A monitor's history: what each statistic means, then every step's layers, a key per
-// statistic of layer_statistics() (Note [One place per statistic]).
+// statistic of layer_statistics() (Note [One place per statistic]), and the network's sharpness
+// (GradientMonitor::Options::sharpness), null at a step that did not measure it.
 //   {"statistics": [{"name": "output_grad_norm", "meaning": "..."}, ...],
-//    "steps": [{"step": 0, "layers": [{"layer": 1, "name": "layers.0.linear",
+//    "steps": [{"step": 0, "sharpness": {"lambda_max": ..., "residual": ..., "products": 20,
+//                                        "converged": true},
+//               "layers": [{"layer": 1, "name": "layers.0.linear",
 //                                      "output_grad_norm": ..., ..., "nonfinite": 0}, ...]}, ...]}
 inline nlohmann::json history_json(const std::deque<GradientProfile>& history) {
     const auto statistics = layer_statistics<double>();
@@ -131,7 +139,17 @@ inline nlohmann::json history_json(const std::deque<GradientProfile>& history) {
             layer["nonfinite"] = stats.nonfinite;
             layers.push_back(std::move(layer));
         }
-        steps.push_back({{"step", profile.step()}, {"layers", std::move(layers)}});
+        const NetworkSharpness& sharp = profile.sharpness();
+        nlohmann::json sharpness = nullptr;
+        if (sharp.measured()) {
+            sharpness = {{"lambda_max", json_number(sharp.sharpness)},
+                         {"residual", json_number(sharp.residual)},
+                         {"products", sharp.products},
+                         {"converged", sharp.converged}};
+        }
+        steps.push_back({{"step", profile.step()},
+                         {"sharpness", std::move(sharpness)},
+                         {"layers", std::move(layers)}});
     }
     return {{"statistics", std::move(meanings)}, {"steps", std::move(steps)}};
 }

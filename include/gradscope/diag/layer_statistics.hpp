@@ -27,6 +27,8 @@ namespace gradscope::diag {
 // When, within one step, a statistic's inputs exist. Buffers live only that long, so a
 // statistic is measured then and there rather than from copies at the end of the step.
 enum class Moment {
+    loss,        // the loss has been computed and backward has not run: the loss's recorded
+                 // graph gives the Hessian's blocks (GradientMonitor::observe_loss)
     forward,     // the layer's output z_l has been computed
     activation,  // the first activation after the layer has run: h_l and phi'(z_l). For a
                  // layer no activation follows (the output layer), measured at `forward` with
@@ -72,6 +74,7 @@ struct LayerObservation {
     double saturation_threshold = 1e-3;                 // GradientMonitor::Options
     std::size_t* nonfinite = nullptr;                   // count NaN/inf entries of gradients here
     const PerSampleGradients<T>* per_sample = nullptr;  // step_end, in per-sample mode only
+    double block_sharpness = not_measured;  // loss: lambda_max of the layer's Hessian block
 };
 
 template <class T>
@@ -326,6 +329,10 @@ std::span<const LayerStatistic<T>> layer_statistics() {
          "nu of the orthogonality test (Bollapragada et al. 2018): g_i's spread off g_bar",
          Moment::step_end, &LayerStats::orthogonality_test,
          &detail::batch_size_test<T, &BatchSizeTests::orthogonality>},
+        {"sharpness",
+         "lambda_max of the layer's diagonal block of the loss's Hessian (its own sharpness)",
+         Moment::loss, &LayerStats::sharpness,
+         [](const LayerObservation<T>& o) { return o.block_sharpness; }},
     };
     return list;
 }

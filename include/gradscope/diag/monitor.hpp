@@ -29,6 +29,16 @@
 // on; otherwise, and for a watched module that is neither a Linear nor an affine LayerNorm, the
 // per-sample statistics are not measured.
 //
+// Sharpness (Options::sharpness, off by default; off, observe_loss does nothing and the monitor
+// adds no hook, copy or allocation): handed each step's loss before its backward
+// (observe_loss), the monitor measures on the steps 0, every, 2 every, ... the top eigenvalue of
+// the loss's Hessian with respect to every parameter of the network (GradientProfile::
+// sharpness()), and with per_layer each watched layer's diagonal block's (LayerStats::
+// sharpness), exactly as diag::SharpnessTracker does (diag/sharpness.hpp): Lanczos over exact
+// Hessian-vector products from the loss's recorded graph, which neither runs hooks nor touches
+// the gradients, so the step's backward and update are the same as without it. The step it
+// lands in is the one the next backward closes.
+//
 // Steady state: with keep_last > 0, once the history is full each step's record reuses the
 // storage of the record it pushes out, and the per-sample buffers keep theirs, so that a step
 // allocates nothing (tests/test_allocations.cpp); keep_last = 0 grows the history by a record a
@@ -45,6 +55,7 @@
 #include "layer_statistics.hpp"
 #include "per_sample_reduction.hpp"
 #include "profile.hpp"
+#include "sharpness.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -74,6 +85,8 @@ public:
         // Per-sample gradient statistics of the Linear (and selected LayerNorm) layers (see the
         // header's comment).
         PerSampleOptions per_sample = {};
+        // Sharpness of the loss handed to observe_loss (see the header's comment); unset: off.
+        std::optional<SharpnessOptions> sharpness = std::nullopt;
     };
 
     // A selector (Options::select) for every Linear and every LayerNorm.
@@ -91,6 +104,9 @@ public:
         gradscope::detail::check_non_negative("GradientMonitor", "saturation_threshold",
                                               options_.saturation_threshold);
         check_per_sample_options(options_.per_sample);
+        if (options_.sharpness) {
+            detail::check_sharpness_options("GradientMonitor", *options_.sharpness);
+        }
         // Choose first, hook after: a constructor that throws must leave no hook behind.
         std::vector<std::pair<std::string, Module<T>*>> chosen;
         std::vector<ActivationLayer<T>*> activations;
@@ -107,6 +123,7 @@ public:
         }
         for (auto& [path, module] : chosen) add_layer(path, *module);
         for (auto* act : activations) watch_activation(*act);
+        if (options_.sharpness) watch_sharpness(network);
         hooks_.add(network.register_param_grad_hook([this](Module<T>&) { close_step(); }));
         pending_.resize(layers_.size());
         reset_pending();
@@ -119,6 +136,26 @@ public:
     // Removes every hook; the records stay readable.
     void detach() { hooks_.remove_all(); }
     [[nodiscard]] bool attached() const noexcept { return !hooks_.empty(); }
+
+    // Options::sharpness: call with the step's [1x1] loss after its forward and before its
+    // backward. On the steps the sharpness is due (0, every, 2 every, ...), measures it into the
+    // record the backward will close, and returns true; otherwise, and when sharpness is off or
+    // the monitor detached, does nothing and returns false. A second call in a step does nothing.
+    bool observe_loss(const Tensor<T>& loss) {
+        if (!options_.sharpness || !attached() || sharpness_pending_ ||
+            steps_seen_ % options_.sharpness->every != 0) {
+            return false;
+        }
+        const SharpnessRecord r =
+            detail::measure_sharpness(loss, parameters_, *options_.sharpness, steps_seen_, blocks_);
+        pending_sharpness_ = {r.sharpness, r.residual, r.products, r.converged};
+        sharpness_pending_ = true;
+        for (std::size_t k = 0; k < r.layers.size(); ++k) {
+            measure(Moment::loss, LayerObservation<T>{.block_sharpness = r.layers[k].sharpness},
+                    pending_[block_layers_[k]]);
+        }
+        return true;
+    }
 
     [[nodiscard]] std::size_t layer_count() const noexcept { return layers_.size(); }
     [[nodiscard]] std::vector<std::string> layer_names() const {
@@ -216,6 +253,21 @@ private:
         }));
     }
 
+    // Sharpness: the parameters the Hessian is taken with respect to and, with per_layer, the
+    // Hessian blocks of the watched layers that own parameters.
+    void watch_sharpness(Module<T>& network) {
+        parameters_ = network.parameters();
+        if (!options_.sharpness->per_layer) return;
+        for (HessianBlock& block : layer_blocks(network)) {
+            for (std::size_t i = 0; i < layers_.size(); ++i) {
+                if (layers_[i].name != block.name) continue;
+                blocks_.push_back(std::move(block));
+                block_layers_.push_back(i);
+                break;
+            }
+        }
+    }
+
     // Per-sample mode measures the steps 0, every, 2 every, ...
     [[nodiscard]] bool per_sample_due() const noexcept {
         return steps_seen_ % options_.per_sample.every == 0;
@@ -265,6 +317,8 @@ private:
         }
         current_layer_ = -1;
         activation_seen_ = false;
+        pending_sharpness_ = {};
+        sharpness_pending_ = false;
     }
 
     // Every statistic back to "not measured", keeping the storage of the name and the
@@ -313,9 +367,10 @@ private:
         const std::size_t step = steps_seen_++;
         if (options_.keep_last > 0 && history_.size() >= options_.keep_last) {
             std::rotate(history_.begin(), history_.begin() + 1, history_.end());
-            history_.back().assign(pending_, step);
+            history_.back().assign(pending_, step, pending_sharpness_);
         } else {
             history_.emplace_back(pending_, step);
+            history_.back().set_sharpness(pending_sharpness_);
         }
     }
 
@@ -343,6 +398,12 @@ private:
     std::ptrdiff_t current_layer_ = -1;
     bool activation_seen_ = false;
     Matrix<T> derivative_;
+    // Sharpness (empty when off).
+    std::vector<Tensor<T>> parameters_;
+    std::vector<HessianBlock> blocks_;
+    std::vector<std::size_t> block_layers_;  // the watched layer of each block
+    NetworkSharpness pending_sharpness_ = {};
+    bool sharpness_pending_ = false;
     // Last, so that it is destroyed first: no hook can run on a half-destroyed monitor.
     ScopedHooks hooks_;
 };

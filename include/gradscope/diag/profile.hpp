@@ -28,6 +28,9 @@ struct LayerStats {
     double saturated_fraction = not_measured;  // elements with |phi'| < threshold
     double dead_fraction = not_measured;       // units whose phi' is 0 for every sample
     std::size_t nonfinite = 0;                 // NaN or infinite entries in delta and the gradients
+    // lambda_max of the layer's diagonal block of the loss's Hessian (GradientMonitor::Options::
+    // sharpness with per_layer): the sharpness when only this layer's parameters move.
+    double sharpness = not_measured;
 
     // Per-sample statistics (GradientMonitor::Options::per_sample), over the layer's weight and
     // bias together; g_i is the gradient of sample i's own loss, g_bar their mean. Formulas and
@@ -70,6 +73,17 @@ struct PerSampleNetworkStats {
     std::vector<double> per_sample_sq_norms = {};  // |g_i|^2 over the network, batch order
 };
 
+// The whole network's sharpness at a step: the top eigenvalue of the loss's Hessian with respect
+// to every parameter (GradientMonitor::Options::sharpness, diag/sharpness.hpp). A step it was
+// not measured at has products = 0 and NaN numbers.
+struct NetworkSharpness {
+    double sharpness = not_measured;  // lambda_max
+    double residual = not_measured;   // Lanczos's bound on |H y - lambda y|
+    int products = 0;                 // Hessian-vector products it took; 0: not measured
+    bool converged = false;
+    [[nodiscard]] bool measured() const noexcept { return products > 0; }
+};
+
 enum class Verdict { healthy, vanishing, exploding, nonfinite };
 
 inline const char* to_string(Verdict v) {
@@ -103,15 +117,20 @@ public:
 
     // Replaces the record with `layers` at `step`, reusing this record's storage where the sizes
     // allow (GradientMonitor's full history does, so that recording allocates nothing).
-    void assign(const std::vector<LayerStats>& layers, std::size_t step) {
+    void assign(const std::vector<LayerStats>& layers, std::size_t step,
+                const NetworkSharpness& sharpness = {}) {
         layers_ = layers;
         step_ = step;
+        sharpness_ = sharpness;
     }
 
     [[nodiscard]] const std::vector<LayerStats>& layers() const noexcept { return layers_; }
     [[nodiscard]] std::vector<LayerStats>& layers() noexcept { return layers_; }
     [[nodiscard]] std::size_t size() const noexcept { return layers_.size(); }
     [[nodiscard]] std::size_t step() const noexcept { return step_; }
+    // The network's sharpness at this step; measured() is false when it was not measured.
+    [[nodiscard]] const NetworkSharpness& sharpness() const noexcept { return sharpness_; }
+    void set_sharpness(const NetworkSharpness& sharpness) noexcept { sharpness_ = sharpness; }
 
     // |delta_l| for every layer, input side first.
     [[nodiscard]] std::vector<double> output_grad_norms() const {
@@ -247,6 +266,7 @@ private:
 
     std::vector<LayerStats> layers_;
     std::size_t step_ = 0;
+    NetworkSharpness sharpness_ = {};
 };
 
 }  // namespace gradscope::diag

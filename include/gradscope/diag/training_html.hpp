@@ -12,7 +12,9 @@
 //      gradient had NaN or infinite entries, naming the layer;
 //   and, when the monitor recorded per-sample statistics, the gradient noise scale against the
 //   batch size, Cockpit's batch-size tests, the GSNR and the spread of the samples' gradient
-//   norms over the steps.
+//   norms over the steps; and when it measured sharpness (GradientMonitor::Options::sharpness),
+//   lambda_max over the steps against 2/eta (given the learning rate) and each layer's block
+//   sharpness per step.
 // A panel whose statistic was not measured (the monitor's track_updates off, no activation
 // after a layer) says so instead of drawing an empty map. Runs longer than max_columns steps
 // are binned: a column stands for consecutive steps, the geometric mean of their norms, the
@@ -47,6 +49,9 @@ struct TrainingHtmlOptions {
     std::vector<std::vector<SvgSeries>> curves = {};
     std::vector<std::string> curve_titles = {};  // one per entry of curves
     std::size_t max_columns = 120;               // heat-map columns; more steps are binned
+    // The step size eta of gradient descent, when there is one: the sharpness plot then draws
+    // 2/eta, the stability limit. 0: not drawn.
+    double learning_rate = 0.0;
 };
 
 namespace detail {
@@ -275,6 +280,43 @@ inline std::vector<std::string> per_sample_plots(const std::deque<GradientProfil
             plot({q10, q50, q90}, "Per-sample gradient norms", "|g_i|")};
 }
 
+// With sharpness (GradientMonitor::Options::sharpness): lambda_max of the network and of each
+// layer's block at the steps that measured it, and 2/eta when eta is given. Empty when no step
+// measured it.
+inline std::string sharpness_plot(const std::deque<GradientProfile>& history,
+                                  double learning_rate) {
+    SvgSeries network{.name = "network", .points = {}};
+    std::vector<SvgSeries> layers;
+    for (const auto& layer : history.front().layers()) {
+        layers.push_back({.name = layer.name, .points = {}, .dash = "4 2"});
+    }
+    for (const auto& p : history) {
+        if (!p.sharpness().measured()) continue;
+        const auto step = static_cast<double>(p.step());
+        network.points.emplace_back(step, p.sharpness().sharpness);
+        for (std::size_t l = 0; l < layers.size() && l < p.size(); ++l) {
+            const double v = p.layers()[l].sharpness;
+            if (std::isfinite(v)) layers[l].points.emplace_back(step, v);
+        }
+    }
+    if (network.points.empty()) return {};
+    std::vector<SvgSeries> series{network};
+    for (auto& s : layers) {
+        if (!s.points.empty()) series.push_back(std::move(s));
+    }
+    if (learning_rate > 0.0) {
+        series.push_back(threshold_line("2/eta = " + compact_number(2.0 / learning_rate),
+                                        2.0 / learning_rate, network.points.front().first,
+                                        network.points.back().first, "6 3"));
+    }
+    return svg_plot(std::move(series), {.title = "Sharpness: the Hessian's top eigenvalue",
+                                        .x_label = "step",
+                                        .y_label = "lambda_max",
+                                        .width = 700,
+                                        .height = 360,
+                                        .hover_values = true});
+}
+
 inline std::vector<std::vector<std::string>> nonfinite_rows(
     const std::deque<GradientProfile>& history) {
     std::vector<std::vector<std::string>> rows;
@@ -344,6 +386,27 @@ inline HtmlReport training_html(const std::deque<GradientProfile>& history,
             "size a test would ask for. The GSNR (Liu et al. 2020) is the mean over parameters "
             "of the squared mean gradient over its variance across samples.");
         report.panels(per_sample);
+    }
+
+    const std::string sharpness = detail::sharpness_plot(history, options.learning_rate);
+    if (!sharpness.empty()) {
+        report.section(
+            "Sharpness",
+            "The largest eigenvalue lambda_max of the loss's Hessian with respect to the "
+            "parameters, at the steps the monitor measured it (Lanczos over exact Hessian-vector "
+            "products), and each layer's: the top eigenvalue of its diagonal block, the sharpness "
+            "when only that layer moves (never above the network's). Gradient descent with step "
+            "size eta is stable on a quadratic while lambda_max < 2/eta; full-batch training "
+            "drives lambda_max up to about 2/eta and hovers there (Cohen et al. 2021).");
+        report.figure(sharpness);
+        SvgHeatMap blocks =
+            detail::training_grid(history, bins, "Sharpness of each layer's block", "lambda_max");
+        if (detail::fill_grid(
+                blocks, history, bins, false,
+                [](const GradientProfile& p, std::size_t l) { return p.layers()[l].sharpness; },
+                [](double v) { return compact_number(v); })) {
+            report.figure(svg_heatmap(blocks));
+        }
     }
 
     report.section("Update size",
