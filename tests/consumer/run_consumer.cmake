@@ -10,7 +10,8 @@
 # find_package mode first configures gradscope alone (tests/examples/benchmarks OFF), installs it
 # into WORK_DIR/prefix, and points the consumer there with CMAKE_PREFIX_PATH.
 # find_package_precompiled does the same with the compiled library (GRADSCOPE_INSTALL_PRECOMPILED,
-# so gradscope is built before it is installed), and the consumer links gradscope::precompiled.
+# so gradscope is built before it is installed), and the consumer links gradscope::precompiled and
+# gradscope::pch (gradscope.hpp as a precompiled header).
 # find_package_mpi asks for the component `mpi` as well, and runs the consumer's MPI program under
 # MPIEXEC with two ranks.
 cmake_minimum_required(VERSION 3.21)
@@ -79,7 +80,8 @@ if(consumer_mode STREQUAL "find_package")
     set(precompiled ON)
     set(package_dir lib/cmake/gradscope)  # architecture specific now
     list(APPEND package_files gradscopePrecompiledTargets.cmake)
-    list(APPEND consumer_args -DGRADSCOPE_CONSUMER_PRECOMPILED=ON)
+    # The fast-build recipe: the compiled library and gradscope.hpp as a precompiled header.
+    list(APPEND consumer_args -DGRADSCOPE_CONSUMER_PRECOMPILED=ON -DGRADSCOPE_CONSUMER_PCH=ON)
   elseif(MODE STREQUAL "find_package_mpi")
     set(precompiled OFF)
     set(package_dir share/cmake/gradscope)
@@ -120,6 +122,17 @@ run("configure consumer" "${CMAKE_COMMAND}" -S "${CONSUMER_SOURCE_DIR}"
   -B "${WORK_DIR}/consumer-build" ${common_args} ${consumer_args})
 run("build consumer" "${CMAKE_COMMAND}" --build "${WORK_DIR}/consumer-build"
   --config "${BUILD_TYPE}")
+
+if(MODE STREQUAL "find_package_precompiled")
+  # gradscope::pch must have made the build compile gradscope.hpp as a precompiled header:
+  # GCC writes a .gch, clang a .pch, beside CMake's cmake_pch.hxx.
+  file(GLOB_RECURSE pch_files "${WORK_DIR}/consumer-build/*cmake_pch.hxx.gch"
+    "${WORK_DIR}/consumer-build/*cmake_pch.hxx.pch" "${WORK_DIR}/consumer-build/*cmake_pch.pch")
+  if(NOT pch_files)
+    message(FATAL_ERROR "[${MODE}] gradscope::pch built no precompiled header")
+  endif()
+  message(STATUS "[${MODE}] precompiled header: ${pch_files}")
+endif()
 
 set(exe "${WORK_DIR}/consumer-build/bin/gradscope_consumer")
 if(CMAKE_HOST_WIN32)

@@ -100,34 +100,11 @@ public:
     // The monitor and the network may be destroyed in either order (Note [Hook lifetimes] in
     // nn/module.hpp): the monitor removes its hooks when it goes, and a network that goes
     // first takes them with it, leaving the records readable.
-    GradientMonitor(Module<T>& network, Options options) : options_(std::move(options)) {
-        gradscope::detail::check_non_negative("GradientMonitor", "saturation_threshold",
-                                              options_.saturation_threshold);
-        check_per_sample_options(options_.per_sample);
-        if (options_.sharpness) {
-            detail::check_sharpness_options("GradientMonitor", *options_.sharpness);
-        }
-        // Choose first, hook after: a constructor that throws must leave no hook behind.
-        std::vector<std::pair<std::string, Module<T>*>> chosen;
-        std::vector<ActivationLayer<T>*> activations;
-        for (auto& [path, module] : network.named_modules()) {
-            const bool pick = options_.select ? options_.select(path, *module)
-                                              : dynamic_cast<Linear<T>*>(module) != nullptr;
-            if (pick) chosen.emplace_back(path, module);
-            if (auto* act = dynamic_cast<ActivationLayer<T>*>(module)) activations.push_back(act);
-        }
-        if (chosen.empty()) {
-            throw value_error(
-                "GradientMonitor: no layer to watch in " + network.type_name() +
-                (options_.select ? " (the selector picked none)" : " (it has no Linear)"));
-        }
-        for (auto& [path, module] : chosen) add_layer(path, *module);
-        for (auto* act : activations) watch_activation(*act);
-        if (options_.sharpness) watch_sharpness(network);
-        hooks_.add(network.register_param_grad_hook([this](Module<T>&) { close_step(); }));
-        pending_.resize(layers_.size());
-        reset_pending();
-    }
+    // Defined after the class, as close_step is: a member defined in the class body is inline,
+    // which compilers instantiate for inlining even under `extern template`; out of line, a
+    // program in precompiled mode (GRADSCOPE_PRECOMPILED) uses the library's instantiation and
+    // does not compile the per-sample machinery the monitor's hooks reach.
+    GradientMonitor(Module<T>& network, Options options);
 
     GradientMonitor(const GradientMonitor&) = delete;
     GradientMonitor& operator=(const GradientMonitor&) = delete;
@@ -224,8 +201,10 @@ private:
         const std::size_t index = layers_.size();
         // A selected module without a weight or bias (an activation, say) is watched for its
         // output and gradient only.
-        Layer layer{path, parameter_of(module, TensorRole::weight, TensorRole::norm_scale),
-                    parameter_of(module, TensorRole::bias, TensorRole::norm_shift), {}};
+        Layer layer{path,
+                    parameter_of(module, TensorRole::weight, TensorRole::norm_scale),
+                    parameter_of(module, TensorRole::bias, TensorRole::norm_shift),
+                    {}};
         if (options_.per_sample.enabled) {
             if (auto reduction = per_sample_layout(module)) {
                 layer.per_sample_watched = true;
@@ -288,8 +267,8 @@ private:
         if (!layer.per_sample_watched || !per_sample_due() || !layer.per_sample.complete()) {
             return std::nullopt;
         }
-        return layer.per_sample.reduce(options_.per_sample.loss_reduction,
-                                       options_.per_sample.gsnr, layer.weight);
+        return layer.per_sample.reduce(options_.per_sample.loss_reduction, options_.per_sample.gsnr,
+                                       layer.weight);
     }
 
     // The first activation after a watched layer stands for that layer's output h_l.
@@ -335,30 +314,7 @@ private:
         s = std::move(fresh);
     }
 
-    void close_step() {
-        for (std::size_t i = 0; i < layers_.size(); ++i) {
-            Layer& layer = layers_[i];
-            LayerStats& s = pending_[i];
-            const std::optional<PerSampleGradients<T>> per_sample = reduce_per_sample(layer);
-            measure(Moment::step_end,
-                    LayerObservation<T>{.weight = &layer.weight,
-                                        .bias = &layer.bias,
-                                        .nonfinite = &s.nonfinite,
-                                        .per_sample = per_sample ? &*per_sample : nullptr},
-                    s);
-            if (per_sample) {
-                s.per_sample_sq_norms.assign(per_sample->sq_norms.begin(),
-                                             per_sample->sq_norms.end());
-                s.per_sample_sq_deviations.assign(per_sample->sq_deviations.begin(),
-                                                  per_sample->sq_deviations.end());
-                s.per_sample_dot_deviations.assign(per_sample->dot_deviations.begin(),
-                                                   per_sample->dot_deviations.end());
-            }
-            if (options_.track_updates && layer.weight.defined()) record_update(layer, i);
-        }
-        record_step();
-        reset_pending();
-    }
+    void close_step();
 
     // Appends pending_ to the history. Once keep_last records are kept, the oldest record's
     // storage is reused for the newest (moved to the back, then overwritten), so that a full
@@ -407,5 +363,61 @@ private:
     // Last, so that it is destroyed first: no hook can run on a half-destroyed monitor.
     ScopedHooks hooks_;
 };
+
+template <class T>
+GradientMonitor<T>::GradientMonitor(Module<T>& network, Options options)
+    : options_(std::move(options)) {
+    gradscope::detail::check_non_negative("GradientMonitor", "saturation_threshold",
+                                          options_.saturation_threshold);
+    check_per_sample_options(options_.per_sample);
+    if (options_.sharpness) {
+        detail::check_sharpness_options("GradientMonitor", *options_.sharpness);
+    }
+    // Choose first, hook after: a constructor that throws must leave no hook behind.
+    std::vector<std::pair<std::string, Module<T>*>> chosen;
+    std::vector<ActivationLayer<T>*> activations;
+    for (auto& [path, module] : network.named_modules()) {
+        const bool pick = options_.select ? options_.select(path, *module)
+                                          : dynamic_cast<Linear<T>*>(module) != nullptr;
+        if (pick) chosen.emplace_back(path, module);
+        if (auto* act = dynamic_cast<ActivationLayer<T>*>(module)) activations.push_back(act);
+    }
+    if (chosen.empty()) {
+        throw value_error(
+            "GradientMonitor: no layer to watch in " + network.type_name() +
+            (options_.select ? " (the selector picked none)" : " (it has no Linear)"));
+    }
+    for (auto& [path, module] : chosen) add_layer(path, *module);
+    for (auto* act : activations) watch_activation(*act);
+    if (options_.sharpness) watch_sharpness(network);
+    hooks_.add(network.register_param_grad_hook([this](Module<T>&) { close_step(); }));
+    pending_.resize(layers_.size());
+    reset_pending();
+}
+
+template <class T>
+void GradientMonitor<T>::close_step() {
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        Layer& layer = layers_[i];
+        LayerStats& s = pending_[i];
+        const std::optional<PerSampleGradients<T>> per_sample = reduce_per_sample(layer);
+        measure(Moment::step_end,
+                LayerObservation<T>{.weight = &layer.weight,
+                                    .bias = &layer.bias,
+                                    .nonfinite = &s.nonfinite,
+                                    .per_sample = per_sample ? &*per_sample : nullptr},
+                s);
+        if (per_sample) {
+            s.per_sample_sq_norms.assign(per_sample->sq_norms.begin(), per_sample->sq_norms.end());
+            s.per_sample_sq_deviations.assign(per_sample->sq_deviations.begin(),
+                                              per_sample->sq_deviations.end());
+            s.per_sample_dot_deviations.assign(per_sample->dot_deviations.begin(),
+                                               per_sample->dot_deviations.end());
+        }
+        if (options_.track_updates && layer.weight.defined()) record_update(layer, i);
+    }
+    record_step();
+    reset_pending();
+}
 
 }  // namespace gradscope::diag
