@@ -1,5 +1,6 @@
 // The control: each misuse in this directory, written correctly. It must compile, so that a
 // broken include path or flag cannot make every expected failure pass for the wrong reason.
+#include <gradscope/diag.hpp>
 #include <gradscope/nn.hpp>
 
 struct Cube {
@@ -27,4 +28,8 @@ int main() {
     auto y = Tensor<double>::zeros(2, 3, true);
     auto report =
         gradcheck([](const std::vector<Tensor<double>>& in) { return in[0] * in[0]; }, {y});
+    // diag::doctor's loss: the concept only, since calling the doctor would instantiate all of it.
+    const std::vector<int> labels{0, 1, 0};
+    const auto loss = [&](const Tensor<double>& out) { return cross_entropy(out, labels); };
+    static_assert(diag::LossFunctionFor<decltype(loss), double>);
 }

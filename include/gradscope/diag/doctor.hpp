@@ -30,10 +30,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace gradscope::diag {
@@ -155,6 +158,17 @@ struct DoctorOptions {
 template <class T>
 using LossOf = std::function<Tensor<T>(const Tensor<T>& output)>;
 
+// What diag::doctor accepts as the loss: called with the network's output, it returns the loss
+// tensor. Stated here so that a lambda of the wrong signature is refused at the call, by name.
+// (clang-format 14 takes the `&,` in these template arguments for an expression.)
+// clang-format off
+template <class F, class T>
+concept LossFunctionFor =
+    std::invocable<std::decay_t<F>&, const Tensor<T>&> &&
+    std::convertible_to<std::invoke_result_t<std::decay_t<F>&, const Tensor<T>&>, Tensor<T>> &&
+    std::copy_constructible<std::decay_t<F>>;
+// clang-format on
+
 namespace detail {
 
 // An activation layer as the function type the theory takes.
@@ -250,11 +264,10 @@ Measurement measure_once(Module<T>& net, const Matrix<T>& batch, const LossOf<T>
 inline std::string gain_text(double gain) { return format_number(gain, {Notation::fixed, 3}); }
 inline std::string ratio_text(double ratio) { return format_number(ratio, table_ratio); }
 
-}  // namespace detail
-
+// diag::doctor, with the loss in a std::function.
 template <class T>
-Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
-                 const LossOf<T>& loss, const DoctorOptions& options = {}) {
+Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& loss,
+                     const DoctorOptions& options) {
     if (batch.rows() < 2 || batch.cols() == 0) {
         throw value_error("doctor: the batch needs at least 2 rows and a column, got " +
                           to_string(Shape{batch.rows(), batch.cols()}));
@@ -607,6 +620,16 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch,
         return distance(a) < distance(b);
     });
     return d;
+}
+
+}  // namespace detail
+
+// The doctor: diagnoses the gradient of `loss(net(batch))` at the network's current weights.
+// `loss` maps the network's output to a [1x1] loss (a lambda over the batch's labels, say).
+template <class T, LossFunctionFor<T> F>
+Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch, F&& loss,
+                 const DoctorOptions& options = {}) {
+    return detail::run_doctor(net, batch, LossOf<T>(std::forward<F>(loss)), options);
 }
 
 inline std::string Diagnosis::sharpness_text() const {
