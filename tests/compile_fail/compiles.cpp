@@ -32,4 +32,9 @@ int main() {
     const std::vector<int> labels{0, 1, 0};
     const auto loss = [&](const Tensor<double>& out) { return cross_entropy(out, labels); };
     static_assert(diag::LossFunctionFor<decltype(loss), double>);
+    // GradientMonitor's layer selector, a lambda and the built-in one.
+    const diag::GradientMonitor<float>::Options watch_linear{
+        .select = [](const std::string& path, Module<float>&) { return !path.empty(); }};
+    const diag::GradientMonitor<float>::Options watch_norms{
+        .select = diag::GradientMonitor<float>::linear_or_layer_norm};
 }

@@ -52,6 +52,7 @@
 #include "../nn/loss_reduction.hpp"
 #include "../nn/module.hpp"
 #include "../nn/per_sample.hpp"
+#include "layer_selector.hpp"
 #include "layer_statistics.hpp"
 #include "per_sample_reduction.hpp"
 #include "profile.hpp"
@@ -76,8 +77,9 @@ public:
     struct Options {
         // Steps kept: 0 keeps every step, N keeps the last N.
         std::size_t keep_last = 0;
-        // Picks the layers to watch (default: every Linear).
-        std::function<bool(const std::string& path, Module<T>& module)> select = {};
+        // Picks the layers to watch: bool(const std::string& path, Module<T>& module)
+        // (default: every Linear).
+        LayerSelector<T> select = {};
         // |phi'| below this counts as saturated.
         double saturation_threshold = 1e-3;
         // Keep a copy of each weight to measure the next update's size (costs one copy per step).
