@@ -14,11 +14,9 @@
 
 #include "../core/concepts.hpp"
 #include "activation.hpp"
-#include "batchnorm.hpp"
-#include "dropout.hpp"
 #include "init.hpp"
-#include "layernorm.hpp"
 #include "linear.hpp"
+#include "mlp_choices.hpp"
 #include "module.hpp"
 #include "residual.hpp"
 #include "sequential.hpp"
@@ -30,19 +28,18 @@
 
 namespace gradscope {
 
-enum class Normalization { none, batch, layer };
-
 template <class T>
 struct MlpOptions {
     std::vector<Index> widths;  // input, hidden..., output: at least two entries
     ActivationChoice<T> activation = ReLU{};
     init::Initializer<T> init = {};       // every Linear's weight; empty: PyTorch's default
     init::Initializer<T> bias_init = {};  // every Linear's bias; empty: PyTorch's default
-    Normalization norm = Normalization::none;
+    // Default-constructed (none, 0) rather than from a value: see mlp_choices.hpp.
+    NormChoice<T> norm = {};  // Normalization::none, batch or layer
     bool residual = false;
     double residual_scale = 1.0;  // s in y = x + s * F(x)
     bool zero_init_residual = false;
-    double dropout = 0.0;
+    DropoutChoice<T> dropout = {};  // a probability in [0, 1)
     bool bias = true;
     std::uint64_t seed = 0;
 };
@@ -62,9 +59,9 @@ public:
                                   "] = " + std::to_string(w[i]) + " is not positive");
             }
         }
-        if (!(options.dropout >= 0.0 && options.dropout < 1.0)) {
-            throw value_error("mlp: dropout must be in [0, 1), got " +
-                              std::to_string(options.dropout));
+        const double dropout = options.dropout.probability();
+        if (!(dropout >= 0.0 && dropout < 1.0)) {
+            throw value_error("mlp: dropout must be in [0, 1), got " + std::to_string(dropout));
         }
         detail::check_finite("mlp", "residual_scale", options.residual_scale);
         Rng rng(options.seed);
@@ -108,16 +105,12 @@ private:
     }
 
     void add_norm(Sequential<T>& block, Index width) const {
-        if (options_.norm == Normalization::batch)
-            block.add("bn", std::make_shared<BatchNorm1d<T>>(width));
-        if (options_.norm == Normalization::layer)
-            block.add("ln", std::make_shared<LayerNorm<T>>(width));
+        if (auto norm = options_.norm.make(width)) block.add(options_.norm.layer_name(), norm);
     }
 
     void add_dropout(Sequential<T>& block, std::size_t layer) const {
-        if (options_.dropout > 0.0) {
-            block.add("dropout", std::make_shared<Dropout<T>>(options_.dropout,
-                                                              options_.seed + 7919 * (layer + 1)));
+        if (auto dropout = options_.dropout.make(options_.seed + 7919 * (layer + 1))) {
+            block.add("dropout", dropout);
         }
     }
 
