@@ -3,6 +3,8 @@
 // errors a user meets.
 #include "support/reference.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 #include <type_traits>
 
@@ -473,6 +475,20 @@ TEST_CASE("mlp validates its options", "[layers][errors]") {
     CHECK_THROWS_AS(mlp<double>({.widths = {3}}), value_error);
     CHECK_THROWS_WITH(mlp<double>({.widths = {3, 0, 2}}), Catch::Contains("widths[1]"));
     CHECK_THROWS_AS(mlp<double>({.widths = {3, 2}, .dropout = 1.0}), value_error);
+    CHECK_THROWS_WITH(mlp<double>({.widths = {3, 2}, .dropout = std::nan("")}),
+                      Catch::Contains("dropout must be in [0, 1)"));
+    // A value outside the enumeration (cast from an int read from a file, say) is refused by
+    // name, not built as no normalisation.
+    CHECK_THROWS_WITH(mlp<double>({.widths = {3, 4, 2}, .norm = static_cast<Normalization>(7)}),
+                      Catch::Contains("7 is not a Normalization"));
+    // Each choice builds its layer under its stable name; none and 0 build nothing.
+    auto layer_norm = mlp<double>({.widths = {3, 4, 2}, .norm = Normalization::layer});
+    CHECK(layer_norm->layers()[0].type_name() == "Sequential");
+    std::vector<std::string> names;
+    for (const auto& [path, module] : layer_norm->named_modules()) names.push_back(path);
+    CHECK(std::count(names.begin(), names.end(), "layers.0.ln") == 1);
+    auto plain = mlp<double>({.widths = {3, 4, 2}, .norm = Normalization::none, .dropout = 0.0});
+    CHECK(plain->layers()[0].children().size() == 2);  // linear, act
 }
 
 TEST_CASE("copy_state copies every parameter and buffer by name, or nothing", "[layers][copy]") {
