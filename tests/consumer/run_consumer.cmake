@@ -5,13 +5,16 @@
 #         [-DCONSUMER_SOURCE_DIR=<dir>] [-DEXPECTED_VERSION=0.1.0]
 #         [-DGENERATOR=Ninja] [-DGENERATOR_PLATFORM=..] [-DGENERATOR_TOOLSET=..]
 #         [-DMAKE_PROGRAM=..] [-DCXX_COMPILER=..] [-DBUILD_TYPE=Release] [-DMPIEXEC=mpiexec]
+#         [-DINSTALL_FROM=<a built gradscope build tree>]
 #         -P run_consumer.cmake
 #
 # find_package mode first configures gradscope alone (tests/examples/benchmarks OFF), installs it
 # into WORK_DIR/prefix, and points the consumer there with CMAKE_PREFIX_PATH.
 # find_package_precompiled does the same with the compiled library (GRADSCOPE_INSTALL_PRECOMPILED,
 # so gradscope is built before it is installed), and the consumer links gradscope::precompiled and
-# gradscope::pch (gradscope.hpp as a precompiled header).
+# gradscope::pch (gradscope.hpp as a precompiled header). Given INSTALL_FROM, a build tree
+# configured with GRADSCOPE_INSTALL_PRECOMPILED=ON and already built (the release preset's), it
+# installs that tree instead of configuring and compiling the library again, as a packager does.
 # find_package_mpi asks for the component `mpi` as well, and runs the consumer's MPI program under
 # MPIEXEC with two ranks.
 cmake_minimum_required(VERSION 3.21)
@@ -82,10 +85,11 @@ if(consumer_mode STREQUAL "find_package")
     list(APPEND package_files gradscopePrecompiledTargets.cmake)
     # The fast-build recipe: the compiled library and gradscope.hpp as a precompiled header.
     list(APPEND consumer_args -DGRADSCOPE_CONSUMER_PRECOMPILED=ON -DGRADSCOPE_CONSUMER_PCH=ON)
-    # This mode compiles the whole library; in an optimised build type -O1 does that in about
-    # two thirds of the time of -O3, and what is tested here is the packaging, not the optimiser.
+    # Without INSTALL_FROM this mode compiles the whole library; in an optimised build type -O1
+    # does that in about two thirds of the time of -O3, and what is tested here is the packaging,
+    # not the optimiser.
     string(TOUPPER "${BUILD_TYPE}" build_type_upper)
-    if(NOT build_type_upper STREQUAL "DEBUG")
+    if(NOT INSTALL_FROM AND NOT build_type_upper STREQUAL "DEBUG")
       list(APPEND common_args "-DCMAKE_CXX_FLAGS_${build_type_upper}=-O1 -DNDEBUG")
     endif()
   elseif(MODE STREQUAL "find_package_mpi")
@@ -96,17 +100,35 @@ if(consumer_mode STREQUAL "find_package")
     set(precompiled OFF)
     set(package_dir share/cmake/gradscope)
   endif()
-  run("configure gradscope" "${CMAKE_COMMAND}" -S "${GRADSCOPE_SOURCE_DIR}"
-    -B "${WORK_DIR}/gradscope-build" ${common_args}
-    -DGRADSCOPE_BUILD_TESTS=OFF -DGRADSCOPE_BUILD_EXAMPLES=OFF -DGRADSCOPE_BUILD_BENCHMARKS=OFF
-    "-DGRADSCOPE_INSTALL_PRECOMPILED=${precompiled}" "-DCMAKE_INSTALL_LIBDIR=lib"
-    "-DCMAKE_INSTALL_PREFIX=${prefix}")
-  if(precompiled)
-    run("build gradscope" "${CMAKE_COMMAND}" --build "${WORK_DIR}/gradscope-build"
-      --config "${BUILD_TYPE}")
+  if(precompiled AND INSTALL_FROM)
+    set(gradscope_build "${INSTALL_FROM}")
+  else()
+    set(gradscope_build "${WORK_DIR}/gradscope-build")
+    run("configure gradscope" "${CMAKE_COMMAND}" -S "${GRADSCOPE_SOURCE_DIR}"
+      -B "${gradscope_build}" ${common_args}
+      -DGRADSCOPE_BUILD_TESTS=OFF -DGRADSCOPE_BUILD_EXAMPLES=OFF -DGRADSCOPE_BUILD_BENCHMARKS=OFF
+      "-DGRADSCOPE_INSTALL_PRECOMPILED=${precompiled}" "-DCMAKE_INSTALL_LIBDIR=lib"
+      "-DCMAKE_INSTALL_PREFIX=${prefix}")
+    if(precompiled)
+      run("build gradscope" "${CMAKE_COMMAND}" --build "${gradscope_build}" --config "${BUILD_TYPE}")
+    endif()
   endif()
-  run("install gradscope" "${CMAKE_COMMAND}" --install "${WORK_DIR}/gradscope-build"
+  run("install gradscope" "${CMAKE_COMMAND}" --install "${gradscope_build}"
     --config "${BUILD_TYPE}" --prefix "${prefix}")
+  if(precompiled AND INSTALL_FROM)
+    # That tree chose its own library directory (GNUInstallDirs: lib, or lib/<multiarch> under /usr).
+    file(GLOB_RECURSE config_files "${prefix}/gradscopeConfig.cmake")
+    if(NOT config_files)
+      message(FATAL_ERROR "[${MODE}] installing ${INSTALL_FROM} gave no gradscopeConfig.cmake")
+    endif()
+    list(GET config_files 0 config_file)
+    get_filename_component(package_dir "${config_file}" DIRECTORY)
+    file(RELATIVE_PATH package_dir "${prefix}" "${package_dir}")
+    if(package_dir MATCHES "^share/")
+      message(FATAL_ERROR "[${MODE}] ${INSTALL_FROM} installed an architecture-independent package "
+        "(${package_dir}): was it configured with GRADSCOPE_INSTALL_PRECOMPILED=ON?")
+    endif()
+  endif()
   foreach(f IN LISTS package_files)
     if(NOT EXISTS "${prefix}/${package_dir}/${f}")
       message(FATAL_ERROR "[${MODE}] the install has no ${package_dir}/${f}")
