@@ -45,7 +45,8 @@ class GradscopeMlp(nn.Module):
     def __init__(self):
         super().__init__()
         hidden = nn.Sequential(OrderedDict(linear=nn.Linear(4, 8), bn=nn.BatchNorm1d(8), act=nn.Tanh()))
-        self.layers = nn.Sequential(OrderedDict([("0", hidden), ("1", nn.Linear(8, 3))]))
+        output = nn.Sequential(OrderedDict(linear=nn.Linear(8, 3)))
+        self.layers = nn.Sequential(OrderedDict([("0", hidden), ("1", output)]))
 
     def forward(self, x):
         return self.layers(x)

@@ -217,8 +217,8 @@ TEST_CASE("the bytes follow the safetensors layout", "[checkpoint]") {
         {"layers.0.bn.running_mean", {8}},
         {"layers.0.bn.running_var", {8}},
         {"layers.0.bn.num_batches_tracked", nlohmann::json::array()},
-        {"layers.1.weight", {3, 8}},
-        {"layers.1.bias", {3}}};
+        {"layers.1.linear.weight", {3, 8}},
+        {"layers.1.linear.bias", {3}}};
     CHECK(d.header.size() == shapes.size() + 1);
 
     // The tensors tile the data region, and each holds its values' bytes, row-major.
@@ -255,14 +255,14 @@ TEST_CASE("the bytes follow the safetensors layout", "[checkpoint]") {
     SECTION("floats are F32, and the counter I64 still") {
         auto f = batch_norm_mlp<float>(5);
         const Dissected df = dissect(save_checkpoint_to_bytes(*f));
-        CHECK(df.header.at("layers.1.weight").at("dtype") == "F32");
+        CHECK(df.header.at("layers.1.linear.weight").at("dtype") == "F32");
         CHECK(df.header.at("layers.0.bn.num_batches_tracked").at("dtype") == "I64");
-        const nlohmann::json& offsets = df.header.at("layers.1.weight").at("data_offsets");
+        const nlohmann::json& offsets = df.header.at("layers.1.linear.weight").at("data_offsets");
         CHECK(offsets.at(1).get<int>() - offsets.at(0).get<int>() == 3 * 8 * 4);
     }
     SECTION("pytorch_shapes = false keeps every tensor [rows, cols]") {
         const Dissected d2 = dissect(save_checkpoint_to_bytes(*net, {.pytorch_shapes = false}));
-        CHECK(d2.header.at("layers.1.bias").at("shape") == nlohmann::json({1, 3}));
+        CHECK(d2.header.at("layers.1.linear.bias").at("shape") == nlohmann::json({1, 3}));
         CHECK(d2.header.at("layers.0.bn.num_batches_tracked").at("shape") ==
               nlohmann::json({1, 1}));
         CHECK_FALSE(d2.header.contains("__metadata__"));
@@ -271,8 +271,8 @@ TEST_CASE("the bytes follow the safetensors layout", "[checkpoint]") {
         "a one-output Linear keeps its [1 x in] weight 2-D, as PyTorch does; LayerNorm's scale is 1-D") {
         auto one = mlp<double>({.widths = {4, 8, 1}, .norm = Normalization::layer});
         const Dissected d3 = dissect(save_checkpoint_to_bytes(*one));
-        CHECK(d3.header.at("layers.1.weight").at("shape") == nlohmann::json({1, 8}));
-        CHECK(d3.header.at("layers.1.bias").at("shape") == nlohmann::json({1}));
+        CHECK(d3.header.at("layers.1.linear.weight").at("shape") == nlohmann::json({1, 8}));
+        CHECK(d3.header.at("layers.1.linear.bias").at("shape") == nlohmann::json({1}));
         CHECK(d3.header.at("layers.0.ln.weight").at("shape") == nlohmann::json({8}));
         // And it loads back from those shapes.
         auto other = mlp<double>({.widths = {4, 8, 1}, .norm = Normalization::layer, .seed = 9});
@@ -373,14 +373,15 @@ TEST_CASE("doubles convert to a float module, unless one is too large for a floa
     warm_up(*source, 450);
     auto net = batch_norm_mlp<float>(9);
     (void)load_checkpoint_from_bytes(save_checkpoint_to_bytes(*source), *net);
-    CHECK(tensor_value(*net, "layers.1.weight") ==
-          tensor_value(*source, "layers.1.weight").cast<float>());
+    CHECK(tensor_value(*net, "layers.1.linear.weight") ==
+          tensor_value(*source, "layers.1.linear.weight").cast<float>());
 
-    source->layers()[1].named_parameters()[0].second.data()(2, 5) = 1e300;  // layers.1.weight
+    source->layers()[1].named_parameters()[0].second.data()(2, 5) =
+        1e300;  // layers.1.linear.weight
     const auto before = snapshot(*net);
     CHECK_THROWS_WITH(
         load_checkpoint_from_bytes(save_checkpoint_to_bytes(*source), *net, {}, "big.safetensors"),
-        "big.safetensors: tensor 'layers.1.weight': a value of this F64 tensor is too large "
+        "big.safetensors: tensor 'layers.1.linear.weight': a value of this F64 tensor is too large "
         "for float (the module's type)");
     CHECK(snapshot(*net) == before);
 }
@@ -407,7 +408,8 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
         f.expect_rejected(b, {"header length 4611686018427387904", "limit"});
     }
     SECTION("a header that is not JSON, or not an object") {
-        f.expect_rejected(make_file("{\"layers.1.bias\": {\"dtype\": ", {}), {"not valid JSON"});
+        f.expect_rejected(make_file("{\"layers.1.linear.bias\": {\"dtype\": ", {}),
+                          {"not valid JSON"});
         f.expect_rejected(make_file("[1, 2]", {}), {"does not start with '{'"});
         f.expect_rejected(make_file("{} {}", {}), {"not valid JSON"});
         f.expect_rejected(make_file("{\"a\": \"\xff\"}", {}), {"not valid JSON"});
@@ -415,46 +417,46 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
     SECTION("a tensor without dtype, shape or data_offsets") {
         for (const char* field : {"dtype", "shape", "data_offsets"}) {
             f.expect_rejected(
-                with_header(f.valid, [&](json& h) { h["layers.1.bias"].erase(field); }),
-                {"tensor 'layers.1.bias'", std::string("\"") + field + "\" is missing"});
+                with_header(f.valid, [&](json& h) { h["layers.1.linear.bias"].erase(field); }),
+                {"tensor 'layers.1.linear.bias'", std::string("\"") + field + "\" is missing"});
         }
-        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.bias"] = 5; }),
-                          {"tensor 'layers.1.bias'", "expected an object"});
+        f.expect_rejected(with_header(f.valid, [](json& h) { h["layers.1.linear.bias"] = 5; }),
+                          {"tensor 'layers.1.linear.bias'", "expected an object"});
     }
     SECTION("a dtype the format does not have") {
         f.expect_rejected(
-            with_header(f.valid, [](json& h) { h["layers.1.bias"]["dtype"] = "F17"; }),
-            {"tensor 'layers.1.bias'", "unknown dtype \"F17\""});
+            with_header(f.valid, [](json& h) { h["layers.1.linear.bias"]["dtype"] = "F17"; }),
+            {"tensor 'layers.1.linear.bias'", "unknown dtype \"F17\""});
     }
     SECTION("a dtype gradscope cannot read, or I64 for more than a scalar") {
         f.expect_rejected(with_header(f.valid,
                                       [](json& h) {
-                                          h["layers.1.bias"]["dtype"] = "BF16";
-                                          h["layers.1.bias"]["shape"] = {12};
+                                          h["layers.1.linear.bias"]["dtype"] = "BF16";
+                                          h["layers.1.linear.bias"]["shape"] = {12};
                                       }),
-                          {"tensor 'layers.1.bias'", "dtype BF16 is not supported"});
+                          {"tensor 'layers.1.linear.bias'", "dtype BF16 is not supported"});
         f.expect_rejected(
-            with_header(f.valid, [](json& h) { h["layers.1.bias"]["dtype"] = "I64"; }),
-            {"tensor 'layers.1.bias'", "I64 is read only for a scalar", "[3]"});
+            with_header(f.valid, [](json& h) { h["layers.1.linear.bias"]["dtype"] = "I64"; }),
+            {"tensor 'layers.1.linear.bias'", "I64 is read only for a scalar", "[3]"});
     }
     SECTION("a shape whose size does not match its offsets") {
         f.expect_rejected(
             with_header(f.valid,
                         [](json& h) {
-                            h["layers.1.weight"]["shape"] = {3, 7};
+                            h["layers.1.linear.weight"]["shape"] = {3, 7};
                         }),
-            {"tensor 'layers.1.weight'", "shape [3, 7] of F64 needs 168 bytes", "span 192"});
+            {"tensor 'layers.1.linear.weight'", "shape [3, 7] of F64 needs 168 bytes", "span 192"});
         f.expect_rejected(with_header(f.valid,
                                       [](json& h) {
-                                          h["layers.1.weight"]["shape"] = {-3, 8};
+                                          h["layers.1.linear.weight"]["shape"] = {-3, 8};
                                       }),
-                          {"tensor 'layers.1.weight'", "non-negative integer", "-3"});
+                          {"tensor 'layers.1.linear.weight'", "non-negative integer", "-3"});
         f.expect_rejected(with_header(f.valid,
                                       [](json& h) {
-                                          h["layers.1.weight"]["shape"] = {std::uint64_t{1} << 40,
-                                                                           std::uint64_t{1} << 40};
+                                          h["layers.1.linear.weight"]["shape"] = {
+                                              std::uint64_t{1} << 40, std::uint64_t{1} << 40};
                                       }),
-                          {"tensor 'layers.1.weight'", "more bytes than fit in 64 bits"});
+                          {"tensor 'layers.1.linear.weight'", "more bytes than fit in 64 bits"});
     }
     SECTION("offsets out of range, overlapping, leaving gaps or leaving bytes over") {
         // The data region is 800 bytes: 100 doubles, with num_batches_tracked last.
@@ -465,24 +467,26 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
                         }),
             {"tensor 'layers.0.bn.num_batches_tracked'", "[800, 808]",
              "past the end of the data (800 bytes"});
-        f.expect_rejected(with_header(f.valid,
-                                      [](json& h) {
-                                          h["layers.1.bias"]["data_offsets"] = {632, 656};
-                                      }),
-                          {"tensor 'layers.1.bias'", "overlap tensor 'layers.1.weight'"});
-        f.expect_rejected(with_header(f.valid,
-                                      [](json& h) {
-                                          h["layers.1.bias"]["data_offsets"] = {648, 672};
-                                      }),
-                          {"tensor 'layers.1.bias'", "gap: bytes 640 to 648"});
-        f.expect_rejected(with_header(f.valid,
-                                      [](json& h) {
-                                          h["layers.1.bias"]["data_offsets"] = {664, 640};
-                                      }),
-                          {"tensor 'layers.1.bias'", "end before they begin"});
         f.expect_rejected(
-            with_header(f.valid, [](json& h) { h["layers.1.bias"]["data_offsets"] = {640}; }),
-            {"tensor 'layers.1.bias'", "must be [begin, end]"});
+            with_header(f.valid,
+                        [](json& h) {
+                            h["layers.1.linear.bias"]["data_offsets"] = {632, 656};
+                        }),
+            {"tensor 'layers.1.linear.bias'", "overlap tensor 'layers.1.linear.weight'"});
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["layers.1.linear.bias"]["data_offsets"] = {648, 672};
+                                      }),
+                          {"tensor 'layers.1.linear.bias'", "gap: bytes 640 to 648"});
+        f.expect_rejected(with_header(f.valid,
+                                      [](json& h) {
+                                          h["layers.1.linear.bias"]["data_offsets"] = {664, 640};
+                                      }),
+                          {"tensor 'layers.1.linear.bias'", "end before they begin"});
+        f.expect_rejected(
+            with_header(f.valid,
+                        [](json& h) { h["layers.1.linear.bias"]["data_offsets"] = {640}; }),
+            {"tensor 'layers.1.linear.bias'", "must be [begin, end]"});
         Dissected d = dissect(f.valid);
         d.data.resize(d.data.size() + 8);
         f.expect_rejected(make_file(d.header.dump(), d.data),
@@ -490,9 +494,10 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
     }
     SECTION("a name given twice") {
         Dissected d = dissect(f.valid);
-        const std::string entry = "\"layers.1.bias\":" + d.header["layers.1.bias"].dump();
+        const std::string entry =
+            "\"layers.1.linear.bias\":" + d.header["layers.1.linear.bias"].dump();
         const std::string text = "{" + entry + "," + d.header.dump().substr(1);
-        f.expect_rejected(make_file(text, d.data), {"names 'layers.1.bias' twice"});
+        f.expect_rejected(make_file(text, d.data), {"names 'layers.1.linear.bias' twice"});
     }
     SECTION("metadata that is not strings") {
         f.expect_rejected(with_header(f.valid,
@@ -510,16 +515,16 @@ TEST_CASE("malformed files are refused with the file and the problem named, and 
         f.expect_rejected(
             with_header(f.valid,
                         [](json& h) {
-                            h["layers.1.weight"]["shape"] = {8, 3};
+                            h["layers.1.linear.weight"]["shape"] = {8, 3};
                         }),
-            {"tensor 'layers.1.weight'", "the file's shape [8, 3]", "the module's [3x8]"});
+            {"tensor 'layers.1.linear.weight'", "the file's shape [8, 3]", "the module's [3x8]"});
         f.expect_rejected(
-            with_header(f.valid, [](json& h) { h["layers.1.weight"]["shape"] = {24}; }),
+            with_header(f.valid, [](json& h) { h["layers.1.linear.weight"]["shape"] = {24}; }),
             {"the file's shape [24]", "[3x8]"});
         // Even a non-strict load refuses a tensor it cannot fit, as PyTorch's does.
         f.expect_rejected(with_header(f.valid,
                                       [](json& h) {
-                                          h["layers.1.weight"]["shape"] = {2, 3, 4};
+                                          h["layers.1.linear.weight"]["shape"] = {2, 3, 4};
                                       }),
                           {"the file's shape [2, 3, 4]"}, {.strict = false});
     }
@@ -553,10 +558,12 @@ TEST_CASE("strict loads need exactly the module's tensors, non-strict ones repor
 
         const LoadReport r = load_checkpoint_from_bytes(bn_file, *net, {.strict = false});
         CHECK(r.loaded == std::vector<std::string>{"layers.0.linear.weight", "layers.0.linear.bias",
-                                                   "layers.1.weight", "layers.1.bias"});
+                                                   "layers.1.linear.weight",
+                                                   "layers.1.linear.bias"});
         CHECK(r.missing.empty());
         CHECK(r.unexpected.size() == 5);
-        CHECK(tensor_value(*net, "layers.1.weight") == tensor_value(*with_bn, "layers.1.weight"));
+        CHECK(tensor_value(*net, "layers.1.linear.weight") ==
+              tensor_value(*with_bn, "layers.1.linear.weight"));
     }
     SECTION("tensors missing from the file") {
         auto net = batch_norm_mlp<double>(13);
@@ -609,7 +616,7 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
     CHECK(d.header.at("__metadata__").at("optimizer.step_count") == "3");
     CHECK(d.header.at("__metadata__").at("optimizer.lr") == "0.01");
     // Keyed by the module's names, though the optimiser was made from parameters().
-    CHECK(d.header.at("__metadata__").at("optimizer.step.layers.1.bias") == "3");
+    CHECK(d.header.at("__metadata__").at("optimizer.step.layers.1.linear.bias") == "3");
     CHECK(d.header.at("optimizer.max_exp_avg_sq.layers.0.linear.weight").at("shape") ==
           nlohmann::json({8, 4}));
 
@@ -662,6 +669,67 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
             load_checkpoint_from_bytes(make_file(bad.header.dump(), bad.data), *other, fresh),
             Catch::Contains("'optimizer.lr' must be a number, got 'fast'"));
         CHECK(snapshot(*other) == before);
+    }
+}
+
+TEST_CASE(
+    "a file that names mlp()'s output layer layers.L.weight, without its linear child, "
+    "still loads, with the optimiser state kept for it",
+    "[checkpoint]") {
+    const auto x = TensorD::constant(testing::normal(16, 4, 21));
+    const auto train_step = [&](MLP<double>& net, Optimizer<double>& opt) {
+        opt.zero_grad();
+        mean(square(net(x))).backward();
+        opt.step();
+    };
+    auto net = batch_norm_mlp<double>(15);
+    Adam<double> adam(net->parameters(), {.lr = 0.01});
+    for (int i = 0; i < 3; ++i) train_step(*net, adam);
+
+    // The file written with the output layer's tensors under their earlier names: every key
+    // of the header and of its metadata that names them, renamed.
+    const auto earlier = [](std::string key) {
+        const std::string current = "layers.1.linear.";
+        if (const auto at = key.find(current); at != std::string::npos) {
+            key.replace(at, current.size(), "layers.1.");
+        }
+        return key;
+    };
+    const auto rename_keys = [&](const nlohmann::json& object) {
+        nlohmann::json out = nlohmann::json::object();
+        for (const auto& item : object.items()) out[earlier(item.key())] = item.value();
+        return out;
+    };
+    const Bytes file = with_header(save_checkpoint_to_bytes(*net, adam), [&](nlohmann::json& h) {
+        h = rename_keys(h);
+        h["__metadata__"] = rename_keys(h["__metadata__"]);
+    });
+    const Dissected d = dissect(file);
+    REQUIRE(d.header.contains("layers.1.weight"));
+    REQUIRE(d.header.contains("optimizer.exp_avg_sq.layers.1.bias"));
+    REQUIRE(d.header.at("__metadata__").contains("optimizer.step.layers.1.weight"));
+    REQUIRE_FALSE(d.header.contains("layers.1.linear.weight"));
+
+    auto resumed = batch_norm_mlp<double>(16);
+    Adam<double> resumed_adam(resumed->parameters());
+    const LoadReport r = load_checkpoint_from_bytes(file, *resumed, resumed_adam);  // strict
+    CHECK(r.optimizer_loaded);
+    CHECK(r.missing.empty());
+    CHECK(r.unexpected.empty());
+    CHECK(std::count(r.loaded.begin(), r.loaded.end(), "layers.1.linear.weight") == 1);
+    CHECK(snapshot(*resumed) == snapshot(*net));
+    // The moments came back too: the next step is the same step.
+    train_step(*net, adam);
+    train_step(*resumed, resumed_adam);
+    CHECK(snapshot(*resumed) == snapshot(*net));
+
+    SECTION("a module that never had those names reports them as the file's extra tensors") {
+        Rng rng(1);
+        auto plain = std::make_shared<Sequential<double>>();
+        plain->add("layers", std::make_shared<Sequential<double>>())
+            ->add(std::make_shared<Linear<double>>(4, 3, rng));
+        const LoadReport r2 = load_checkpoint_from_bytes(file, *plain, {.strict = false});
+        CHECK(std::count(r2.unexpected.begin(), r2.unexpected.end(), "layers.1.weight") == 1);
     }
 }
 
@@ -791,7 +859,8 @@ TEST_CASE(
     "a checkpoint whose optimiser state is keyed by position, as files were before names, still loads",
     "[checkpoint][optimizer]") {
     // tests/fuzz/corpus/valid_double_amsgrad.safetensors: written by the fuzz target's network
-    // and Adam(amsgrad) after two steps, with the state under "exp_avg.0", "step.0", ...
+    // and Adam(amsgrad) after two steps, with the state under "exp_avg.0", "step.0", ..., and
+    // the output layer's tensors under their earlier names, layers.1.weight and layers.1.bias.
     const fs::path file = fs::path(GRADSCOPE_TEST_DATA_DIR) / ".." / "fuzz" / "corpus" /
                           "valid_double_amsgrad.safetensors";
     const auto make_net = [] {
@@ -800,7 +869,9 @@ TEST_CASE(
     };
     auto net = make_net();
     Adam<double> positional(net->parameters());
-    CHECK(load_checkpoint(file, *net, positional).optimizer_loaded);
+    const LoadReport report = load_checkpoint(file, *net, positional);  // strict
+    CHECK(report.optimizer_loaded);
+    CHECK(std::count(report.loaded.begin(), report.loaded.end(), "layers.1.linear.bias") == 1);
     CHECK(positional.step_count() == 2);
     CHECK(positional.options().amsgrad);
 
@@ -811,7 +882,7 @@ TEST_CASE(
 
     // Saved again, it is keyed by name.
     const Dissected d = dissect(save_checkpoint_to_bytes(*net, positional));
-    CHECK(d.header.contains("optimizer.exp_avg_sq.layers.1.weight"));
+    CHECK(d.header.contains("optimizer.exp_avg_sq.layers.1.linear.weight"));
 }
 
 TEST_CASE("a save that fails part way leaves the old file byte-identical and no temporary behind",

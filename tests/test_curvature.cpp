@@ -91,7 +91,7 @@ TEST_CASE("per-layer blocks are the dense Hessian's diagonal blocks", "[curvatur
     std::vector<std::string> names;
     for (const auto& b : blocks) names.push_back(b.name);
     CHECK(names == std::vector<std::string>{"layers.0.linear", "layers.0.ln", "layers.1.linear",
-                                            "layers.1.ln", "layers.2"});
+                                            "layers.1.ln", "layers.2.linear"});
     const auto curvature = diag::block_curvature(
         hessian, blocks,
         {.eigen = {.k = 1, .max_iterations = 40, .tolerance = 1e-9}, .trace = {.samples = 300}});

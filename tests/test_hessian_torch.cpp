@@ -328,7 +328,7 @@ TEST_CASE("bad Hessian reference data is refused with a message that says where"
         MessageContains({kFile, "label 0 is not a class index", "make_hessian_reference.py"}));
     REQUIRE_THROWS_MATCHES(string_at(nlohmann::json{{"loss", 1}}, "loss", "case x"),
                            std::runtime_error, MessageContains({"case x", "no string 'loss'"}));
-    REQUIRE_THROWS_MATCHES(by_name(nlohmann::json::object(), {"layers.3.weight"}, "case y"),
+    REQUIRE_THROWS_MATCHES(by_name(nlohmann::json::object(), {"layers.3.linear.weight"}, "case y"),
                            std::runtime_error,
-                           MessageContains({"case y", "no tensor 'layers.3.weight'"}));
+                           MessageContains({"case y", "no tensor 'layers.3.linear.weight'"}));
 }

@@ -43,7 +43,7 @@ TEST_CASE("mlp names parameters and buffers with stable dotted paths", "[layers]
                        "layers.0.linear.weight", "layers.0.linear.bias", "layers.0.bn.weight",
                        "layers.0.bn.bias", "layers.1.branch.bn.weight", "layers.1.branch.bn.bias",
                        "layers.1.branch.linear.weight", "layers.1.branch.linear.bias",
-                       "layers.2.weight", "layers.2.bias"});
+                       "layers.2.linear.weight", "layers.2.linear.bias"});
     std::vector<std::string> buffers;
     for (const auto& [name, b] : net->named_buffers()) buffers.push_back(name);
     CHECK(buffers.front() == "layers.0.bn.running_mean");

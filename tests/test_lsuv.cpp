@@ -51,7 +51,7 @@ TEST_CASE("lsuv brings every Linear layer of a deep ReLU network to unit varianc
     const auto layers = init::lsuv(*net, batch, {.tolerance = 0.05});
     REQUIRE(layers.size() == 7);
     CHECK(layers.front().name == "layers.0.linear");
-    CHECK(layers.back().name == "layers.6");
+    CHECK(layers.back().name == "layers.6.linear");
     const auto after = linear_output_variances(*net, batch);
     for (const auto& layer : layers) {
         INFO(layer.name << ": " << layer.iterations << " rescalings, variance "

@@ -26,7 +26,7 @@ TEST_CASE("the monitor's numbers equal the gradients computed directly", "[monit
     diag::GradientMonitor<double> monitor(*net);
     REQUIRE(monitor.layer_count() == 4);
     CHECK(monitor.layer_names() == std::vector<std::string>{"layers.0.linear", "layers.1.linear",
-                                                            "layers.2.linear", "layers.3"});
+                                                            "layers.2.linear", "layers.3.linear"});
 
     // Capture every Linear's output z_l and keep its gradient, independently of the monitor.
     std::vector<TensorD> outputs(4);

@@ -152,7 +152,7 @@ namespace {
 // activation, so its saturated and dead fractions do not apply.
 diag::GradientProfile sample_profile(bool with_updates) {
     std::vector<diag::LayerStats> layers(3);
-    const char* names[] = {"layers.0.linear", "layers.1.linear", "layers.2"};
+    const char* names[] = {"layers.0.linear", "layers.1.linear", "layers.2.linear"};
     for (std::size_t l = 0; l < 3; ++l) {
         layers[l].name = names[l];
         layers[l].output_grad_norm = 0.5 * static_cast<double>(l + 1);  // 0.5, 1, 1.5
@@ -179,7 +179,7 @@ TEST_CASE("a profile's table: a row per layer, '-' where a value does not apply,
     CHECK(lines[1].find("layers.0.linear") == 0);
     CHECK(lines[1].find("5.00e-01") != std::string::npos);
     CHECK(lines[1].find("0.250") != std::string::npos);
-    CHECK(lines[3].find("layers.2") == 0);
+    CHECK(lines[3].find("layers.2.linear") == 0);
     CHECK(lines[3].find("nan") == std::string::npos);
     CHECK(lines[3].substr(lines[3].size() - 1) == "-");  // the dead fraction: not applicable
     // Numbers right-aligned: every row's |W| ends where the header's does.

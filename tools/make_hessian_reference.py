@@ -23,7 +23,7 @@ names, so that named_parameters() agree name for name and in order:
   layers.0   Sequential{linear, bn|ln, act}             (5 -> 6 changes the width: plain)
   layers.1   Residual{branch = Sequential{bn|ln, act, linear}}, y = x + s * branch(x)
   layers.2   the same
-  layers.3   Linear(6, 3)
+  layers.3   Sequential{linear = Linear(6, 3)}
 with gradscope's definitions: batch norm eps 1e-5, normalising by the batch's biased variance in
 training mode and by the running statistics in evaluation mode; layer norm eps 1e-5; GELU the
 exact (erf) one, PyTorch's default; SiLU x * sigmoid(x).
@@ -104,7 +104,7 @@ class MLP(nn.Module):
             else:
                 layers.append(named_sequential(("linear", nn.Linear(widths[l], widths[l + 1])),
                                                norm_layer(norm, widths[l + 1]), ("act", act())))
-        layers.append(nn.Linear(widths[-2], widths[-1]))
+        layers.append(named_sequential(("linear", nn.Linear(widths[-2], widths[-1]))))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x):

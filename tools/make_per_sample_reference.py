@@ -19,7 +19,7 @@ named_modules() agree with gradscope's:
   residual    gradscope's mlp({.widths = {5, 6, 6, 6, 4}, .activation = Tanh{}, .residual = true,
               .residual_scale = 0.5}): layers.0 = Sequential{linear, act}, layers.1 and layers.2 =
               Residual{branch = Sequential{act, linear}} (pre-activation, y = x + 0.5 F(x)),
-              layers.3 = Linear.
+              layers.3 = Sequential{linear}.
   projection  Sequential: Linear(5,6) -> ReLU -> Residual(branch = Sequential{Tanh, Linear(6,4)},
               skip = bias-free Linear(6,4) "projection", scale 0.5) -> Linear(4,3): a Linear
               without bias.
@@ -100,7 +100,7 @@ def plain_net():
 class MLP(nn.Module):
     """gradscope's mlp() with residual blocks and one activation (nn/mlp.hpp): a hidden layer that
     keeps its width is Residual{branch = Sequential{act, linear}}, one that changes it is
-    Sequential{linear, act}, the output layer a Linear."""
+    Sequential{linear, act}, the output layer Sequential{linear}."""
 
     def __init__(self, widths, activation, scale):
         super().__init__()
@@ -113,7 +113,7 @@ class MLP(nn.Module):
             else:
                 layers.append(named_sequential(("linear", nn.Linear(widths[l], widths[l + 1])),
                                                ("act", activation())))
-        layers.append(nn.Linear(widths[-2], widths[-1]))
+        layers.append(named_sequential(("linear", nn.Linear(widths[-2], widths[-1]))))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x):

@@ -45,7 +45,8 @@ inline std::string where(const char* op, const std::shared_ptr<const std::string
     return text;
 }
 
-// "the parameter 'layers.0.weight' [4x3]", "a leaf [4x3]", "the output of 'tanh' in layers.1 [4x3]".
+// "the parameter 'layers.0.linear.weight' [4x3]", "a leaf [4x3]",
+// "the output of 'tanh' in layers.1 [4x3]".
 template <class T>
 std::string describe_node(const Node<T>& node) {
     const std::string shape = to_string(node.shape());

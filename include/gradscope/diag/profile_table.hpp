@@ -5,7 +5,7 @@
 //   layer            |dL/dz|   |dL/dW|       |W|  update/|W|  saturated  dead
 //   layers.0.linear  3.12e-02  1.05e-01  4.62e+00    2.21e-03      0.000  0.000
 //   ...
-//   layers.3         9.80e-02  2.43e-01  1.73e+00    5.02e-03          -      -
+//   layers.3.linear  9.80e-02  2.43e-01  1.73e+00    5.02e-03          -      -
 //   verdict: healthy (|dL/dz_1| / |dL/dz_L| = 3.18e-01)
 // A value that does not apply to a layer (the saturated and dead fractions of a layer no
 // activation follows, the output layer's) or was not measured (the update before the next

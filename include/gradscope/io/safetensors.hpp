@@ -15,7 +15,10 @@
 // header. The tensors must tile the data region exactly: no gaps, no overlaps, nothing after.
 //
 // Names are the module's dotted names (named_parameters(), then named_buffers()). Tensors are
-// written as F32 for Module<float> and F64 for Module<double>.
+// written as F32 for Module<float> and F64 for Module<double>. A module whose layout moved a
+// tensor lists its earlier name (Module::earlier_tensor_names; mlp()'s output layer, now
+// layers.L.linear, was layers.L): loading reads a file's tensor, and its optimiser state, under
+// the earlier name when the file lacks the current one.
 //
 // Shapes. gradscope keeps every tensor 2-D, and per-feature vectors (biases, normalisation
 // scales, running statistics) as [1 x n] rows. PyTorch makes those 1-D, and makes
@@ -39,12 +42,12 @@
 // infinity); I64 is accepted for a single value ([], [1] or [1, 1]).
 //
 // Optimiser state (OptimizerState, see optim/optimizer.hpp), when saved, travels as
-//   tensors   "optimizer.<state name>", e.g. "optimizer.exp_avg.layers.0.weight", always
-//             [rows, cols];
+//   tensors   "optimizer.<state name>", e.g. "optimizer.exp_avg.layers.0.linear.weight",
+//             always [rows, cols];
 //   metadata  "optimizer.step_count" = the optimiser's step count, as a decimal integer, and
 //             "optimizer.<scalar>" for each scalar, e.g. "optimizer.lr",
-//             "optimizer.step.layers.0.weight", as the shortest decimal that reads back as the
-//             same double
+//             "optimizer.step.layers.0.linear.weight", as the shortest decimal that reads back
+//             as the same double
 // Each parameter's entries are keyed by the module's name for it (Note [Optimiser state by
 // name]), whether the optimiser was made from named_parameters() or parameters(): the state is
 // matched by name on loading, so a network that registers the same parameters in another order
@@ -574,12 +577,59 @@ OptimizerState<T> read_optimizer_state(std::string_view source, const ParsedFile
     return state;
 }
 
+// Every module's earlier tensor names (Module::earlier_tensor_names) as full dotted paths,
+// earlier -> current.
+template <class T>
+void collect_earlier_names(const Module<T>& m, const std::string& path,
+                           std::map<std::string, std::string>& out) {
+    const auto join = [&path](const std::string& name) {
+        return path.empty() ? name : path + "." + name;
+    };
+    for (const auto& [earlier, current] : m.earlier_tensor_names()) {
+        out.emplace(join(earlier), join(current));
+    }
+    for (const auto& [name, child] : m.children()) collect_earlier_names(*child, join(name), out);
+}
+
+// A file that names a tensor the earlier way is read as if it used the current name, and so is
+// the optimiser state kept for it ("optimizer.<state>.<tensor>"), unless the file also has the
+// current name, which then wins.
+template <class T>
+void adopt_current_names(ParsedFile& file, const Module<T>& module) {
+    std::map<std::string, std::string> renamed;
+    collect_earlier_names(module, "", renamed);
+    if (renamed.empty()) return;
+    const auto current_name = [&renamed](const std::string& name) -> std::optional<std::string> {
+        if (const auto it = renamed.find(name); it != renamed.end()) return it->second;
+        if (!name.starts_with(optimizer_prefix)) return std::nullopt;
+        const std::size_t dot = name.find('.', optimizer_prefix.size());
+        if (dot == std::string::npos) return std::nullopt;
+        const auto it = renamed.find(name.substr(dot + 1));
+        if (it == renamed.end()) return std::nullopt;
+        return name.substr(0, dot + 1) + it->second;
+    };
+    std::set<std::string> present;
+    for (const Entry& e : file.entries) present.insert(e.name);
+    for (Entry& e : file.entries) {
+        const auto current = current_name(e.name);
+        if (current && !present.contains(*current)) e.name = *current;
+    }
+    std::map<std::string, std::string> metadata;
+    for (auto& [key, value] : file.metadata) {
+        const auto current = current_name(key);
+        const bool rename = current && !file.metadata.contains(*current);
+        metadata.emplace(rename ? *current : key, std::move(value));
+    }
+    file.metadata = std::move(metadata);
+}
+
 // Everything is checked before the first assignment, and the assignments cannot fail, so a
 // load either happens completely or not at all.
 template <class T>
 LoadReport load(std::span<const std::byte> bytes, Module<T>& module, Optimizer<T>* optimizer,
                 const LoadOptions& options, std::string_view source) {
-    const ParsedFile file = parse(bytes, source);
+    ParsedFile file = parse(bytes, source);
+    adopt_current_names(file, module);
     LoadReport report;
     report.metadata = file.metadata;
 

@@ -6,7 +6,9 @@
 // Layout (names are stable, for checkpoints and diagnostics):
 //   plain hidden layer l:     layers.l = Sequential{linear, [bn|ln], act, [dropout]}
 //   residual hidden layer l:  layers.l = Residual{branch = Sequential{[bn|ln], act, [dropout], linear}}
-//   output layer:             layers.L = Linear (no activation)
+//   output layer:             layers.L = Sequential{linear} (no activation)
+// so that every layer's Linear is named the same way (layers.l.linear, layers.L.linear) in the
+// monitor's reports and in checkpoints.
 // Residual blocks are pre-activation (He et al. 2016, "Identity Mappings in Deep Residual
 // Networks"): the branch ends in its Linear, so a zero-initialised or scaled branch really is
 // a zero or scaled contribution. A hidden layer that changes width stays plain.
@@ -77,7 +79,9 @@ public:
                 layers_->add(plain_block(w[l], w[l + 1], rng, l));
             }
         }
-        layers_->add(make_linear(w[depth - 1], w[depth], rng));
+        auto output = std::make_shared<Sequential<T>>();
+        output->add("linear", make_linear(w[depth - 1], w[depth], rng));
+        layers_->add(output);
     }
 
     Tensor<T> forward_impl(const Tensor<T>& x) override { return (*layers_)(x); }
@@ -85,6 +89,15 @@ public:
     [[nodiscard]] std::string type_name() const override { return "MLP"; }
     [[nodiscard]] const MlpOptions<T>& options() const noexcept { return options_; }
     [[nodiscard]] Sequential<T>& layers() noexcept { return *layers_; }
+
+    // Files that name the output layer's tensors layers.L.weight and layers.L.bias, as the
+    // layout without the output's `linear` child did, still load.
+    [[nodiscard]] typename Module<T>::template Named<std::string> earlier_tensor_names()
+        const override {
+        const std::string output = "layers." + std::to_string(layers_->size() - 1);
+        return {{output + ".weight", output + ".linear.weight"},
+                {output + ".bias", output + ".linear.bias"}};
+    }
 
     // Every Linear, input side first, with its path: the layers whose gradients a depth
     // study follows.

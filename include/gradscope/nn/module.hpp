@@ -206,6 +206,12 @@ public:
     // PyTorch's extra_repr: "in=784, out=256, bias=true". Empty when there are none.
     [[nodiscard]] virtual std::string extra_repr() const { return {}; }
 
+    // Names that files may still give this module's tensors, as (earlier, current) pairs of
+    // paths relative to this module: loading a checkpoint (io/safetensors.hpp) reads a tensor
+    // under its earlier name when the file lacks the current one. Empty unless a module's
+    // layout moved a tensor.
+    [[nodiscard]] virtual Named<std::string> earlier_tensor_names() const { return {}; }
+
     // This module's dotted path in the tree it belongs to ("" for a root).
     [[nodiscard]] const std::string& path() const noexcept { return *path_; }
 

@@ -9,7 +9,8 @@
 //     layers.0.linear        Linear(in=784, out=256, bias=true)  weight [256x784], bias [1x256]  200960
 //     layers.0.bn            BatchNorm1d(features=256, ...)      weight [1x256], bias [1x256]       512
 //     layers.0.act           Activation(relu)
-//     layers.1             Linear(in=256, out=10, bias=true)     weight [10x256], bias [1x10]      2570
+//     layers.1             Sequential
+//     layers.1.linear        Linear(in=256, out=10, bias=true)   weight [10x256], bias [1x10]      2570
 //     parameters: 204042, of which trainable: 204042
 //
 // Each module describes its own options through Module::extra_repr (PyTorch's extra_repr); a

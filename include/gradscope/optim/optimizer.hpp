@@ -7,9 +7,9 @@
 // (which Adam's bias correction uses) counts only the steps that updated it.
 //
 // Note [Optimiser state by name]. Each parameter has a key that its state is saved under: its
-// name when the optimiser was given names (Module::named_parameters(): "layers.0.weight"),
+// name when the optimiser was given names (Module::named_parameters(): "layers.0.linear.weight"),
 // else its position ("0", "1", ...). state() lists
-//   tensors: "<buffer>.<key>", e.g. "exp_avg.layers.0.weight", "momentum_buffer.0";
+//   tensors: "<buffer>.<key>", e.g. "exp_avg.layers.0.linear.weight", "momentum_buffer.0";
 //   scalars: every hyper-parameter by its PyTorch name ("lr", "momentum", "beta1", ...;
 //            flags such as "nesterov" are 0 or 1), then "step.<key>" for every parameter: the
 //            number of steps that updated it, 0 for one never updated (so that a state for
@@ -84,7 +84,8 @@ inline bool is_position(std::string_view key) {
     return error == std::errc() && end == key.data() + key.size();
 }
 
-// Splits a per-parameter entry "exp_avg.layers.0.weight" into ("exp_avg", "layers.0.weight").
+// Splits a per-parameter entry "exp_avg.layers.0.linear.weight" into ("exp_avg",
+// "layers.0.linear.weight").
 inline std::optional<std::pair<std::string_view, std::string_view>> split_entry(
     std::string_view name) {
     const std::size_t dot = name.find('.');
@@ -526,7 +527,7 @@ protected:
     }
 
 private:
-    // "parameter 'layers.0.weight'" when the keys are names, else "parameter 3".
+    // "parameter 'layers.0.linear.weight'" when the keys are names, else "parameter 3".
     static std::string describe(std::size_t i, const std::vector<std::string>& keys, bool named) {
         return named ? "parameter '" + keys[i] + "'" : "parameter " + std::to_string(i);
     }
