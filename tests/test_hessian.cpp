@@ -190,6 +190,11 @@ TEST_CASE("hvp through the regression losses", "[hessian]") {
         [&](const Inputs& p) { return huber_loss(p[0] * p[0], target, {.delta = 0.7}); }, {x});
     require_exact_hvp(
         [&](const Inputs& p) { return smooth_l1_loss(p[0] * p[0], target, {.beta = 0.6}); }, {x});
+    // L1, and smooth L1 with beta = 0 (which is L1): the loss's own curvature is 0 away from the
+    // kink, and the square's remains.
+    require_exact_hvp([&](const Inputs& p) { return l1_loss(p[0] * p[0], target); }, {x});
+    require_exact_hvp(
+        [&](const Inputs& p) { return smooth_l1_loss(p[0] * p[0], target, {.beta = 0.0}); }, {x});
     require_exact_hvp(
         [&](const Inputs& p) { return sum(mse_loss(p[0] * p[0], target, Reduction::none) * p[0]); },
         {x});

@@ -489,6 +489,13 @@ TEST_CASE("mlp validates its options", "[layers][errors]") {
     CHECK(std::count(names.begin(), names.end(), "layers.0.ln") == 1);
     auto plain = mlp<double>({.widths = {3, 4, 2}, .norm = Normalization::none, .dropout = 0.0});
     CHECK(plain->layers()[0].children().size() == 2);  // linear, act
+    // `.residual` reads back as written; false builds plain blocks where true builds Residuals.
+    const MlpOptions<double> residual{.widths = {3, 4, 4, 2}, .residual = true};
+    CHECK(residual.residual == true);
+    CHECK_FALSE(MlpOptions<double>{.residual = false}.residual);
+    CHECK(mlp<double>(residual)->layers()[1].type_name() == "Residual");
+    CHECK(mlp<double>({.widths = {3, 4, 4, 2}, .residual = false})->layers()[1].type_name() ==
+          "Sequential");
 }
 
 TEST_CASE("copy_state copies every parameter and buffer by name, or nothing", "[layers][copy]") {

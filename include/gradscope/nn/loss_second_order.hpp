@@ -65,9 +65,7 @@ template <class T>
 void regression_curvature(RegressionKind kind, double parameter, ConstMatrixView<T> d,
                           MatrixView<T> out) {
     const T k = static_cast<T>(parameter);
-    const bool l1 =
-        kind == RegressionKind::absolute || (kind == RegressionKind::smooth_l1 && parameter == 0.0);
-    if (l1) {
+    if (kind == RegressionKind::absolute) {
         out.setZero();
     } else if (kind == RegressionKind::squared) {
         out.setConstant(T(2));
@@ -247,9 +245,13 @@ void bce_tangent_backward(Node<T>& node) {
 // The losses' rules, found by their backward function (see core/second_order.hpp).
 template <class T>
 const TangentRule<T>* loss_tangent_rule(BackwardFn<T> backward) {
+    static constexpr TangentRule<T> regression_rule{&regression_tangent_forward<T>,
+                                                    &regression_tangent_backward<T>};
     static const std::pair<BackwardFn<T>, TangentRule<T>> table[] = {
-        {&regression_backward<T>,
-         {&regression_tangent_forward<T>, &regression_tangent_backward<T>}},
+        {&regression_backward<T, RegressionKind::squared>, regression_rule},
+        {&regression_backward<T, RegressionKind::absolute>, regression_rule},
+        {&regression_backward<T, RegressionKind::huber>, regression_rule},
+        {&regression_backward<T, RegressionKind::smooth_l1>, regression_rule},
         {&cross_entropy_backward<T>,
          {&cross_entropy_tangent_forward<T>, &cross_entropy_tangent_backward<T>}},
         {&bce_backward<T>, {&bce_tangent_forward<T>, &bce_tangent_backward<T>}},

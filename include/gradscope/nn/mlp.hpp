@@ -20,7 +20,6 @@
 #include "linear.hpp"
 #include "mlp_choices.hpp"
 #include "module.hpp"
-#include "residual.hpp"
 #include "sequential.hpp"
 
 #include <cstdint>
@@ -36,10 +35,10 @@ struct MlpOptions {
     ActivationChoice<T> activation = ReLU{};
     init::Initializer<T> init = {};       // every Linear's weight; empty: PyTorch's default
     init::Initializer<T> bias_init = {};  // every Linear's bias; empty: PyTorch's default
-    // Default-constructed (none, 0) rather than from a value: see mlp_choices.hpp.
-    NormChoice<T> norm = {};  // Normalization::none, batch or layer
-    bool residual = false;
-    double residual_scale = 1.0;  // s in y = x + s * F(x)
+    // Default-constructed (none, false, 0) rather than from a value: see mlp_choices.hpp.
+    NormChoice<T> norm = {};          // Normalization::none, batch or layer
+    ResidualChoice<T> residual = {};  // true: hidden layers that keep their width are residual
+    double residual_scale = 1.0;      // s in y = x + s * F(x)
     bool zero_init_residual = false;
     DropoutChoice<T> dropout = {};  // a probability in [0, 1)
     bool bias = true;
@@ -71,7 +70,7 @@ public:
         const std::size_t depth = w.size() - 1;
         for (std::size_t l = 0; l + 1 < depth; ++l) {
             if (options.residual && w[l] == w[l + 1]) {
-                layers_->add(std::make_shared<Residual<T>>(
+                layers_->add(options.residual.make(
                     residual_branch(w[l], rng, l),
                     ResidualOptions{.branch_scale = options.residual_scale,
                                     .zero_init_last = options.zero_init_residual}));

@@ -1,12 +1,12 @@
 // What the mlp() builder puts into each hidden layer besides its Linear and activation, as
-// MlpOptions names them: the normalisation (`.norm = Normalization::batch`) and the dropout
-// (`.dropout = 0.1`).
+// MlpOptions names them: the normalisation (`.norm = Normalization::batch`), the dropout
+// (`.dropout = 0.1`) and the residual blocks (`.residual = true`).
 //
 // Each option holds the function that makes its layer, taken where the option is set. A
-// program that never asks for batch norm, layer norm or dropout therefore never compiles those
-// layers: the builder calls whatever maker the options hold, rather than naming every layer type
-// it could build. For a header-only program that trains a plain mlp() that is nearly a third of
-// its compile time (docs/PERFORMANCE.md, "Compile time").
+// program that never asks for batch norm, layer norm, dropout or residual blocks therefore never
+// compiles those layers: the builder calls whatever maker the options hold, rather than naming
+// every layer type it could build. For a header-only program that trains a plain mlp() that is
+// over a third of its compile time (docs/PERFORMANCE.md, "Compile time").
 #pragma once
 
 #include "../core/errors.hpp"
@@ -14,6 +14,7 @@
 #include "dropout.hpp"
 #include "layernorm.hpp"
 #include "module.hpp"
+#include "residual.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -93,6 +94,38 @@ public:
 private:
     double probability_ = 0.0;
     std::shared_ptr<Module<T>> (*make_)(double probability, std::uint64_t seed) = nullptr;
+};
+
+// MlpOptions::residual: whether each hidden layer that keeps its width is a residual block
+// around its branch (false, the default: every hidden layer is plain).
+template <class T>
+class ResidualChoice {
+public:
+    ResidualChoice() = default;  // plain hidden layers
+
+    ResidualChoice(bool residual) {  // NOLINT: implicit, `.residual = true`
+        if (residual) {
+            make_ = [](std::shared_ptr<Module<T>> branch,
+                       const ResidualOptions& options) -> std::shared_ptr<Module<T>> {
+                return std::make_shared<Residual<T>>(std::move(branch), options);
+            };
+        }
+    }
+
+    explicit operator bool() const noexcept { return make_ != nullptr; }
+    friend bool operator==(const ResidualChoice& choice, bool residual) noexcept {
+        return static_cast<bool>(choice) == residual;
+    }
+
+    // The residual block around this branch; nullptr when the choice is false.
+    [[nodiscard]] std::shared_ptr<Module<T>> make(std::shared_ptr<Module<T>> branch,
+                                                  const ResidualOptions& options) const {
+        return make_ ? make_(std::move(branch), options) : nullptr;
+    }
+
+private:
+    std::shared_ptr<Module<T>> (*make_)(std::shared_ptr<Module<T>> branch,
+                                        const ResidualOptions& options) = nullptr;
 };
 
 }  // namespace gradscope
