@@ -71,8 +71,9 @@ struct GradcheckReport {
 
 namespace detail {
 
-inline void clear_grads(const std::vector<Tensor<double>>& tensors) {
-    for (Tensor<double> t : tensors) t.clear_grad();  // a copy is a handle to the same node
+template <class T>
+void clear_grads(const std::vector<Tensor<T>>& tensors) {
+    for (Tensor<T> t : tensors) t.clear_grad();  // a copy is a handle to the same node
 }
 
 inline void validate(const GradcheckOptions& o) {

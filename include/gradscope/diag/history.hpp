@@ -12,12 +12,20 @@
 #include "layer_statistics.hpp"
 #include "profile.hpp"
 
-#include <deque>
+#include <concepts>
 #include <ostream>
+#include <ranges>
 
 namespace gradscope::diag {
 
-inline void write_history_csv(std::ostream& out, const std::deque<GradientProfile>& history) {
+// A range of profiles: a monitor's history (a deque), or any other.
+template <class R>
+concept ProfileRange =
+    std::ranges::input_range<R> && std::same_as<std::ranges::range_value_t<R>, GradientProfile>;
+
+// A template, so that a program that writes no history does not compile the statistics' code.
+template <ProfileRange Profiles>
+void write_history_csv(std::ostream& out, const Profiles& history) {
     const auto statistics = layer_statistics<double>();
     out << "step,layer,name";
     for (const auto& s : statistics) out << ',' << s.name;

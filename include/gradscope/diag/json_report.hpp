@@ -125,7 +125,8 @@ inline nlohmann::json to_json(const Diagnosis& d) {
 //                                        "converged": true},
 //               "layers": [{"layer": 1, "name": "layers.0.linear",
 //                                      "output_grad_norm": ..., ..., "nonfinite": 0}, ...]}, ...]}
-inline nlohmann::json history_json(const std::deque<GradientProfile>& history) {
+template <ProfileRange Profiles>
+nlohmann::json history_json(const Profiles& history) {
     const auto statistics = layer_statistics<double>();
     nlohmann::json meanings = nlohmann::json::array();
     for (const auto& s : statistics) meanings.push_back({{"name", s.name}, {"meaning", s.meaning}});

@@ -163,10 +163,20 @@ inline VectorD normal_vector(Rng& rng, Eigen::Index n) {
     return v;
 }
 
+struct RitzPairs {
+    std::vector<double> values;
+    std::vector<double> residuals;
+    std::vector<Eigen::Index> columns;  // of the tridiagonal's eigenvectors
+    bool converged = true;
+};
+
 // A Krylov basis built by Lanczos with full reorthogonalisation. Plain Lanczos loses
 // orthogonality as soon as a Ritz value converges (Paige 1971) and then reports ghost copies
 // of it; projecting every new vector against the whole basis, twice, keeps it orthogonal to
 // working precision ("twice is enough": Giraud, Langou & Rozloznik 2005). Memory: n x capacity.
+// It is a class template only so that a program that runs no Lanczos (this header is part of
+// gradscope.hpp) does not compile it; Lanczos<> is the only one.
+template <class = void>
 class Lanczos {
 public:
     // noise_floor: a beta below this times the running estimate of ||A|| (the largest
@@ -235,6 +245,36 @@ public:
         return solver;
     }
 
+    // The estimate from the last Ritz decomposition: the Ritz vectors are Q s_i.
+    [[nodiscard]] EigenEstimate estimate(
+        const RitzPairs& pairs, const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>& solver,
+        int applications) const {
+        EigenEstimate estimate;
+        estimate.values = pairs.values;
+        estimate.residuals = pairs.residuals;
+        const Eigen::Index m = solver.eigenvalues().size();
+        for (Eigen::Index column : pairs.columns) {
+            VectorD ritz_vector = basis_.leftCols(m) * solver.eigenvectors().col(column);
+            estimate.vectors.push_back(std::move(ritz_vector));
+        }
+        estimate.iterations = applications;
+        estimate.operator_applications = applications;
+        estimate.converged = pairs.converged;
+        return estimate;
+    }
+
+    // This probe's Gauss rule, appended to the density: the Ritz values as nodes, the squared
+    // first components of T_m's eigenvectors (which sum to 1) divided by the number of probes as
+    // weights.
+    void append_gauss_rule(int probes, SpectralDensity& density) const {
+        const auto solver = ritz();
+        for (Eigen::Index j = 0; j < solver.eigenvalues().size(); ++j) {
+            const double first = solver.eigenvectors()(0, j);
+            density.nodes.push_back(solver.eigenvalues()[j]);
+            density.weights.push_back(first * first / probes);
+        }
+    }
+
 private:
     void orthogonalise(VectorD& v) const {
         const auto q = basis_.leftCols(size_);
@@ -258,13 +298,6 @@ template <class T>
 constexpr double noise_floor() {
     return 100.0 * std::numeric_limits<T>::epsilon();
 }
-
-struct RitzPairs {
-    std::vector<double> values;
-    std::vector<double> residuals;
-    std::vector<Eigen::Index> columns;  // of the tridiagonal's eigenvectors
-    bool converged = true;
-};
 
 // A pair has converged when |A y - theta y| / max(|theta|, tiny) <= tolerance, with tiny the
 // rounding level `noise` / tolerance: a residual that rounding alone explains cannot be lowered
@@ -341,34 +374,6 @@ private:
     double sum_squares_ = 0.0;  // of deviations from the running mean
 };
 
-// The estimate from the last Ritz decomposition: the Ritz vectors are Q s_i.
-inline EigenEstimate to_estimate(const RitzPairs& pairs, const Eigen::MatrixXd& basis,
-                                 const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>& solver,
-                                 int applications) {
-    EigenEstimate estimate;
-    estimate.values = pairs.values;
-    estimate.residuals = pairs.residuals;
-    const Eigen::Index m = solver.eigenvalues().size();
-    for (Eigen::Index column : pairs.columns) {
-        estimate.vectors.emplace_back(basis.leftCols(m) * solver.eigenvectors().col(column));
-    }
-    estimate.iterations = applications;
-    estimate.operator_applications = applications;
-    estimate.converged = pairs.converged;
-    return estimate;
-}
-
-// One probe's Gauss rule, appended to the density: the Ritz values as nodes, the squared first
-// components of T_m's eigenvectors (which sum to 1) divided by the number of probes as weights.
-inline void append_gauss_rule(const Lanczos& lanczos, int probes, SpectralDensity& density) {
-    const auto solver = lanczos.ritz();
-    for (Eigen::Index j = 0; j < solver.eigenvalues().size(); ++j) {
-        const double first = solver.eigenvectors()(0, j);
-        density.nodes.push_back(solver.eigenvalues()[j]);
-        density.weights.push_back(first * first / probes);
-    }
-}
-
 }  // namespace spectrum_detail
 
 // The k largest algebraic eigenvalues of the symmetric operator (the most positive first, so
@@ -386,7 +391,7 @@ EigenEstimate top_eigenvalues(const SymmetricOperator<T>& op, Eigen::Index n,
     spectrum_detail::check_lanczos_options(who, n, options);
     const Eigen::Index capacity = std::min<Eigen::Index>(options.max_iterations, n);
     spectrum_detail::DoubleOperator<T> apply(op, n, who);
-    spectrum_detail::Lanczos lanczos(n, capacity, spectrum_detail::noise_floor<T>());
+    spectrum_detail::Lanczos<> lanczos(n, capacity, spectrum_detail::noise_floor<T>());
     Rng rng(options.seed);
     lanczos.start(spectrum_detail::normal_vector(rng, n));
 
@@ -404,7 +409,7 @@ EigenEstimate top_eigenvalues(const SymmetricOperator<T>& op, Eigen::Index n,
         }
     }
 
-    return spectrum_detail::to_estimate(pairs, lanczos.basis(), solver, apply.applications());
+    return lanczos.estimate(pairs, solver, apply.applications());
 }
 
 // Hutchinson's estimator of tr(A): E[z^T A z] = tr(A) for any probe with E[z z^T] = I
@@ -443,13 +448,13 @@ SpectralDensity spectral_density(const SymmetricOperator<T>& op, Eigen::Index n,
     Rng rng(options.seed);
     SpectralDensity density;
     for (int p = 0; p < options.probes; ++p) {
-        spectrum_detail::Lanczos lanczos(n, steps, spectrum_detail::noise_floor<T>());
+        spectrum_detail::Lanczos<> lanczos(n, steps, spectrum_detail::noise_floor<T>());
         lanczos.start(spectrum_detail::rademacher(rng, n));
         // An invariant Krylov space ends the probe early: its quadrature is already exact.
         do {
             lanczos.step(apply);
         } while (!lanczos.needs_start());
-        spectrum_detail::append_gauss_rule(lanczos, options.probes, density);
+        lanczos.append_gauss_rule(options.probes, density);
     }
     return density;
 }
