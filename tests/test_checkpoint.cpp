@@ -188,6 +188,13 @@ struct Fixture {
     }
 };
 
+// One optimiser step on the mean square of the network's output at x.
+void mean_square_step(MLP<double>& net, Optimizer<double>& optimizer, const TensorD& x) {
+    optimizer.zero_grad();
+    mean(square(net(x))).backward();
+    optimizer.step();
+}
+
 }  // namespace
 
 TEST_CASE("a saved mlp with batch norm loads into another and gives identical eval outputs",
@@ -602,9 +609,7 @@ TEST_CASE("the optimiser state is saved and restored, and a step after loading m
     const fs::path file = dir.path / "run.safetensors";
     const auto x = TensorD::constant(testing::normal(16, 4, 20));
     const auto train_step = [&](MLP<double>& net, Optimizer<double>& opt) {
-        opt.zero_grad();
-        mean(square(net(x))).backward();
-        opt.step();
+        mean_square_step(net, opt, x);
     };
 
     auto net = batch_norm_mlp<double>(15);
@@ -678,9 +683,7 @@ TEST_CASE(
     "[checkpoint]") {
     const auto x = TensorD::constant(testing::normal(16, 4, 21));
     const auto train_step = [&](MLP<double>& net, Optimizer<double>& opt) {
-        opt.zero_grad();
-        mean(square(net(x))).backward();
-        opt.step();
+        mean_square_step(net, opt, x);
     };
     auto net = batch_norm_mlp<double>(15);
     Adam<double> adam(net->parameters(), {.lr = 0.01});
@@ -770,9 +773,7 @@ TEST_CASE("a grouped optimiser's state travels in the checkpoint with every grou
           "[checkpoint]") {
     const auto x = TensorD::constant(testing::normal(16, 4, 30));
     const auto train_step = [&](MLP<double>& net, Optimizer<double>& opt) {
-        opt.zero_grad();
-        mean(square(net(x))).backward();
-        opt.step();
+        mean_square_step(net, opt, x);
     };
     auto net = batch_norm_mlp<double>(31);
     AdamW<double> adamw(weight_decay_groups(*net), {.lr = 0.01, .weight_decay = 0.1});
