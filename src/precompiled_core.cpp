@@ -1,10 +1,10 @@
 // gradscope::precompiled, one part of it: the graph (tensors, nodes, pools, the reverse pass)
 // and the differentiable ops, for float and double; and the symbol that records the Eigen
 // alignment the library was built with.
-// include/gradscope/instantiations.hpp lists what the library compiles and declares all of it
-// `extern`; this source defines its own part of that list, the other sources the rest.
+// include/gradscope/instantiations.hpp lists what the library compiles; gradscope.hpp declares all
+// of it `extern` in precompiled mode; this source defines its own part, the other sources the rest.
 #define GRADSCOPE_BUILDING_PRECOMPILED
-#include <gradscope/instantiations.hpp>
+#include <gradscope/gradscope.hpp>
 
 namespace gradscope {
 namespace detail {

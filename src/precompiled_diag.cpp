@@ -1,8 +1,8 @@
 // gradscope::precompiled, one part of it: the gradient-flow diagnostics, for float and double.
-// include/gradscope/instantiations.hpp lists what the library compiles and declares all of it
-// `extern`; this source defines its own part of that list, the other sources the rest.
+// include/gradscope/instantiations.hpp lists what the library compiles; gradscope.hpp declares all
+// of it `extern` in precompiled mode; this source defines its own part, the other sources the rest.
 #define GRADSCOPE_BUILDING_PRECOMPILED
-#include <gradscope/instantiations.hpp>
+#include <gradscope/gradscope.hpp>
 
 namespace gradscope {
 GRADSCOPE_INSTANTIATE_DIAG(template, float)

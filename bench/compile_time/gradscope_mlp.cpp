@@ -1,7 +1,14 @@
 // Compile-time probe (scripts/bench.sh times compiling this file): a program that includes
 // gradscope.hpp and trains an MLP. Its twin, eigen_mlp.cpp, does the same against Eigen alone.
 // It is timed header-only and with -DGRADSCOPE_PRECOMPILED (as when linking gradscope::precompiled).
+// -DPROBE_PART_HEADERS: the same program including only the part headers it uses
+// (nn.hpp and optim.hpp).
+#ifdef PROBE_PART_HEADERS
+#include <gradscope/nn.hpp>
+#include <gradscope/optim.hpp>
+#else
 #include <gradscope/gradscope.hpp>
+#endif
 
 #include <cstdio>
 

@@ -2,7 +2,15 @@
 // first, in double: an MLP classifier trained with Adam on cross-entropy, a GradientMonitor
 // watching its layers, and NoGradGuard for the evaluation. Its twin, eigen_newcomer.cpp, does the
 // same against Eigen alone.
+// -DPROBE_PART_HEADERS: the same program including only the part headers it uses
+// (diag.hpp, nn.hpp and optim.hpp).
+#ifdef PROBE_PART_HEADERS
+#include <gradscope/diag.hpp>
+#include <gradscope/nn.hpp>
+#include <gradscope/optim.hpp>
+#else
 #include <gradscope/gradscope.hpp>
+#endif
 
 #include <cstdio>
 #include <vector>

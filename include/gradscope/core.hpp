@@ -18,3 +18,15 @@
 #include "core/random.hpp"
 #include "core/tensor.hpp"
 #include "core/version.hpp"
+
+// Precompiled mode (GRADSCOPE_PRECOMPILED, which linking gradscope::precompiled defines): this
+// part's float and double specialisations are compiled once, in that library, not here.
+#ifdef GRADSCOPE_PRECOMPILED
+#include "instantiations.hpp"
+GRADSCOPE_DECLARE_PRECOMPILED(GRADSCOPE_INSTANTIATE_CORE)
+GRADSCOPE_DECLARE_PRECOMPILED(GRADSCOPE_INSTANTIATE_OPS)
+namespace gradscope {
+#define GRADSCOPE_ACTIVATION(Act) GRADSCOPE_INSTANTIATE_ACTIVATION_OP(extern template, Act)
+#include "builtin_activations.inc"
+}  // namespace gradscope
+#endif

@@ -23,3 +23,10 @@
 #include "diag/sweep_html.hpp"
 #include "diag/theory.hpp"
 #include "diag/training_html.hpp"
+
+// Precompiled mode (GRADSCOPE_PRECOMPILED, which linking gradscope::precompiled defines): this
+// part's float and double specialisations are compiled once, in that library, not here.
+#ifdef GRADSCOPE_PRECOMPILED
+#include "instantiations.hpp"
+GRADSCOPE_DECLARE_PRECOMPILED(GRADSCOPE_INSTANTIATE_DIAG)
+#endif

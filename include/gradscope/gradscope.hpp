@@ -9,9 +9,10 @@
 #include "nn.hpp"
 #include "optim.hpp"
 
-// Precompiled mode (link gradscope::precompiled, which defines the macro): the float and double
-// specialisations are compiled once in that library instead of in every file that includes
-// this header. See instantiations.hpp.
-#ifdef GRADSCOPE_PRECOMPILED
-#include "instantiations.hpp"
+// Precompiled mode (link gradscope::precompiled): each part header above declares its float and
+// double specialisations `extern template`; see instantiations.hpp. The library's own sources
+// (src/precompiled_*.cpp) include this header in that mode and then define them.
+#if defined(GRADSCOPE_BUILDING_PRECOMPILED) && !defined(GRADSCOPE_PRECOMPILED)
+#error \
+    "compile gradscope::precompiled's sources with GRADSCOPE_PRECOMPILED defined (its CMake target defines it)"
 #endif

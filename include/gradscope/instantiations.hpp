@@ -5,28 +5,26 @@
 // layer and op it can reach. mlp<float>() can build any layer type, each with virtual functions
 // whose vtables (and so whose forward and backward kernels) are emitted with the class, so a
 // program that trains a plain ReLU MLP also compiles batch norm, layer norm and dropout.
-// Under GRADSCOPE_PRECOMPILED the umbrella header gradscope.hpp includes this header, whose
-// `extern template` declarations tell the compiler that those specialisations are compiled
-// elsewhere. Without GRADSCOPE_PRECOMPILED this header is not included and gradscope stays
-// header-only.
+// Under GRADSCOPE_PRECOMPILED each part's umbrella header (core.hpp, nn.hpp, optim.hpp,
+// diag.hpp) ends by including this header and declaring its own list below `extern template`
+// (GRADSCOPE_DECLARE_PRECOMPILED), which tells the compiler that those specialisations are
+// compiled elsewhere. So a program that includes only the parts it uses parses only those and
+// still compiles none of their specialisations. Without GRADSCOPE_PRECOMPILED this header is not
+// included and gradscope stays header-only.
 //
-// The library's sources include it too, with GRADSCOPE_BUILDING_PRECOMPILED defined: every
-// specialisation is then declared `extern` there as well, and each source follows with the
-// definitions (`template`) of its own part of the list, by the same macros, which stay defined
-// for it. So the declarations and the definitions cannot drift apart, and the library compiles
-// as several translation units that a parallel build spreads over its cores, none of them
-// compiling another's part again.
+// The library's sources include gradscope.hpp in precompiled mode, so every specialisation is
+// declared `extern` there as well, and each source follows with the definitions (`template`) of
+// its own part of the list, by the same macros. So the declarations and the definitions cannot
+// drift apart, and the library compiles as several translation units that a parallel build
+// spreads over its cores, none of them compiling another's part again.
 //
 // Only templates for T = float, double and the built-in activations (builtin_activations.inc)
 // are listed; member templates (Tensor::constant<Derived>, Sequential::add<M>, ...) and
-// templates over user types are still instantiated where they are used. Every macro below is
-// this header's own and is undefined at its end, except in the library's sources.
+// templates over user types are still instantiated where they are used. The macros stay
+// defined, for the part headers included after this one; all of them start GRADSCOPE_.
 #pragma once
 
-#include "core.hpp"
-#include "diag.hpp"
-#include "nn.hpp"
-#include "optim.hpp"
+#include "core/matrix.hpp"
 
 #define GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(X, KIND, T) \
     X(KIND, T, fn::Exp)                               \
@@ -54,83 +52,83 @@
                                       BackwardFn<T>, detail::BackwardReads);         \
     KIND Tensor<T> detail::finish<T>(NodePtr<T>);
 
-// The differentiable ops (core/ops/*.hpp, core/elementwise.hpp, core/activations.hpp).
-#define GRADSCOPE_INSTANTIATE_OPS(KIND, T)                                                      \
-    KIND Tensor<T> add<T>(const Tensor<T>&, const Tensor<T>&);                                  \
-    KIND Tensor<T> sub<T>(const Tensor<T>&, const Tensor<T>&);                                  \
-    KIND Tensor<T> mul<T>(const Tensor<T>&, const Tensor<T>&);                                  \
-    KIND Tensor<T> div<T>(const Tensor<T>&, const Tensor<T>&);                                  \
-    KIND Tensor<T> neg<T>(const Tensor<T>&);                                                    \
-    KIND Tensor<T> affine<T>(const Tensor<T>&, double, double);                                 \
-    KIND Tensor<T> scalar_div<T>(double, const Tensor<T>&);                                     \
-    KIND Tensor<T> operator+<T>(const Tensor<T>&, const Tensor<T>&);                            \
-    KIND Tensor<T> operator-<T>(const Tensor<T>&, const Tensor<T>&);                            \
-    KIND Tensor<T> operator*<T>(const Tensor<T>&, const Tensor<T>&);                            \
-    KIND Tensor<T> operator/<T>(const Tensor<T>&, const Tensor<T>&);                            \
-    KIND Tensor<T> operator-<T>(const Tensor<T>&);                                              \
-    KIND Tensor<T> operator+<T>(const Tensor<T>&, double);                                      \
-    KIND Tensor<T> operator+<T>(double, const Tensor<T>&);                                      \
-    KIND Tensor<T> operator-<T>(const Tensor<T>&, double);                                      \
-    KIND Tensor<T> operator-<T>(double, const Tensor<T>&);                                      \
-    KIND Tensor<T> operator*<T>(const Tensor<T>&, double);                                      \
-    KIND Tensor<T> operator*<T>(double, const Tensor<T>&);                                      \
-    KIND Tensor<T> operator/<T>(const Tensor<T>&, double);                                      \
-    KIND Tensor<T> operator/<T>(double, const Tensor<T>&);                                      \
-    KIND Tensor<T> concat_cols<T>(std::span<const Tensor<T>>);                                  \
-    KIND Tensor<T> slice_cols<T>(const Tensor<T>&, Index, Index);                               \
+// The differentiable ops of core.hpp (core/ops/*.hpp, core/elementwise.hpp).
+#define GRADSCOPE_INSTANTIATE_OPS(KIND, T)                                          \
+    KIND Tensor<T> add<T>(const Tensor<T>&, const Tensor<T>&);                      \
+    KIND Tensor<T> sub<T>(const Tensor<T>&, const Tensor<T>&);                      \
+    KIND Tensor<T> mul<T>(const Tensor<T>&, const Tensor<T>&);                      \
+    KIND Tensor<T> div<T>(const Tensor<T>&, const Tensor<T>&);                      \
+    KIND Tensor<T> neg<T>(const Tensor<T>&);                                        \
+    KIND Tensor<T> affine<T>(const Tensor<T>&, double, double);                     \
+    KIND Tensor<T> scalar_div<T>(double, const Tensor<T>&);                         \
+    KIND Tensor<T> operator+<T>(const Tensor<T>&, const Tensor<T>&);                \
+    KIND Tensor<T> operator-<T>(const Tensor<T>&, const Tensor<T>&);                \
+    KIND Tensor<T> operator*<T>(const Tensor<T>&, const Tensor<T>&);                \
+    KIND Tensor<T> operator/<T>(const Tensor<T>&, const Tensor<T>&);                \
+    KIND Tensor<T> operator-<T>(const Tensor<T>&);                                  \
+    KIND Tensor<T> operator+<T>(const Tensor<T>&, double);                          \
+    KIND Tensor<T> operator+<T>(double, const Tensor<T>&);                          \
+    KIND Tensor<T> operator-<T>(const Tensor<T>&, double);                          \
+    KIND Tensor<T> operator-<T>(double, const Tensor<T>&);                          \
+    KIND Tensor<T> operator*<T>(const Tensor<T>&, double);                          \
+    KIND Tensor<T> operator*<T>(double, const Tensor<T>&);                          \
+    KIND Tensor<T> operator/<T>(const Tensor<T>&, double);                          \
+    KIND Tensor<T> operator/<T>(double, const Tensor<T>&);                          \
+    KIND Tensor<T> concat_cols<T>(std::span<const Tensor<T>>);                      \
+    KIND Tensor<T> slice_cols<T>(const Tensor<T>&, Index, Index);                   \
+    KIND Tensor<T> matmul<T>(const Tensor<T>&, const Tensor<T>&);                   \
+    KIND Tensor<T> transpose<T>(const Tensor<T>&);                                  \
+    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&); \
+    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&);                   \
+    KIND Tensor<T> sum<T>(const Tensor<T>&);                                        \
+    KIND Tensor<T> row_sum<T>(const Tensor<T>&);                                    \
+    KIND Tensor<T> col_sum<T>(const Tensor<T>&);                                    \
+    KIND Tensor<T> mean<T>(const Tensor<T>&);                                       \
+    KIND Tensor<T> row_mean<T>(const Tensor<T>&);                                   \
+    KIND Tensor<T> col_mean<T>(const Tensor<T>&);                                   \
+    KIND Tensor<T> max<T>(const Tensor<T>&);                                        \
+    KIND Tensor<T> row_max<T>(const Tensor<T>&);                                    \
+    KIND Tensor<T> col_max<T>(const Tensor<T>&);                                    \
+    KIND Tensor<T> softmax<T>(const Tensor<T>&);                                    \
+    KIND Tensor<T> log_softmax<T>(const Tensor<T>&);                                \
+    GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)
+
+// Modules, the mlp() builder, the losses and the ops only layers use (nn.hpp).
+#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                       \
     KIND Tensor<T> dropout<T>(const Tensor<T>&, double, Rng&);                                  \
-    KIND Tensor<T> matmul<T>(const Tensor<T>&, const Tensor<T>&);                               \
-    KIND Tensor<T> transpose<T>(const Tensor<T>&);                                              \
-    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);             \
-    KIND Tensor<T> linear<T>(const Tensor<T>&, const Tensor<T>&);                               \
     KIND Tensor<T> batch_norm_train<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,    \
                                        double, BatchStatistics<T>&);                            \
     KIND Tensor<T> layer_norm<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, double); \
-    KIND Tensor<T> sum<T>(const Tensor<T>&);                                                    \
-    KIND Tensor<T> row_sum<T>(const Tensor<T>&);                                                \
-    KIND Tensor<T> col_sum<T>(const Tensor<T>&);                                                \
-    KIND Tensor<T> mean<T>(const Tensor<T>&);                                                   \
-    KIND Tensor<T> row_mean<T>(const Tensor<T>&);                                               \
-    KIND Tensor<T> col_mean<T>(const Tensor<T>&);                                               \
-    KIND Tensor<T> max<T>(const Tensor<T>&);                                                    \
-    KIND Tensor<T> row_max<T>(const Tensor<T>&);                                                \
-    KIND Tensor<T> col_max<T>(const Tensor<T>&);                                                \
-    KIND Tensor<T> softmax<T>(const Tensor<T>&);                                                \
-    KIND Tensor<T> log_softmax<T>(const Tensor<T>&);                                            \
-    GRADSCOPE_FOR_EACH_ELEMENTWISE_FN(GRADSCOPE_INSTANTIATE_ELEMENTWISE, KIND, T)
-
-// Modules, the mlp() builder and the losses (nn/*.hpp).
-#define GRADSCOPE_INSTANTIATE_NN(KIND, T)                                                      \
-    KIND class Module<T>;                                                                      \
-    KIND class ActivationLayer<T>;                                                             \
-    KIND class ActivationChoice<T>;                                                            \
-    KIND class Sequential<T>;                                                                  \
-    KIND class Linear<T>;                                                                      \
-    KIND class BatchNorm1d<T>;                                                                 \
-    KIND class LayerNorm<T>;                                                                   \
-    KIND class Dropout<T>;                                                                     \
-    KIND class Residual<T>;                                                                    \
-    KIND class ElmanCell<T>;                                                                   \
-    KIND class RNN<T>;                                                                         \
-    KIND class MLP<T>;                                                                         \
-    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                                 \
-    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                 \
-    KIND Tensor<T> l1_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                  \
-    KIND Tensor<T> huber_loss<T>(const Tensor<T>&, const Tensor<T>&, const HuberLossOptions&); \
-    KIND Tensor<T> smooth_l1_loss<T>(const Tensor<T>&, const Tensor<T>&,                       \
-                                     const SmoothL1LossOptions&);                              \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>,                    \
-                                    const CrossEntropyOptions&);                               \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&,                 \
-                                    const CrossEntropyOptions&);                               \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);        \
-    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction);     \
-    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
-                                                       const BCEWithLogitsOptions&);           \
-    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,     \
+    KIND class Module<T>;                                                                       \
+    KIND class ActivationLayer<T>;                                                              \
+    KIND class ActivationChoice<T>;                                                             \
+    KIND class Sequential<T>;                                                                   \
+    KIND class Linear<T>;                                                                       \
+    KIND class BatchNorm1d<T>;                                                                  \
+    KIND class LayerNorm<T>;                                                                    \
+    KIND class Dropout<T>;                                                                      \
+    KIND class Residual<T>;                                                                     \
+    KIND class ElmanCell<T>;                                                                    \
+    KIND class RNN<T>;                                                                          \
+    KIND class MLP<T>;                                                                          \
+    KIND std::shared_ptr<MLP<T>> mlp<T>(const MlpOptions<T>&);                                  \
+    KIND Tensor<T> mse_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                  \
+    KIND Tensor<T> l1_loss<T>(const Tensor<T>&, const Tensor<T>&, Reduction);                   \
+    KIND Tensor<T> huber_loss<T>(const Tensor<T>&, const Tensor<T>&, const HuberLossOptions&);  \
+    KIND Tensor<T> smooth_l1_loss<T>(const Tensor<T>&, const Tensor<T>&,                        \
+                                     const SmoothL1LossOptions&);                               \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>,                     \
+                                    const CrossEntropyOptions&);                                \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&,                  \
+                                    const CrossEntropyOptions&);                                \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, std::span<const int>, Reduction);         \
+    KIND Tensor<T> cross_entropy<T>(const Tensor<T>&, const std::vector<int>&, Reduction);      \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,      \
+                                                       const BCEWithLogitsOptions&);            \
+    KIND Tensor<T> binary_cross_entropy_with_logits<T>(const Tensor<T>&, const Tensor<T>&,      \
                                                        Reduction);
 
-// Optimisers and clipping (optim/*.hpp).
+// Optimisers and clipping (optim.hpp).
 #define GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)                                          \
     KIND class ParameterList<T>;                                                      \
     KIND class Optimizer<T>;                                                          \
@@ -150,26 +148,26 @@
     KIND void adaptive_clip_grad<T>(std::span<const Tensor<T>>, double, double);      \
     KIND class PerSampleClipper<T>;
 
-// Gradient-flow diagnostics (diag/*.hpp).
+// Gradient-flow diagnostics (diag.hpp).
 #define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)            \
     KIND class diag::GradientMonitor<T>;               \
     KIND diag::GradientProfile diag::measure_depth<T>( \
         const ActivationChoice<T>&, const init::Initializer<T>&, const diag::DepthSetup&);
 
-// Everything, for one scalar type. Expands inside namespace gradscope.
-#define GRADSCOPE_INSTANTIATE_ALL(KIND, T) \
-    GRADSCOPE_INSTANTIATE_CORE(KIND, T)    \
-    GRADSCOPE_INSTANTIATE_OPS(KIND, T)     \
-    GRADSCOPE_INSTANTIATE_NN(KIND, T)      \
-    GRADSCOPE_INSTANTIATE_OPTIM(KIND, T)   \
-    GRADSCOPE_INSTANTIATE_DIAG(KIND, T)
-
-// A built-in activation: the op and the layer, for both scalar types.
-#define GRADSCOPE_INSTANTIATE_ACTIVATION(KIND, Act)      \
-    GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, float, Act)  \
-    GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, double, Act) \
-    KIND class Activation<float, Act>;                   \
+// A built-in activation, for both scalar types: its op (core.hpp) and its layer (nn.hpp).
+#define GRADSCOPE_INSTANTIATE_ACTIVATION_OP(KIND, Act)  \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, float, Act) \
+    GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, double, Act)
+#define GRADSCOPE_INSTANTIATE_ACTIVATION_LAYER(KIND, Act) \
+    KIND class Activation<float, Act>;                    \
     KIND class Activation<double, Act>;
+
+// Declares one list `extern template`, for both scalar types; a part header's last lines.
+#define GRADSCOPE_DECLARE_PRECOMPILED(LIST) \
+    namespace gradscope {                   \
+    LIST(extern template, float)            \
+    LIST(extern template, double)           \
+    }
 
 // The library and the programs that link it must agree on Eigen's alignment, which follows
 // the target flags (-march=native with AVX-512 gives 64 bytes, plain x86-64 gives 16): Eigen
@@ -184,34 +182,10 @@
 #define GRADSCOPE_PRECOMPILED_ABI_SYMBOL \
     GRADSCOPE_DETAIL_CONCAT(precompiled_eigen_align_, EIGEN_MAX_ALIGN_BYTES)
 
-namespace gradscope {
-namespace detail {
+namespace gradscope::detail {
 extern const int GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
 #if !defined(GRADSCOPE_BUILDING_PRECOMPILED) && defined(__GNUC__)
 // `used`: kept even though nothing reads it, so that every object file holds the reference.
 [[gnu::used]] static const int* const precompiled_abi_check = &GRADSCOPE_PRECOMPILED_ABI_SYMBOL;
 #endif
-}  // namespace detail
-
-GRADSCOPE_INSTANTIATE_ALL(extern template, float)
-GRADSCOPE_INSTANTIATE_ALL(extern template, double)
-
-#define GRADSCOPE_ACTIVATION(Act) GRADSCOPE_INSTANTIATE_ACTIVATION(extern template, Act)
-#include "builtin_activations.inc"
-}  // namespace gradscope
-
-// The library's sources expand the same lists as definitions.
-#ifndef GRADSCOPE_BUILDING_PRECOMPILED
-#undef GRADSCOPE_PRECOMPILED_ABI_SYMBOL
-#undef GRADSCOPE_DETAIL_CONCAT
-#undef GRADSCOPE_DETAIL_CONCAT2
-#undef GRADSCOPE_INSTANTIATE_ACTIVATION
-#undef GRADSCOPE_INSTANTIATE_ALL
-#undef GRADSCOPE_INSTANTIATE_DIAG
-#undef GRADSCOPE_INSTANTIATE_OPTIM
-#undef GRADSCOPE_INSTANTIATE_NN
-#undef GRADSCOPE_INSTANTIATE_OPS
-#undef GRADSCOPE_INSTANTIATE_CORE
-#undef GRADSCOPE_INSTANTIATE_ELEMENTWISE
-#undef GRADSCOPE_FOR_EACH_ELEMENTWISE_FN
-#endif
+}  // namespace gradscope::detail

@@ -21,3 +21,14 @@
 #include "nn/rnn.hpp"
 #include "nn/sequential.hpp"
 #include "nn/summary.hpp"
+
+// Precompiled mode (GRADSCOPE_PRECOMPILED, which linking gradscope::precompiled defines): this
+// part's float and double specialisations are compiled once, in that library, not here.
+#ifdef GRADSCOPE_PRECOMPILED
+#include "instantiations.hpp"
+GRADSCOPE_DECLARE_PRECOMPILED(GRADSCOPE_INSTANTIATE_NN)
+namespace gradscope {
+#define GRADSCOPE_ACTIVATION(Act) GRADSCOPE_INSTANTIATE_ACTIVATION_LAYER(extern template, Act)
+#include "builtin_activations.inc"
+}  // namespace gradscope
+#endif
