@@ -492,7 +492,7 @@ TEST_CASE("mlp validates its options", "[layers][errors]") {
     // `.residual` reads back as written; false builds plain blocks where true builds Residuals.
     const MlpOptions<double> residual{.widths = {3, 4, 4, 2}, .residual = true};
     CHECK(residual.residual == true);
-    CHECK_FALSE(MlpOptions<double>{.residual = false}.residual);
+    CHECK_FALSE(MlpOptions<double>{.widths = {3, 2}, .residual = false}.residual);
     CHECK(mlp<double>(residual)->layers()[1].type_name() == "Residual");
     CHECK(mlp<double>({.widths = {3, 4, 4, 2}, .residual = false})->layers()[1].type_name() ==
           "Sequential");
