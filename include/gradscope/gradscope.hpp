@@ -13,6 +13,5 @@
 // double specialisations `extern template`; see instantiations.hpp. The library's own sources
 // (src/precompiled_*.cpp) include this header in that mode and then define them.
 #if defined(GRADSCOPE_BUILDING_PRECOMPILED) && !defined(GRADSCOPE_PRECOMPILED)
-#error \
-    "compile gradscope::precompiled's sources with GRADSCOPE_PRECOMPILED defined (its CMake target defines it)"
+#error "compile src/precompiled_*.cpp with GRADSCOPE_PRECOMPILED defined (CMake does)"
 #endif
