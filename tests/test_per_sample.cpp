@@ -42,8 +42,7 @@ std::vector<std::pair<TensorD, TensorD>> watched_parameters(Net& net, bool layer
     return out;
 }
 
-PerSampleGrads explicit_per_sample_gradients(Net& net, const Problem& p,
-                                             bool layer_norms = false) {
+PerSampleGrads explicit_per_sample_gradients(Net& net, const Problem& p, bool layer_norms = false) {
     const auto layers = watched_parameters(net, layer_norms);
     PerSampleGrads grads(layers.size(), std::vector<std::vector<double>>(p.batch()));
     for (Index i = 0; i < p.batch(); ++i) {
@@ -199,8 +198,12 @@ void check_layer(const diag::LayerStats& s, const Expected& e, bool gsnr) {
 // With `options` (per-sample mode on, the problem's reduction); a selector that takes
 // LayerNorms compares them too.
 void check_against_explicit_loop(Net net, const Problem& p, Monitor::Options options = {}) {
-    options.per_sample.enabled = true;
-    options.per_sample.loss_reduction = p.reduction;
+    // Written whole: options hold the reductions' code only where per-sample options are written
+    // (PerSampleOptions::reducer).
+    options.per_sample = {.enabled = true,
+                          .loss_reduction = p.reduction,
+                          .gsnr = options.per_sample.gsnr,
+                          .every = options.per_sample.every};
     const bool layer_norms = static_cast<bool>(options.select);
     const bool gsnr = options.per_sample.gsnr;
     const PerSampleGrads grads = explicit_per_sample_gradients(net, p, layer_norms);
@@ -335,9 +338,10 @@ TEST_CASE("per-sample statistics when the weight's gradient is not the mean per-
 
 // The shortcut itself: the reduction takes g_bar's weight part from the weight's gradient when
 // that is this pass's Delta^T A, and forms the product when the gradient holds anything else.
-TEST_CASE("g_bar is taken from the weight's gradient exactly when it is the mean per-sample "
-          "gradient",
-          "[per_sample]") {
+TEST_CASE(
+    "g_bar is taken from the weight's gradient exactly when it is the mean per-sample "
+    "gradient",
+    "[per_sample]") {
     const Matrix<double> a = normal(6, 4, 31), dz = normal(6, 3, 32);
     auto w = TensorD::parameter(normal(3, 4, 33));
     auto b = TensorD::parameter(Matrix<double>::Zero(1, 3));
@@ -390,7 +394,8 @@ TEST_CASE("per-sample statistics equal an explicit per-sample loop: LayerNorm's 
                 CHECK(std::isfinite(l.bias_grad_norm));
             }
             probe.detach();
-            check_against_explicit_loop(net, regression(r), {.select = Monitor::linear_or_layer_norm});
+            check_against_explicit_loop(net, regression(r),
+                                        {.select = Monitor::linear_or_layer_norm});
             check_against_explicit_loop(net, classification(r),
                                         {.select = Monitor::linear_or_layer_norm});
         }
@@ -407,9 +412,9 @@ TEST_CASE("per-sample statistics without the GSNR: the rest unchanged, the GSNR 
                                     {.per_sample = {.gsnr = false}});
         check_against_explicit_loop(plain_net(), classification(r),
                                     {.per_sample = {.gsnr = false}});
-        check_against_explicit_loop(layer_norm_net(true), regression(r),
-                                    {.select = Monitor::linear_or_layer_norm,
-                                     .per_sample = {.gsnr = false}});
+        check_against_explicit_loop(
+            layer_norm_net(true), regression(r),
+            {.select = Monitor::linear_or_layer_norm, .per_sample = {.gsnr = false}});
     }
 }
 
@@ -449,6 +454,28 @@ TEST_CASE("per-sample mode every N steps: those steps measured as on every step,
     }
     REQUIRE_THROWS_MATCHES(Monitor(*net, {.per_sample = {.enabled = true, .every = 0}}),
                            value_error, MessageContains({"per_sample.every", "0"}));
+}
+
+// The monitor's default options hold no reductions' code (so a program that never writes
+// per-sample options does not compile them: ctest header_only.unused_code); turning on
+// `enabled` in them afterwards is refused with what to write instead, and writing the options
+// whole works.
+TEST_CASE("per-sample mode switched on in default options says how to write it", "[per_sample]") {
+    auto net = plain_net();
+    const Problem p = regression(Reduction::mean);
+    Monitor::Options options;
+    CHECK(options.per_sample.reducer == nullptr);
+    options.per_sample.enabled = true;
+    REQUIRE_THROWS_MATCHES(
+        Monitor(*net, options), value_error,
+        MessageContains({"per_sample.enabled", ".per_sample = {.enabled = true"}));
+    options.per_sample = {.enabled = true, .loss_reduction = p.reduction};
+    CHECK(options.per_sample.reducer != nullptr);
+    Monitor monitor(*net, options);
+    net->zero_grad();
+    p.loss(net, 0, p.batch()).backward();
+    CHECK(monitor.last().layers().front().per_sample_sq_norms.size() ==
+          static_cast<std::size_t>(p.batch()));
 }
 
 // The GSNR's mean is evaluated in chunks with packet operations (layer_statistics.hpp); it must
@@ -681,9 +708,10 @@ TEST_CASE("per-sample mode is off by default: nothing measured, nothing kept", "
     CHECK(diag::GradientProfile({s}).per_sample_network().batch == 0);
 }
 
-TEST_CASE("per-sample mode measures Linear (and LayerNorm) layers only and refuses a loss "
-          "reduction of none",
-          "[per_sample]") {
+TEST_CASE(
+    "per-sample mode measures Linear (and LayerNorm) layers only and refuses a loss "
+    "reduction of none",
+    "[per_sample]") {
     auto net = plain_net();
     Monitor monitor(*net, {.select =
                                [](const std::string& path, Module<double>&) {

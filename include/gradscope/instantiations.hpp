@@ -149,9 +149,12 @@
     KIND class PerSampleClipper<T>;
 
 // Gradient-flow diagnostics (diag.hpp).
-#define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)            \
-    KIND class diag::GradientMonitor<T>;               \
-    KIND diag::GradientProfile diag::measure_depth<T>( \
+#define GRADSCOPE_INSTANTIATE_DIAG(KIND, T)                                                    \
+    KIND class diag::GradientMonitor<T>;                                                       \
+    KIND class diag::detail::PerSampleReduction<T>;                                            \
+    KIND std::unique_ptr<diag::detail::SampleReducer<T>> diag::detail::make_sample_reducer<T>( \
+        diag::detail::SampleLayout, bool, double);                                             \
+    KIND diag::GradientProfile diag::measure_depth<T>(                                         \
         const ActivationChoice<T>&, const init::Initializer<T>&, const diag::DepthSetup&);
 
 // A built-in activation, for both scalar types: its op (core.hpp) and its layer (nn.hpp).

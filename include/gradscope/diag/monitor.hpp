@@ -9,8 +9,9 @@
 // then. Detaching removes every hook, after which the monitor costs nothing. Call the network
 // itself (not its layers one by one) so that its hook fires.
 //
-// Per-sample mode (Options::per_sample, off by default; off, it adds no hook and no copy): for
-// every watched Linear (and LayerNorm with a scale and shift) the forward hook keeps its input
+// Per-sample mode (Options::per_sample, off by default; off, it adds no hook and no copy, and a
+// program that never writes per-sample options does not compile the reductions): for every
+// watched Linear (and LayerNorm with a scale and shift) the forward hook keeps its input
 // [B x in] and the output-gradient hook dL/dz [B x out] (nn/per_sample.hpp). Sample i's own
 // gradient is then g_i = outer(delta_i, a_i) for the weight and delta_i for the bias (a
 // LayerNorm's: delta_i o xhat_i and delta_i), delta_i = d(l_i)/dz_i, l_i sample i's own loss
@@ -85,8 +86,8 @@ public:
         // Keep a copy of each weight to measure the next update's size (costs one copy per step).
         bool track_updates = true;
         // Per-sample gradient statistics of the Linear (and selected LayerNorm) layers (see the
-        // header's comment).
-        PerSampleOptions per_sample = {};
+        // header's comment). Off by default, holding no reductions' code (its `reducer`).
+        PerSampleOptions<T> per_sample = {.reducer = nullptr};
         // Sharpness of the loss handed to observe_loss (see the header's comment); unset: off.
         std::optional<SharpnessOptions> sharpness = std::nullopt;
     };
@@ -162,12 +163,18 @@ private:
         Tensor<T> weight;  // the module's weight (or a norm's scale) parameter, or empty
         Tensor<T> bias;    // its bias (or a norm's shift), or empty
         Matrix<T> previous_weight;
-        bool per_sample_watched = false;
-        detail::PerSampleReduction<T> per_sample = {};
+        std::unique_ptr<detail::SampleReducer<T>> per_sample = nullptr;  // null: not watched
     };
 
-    static void check_per_sample_options(const PerSampleOptions& o) {
+    static void check_per_sample_options(const PerSampleOptions<T>& o) {
         if (!o.enabled) return;
+        if (o.reducer == nullptr) {
+            throw value_error(
+                "GradientMonitor: per_sample.enabled is set on per-sample options that hold no "
+                "reductions (the options' default): write them whole, `.per_sample = {.enabled = "
+                "true, ...}` or `options.per_sample = {.enabled = true}`, which compiles the "
+                "reductions in");
+        }
         if (o.loss_reduction != Reduction::mean && o.loss_reduction != Reduction::sum) {
             throw value_error(std::string("GradientMonitor: per_sample.loss_reduction must be "
                                           "mean or sum (the loss backward starts from), got ") +
@@ -184,19 +191,19 @@ private:
         return p.defined() ? p : module.own_parameter(norm_role);
     }
 
-    // How a watched module's per-sample gradients are laid out, or nothing when it has none
-    // the monitor can split into samples (the header's comment).
-    static std::optional<detail::PerSampleReduction<T>> per_sample_layout(Module<T>& module) {
+    // The reducer of a watched module's per-sample gradients, laid out as the module's are, or
+    // null when it has none the monitor can split into samples (the header's comment).
+    std::unique_ptr<detail::SampleReducer<T>> per_sample_reducer(Module<T>& module) const {
+        const detail::SampleReducerMaker<T> make = options_.per_sample.reducer;
         if (auto* linear = dynamic_cast<Linear<T>*>(&module)) {
-            if (!linear->weight().defined()) return std::nullopt;
-            return detail::PerSampleReduction<T>(detail::SampleLayout::outer,
-                                                 module.own_parameter(TensorRole::bias).defined());
+            if (!linear->weight().defined()) return nullptr;
+            return make(detail::SampleLayout::outer,
+                        module.own_parameter(TensorRole::bias).defined(), 0.0);
         }
         if (auto* norm = dynamic_cast<LayerNorm<T>*>(&module); norm != nullptr && norm->affine()) {
-            return detail::PerSampleReduction<T>(detail::SampleLayout::elementwise, true,
-                                                 norm->eps());
+            return make(detail::SampleLayout::elementwise, true, norm->eps());
         }
-        return std::nullopt;
+        return nullptr;
     }
 
     void add_layer(const std::string& path, Module<T>& module) {
@@ -207,13 +214,8 @@ private:
                     parameter_of(module, TensorRole::weight, TensorRole::norm_scale),
                     parameter_of(module, TensorRole::bias, TensorRole::norm_shift),
                     {}};
-        if (options_.per_sample.enabled) {
-            if (auto reduction = per_sample_layout(module)) {
-                layer.per_sample_watched = true;
-                layer.per_sample = std::move(*reduction);
-            }
-        }
-        const bool per_sample = layer.per_sample_watched;
+        if (options_.per_sample.enabled) layer.per_sample = per_sample_reducer(module);
+        const bool per_sample = layer.per_sample != nullptr;
         layers_.push_back(std::move(layer));
         if (per_sample) watch_per_sample(module, index);
         hooks_.add(module.register_forward_hook(
@@ -259,18 +261,18 @@ private:
     void watch_per_sample(Module<T>& module, std::size_t index) {
         gradscope::detail::capture_samples(
             module, hooks_, [this, index]() -> gradscope::detail::SampleCapture<T>* {
-                return per_sample_due() ? &layers_[index].per_sample : nullptr;
+                return per_sample_due() ? layers_[index].per_sample.get() : nullptr;
             });
     }
 
     // The per-sample gradients' reductions, or nothing when this step cannot be split into
     // samples or is not one the mode measures.
     std::optional<PerSampleGradients<T>> reduce_per_sample(Layer& layer) {
-        if (!layer.per_sample_watched || !per_sample_due() || !layer.per_sample.complete()) {
+        if (!layer.per_sample || !per_sample_due() || !layer.per_sample->complete()) {
             return std::nullopt;
         }
-        return layer.per_sample.reduce(options_.per_sample.loss_reduction, options_.per_sample.gsnr,
-                                       layer.weight);
+        return layer.per_sample->reduce(options_.per_sample.loss_reduction,
+                                        options_.per_sample.gsnr, layer.weight);
     }
 
     // The first activation after a watched layer stands for that layer's output h_l.
@@ -294,7 +296,7 @@ private:
         for (std::size_t i = 0; i < layers_.size(); ++i) {
             clear_keeping_storage(pending_[i]);
             if (pending_[i].name != layers_[i].name) pending_[i].name = layers_[i].name;
-            layers_[i].per_sample.grads = 0;
+            if (layers_[i].per_sample) layers_[i].per_sample->grads = 0;
         }
         current_layer_ = -1;
         activation_seen_ = false;

@@ -1,7 +1,8 @@
 // The per-sample mode's arithmetic: from what a layer's hooks captured (its input and dL/dz,
 // nn/per_sample.hpp) to the reductions the statistics need (PerSampleGradients in
 // layer_statistics.hpp), with no per-sample gradient materialised. GradientMonitor owns one
-// PerSampleReduction per watched layer and calls reduce() when the step closes.
+// SampleReducer per watched layer, made by the maker its per-sample options hold, and calls
+// reduce() when the step closes.
 //
 // Two layouts of a sample's gradient, delta_i = d(l_i)/dz_i being its output-gradient row:
 //   outer (Linear):            g_i = (outer(delta_i, a_i), delta_i)   for (weight, bias)
@@ -43,11 +44,50 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace gradscope::diag {
 
-// GradientMonitor::Options::per_sample.
+namespace detail {
+
+enum class SampleLayout {
+    outer,        // Linear: g_i = outer(delta_i, a_i) for the weight
+    elementwise,  // LayerNorm: g_i = delta_i o xhat_i for the scale
+};
+
+// What the monitor sees of a layer's per-sample reductions: the capture its hooks fill, and the
+// reductions of the step. PerSampleReduction below is the one implementation; the monitor names
+// only this interface, so that a program which never turns per-sample mode on does not compile
+// the reductions (PerSampleOptions::reducer).
+template <class T>
+class SampleReducer : public gradscope::detail::SampleCapture<T> {
+public:
+    SampleReducer() = default;
+    SampleReducer(const SampleReducer&) = delete;
+    SampleReducer& operator=(const SampleReducer&) = delete;
+    virtual ~SampleReducer() = default;
+
+    // The reductions of this step's per-sample gradients; the spans and views point into this
+    // object and stay valid until the next reduce(). `weight` is the layer's weight, whose
+    // gradient may stand for g_bar (the header's comment).
+    virtual PerSampleGradients<T> reduce(Reduction loss_reduction, bool gsnr,
+                                         const Tensor<T>& weight) = 0;
+};
+
+// Makes the reducer of one layer: its layout, whether it has a bias, a LayerNorm's eps.
+template <class T>
+using SampleReducerMaker = std::unique_ptr<SampleReducer<T>> (*)(SampleLayout layout, bool bias,
+                                                                 double eps);
+
+template <class T>
+std::unique_ptr<SampleReducer<T>> make_sample_reducer(SampleLayout layout, bool bias, double eps);
+
+}  // namespace detail
+
+// GradientMonitor<T>::Options::per_sample, written in place:
+// `.per_sample = {.enabled = true, .loss_reduction = Reduction::sum}`.
+template <class T>
 struct PerSampleOptions {
     bool enabled = false;
     // The reduction of the loss backward starts from: mean or sum (nn/per_sample.hpp).
@@ -59,28 +99,27 @@ struct PerSampleOptions {
     // Measure the steps 0, N, 2N, ...; on the others the layers' inputs are not even copied and
     // the per-sample statistics are not measured. Cockpit schedules its instruments the same way.
     std::size_t every = 1;
+    // The code of the reductions, taken where per-sample options are written: compilers
+    // instantiate a default member initialiser only where it is used, so a program that never
+    // writes `.per_sample = {...}` never compiles the reductions, about a quarter of the compile
+    // of a small header-only program with a monitor (docs/PERFORMANCE.md, "What a program
+    // compiles"). The monitor's default options hold none, and reject `enabled` without it. Not
+    // for setting by hand.
+    detail::SampleReducerMaker<T> reducer = &detail::make_sample_reducer<T>;
 };
 
 namespace detail {
 
-enum class SampleLayout {
-    outer,        // Linear: g_i = outer(delta_i, a_i) for the weight
-    elementwise,  // LayerNorm: g_i = delta_i o xhat_i for the scale
-};
-
 // One layer's captured batch and the buffers its reductions reuse from step to step (an Eigen
 // matrix or a std::vector keeps its allocation while its size does not change).
 template <class T>
-class PerSampleReduction : public gradscope::detail::SampleCapture<T> {
+class PerSampleReduction final : public SampleReducer<T> {
 public:
-    PerSampleReduction() = default;
     PerSampleReduction(SampleLayout layout, bool bias, double eps = 0.0)
         : layout_(layout), bias_(bias), eps_(eps) {}
 
-    // The reductions of this step's per-sample gradients; the spans and views point into this
-    // object and stay valid until the next reduce().
-    // `weight` is the layer's weight, whose gradient may stand for g_bar (the header's comment).
-    PerSampleGradients<T> reduce(Reduction loss_reduction, bool gsnr, const Tensor<T>& weight) {
+    PerSampleGradients<T> reduce(Reduction loss_reduction, bool gsnr,
+                                 const Tensor<T>& weight) override {
         this->to_sample_deltas(loss_reduction);
         if (layout_ == SampleLayout::outer) {
             // g_bar is the weight's gradient times this (the header's comment).
@@ -227,9 +266,9 @@ private:
         const T inv_batch = T(1) / static_cast<T>(b);
         xhat_.resize(b, n);
         invstd_.resize(b, 1);
-        gradscope::detail::normalise_rows(
-            ConstMatrixView<T>(this->input.data(), b, n), eps_,
-            MatrixView<T>(xhat_.data(), b, n), MatrixView<T>(invstd_.data(), b, 1));
+        gradscope::detail::normalise_rows(ConstMatrixView<T>(this->input.data(), b, n), eps_,
+                                          MatrixView<T>(xhat_.data(), b, n),
+                                          MatrixView<T>(invstd_.data(), b, 1));
         scale_rows_ = (this->delta.array() * xhat_.array()).matrix();
         const Matrix<T>& d = this->delta;
         sq_norms_.resize(static_cast<std::size_t>(b));
@@ -282,7 +321,7 @@ private:
 
     SampleLayout layout_ = SampleLayout::outer;
     bool bias_ = false;
-    double eps_ = 0.0;  // the LayerNorm's
+    double eps_ = 0.0;                 // the LayerNorm's
     bool mean_from_gradient_ = false;  // what mean_weight_from_gradient found, last time asked
     Matrix<T> probe_, abs_probe_;      // r and |r| [in x 1]
     Matrix<T> probe_input_, probe_exact_, probe_gradient_, probe_bound_;
@@ -297,6 +336,11 @@ private:
     double mean_sq_ = 0.0;
     std::vector<double> sq_norms_, sorted_norms_, sq_deviations_, dot_deviations_;
 };
+
+template <class T>
+std::unique_ptr<SampleReducer<T>> make_sample_reducer(SampleLayout layout, bool bias, double eps) {
+    return std::make_unique<PerSampleReduction<T>>(layout, bias, eps);
+}
 
 }  // namespace detail
 }  // namespace gradscope::diag
