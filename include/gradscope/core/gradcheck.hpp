@@ -88,14 +88,15 @@ inline void validate(const GradcheckOptions& o) {
 // Calls f on the inputs as `how` asks (see GradcheckInputs).
 template <class F>
 Tensor<double> call_as(F& f, const std::vector<Tensor<double>>& inputs, GradcheckInputs how) {
+    using T = DependentDouble<F>;  // double; see gradcheck()
     if (how == GradcheckInputs::leaves) return f(inputs);
-    std::vector<Tensor<double>> routed;
+    std::vector<Tensor<T>> routed;
     routed.reserve(inputs.size());
-    for (const Tensor<double>& x : inputs) {
+    for (const Tensor<T>& x : inputs) {
         routed.push_back(x.requires_grad() ? detail::affine(x, 1.0, 0.0, "gradcheck_interior") : x);
     }
     if (how == GradcheckInputs::interior) return f(routed);  // routed's handles go on return
-    const Tensor<double> first = f(routed);
+    const Tensor<T> first = f(routed);
     return first + f(routed);
 }
 
@@ -125,7 +126,9 @@ inline std::string describe(const GradcheckReport& r) {
 template <GradcheckFunction F>
 GradcheckReport gradcheck(F&& f, const std::vector<Tensor<double>>& inputs,
                           const GradcheckOptions& options = {}) {
-    using T = double;
+    // double, spelled to depend on F so that a program that never calls gradcheck does not
+    // compile its body (core/matrix.hpp, DependentDouble).
+    using T = DependentDouble<F>;
     detail::validate(options);
     GradcheckReport report;
     Rng rng(options.seed);

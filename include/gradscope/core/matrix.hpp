@@ -26,6 +26,20 @@ using ConstMatrixView = Eigen::Map<const Matrix<T>>;
 
 using Index = Eigen::Index;
 
+namespace detail {
+template <class T>
+struct AlwaysDouble {
+    using type = double;
+};
+}  // namespace detail
+
+// `double`, spelled so that the type depends on T. In a template, an Eigen expression on a
+// plain Matrix<double> is type-checked where the header is parsed, instantiating Eigen's
+// expression and solver classes in every program that includes the header; on
+// Matrix<DependentDouble<T>> it is checked only when a program instantiates the template.
+template <class T>
+using DependentDouble = typename detail::AlwaysDouble<T>::type;
+
 struct Shape {
     Index rows = 0;
     Index cols = 0;

@@ -208,9 +208,10 @@ public:
     StandardScaler& fit(const Matrix<T>& x) {
         this->check_fit_input(x);
         // In double, whatever T is: a float sum of many rows would lose digits.
-        const Matrix<double> xd = x.template cast<double>();
-        const Matrix<double> mean = xd.colwise().mean();
-        const Matrix<double> variance =
+        using Wide = DependentDouble<T>;
+        const Matrix<Wide> xd = x.template cast<Wide>();
+        const Matrix<Wide> mean = xd.colwise().mean();
+        const Matrix<Wide> variance =
             (xd.rowwise() - mean.row(0)).array().square().colwise().mean().matrix();
         this->set(mean.template cast<T>(), variance.array().sqrt().matrix().template cast<T>(),
                   T(0));
@@ -237,9 +238,10 @@ public:
 
     MinMaxScaler& fit(const Matrix<T>& x) {
         this->check_fit_input(x);
-        const Matrix<double> xd = x.template cast<double>();
-        const Matrix<double> min = xd.colwise().minCoeff();
-        const Matrix<double> max = xd.colwise().maxCoeff();
+        using Wide = DependentDouble<T>;  // as in StandardScaler::fit
+        const Matrix<Wide> xd = x.template cast<Wide>();
+        const Matrix<Wide> min = xd.colwise().minCoeff();
+        const Matrix<Wide> max = xd.colwise().maxCoeff();
         this->set(min.template cast<T>(), ((max - min) / (high_ - low_)).template cast<T>(),
                   static_cast<T>(low_));
         return *this;

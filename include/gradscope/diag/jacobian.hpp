@@ -72,7 +72,7 @@ Eigen::MatrixXd input_output_jacobian(Module<T>& net, const std::type_identity_t
             throw shape_error("input_output_jacobian: one input row gave " +
                               to_string(output.shape()) + " outputs; expected one row");
         }
-        Eigen::MatrixXd jacobian(m, x.cols());
+        Eigen::Matrix<DependentDouble<T>, Eigen::Dynamic, Eigen::Dynamic> jacobian(m, x.cols());
         Matrix<T> seed = Matrix<T>::Zero(1, m);
         for (Index i = 0; i < m; ++i) {
             seed(0, i) = T(1);
@@ -116,7 +116,10 @@ template <class T>
 JacobianSpectrum jacobian_spectrum(Module<T>& net, const std::type_identity_t<Matrix<T>>& x) {
     JacobianSpectrum out;
     out.jacobian = input_output_jacobian(net, x);
-    const Eigen::BDCSVD<Eigen::MatrixXd> svd(out.jacobian);
+    // The solver's type depends on T so that a program that never calls this does not
+    // compile the SVD (core/matrix.hpp, DependentDouble).
+    const Eigen::BDCSVD<Eigen::Matrix<DependentDouble<T>, Eigen::Dynamic, Eigen::Dynamic>> svd(
+        out.jacobian);
     out.singular_values = svd.singularValues();
     const auto& s = out.singular_values;
     out.max = s.maxCoeff();

@@ -191,14 +191,15 @@ template <class T>
 void add_gsnr_parameters(GsnrMean& mean, ConstMatrixView<T> g_bar, ConstMatrixView<T> second,
                          double tolerance) {
     constexpr Index chunk = 1024;
-    using Chunk = Eigen::Array<double, Eigen::Dynamic, 1, Eigen::ColMajor, chunk, 1>;
+    using Wide = DependentDouble<T>;
+    using Chunk = Eigen::Array<Wide, Eigen::Dynamic, 1, Eigen::ColMajor, chunk, 1>;
     using Source = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
     const Index n = g_bar.size();
     Chunk g, m;
     for (Index start = 0; start < n; start += chunk) {
         const Index len = std::min(chunk, n - start);
-        g = Source(g_bar.data() + start, len).template cast<double>();
-        m = Source(second.data() + start, len).template cast<double>();
+        g = Source(g_bar.data() + start, len).template cast<Wide>();
+        m = Source(second.data() + start, len).template cast<Wide>();
         if (!std::isfinite(g.sum()) || !std::isfinite(m.sum())) {
             for (Index j = 0; j < len; ++j) mean.add(g[j], m[j]);
             continue;

@@ -174,11 +174,15 @@ struct RitzPairs {
 // orthogonality as soon as a Ritz value converges (Paige 1971) and then reports ghost copies
 // of it; projecting every new vector against the whole basis, twice, keeps it orthogonal to
 // working precision ("twice is enough": Giraud, Langou & Rozloznik 2005). Memory: n x capacity.
-// It is a class template only so that a program that runs no Lanczos (this header is part of
-// gradscope.hpp) does not compile it; Lanczos<> is the only one.
-template <class = void>
+// Real is always double; it is a template parameter so that a program that runs no Lanczos
+// (this header is part of gradscope.hpp) does not compile it (core/matrix.hpp, DependentDouble).
+template <class Real>
 class Lanczos {
 public:
+    using Vector = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
+    using Basis = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
+    using Solver = Eigen::SelfAdjointEigenSolver<Basis>;
+
     // noise_floor: a beta below this times the running estimate of ||A|| (the largest
     // Gershgorin bound |alpha_j| + beta_{j-1} + beta_j of T_m seen) is rounding noise of the
     // operator and the reorthogonalisation, not a new direction.
@@ -188,14 +192,14 @@ public:
     [[nodiscard]] Eigen::Index size() const { return size_; }
     [[nodiscard]] Eigen::Index capacity() const { return basis_.cols(); }
     [[nodiscard]] double last_beta() const { return beta_.empty() ? 0.0 : beta_.back(); }
-    [[nodiscard]] const Eigen::MatrixXd& basis() const { return basis_; }
+    [[nodiscard]] const Basis& basis() const { return basis_; }
     // The rounding level of residuals: noise_floor times the estimate of ||A||.
     [[nodiscard]] double noise() const { return noise_floor_ * scale_; }
 
     // Starts a new block with v (any nonzero length), orthogonal to the basis so far. The
     // coupling to the previous block is zero: v is not A times the last vector. Returns false
     // when v lies (numerically) in the span of the basis.
-    bool start(VectorD v) {
+    bool start(Vector v) {
         if (size_ == capacity()) return false;
         const double before = v.norm();
         orthogonalise(v);
@@ -213,7 +217,7 @@ public:
     double step(Apply& apply) {
         const Eigen::Index j = size_ - 1;
         const double previous = last_beta();  // 0 at the start of a block
-        apply(VectorD(basis_.col(j)), w_);
+        apply(Vector(basis_.col(j)), w_);
         const double alpha = basis_.col(j).dot(w_);
         w_ -= alpha * basis_.col(j);
         if (j > 0) w_ -= previous * basis_.col(j - 1);
@@ -236,25 +240,24 @@ public:
 
     // Eigen-decomposition of the tridiagonal T_m = Q^T A Q: its eigenvalues are the Ritz
     // values (ascending), its eigenvectors s_i give the Ritz vectors Q s_i.
-    [[nodiscard]] Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> ritz() const {
+    [[nodiscard]] Solver ritz() const {
         const auto m = static_cast<Eigen::Index>(alpha_.size());
-        VectorD diagonal = Eigen::Map<const VectorD>(alpha_.data(), m);
-        VectorD sub = Eigen::Map<const VectorD>(beta_.data(), std::max<Eigen::Index>(m - 1, 0));
-        Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver;
+        Vector diagonal = Eigen::Map<const Vector>(alpha_.data(), m);
+        Vector sub = Eigen::Map<const Vector>(beta_.data(), std::max<Eigen::Index>(m - 1, 0));
+        Solver solver;
         solver.computeFromTridiagonal(diagonal, sub, Eigen::ComputeEigenvectors);
         return solver;
     }
 
     // The estimate from the last Ritz decomposition: the Ritz vectors are Q s_i.
-    [[nodiscard]] EigenEstimate estimate(
-        const RitzPairs& pairs, const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>& solver,
-        int applications) const {
+    [[nodiscard]] EigenEstimate estimate(const RitzPairs& pairs, const Solver& solver,
+                                         int applications) const {
         EigenEstimate estimate;
         estimate.values = pairs.values;
         estimate.residuals = pairs.residuals;
         const Eigen::Index m = solver.eigenvalues().size();
         for (Eigen::Index column : pairs.columns) {
-            VectorD ritz_vector = basis_.leftCols(m) * solver.eigenvectors().col(column);
+            Vector ritz_vector = basis_.leftCols(m) * solver.eigenvectors().col(column);
             estimate.vectors.push_back(std::move(ritz_vector));
         }
         estimate.iterations = applications;
@@ -276,18 +279,18 @@ public:
     }
 
 private:
-    void orthogonalise(VectorD& v) const {
+    void orthogonalise(Vector& v) const {
         const auto q = basis_.leftCols(size_);
         for (int pass = 0; pass < 2; ++pass) v -= q * (q.transpose() * v);
     }
 
-    Eigen::MatrixXd basis_;
+    Basis basis_;
     double noise_floor_;
     double scale_ = 0.0;
     Eigen::Index size_ = 0;
     std::vector<double> alpha_;
     std::vector<double> beta_;  // beta_[j] couples q_j and q_{j+1}; the last is the residual
-    VectorD w_;
+    Vector w_;
 };
 
 // The noise floor of beta: rounding leaves a few eps_T ||A|| of A q outside the basis. Too low
@@ -310,9 +313,9 @@ inline bool pair_converged(double residual, double theta, double tolerance, doub
 // The top k Ritz pairs and their residual bounds. For T_m s = theta s, the Ritz vector
 // y = Q s has A y - theta y = beta_m s_m q_{m+1} (Golub & Van Loan, Matrix Computations,
 // sec. 10.1.4), so ||A y - theta y|| = |beta_m s_m| without another product.
-inline RitzPairs top_ritz_pairs(const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>& solver,
-                                double beta, int k, double tolerance, double noise) {
-    const VectorD& theta = solver.eigenvalues();
+template <class Solver>
+RitzPairs top_ritz_pairs(const Solver& solver, double beta, int k, double tolerance, double noise) {
+    const auto& theta = solver.eigenvalues();
     const Eigen::Index m = theta.size();
     RitzPairs pairs;
     for (Eigen::Index i = m - 1; i >= std::max<Eigen::Index>(m - k, 0); --i) {
@@ -391,12 +394,13 @@ EigenEstimate top_eigenvalues(const SymmetricOperator<T>& op, Eigen::Index n,
     spectrum_detail::check_lanczos_options(who, n, options);
     const Eigen::Index capacity = std::min<Eigen::Index>(options.max_iterations, n);
     spectrum_detail::DoubleOperator<T> apply(op, n, who);
-    spectrum_detail::Lanczos<> lanczos(n, capacity, spectrum_detail::noise_floor<T>());
+    using Lanczos = spectrum_detail::Lanczos<DependentDouble<T>>;
+    Lanczos lanczos(n, capacity, spectrum_detail::noise_floor<T>());
     Rng rng(options.seed);
     lanczos.start(spectrum_detail::normal_vector(rng, n));
 
     spectrum_detail::RitzPairs pairs;
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver;
+    typename Lanczos::Solver solver;
     for (;;) {
         const double beta = lanczos.step(apply);
         solver = lanczos.ritz();
@@ -422,10 +426,11 @@ TraceEstimate hutchinson_trace(const SymmetricOperator<T>& op, Eigen::Index n,
     spectrum_detail::check_trace_options(who, n, options);
     spectrum_detail::DoubleOperator<T> apply(op, n, who);
     Rng rng(options.seed);
-    Eigen::VectorXd az(n);
+    Eigen::Matrix<DependentDouble<T>, Eigen::Dynamic, 1> az(n);
     spectrum_detail::RunningMean quadratic_forms;
     for (int s = 0; s < options.samples; ++s) {
-        const Eigen::VectorXd z = spectrum_detail::rademacher(rng, n);
+        const Eigen::Matrix<DependentDouble<T>, Eigen::Dynamic, 1> z =
+            spectrum_detail::rademacher(rng, n);
         apply(z, az);
         quadratic_forms.add(z.dot(az));
     }
@@ -448,7 +453,8 @@ SpectralDensity spectral_density(const SymmetricOperator<T>& op, Eigen::Index n,
     Rng rng(options.seed);
     SpectralDensity density;
     for (int p = 0; p < options.probes; ++p) {
-        spectrum_detail::Lanczos<> lanczos(n, steps, spectrum_detail::noise_floor<T>());
+        spectrum_detail::Lanczos<DependentDouble<T>> lanczos(n, steps,
+                                                             spectrum_detail::noise_floor<T>());
         lanczos.start(spectrum_detail::rademacher(rng, n));
         // An invariant Krylov space ends the probe early: its quadrature is already exact.
         do {

@@ -62,9 +62,11 @@ template <class P, class T>
 double r2_score(const Eigen::MatrixBase<P>& predicted, const Eigen::MatrixBase<T>& target) {
     detail::check_regression("metrics::r2_score", Shape{predicted.rows(), predicted.cols()},
                              Shape{target.rows(), target.cols()});
-    const Eigen::MatrixXd y = target.template cast<double>();
-    const Eigen::MatrixXd residual = predicted.template cast<double>() - y;
-    const Eigen::RowVectorXd mean = y.colwise().mean();
+    using Wide = DependentDouble<T>;
+    const Eigen::Matrix<Wide, Eigen::Dynamic, Eigen::Dynamic> y = target.template cast<Wide>();
+    const Eigen::Matrix<Wide, Eigen::Dynamic, Eigen::Dynamic> residual =
+        predicted.template cast<Wide>() - y;
+    const Eigen::Matrix<Wide, 1, Eigen::Dynamic> mean = y.colwise().mean();
     double sum = 0.0;
     for (Index c = 0; c < y.cols(); ++c) {
         const double ss_res = residual.col(c).squaredNorm();

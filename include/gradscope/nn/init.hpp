@@ -347,25 +347,26 @@ struct Orthogonal {
         validate();
         const Index rows = w.rows(), cols = w.cols();
         if (w.size() == 0) return;
-        Matrix<double> drawn(rows, cols);
+        using Wide = DependentDouble<T>;
+        using ColumnMajor = Eigen::Matrix<Wide, Eigen::Dynamic, Eigen::Dynamic>;
+        Matrix<Wide> drawn(rows, cols);
         for (Index i = 0; i < drawn.size(); ++i) drawn.data()[i] = rng.normal();
 
         // Householder QR needs rows >= cols; a wide weight is the transpose of a tall one.
         const bool wide = rows < cols;
-        const Eigen::MatrixXd a =
-            wide ? Eigen::MatrixXd(drawn.transpose()) : Eigen::MatrixXd(drawn);
+        const ColumnMajor a = wide ? ColumnMajor(drawn.transpose()) : ColumnMajor(drawn);
         const Index m = a.rows(), n = a.cols();
-        const Eigen::HouseholderQR<Eigen::MatrixXd> qr(a);
-        Eigen::MatrixXd q = qr.householderQ() * Eigen::MatrixXd::Identity(m, n);  // thin Q
+        const Eigen::HouseholderQR<ColumnMajor> qr(a);
+        ColumnMajor q = qr.householderQ() * ColumnMajor::Identity(m, n);  // thin Q
         for (Index j = 0; j < n; ++j) {
             // A zero on R's diagonal has probability zero; keep the column rather than zero it.
             if (qr.matrixQR()(j, j) < 0.0) q.col(j) *= -1.0;
         }
         q *= gain;
         if (wide) {
-            w = q.transpose().cast<T>();
+            w = q.transpose().template cast<T>();
         } else {
-            w = q.cast<T>();
+            w = q.template cast<T>();
         }
     }
 

@@ -49,8 +49,9 @@ namespace detail {
 // entries' mean square is rounding of identical rows, and is 0.
 template <class T>
 double batch_variance(ConstMatrixView<T> m) {
-    const Eigen::MatrixXd x = m.template cast<double>();
-    const Eigen::RowVectorXd mean = x.colwise().mean();
+    using Wide = DependentDouble<T>;
+    const Eigen::Matrix<Wide, Eigen::Dynamic, Eigen::Dynamic> x = m.template cast<Wide>();
+    const Eigen::Matrix<Wide, 1, Eigen::Dynamic> mean = x.colwise().mean();
     const double variance =
         (x.rowwise() - mean).array().square().sum() / static_cast<double>(x.size());
     const double mean_square = x.array().square().mean();
