@@ -7,11 +7,8 @@
 #   cmake -DCXX=<compiler> -DSTD=<-std=c++20> -DINCLUDES=<dir|dir...> -DSOURCE=<file.cpp>
 #         -DMAX_LINES=<n> -P check.cmake
 # INCLUDES is '|'-separated: a ';' in a ctest argument would split it.
-foreach(var IN ITEMS CXX STD INCLUDES SOURCE MAX_LINES)
-  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
-    message(FATAL_ERROR "check.cmake: ${var} is not set")
-  endif()
-endforeach()
+include("${CMAKE_CURRENT_LIST_DIR}/../support/compiler_check_args.cmake")
+require_check_variables(check.cmake CXX STD INCLUDES SOURCE MAX_LINES)
 
 file(STRINGS "${SOURCE}" expect REGEX "^// expect-error: ")
 list(LENGTH expect expect_count)
@@ -20,11 +17,7 @@ if(expect_count GREATER 1)
 endif()
 string(REGEX REPLACE "^// expect-error: " "" expect "${expect}")
 
-string(REPLACE "|" ";" include_dirs "${INCLUDES}")
-set(include_flags "")
-foreach(dir IN LISTS include_dirs)
-  list(APPEND include_flags "-I${dir}")
-endforeach()
+include_flags(include_flags)
 
 # Plain ASCII quotes and no colour, so that the regex sees what a reader of the log sees.
 set(ENV{LC_ALL} C)

@@ -9,17 +9,10 @@
 #   cmake -DCLANGXX=<clang++> -DSTD=<-std=c++20> -DINCLUDES=<dir|dir...> -DSOURCE=<file.cpp>
 #         -P check_parse_instantiations.cmake
 # INCLUDES is '|'-separated: a ';' in a ctest argument would split it.
-foreach(var IN ITEMS CLANGXX STD INCLUDES SOURCE)
-  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
-    message(FATAL_ERROR "check_parse_instantiations.cmake: ${var} is not set")
-  endif()
-endforeach()
+include("${CMAKE_CURRENT_LIST_DIR}/../support/compiler_check_args.cmake")
+require_check_variables(check_parse_instantiations.cmake CLANGXX STD INCLUDES SOURCE)
 
-string(REPLACE "|" ";" include_dirs "${INCLUDES}")
-set(include_flags "")
-foreach(dir IN LISTS include_dirs)
-  list(APPEND include_flags "-I${dir}")
-endforeach()
+include_flags(include_flags)
 
 set(classes SelfAdjointEigenSolver BDCSVD HouseholderQR PartialReduxExpr)
 list(JOIN classes "|" alternatives)
