@@ -96,6 +96,20 @@ TEST_CASE("numeric class labels are mapped in numeric order, and the mapping is 
                                                   {.target = "class"});
     CHECK(t.class_names == std::vector<std::string>{"-1", "2", "10"});  // not "-1", "10", "2"
     CHECK(t.labels == std::vector<int>{2, 1, 0, 1});
+    // Whole numbers written with a fraction part are still classes.
+    CHECK(data::tabular_from_csv<double>(parse_csv("x,class\n1,1.0\n2,0.0\n"), {.target = "class"})
+              .labels == std::vector<int>{1, 0});
+}
+
+TEST_CASE("a regression target read as classes is refused with the option that reads it", "[csv]") {
+    const auto table = parse_csv("x,y\n1,3\n2,-2.06438\n3,0.5\n", "r.csv");
+    REQUIRE_THROWS_MATCHES(
+        data::tabular_from_csv<double>(table, {.target = "y"}), value_error,
+        MessageContains({"r.csv, line 3, column 'y'", "'-2.06438' is not a class label",
+                         ".target_kind = data::Target::values"}));
+    const auto r =
+        data::tabular_from_csv<double>(table, {.target = "y", .target_kind = data::Target::values});
+    CHECK(r.targets(1, 0) == -2.06438);
 }
 
 TEST_CASE("a missing or unparseable value names the file, the line and the column", "[csv]") {

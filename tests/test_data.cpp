@@ -76,6 +76,10 @@ TEST_CASE("a dataset refuses targets or labels that do not match its rows", "[da
     REQUIRE_THROWS_MATCHES(
         TensorDataset<double>(Matrix<double>::Zero(3, 2), std::vector<int>{0, -1, 2}), value_error,
         MessageContains("label -1 at row 1 is negative"));
+    // A table read as classes has [n x 0] targets: a dataset built from them is refused.
+    REQUIRE_THROWS_MATCHES(
+        TensorDataset<double>(Matrix<double>(4, 2), Matrix<double>(4, 0)), shape_error,
+        MessageContains({"the targets have no columns", "std::vector<int>", "[4x2]", "[4x0]"}));
 }
 
 TEST_CASE("without shuffle the batches are the rows in order, each row's own values", "[data]") {

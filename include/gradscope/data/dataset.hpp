@@ -16,13 +16,21 @@ namespace gradscope::data {
 template <class T>
 class TensorDataset {
 public:
-    // Targets as a matrix: row i of `targets` belongs to row i of `features`.
+    // Targets as a matrix of at least one column: row i of `targets` belongs to row i of
+    // `features`.
     TensorDataset(Matrix<T> features, Matrix<T> targets)
         : features_(std::move(features)), targets_(std::move(targets)) {
         if (targets_.rows() != features_.rows()) {
             gradscope::detail::throw_shapes("TensorDataset",
                                             "features and targets need the same rows",
                                             shape_of(features_), shape_of(targets_));
+        }
+        if (targets_.cols() == 0) {  // e.g. Tabular::targets of a table read as classes
+            gradscope::detail::throw_shapes(
+                "TensorDataset",
+                "the targets have no columns (a dataset of class labels takes a "
+                "std::vector<int>)",
+                shape_of(features_), shape_of(targets_));
         }
     }
 

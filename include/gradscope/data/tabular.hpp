@@ -6,7 +6,8 @@
 //
 // Classes. With Target::classes (the default) the target column's distinct values become the
 // labels 0, 1, ..., in sorted order: numerically when every value is a number (so "2" < "10"),
-// otherwise as text. class_names keeps the mapping (label i is class_names[i]), so labels
+// otherwise as text; numbers with a fraction (2.5) are a value_error that points to
+// Target::values. class_names keeps the mapping (label i is class_names[i]), so labels
 // written as numbers and as strings are treated alike. Target::values reads the target as a
 // number, one [n x 1] target matrix (regression).
 //
@@ -96,6 +97,23 @@ inline double number_at(const CsvTable& table, std::size_t row, std::size_t colu
     return *value;
 }
 
+// A numeric target column with a fraction in it is a regression target read as classes by
+// mistake (every distinct value would become a class), so it is refused, as scikit-learn's
+// classifiers refuse a "continuous" target.
+inline void refuse_fractional_labels(const CsvTable& table, std::size_t column) {
+    for (std::size_t r = 0; r < table.rows.size(); ++r) {
+        const double value = *number(table.rows[r][column]);
+        if (value != std::trunc(value)) {
+            throw value_error(table.source + ", line " + std::to_string(table.lines[r]) +
+                              ", column '" + table.header[column] + "': '" +
+                              std::string(trimmed(table.rows[r][column])) +
+                              "' is not a class label (classes are text or whole numbers); "
+                              "to read the column as a number to predict, pass {.target = \"" +
+                              table.header[column] + "\", .target_kind = data::Target::values}");
+        }
+    }
+}
+
 // The distinct class names, sorted as numbers if all are numbers, else as text.
 inline std::vector<std::string> class_names(const CsvTable& table, std::size_t column) {
     std::vector<std::string> names;
@@ -109,6 +127,7 @@ inline std::vector<std::string> class_names(const CsvTable& table, std::size_t c
     const bool numeric = std::all_of(names.begin(), names.end(),
                                      [](const std::string& n) { return number(n).has_value(); });
     if (numeric) {
+        refuse_fractional_labels(table, column);
         std::stable_sort(
             names.begin(), names.end(),
             [](const std::string& a, const std::string& b) { return *number(a) < *number(b); });
