@@ -198,9 +198,10 @@ TEST_CASE("a dropout probability outside 0 to 1, or NaN, is refused by the layer
     REQUIRE_THROWS_MATCHES(Dropout<double>(not_a_number), value_error,
                            MessageContains("Dropout: the probability must be in [0, 1], got nan"));
     REQUIRE_THROWS_MATCHES(dropout(TensorD::constant(normal(2, 2, 1)), 1.5, rng), value_error,
-                           MessageContains("dropout: the probability"));
+                           MessageContains("dropout: the probability must be in [0, 1], got 1.5"));
+    // The value as written, not std::to_string's six decimals.
     REQUIRE_THROWS_MATCHES((mlp<double>({.widths = {2, 2}, .dropout = -0.1})), value_error,
-                           MessageContains("mlp: dropout"));
+                           MessageContains("mlp: dropout must be in [0, 1), got -0.1"));
 }
 
 TEST_CASE("initialisers refuse NaN, infinite and negative gains, deviations and constants",

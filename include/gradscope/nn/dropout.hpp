@@ -16,7 +16,7 @@ public:
     explicit Dropout(double p, std::uint64_t seed = 0) : p_(p), seed_(seed), rng_(seed) {
         if (!(p >= 0.0 && p <= 1.0)) {
             throw value_error("Dropout: the probability must be in [0, 1], got " +
-                              std::to_string(p));
+                              gradscope::detail::number_text(p));
         }
     }
 

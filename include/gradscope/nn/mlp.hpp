@@ -62,7 +62,8 @@ public:
         }
         const double dropout = options.dropout.probability();
         if (!(dropout >= 0.0 && dropout < 1.0)) {
-            throw value_error("mlp: dropout must be in [0, 1), got " + std::to_string(dropout));
+            throw value_error("mlp: dropout must be in [0, 1), got " +
+                              detail::number_text(dropout));
         }
         detail::check_finite("mlp", "residual_scale", options.residual_scale);
         Rng rng(options.seed);

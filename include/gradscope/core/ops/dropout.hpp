@@ -20,7 +20,8 @@ void dropout_backward(Node<T>& node) {
 template <class T>
 Tensor<T> dropout(const Tensor<T>& x, double p, Rng& rng) {
     if (!(p >= 0.0 && p <= 1.0)) {
-        throw value_error("dropout: the probability must be in [0, 1], got " + std::to_string(p));
+        throw value_error("dropout: the probability must be in [0, 1], got " +
+                          detail::number_text(p));
     }
     Node<T>& xn = x.node();
     NodePtr<T> node = detail::record<T>("dropout", xn.shape(), {&xn}, &detail::dropout_backward<T>,
