@@ -8,6 +8,7 @@
 #include <gradscope/diag/json_report.hpp>
 
 #include <set>
+#include <sstream>
 
 using namespace gradscope;
 using namespace gradscope::testing;
@@ -140,6 +141,11 @@ TEST_CASE("doctor: naive N(0, 1) ReLU weights explode, and He's variance heals t
     CHECK(d.sigma_w2 == Approx(static_cast<double>(width)).epsilon(0.05));
     CHECK(d.remedies.front().kind == diag::RemedyKind::critical_init);
     check_top_remedy_heals(broken, d, p);
+    // The batch may be a tensor, as everywhere else: the same diagnosis, number for number.
+    CHECK(diag::doctor(*net, TensorD::constant(p.x), p.loss).text() == d.text());
+    std::ostringstream printed;
+    printed << d;
+    CHECK(printed.str() == d.text());
 }
 
 TEST_CASE("doctor: batch norm with ReLU explodes at depth 50, and the remedy heals it",

@@ -121,6 +121,9 @@ TEST_CASE("the spectrum's statistics describe its singular values", "[diag][jaco
     // log10 of 4, 2 and 0.5 is 2a, a and -a (a = log10 2): mean 2a/3, deviations 4a/3, a/3
     // and -5a/3, so the standard deviation is a sqrt(14) / 3.
     CHECK(s.log10_spread == Approx(std::log10(2.0) * std::sqrt(14.0) / 3.0));
+    // The input row may be a tensor.
+    const auto from_tensor = diag::jacobian_spectrum(*net, TensorD::constant(random_row(3, 5)));
+    CHECK(from_tensor.singular_values == s.singular_values);
 }
 
 TEST_CASE(

@@ -63,6 +63,20 @@ TEST_CASE("lsuv brings every Linear layer of a deep ReLU network to unit varianc
     }
     // PyTorch's default init leaves the deep layers far from unit variance on such data.
     CHECK(before.at("layers.5.linear") < 0.5);
+
+    // The batch may be a tensor: the same rescalings, bit for bit.
+    auto twin =
+        mlp<double>({.widths = {32, 64, 64, 64, 64, 64, 64, 10}, .activation = ReLU{}, .seed = 2});
+    const auto twin_layers = init::lsuv(*twin, TensorD::constant(batch), {.tolerance = 0.05});
+    REQUIRE(twin_layers.size() == layers.size());
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        CHECK(twin_layers[i].iterations == layers[i].iterations);
+        CHECK(twin_layers[i].variance == layers[i].variance);
+    }
+    const auto params = net->parameters();
+    const auto twin_params = twin->parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+        CHECK(twin_params[i].value() == params[i].value());
 }
 
 TEST_CASE(

@@ -186,6 +186,9 @@ TEST_CASE("a profile's table: a row per layer, '-' where a value does not apply,
     const auto w_end = lines[0].find("|W|") + 3;
     for (std::size_t r = 1; r <= 3; ++r) CHECK(lines[r].find("4.00e+00") + 8 == w_end);
     CHECK(lines[4] == "verdict: healthy (|dL/dz_1| / |dL/dz_L| = 3.33e-01)");
+    std::ostringstream printed;
+    printed << sample_profile(false);
+    CHECK(printed.str() == diag::format_profile(sample_profile(false)));
 
     const auto updated = lines_of(diag::format_profile(sample_profile(true)));
     CHECK(updated[0].find("update/|W|") != std::string::npos);

@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -632,6 +633,14 @@ Diagnosis doctor(Module<T>& net, const std::type_identity_t<Matrix<T>>& batch, F
     return detail::run_doctor(net, batch, LossOf<T>(std::forward<F>(loss)), options);
 }
 
+// The same for a batch held as a tensor: its value is the batch (nothing flows back into it).
+template <class T, LossFunctionFor<T> F>
+Diagnosis doctor(Module<T>& net, const Tensor<T>& batch, F&& loss,
+                 const DoctorOptions& options = {}) {
+    return detail::run_doctor(net, Matrix<T>(batch.value()), LossOf<T>(std::forward<F>(loss)),
+                              options);
+}
+
 inline std::string Diagnosis::sharpness_text() const {
     if (!std::isfinite(sharpness)) return {};
     std::string out = "sharpness lambda_max " + format_number(sharpness, table_gain);
@@ -647,6 +656,11 @@ inline std::string Diagnosis::sharpness_text() const {
         }
     }
     return out;
+}
+
+// `std::cout << diag::doctor(...)` prints text().
+inline std::ostream& operator<<(std::ostream& out, const Diagnosis& diagnosis) {
+    return out << diagnosis.text();
 }
 
 inline std::string Diagnosis::text() const {

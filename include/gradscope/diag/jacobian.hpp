@@ -141,4 +141,10 @@ JacobianSpectrum jacobian_spectrum(Module<T>& net, const std::type_identity_t<Ma
     return out;
 }
 
+// The same for an input row held as a tensor: its value is x.
+template <class T>
+JacobianSpectrum jacobian_spectrum(Module<T>& net, const Tensor<T>& x) {
+    return jacobian_spectrum(net, Matrix<T>(x.value()));
+}
+
 }  // namespace gradscope::diag

@@ -1,5 +1,5 @@
 // One step of a GradientMonitor as a text table, for a terminal or a log:
-//   std::cout << diag::format_profile(monitor.last());
+//   std::cout << diag::format_profile(monitor.last());   // or: std::cout << monitor.last();
 // One row per watched layer, input side first, with the numbers to read first when training
 // goes wrong, then the verdict on the gradient's way from the last layer to the first:
 //   layer            |dL/dz|   |dL/dW|       |W|  update/|W|  saturated  dead
@@ -18,6 +18,7 @@
 #include "text_table.hpp"
 
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,6 +56,11 @@ inline std::string format_profile(const GradientProfile& profile,
                table_number(profile.ratio_first_last(), table_ratio) + ")\n";
     }
     return out;
+}
+
+// `std::cout << monitor.last()` prints format_profile's table with the default thresholds.
+inline std::ostream& operator<<(std::ostream& out, const GradientProfile& profile) {
+    return out << format_profile(profile);
 }
 
 }  // namespace gradscope::diag

@@ -177,4 +177,11 @@ std::vector<LsuvLayer> lsuv(Module<T>& net, const std::type_identity_t<Matrix<T>
     return out;
 }
 
+// The same for a batch held as a tensor: its value is the batch.
+template <class T>
+std::vector<LsuvLayer> lsuv(Module<T>& net, const Tensor<T>& batch,
+                            const LsuvOptions& options = {}) {
+    return lsuv(net, Matrix<T>(batch.value()), options);
+}
+
 }  // namespace gradscope::init
