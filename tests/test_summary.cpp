@@ -30,6 +30,30 @@ std::string line_at(const std::vector<std::string>& lines, const std::string& pa
 
 }  // namespace
 
+// Modules of one's own that do not override type_name(), in a namespace and as a template
+// (outside the anonymous namespace, whose name the class name would carry).
+namespace app {
+
+struct Cell {};
+
+class Block : public Module<double> {
+public:
+    Block() { register_parameter("scale", TensorD::parameter(Matrix<double>::Ones(1, 1))); }
+    Tensor<double> forward_impl(const Tensor<double>& x) override { return x; }
+    void register_twice() {
+        register_parameter("scale", TensorD::parameter(Matrix<double>::Ones(1, 1)));
+    }
+};
+
+template <class Tag>
+class Gated : public Module<double> {
+public:
+    Gated() { register_module("block", std::make_shared<Block>()); }
+    Tensor<double> forward_impl(const Tensor<double>& x) override { return x; }
+};
+
+}  // namespace app
+
 TEST_CASE("printing an MLP shows every module, each Linear's sizes and the parameter count",
           "[summary]") {
     auto net = mlp<float>({.widths = {784, 256, 10}, .norm = Normalization::batch});
@@ -104,4 +128,23 @@ TEST_CASE("options no shape shows are printed too: dropout, layer norm, residual
     CHECK(text.find("Dropout(p=0.25)") != std::string::npos);
     CHECK(text.find("LayerNorm(features=8, eps=1e-05, affine=true)") != std::string::npos);
     CHECK(text.find("Residual(scale=0.5)") != std::string::npos);
+}
+
+TEST_CASE("a module of one's own is named by its class unless it names itself", "[summary]") {
+    app::Gated<app::Cell> gated;
+    const auto lines = lines_of(summary(gated));
+    INFO(summary(gated));
+    // Its namespaces dropped, its template arguments kept, as the source spells them.
+    CHECK(line_at(lines, "").find("Gated<app::Cell>") != std::string::npos);
+    CHECK(line_at(lines, "block").find("Block") != std::string::npos);
+    CHECK(line_at(lines, "block").find("app::Block") == std::string::npos);
+    // Error messages name it the same way.
+    app::Block block;
+    CHECK_THROWS_WITH(block.register_twice(),
+                      Catch::Contains("Block: register_parameter('scale')"));
+    // A class in a function's scope, as a test or a small program writes one.
+    struct Local : Module<double> {
+        Tensor<double> forward_impl(const Tensor<double>& x) override { return x; }
+    };
+    CHECK(Local().type_name() == "Local");
 }

@@ -18,6 +18,7 @@
 #include "../core/errors.hpp"
 #include "../core/grad_mode.hpp"
 #include "../core/tensor.hpp"
+#include "class_name.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -199,8 +200,11 @@ public:
     // itself), which adds the hooks around it.
     virtual Tensor<T> forward_impl(const Tensor<T>& input) = 0;
 
-    // "Linear", "BatchNorm1d", ... for summaries and error messages.
-    [[nodiscard]] virtual std::string type_name() const = 0;
+    // "Linear", "BatchNorm1d", ... for summaries and error messages. A module of your own is
+    // named by its class ("Block", "Gated<float>") unless it overrides this.
+    [[nodiscard]] virtual std::string type_name() const {
+        return detail::class_name(typeid(*this));
+    }
 
     // The options that make this module what it is, for the summary (nn/summary.hpp), as
     // PyTorch's extra_repr: "in=784, out=256, bias=true". Empty when there are none.
