@@ -4,7 +4,9 @@
 #include "support/temp_dir.hpp"
 #include "support/testing.hpp"
 
+#include <gradscope/data.hpp>
 #include <gradscope/io/safetensors.hpp>
+#include <gradscope/optim.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -955,5 +957,114 @@ TEST_CASE(
         } catch (const io_error&) {
             REQUIRE(snapshot(*f.net) == snap);
         }
+    }
+}
+
+TEST_CASE("a resumed run with dropout, a schedule and a shuffling loader takes the same steps",
+          "[checkpoint][dropout]") {
+    const auto make = [](std::uint64_t seed) {
+        return mlp<double>(
+            {.widths = {4, 8, 8, 3}, .activation = Tanh{}, .dropout = 0.25, .seed = seed});
+    };
+    data::DataLoader<double> loader(
+        data::TensorDataset<double>(testing::normal(48, 4, 30), testing::normal(48, 3, 31)),
+        {.batch_size = 16, .shuffle = true, .seed = 5});
+    const auto train_epoch = [&loader](MLP<double>& net, Adam<double>& adam,
+                                       CosineAnnealingLR& schedule, int epoch) {
+        loader.set_epoch(epoch);
+        for (const auto& batch : loader) {
+            adam.zero_grad();
+            mse_loss(net(TensorD::constant(batch.x)), TensorD::constant(batch.y)).backward();
+            adam.step();
+        }
+        schedule.step();
+    };
+    // Every Dropout's stream, by module path.
+    const auto streams = [](MLP<double>& net) {
+        std::vector<std::pair<std::string, std::string>> out;
+        for (const auto& [path, m] : net.named_modules()) {
+            if (!m->extra_state().empty()) out.emplace_back(path, m->extra_state());
+        }
+        return out;
+    };
+
+    auto net = make(1);  // six epochs without a stop
+    Adam<double> adam(net->parameters(), {.lr = 0.01});
+    CosineAnnealingLR schedule(adam, {.T_max = 6});
+    for (int epoch = 0; epoch < 3; ++epoch) train_epoch(*net, adam, schedule, epoch);
+    const Bytes file =
+        save_checkpoint_to_bytes(*net, adam, {.metadata = scheduler_metadata(schedule.state())});
+    for (int epoch = 3; epoch < 6; ++epoch) train_epoch(*net, adam, schedule, epoch);
+
+    auto resumed = make(2);  // other weights, and other dropout seeds
+    Adam<double> resumed_adam(resumed->parameters(), {.lr = 0.01});
+    CosineAnnealingLR resumed_schedule(resumed_adam, {.T_max = 6});
+    const LoadReport report = load_checkpoint_from_bytes(file, *resumed, resumed_adam);
+    resumed_schedule.load_state(scheduler_state_from_metadata(report.metadata));
+    for (int epoch = 3; epoch < 6; ++epoch) {
+        train_epoch(*resumed, resumed_adam, resumed_schedule, epoch);
+    }
+    CHECK(snapshot(*resumed) == snapshot(*net));  // exactly: the same masks on the same bits
+    CHECK(streams(*resumed) == streams(*net));
+    CHECK(resumed_adam.lr() == adam.lr());
+
+    // Each Dropout's stream travels in the metadata under PyTorch's extra-state key.
+    auto at_save = make(3);
+    (void)load_checkpoint_from_bytes(file, *at_save);
+    const nlohmann::json metadata = dissect(file).header.at("__metadata__");
+    REQUIRE(streams(*at_save).size() == 2);
+    for (const auto& [path, state] : streams(*at_save)) {
+        CHECK(metadata.at(path + "._extra_state") == state);
+    }
+
+    SECTION(
+        "a file without the streams (PyTorch's, or an older one) loads; each layer keeps its own") {
+        const Bytes without = with_header(file, [&](nlohmann::json& h) {
+            for (const auto& [path, state] : streams(*net)) {
+                h.at("__metadata__").erase(path + "._extra_state");
+            }
+        });
+        auto other = make(2);
+        auto twin = make(2);
+        const auto own = streams(*other);
+        (void)load_checkpoint_from_bytes(without, *other);
+        (void)load_checkpoint_from_bytes(file, *twin);
+        CHECK(streams(*other) == own);
+        CHECK(streams(*twin) != own);
+        CHECK(snapshot(*other) == snapshot(*twin));  // the weights and buffers load either way
+
+        // ... as with {.extra_state = false}, which dist::load_checkpoint uses on every rank.
+        auto third = make(2);
+        (void)load_checkpoint_from_bytes(file, *third, {.extra_state = false});
+        CHECK(streams(*third) == own);
+        CHECK(snapshot(*third) == snapshot(*twin));
+    }
+    SECTION("a stream that cannot be read is an io_error naming its key; nothing changes") {
+        const Bytes corrupt = with_header(file, [](nlohmann::json& h) {
+            h.at("__metadata__").at("layers.1.dropout._extra_state") = "5 4 3 spare -";
+        });
+        auto other = make(2);
+        Adam<double> other_adam(other->parameters());
+        const auto before = snapshot(*other);
+        const auto own = streams(*other);
+        CHECK_THROWS_MATCHES(
+            load_checkpoint_from_bytes(corrupt, *other, other_adam), io_error,
+            MessageContains({"'layers.1.dropout._extra_state'", "Rng::set_state"}));
+        CHECK(streams(*other) == own);  // layers.0's stream, set first, was put back
+        CHECK(snapshot(*other) == before);
+        CHECK(other_adam.step_count() == 0);
+    }
+    SECTION("an optimiser state that does not fit puts the streams back too") {
+        auto other = make(2);
+        Adam<double> elsewhere(std::vector<TensorD>{testing::param(2, 2, 1)}, {});
+        const auto own = streams(*other);
+        CHECK_THROWS_MATCHES(load_checkpoint_from_bytes(file, *other, elsewhere), io_error,
+                             MessageContains("the optimiser state does not fit"));
+        CHECK(streams(*other) == own);
+    }
+    SECTION("a metadata key of yours cannot take a stream's place") {
+        CHECK_THROWS_MATCHES(
+            save_checkpoint_to_bytes(*net, {.metadata = {{"layers.0.dropout._extra_state", "x"}}}),
+            io_error, MessageContains("'layers.0.dropout._extra_state'"));
     }
 }

@@ -308,16 +308,24 @@ TEST_CASE("under no_sync() each rank keeps its own gradient", "[dist]") {
     CHECK(from_root == averaged);
 }
 
-TEST_CASE("dropout draws each rank's own masks, unless asked not to", "[dist]") {
+TEST_CASE("dropout draws each rank's own masks, unless asked not to, across a checkpoint",
+          "[dist]") {
     Communicator comm;
     const auto net_with_dropout = [] {
         return mlp<double>({.widths = {inputs, 64, classes}, .dropout = 0.5, .seed = 7});
     };
     // The same input on every rank, so that only the masks can make the outputs differ.
     const auto x = TensorD::constant(normal(4, inputs, 3));
+    // A checkpoint holds rank 0's streams; loading one keeps every rank's own.
+    const std::filesystem::path dir =
+        std::filesystem::path(GRADSCOPE_TEST_SCRATCH_DIR) / ("np" + std::to_string(comm.size()));
+    if (comm.rank() == 0) std::filesystem::create_directories(dir);
+    comm.barrier();
     const auto output_and_root_output = [&](bool distinct) {
         auto net = net_with_dropout();
         DataParallel<double> ddp(*net, comm, {.distinct_dropout_masks = distinct});
+        dist::save_checkpoint(comm, dir / "dropout.safetensors", *net);
+        (void)dist::load_checkpoint(comm, dir / "dropout.safetensors", *net);
         Matrix<double> out = ddp(x).value(), from_root = out;
         comm.broadcast(
             std::span<double>(from_root.data(), static_cast<std::size_t>(from_root.size())));

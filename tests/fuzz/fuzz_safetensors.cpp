@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace {
@@ -30,8 +31,15 @@ struct Target {
     Adam<T> adam{net->parameters()};
 };
 
+// A network with dropout, whose random streams travel in the metadata (valid_dropout's seed).
+struct DropoutTarget {
+    std::shared_ptr<MLP<double>> net =
+        mlp<double>({.widths = {3, 4, 2}, .activation = Tanh{}, .dropout = 0.5});
+};
+
+// The parameters' and buffers' bytes, then every module's extra state (Dropout's stream).
 template <class T>
-std::vector<std::vector<std::byte>> values(const Module<T>& m) {
+std::vector<std::vector<std::byte>> values(Module<T>& m) {
     std::vector<std::vector<std::byte>> out;
     const auto add = [&](const Tensor<T>& t) {
         std::vector<std::byte> bytes(static_cast<std::size_t>(t.value().size()) * sizeof(T));
@@ -40,11 +48,16 @@ std::vector<std::vector<std::byte>> values(const Module<T>& m) {
     };
     for (const auto& [name, t] : m.named_parameters()) add(t);
     for (const auto& [name, t] : m.named_buffers()) add(t);
+    for (const auto& [path, module] : m.named_modules()) {
+        const std::string state = module->extra_state();
+        const auto* text = reinterpret_cast<const std::byte*>(state.data());
+        out.emplace_back(text, text + state.size());
+    }
     return out;
 }
 
-template <class T, class Load>
-void load_expecting_all_or_nothing(Target<T>& target, Load&& load) {
+template <class Subject, class Load>
+void load_expecting_all_or_nothing(Subject& target, Load&& load) {
     const auto before = values(*target.net);
     try {
         load();
@@ -61,6 +74,7 @@ void load_expecting_all_or_nothing(Target<T>& target, Load&& load) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     static Target<float> f;
     static Target<double> d;
+    static DropoutTarget dropout;
     const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
 
     load_expecting_all_or_nothing(
@@ -70,5 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     });
     load_expecting_all_or_nothing(
         d, [&] { (void)load_checkpoint_from_bytes(bytes, *d.net, d.adam, {}, "fuzz"); });
+    load_expecting_all_or_nothing(
+        dropout, [&] { (void)load_checkpoint_from_bytes(bytes, *dropout.net, {}, "fuzz"); });
     return 0;
 }

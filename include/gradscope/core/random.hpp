@@ -8,10 +8,15 @@
 #include "errors.hpp"
 #include "matrix.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <locale>
 #include <numbers>
 #include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
 
 namespace gradscope {
 
@@ -60,6 +65,41 @@ public:
     }
 
     std::uint64_t next_u64() { return engine_(); }
+
+    // The generator's whole state as text, and back, so that a resumed run draws the numbers
+    // the uninterrupted one would have (checkpoints keep Dropout's this way): the engine's
+    // standard text form, then the Box-Muller value kept for the next normal(), if any.
+    [[nodiscard]] std::string state() const {
+        std::ostringstream out;
+        out.imbue(std::locale::classic());  // no digit grouping, whatever the global locale
+        out << engine_ << " spare " << (has_spare_ ? detail::number_text(spare_) : "-");
+        return out.str();
+    }
+    // Throws value_error, and changes nothing, unless `text` is what state() writes.
+    void set_state(std::string_view text) {
+        const auto refuse = [&text](const std::string& why) {
+            const std::string shown(text.substr(0, 40));
+            detail::throw_value("Rng::set_state",
+                                why + " in '" + shown + (text.size() > 40 ? "...'" : "'"));
+        };
+        std::istringstream in{std::string(text)};
+        in.imbue(std::locale::classic());
+        std::mt19937_64 engine;
+        std::string label, spare;
+        if (!(in >> engine)) refuse("no mt19937_64 state");
+        if (!(in >> label >> spare) || label != "spare") refuse("no 'spare' after the engine");
+        if (std::string extra; in >> extra) refuse("text after the state");
+        double value = 0.0;
+        if (spare != "-") {
+            const auto [end, ec] =
+                std::from_chars(spare.data(), spare.data() + spare.size(), value);
+            if (ec != std::errc() || end != spare.data() + spare.size() || !std::isfinite(value))
+                refuse("the spare normal '" + spare + "' is not a finite number");
+        }
+        engine_ = engine;
+        has_spare_ = spare != "-";
+        spare_ = value;
+    }
 
     // The matrix versions check their arguments once, not once per entry.
     template <class T>

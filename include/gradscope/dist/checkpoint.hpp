@@ -64,12 +64,15 @@ LoadReport load_from_root(const Communicator& comm, const std::filesystem::path&
     const std::vector<std::byte> before =
         optimizer ? gradscope::save_checkpoint_to_bytes(module, *optimizer)
                   : gradscope::save_checkpoint_to_bytes(module);
+    // The file holds rank 0's dropout streams: every rank keeps its own (LoadOptions).
+    LoadOptions own_streams = options;
+    own_streams.extra_state = false;
     LoadReport report;
     failure = failure_of([&] {
-        report = optimizer
-                     ? gradscope::load_checkpoint_from_bytes(bytes, module, *optimizer, options,
-                                                             path.string())
-                     : gradscope::load_checkpoint_from_bytes(bytes, module, options, path.string());
+        report = optimizer ? gradscope::load_checkpoint_from_bytes(bytes, module, *optimizer,
+                                                                   own_streams, path.string())
+                           : gradscope::load_checkpoint_from_bytes(bytes, module, own_streams,
+                                                                   path.string());
     });
     try {
         comm.agree_or_throw(failure);

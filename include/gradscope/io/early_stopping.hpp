@@ -119,8 +119,8 @@ public:
     // epoch has improved yet (every metric so far was NaN, or step was never called).
     void restore_best() {
         check_has_best("restore_best");
-        load_checkpoint_from_bytes<T>(std::span<const std::byte>(best_bytes_), *module_, {},
-                                      "EarlyStopping's best epoch");
+        load_checkpoint_from_bytes<T>(std::span<const std::byte>(best_bytes_), *module_,
+                                      {.extra_state = false}, "EarlyStopping's best epoch");
     }
 
     // Writes the best epoch's checkpoint to `checkpoint`, atomically. A value_error without a

@@ -59,6 +59,12 @@
 // a module tensor or a metadata key of yours may not start with it. Loading a module alone
 // ignores the optimiser's entries; they are neither loaded nor "unexpected".
 //
+// Extra state (Module::extra_state: Dropout's random stream) travels as metadata under the key
+// PyTorch's state_dict gives it, "<module path>._extra_state" ("_extra_state" for the root), so
+// that a resumed run continues the stream. Saving refuses a metadata key of yours that is one of
+// those keys. Loading restores each module's state that the file has; a module whose state the
+// file lacks (a file written by PyTorch, or before the module kept one) keeps its own.
+//
 // Saving is atomic: the file is written to "<name>.tmp-<random>" next to the target, flushed,
 // fsync'ed (on POSIX systems) and renamed over the target. On any failure the temporary is
 // removed, io_error names the file and what failed, and the previous file is untouched.
@@ -129,6 +135,10 @@ struct LoadOptions {
     // Strict: the file must hold exactly the module's tensors (and, when an optimiser is
     // given, its state). Otherwise whatever matches is loaded and the rest is reported.
     bool strict = true;
+    // Restore the modules' extra state (Dropout's random streams) that the file holds.
+    // dist::load_checkpoint leaves it out, and so every rank keeps its own streams: the file
+    // holds rank 0's, and ranks draw distinct masks (dist::DataParallelOptions).
+    bool extra_state = true;
 };
 
 struct LoadReport {
@@ -623,8 +633,50 @@ void adopt_current_names(ParsedFile& file, const Module<T>& module) {
     file.metadata = std::move(metadata);
 }
 
-// Everything is checked before the first assignment, and the assignments cannot fail, so a
-// load either happens completely or not at all.
+// Extra state (Module::extra_state) travels in the metadata under this key.
+inline std::string extra_state_key(const std::string& path) {
+    return path.empty() ? "_extra_state" : path + "._extra_state";
+}
+
+// Every module's extra state that is not empty, by its metadata key.
+template <class T>
+void collect_extra_states(const Module<T>& m, const std::string& path,
+                          std::map<std::string, std::string>& out) {
+    if (std::string state = m.extra_state(); !state.empty()) {
+        out.emplace(extra_state_key(path), std::move(state));
+    }
+    for (const auto& [name, child] : m.children()) {
+        collect_extra_states(*child, path.empty() ? name : path + "." + name, out);
+    }
+}
+
+// The optimiser state, when there is an optimiser: checked whole before it is set.
+template <class T>
+void load_optimizer_state(std::string_view source, const ParsedFile& file, const Module<T>& module,
+                          Optimizer<T>* optimizer, const LoadOptions& options, LoadReport& report) {
+    if (optimizer == nullptr) return;
+    bool found = false;
+    const OptimizerState<T> state = read_optimizer_state<T>(source, file, found);
+    if (!found && options.strict) {
+        fail(source, "strict load: the file holds no optimiser state (no \"optimizer.\" entries)");
+    }
+    if (!found) return;
+    try {
+        // Checks everything before it changes anything.
+        if (const auto keys = module_keys(module, *optimizer)) {
+            optimizer->load_state(state, *keys);
+        } else {
+            optimizer->load_state(state);
+        }
+    } catch (const error& e) {
+        fail(source, std::string("the optimiser state does not fit: ") + e.what());
+    }
+    report.optimizer_loaded = true;
+}
+
+// Everything is checked before the first tensor is assigned, and those assignments cannot fail;
+// the extra states, set before the optimiser state is checked, are put back if anything fails.
+// So a load either happens completely or not at all.
 template <class T>
 LoadReport load(std::span<const std::byte> bytes, Module<T>& module, Optimizer<T>* optimizer,
                 const LoadOptions& options, std::string_view source) {
@@ -680,26 +732,31 @@ LoadReport load(std::span<const std::byte> bytes, Module<T>& module, Optimizer<T
         fail(source, what + " load with {.strict = false} to load what matches");
     }
 
-    if (optimizer != nullptr) {
-        bool found = false;
-        const OptimizerState<T> state = read_optimizer_state<T>(source, file, found);
-        if (!found && options.strict) {
-            fail(source,
-                 "strict load: the file holds no optimiser state (no \"optimizer.\" entries)");
+    // Extra states (Dropout's random stream) are set first, keeping each module's previous
+    // one, so that a failure here or in the optimiser state below can put them back.
+    std::vector<std::pair<Module<T>*, std::string>> previous_states;
+    const auto restore_states = [&previous_states] {
+        for (auto& [m, state] : previous_states) m->set_extra_state(state);
+    };
+    decltype(module.named_modules()) modules;
+    if (options.extra_state) modules = module.named_modules();
+    for (const auto& [path, m] : modules) {
+        std::string current = m->extra_state();
+        const auto it = file.metadata.find(extra_state_key(path));
+        if (current.empty() || it == file.metadata.end()) continue;
+        try {
+            m->set_extra_state(it->second);
+        } catch (const error& e) {
+            restore_states();
+            fail(source, "metadata " + in_quotes(it->first) + ": " + e.what());
         }
-        if (found) {
-            try {
-                // Checks everything before it changes anything.
-                if (const auto keys = module_keys(module, *optimizer)) {
-                    optimizer->load_state(state, *keys);
-                } else {
-                    optimizer->load_state(state);
-                }
-            } catch (const error& e) {
-                fail(source, std::string("the optimiser state does not fit: ") + e.what());
-            }
-            report.optimizer_loaded = true;
-        }
+        previous_states.emplace_back(m, std::move(current));
+    }
+    try {
+        load_optimizer_state(source, file, module, optimizer, options, report);
+    } catch (...) {
+        restore_states();
+        throw;
     }
 
     for (Staged& s : staged) s.tensor.data() = s.value;
@@ -744,6 +801,15 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
 
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     std::map<std::string, std::string> metadata = options.metadata;
+    std::map<std::string, std::string> extra_states;
+    collect_extra_states(module, "", extra_states);
+    for (auto& [key, state] : extra_states) {
+        if (metadata.contains(key)) {
+            fail(source, "cannot save: the metadata key " + in_quotes(key) +
+                             " is where the module's extra state (Module::extra_state) goes");
+        }
+        metadata.emplace(key, std::move(state));
+    }
     if (optimizer != nullptr) {
         const auto keys = module_keys(module, *optimizer);
         layout.optimizer_state = keys ? optimizer->state(*keys) : optimizer->state();

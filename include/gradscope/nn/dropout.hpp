@@ -1,5 +1,6 @@
 // Dropout layer: inverted dropout in training, the identity in evaluation. Its mask comes
-// from the layer's own seeded generator, so a run is reproducible.
+// from the layer's own seeded generator, so a run is reproducible, and a checkpoint keeps the
+// generator's state, so a resumed run draws the masks the uninterrupted one would have.
 #pragma once
 
 #include "../core/ops/dropout.hpp"
@@ -7,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace gradscope {
 
@@ -29,6 +31,10 @@ public:
     [[nodiscard]] std::string extra_repr() const override { return "p=" + detail::number_text(p_); }
     [[nodiscard]] double probability() const noexcept { return p_; }
     [[nodiscard]] std::uint64_t seed() const noexcept { return seed_; }
+
+    // The mask stream's position, so that a checkpoint resumes it (Module::extra_state).
+    [[nodiscard]] std::string extra_state() const override { return rng_.state(); }
+    void set_extra_state(std::string_view text) override { rng_.set_state(text); }
 
     // Restarts the mask stream from `seed`: the next mask is the first one a layer built with
     // that seed draws.

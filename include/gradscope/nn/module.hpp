@@ -206,6 +206,18 @@ public:
         return detail::class_name(typeid(*this));
     }
 
+    // State that is neither a parameter nor a buffer but that a resumed run needs, as text
+    // (PyTorch's get_extra_state/set_extra_state): Dropout's random stream. Checkpoints keep it
+    // in their metadata (io/safetensors.hpp). Empty: the module has none.
+    [[nodiscard]] virtual std::string extra_state() const { return {}; }
+    // Restores what extra_state() returned. Throws value_error, and changes nothing, on text
+    // it cannot read.
+    virtual void set_extra_state(std::string_view text) {
+        if (!text.empty()) {
+            throw value_error(describe() + ": set_extra_state: the module keeps no extra state");
+        }
+    }
+
     // The options that make this module what it is, for the summary (nn/summary.hpp), as
     // PyTorch's extra_repr: "in=784, out=256, bias=true". Empty when there are none.
     [[nodiscard]] virtual std::string extra_repr() const { return {}; }
