@@ -53,6 +53,20 @@ TEST_CASE("mlp names parameters and buffers with stable dotted paths", "[layers]
     REQUIRE(linears.size() == 3);
     CHECK(linears[1].first == "layers.1.branch.linear");
     CHECK(linears[1].second->path() == "layers.1.branch.linear");
+    // named_modules() walks the tree depth first; a const module walks it the same way.
+    std::vector<std::string> paths;
+    for (const auto& [path, module] : net->named_modules()) paths.push_back(path);
+    CHECK(paths == std::vector<std::string>{
+                       "", "layers", "layers.0", "layers.0.linear", "layers.0.bn", "layers.0.act",
+                       "layers.1", "layers.1.branch", "layers.1.branch.bn", "layers.1.branch.act",
+                       "layers.1.branch.linear", "layers.2", "layers.2.linear"});
+    const Module<double>& const_net = *net;
+    std::vector<std::string> const_paths;
+    for (const auto& [path, module] : const_net.named_modules()) {
+        const_paths.push_back(path);
+        CHECK(module->path() == path);
+    }
+    CHECK(const_paths == paths);
 }
 
 TEST_CASE("train and eval reach every descendant", "[layers][module]") {

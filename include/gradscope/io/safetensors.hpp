@@ -590,15 +590,14 @@ OptimizerState<T> read_optimizer_state(std::string_view source, const ParsedFile
 // Every module's earlier tensor names (Module::earlier_tensor_names) as full dotted paths,
 // earlier -> current.
 template <class T>
-void collect_earlier_names(const Module<T>& m, const std::string& path,
-                           std::map<std::string, std::string>& out) {
-    const auto join = [&path](const std::string& name) {
-        return path.empty() ? name : path + "." + name;
-    };
-    for (const auto& [earlier, current] : m.earlier_tensor_names()) {
-        out.emplace(join(earlier), join(current));
+std::map<std::string, std::string> earlier_names(const Module<T>& module) {
+    std::map<std::string, std::string> out;
+    for (const auto& [path, m] : module.named_modules()) {
+        for (const auto& [earlier, current] : m->earlier_tensor_names()) {
+            out.emplace(join_path(path, earlier), join_path(path, current));
+        }
     }
-    for (const auto& [name, child] : m.children()) collect_earlier_names(*child, join(name), out);
+    return out;
 }
 
 // A file that names a tensor the earlier way is read as if it used the current name, and so is
@@ -606,8 +605,7 @@ void collect_earlier_names(const Module<T>& m, const std::string& path,
 // current name, which then wins.
 template <class T>
 void adopt_current_names(ParsedFile& file, const Module<T>& module) {
-    std::map<std::string, std::string> renamed;
-    collect_earlier_names(module, "", renamed);
+    const std::map<std::string, std::string> renamed = earlier_names(module);
     if (renamed.empty()) return;
     const auto current_name = [&renamed](const std::string& name) -> std::optional<std::string> {
         if (const auto it = renamed.find(name); it != renamed.end()) return it->second;
@@ -640,14 +638,14 @@ inline std::string extra_state_key(const std::string& path) {
 
 // Every module's extra state that is not empty, by its metadata key.
 template <class T>
-void collect_extra_states(const Module<T>& m, const std::string& path,
-                          std::map<std::string, std::string>& out) {
-    if (std::string state = m.extra_state(); !state.empty()) {
-        out.emplace(extra_state_key(path), std::move(state));
+std::map<std::string, std::string> extra_states(const Module<T>& module) {
+    std::map<std::string, std::string> out;
+    for (const auto& [path, m] : module.named_modules()) {
+        if (std::string state = m->extra_state(); !state.empty()) {
+            out.emplace(extra_state_key(path), std::move(state));
+        }
     }
-    for (const auto& [name, child] : m.children()) {
-        collect_extra_states(*child, path.empty() ? name : path + "." + name, out);
-    }
+    return out;
 }
 
 // The optimiser state, when there is an optimiser: checked whole before it is set.
@@ -741,9 +739,10 @@ LoadReport load(std::span<const std::byte> bytes, Module<T>& module, Optimizer<T
     decltype(module.named_modules()) modules;
     if (options.extra_state) modules = module.named_modules();
     for (const auto& [path, m] : modules) {
-        std::string current = m->extra_state();
         const auto it = file.metadata.find(extra_state_key(path));
-        if (current.empty() || it == file.metadata.end()) continue;
+        if (it == file.metadata.end()) continue;
+        std::string current = m->extra_state();
+        if (current.empty()) continue;  // a module that keeps none ignores the file's
         try {
             m->set_extra_state(it->second);
         } catch (const error& e) {
@@ -776,15 +775,16 @@ struct Layout {
 
 // Every parameter's and buffer's role, by its dotted name.
 template <class T>
-void collect_roles(const Module<T>& m, const std::string& path,
-                   std::map<std::string, TensorRole>& out) {
-    const auto join = [&path](const std::string& name) {
-        return path.empty() ? name : path + "." + name;
-    };
-    for (const auto* list : {&m.own_parameters(), &m.own_buffers()}) {
-        for (const auto& [name, t] : *list) out.emplace(join(name), m.role_of(name));
+std::map<std::string, TensorRole> tensor_roles(const Module<T>& module) {
+    std::map<std::string, TensorRole> out;
+    for (const auto& [path, m] : module.named_modules()) {
+        for (const auto* list : {&m->own_parameters(), &m->own_buffers()}) {
+            for (const auto& [name, t] : *list) {
+                out.emplace(join_path(path, name), m->role_of(name));
+            }
+        }
     }
-    for (const auto& [name, child] : m.children()) collect_roles(*child, join(name), out);
+    return out;
 }
 
 template <class T>
@@ -796,14 +796,11 @@ void lay_out(Layout<T>& layout, const Module<T>& module, const Optimizer<T>* opt
                              " uses the reserved prefix \"optimizer.\"");
         }
     }
-    std::map<std::string, TensorRole> roles;
-    collect_roles(module, "", roles);
+    const std::map<std::string, TensorRole> roles = tensor_roles(module);
 
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     std::map<std::string, std::string> metadata = options.metadata;
-    std::map<std::string, std::string> extra_states;
-    collect_extra_states(module, "", extra_states);
-    for (auto& [key, state] : extra_states) {
+    for (auto& [key, state] : extra_states(module)) {
         if (metadata.contains(key)) {
             fail(source, "cannot save: the metadata key " + in_quotes(key) +
                              " is where the module's extra state (Module::extra_state) goes");

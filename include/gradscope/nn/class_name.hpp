@@ -11,7 +11,6 @@
 
 #if __has_include(<cxxabi.h>)
 #include <cxxabi.h>
-#define GRADSCOPE_HAS_CXXABI 1
 #endif
 
 namespace gradscope::detail {
@@ -19,7 +18,7 @@ namespace gradscope::detail {
 // The type's name as written in C++ (the Itanium ABI's demangler, which g++ and clang use);
 // elsewhere the implementation's own text.
 inline std::string demangled_name(const std::type_info& type) {
-#ifdef GRADSCOPE_HAS_CXXABI
+#if __has_include(<cxxabi.h>)
     int status = 0;
     const std::unique_ptr<char, void (*)(void*)> name(
         abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), &std::free);

@@ -36,6 +36,13 @@ namespace gradscope {
 template <class T>
 class Module;
 
+namespace detail {
+// A dotted path one level down: "" and "fc" give "fc", "layers.0" and "fc" "layers.0.fc".
+inline std::string join_path(const std::string& prefix, const std::string& name) {
+    return prefix.empty() ? name : prefix + "." + name;
+}
+}  // namespace detail
+
 // Note [Hook lifetimes]
 // A module keeps its hooks in a registry that only the module holds strongly; everything else
 // that refers to them holds it weakly, so that any destruction order is safe:
@@ -238,7 +245,12 @@ public:
     // This module and every descendant, depth first, with their paths ("" for this one).
     [[nodiscard]] Named<Module*> named_modules() {
         Named<Module*> out;
-        collect_modules("", out);
+        collect_modules(*this, "", out);
+        return out;
+    }
+    [[nodiscard]] Named<const Module*> named_modules() const {
+        Named<const Module*> out;
+        collect_modules(*this, "", out);
         return out;
     }
 
@@ -382,7 +394,7 @@ protected:
                                   "module tree)");
             }
         }
-        child->set_path(join(path(), name));
+        child->set_path(detail::join_path(path(), name));
         children_.emplace_back(std::move(name), child);
         return child;
     }
@@ -445,21 +457,17 @@ private:
         });
     }
 
-    static std::string join(const std::string& prefix, const std::string& name) {
-        return prefix.empty() ? name : prefix + "." + name;
-    }
-
     // Also names the parameters' and buffers' nodes, so that errors about them can say which.
     void set_path(const std::string& path) {
         path_ = std::make_shared<const std::string>(path);
         for (auto* list : {&parameters_, &buffers_}) {
             for (auto& [name, t] : *list) label(t, name);
         }
-        for (auto& [name, child] : children_) child->set_path(join(path, name));
+        for (auto& [name, child] : children_) child->set_path(detail::join_path(path, name));
     }
 
     void label(const Tensor<T>& t, const std::string& name) const {
-        t.node().label = std::make_shared<const std::string>(join(path(), name));
+        t.node().label = std::make_shared<const std::string>(detail::join_path(path(), name));
     }
 
     Tensor<T> call_forward(const Tensor<T>& input) {
@@ -484,9 +492,13 @@ private:
         if (hooks.owner != nullptr) hooks.param_grad.run(*hooks.owner);
     }
 
-    void collect_modules(const std::string& prefix, Named<Module*>& out) {
-        out.emplace_back(prefix, this);
-        for (auto& [name, child] : children_) child->collect_modules(join(prefix, name), out);
+    // Self is Module or const Module: one walk for both named_modules().
+    template <class Self>
+    static void collect_modules(Self& self, const std::string& prefix, Named<Self*>& out) {
+        out.emplace_back(prefix, &self);
+        for (const auto& [name, child] : self.children_) {
+            collect_modules<Self>(*child, detail::join_path(prefix, name), out);
+        }
     }
 
     void collect_parameters(std::vector<Tensor<T>>& out) const {
@@ -496,18 +508,22 @@ private:
 
     void collect(Named<Tensor<T>> Module::*member, const std::string& prefix,
                  Named<Tensor<T>>& out) const {
-        for (const auto& [name, t] : this->*member) out.emplace_back(join(prefix, name), t);
-        for (const auto& [name, child] : children_) child->collect(member, join(prefix, name), out);
+        for (const auto& [name, t] : this->*member) {
+            out.emplace_back(detail::join_path(prefix, name), t);
+        }
+        for (const auto& [name, child] : children_) {
+            child->collect(member, detail::join_path(prefix, name), out);
+        }
     }
 
     template <class Keep>
     void collect_matching(Keep& keep, const std::string& prefix, Named<Tensor<T>>& out) const {
         for (const auto& [name, t] : parameters_) {
-            std::string full = join(prefix, name);
+            std::string full = detail::join_path(prefix, name);
             if (keep(std::as_const(full), role_of(name))) out.emplace_back(std::move(full), t);
         }
         for (const auto& [name, child] : children_) {
-            child->collect_matching(keep, join(prefix, name), out);
+            child->collect_matching(keep, detail::join_path(prefix, name), out);
         }
     }
 

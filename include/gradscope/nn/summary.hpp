@@ -67,8 +67,7 @@ void summary_rows(const Module<T>& m, const std::string& path, int depth,
                     std::string(2 * static_cast<std::size_t>(depth), ' ') + describe_module(m),
                     shapes, own > 0 ? std::to_string(own) : std::string()});
     for (const auto& [name, child] : m.children()) {
-        summary_rows(*child, path.empty() ? name : path + "." + name, depth + 1, rows, total,
-                     trainable);
+        summary_rows(*child, join_path(path, name), depth + 1, rows, total, trainable);
     }
 }
 
