@@ -14,10 +14,11 @@ mkdir -p "$out"
 
 say "Compile time: bench/compile_time/*.cpp with g++ -O2, user CPU seconds, median of 3"
 # Each probe (gradscope_mlp.cpp: float, SGD, MSE; gradscope_newcomer.cpp: double, Adam,
-# cross-entropy, a GradientMonitor, NoGradGuard) is timed against its Eigen-only twin four ways:
-# header-only, as a user who just includes gradscope.hpp compiles it; in precompiled mode
-# (-DGRADSCOPE_PRECOMPILED, what linking gradscope::precompiled does); the same including only the
-# part headers the probe uses (-DPROBE_PART_HEADERS); and in precompiled mode with gradscope.hpp
+# cross-entropy, a GradientMonitor, NoGradGuard) is timed against its Eigen-only twin five ways:
+# header-only, as a user who just includes gradscope.hpp compiles it; header-only including only
+# the part headers the probe uses (-DPROBE_PART_HEADERS); in precompiled mode
+# (-DGRADSCOPE_PRECOMPILED, what linking gradscope::precompiled does); the same with the part
+# headers only; and in precompiled mode with gradscope.hpp
 # as a precompiled header (what linking gradscope::pch as well does): the time of every rebuild
 # once the header is built. One-off costs, compiling src/precompiled_*.cpp (the sum
 # of its parts: CPU time, which a parallel build spreads over the cores) and the precompiled
@@ -53,6 +54,8 @@ done
     eigen_s=$(compile_seconds 3 "bench/compile_time/eigen_$probe.cpp")
     eigen_with_pch_s=$(compile_seconds 3 "bench/compile_time/eigen_$probe.cpp" -I "$out/pch_eigen")
     header_only_s=$(compile_seconds 3 "bench/compile_time/gradscope_$probe.cpp")
+    header_only_parts_s=$(compile_seconds 3 "bench/compile_time/gradscope_$probe.cpp" \
+      -DPROBE_PART_HEADERS)
     precompiled_s=$(compile_seconds 3 "bench/compile_time/gradscope_$probe.cpp" -DGRADSCOPE_PRECOMPILED)
     parts_s=$(compile_seconds 3 "bench/compile_time/gradscope_$probe.cpp" -DGRADSCOPE_PRECOMPILED \
       -DPROBE_PART_HEADERS)
@@ -60,6 +63,7 @@ done
       -I "$out/pch_gradscope")
     printf 'eigen_%s.cpp %s s; with <Eigen/Dense> precompiled %s s\n' "$probe" "$eigen_s" "$eigen_with_pch_s"
     printf 'gradscope_%s.cpp header-only %s s, ratio %s\n' "$probe" "$header_only_s" "$(ratio "$header_only_s" "$eigen_s")"
+    printf 'gradscope_%s.cpp header-only, part headers %s s, ratio %s\n' "$probe" "$header_only_parts_s" "$(ratio "$header_only_parts_s" "$eigen_s")"
     printf 'gradscope_%s.cpp precompiled %s s, ratio %s\n' "$probe" "$precompiled_s" "$(ratio "$precompiled_s" "$eigen_s")"
     printf 'gradscope_%s.cpp precompiled, part headers %s s, ratio %s\n' "$probe" "$parts_s" "$(ratio "$parts_s" "$eigen_s")"
     printf 'gradscope_%s.cpp precompiled + pch %s s, ratio %s (%s against Eigen with its pch)\n' \
