@@ -633,7 +633,7 @@ void adopt_current_names(ParsedFile& file, const Module<T>& module) {
 
 // Extra state (Module::extra_state) travels in the metadata under this key.
 inline std::string extra_state_key(const std::string& path) {
-    return path.empty() ? "_extra_state" : path + "._extra_state";
+    return join_path(path, "_extra_state");
 }
 
 // Every module's extra state that is not empty, by its metadata key.
