@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -66,6 +67,15 @@ void step(Module<double>& net, AdamW<double>& optimizer) {
     const auto params = net.parameters();
     clip_grad_norm<double>(params, max_norm);
     optimizer.step();
+}
+
+// A directory for this run's files, one per number of ranks (np2 and np3 run side by side).
+std::filesystem::path scratch_dir(const Communicator& comm) {
+    const std::filesystem::path dir =
+        std::filesystem::path(GRADSCOPE_TEST_SCRATCH_DIR) / ("np" + std::to_string(comm.size()));
+    if (comm.rank() == 0) std::filesystem::create_directories(dir);
+    comm.barrier();
+    return dir;
 }
 
 double largest_difference(const Module<double>& a, const Module<double>& b) {
@@ -316,11 +326,8 @@ TEST_CASE("dropout draws each rank's own masks, unless asked not to, across a ch
     };
     // The same input on every rank, so that only the masks can make the outputs differ.
     const auto x = TensorD::constant(normal(4, inputs, 3));
-    // A checkpoint holds rank 0's streams; loading one keeps every rank's own.
-    const std::filesystem::path dir =
-        std::filesystem::path(GRADSCOPE_TEST_SCRATCH_DIR) / ("np" + std::to_string(comm.size()));
-    if (comm.rank() == 0) std::filesystem::create_directories(dir);
-    comm.barrier();
+    // Each rank's streams survive a checkpoint saved and loaded at once.
+    const std::filesystem::path dir = scratch_dir(comm);
     const auto output_and_root_output = [&](bool distinct) {
         auto net = net_with_dropout();
         DataParallel<double> ddp(*net, comm, {.distinct_dropout_masks = distinct});
@@ -409,10 +416,7 @@ TEST_CASE("the distributed sampler's shards cover each epoch once across the ran
 TEST_CASE("checkpoints: rank 0 writes, every rank loads, and a failure reaches every rank",
           "[dist]") {
     Communicator comm;
-    const std::filesystem::path dir =
-        std::filesystem::path(GRADSCOPE_TEST_SCRATCH_DIR) / ("np" + std::to_string(comm.size()));
-    if (comm.rank() == 0) std::filesystem::create_directories(dir);
-    comm.barrier();
+    const std::filesystem::path dir = scratch_dir(comm);
     const auto path = dir / "trained.safetensors";
 
     const auto trained = train_parallel(comm, Normalization::layer);
@@ -436,6 +440,108 @@ TEST_CASE("checkpoints: rank 0 writes, every rank loads, and a failure reaches e
     REQUIRE_THROWS_MATCHES(dist::load_checkpoint(comm, path, *other), dist_error,
                            MessageContains({"rank 1 of", path.string()}));
     CHECK(largest_difference(*other, *before) == 0.0);
+}
+
+namespace {
+
+std::shared_ptr<MLP<double>> network_with_dropout(std::uint64_t seed) {
+    return mlp<double>({.widths = {inputs, 16, 16, classes}, .dropout = 0.3, .seed = seed});
+}
+
+// Steps [first, last) data-parallel, each rank on its shard, with dropout drawing masks.
+void train_steps(const Communicator& comm, DataParallel<double>& ddp, AdamW<double>& optimizer,
+                 std::uint64_t first, std::uint64_t last) {
+    for (std::uint64_t s = first; s < last; ++s) {
+        const Batch b = shard(whole_batch(s), comm.rank(), comm.size());
+        auto loss = cross_entropy(ddp(TensorD::constant(b.x)), b.y);
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step();
+    }
+}
+
+// The metadata key of the first module that keeps an extra state (a Dropout's stream).
+std::string first_stream_key(const Module<double>& net) {
+    for (const auto& [path, m] : net.named_modules()) {
+        if (!m->extra_state().empty()) return path + "._extra_state";
+    }
+    FAIL("no module keeps an extra state");
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("a data-parallel run with dropout, resumed from a checkpoint, takes the same steps",
+          "[dist]") {
+    Communicator comm;
+    const std::filesystem::path dir = scratch_dir(comm);
+    const auto path = dir / "resume.safetensors";
+    INFO("rank " << comm.rank() << " of " << comm.size());
+
+    auto net = network_with_dropout(7);
+    DataParallel<double> ddp(*net, comm);
+    AdamW<double> optimizer(net->parameters(), {.lr = 0.05});
+    train_steps(comm, ddp, optimizer, 0, 2);
+    dist::save_checkpoint(comm, path, *net, optimizer);
+    train_steps(comm, ddp, optimizer, 2, 4);
+
+    // Another seed: only the file can give the resumed run the masks the first one drew.
+    auto resumed = network_with_dropout(99);
+    DataParallel<double> resumed_ddp(*resumed, comm);
+    AdamW<double> resumed_optimizer(resumed->parameters(), {.lr = 0.05});
+    (void)dist::load_checkpoint(comm, path, *resumed, resumed_optimizer);
+    train_steps(comm, resumed_ddp, resumed_optimizer, 2, 4);
+    CHECK(largest_difference(*net, *resumed) == 0.0);
+
+    // The same input on every rank and in every network below: only the masks differ.
+    const auto x = TensorD::constant(normal(4, inputs, 3));
+    const auto output_after_loading = [&](const std::filesystem::path& file, LoadOptions options) {
+        auto fresh = network_with_dropout(99);
+        DataParallel<double> fresh_ddp(*fresh, comm);
+        (void)dist::load_checkpoint(comm, file, *fresh, options);
+        return Matrix<double>(fresh_ddp(x).value());
+    };
+    CHECK(output_after_loading(path, {}) != output_after_loading(path, {.extra_state = false}));
+
+    // A file saved by another number of ranks: every rank keeps the streams it has.
+    const auto other_world = dir / "other_world.safetensors";
+    const auto with_metadata = [&](const std::filesystem::path& file,
+                                   std::map<std::string, std::string> metadata) {
+        if (comm.rank() == 0) save_checkpoint(file, *net, {.metadata = std::move(metadata)});
+        comm.barrier();
+    };
+    with_metadata(other_world, {{"dist.world_size", std::to_string(comm.size() + 1)}});
+    CHECK(output_after_loading(other_world, {}) ==
+          output_after_loading(other_world, {.extra_state = false}));
+
+    // A world size that is not a number, or one rank's stream that does not parse: an error on
+    // every rank, and no rank keeps anything of the file.
+    const auto check_nothing_loaded = [&](const std::filesystem::path& file,
+                                          const std::string& named) {
+        auto fresh = network_with_dropout(99);
+        DataParallel<double> fresh_ddp(*fresh, comm);
+        const auto before = network_with_dropout(99);
+        DataParallel<double> before_ddp(*before, comm);
+        REQUIRE_THROWS_MATCHES(dist::load_checkpoint(comm, file, *fresh), dist_error,
+                               MessageContains({file.string(), named}));
+        CHECK(largest_difference(*fresh, *before) == 0.0);
+        CHECK(fresh_ddp(x).value() == before_ddp(x).value());
+    };
+    const auto not_a_number = dir / "world_size_not_a_number.safetensors";
+    with_metadata(not_a_number, {{"dist.world_size", "two"}});
+    check_nothing_loaded(not_a_number, "dist.world_size");
+    if (comm.size() < 2) return;
+    const std::string last_rank_key =
+        "dist.rank." + std::to_string(comm.size() - 1) + "." + first_stream_key(*net);
+    const auto bad_stream = dir / "bad_stream.safetensors";
+    with_metadata(bad_stream,
+                  {{"dist.world_size", std::to_string(comm.size())}, {last_rank_key, "garbage"}});
+    check_nothing_loaded(bad_stream, last_rank_key);
+
+    // The prefix is reserved in what a data-parallel save writes.
+    REQUIRE_THROWS_MATCHES(dist::save_checkpoint(comm, dir / "reserved.safetensors", *net,
+                                                 SaveOptions{.metadata = {{"dist.mine", "1"}}}),
+                           dist_error, MessageContains({"dist.mine", "reserved"}));
 }
 
 TEST_CASE("gather_bytes collects every rank's bytes of its own length on the root, in rank order",

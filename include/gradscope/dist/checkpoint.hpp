@@ -6,6 +6,15 @@
 // Every function here is a collective, and a failure on any rank (a write rank 0 could not
 // make, a file that does not fit the network) throws the same dist_error on every rank, naming
 // that rank and its error, so that no rank trains on alone.
+//
+// Each rank's extra state (Dropout's random stream, which DataParallel makes distinct per rank)
+// goes into the file too: rank 0's under the keys one process uses ("<path>._extra_state"),
+// rank r's under "dist.rank.<r>.<path>._extra_state", and the number of ranks under
+// "dist.world_size" (the prefix "dist." is reserved in the metadata of these saves). Loading a
+// file saved by as many ranks gives every rank its own streams back, so a resumed run draws the
+// masks the uninterrupted one would have; a file from another number of ranks, or from one
+// process, leaves every rank's streams as they are. Load after constructing DataParallel, whose
+// constructor reseeds the streams.
 #pragma once
 
 #include "../io/safetensors.hpp"
@@ -15,7 +24,10 @@
 #include <cstddef>
 #include <exception>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gradscope::dist {
@@ -33,21 +45,114 @@ std::string failure_of(F&& work) {
     }
 }
 
+inline constexpr std::string_view reserved_prefix = "dist.";
+inline constexpr std::string_view world_size_key = "dist.world_size";
+
+// Where rank r's extra states are in the metadata: in front of the key one process uses.
+inline std::string rank_prefix(int rank) {
+    return rank == 0 ? std::string() : "dist.rank." + std::to_string(rank) + ".";
+}
+
+// Strings as bytes, each as its length in decimal, ':', and its characters.
+inline std::vector<std::byte> encode(const std::map<std::string, std::string>& map) {
+    std::string text;
+    for (const auto& [key, value] : map) {
+        for (const std::string* s : {&key, &value}) text += std::to_string(s->size()) + ':' + *s;
+    }
+    const auto* first = reinterpret_cast<const std::byte*>(text.data());
+    return {first, first + text.size()};
+}
+
+inline std::map<std::string, std::string> decode(const std::vector<std::byte>& bytes) {
+    const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    std::vector<std::string> strings;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        const std::size_t colon = text.find(':', at);
+        const auto length = colon == std::string_view::npos
+                                ? std::nullopt
+                                : gradscope::detail::safetensors::parse_number<std::size_t>(
+                                      text.substr(at, colon - at));
+        if (!length || *length > text.size() - colon - 1) {
+            throw dist_error("a rank's extra states arrived malformed at byte " +
+                             std::to_string(at));
+        }
+        strings.emplace_back(text.substr(colon + 1, *length));
+        at = colon + 1 + *length;
+    }
+    if (strings.size() % 2 != 0) throw dist_error("a rank's extra states arrived malformed");
+    std::map<std::string, std::string> map;
+    for (std::size_t i = 0; i < strings.size(); i += 2) map.emplace(strings[i], strings[i + 1]);
+    return map;
+}
+
+// The options rank 0 saves with: the caller's metadata, the number of ranks, and every other
+// rank's extra states (rank 0's own are added by the save, as for one process).
+inline SaveOptions with_rank_states(SaveOptions options,
+                                    const std::vector<std::vector<std::byte>>& states,
+                                    const std::filesystem::path& path) {
+    using gradscope::detail::safetensors::fail;
+    using gradscope::detail::safetensors::in_quotes;
+    for (const auto& [key, value] : options.metadata) {
+        if (key.starts_with(reserved_prefix)) {
+            fail(path.string(), "cannot save: the metadata key " + in_quotes(key) +
+                                    " uses the prefix \"dist.\", reserved for each rank's state");
+        }
+    }
+    options.metadata.emplace(world_size_key, std::to_string(states.size()));
+    for (std::size_t rank = 1; rank < states.size(); ++rank) {
+        for (auto& [key, state] : decode(states[rank])) {
+            options.metadata.emplace(rank_prefix(static_cast<int>(rank)) + key, std::move(state));
+        }
+    }
+    return options;
+}
+
 template <class T>
 void save_on_root(const Communicator& comm, const std::filesystem::path& path,
                   const Module<T>& module, const Optimizer<T>* optimizer,
                   const SaveOptions& options) {
+    const std::vector<std::vector<std::byte>> states =
+        comm.gather_bytes(encode(gradscope::detail::safetensors::extra_states(module)));
     std::string failure;
     if (comm.rank() == 0) {
         failure = failure_of([&] {
+            const SaveOptions all_ranks = with_rank_states(options, states, path);
             if (optimizer) {
-                gradscope::save_checkpoint(path, module, *optimizer, options);
+                gradscope::save_checkpoint(path, module, *optimizer, all_ranks);
             } else {
-                gradscope::save_checkpoint(path, module, options);
+                gradscope::save_checkpoint(path, module, all_ranks);
             }
         });
     }
     comm.agree_or_throw(failure);
+}
+
+// Sets this rank's extra states from a file saved by as many ranks (see the top of this file).
+template <class T>
+void restore_rank_states(const Communicator& comm,
+                         const std::map<std::string, std::string>& metadata, Module<T>& module,
+                         const std::filesystem::path& path) {
+    using namespace gradscope::detail::safetensors;
+    const auto saved_by = metadata.find(std::string(world_size_key));
+    if (saved_by == metadata.end()) return;
+    const auto ranks = parse_number<int>(saved_by->second);
+    if (!ranks || *ranks < 1) {
+        fail(path.string(), "metadata " + in_quotes(world_size_key) +
+                                " must be a positive whole number, got " +
+                                in_quotes(saved_by->second));
+    }
+    if (*ranks != comm.size()) return;
+    const std::string prefix = rank_prefix(comm.rank());
+    for (const auto& [module_path, m] : module.named_modules()) {
+        const auto it = metadata.find(prefix + extra_state_key(module_path));
+        if (it == metadata.end() || m->extra_state().empty()) continue;
+        try {
+            m->set_extra_state(it->second);
+        } catch (const error& e) {
+            fail(path.string(), "metadata " + in_quotes(it->first) + ": " + e.what());
+        }
+    }
 }
 
 template <class T>
@@ -60,24 +165,27 @@ LoadReport load_from_root(const Communicator& comm, const std::filesystem::path&
     }
     comm.agree_or_throw(failure);
     comm.broadcast_vector(bytes, 0);
-    // A rank whose load succeeded undoes it when another's failed: this state, kept as bytes.
+    // A rank that changed anything undoes it when a rank failed: this state, kept as bytes.
     const std::vector<std::byte> before =
         optimizer ? gradscope::save_checkpoint_to_bytes(module, *optimizer)
                   : gradscope::save_checkpoint_to_bytes(module);
-    // The file holds rank 0's dropout streams: every rank keeps its own (LoadOptions).
-    LoadOptions own_streams = options;
-    own_streams.extra_state = false;
+    // The load sets the tensors and the optimiser state; each rank's own extra states follow.
+    LoadOptions tensors_only = options;
+    tensors_only.extra_state = false;
     LoadReport report;
+    bool changed = false;
     failure = failure_of([&] {
         report = optimizer ? gradscope::load_checkpoint_from_bytes(bytes, module, *optimizer,
-                                                                   own_streams, path.string())
-                           : gradscope::load_checkpoint_from_bytes(bytes, module, own_streams,
+                                                                   tensors_only, path.string())
+                           : gradscope::load_checkpoint_from_bytes(bytes, module, tensors_only,
                                                                    path.string());
+        changed = true;
+        if (options.extra_state) restore_rank_states(comm, report.metadata, module, path);
     });
     try {
         comm.agree_or_throw(failure);
     } catch (const dist_error&) {
-        if (failure.empty()) {
+        if (changed) {
             if (optimizer) {
                 gradscope::load_checkpoint_from_bytes(before, module, *optimizer);
             } else {
@@ -107,7 +215,7 @@ void save_checkpoint(const Communicator& comm, const std::filesystem::path& path
 }
 
 // Every rank loads the file rank 0 reads: all of it on every rank or, on a dist_error, nothing
-// on any (a rank whose load succeeded puts back what it had).
+// on any (a rank that changed anything puts back what it had).
 template <class T>
 LoadReport load_checkpoint(const Communicator& comm, const std::filesystem::path& path,
                            Module<T>& module, const LoadOptions& options = {}) {

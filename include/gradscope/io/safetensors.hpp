@@ -136,8 +136,7 @@ struct LoadOptions {
     // given, its state). Otherwise whatever matches is loaded and the rest is reported.
     bool strict = true;
     // Restore the modules' extra state (Dropout's random streams) that the file holds.
-    // dist::load_checkpoint leaves it out, and so every rank keeps its own streams: the file
-    // holds rank 0's, and ranks draw distinct masks (dist::DataParallelOptions).
+    // dist::load_checkpoint gives each rank its own (see dist/checkpoint.hpp).
     bool extra_state = true;
 };
 
