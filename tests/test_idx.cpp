@@ -98,6 +98,14 @@ TEST_CASE("images and labels read back exactly, plain and gzipped", "[idx]") {
                   static_cast<float>(pixels[static_cast<std::size_t>(i)]) * (1.0f / 255.0f));
         }
         CHECK(idx_images_as_rows(images, 1.0f)(2, 9) == static_cast<float>(pixels.back()));
+        // In double, each pixel is its byte / 255 rounded once, in double.
+        const Matrix<double> in_double = idx_images_as_rows<double>(images);
+        REQUIRE(in_double.rows() == 3);
+        for (Index i = 0; i < in_double.size(); ++i) {
+            CHECK(in_double.data()[i] ==
+                  static_cast<double>(pixels[static_cast<std::size_t>(i)]) * (1.0 / 255.0));
+        }
+        CHECK(idx_images_as_rows<double>(images, 0.5)(2, 9) == 0.5 * pixels.back());
 
         const IdxArray label_array =
             read_idx(write(dir.path / ("labels" + ext), idx_file(0x08, {3}, labels)));

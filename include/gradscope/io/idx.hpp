@@ -19,6 +19,7 @@
 // gzip through unchanged, so one path serves both.
 #pragma once
 
+#include "../core/concepts.hpp"
 #include "../core/matrix.hpp"
 #include "errors.hpp"
 
@@ -34,6 +35,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 namespace gradscope {
@@ -252,8 +254,11 @@ inline void check_consistent(const IdxArray& a) {
 
 }  // namespace detail::idx
 
-// Images as one row per image, scaled (by default to [0, 1]): [count x rows*cols].
-inline Matrix<float> idx_images_as_rows(const IdxArray& images, float scale = 1.0f / 255.0f) {
+// Images as one row per image, scaled (by default to [0, 1]): [count x rows*cols], in float
+// or, as idx_images_as_rows<double>(images), in double.
+template <TensorScalar T = float>
+Matrix<T> idx_images_as_rows(const IdxArray& images,
+                             std::type_identity_t<T> scale = T(1) / T(255)) {
     using namespace detail::idx;
     // A NaN or infinite scale would turn every pixel into NaN or infinity without a word.
     gradscope::detail::check_finite("idx_images_as_rows", "scale", scale);
@@ -264,9 +269,9 @@ inline Matrix<float> idx_images_as_rows(const IdxArray& images, float scale = 1.
     check_consistent(images);
     const auto rows = static_cast<Index>(images.dims[0]);
     const auto cols = rows == 0 ? Index{0} : static_cast<Index>(images.data.size()) / rows;
-    Matrix<float> out(rows, cols);
+    Matrix<T> out(rows, cols);
     for (std::size_t i = 0; i < images.data.size(); ++i) {
-        out.data()[i] = scale * static_cast<float>(images.data[i]);
+        out.data()[i] = scale * static_cast<T>(images.data[i]);
     }
     return out;
 }
