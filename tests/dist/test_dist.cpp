@@ -460,10 +460,13 @@ void train_steps(const Communicator& comm, DataParallel<double>& ddp, AdamW<doub
     }
 }
 
-// The metadata key of the first module that keeps an extra state (a Dropout's stream).
-std::string first_stream_key(const Module<double>& net) {
+// The metadata key and the state of the first module that keeps an extra state (a Dropout's
+// stream).
+std::pair<std::string, std::string> first_stream(const Module<double>& net) {
     for (const auto& [path, m] : net.named_modules()) {
-        if (!m->extra_state().empty()) return path + "._extra_state";
+        if (std::string state = m->extra_state(); !state.empty()) {
+            return {path + "._extra_state", std::move(state)};
+        }
     }
     FAIL("no module keeps an extra state");
     return {};
@@ -503,14 +506,21 @@ TEST_CASE("a data-parallel run with dropout, resumed from a checkpoint, takes th
     };
     CHECK(output_after_loading(path, {}) != output_after_loading(path, {.extra_state = false}));
 
-    // A file saved by another number of ranks: every rank keeps the streams it has.
+    // A file saved by another number of ranks, with a stream for every rank of this run: every
+    // rank keeps the streams it has.
     const auto other_world = dir / "other_world.safetensors";
     const auto with_metadata = [&](const std::filesystem::path& file,
                                    std::map<std::string, std::string> metadata) {
         if (comm.rank() == 0) save_checkpoint(file, *net, {.metadata = std::move(metadata)});
         comm.barrier();
     };
-    with_metadata(other_world, {{"dist.world_size", std::to_string(comm.size() + 1)}});
+    std::map<std::string, std::string> more_ranks{
+        {"dist.world_size", std::to_string(comm.size() + 1)}};
+    const auto [stream_key, stream] = first_stream(*net);
+    for (int r = 1; r <= comm.size(); ++r) {
+        more_ranks.emplace("dist.rank." + std::to_string(r) + "." + stream_key, stream);
+    }
+    with_metadata(other_world, more_ranks);
     CHECK(output_after_loading(other_world, {}) ==
           output_after_loading(other_world, {.extra_state = false}));
 
@@ -532,7 +542,7 @@ TEST_CASE("a data-parallel run with dropout, resumed from a checkpoint, takes th
     check_nothing_loaded(not_a_number, "dist.world_size");
     if (comm.size() < 2) return;
     const std::string last_rank_key =
-        "dist.rank." + std::to_string(comm.size() - 1) + "." + first_stream_key(*net);
+        "dist.rank." + std::to_string(comm.size() - 1) + "." + stream_key;
     const auto bad_stream = dir / "bad_stream.safetensors";
     with_metadata(bad_stream,
                   {{"dist.world_size", std::to_string(comm.size())}, {last_rank_key, "garbage"}});
