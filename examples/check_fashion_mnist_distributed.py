@@ -6,8 +6,9 @@ same steps in exact arithmetic; in float, rounding (another summation order in t
 in batch norm's statistics) moves the result by far less than the spread between seeds (about one
 percentage point of test accuracy at this size), so the check asks for the same final test
 accuracy to 0.5 points and the same final training loss to 1%, and for the checkpoint and the
-HTML report that rank 0 writes. Then --doctor under mpiexec: rank 0 alone prints the diagnosis;
-and --per-sample is refused with a message that says why.
+HTML report that rank 0 writes. The checkpoint, loaded under mpiexec with --epochs 0, gives the
+distributed run's final test loss and accuracy exactly. Then --doctor under mpiexec: rank 0
+alone prints the diagnosis; and --per-sample is refused with a message that says why.
 
     check_fashion_mnist_distributed.py MPIEXEC PROGRAM DATA OUT
 """
@@ -32,8 +33,10 @@ def main():
     out = pathlib.Path(out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    common = [program, "--data", data, "--limit", "3000", "--epochs", "2", "--batch", "100",
-              "--norm", "batch", "--log-every", "0", "--no-progress", "--threads", "1"]
+    def command(epochs):
+        return [program, "--data", data, "--limit", "3000", "--epochs", str(epochs), "--batch",
+                "100", "--norm", "batch", "--log-every", "0", "--no-progress", "--threads", "1"]
+    common, evaluate = command(2), command(0)
     run(common + ["--json", str(out / "one.json")])
     run([mpiexec, "-n", "2"] + common + ["--distributed", "--json", str(out / "two.json"),
                                           "--save", str(out / "two.safetensors"),
@@ -45,6 +48,14 @@ def main():
         failures.append(f"the distributed run's JSON says {two['processes']} processes")
     if not (out / "two.safetensors").exists():
         failures.append("the distributed run saved no checkpoint")
+    else:
+        run([mpiexec, "-n", "2"] + evaluate + ["--distributed", "--json", str(out / "loaded.json"),
+                                                "--load", str(out / "two.safetensors")])
+        loaded = json.loads((out / "loaded.json").read_text())["initial"]
+        final = (two["final_test_accuracy"], two["final_test_loss"])
+        if (loaded["test_accuracy"], loaded["test_loss"]) != final:
+            failures.append(f"the loaded checkpoint evaluates to {loaded}, not the distributed "
+                            f"run's final test accuracy and loss {final}")
     report = out / "two.html"
     if not report.exists() or "<svg" not in report.read_text():
         failures.append("the distributed run wrote no HTML report with plots")

@@ -1060,6 +1060,15 @@ int main(int argc, char** argv) {
         const Data data = load_data(s);
         auto net = make_network(s, data.train.x.cols(), 10);
         run.parameters = net->parameter_count();
+#ifdef GRADSCOPE_FASHION_MNIST_MPI
+        std::optional<dist::DataParallel<float>> ddp;
+        if (comm) {
+            if (s.norm == "batch") dist::synchronize_batch_norm(*net, *comm);
+            ddp.emplace(*net, *comm);
+            par.ddp = &*ddp;
+        }
+#endif
+        // After DataParallel, whose constructor reseeds the dropout streams the file restores.
         if (!s.load.empty()) {
 #ifdef GRADSCOPE_FASHION_MNIST_MPI
             if (comm) {
@@ -1072,14 +1081,6 @@ int main(int argc, char** argv) {
 #endif
             if (!s.quiet) std::printf("loaded %s\n", s.load.c_str());
         }
-#ifdef GRADSCOPE_FASHION_MNIST_MPI
-        std::optional<dist::DataParallel<float>> ddp;
-        if (comm) {
-            if (s.norm == "batch") dist::synchronize_batch_norm(*net, *comm);
-            ddp.emplace(*net, *comm);
-            par.ddp = &*ddp;
-        }
-#endif
         if (!s.quiet) {
             std::printf(
                 "Fashion-MNIST: %td training, %td test images; inputs standardised (mean %.4f, std %.4f)\n",
