@@ -21,11 +21,12 @@
 #include "../optim/optimizer.hpp"
 #include "communicator.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cstddef>
 #include <exception>
 #include <filesystem>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,37 +54,20 @@ inline std::string rank_prefix(int rank) {
     return rank == 0 ? std::string() : "dist.rank." + std::to_string(rank) + ".";
 }
 
-// Strings as bytes, each as its length in decimal, ':', and its characters.
-inline std::vector<std::byte> encode(const std::map<std::string, std::string>& map) {
-    std::string text;
-    for (const auto& [key, value] : map) {
-        for (const std::string* s : {&key, &value}) text += std::to_string(s->size()) + ':' + *s;
-    }
+// A rank's extra states on their way to rank 0, as JSON (which the checkpoint header is written
+// in anyway). Text that is not UTF-8 is replaced rather than thrown on here, before the gather,
+// where one rank throwing would leave the others waiting; the save on rank 0 reports such a
+// name as it does for one process.
+inline std::vector<std::byte> encode(const std::map<std::string, std::string>& states) {
+    const std::string text =
+        nlohmann::json(states).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     const auto* first = reinterpret_cast<const std::byte*>(text.data());
     return {first, first + text.size()};
 }
 
 inline std::map<std::string, std::string> decode(const std::vector<std::byte>& bytes) {
     const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    std::vector<std::string> strings;
-    std::size_t at = 0;
-    while (at < text.size()) {
-        const std::size_t colon = text.find(':', at);
-        const auto length = colon == std::string_view::npos
-                                ? std::nullopt
-                                : gradscope::detail::safetensors::parse_number<std::size_t>(
-                                      text.substr(at, colon - at));
-        if (!length || *length > text.size() - colon - 1) {
-            throw dist_error("a rank's extra states arrived malformed at byte " +
-                             std::to_string(at));
-        }
-        strings.emplace_back(text.substr(colon + 1, *length));
-        at = colon + 1 + *length;
-    }
-    if (strings.size() % 2 != 0) throw dist_error("a rank's extra states arrived malformed");
-    std::map<std::string, std::string> map;
-    for (std::size_t i = 0; i < strings.size(); i += 2) map.emplace(strings[i], strings[i + 1]);
-    return map;
+    return nlohmann::json::parse(text).get<std::map<std::string, std::string>>();
 }
 
 // The options rank 0 saves with: the caller's metadata, the number of ranks, and every other
