@@ -1,6 +1,7 @@
 // diag::doctor on six deliberately broken networks: it names the cause, and its top remedy,
 // applied, brings the gradient ratio into the healthy band. Plus a healthy network (nothing to
 // change) and a non-finite one (the first module that produced it).
+#include "support/skips_first_linear.hpp"
 #include "support/testing.hpp"
 
 #include <gradscope/diag.hpp>
@@ -247,6 +248,21 @@ TEST_CASE("doctor: non-finite values are traced to the first module that produce
     CHECK(d.first_nonfinite_module == "layers.2.linear");
     REQUIRE_THROWS_MATCHES(diag::doctor<double>(*net, Matrix<double>(1, width), p.loss),
                            value_error, MessageContains("doctor: the batch needs at least 2 rows"));
+}
+
+TEST_CASE("doctor: a network it cannot follow the gradient through is an error, not a diagnosis",
+          "[diag][doctor][errors]") {
+    const Problem p;
+    Rng rng(2);
+    // One Linear after a recurrent layer: there is no path of Linear layers to follow.
+    Sequential<double> rnn;
+    rnn.add(std::make_shared<RNN<double>>(2, width, rng));
+    rnn.add(std::make_shared<Linear<double>>(width, width, rng));
+    REQUIRE_THROWS_MATCHES(diag::doctor<double>(rnn, normal(batch_rows, 10, 3), p.loss),
+                           value_error, MessageContains("needs two, but Sequential has one (1)"));
+    SkipsFirstLinear skips(width, rng);
+    REQUIRE_THROWS_MATCHES(diag::doctor<double>(skips, p.x, p.loss), value_error,
+                           MessageContains("no gradient reached the first Linear layer, first,"));
 }
 
 TEST_CASE(

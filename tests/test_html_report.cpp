@@ -211,6 +211,12 @@ TEST_CASE("the training report says what was not measured, and refuses an empty 
     CHECK(count(html, ": healthy</title>") == 5);  // one column per step when there are few
     CHECK_THROWS_MATCHES(training_html({}), value_error,
                          MessageContains("the history has no step with layers"));
+    // A step at which no gradient reached the first layer has no verdict: a grey cell.
+    auto partial = runs;
+    partial[2].layers().front().output_grad_norm = not_measured;
+    const std::string grey = training_html(partial).html();
+    CHECK(count(grey, "<title>step 20: not measured</title>") == 1);
+    CHECK(count(grey, ": healthy</title>") == 4);
     CHECK_THROWS_MATCHES(training_html(runs, {.curves = {{}}, .curve_titles = {"a", "b"}}),
                          value_error, MessageContains("2 curve titles for 1 plots"));
 }

@@ -2,6 +2,7 @@
 // kept and dropped as asked, detaching stops recording, and verdicts follow their thresholds.
 // Also the two remaining claims: clipping keeps an exploding network trainable, and anomaly
 // mode names the layer of an injected NaN.
+#include "support/skips_first_linear.hpp"
 #include "support/testing.hpp"
 
 #include <gradscope/gradscope.hpp>
@@ -139,7 +140,15 @@ TEST_CASE("a profile computes ratio, gain and fitted gain, and its verdict follo
     CHECK(p.verdict({.vanishing_ratio = 0.1}) == diag::Verdict::vanishing);
     CHECK(p.verdict({.vanishing_ratio = 1e-6, .exploding_ratio = 0.01}) ==
           diag::Verdict::exploding);
-    layers[2].nonfinite = 1;
+    // A layer no gradient reached has a NaN |delta| and no non-finite entry: not measured. Inside
+    // the network it leaves the verdict alone; at either end there is no verdict to give.
+    layers[2].output_grad_norm = diag::not_measured;
+    CHECK(diag::GradientProfile(layers).verdict() == diag::Verdict::healthy);
+    layers[0].output_grad_norm = diag::not_measured;
+    CHECK(diag::GradientProfile(layers).verdict() == diag::Verdict::not_measured);
+    CHECK(std::string(to_string(diag::Verdict::not_measured)) == "not measured");
+    CHECK(diag::GradientProfile({layers[1]}).verdict() == diag::Verdict::not_measured);
+    layers[2].nonfinite = 1;  // counted NaN entries: the gradient itself went bad
     CHECK(diag::GradientProfile(layers).verdict() == diag::Verdict::nonfinite);
     CHECK_THROWS_AS(diag::GradientProfile(std::vector<diag::LayerStats>(3)).fitted_gain(),
                     value_error);
@@ -258,4 +267,34 @@ TEST_CASE("net->forward runs the hooks, so the monitor sees the step", "[monitor
     REQUIRE(monitor.history().size() == 1);
     CHECK(monitor.last().layers().front().output_grad_norm > 0.0);
     CHECK(monitor.last().layers().back().output_grad_norm > 0.0);
+}
+
+TEST_CASE("a watched module that no gradient reaches is not measured, not non-finite",
+          "[monitor][profile]") {
+    // An RNN's cell runs its steps without its own forward (and so without hooks): selected, it
+    // sees no gradient. The Linear layers around it still give the verdict.
+    Rng rng(4);
+    Sequential<double> net;
+    net.add(std::make_shared<Linear<double>>(4, 10, rng));
+    net.add(std::make_shared<RNN<double>>(2, 6, rng));
+    net.add(std::make_shared<Linear<double>>(6, 1, rng));
+    diag::GradientMonitor<double> monitor(
+        net, {.select = [](const std::string&, Module<double>& m) {
+            return dynamic_cast<Linear<double>*>(&m) != nullptr ||
+                   dynamic_cast<ElmanCell<double>*>(&m) != nullptr;
+        }});
+    mean(square(net(TensorD::constant(normal(5, 4, 3))))).backward();
+    const auto& layers = monitor.last().layers();
+    REQUIRE(layers.size() == 3);
+    CHECK(layers[1].name == "1.cell");
+    CHECK(std::isnan(layers[1].output_grad_norm));
+    CHECK(layers[1].weight_grad_norm > 0.0);  // its parameters did get gradients
+    CHECK(layers[1].nonfinite == 0);
+    CHECK(monitor.last().verdict() == diag::Verdict::healthy);
+
+    SkipsFirstLinear partial(3, rng);
+    diag::GradientMonitor<double> watcher(partial);
+    mean(square(partial(TensorD::constant(normal(5, 3, 4))))).backward();
+    CHECK(watcher.last().verdict() == diag::Verdict::not_measured);
+    CHECK(diag::format_profile(watcher.last()).find("verdict: not measured") != std::string::npos);
 }

@@ -27,6 +27,7 @@ diag::GradientProfile profile_of(const std::vector<double>& output_grad_norms) {
         diag::LayerStats s;
         s.name = "layers." + std::to_string(l);
         s.output_grad_norm = output_grad_norms[l];
+        if (std::isnan(s.output_grad_norm)) s.nonfinite = 1;  // as the monitor counts a NaN delta
         s.weight_grad_norm = 0.1 * output_grad_norms[l] + 1.0 / 3.0;
         s.activation_norm = 10.0 + static_cast<double>(l) / 7.0;
         layers.push_back(s);

@@ -16,6 +16,10 @@
 // the sharpest layer. Given the learning rate eta, a gradient that flows well but
 // lambda_max > 2/eta, the step size gradient descent is stable below, is a cause of its own
 // (Cause::unstable_step_size), with lowering the learning rate as its remedy.
+//
+// The diagnosis follows the gradient from the last Linear layer to the first: a network with
+// fewer than two, or whose first or last Linear layer receives no gradient from the loss (one
+// the loss does not depend on), is a value_error naming it rather than a diagnosis of nothing.
 #pragma once
 
 #include "../nn/batchnorm.hpp"
@@ -295,7 +299,14 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
         if (dynamic_cast<BatchNorm1d<T>*>(module)) d.batch_norm = true;
         if (auto* a = dynamic_cast<ActivationLayer<T>*>(module); a && !activation) activation = a;
     }
-    if (linears.empty()) throw value_error("doctor: the network has no Linear layer");
+    if (linears.size() < 2) {
+        throw value_error(
+            "doctor: the diagnosis follows the gradient from the last Linear layer to the first "
+            "and needs two, but " +
+            net.type_name() +
+            (linears.empty() ? std::string(" has no Linear layer")
+                             : " has one (" + linears.front().first + ")"));
+    }
     d.residual = !blocks.empty();
     d.activation = activation ? activation->activation_name() : "";
     std::vector<double> scales;
@@ -318,6 +329,17 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
     }
     d.verdict = now.profile.verdict(options.thresholds);
     if (!std::isfinite(d.loss)) d.verdict = Verdict::nonfinite;
+    if (d.verdict == Verdict::not_measured) {
+        std::string layer = "any Linear layer";
+        if (!stats.empty()) {
+            const bool first = std::isnan(stats.front().output_grad_norm);
+            layer = std::string(first ? "the first" : "the last") + " Linear layer, " +
+                    (first ? stats.front() : stats.back()).name + ",";
+        }
+        throw value_error("doctor: no gradient reached " + layer +
+                          " in the backward pass of the loss: the loss does not depend on its "
+                          "output, or its forward was not called through the module");
+    }
 
     double saturated = 0.0, dead = 0.0;
     std::size_t counted = 0;

@@ -84,7 +84,9 @@ struct NetworkSharpness {
     [[nodiscard]] bool measured() const noexcept { return products > 0; }
 };
 
-enum class Verdict { healthy, vanishing, exploding, nonfinite };
+// not_measured: fewer than two layers, or no gradient reached the first or the last one in the
+// step (a watched module that the loss does not depend on, or whose forward was not called).
+enum class Verdict { healthy, vanishing, exploding, nonfinite, not_measured };
 
 inline const char* to_string(Verdict v) {
     switch (v) {
@@ -96,6 +98,8 @@ inline const char* to_string(Verdict v) {
             return "exploding";
         case Verdict::nonfinite:
             return "non-finite";
+        case Verdict::not_measured:
+            return "not measured";
     }
     return "?";
 }
@@ -169,15 +173,22 @@ public:
         return std::exp(-slope);
     }
 
+    // A NaN |delta_l| without a non-finite entry counted is a layer no gradient reached (not
+    // measured), not a non-finite gradient: a NaN in delta is always counted in `nonfinite`.
     [[nodiscard]] bool any_nonfinite() const {
         for (const auto& l : layers_) {
-            if (l.nonfinite > 0 || !std::isfinite(l.output_grad_norm)) return true;
+            if (l.nonfinite > 0 || std::isinf(l.output_grad_norm)) return true;
         }
         return false;
     }
 
+    // Layers between the first and the last that no gradient reached do not change the verdict.
     [[nodiscard]] Verdict verdict(const VerdictThresholds& t = {}) const {
-        if (layers_.size() < 2 || any_nonfinite()) return Verdict::nonfinite;
+        if (any_nonfinite()) return Verdict::nonfinite;
+        if (layers_.size() < 2 || std::isnan(layers_.front().output_grad_norm) ||
+            std::isnan(layers_.back().output_grad_norm)) {
+            return Verdict::not_measured;
+        }
         const double r = ratio_first_last();
         if (!std::isfinite(r)) return Verdict::nonfinite;
         if (r < t.vanishing_ratio) return Verdict::vanishing;

@@ -2,7 +2,7 @@
 // history: where in the network and when in training the gradient misbehaved.
 //
 //   1. the verdict at every recorded step, as a strip (healthy / vanishing / exploding /
-//      non-finite);
+//      non-finite; grey where it was not measured);
 //   2. a heat map of layers x steps coloured by log10 |delta_l| / |delta_L| in the sweep's
 //      verdict bands, each cell's exact norm on hover;
 //   3. |delta_l| of the first, middle and last layer over the steps, and the loss and accuracy
@@ -96,6 +96,8 @@ inline int severity(Verdict v) {
             return 1;
         case Verdict::nonfinite:
             return 2;
+        case Verdict::not_measured:
+            return -1;  // any measured step of the bin says more
     }
     return 2;
 }
@@ -175,12 +177,15 @@ inline std::string verdict_strip(const std::deque<GradientProfile>& history, con
     const std::size_t every = std::max<std::size_t>(1, (columns + 11) / 12);
     for (std::size_t i = 0; i < columns; ++i) {
         const std::size_t first = bins.begin[i], n = bins.count(i, history.size());
-        Verdict worst = Verdict::healthy;
+        Verdict worst = Verdict::not_measured;
         for (std::size_t k = first; k < first + n; ++k) {
             const Verdict v = history[k].verdict(t);
             if (severity(v) > severity(worst)) worst = v;
         }
-        map.values[i] = static_cast<double>(static_cast<int>(worst)) + 0.5;
+        // A bin with no measured step is a cell without a value (drawn grey, as in the maps).
+        map.values[i] = worst == Verdict::not_measured
+                            ? not_measured
+                            : static_cast<double>(static_cast<int>(worst)) + 0.5;
         map.cell_titles[i] = "step " + std::to_string(history[first].step()) +
                              (n > 1 ? "-" + std::to_string(history[first + n - 1].step()) : "") +
                              ": " + to_string(worst);
