@@ -15,7 +15,7 @@
 //
 //   gradscope-tabular wine.csv --target class --stratify --checkpoint wine.safetensors
 //   gradscope-tabular diabetes.csv --target progression --task regress --report run.json
-//   gradscope-tabular wine.csv --target class --evaluate wine.safetensors   # no training
+//   gradscope-tabular wine.csv --evaluate wine.safetensors   # no training
 //
 // The checkpoint holds the network, both scalers and the settings that built the network, so
 // --evaluate rebuilds the same model from the file alone and scores the test rows of the same
@@ -103,19 +103,33 @@ json model_config(const Settings& s) {
 
 constexpr const char* kConfigKey = "tabular.config";
 
-void apply_model_config(Settings& s, const std::string& text, const std::string& source) {
+// --evaluate takes the model and its split from the checkpoint. An option given on the command
+// line that says otherwise is refused: overriding it silently would score another model than the
+// one asked for.
+void apply_model_config(Settings& s, const std::string& text, const std::string& source,
+                        const CLI::App& app) {
     try {
-        const json c = json::parse(text);
-        s.target = c.at("target").get<std::string>();
-        s.task = c.at("task").get<std::string>();
-        s.hidden = c.at("hidden").get<std::vector<Index>>();
-        s.activation = c.at("activation").get<std::string>();
-        s.norm = c.at("norm").get<std::string>();
-        s.dropout = c.at("dropout").get<double>();
-        s.validation = c.at("validation").get<double>();
-        s.test = c.at("test").get<double>();
-        s.seed = c.at("seed").get<std::uint64_t>();
-        s.stratify = c.at("stratify").get<bool>();
+        const json saved = json::parse(text);
+        const json command_line = model_config(s);
+        for (const auto& [key, given] : command_line.items()) {
+            const json& value = saved.at(key);
+            if (app.count("--" + key) > 0 && value != given) {
+                throw value_error("--" + key + " " + given.dump() + ": " + source +
+                                  " holds a model trained with " + value.dump() +
+                                  " (--evaluate takes the model and its split from the file; "
+                                  "leave the option out)");
+            }
+        }
+        s.target = saved.at("target").get<std::string>();
+        s.task = saved.at("task").get<std::string>();
+        s.hidden = saved.at("hidden").get<std::vector<Index>>();
+        s.activation = saved.at("activation").get<std::string>();
+        s.norm = saved.at("norm").get<std::string>();
+        s.dropout = saved.at("dropout").get<double>();
+        s.validation = saved.at("validation").get<double>();
+        s.test = saved.at("test").get<double>();
+        s.seed = saved.at("seed").get<std::uint64_t>();
+        s.stratify = saved.at("stratify").get<bool>();
     } catch (const json::exception& e) {
         throw io_error(source + ": metadata '" + kConfigKey + "' is not this tool's: " + e.what());
     }
@@ -183,9 +197,18 @@ data::TensorDataset<float> scaled_part(const data::TensorDataset<float>& part,
 // checkpoint's metadata) provides them.
 Prepared prepare(const Settings& s, const std::map<std::string, std::string>* saved) {
     Prepared p;
-    p.table = data::read_tabular_csv<float>(
-        s.file, {.target = s.target,
-                 .target_kind = s.classify() ? data::Target::classes : data::Target::values});
+    try {
+        p.table = data::read_tabular_csv<float>(
+            s.file, {.target = s.target,
+                     .target_kind = s.classify() ? data::Target::classes : data::Target::values});
+    } catch (const value_error& e) {
+        // The library's advice names its C++ option; this program's is --task regress.
+        const std::string what = e.what();
+        const auto advice = what.find("; to read the column as a number to predict");
+        if (advice == std::string::npos) throw;
+        throw value_error(what.substr(0, advice) +
+                          "; to predict it as a number, add --task regress");
+    }
     const data::TensorDataset<float> all = p.table.dataset();
     const data::SplitOptions split{
         .validation = s.validation, .test = s.test, .seed = s.seed, .stratify = s.stratify};
@@ -481,7 +504,8 @@ json report(const Settings& s, const Prepared& p, const Run& run, const Scores& 
 
 void add_options(CLI::App& app, Settings& s) {
     app.add_option("file", s.file, "CSV file with a header row")->required()->check(CLI::ExistingFile);
-    app.add_option("--target", s.target, "The target column's name")->required();
+    app.add_option("--target", s.target,
+                   "The target column's name (with --evaluate, the checkpoint's unless given)");
     app.add_option("--task", s.task, "classify: the target's distinct values are classes; regress: it is a number")
         ->check(CLI::IsMember({"classify", "regress"}))
         ->capture_default_str();
@@ -552,6 +576,7 @@ void add_options(CLI::App& app, Settings& s) {
 }
 
 void check_settings(const Settings& s) {
+    if (s.target.empty() && s.evaluate.empty()) throw CLI::RequiredError("--target");
     if (s.validation <= 0.0 && s.evaluate.empty()) {
         throw CLI::ValidationError("--validation", "early stopping needs validation rows (> 0)");
     }
@@ -593,7 +618,7 @@ int main(int argc, char** argv) {
                 throw io_error(s.evaluate + ": no '" + kConfigKey +
                                "' metadata: not a checkpoint written by gradscope-tabular");
             }
-            apply_model_config(s, config->second, s.evaluate);
+            apply_model_config(s, config->second, s.evaluate, app);
         }
         const Prepared p = prepare(s, s.evaluate.empty() ? nullptr : &saved);
         auto net = make_network(s, p.table.features.cols(), output_width(s, p));
