@@ -4,7 +4,12 @@
 
 #include <gradscope/core.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <locale>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -80,4 +85,31 @@ TEST_CASE("the state's text does not depend on the global locale", "[rng]") {
     std::locale::global(previous);
     CHECK(grouped == classic);
     CHECK(draws(copy) == draws(rng));
+}
+
+// A program that makes its data with <random> takes the library's generator, and gets the
+// engine's bits in order: the generator is a std::uniform_random_bit_generator.
+static_assert(std::uniform_random_bit_generator<Rng>);
+
+TEST_CASE("the standard library's algorithms and distributions draw the engine's bits", "[rng]") {
+    Rng rng(11), twin(11);
+    std::vector<std::uint64_t> bits(4);
+    for (auto& b : bits) b = rng();
+    for (const auto b : bits) CHECK(b == twin.next_u64());
+
+    std::vector<int> order(50);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    CHECK_FALSE(std::is_sorted(order.begin(), order.end()));
+    std::sort(order.begin(), order.end());
+    for (int i = 0; i < 50; ++i) CHECK(order[static_cast<std::size_t>(i)] == i);
+
+    // Every face of a die within 5 standard errors of 1/6 over 60 000 throws.
+    std::uniform_int_distribution<int> die(1, 6);
+    std::vector<int> faces(7, 0);
+    const int throws = 60000;
+    for (int i = 0; i < throws; ++i) ++faces[static_cast<std::size_t>(die(rng))];
+    const double p = 1.0 / 6.0, sigma = std::sqrt(p * (1 - p) / throws);
+    for (int face = 1; face <= 6; ++face)
+        CHECK(std::abs(faces[static_cast<std::size_t>(face)] / double(throws) - p) < 5 * sigma);
 }
