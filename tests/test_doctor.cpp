@@ -1,6 +1,7 @@
 // diag::doctor on six deliberately broken networks: it names the cause, and its top remedy,
 // applied, brings the gradient ratio into the healthy band. Plus a healthy network (nothing to
-// change) and a non-finite one (the first module that produced it).
+// change), a non-finite one (the first module that produced it), and two with layer norms, which
+// mean-field theory does not model (no prediction from it; a measured one where it helps).
 #include "support/skips_first_linear.hpp"
 #include "support/testing.hpp"
 
@@ -100,6 +101,7 @@ TEST_CASE(
     CHECK(d.verdict == diag::Verdict::vanishing);
     CHECK(d.cause == diag::Cause::weight_scale);
     CHECK(d.activation == std::string("sigmoid"));
+    CHECK(d.unmodelled.empty());
     REQUIRE_FALSE(d.remedies.empty());
     CHECK(d.remedies.front().kind == diag::RemedyKind::critical_init);
     CHECK(d.remedies.front().sigma_w2 == Approx(103.0).epsilon(0.01));
@@ -263,6 +265,72 @@ TEST_CASE("doctor: a network it cannot follow the gradient through is an error, 
     SkipsFirstLinear skips(width, rng);
     REQUIRE_THROWS_MATCHES(diag::doctor<double>(skips, p.x, p.loss), value_error,
                            MessageContains("no gradient reached the first Linear layer, first,"));
+}
+
+TEST_CASE(
+    "doctor: with layer norm the weights' scale does not matter, and no remedy from mean-field "
+    "theory is offered",
+    "[diag][doctor]") {
+    const Problem p;
+    auto broken = square(20, Sigmoid{}, init::xavier_normal());
+    broken.norm = Normalization::layer;
+    auto net = std::make_shared<MLP<double>>(broken);
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::vanishing);
+    CHECK(d.cause == diag::Cause::unmodelled_layers);
+    REQUIRE(d.unmodelled.size() == 19);  // after every hidden Linear
+    CHECK(d.unmodelled.front() == "layers.0.ln (LayerNorm)");
+    CHECK(d.text().find("not modelled by mean-field theory: layers.0.ln (LayerNorm), layers.1.ln "
+                        "(LayerNorm), layers.2.ln (LayerNorm) and 16 more") != std::string::npos);
+    CHECK(diag::to_json(d)["unmodelled"].size() == 19);
+    // The edge of chaos the theory would prescribe (sigma_w2 = 103 for sigmoid) leaves the gain
+    // where it was, so the doctor, having measured that, offers nothing.
+    CHECK(d.remedies.empty());
+    auto rescaled = broken;
+    rescaled.init = diag::gaussian_init<double>(103.0);
+    auto critical = std::make_shared<MLP<double>>(rescaled);
+    const auto after = diag::doctor<double>(*critical, p.x, p.loss);
+    CHECK(after.verdict == diag::Verdict::vanishing);
+    CHECK(after.gain_per_layer == Approx(d.gain_per_layer).epsilon(0.01));
+}
+
+TEST_CASE(
+    "doctor: in a network with a module the theory does not model, the critical "
+    "initialisation's effect is measured",
+    "[diag][doctor]") {
+    const Problem p;
+    // 20 tanh layers at sigma_w2 = 0.3, then a layer norm: the Linear layers vanish as in a
+    // plain network, but the layer norm takes the network out of the theory's reach.
+    const auto build = [](double sigma_w2) {
+        Rng rng(3);
+        auto net = std::make_shared<Sequential<double>>();
+        for (int l = 0; l < 20; ++l) {
+            net->add(std::make_shared<Linear<double>>(
+                width, width, rng,
+                LinearOptions<double>{.weight_init = diag::gaussian_init<double>(sigma_w2),
+                                      .bias_init = init::zeros()}));
+            net->add(std::make_shared<Activation<double, Tanh>>());
+        }
+        net->add(std::make_shared<LayerNorm<double>>(width));
+        return net;
+    };
+    auto net = build(0.3);
+    const auto d = diag::doctor<double>(*net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.verdict == diag::Verdict::vanishing);
+    CHECK(d.cause == diag::Cause::unmodelled_layers);
+    CHECK(d.unmodelled == std::vector<std::string>{"40 (LayerNorm)"});
+    REQUIRE_FALSE(d.remedies.empty());
+    const auto& top = d.remedies.front();
+    CHECK(top.kind == diag::RemedyKind::critical_init);
+    CHECK(top.basis == "measured with the change made");
+    CHECK(top.predicted_verdict == diag::Verdict::healthy);
+    auto fixed = build(top.sigma_w2);
+    const auto after = diag::doctor<double>(*fixed, p.x, p.loss);
+    INFO("after: " << after.text());
+    CHECK(after.verdict == diag::Verdict::healthy);
+    CHECK(after.gain_per_layer == Approx(top.predicted_gain).epsilon(0.05));
 }
 
 TEST_CASE(

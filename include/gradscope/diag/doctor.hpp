@@ -17,6 +17,12 @@
 // lambda_max > 2/eta, the step size gradient descent is stable below, is a cause of its own
 // (Cause::unstable_step_size), with lowering the learning rate as its remedy.
 //
+// Mean-field theory models Linear layers, activations and (with the causes of their own) batch
+// norm and residual blocks. A module with parameters of any other kind — LayerNorm, an RNN's cell,
+// one of your own — changes the signal in a way the theory does not describe, so such a network
+// gets no prediction from it: the diagnosis lists those modules (Diagnosis::unmodelled), names no
+// theory-based cause, and predicts the critical initialisation's effect by measuring it instead.
+//
 // The diagnosis follows the gradient from the last Linear layer to the first: a network with
 // fewer than two, or whose first or last Linear layer receives no gradient from the loss (one
 // the loss does not depend on), is a value_error naming it rather than a diagnosis of nothing.
@@ -56,6 +62,7 @@ enum class Cause {
     batch_norm_explosion,  // batch norm's batch coupling expands the backward map at init
     residual_growth,       // residual blocks add variance: signal and gradient grow with depth
     unstable_step_size,    // lambda_max > 2/eta: gradient descent at this learning rate diverges
+    unmodelled_layers,     // none of the above, in a network with modules the theory does not model
 };
 
 inline const char* to_string(Cause cause) {
@@ -78,6 +85,8 @@ inline const char* to_string(Cause cause) {
             return "residual variance growth";
         case Cause::unstable_step_size:
             return "learning rate beyond the stability limit";
+        case Cause::unmodelled_layers:
+            return "layers the theory does not model";
     }
     return "unknown";
 }
@@ -121,6 +130,9 @@ struct Diagnosis {
     std::size_t depth = 0;        // Linear layers watched
     std::string activation = {};  // the first activation layer's function, "" when none
     bool batch_norm = false, residual = false;
+    // Modules with parameters other than Linear and BatchNorm1d, as "path (Type)": mean-field
+    // theory does not model them, so nothing here is predicted by it when this is not empty.
+    std::vector<std::string> unmodelled = {};
     double sigma_w2 = not_measured;  // median over Linear layers of var(W) x fan_in
     double loss = not_measured;
     double ratio_first_last = not_measured;
@@ -268,6 +280,14 @@ Measurement measure_once(Module<T>& net, const Matrix<T>& batch, const LossOf<T>
 
 inline std::string gain_text(double gain) { return format_number(gain, {Notation::fixed, 3}); }
 inline std::string ratio_text(double ratio) { return format_number(ratio, table_ratio); }
+// "layers.0.norm (LayerNorm)", or the first three of many and how many more.
+inline std::string unmodelled_text(const std::vector<std::string>& modules) {
+    std::string out;
+    const std::size_t shown = std::min<std::size_t>(modules.size(), 3);
+    for (std::size_t i = 0; i < shown; ++i) out += (i > 0 ? ", " : "") + modules[i];
+    if (modules.size() > shown) out += " and " + std::to_string(modules.size() - shown) + " more";
+    return out;
+}
 
 // diag::doctor, with the loss in a std::function.
 template <class T>
@@ -296,7 +316,11 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
     for (const auto& [path, module] : net.named_modules()) {
         if (auto* l = dynamic_cast<Linear<T>*>(module)) linears.emplace_back(path, l);
         if (auto* r = dynamic_cast<Residual<T>*>(module)) blocks.emplace_back(path, r);
-        if (dynamic_cast<BatchNorm1d<T>*>(module)) d.batch_norm = true;
+        if (dynamic_cast<BatchNorm1d<T>*>(module)) {
+            d.batch_norm = true;
+        } else if (!module->own_parameters().empty() && !dynamic_cast<Linear<T>*>(module)) {
+            d.unmodelled.push_back(path + " (" + module->type_name() + ")");
+        }
         if (auto* a = dynamic_cast<ActivationLayer<T>*>(module); a && !activation) activation = a;
     }
     if (linears.size() < 2) {
@@ -385,8 +409,9 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
         dead /= static_cast<double>(counted);
     }
 
-    // The theory, where it applies: a plain network (no batch norm, no residual blocks).
-    const bool plain = !d.batch_norm && !d.residual;
+    // The theory, where it applies: a plain network (no batch norm, no residual blocks, nothing
+    // it does not model).
+    const bool plain = !d.batch_norm && !d.residual && d.unmodelled.empty();
     // The activation's edge of chaos without biases, or else with a small bias variance (tanh
     // reaches it at sigma_b2 = 0 only in the limit q* -> 0; GELU and SiLU only with biases).
     std::optional<CriticalPoint> edge;
@@ -484,6 +509,16 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
         d.evidence = format_number(100.0 * saturated, {Notation::fixed, 0}) +
                      "% of the units are saturated (|phi'| < 1e-3) at sigma_w2 = " +
                      format_number(d.sigma_w2, table_gain);
+    } else if (!d.unmodelled.empty()) {
+        d.cause = Cause::unmodelled_layers;
+        d.evidence = "the gradient " +
+                     std::string(d.verdict == Verdict::exploding ? "grows" : "shrinks") + " by " +
+                     detail::gain_text(d.gain_per_layer) +
+                     " per layer with neither dead nor saturated units to explain it, through " +
+                     std::to_string(d.unmodelled.size()) +
+                     (d.unmodelled.size() == 1 ? " module" : " modules") +
+                     " that mean-field theory does not model (the first: " + d.unmodelled.front() +
+                     "), so the weights' scale cannot be judged against the theory";
     } else {
         d.cause = Cause::weight_scale;
         d.evidence = weight_scale_evidence();
@@ -565,14 +600,38 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
         }
     }
     const bool init_can_help = d.cause == Cause::weight_scale || d.cause == Cause::saturation ||
-                               d.cause == Cause::dead_units;
-    if (edge && activation && plain && init_can_help) {
-        predicted_by_theory(Remedy{.kind = RemedyKind::critical_init,
-                                   .action = "switch " + layer_range + " to " + critical_code,
-                                   .sigma_w2 = edge->sigma_w2,
-                                   .sigma_b2 = edge_sigma_b2});
+                               d.cause == Cause::dead_units || d.cause == Cause::unmodelled_layers;
+    if (edge && activation && init_can_help) {
+        const Remedy critical{.kind = RemedyKind::critical_init,
+                              .action = "switch " + layer_range + " to " + critical_code,
+                              .sigma_w2 = edge->sigma_w2,
+                              .sigma_b2 = edge_sigma_b2};
+        if (plain) {
+            predicted_by_theory(critical);
+        } else if (!d.batch_norm && !d.residual) {
+            // Measured, and offered only if it at least halves the gain's distance from 1 (on a
+            // log scale): with a layer norm after each Linear, say, the weights' scale does not
+            // matter at all, and a fresh draw of the weights moves the gain only by chance.
+            predicted_by_measuring(critical, [&] {
+                Rng rng(0xc417);
+                for (auto& [path, l] : linears) {
+                    const auto fan_in = static_cast<double>(l->in_features());
+                    l->weight().assign(rng.normal_matrix<T>(l->out_features(), l->in_features(),
+                                                            0.0,
+                                                            std::sqrt(edge->sigma_w2 / fan_in)));
+                    if (l->has_bias()) {
+                        l->bias().assign(rng.normal_matrix<T>(1, l->out_features(), 0.0,
+                                                              std::sqrt(edge_sigma_b2)));
+                    }
+                }
+            });
+            const double now = std::abs(std::log(d.gain_per_layer));
+            const double after = std::abs(std::log(d.remedies.back().predicted_gain));
+            if (!(after <= 0.5 * now)) d.remedies.pop_back();
+        }
     }
-    if (edge && activation && d.batch_norm && !d.residual && d.cause != Cause::dead_layer) {
+    if (edge && activation && d.batch_norm && !d.residual && d.unmodelled.empty() &&
+        d.cause != Cause::dead_layer) {
         predicted_by_theory(Remedy{
             .kind = RemedyKind::remove_batch_norm,
             .action = "remove batch norm and initialise " + layer_range + " with " + critical_code,
@@ -693,6 +752,9 @@ inline std::string Diagnosis::text() const {
     out += "  loss " + format_number(loss, table_gain) +
            "; |delta_1| / |delta_L| = " + detail::ratio_text(ratio_first_last) + " (" +
            to_string(verdict) + "), gain " + detail::gain_text(gain_per_layer) + " per layer\n";
+    if (!unmodelled.empty()) {
+        out += "  not modelled by mean-field theory: " + detail::unmodelled_text(unmodelled) + "\n";
+    }
     if (std::isfinite(sharpness)) out += "  " + sharpness_text() + "\n";
     if (cause == Cause::none) return out + "  healthy: nothing to change\n";
     out += "  cause: " + std::string(to_string(cause)) + ": " + evidence + "\n";

@@ -80,6 +80,10 @@ inline HtmlReport& add_diagnosis(HtmlReport& report, const Diagnosis& d,
         ". |delta_1| / |delta_L| = " + format_number(d.ratio_first_last, table_ratio) + " (" +
         to_string(d.verdict) + "), a gain of " + format_number(d.gain_per_layer, table_gain) +
         " per layer.";
+    if (!d.unmodelled.empty()) {
+        summary +=
+            " Not modelled by mean-field theory: " + detail::unmodelled_text(d.unmodelled) + ".";
+    }
     summary += d.cause == Cause::none
                    ? " Healthy: nothing to change."
                    : " Cause: " + std::string(to_string(d.cause)) + ". " + d.evidence;

@@ -102,6 +102,7 @@ inline nlohmann::json to_json(const Diagnosis& d) {
             {"activation", d.activation},
             {"batch_norm", d.batch_norm},
             {"residual", d.residual},
+            {"unmodelled", d.unmodelled},
             {"sigma_w2", json_number(d.sigma_w2)},
             {"loss", json_number(d.loss)},
             {"ratio_first_last", json_number(d.ratio_first_last)},
