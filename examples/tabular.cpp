@@ -611,6 +611,7 @@ int main(int argc, char** argv) {
     }
     try {
         std::map<std::string, std::string> saved;
+        const bool target_from_checkpoint = !s.evaluate.empty() && s.target.empty();
         if (!s.evaluate.empty()) {
             saved = read_checkpoint_metadata(s.evaluate);
             const auto config = saved.find(kConfigKey);
@@ -620,7 +621,18 @@ int main(int argc, char** argv) {
             }
             apply_model_config(s, config->second, s.evaluate, app);
         }
-        const Prepared p = prepare(s, s.evaluate.empty() ? nullptr : &saved);
+        const Prepared p = [&] {
+            try {
+                return prepare(s, s.evaluate.empty() ? nullptr : &saved);
+            } catch (const value_error& e) {
+                // A column the user never named: say where its name came from.
+                const std::string what = e.what();
+                if (!target_from_checkpoint || what.find("'" + s.target + "'") == std::string::npos)
+                    throw;
+                throw value_error(what + " (--evaluate: '" + s.target +
+                                  "' is the target of the model in " + s.evaluate + ")");
+            }
+        }();
         auto net = make_network(s, p.table.features.cols(), output_width(s, p));
         if (!s.quiet) {
             std::printf("%s: %td rows, %td features, %s '%s'; split %zu / %zu / %zu (train / validation / test)\n",
