@@ -305,4 +305,11 @@ TEST_CASE("the doctor's diagnosis becomes a report section with its remedies ran
     CHECK(count(html, "<td>" + std::string(to_string(d.remedies.front().predicted_verdict)) +
                           "</td>") >= 1);
     CHECK(doctor_html(d).html().find("<h2>Diagnosis: what to change</h2>") != std::string::npos);
+    // A plain network has nothing outside the theory; a listed module is named in the summary.
+    CHECK(count(html, "Not modelled by mean-field theory") == 0);
+    Diagnosis with_layer_norm = d;
+    with_layer_norm.unmodelled = {"layers.0.ln (LayerNorm)", "layers.1.ln (LayerNorm)"};
+    CHECK(count(doctor_html(with_layer_norm).html(),
+                "Not modelled by mean-field theory: layers.0.ln (LayerNorm), layers.1.ln "
+                "(LayerNorm).") == 1);
 }

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 using namespace gradscope;
 using namespace gradscope::testing;
@@ -483,6 +485,30 @@ TEST_CASE("mlp without a type argument builds a float network", "[layers][module
     const TensorF out = (*net)(TensorF::constant(Matrix<float>::Ones(5, 3)));
     CHECK(out.rows() == 5);
     CHECK(out.cols() == 2);
+}
+
+TEST_CASE("mlp's options compile in the README's order, and a hidden layer is built in it",
+          "[layers][module]") {
+    // Every field, in the order the README lists them: designated initialisers must follow the
+    // declaration order, so this stops compiling if the two drift apart.
+    auto net = mlp<double>({.widths = {3, 4, 2},
+                            .activation = Tanh{},
+                            .init = init::xavier_normal(),
+                            .bias_init = init::zeros(),
+                            .norm = Normalization::batch,
+                            .residual = false,
+                            .residual_scale = 1.0,
+                            .zero_init_residual = false,
+                            .dropout = 0.1,
+                            .bias = true,
+                            .seed = 1});
+    // A hidden layer: Linear, then the normalisation, the activation and the dropout.
+    std::vector<std::string> hidden;
+    for (const auto& [path, module] : net->named_modules()) {
+        if (path.starts_with("layers.0.")) hidden.push_back(path);
+    }
+    CHECK(hidden == std::vector<std::string>{"layers.0.linear", "layers.0.bn", "layers.0.act",
+                                             "layers.0.dropout"});
 }
 
 TEST_CASE("mlp validates its options", "[layers][errors]") {
