@@ -1,6 +1,6 @@
 // diag::doctor on six deliberately broken networks: it names the cause, and its top remedy,
 // applied, brings the gradient ratio into the healthy band. Plus a healthy network (nothing to
-// change), a non-finite one (the first module that produced it), and two with layer norms, which
+// change), a non-finite one (the first module that produced it), and networks with modules
 // mean-field theory does not model (no prediction from it; a measured one where it helps).
 #include "support/skips_first_linear.hpp"
 #include "support/testing.hpp"
@@ -88,6 +88,27 @@ void check_top_remedy_heals(const MlpOptions<double>& broken, const diag::Diagno
 }
 
 }  // namespace
+
+namespace app {
+
+// A container of a user's own that chains its children, as Sequential does.
+class Chain : public Module<double> {
+public:
+    explicit Chain(std::shared_ptr<Sequential<double>> inner)
+        : inner_(register_module("inner", std::move(inner))) {}
+    TensorD forward_impl(const TensorD& x) override { return (*inner_)(x); }
+
+private:
+    std::shared_ptr<Sequential<double>> inner_;
+};
+
+// A leaf of a user's own without parameters that changes the signal.
+class Halve : public Module<double> {
+public:
+    TensorD forward_impl(const TensorD& x) override { return x * 0.5; }
+};
+
+}  // namespace app
 
 TEST_CASE(
     "doctor: deep sigmoid with Xavier init vanishes for its weight scale, and the edge "
@@ -423,4 +444,57 @@ TEST_CASE(
 
     REQUIRE_THROWS_MATCHES(diag::doctor<double>(*net, x, loss, {.learning_rate = -0.1}),
                            value_error, MessageContains("learning_rate must be finite and >= 0"));
+}
+
+TEST_CASE(
+    "doctor: a parameterless module that changes the signal is not modelled either, a "
+    "container or an evaluation-mode dropout is, and the dropout's stream is put back",
+    "[diag][doctor]") {
+    const Problem p;
+    // 20 tanh layers at sigma_w2 = 0.3 (they vanish, as the theory predicts), then a dropout,
+    // a layer norm without parameters and a leaf of the user's own, in a container of theirs.
+    const auto tanh_stack = [] {
+        Rng rng(4);
+        auto layers = std::make_shared<Sequential<double>>();
+        for (int l = 0; l < 20; ++l) {
+            layers->add(std::make_shared<Linear<double>>(
+                width, width, rng,
+                LinearOptions<double>{.weight_init = diag::gaussian_init<double>(0.3),
+                                      .bias_init = init::zeros()}));
+            layers->add(std::make_shared<Activation<double, Tanh>>());
+        }
+        return layers;
+    };
+    auto layers = tanh_stack();
+    auto dropout = std::make_shared<Dropout<double>>(0.5, 9);
+    layers->add(dropout);
+    layers->add(std::make_shared<LayerNorm<double>>(width, LayerNormOptions{.affine = false}));
+    layers->add(std::make_shared<app::Halve>());
+    app::Chain net(layers);
+
+    const std::string stream = dropout->extra_state();
+    const auto d = diag::doctor<double>(net, p.x, p.loss);
+    INFO(d.text());
+    CHECK(d.unmodelled == std::vector<std::string>{"inner.40 (Dropout)", "inner.41 (LayerNorm)",
+                                                   "inner.42 (Halve)"});
+    CHECK(d.cause == diag::Cause::unmodelled_layers);
+    // The pass drew dropout masks; the doctor put the stream back, so training draws the masks
+    // it would have drawn without the diagnosis.
+    CHECK(dropout->extra_state() == stream);
+
+    // In evaluation mode the dropout is the identity, which the theory covers.
+    net.train(false);
+    CHECK(diag::doctor<double>(net, p.x, p.loss).unmodelled ==
+          std::vector<std::string>{"inner.41 (LayerNorm)", "inner.42 (Halve)"});
+
+    // Without those modules the user's container is a plain network, and the theory explains it.
+    auto plain_layers = tanh_stack();
+    plain_layers->add(std::make_shared<Dropout<double>>(0.0));
+    app::Chain plain(plain_layers);
+    const auto theory = diag::doctor<double>(plain, p.x, p.loss);
+    INFO(theory.text());
+    CHECK(theory.unmodelled.empty());
+    CHECK(theory.cause == diag::Cause::weight_scale);
+    REQUIRE_FALSE(theory.remedies.empty());
+    CHECK(theory.remedies.front().basis == "mean-field theory");
 }

@@ -9,7 +9,8 @@
 //
 // The pass runs as a training step would (the network's own mode; batch norm uses the batch's
 // statistics in training mode) without an optimiser step. Everything it changes is put back:
-// parameter values and gradients, buffers (running statistics), and any remedy tried in place.
+// parameter values and gradients, buffers (running statistics), modules' extra state (Dropout's
+// random stream, so training draws the masks it would have drawn), and any remedy tried in place.
 //
 // With DoctorOptions::sharpness (or a learning rate), the pass also measures the sharpness of the
 // loss (diag/sharpness.hpp): lambda_max of its Hessian and of each Linear layer's block, naming
@@ -18,10 +19,13 @@
 // (Cause::unstable_step_size), with lowering the learning rate as its remedy.
 //
 // Mean-field theory models Linear layers, activations and (with the causes of their own) batch
-// norm and residual blocks. A module with parameters of any other kind — LayerNorm, an RNN's cell,
-// one of your own — changes the signal in a way the theory does not describe, so such a network
-// gets no prediction from it: the diagnosis lists those modules (Diagnosis::unmodelled), names no
-// theory-based cause, and predicts the critical initialisation's effect by measuring it instead.
+// norm and residual blocks, chained by containers. Any other module that owns parameters or does
+// its own arithmetic — a LayerNorm with or without its affine part, an RNN's cell, a Dropout in
+// training mode (it scales the variance by 1/(1-p)), a leaf module of your own — changes the
+// signal in a way the theory does not describe, so such a network gets no prediction from it: the
+// diagnosis lists those modules (Diagnosis::unmodelled), names no theory-based cause, and
+// predicts the critical initialisation's effect by measuring it instead. A container of your own
+// (a module with children and no parameters) is taken to chain its children, as Sequential does.
 //
 // The diagnosis follows the gradient from the last Linear layer to the first: a network with
 // fewer than two, or whose first or last Linear layer receives no gradient from the loss (one
@@ -29,11 +33,13 @@
 #pragma once
 
 #include "../nn/batchnorm.hpp"
+#include "../nn/dropout.hpp"
 #include "../nn/init.hpp"
 #include "../nn/linear.hpp"
 #include "../nn/mlp.hpp"
 #include "../nn/residual.hpp"
 #include "edge_of_chaos.hpp"
+#include "experiment.hpp"
 #include "format.hpp"
 #include "monitor.hpp"
 #include "theory.hpp"
@@ -130,8 +136,8 @@ struct Diagnosis {
     std::size_t depth = 0;        // Linear layers watched
     std::string activation = {};  // the first activation layer's function, "" when none
     bool batch_norm = false, residual = false;
-    // Modules with parameters other than Linear and BatchNorm1d, as "path (Type)": mean-field
-    // theory does not model them, so nothing here is predicted by it when this is not empty.
+    // Modules mean-field theory does not model (see the header comment), as "path (Type)":
+    // nothing here is predicted by the theory when this is not empty.
     std::vector<std::string> unmodelled = {};
     double sigma_w2 = not_measured;  // median over Linear layers of var(W) x fan_in
     double loss = not_measured;
@@ -197,17 +203,22 @@ struct LayerActivation {
     [[nodiscard]] double derivative(double x, double) const { return layer->scalar_derivative(x); }
 };
 
-// Parameter values and gradients and buffer values, put back when the scope ends.
+// Parameter values and gradients, buffer values and modules' extra state (Dropout's random
+// stream), put back when the scope ends.
 template <class T>
 class RestoreState {
 public:
-    explicit RestoreState(const Module<T>& net) {
+    explicit RestoreState(Module<T>& net) {
         for (const auto& p : net.parameters()) {
             params_.push_back({p, Matrix<T>(p.value()), p.has_grad(),
                                p.has_grad() ? Matrix<T>(p.grad()) : Matrix<T>()});
         }
         for (const auto& [name, b] : net.named_buffers())
             buffers_.push_back({b, Matrix<T>(b.value())});
+        for (const auto& [path, module] : net.named_modules()) {
+            if (auto state = module->extra_state(); !state.empty())
+                extra_states_.emplace_back(module, std::move(state));
+        }
     }
     RestoreState(const RestoreState&) = delete;
     RestoreState& operator=(const RestoreState&) = delete;
@@ -224,6 +235,7 @@ public:
             }
         }
         for (auto& b : buffers_) b.tensor.assign(b.value);
+        for (auto& [module, state] : extra_states_) module->set_extra_state(state);
     }
 
 private:
@@ -239,6 +251,7 @@ private:
     };
     std::vector<Param> params_;
     std::vector<Buffer> buffers_;
+    std::vector<std::pair<Module<T>*, std::string>> extra_states_;
 };
 
 struct Measurement {
@@ -289,6 +302,20 @@ inline std::string unmodelled_text(const std::vector<std::string>& modules) {
     return out;
 }
 
+// Whether mean-field theory (or, for batch norm and residual blocks, a cause of their own) covers
+// what the module does to the signal; see the header comment.
+template <class T>
+bool modelled_by_theory(const Module<T>& module) {
+    if (dynamic_cast<const Linear<T>*>(&module) || dynamic_cast<const BatchNorm1d<T>*>(&module)) {
+        return true;
+    }
+    if (const auto* dropout = dynamic_cast<const Dropout<T>*>(&module)) {
+        return !dropout->is_training() || dropout->probability() == 0.0;
+    }
+    if (!module.own_parameters().empty()) return false;
+    return !module.children().empty() || dynamic_cast<const ActivationLayer<T>*>(&module);
+}
+
 // diag::doctor, with the loss in a std::function.
 template <class T>
 Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& loss,
@@ -316,12 +343,12 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
     for (const auto& [path, module] : net.named_modules()) {
         if (auto* l = dynamic_cast<Linear<T>*>(module)) linears.emplace_back(path, l);
         if (auto* r = dynamic_cast<Residual<T>*>(module)) blocks.emplace_back(path, r);
-        if (dynamic_cast<BatchNorm1d<T>*>(module)) {
-            d.batch_norm = true;
-        } else if (!module->own_parameters().empty() && !dynamic_cast<Linear<T>*>(module)) {
-            d.unmodelled.push_back(path + " (" + module->type_name() + ")");
-        }
+        if (dynamic_cast<BatchNorm1d<T>*>(module)) d.batch_norm = true;
         if (auto* a = dynamic_cast<ActivationLayer<T>*>(module); a && !activation) activation = a;
+        if (!detail::modelled_by_theory(*module)) {
+            d.unmodelled.push_back((path.empty() ? std::string("(the network)") : path) + " (" +
+                                   module->type_name() + ")");
+        }
     }
     if (linears.size() < 2) {
         throw value_error(
@@ -591,10 +618,7 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
                        .layer = path},
                 [&] {
                     Rng rng(0x0dead);
-                    Matrix<T> w(layer->out_features(), layer->in_features());
-                    init::he_normal()(MatrixView<T>(w.data(), w.rows(), w.cols()),
-                                      layer->in_features(), layer->out_features(), rng);
-                    layer->weight().assign(w);
+                    init::fill_weight(layer->weight().data(), init::he_normal(), rng);
                     if (layer->has_bias()) layer->bias().data().setZero();
                 });
         }
@@ -614,15 +638,11 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
             // matter at all, and a fresh draw of the weights moves the gain only by chance.
             predicted_by_measuring(critical, [&] {
                 Rng rng(0xc417);
+                const auto weights = gaussian_init<T>(edge->sigma_w2);
+                const auto biases = init::normal(0.0, std::sqrt(edge_sigma_b2));
                 for (auto& [path, l] : linears) {
-                    const auto fan_in = static_cast<double>(l->in_features());
-                    l->weight().assign(rng.normal_matrix<T>(l->out_features(), l->in_features(),
-                                                            0.0,
-                                                            std::sqrt(edge->sigma_w2 / fan_in)));
-                    if (l->has_bias()) {
-                        l->bias().assign(rng.normal_matrix<T>(1, l->out_features(), 0.0,
-                                                              std::sqrt(edge_sigma_b2)));
-                    }
+                    init::fill_weight(l->weight().data(), weights, rng);
+                    if (l->has_bias()) init::fill_weight(l->bias().data(), biases, rng);
                 }
             });
             const double now = std::abs(std::log(d.gain_per_layer));
