@@ -3,7 +3,8 @@
 // counting ones, and trains an MLP with batch norm and residual blocks: steps 3 to 10 must
 // allocate nothing, and so must a step watched by a GradientMonitor in per-sample mode once its
 // history is full. A DataLoader, with and without shuffle and prefetch, must allocate nothing
-// after its first batch, and a training epoch fed by it nothing after the first epoch.
+// after its first batch (so must one drawing with a WeightedRandomSampler), and a training epoch
+// fed by it nothing after the first epoch.
 #include "support/testing.hpp"
 
 #include <gradscope/data.hpp>
@@ -176,6 +177,23 @@ data::TensorDataset<float> labelled_rows() {
     for (int i = 0; i < 30; ++i) labels[static_cast<std::size_t>(i)] = i % 10;
     return data::TensorDataset<float>(normal(30, 32, 4).cast<float>(), labels);
 }
+
+// Three epochs over the loader; the allocations after its first batch (reading every batch, so
+// that the loop cannot be skipped).
+long allocations_after_first_batch(data::DataLoader<float>& loader) {
+    double checksum = 0.0;
+    std::size_t batches = 0;
+    for (int epoch = 0; epoch < 3; ++epoch) {
+        for (const auto& batch : loader) {
+            checksum += static_cast<double>(batch.x.sum()) + batch.labels[0];
+            if (++batches == 1) allocations.store(0);
+        }
+    }
+    const long after_first = allocations.load();
+    CHECK(batches == 12);
+    CHECK(checksum != 0.0);
+    return after_first;
+}
 }  // namespace
 
 TEST_CASE("a DataLoader allocates nothing after its first batch, with or without shuffle",
@@ -190,19 +208,26 @@ TEST_CASE("a DataLoader allocates nothing after its first batch, with or without
             data::DataLoader<float> loader(
                 labelled_rows(),
                 {.batch_size = 8, .shuffle = shuffle, .seed = 2, .prefetch = prefetch});
-            double checksum = 0.0;  // reads every batch, so that the loop cannot be skipped
-            std::size_t batches = 0;
-            for (int epoch = 0; epoch < 3; ++epoch) {
-                for (const auto& batch : loader) {
-                    checksum += static_cast<double>(batch.x.sum()) + batch.labels[0];
-                    if (++batches == 1) allocations.store(0);
-                }
-            }
-            const long after_first = allocations.load();
-            CHECK(batches == 12);
-            CHECK(checksum != 0.0);
-            CHECK(after_first == 0);
+            CHECK(allocations_after_first_batch(loader) == 0);
         }
+    }
+}
+
+TEST_CASE("a DataLoader with a WeightedRandomSampler allocates nothing after its first batch",
+          "[allocations]") {
+    if (!GRADSCOPE_COUNTING_ALLOCATOR) {
+        WARN("built with a sanitizer, which owns the allocator: allocations are not counted here");
+        return;
+    }
+    const auto rows = labelled_rows();
+    for (const bool replacement : {true, false}) {
+        INFO((replacement ? "with replacement" : "without replacement"));
+        data::DataLoader<float> loader(
+            rows, {.batch_size = 8,
+                   .sampler = std::make_shared<data::WeightedRandomSampler>(
+                       data::class_balancing_weights(rows.labels()),
+                       data::WeightedSamplerOptions{.replacement = replacement, .seed = 3})});
+        CHECK(allocations_after_first_batch(loader) == 0);
     }
 }
 

@@ -7,6 +7,7 @@
 #include <gradscope/io/safetensors.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <memory>
 #include <numeric>
@@ -278,6 +279,136 @@ TEST_CASE("DistributedSampler: equal shards, disjoint when dropping, every row w
                            MessageContains("rank 2 is not below world_size 2"));
     REQUIRE_THROWS_MATCHES(data::DistributedSampler({.world_size = 0}), value_error,
                            MessageContains("world_size must be at least 1"));
+}
+
+namespace {
+
+// |count - n p| within 5 standard errors of a binomial(n, p) count: a correct sampler fails
+// one check in about 1.7 million.
+void check_binomial(std::size_t count, std::size_t n, double p) {
+    const double expected = static_cast<double>(n) * p;
+    const double sd = std::sqrt(static_cast<double>(n) * p * (1.0 - p));
+    INFO("count " << count << ", expected " << expected << " +- " << sd);
+    CHECK(std::abs(static_cast<double>(count) - expected) <= 5.0 * sd);
+}
+
+}  // namespace
+
+TEST_CASE("WeightedRandomSampler draws rows in proportion to their weights, never a weight of 0",
+          "[data][weighted]") {
+    const std::vector<double> weights{1.0, 2.0, 0.0, 3.0, 4.0};  // total 10
+    data::WeightedRandomSampler sampler(weights, {.num_samples = 100000, .seed = 7});
+    std::vector<std::size_t> rows(sampler.length(5));
+    sampler.fill(0, 5, rows);
+    std::vector<std::size_t> count(5, 0);
+    for (const std::size_t row : rows) ++count.at(row);
+    for (std::size_t i = 0; i < 5; ++i) check_binomial(count[i], rows.size(), weights[i] / 10.0);
+    CHECK(count[2] == 0);
+
+    // A function of (seed, epoch): another sampler agrees, the next epoch differs.
+    data::WeightedRandomSampler again(weights, {.num_samples = 100000, .seed = 7});
+    std::vector<std::size_t> same(rows.size()), next(rows.size());
+    again.fill(0, 5, same);
+    again.fill(1, 5, next);
+    CHECK(same == rows);
+    CHECK(next != rows);
+
+    // In a loader: an epoch is num_samples rows (0: one per weight), the batches carry them.
+    DataLoader<double> loader(numbered(5),
+                              {.batch_size = 2,
+                               .sampler = std::make_shared<data::WeightedRandomSampler>(
+                                   weights, data::WeightedSamplerOptions{.seed = 1})});
+    const auto batches = epoch(loader);
+    CHECK(order_of(batches).size() == 5);
+    for (const auto& b : batches) {
+        for (std::size_t k = 0; k < b.rows.size(); ++k) {
+            CHECK(b.rows[k] != 2);
+            CHECK(b.x(static_cast<Index>(k), 0) == static_cast<double>(b.rows[k]));
+        }
+    }
+}
+
+TEST_CASE(
+    "WeightedRandomSampler without replacement draws as torch.multinomial: one weighted "
+    "draw after another",
+    "[data][weighted]") {
+    const std::vector<double> weights{1.0, 2.0, 0.0, 3.0, 4.0};
+    const std::vector<double> p{0.1, 0.2, 0.0, 0.3, 0.4};
+    data::WeightedRandomSampler sampler(weights, {.num_samples = 4, .replacement = false});
+    constexpr std::size_t epochs = 20000;
+    std::vector<std::size_t> first(5, 0), second(5, 0);
+    std::vector<std::size_t> rows(4);
+    for (std::size_t e = 0; e < epochs; ++e) {
+        sampler.fill(e, 5, rows);
+        auto sorted = rows;
+        std::sort(sorted.begin(), sorted.end());
+        REQUIRE(sorted == std::vector<std::size_t>{0, 1, 3, 4});  // each positive row once
+        ++first[rows[0]];
+        ++second[rows[1]];
+    }
+    // The first row is drawn with p_i; the second with sum over i != j of p_i p_j / (1 - p_i).
+    for (std::size_t j = 0; j < 5; ++j) {
+        double p_second = 0.0;
+        for (std::size_t i = 0; i < 5; ++i) {
+            if (i != j) p_second += p[i] * p[j] / (1.0 - p[i]);
+        }
+        check_binomial(first[j], epochs, p[j]);
+        check_binomial(second[j], epochs, p_second);
+    }
+    // A subnormal weight is still a weight: drawn (last), never the row of weight 0 instead.
+    data::WeightedRandomSampler tiny(std::vector<double>{5e-324, 0.0, 1.0},
+                                     {.num_samples = 2, .replacement = false});
+    std::vector<std::size_t> two(2);
+    for (std::size_t e = 0; e < 100; ++e) {
+        tiny.fill(e, 3, two);
+        CHECK(two == std::vector<std::size_t>{2, 0});
+    }
+    REQUIRE_THROWS_MATCHES(
+        data::WeightedRandomSampler(weights, {.num_samples = 5, .replacement = false}), value_error,
+        MessageContains("cannot draw 5 rows without replacement: only 4 of the 5 weights"));
+}
+
+TEST_CASE("class_balancing_weights make a 9:1 dataset's batches half of each class",
+          "[data][weighted]") {
+    std::vector<int> labels(100, 0);
+    for (std::size_t i = 90; i < 100; ++i) labels[i] = 1;
+    const auto weights = data::class_balancing_weights(labels);
+    CHECK(weights.front() == Approx(1.0 / 90.0));
+    CHECK(weights.back() == Approx(1.0 / 10.0));
+    DataLoader<double> loader(TensorDataset<double>(Matrix<double>::Zero(100, 1), labels),
+                              {.batch_size = 25,
+                               .sampler = std::make_shared<data::WeightedRandomSampler>(
+                                   weights, data::WeightedSamplerOptions{.seed = 3})});
+    std::size_t minority = 0, drawn = 0;
+    for (int e = 0; e < 20; ++e) {
+        for (const auto& b : loader) {
+            for (const int label : b.labels) minority += label == 1 ? 1 : 0;
+            drawn += b.labels.size();
+        }
+    }
+    CHECK(drawn == 2000);
+    check_binomial(minority, drawn, 0.5);
+    REQUIRE_THROWS_MATCHES(data::class_balancing_weights({0, -1}), value_error,
+                           MessageContains("label -1 at row 1 is negative"));
+}
+
+TEST_CASE("WeightedRandomSampler refuses weights it cannot draw from, naming them",
+          "[data][weighted][errors]") {
+    REQUIRE_THROWS_MATCHES(data::WeightedRandomSampler(std::vector<double>{1.0, -1.0}), value_error,
+                           MessageContains("weight 1 is -1; weights must be finite and >= 0"));
+    REQUIRE_THROWS_MATCHES(data::WeightedRandomSampler(std::vector<double>{1.0, std::nan("")}),
+                           value_error, MessageContains("weight 1 is nan"));
+    REQUIRE_THROWS_MATCHES(data::WeightedRandomSampler(std::vector<double>{1e308, 1e308}),
+                           value_error, MessageContains("the weights sum to inf"));
+    REQUIRE_THROWS_MATCHES(data::WeightedRandomSampler(std::vector<double>{0.0, 0.0}), value_error,
+                           MessageContains("all 2 weights are 0"));
+    REQUIRE_THROWS_MATCHES(data::WeightedRandomSampler(std::vector<double>{}), value_error,
+                           MessageContains("no weights"));
+    // One weight per row: a loader over a dataset of another size says so when it is built.
+    REQUIRE_THROWS_MATCHES(
+        DataLoader<double>(numbered(6), {.sampler = std::make_shared<data::WeightedRandomSampler>(
+                                             std::vector<double>(5, 1.0))}),
+        value_error, MessageContains("5 weights for a dataset of 6 rows"));
 }
 
 TEST_CASE("prefetch gives the same batches as no prefetch, bit for bit", "[data]") {

@@ -11,3 +11,4 @@
 #include "data/scaler.hpp"
 #include "data/split.hpp"
 #include "data/tabular.hpp"
+#include "data/weighted_sampler.hpp"
