@@ -108,6 +108,14 @@ public:
     TensorD forward_impl(const TensorD& x) override { return x * 0.5; }
 };
 
+// A module of a user's own with extra state it cannot read back (set_extra_state not
+// overridden).
+class Remembers : public Module<double> {
+public:
+    TensorD forward_impl(const TensorD& x) override { return x; }
+    [[nodiscard]] std::string extra_state() const override { return "7"; }
+};
+
 }  // namespace app
 
 TEST_CASE(
@@ -283,6 +291,14 @@ TEST_CASE("doctor: a network it cannot follow the gradient through is an error, 
     rnn.add(std::make_shared<Linear<double>>(width, width, rng));
     REQUIRE_THROWS_MATCHES(diag::doctor<double>(rnn, normal(batch_rows, 10, 3), p.loss),
                            value_error, MessageContains("needs two, but Sequential has one (1)"));
+    // The doctor saves each module's extra state to put it back; one it could not put back is
+    // an error before the pass, not an exception from the restoring destructor.
+    Sequential<double> remembers;
+    remembers.add(std::make_shared<Linear<double>>(width, width, rng));
+    remembers.add(std::make_shared<Linear<double>>(width, width, rng));
+    remembers.add(std::make_shared<app::Remembers>());
+    REQUIRE_THROWS_MATCHES(diag::doctor<double>(remembers, p.x, p.loss), value_error,
+                           MessageContains("set_extra_state: the module keeps no extra state"));
     SkipsFirstLinear skips(width, rng);
     REQUIRE_THROWS_MATCHES(diag::doctor<double>(skips, p.x, p.loss), value_error,
                            MessageContains("no gradient reached the first Linear layer, first,"));

@@ -1,14 +1,16 @@
 // WeightedRandomSampler: rows drawn with probabilities proportional to their weights, as
 // PyTorch's torch.utils.data.WeightedRandomSampler. The usual answer to class imbalance: give
-// each row the inverse of its class's count (class_balancing_weights) and every class is drawn
-// equally often, in expectation.
+// each row the inverse of its class's count (class_balancing_weights) and, drawing with
+// replacement (the default), every class is drawn equally often, in expectation.
 //
 //     auto balanced = std::make_shared<data::WeightedRandomSampler>(
 //         data::class_balancing_weights(train.labels()), data::WeightedSamplerOptions{.seed = 1});
 //     data::DataLoader<float> loader(train, {.batch_size = 32, .sampler = balanced});
 //
 // With replacement (the default) the num_samples draws are independent: a uniform number on
-// [0, total weight) located among the cumulative weights by binary search. Without replacement
+// [0, total weight) located among the cumulative weights by binary search (of the weights scaled
+// by a power of two, which is exact, so that their sum neither overflows nor loses precision to
+// subnormal numbers). Without replacement
 // the draw is sequential, each row taken with probability proportional to its weight among the
 // rows not yet taken (torch.multinomial's rule), by exponential clocks, the form of Efraimidis &
 // Spirakis' keys ("Weighted random sampling with a reservoir", 2006) that sorts ascending: row i
@@ -18,7 +20,8 @@
 //
 // Either way an epoch's rows are a function of (seed, epoch), as the other samplers' are
 // (sampler.hpp), so a resumed run draws what the uninterrupted one would have. A row of weight 0
-// is never drawn. Every buffer is sized by the constructor, so an epoch allocates nothing.
+// is never drawn. Every buffer is sized by the constructor, so an epoch allocates nothing; fill()
+// uses one of them, so a sampler serves one loader at a time.
 #pragma once
 
 #include "../core/errors.hpp"
@@ -54,36 +57,38 @@ public:
         const char* who = "WeightedRandomSampler";
         if (weights_.empty()) throw value_error(std::string(who) + ": no weights");
         std::size_t positive = 0;
-        double total = 0.0;
-        cumulative_.reserve(weights_.size());
+        double largest = 0.0;
         for (std::size_t i = 0; i < weights_.size(); ++i) {
             if (!(weights_[i] >= 0.0) || !std::isfinite(weights_[i])) {
                 throw value_error(std::string(who) + ": weight " + std::to_string(i) + " is " +
                                   gradscope::detail::number_text(weights_[i]) +
                                   "; weights must be finite and >= 0");
             }
-            if (weights_[i] > 0.0) {
-                ++positive;
-                last_positive_ = i;
-            }
-            total += weights_[i];
-            cumulative_.push_back(total);
-        }
-        if (!std::isfinite(total)) {
-            throw value_error(std::string(who) + ": the weights sum to " +
-                              gradscope::detail::number_text(total) +
-                              "; scale them down (only their ratios matter)");
+            if (weights_[i] > 0.0) ++positive;
+            largest = std::max(largest, weights_[i]);
         }
         if (positive == 0) {
             throw value_error(std::string(who) + ": all " + std::to_string(weights_.size()) +
                               " weights are 0, so no row can be drawn");
         }
-        if (options_.num_samples == 0) options_.num_samples = weights_.size();
+        // The largest scaled weight is in [1, 2): the sum stays finite and normal.
+        const int exponent = std::ilogb(largest);
+        double total = 0.0;
+        cumulative_.reserve(weights_.size());
+        for (std::size_t i = 0; i < weights_.size(); ++i) {
+            const double scaled = std::ldexp(weights_[i], -exponent);
+            if (scaled > 0.0) last_positive_ = i;
+            total += scaled;
+            cumulative_.push_back(total);
+        }
+        const bool defaulted = options_.num_samples == 0;
+        if (defaulted) options_.num_samples = weights_.size();
         if (!options_.replacement && options_.num_samples > positive) {
-            throw value_error(
-                std::string(who) + ": cannot draw " + std::to_string(options_.num_samples) +
-                " rows without replacement: only " + std::to_string(positive) + " of the " +
-                std::to_string(weights_.size()) + " weights are positive");
+            throw value_error(std::string(who) + ": cannot draw " +
+                              std::to_string(options_.num_samples) + " rows without replacement" +
+                              (defaulted ? " (num_samples 0: one per weight)" : "") + ": only " +
+                              std::to_string(positive) + " of the " +
+                              std::to_string(weights_.size()) + " weights are positive");
         }
         if (!options_.replacement) keys_.resize(weights_.size());
     }
@@ -136,15 +141,19 @@ public:
 private:
     std::vector<double> weights_;
     Options options_;
-    std::vector<double> cumulative_;  // cumulative_[i] = w_0 + ... + w_i
+    std::vector<double> cumulative_;  // cumulative_[i] = (w_0 + ... + w_i) / 2^exponent
     std::size_t last_positive_ = 0;
     std::vector<std::pair<double, std::size_t>> keys_;  // without replacement: (key, row)
 };
 
 // One weight per row, 1 / (the number of rows of its class): with these a WeightedRandomSampler
-// draws each class present equally often, in expectation. Labels must be >= 0, as a
-// TensorDataset's are.
+// drawing with replacement draws each class present equally often, in expectation. Labels must
+// be >= 0, as a TensorDataset's are.
 inline std::vector<double> class_balancing_weights(const std::vector<int>& labels) {
+    if (labels.empty()) {
+        throw value_error(
+            "class_balancing_weights: no labels (a dataset of target values has none)");
+    }
     std::map<int, std::size_t> count;
     for (std::size_t i = 0; i < labels.size(); ++i) {
         if (labels[i] < 0) {

@@ -216,8 +216,13 @@ public:
         for (const auto& [name, b] : net.named_buffers())
             buffers_.push_back({b, Matrix<T>(b.value())});
         for (const auto& [path, module] : net.named_modules()) {
-            if (auto state = module->extra_state(); !state.empty())
+            if (auto state = module->extra_state(); !state.empty()) {
+                // Read back at once: a module that cannot restore its own state (one of yours
+                // that overrides extra_state but not set_extra_state) is a value_error here,
+                // before anything changed, not an exception from the destructor.
+                module->set_extra_state(state);
                 extra_states_.emplace_back(module, std::move(state));
+            }
         }
     }
     RestoreState(const RestoreState&) = delete;
