@@ -157,6 +157,47 @@
     KIND diag::GradientProfile diag::measure_depth<T>(                                         \
         const ActivationChoice<T>&, const init::Initializer<T>&, const diag::DepthSetup&);
 
+// Exact Hessian-vector products (core/second_order.hpp, nn/hessian.hpp): the pass, the rules of
+// the built-in ops and losses, and Hessian (nn.hpp).
+#define GRADSCOPE_INSTANTIATE_SECOND_ORDER(KIND, T)                                               \
+    KIND const TangentRule<T>* detail::builtin_tangent_rule<T>(BackwardFn<T>);                    \
+    KIND const TangentRule<T>* detail::loss_tangent_rule<T>(BackwardFn<T>);                       \
+    KIND void detail::run_second_order<T>(                                                        \
+        Node<T>&, std::span<Node<T>* const>, std::span<const Matrix<T>>, std::vector<Matrix<T>>&, \
+        std::vector<Matrix<T>>&, bool, detail::TangentRuleLookup<T>);                             \
+    KIND class Hessian<T>;                                                                        \
+    KIND T backward_with_gradient_penalty<T>(const Tensor<T>&, const std::vector<Tensor<T>>&,     \
+                                             double);
+
+// Curvature, spectra, Jacobians and the doctor (diag.hpp): each runs many passes of its own.
+#define GRADSCOPE_INSTANTIATE_CURVATURE(KIND, T)                                                   \
+    KIND diag::EigenEstimate diag::top_eigenvalues<T>(const diag::SymmetricOperator<T>&, Index,    \
+                                                      const diag::LanczosOptions&);                \
+    KIND diag::TraceEstimate diag::hutchinson_trace<T>(const diag::SymmetricOperator<T>&, Index,   \
+                                                       const diag::TraceOptions&);                 \
+    KIND diag::SpectralDensity diag::spectral_density<T>(const diag::SymmetricOperator<T>&, Index, \
+                                                         const diag::DensityOptions&);             \
+    KIND diag::SymmetricOperator<T> diag::hessian_operator<T>(Hessian<T>&);                        \
+    KIND diag::EigenEstimate diag::hessian_top_eigenvalues<T>(Hessian<T>&,                         \
+                                                              const diag::LanczosOptions&);        \
+    KIND diag::TraceEstimate diag::hessian_trace<T>(Hessian<T>&, const diag::TraceOptions&);       \
+    KIND diag::SpectralDensity diag::hessian_spectral_density<T>(Hessian<T>&,                      \
+                                                                 const diag::DensityOptions&);     \
+    KIND diag::SymmetricOperator<T> diag::block_operator<T>(Hessian<T>&,                           \
+                                                            const diag::HessianBlock&);            \
+    KIND std::vector<diag::HessianBlock> diag::layer_blocks<T>(const Module<T>&);                  \
+    KIND std::vector<diag::BlockCurvature> diag::block_curvature<T>(                               \
+        Hessian<T>&, const std::vector<diag::HessianBlock>&, const diag::CurvatureOptions&);       \
+    KIND diag::SharpnessRecord diag::detail::measure_sharpness<T>(                                 \
+        const Tensor<T>&, std::vector<Tensor<T>>, const diag::SharpnessOptions&, std::size_t,      \
+        const std::vector<diag::HessianBlock>&);                                                   \
+    KIND class diag::SharpnessTracker<T>;                                                          \
+    KIND Eigen::MatrixXd diag::input_output_jacobian<T>(Module<T>&, const Matrix<T>&);             \
+    KIND diag::JacobianSpectrum diag::jacobian_spectrum<T>(Module<T>&, const Matrix<T>&);          \
+    KIND diag::JacobianSpectrum diag::jacobian_spectrum<T>(Module<T>&, const Tensor<T>&);          \
+    KIND diag::Diagnosis diag::detail::run_doctor<T>(                                              \
+        Module<T>&, const Matrix<T>&, const diag::LossOf<T>&, const diag::DoctorOptions&);
+
 // A built-in activation, for both scalar types: its op (core.hpp) and its layer (nn.hpp).
 #define GRADSCOPE_INSTANTIATE_ACTIVATION_OP(KIND, Act)  \
     GRADSCOPE_INSTANTIATE_ELEMENTWISE(KIND, float, Act) \

@@ -1,0 +1,11 @@
+// gradscope::precompiled, one part of it: exact Hessian-vector products (the second-order pass,
+// its rules and Hessian), for float and double.
+// include/gradscope/instantiations.hpp lists what the library compiles; gradscope.hpp declares all
+// of it `extern` in precompiled mode; this source defines its own part, the other sources the rest.
+#define GRADSCOPE_BUILDING_PRECOMPILED
+#include <gradscope/gradscope.hpp>
+
+namespace gradscope {
+GRADSCOPE_INSTANTIATE_SECOND_ORDER(template, float)
+GRADSCOPE_INSTANTIATE_SECOND_ORDER(template, double)
+}  // namespace gradscope
