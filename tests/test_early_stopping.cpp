@@ -1,6 +1,7 @@
 // Early stopping (io/early_stopping.hpp): when it says stop, which epoch it keeps, that the
 // kept weights and buffers come back exactly, that the checkpoint file holds the best epoch
-// with its metadata, and that a failed save leaves both the file and the stopper as they were.
+// with its metadata, that a failed save leaves both the file and the stopper as they were, and
+// that a stopper resumed from its state goes on as the uninterrupted one does.
 #include "support/temp_dir.hpp"
 #include "support/testing.hpp"
 
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -210,4 +212,145 @@ TEST_CASE("with write_every_best off the file is written by save_best, with the 
     in_memory.step(1.0);
     CHECK_THROWS_MATCHES(in_memory.save_best(), value_error,
                          MessageContains("save_best: no checkpoint path in the options"));
+}
+
+TEST_CASE("a stopper resumed from its state metadata goes on as the uninterrupted one does") {
+    TempDir dir;
+    const std::vector<double> metrics = {5.0, 4.0, 4.5, 3.9, 4.0, 3.95, 4.2, 4.1};
+    const EarlyStoppingOptions options{.patience = 3};
+    // One run of all the epochs; the network changes by the same steps in both runs.
+    auto whole_net = small_net(12);
+    EarlyStoppingOptions whole_options = options;
+    whole_options.checkpoint = dir.path / "whole.safetensors";
+    EarlyStopping<double> whole(*whole_net, whole_options);
+    std::vector<bool> whole_said;
+    for (std::size_t e = 0; e < metrics.size(); ++e) {
+        perturb(*whole_net, 100 + e);
+        whole_said.push_back(whole.step(metrics[e]));
+    }
+
+    // The same run stopped after epoch 5 (3.9 at epoch 4 is the best) and resumed into a new
+    // network and a new stopper, as a new process would from the training checkpoint.
+    EarlyStoppingOptions resumed_options = options;
+    resumed_options.checkpoint = dir.path / "best.safetensors";
+    auto first_net = small_net(12);
+    std::vector<bool> said;
+    std::map<std::string, std::string> state;
+    std::vector<std::byte> training_checkpoint;
+    {
+        EarlyStopping<double> first(*first_net, resumed_options);
+        for (std::size_t e = 0; e < 5; ++e) {
+            perturb(*first_net, 100 + e);
+            said.push_back(first.step(metrics[e]));
+        }
+        state = first.state_metadata();
+        training_checkpoint = save_checkpoint_to_bytes(*first_net, {.metadata = state});
+    }
+    CHECK(state ==
+          std::map<std::string, std::string>{{"early_stopping.best_epoch", "4"},
+                                             {"early_stopping.best_metric", "3.9"},
+                                             {"early_stopping.epochs", "5"},
+                                             {"early_stopping.epochs_without_improvement", "1"}});
+    auto net = small_net(13);
+    const LoadReport report =
+        load_checkpoint_from_bytes<double>(training_checkpoint, *net, {}, "training checkpoint");
+    EarlyStopping<double> resumed(*net, resumed_options);
+    resumed.load_state(report.metadata);
+    CHECK(resumed.epochs() == 5);
+    CHECK(resumed.epochs_without_improvement() == 1);
+    CHECK(resumed.best_epoch() == 4);
+    CHECK(resumed.best_metric() == 3.9);
+    CHECK_FALSE(resumed.improved());
+    for (std::size_t e = 5; e < metrics.size(); ++e) {
+        perturb(*net, 100 + e);
+        said.push_back(resumed.step(metrics[e]));
+    }
+    CHECK(said == whole_said);
+    CHECK(said.back());  // no new best after epoch 4: stop from epoch 7 on
+    CHECK(resumed.state_metadata() == whole.state_metadata());
+    // The best epoch's weights came back from the file: restore_best gives epoch 4's network.
+    whole.restore_best();
+    resumed.restore_best();
+    CHECK(values(*net) == values(*whole_net));
+}
+
+TEST_CASE(
+    "a stopper with no best yet resumes its counts; load_state refuses a state it cannot "
+    "honour and leaves the stopper as it was") {
+    TempDir dir;
+    const fs::path file = dir.path / "best.safetensors";
+    auto net = small_net(14);
+    EarlyStopping<double> none_yet(*net, {});
+    none_yet.step(std::nan(""));
+    const std::map<std::string, std::string> counts = none_yet.state_metadata();
+    CHECK(counts ==
+          std::map<std::string, std::string>{{"early_stopping.epochs", "1"},
+                                             {"early_stopping.epochs_without_improvement", "1"}});
+    EarlyStopping<double> fresh(*net, {.patience = 2});
+    fresh.load_state(counts);
+    CHECK(fresh.epochs() == 1);
+    CHECK_FALSE(fresh.best_epoch());
+    CHECK(fresh.step(std::nan("")));  // two epochs without a best
+    CHECK_THROWS_MATCHES(fresh.restore_best(), value_error, MessageContains("no epoch has a best"));
+
+    // A run whose best (epoch 2 of 3, metric 0.5) is in `file`.
+    perturb(*net, 200);
+    EarlyStopping<double> run(*net, {.checkpoint = file});
+    run.step(0.75);
+    perturb(*net, 201);
+    run.step(0.5);
+    perturb(*net, 202);
+    run.step(0.6);
+    const std::map<std::string, std::string> good = run.state_metadata();
+    auto with = [&](const std::string& name, const std::string& value) {
+        std::map<std::string, std::string> m = good;
+        m["early_stopping." + name] = value;
+        return m;
+    };
+    auto without = [&](const std::string& name) {
+        std::map<std::string, std::string> m = good;
+        m.erase("early_stopping." + name);
+        return m;
+    };
+    EarlyStopping<double> stopper(*net, {.checkpoint = file});
+    const auto refuses = [&](const std::map<std::string, std::string>& metadata,
+                             const std::string& message) {
+        INFO(message);
+        CHECK_THROWS_MATCHES(stopper.load_state(metadata), value_error,
+                             MessageContains("EarlyStopping: load_state: "));
+        CHECK_THROWS_MATCHES(stopper.load_state(metadata), value_error, MessageContains(message));
+        CHECK(stopper.epochs() == 0);
+        CHECK_FALSE(stopper.best_epoch());
+    };
+    refuses({}, "the metadata has no 'early_stopping.epochs': it holds no early-stopping state");
+    refuses(with("epochs", "3.5"), "'early_stopping.epochs' is '3.5', not a count");
+    refuses(with("epochs_without_improvement", "-1"), "is '-1', not a count");
+    refuses(without("best_metric"), "come together; only one is there");
+    refuses(with("epochs_without_improvement", "4"), "4 epochs without improvement out of 3");
+    refuses(with("best_epoch", "1"),
+            "the best epoch is 1, but 3 epochs with the last 1 not "
+            "improving make it 2");
+    refuses(with("best_metric", "nan"), "'early_stopping.best_metric' is 'nan', not a number");
+    refuses(with("best_metric", "0.4"),
+            "holds 'early_stopping.best_metric' = 0.5, the state 0.4: "
+            "not that run's best as of its epoch 3");
+    refuses(without("best_epoch"), "come together");
+    refuses(with("best_epoch", "0"), "the best epoch is 0; epochs count from 1");
+    refuses({{"early_stopping.epochs", "2"}, {"early_stopping.epochs_without_improvement", "1"}},
+            "no best epoch, yet only 1 of 2 epochs without improvement");
+    {
+        EarlyStopping<double> no_file(*net, {});
+        CHECK_THROWS_MATCHES(no_file.load_state(good), value_error,
+                             MessageContains("the best epoch's weights are in no file (no "
+                                             "checkpoint path)"));
+        EarlyStopping<double> not_written(*net, {.checkpoint = file, .write_every_best = false});
+        CHECK_THROWS_MATCHES(not_written.load_state(good), value_error,
+                             MessageContains("(write_every_best = false)"));
+        EarlyStopping<double> missing(*net, {.checkpoint = dir.path / "gone.safetensors"});
+        CHECK_THROWS_MATCHES(missing.load_state(good), io_error,
+                             MessageContains("gone.safetensors: cannot open the checkpoint"));
+        CHECK(missing.epochs() == 0);
+    }
+    stopper.load_state(good);
+    CHECK(stopper.state_metadata() == good);
 }

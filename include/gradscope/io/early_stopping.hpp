@@ -25,6 +25,10 @@
 // most of the time. With write_every_best = false the file is written only when save_best() is
 // called, typically once when training ends.
 //
+// A run resumed from a checkpoint resumes its stopper too: state_metadata() goes into the
+// training checkpoint's metadata and load_state(report.metadata) takes it back, reading the best
+// epoch's weights from `checkpoint`.
+//
 // The checkpoint's metadata is the caller's `metadata` (a feature scaler's, say) plus
 // "early_stopping.best_metric" and "early_stopping.best_epoch" (1-based, as the epochs are
 // counted by step), so that the file says which epoch it is and how good it was.
@@ -135,9 +139,123 @@ public:
                                               options_.save);
     }
 
+    // The stopper's counts and best metric as checkpoint metadata, so that a run interrupted
+    // and resumed from a checkpoint stops where the uninterrupted one would: save them with the
+    // training checkpoint (merged into its metadata, beside scheduler_metadata) and give the
+    // loaded metadata to load_state(). The best epoch's weights are not in it; they are in
+    // `checkpoint`, which load_state() reads back.
+    [[nodiscard]] std::map<std::string, std::string> state_metadata() const {
+        std::map<std::string, std::string> out;
+        out[key("epochs")] = std::to_string(epochs_);
+        out[key("epochs_without_improvement")] = std::to_string(epochs_without_improvement_);
+        if (best_metric_) {
+            out[key("best_metric")] = detail::safetensors::format_double(*best_metric_);
+            out[key("best_epoch")] = std::to_string(*best_epoch_);
+        }
+        return out;
+    }
+
+    // Goes on from the state that state_metadata() wrote into `metadata` (a LoadReport's): the
+    // counts, the best metric and epoch, and the best epoch's weights for restore_best(), read
+    // from `checkpoint`. A value_error if the metadata holds no such state or an inconsistent
+    // one, if there is a best epoch but no file that holds it (no checkpoint path, or
+    // write_every_best = false, which keeps it in memory only), or if the file holds another
+    // epoch; an io_error if the file cannot be read. On an error the stopper is unchanged.
+    void load_state(const std::map<std::string, std::string>& metadata) {
+        const std::int64_t epochs = state_count(metadata, "epochs");
+        const std::int64_t without = state_count(metadata, "epochs_without_improvement");
+        const bool has_best = metadata.contains(key("best_epoch"));
+        if (has_best != metadata.contains(key("best_metric"))) {
+            state_error("'" + key("best_epoch") + "' and '" + key("best_metric") +
+                        "' come together; only one is there");
+        }
+        if (without > epochs) {
+            state_error(std::to_string(without) + " epochs without improvement out of " +
+                        std::to_string(epochs));
+        }
+        if (!has_best) {
+            if (without != epochs) {
+                state_error("no best epoch, yet only " + std::to_string(without) + " of " +
+                            std::to_string(epochs) + " epochs without improvement");
+            }
+            commit_state(epochs, without, std::nullopt, std::nullopt, {});
+            return;
+        }
+        const std::int64_t best_epoch = state_count(metadata, "best_epoch");
+        const std::string& metric_text = metadata.at(key("best_metric"));
+        const std::optional<double> best_metric =
+            detail::safetensors::parse_number<double>(metric_text);
+        if (!best_metric || std::isnan(*best_metric)) {
+            state_error("'" + key("best_metric") + "' is '" + metric_text + "', not a number");
+        }
+        if (best_epoch < 1) state_error("the best epoch is 0; epochs count from 1");
+        if (best_epoch != epochs - without) {
+            state_error("the best epoch is " + std::to_string(best_epoch) + ", but " +
+                        std::to_string(epochs) + " epochs with the last " +
+                        std::to_string(without) + " not improving make it " +
+                        std::to_string(epochs - without));
+        }
+        if (options_.checkpoint.empty() || !options_.write_every_best) {
+            state_error(
+                std::string("the best epoch's weights are in no file (") +
+                (options_.checkpoint.empty() ? "no checkpoint path" : "write_every_best = false") +
+                "): only a stopper that writes every best to its checkpoint can resume");
+        }
+        const std::string source = options_.checkpoint.string();
+        std::vector<std::byte> bytes = detail::safetensors::read_file(options_.checkpoint);
+        const auto file = detail::safetensors::parse(bytes, source);
+        for (const auto& [name, expected] :
+             {std::pair{key("best_epoch"), std::to_string(best_epoch)},
+              std::pair{key("best_metric"), metric_text}}) {
+            const auto found = file.metadata.find(name);
+            if (found == file.metadata.end() || found->second != expected) {
+                state_error(source + " holds " +
+                            (found == file.metadata.end() ? "no '" + name + "'"
+                                                          : "'" + name + "' = " + found->second) +
+                            ", the state " + expected + ": not that run's best as of its epoch " +
+                            std::to_string(epochs) +
+                            " (save the training checkpoint right after step(), so that the two "
+                            "agree)");
+            }
+        }
+        commit_state(epochs, without, best_metric, best_epoch, std::move(bytes));
+    }
+
     static constexpr std::string_view kMetadataPrefix = "early_stopping.";
 
 private:
+    static std::string key(std::string_view name) {
+        return std::string(kMetadataPrefix) + std::string(name);
+    }
+
+    [[noreturn]] static void state_error(const std::string& what) {
+        detail::throw_value("EarlyStopping", "load_state: " + what);
+    }
+
+    static std::int64_t state_count(const std::map<std::string, std::string>& metadata,
+                                    std::string_view name) {
+        const auto found = metadata.find(key(name));
+        if (found == metadata.end()) {
+            state_error("the metadata has no '" + key(name) +
+                        "': it holds no early-stopping state (save it with state_metadata())");
+        }
+        const auto value = detail::safetensors::parse_number<std::int64_t>(found->second);
+        if (!value || *value < 0) {
+            state_error("'" + key(name) + "' is '" + found->second + "', not a count");
+        }
+        return *value;
+    }
+
+    void commit_state(std::int64_t epochs, std::int64_t without, std::optional<double> best_metric,
+                      std::optional<std::int64_t> best_epoch, std::vector<std::byte> best_bytes) {
+        epochs_ = epochs;
+        epochs_without_improvement_ = without;
+        best_metric_ = best_metric;
+        best_epoch_ = best_epoch;
+        improved_ = best_epoch && *best_epoch == epochs;
+        best_bytes_ = std::move(best_bytes);
+    }
+
     void check_has_best(const char* what) const {
         if (best_bytes_.empty()) {
             detail::throw_value("EarlyStopping",
