@@ -293,12 +293,15 @@ TEST_CASE(
     CHECK(fresh.step(std::nan("")));  // two epochs without a best
     CHECK_THROWS_MATCHES(fresh.restore_best(), value_error, MessageContains("no epoch has a best"));
 
-    // A run whose best (epoch 2 of 3, metric 0.5) is in `file`.
+    // A run whose best (epoch 2 of 3, metric 0.5) is in `file`; its state after epoch 1 is
+    // behind the file.
     perturb(*net, 200);
     EarlyStopping<double> run(*net, {.checkpoint = file});
     run.step(0.75);
+    const std::map<std::string, std::string> behind = run.state_metadata();
     perturb(*net, 201);
     run.step(0.5);
+    const std::vector<Matrix<double>> best = values(*net);
     perturb(*net, 202);
     run.step(0.6);
     const std::map<std::string, std::string> good = run.state_metadata();
@@ -312,45 +315,69 @@ TEST_CASE(
         m.erase("early_stopping." + name);
         return m;
     };
+    // Each refusal leaves a resumed stopper as it was: its state, and its best weights.
     EarlyStopping<double> stopper(*net, {.checkpoint = file});
+    stopper.load_state(good);
     const auto refuses = [&](const std::map<std::string, std::string>& metadata,
                              const std::string& message) {
         INFO(message);
         CHECK_THROWS_MATCHES(stopper.load_state(metadata), value_error,
                              MessageContains("EarlyStopping: load_state: "));
         CHECK_THROWS_MATCHES(stopper.load_state(metadata), value_error, MessageContains(message));
-        CHECK(stopper.epochs() == 0);
-        CHECK_FALSE(stopper.best_epoch());
+        CHECK(stopper.state_metadata() == good);
     };
     refuses({}, "the metadata has no 'early_stopping.epochs': it holds no early-stopping state");
     refuses(with("epochs", "3.5"), "'early_stopping.epochs' is '3.5', not a count");
     refuses(with("epochs_without_improvement", "-1"), "is '-1', not a count");
     refuses(without("best_metric"), "come together; only one is there");
+    refuses(without("best_epoch"), "come together");
     refuses(with("epochs_without_improvement", "4"), "4 epochs without improvement out of 3");
     refuses(with("best_epoch", "1"),
-            "the best epoch is 1, but 3 epochs with the last 1 not "
-            "improving make it 2");
-    refuses(with("best_metric", "nan"), "'early_stopping.best_metric' is 'nan', not a number");
-    refuses(with("best_metric", "0.4"),
-            "holds 'early_stopping.best_metric' = 0.5, the state 0.4: "
-            "not that run's best as of its epoch 3");
-    refuses(without("best_epoch"), "come together");
+            "the best epoch is 1, but 3 epochs with the last 1 not improving make it 2");
     refuses(with("best_epoch", "0"), "the best epoch is 0; epochs count from 1");
     refuses({{"early_stopping.epochs", "2"}, {"early_stopping.epochs_without_improvement", "1"}},
             "no best epoch, yet only 1 of 2 epochs without improvement");
-    {
-        EarlyStopping<double> no_file(*net, {});
-        CHECK_THROWS_MATCHES(no_file.load_state(good), value_error,
-                             MessageContains("the best epoch's weights are in no file (no "
-                                             "checkpoint path)"));
-        EarlyStopping<double> not_written(*net, {.checkpoint = file, .write_every_best = false});
-        CHECK_THROWS_MATCHES(not_written.load_state(good), value_error,
-                             MessageContains("(write_every_best = false)"));
-        EarlyStopping<double> missing(*net, {.checkpoint = dir.path / "gone.safetensors"});
-        CHECK_THROWS_MATCHES(missing.load_state(good), io_error,
-                             MessageContains("gone.safetensors: cannot open the checkpoint"));
-        CHECK(missing.epochs() == 0);
-    }
-    stopper.load_state(good);
-    CHECK(stopper.state_metadata() == good);
+    refuses(with("best_metric", "nan"), "'early_stopping.best_metric' is 'nan', not a number");
+    refuses(with("best_metric", "0.4"),
+            "best.safetensors holds the best of epoch 2 (metric 0.5), the state epoch 2 (metric "
+            "0.4): it is not this run's best");
+    refuses(behind,
+            "best.safetensors holds the best of epoch 2, after the state's epoch 1: it was "
+            "written after this training checkpoint, and the best as of epoch 1 is gone");
+    perturb(*net, 203);
+    stopper.restore_best();
+    CHECK(values(*net) == best);
+
+    EarlyStopping<double> no_path(*net, {});
+    CHECK_THROWS_MATCHES(no_path.load_state(good), value_error,
+                         MessageContains("there is a best epoch, but no checkpoint path"));
+    EarlyStopping<double> missing(*net, {.checkpoint = dir.path / "gone.safetensors"});
+    CHECK_THROWS_MATCHES(missing.load_state(good), io_error,
+                         MessageContains("gone.safetensors: cannot open the checkpoint"));
+    CHECK(missing.epochs() == 0);
+    const fs::path plain = dir.path / "plain.safetensors";
+    save_checkpoint(plain, *net);
+    EarlyStopping<double> not_a_best(*net, {.checkpoint = plain});
+    CHECK_THROWS_MATCHES(not_a_best.load_state(good), value_error,
+                         MessageContains("plain.safetensors has no early-stopping best epoch and "
+                                         "metric in its metadata"));
+}
+
+TEST_CASE("a stopper that writes its best only in save_best() resumes from that file") {
+    TempDir dir;
+    const fs::path file = dir.path / "best.safetensors";
+    auto net = small_net(15);
+    EarlyStopping<double> run(*net, {.checkpoint = file, .write_every_best = false});
+    perturb(*net, 300);
+    run.step(0.5);
+    const std::vector<Matrix<double>> best = values(*net);
+    perturb(*net, 301);
+    run.step(0.7);
+    run.save_best();  // beside the training checkpoint, as a periodic save would
+    EarlyStopping<double> resumed(*net, {.checkpoint = file, .write_every_best = false});
+    resumed.load_state(run.state_metadata());
+    CHECK(resumed.best_epoch() == 1);
+    CHECK(resumed.epochs_without_improvement() == 1);
+    resumed.restore_best();
+    CHECK(values(*net) == best);
 }

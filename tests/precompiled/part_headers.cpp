@@ -1,9 +1,11 @@
 // Precompiled-mode check (ctest precompiled.part_headers): a program that includes only the parts
-// it uses, nn.hpp and optim.hpp, rather than gradscope.hpp. Each part header declares its own
-// float and double specialisations `extern template` in precompiled mode, so this file must not
-// compile them: tests/precompiled/check_part_headers.cmake reads its object file's symbols and
-// fails if it defines the layers, the loss or the reverse pass it calls, and runs the program,
-// which must link against gradscope::precompiled and train.
+// it uses, nn.hpp, optim.hpp and diag.hpp, rather than gradscope.hpp. Each part header declares
+// its own float and double specialisations `extern template` in precompiled mode, so this file
+// must not compile them: tests/precompiled/check_part_headers.cmake reads its object file's
+// symbols and fails if it defines the layers, the loss, the reverse pass, the second-order pass
+// or the Lanczos iteration it calls, and runs the program, which must link against
+// gradscope::precompiled, train, and measure the trained network's sharpness.
+#include <gradscope/diag.hpp>
 #include <gradscope/nn.hpp>
 #include <gradscope/optim.hpp>
 
@@ -24,6 +26,9 @@ int main() {
         sgd.step();
         (step == 0 ? first : last) = loss.item();
     }
-    std::printf("loss %g -> %g\n", static_cast<double>(first), static_cast<double>(last));
-    return last < first ? 0 : 1;
+    Hessian<float> hessian(mse_loss((*net)(x), y), *net);
+    const diag::EigenEstimate top = diag::hessian_top_eigenvalues(hessian);
+    std::printf("loss %g -> %g, sharpness %g\n", static_cast<double>(first),
+                static_cast<double>(last), top.values.at(0));
+    return last < first && top.values.at(0) > 0 ? 0 : 1;
 }

@@ -11,8 +11,8 @@
 //   stopper.restore_best();   // the network gets the best epoch's weights back
 //
 // step(metric) once per epoch. An epoch improves when its metric beats the best so far by more
-// than min_delta (smaller in Mode::min, larger in Mode::max); the first finite metric always
-// does, and a NaN never does. On an improvement the network's parameters and buffers are
+// than min_delta (smaller in Mode::min, larger in Mode::max); the first metric that is not NaN
+// always does (an infinity too), and a NaN never does. On an improvement the network's parameters and buffers are
 // copied (in memory, for restore_best) and, when `checkpoint` names a file, written there with
 // save_checkpoint, which replaces the file atomically: if the write fails, the file still holds
 // the previous best, the exception propagates, and the stopper's state (best metric, epoch,
@@ -157,10 +157,11 @@ public:
 
     // Goes on from the state that state_metadata() wrote into `metadata` (a LoadReport's): the
     // counts, the best metric and epoch, and the best epoch's weights for restore_best(), read
-    // from `checkpoint`. A value_error if the metadata holds no such state or an inconsistent
-    // one, if there is a best epoch but no file that holds it (no checkpoint path, or
-    // write_every_best = false, which keeps it in memory only), or if the file holds another
-    // epoch; an io_error if the file cannot be read. On an error the stopper is unchanged.
+    // from `checkpoint` (written on each new best, or by save_best() when write_every_best is
+    // false). A value_error if the metadata holds no such state or an inconsistent one, if
+    // there is a best epoch but no checkpoint path, or if the file holds another epoch's best
+    // (one written after the training checkpoint was saved: the best as of that checkpoint is
+    // then gone); an io_error if the file cannot be read. On an error the stopper is unchanged.
     void load_state(const std::map<std::string, std::string>& metadata) {
         const std::int64_t epochs = state_count(metadata, "epochs");
         const std::int64_t without = state_count(metadata, "epochs_without_improvement");
@@ -195,28 +196,37 @@ public:
                         std::to_string(without) + " not improving make it " +
                         std::to_string(epochs - without));
         }
-        if (options_.checkpoint.empty() || !options_.write_every_best) {
-            state_error(
-                std::string("the best epoch's weights are in no file (") +
-                (options_.checkpoint.empty() ? "no checkpoint path" : "write_every_best = false") +
-                "): only a stopper that writes every best to its checkpoint can resume");
+        if (options_.checkpoint.empty()) {
+            state_error("there is a best epoch, but no checkpoint path to read its weights from");
         }
         const std::string source = options_.checkpoint.string();
         std::vector<std::byte> bytes = detail::safetensors::read_file(options_.checkpoint);
         const auto file = detail::safetensors::parse(bytes, source);
-        for (const auto& [name, expected] :
-             {std::pair{key("best_epoch"), std::to_string(best_epoch)},
-              std::pair{key("best_metric"), metric_text}}) {
-            const auto found = file.metadata.find(name);
-            if (found == file.metadata.end() || found->second != expected) {
-                state_error(source + " holds " +
-                            (found == file.metadata.end() ? "no '" + name + "'"
-                                                          : "'" + name + "' = " + found->second) +
-                            ", the state " + expected + ": not that run's best as of its epoch " +
-                            std::to_string(epochs) +
-                            " (save the training checkpoint right after step(), so that the two "
-                            "agree)");
-            }
+        const auto entry = [&](std::string_view name) {
+            const auto found = file.metadata.find(key(name));
+            return found == file.metadata.end() ? std::string() : found->second;
+        };
+        const std::optional<std::int64_t> file_epoch =
+            detail::safetensors::parse_number<std::int64_t>(entry("best_epoch"));
+        const std::optional<double> file_metric =
+            detail::safetensors::parse_number<double>(entry("best_metric"));
+        if (!file_epoch || !file_metric) {
+            state_error(source + " has no early-stopping best epoch and metric in its metadata: " +
+                        "it is not an EarlyStopping checkpoint");
+        }
+        if (*file_epoch > epochs) {
+            state_error(source + " holds the best of epoch " + std::to_string(*file_epoch) +
+                        ", after the state's epoch " + std::to_string(epochs) +
+                        ": it was written after this training checkpoint, and the best as of "
+                        "epoch " +
+                        std::to_string(epochs) +
+                        " is gone (save the training checkpoint right after step())");
+        }
+        if (*file_epoch != best_epoch || *file_metric != *best_metric) {
+            state_error(source + " holds the best of epoch " + std::to_string(*file_epoch) +
+                        " (metric " + entry("best_metric") + "), the state epoch " +
+                        std::to_string(best_epoch) + " (metric " + metric_text +
+                        "): it is not this run's best");
         }
         commit_state(epochs, without, best_metric, best_epoch, std::move(bytes));
     }
@@ -260,7 +270,7 @@ private:
         if (best_bytes_.empty()) {
             detail::throw_value("EarlyStopping",
                                 std::string(what) + ": no epoch has a best metric yet (" +
-                                    std::to_string(epochs_) + " epochs, none finite)");
+                                    std::to_string(epochs_) + " epochs, every metric NaN)");
         }
     }
 
@@ -283,10 +293,13 @@ private:
         const std::string source =
             options_.checkpoint.empty() ? "<memory>" : options_.checkpoint.string();
         detail::safetensors::lay_out<T>(layout, *module_, nullptr, save, source);
+        // The copy is made before the write, so that the file never holds a best the stopper
+        // does not (a load_state() would refuse the pair).
+        std::vector<std::byte> bytes = detail::safetensors::to_bytes(layout);
         if (!options_.checkpoint.empty() && options_.write_every_best) {
             detail::safetensors::write_atomically(options_.checkpoint, layout, save);
         }
-        best_bytes_ = detail::safetensors::to_bytes(layout);
+        best_bytes_ = std::move(bytes);
     }
 
     Module<T>* module_;
