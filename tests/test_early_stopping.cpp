@@ -7,11 +7,13 @@
 
 #include <gradscope/io/early_stopping.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -380,4 +382,46 @@ TEST_CASE("a stopper that writes its best only in save_best() resumes from that 
     CHECK(resumed.epochs_without_improvement() == 1);
     resumed.restore_best();
     CHECK(values(*net) == best);
+}
+
+TEST_CASE("a stopper resumes from its state and the best checkpoint's bytes, with no file") {
+    auto net = small_net(16);
+    EarlyStopping<double> run(*net, {});
+    CHECK(run.best_checkpoint().empty());
+    perturb(*net, 400);
+    run.step(0.5);
+    const std::vector<Matrix<double>> best = values(*net);
+    perturb(*net, 401);
+    run.step(0.7);
+    const std::map<std::string, std::string> good = run.state_metadata();
+
+    EarlyStopping<double> resumed(*net, {});
+    resumed.load_state(good, run.best_checkpoint(), "rank 0's best");
+    CHECK(resumed.state_metadata() == good);
+    CHECK(std::ranges::equal(resumed.best_checkpoint(), run.best_checkpoint()));
+    resumed.restore_best();
+    CHECK(values(*net) == best);
+
+    // Refusals name the bytes and leave the stopper as it was.
+    EarlyStopping<double> another(*net, {});
+    another.step(0.25);  // a best of epoch 1 with another metric
+    const auto refuses = [&](const std::map<std::string, std::string>& metadata,
+                             std::span<const std::byte> bytes, const std::string& message) {
+        INFO(message);
+        CHECK_THROWS_MATCHES(resumed.load_state(metadata, bytes, "rank 0's best"), value_error,
+                             MessageContains(message));
+        CHECK(resumed.state_metadata() == good);
+        CHECK(std::ranges::equal(resumed.best_checkpoint(), run.best_checkpoint()));
+    };
+    refuses(good, {}, "there is a best epoch, but the best checkpoint (rank 0's best) is empty");
+    refuses({{"early_stopping.epochs", "1"}, {"early_stopping.epochs_without_improvement", "1"}},
+            run.best_checkpoint(), "the state has no best epoch, yet a best checkpoint of");
+    refuses(good, another.best_checkpoint(),
+            "rank 0's best holds the best of epoch 1 (metric 0.25), the state epoch 1 (metric "
+            "0.5): it is not this run's best");
+    const std::vector<std::byte> truncated(run.best_checkpoint().begin(),
+                                           run.best_checkpoint().begin() + 5);
+    CHECK_THROWS_MATCHES(resumed.load_state(good, truncated, "rank 0's best"), io_error,
+                         MessageContains("rank 0's best"));
+    CHECK(resumed.state_metadata() == good);
 }

@@ -27,7 +27,8 @@
 //
 // A run resumed from a checkpoint resumes its stopper too: state_metadata() goes into the
 // training checkpoint's metadata and load_state(report.metadata) takes it back, reading the best
-// epoch's weights from `checkpoint`.
+// epoch's weights from `checkpoint` (or from bytes the caller has: best_checkpoint() of the
+// stopper that saved the state; dist/early_stopping.hpp sends rank 0's file to every rank).
 //
 // The checkpoint's metadata is the caller's `metadata` (a feature scaler's, say) plus
 // "early_stopping.best_metric" and "early_stopping.best_epoch" (1-based, as the epochs are
@@ -163,73 +164,46 @@ public:
     // (one written after the training checkpoint was saved: the best as of that checkpoint is
     // then gone); an io_error if the file cannot be read. On an error the stopper is unchanged.
     void load_state(const std::map<std::string, std::string>& metadata) {
-        const std::int64_t epochs = state_count(metadata, "epochs");
-        const std::int64_t without = state_count(metadata, "epochs_without_improvement");
-        const bool has_best = metadata.contains(key("best_epoch"));
-        if (has_best != metadata.contains(key("best_metric"))) {
-            state_error("'" + key("best_epoch") + "' and '" + key("best_metric") +
-                        "' come together; only one is there");
-        }
-        if (without > epochs) {
-            state_error(std::to_string(without) + " epochs without improvement out of " +
-                        std::to_string(epochs));
-        }
-        if (!has_best) {
-            if (without != epochs) {
-                state_error("no best epoch, yet only " + std::to_string(without) + " of " +
-                            std::to_string(epochs) + " epochs without improvement");
-            }
-            commit_state(epochs, without, std::nullopt, std::nullopt, {});
+        const SavedState state = parse_state(metadata);
+        if (!state.best_epoch) {
+            commit_state(state, {});
             return;
-        }
-        const std::int64_t best_epoch = state_count(metadata, "best_epoch");
-        const std::string& metric_text = metadata.at(key("best_metric"));
-        const std::optional<double> best_metric =
-            detail::safetensors::parse_number<double>(metric_text);
-        if (!best_metric || std::isnan(*best_metric)) {
-            state_error("'" + key("best_metric") + "' is '" + metric_text + "', not a number");
-        }
-        if (best_epoch < 1) state_error("the best epoch is 0; epochs count from 1");
-        if (best_epoch != epochs - without) {
-            state_error("the best epoch is " + std::to_string(best_epoch) + ", but " +
-                        std::to_string(epochs) + " epochs with the last " +
-                        std::to_string(without) + " not improving make it " +
-                        std::to_string(epochs - without));
         }
         if (options_.checkpoint.empty()) {
             state_error("there is a best epoch, but no checkpoint path to read its weights from");
         }
-        const std::string source = options_.checkpoint.string();
-        std::vector<std::byte> bytes = detail::safetensors::read_file(options_.checkpoint);
-        const auto file = detail::safetensors::parse(bytes, source);
-        const auto entry = [&](std::string_view name) {
-            const auto found = file.metadata.find(key(name));
-            return found == file.metadata.end() ? std::string() : found->second;
-        };
-        const std::optional<std::int64_t> file_epoch =
-            detail::safetensors::parse_number<std::int64_t>(entry("best_epoch"));
-        const std::optional<double> file_metric =
-            detail::safetensors::parse_number<double>(entry("best_metric"));
-        if (!file_epoch || !file_metric) {
-            state_error(source + " has no early-stopping best epoch and metric in its metadata: " +
-                        "it is not an EarlyStopping checkpoint");
-        }
-        if (*file_epoch > epochs) {
-            state_error(source + " holds the best of epoch " + std::to_string(*file_epoch) +
-                        ", after the state's epoch " + std::to_string(epochs) +
-                        ": it was written after this training checkpoint, and the best as of "
-                        "epoch " +
-                        std::to_string(epochs) +
-                        " is gone (save the training checkpoint right after step())");
-        }
-        if (*file_epoch != best_epoch || *file_metric != *best_metric) {
-            state_error(source + " holds the best of epoch " + std::to_string(*file_epoch) +
-                        " (metric " + entry("best_metric") + "), the state epoch " +
-                        std::to_string(best_epoch) + " (metric " + metric_text +
-                        "): it is not this run's best");
-        }
-        commit_state(epochs, without, best_metric, best_epoch, std::move(bytes));
+        adopt_best(state, detail::safetensors::read_file(options_.checkpoint),
+                   options_.checkpoint.string());
     }
+
+    // The same, with the best epoch's checkpoint given as bytes (best_checkpoint() of the
+    // stopper that saved the state, or a file read elsewhere: data-parallel training reads it on
+    // one process and sends it to the others). `source` names the bytes in errors. A state with
+    // no best epoch takes no bytes; one with a best epoch needs them.
+    void load_state(const std::map<std::string, std::string>& metadata,
+                    std::span<const std::byte> best_checkpoint,
+                    std::string_view source = "<memory>") {
+        const SavedState state = parse_state(metadata);
+        if (!state.best_epoch) {
+            if (!best_checkpoint.empty()) {
+                state_error("the state has no best epoch, yet a best checkpoint of " +
+                            std::to_string(best_checkpoint.size()) + " bytes (" +
+                            std::string(source) + ") was given");
+            }
+            commit_state(state, {});
+            return;
+        }
+        if (best_checkpoint.empty()) {
+            state_error("there is a best epoch, but the best checkpoint (" + std::string(source) +
+                        ") is empty");
+        }
+        adopt_best(state, std::vector<std::byte>(best_checkpoint.begin(), best_checkpoint.end()),
+                   std::string(source));
+    }
+
+    // The best epoch's checkpoint in safetensors bytes, as restore_best() loads it and
+    // save_best() writes it; empty before the first improvement.
+    [[nodiscard]] std::span<const std::byte> best_checkpoint() const { return best_bytes_; }
 
     static constexpr std::string_view kMetadataPrefix = "early_stopping.";
 
@@ -256,13 +230,92 @@ private:
         return *value;
     }
 
-    void commit_state(std::int64_t epochs, std::int64_t without, std::optional<double> best_metric,
-                      std::optional<std::int64_t> best_epoch, std::vector<std::byte> best_bytes) {
-        epochs_ = epochs;
-        epochs_without_improvement_ = without;
-        best_metric_ = best_metric;
-        best_epoch_ = best_epoch;
-        improved_ = best_epoch && *best_epoch == epochs;
+    // A stopper's state as state_metadata() writes it, checked for consistency.
+    struct SavedState {
+        std::int64_t epochs = 0;
+        std::int64_t without = 0;
+        std::optional<double> best_metric;
+        std::string best_metric_text;  // as the metadata spells it, for messages
+        std::optional<std::int64_t> best_epoch;
+    };
+
+    static SavedState parse_state(const std::map<std::string, std::string>& metadata) {
+        SavedState state;
+        state.epochs = state_count(metadata, "epochs");
+        state.without = state_count(metadata, "epochs_without_improvement");
+        const bool has_best = metadata.contains(key("best_epoch"));
+        if (has_best != metadata.contains(key("best_metric"))) {
+            state_error("'" + key("best_epoch") + "' and '" + key("best_metric") +
+                        "' come together; only one is there");
+        }
+        if (state.without > state.epochs) {
+            state_error(std::to_string(state.without) + " epochs without improvement out of " +
+                        std::to_string(state.epochs));
+        }
+        if (!has_best) {
+            if (state.without != state.epochs) {
+                state_error("no best epoch, yet only " + std::to_string(state.without) + " of " +
+                            std::to_string(state.epochs) + " epochs without improvement");
+            }
+            return state;
+        }
+        state.best_epoch = state_count(metadata, "best_epoch");
+        state.best_metric_text = metadata.at(key("best_metric"));
+        state.best_metric = detail::safetensors::parse_number<double>(state.best_metric_text);
+        if (!state.best_metric || std::isnan(*state.best_metric)) {
+            state_error("'" + key("best_metric") + "' is '" + state.best_metric_text +
+                        "', not a number");
+        }
+        if (*state.best_epoch < 1) state_error("the best epoch is 0; epochs count from 1");
+        if (*state.best_epoch != state.epochs - state.without) {
+            state_error("the best epoch is " + std::to_string(*state.best_epoch) + ", but " +
+                        std::to_string(state.epochs) + " epochs with the last " +
+                        std::to_string(state.without) + " not improving make it " +
+                        std::to_string(state.epochs - state.without));
+        }
+        return state;
+    }
+
+    // Takes `state` with `bytes` as its best epoch's checkpoint, once the checkpoint's own
+    // metadata says it is that epoch's best.
+    void adopt_best(const SavedState& state, std::vector<std::byte> bytes,
+                    const std::string& source) {
+        const auto file = detail::safetensors::parse(bytes, source);
+        const auto entry = [&](std::string_view name) {
+            const auto found = file.metadata.find(key(name));
+            return found == file.metadata.end() ? std::string() : found->second;
+        };
+        const std::optional<std::int64_t> file_epoch =
+            detail::safetensors::parse_number<std::int64_t>(entry("best_epoch"));
+        const std::optional<double> file_metric =
+            detail::safetensors::parse_number<double>(entry("best_metric"));
+        if (!file_epoch || !file_metric) {
+            state_error(source + " has no early-stopping best epoch and metric in its metadata: " +
+                        "it is not an EarlyStopping checkpoint");
+        }
+        if (*file_epoch > state.epochs) {
+            state_error(source + " holds the best of epoch " + std::to_string(*file_epoch) +
+                        ", after the state's epoch " + std::to_string(state.epochs) +
+                        ": it was written after this training checkpoint, and the best as of "
+                        "epoch " +
+                        std::to_string(state.epochs) +
+                        " is gone (save the training checkpoint right after step())");
+        }
+        if (*file_epoch != *state.best_epoch || *file_metric != *state.best_metric) {
+            state_error(source + " holds the best of epoch " + std::to_string(*file_epoch) +
+                        " (metric " + entry("best_metric") + "), the state epoch " +
+                        std::to_string(*state.best_epoch) + " (metric " + state.best_metric_text +
+                        "): it is not this run's best");
+        }
+        commit_state(state, std::move(bytes));
+    }
+
+    void commit_state(const SavedState& state, std::vector<std::byte> best_bytes) {
+        epochs_ = state.epochs;
+        epochs_without_improvement_ = state.without;
+        best_metric_ = state.best_metric;
+        best_epoch_ = state.best_epoch;
+        improved_ = state.best_epoch && *state.best_epoch == state.epochs;
         best_bytes_ = std::move(best_bytes);
     }
 
@@ -286,9 +339,8 @@ private:
     void keep_best(double metric, std::int64_t epoch) {
         SaveOptions save = options_.save;
         save.metadata = options_.metadata;
-        save.metadata[std::string(kMetadataPrefix) + "best_metric"] =
-            detail::safetensors::format_double(metric);
-        save.metadata[std::string(kMetadataPrefix) + "best_epoch"] = std::to_string(epoch);
+        save.metadata[key("best_metric")] = detail::safetensors::format_double(metric);
+        save.metadata[key("best_epoch")] = std::to_string(epoch);
         detail::safetensors::Layout<T> layout;
         const std::string source =
             options_.checkpoint.empty() ? "<memory>" : options_.checkpoint.string();
