@@ -1143,6 +1143,8 @@ TEST_CASE("optimiser and scheduler options take their fields in PyTorch's keywor
                                       .div_factor = 10.0,
                                       .final_div_factor = 100.0,
                                       .three_phase = true};
+    const OneCycleLROptions one_cycle_by_epochs{
+        .max_lr = 0.1, .epochs = 4, .steps_per_epoch = 25, .pct_start = 0.25};
     const ReduceLROnPlateauOptions plateau{
         .mode = ReduceLROnPlateauOptions::Mode::max,
         .factor = 0.5,
@@ -1155,5 +1157,6 @@ TEST_CASE("optimiser and scheduler options take their fields in PyTorch's keywor
     CHECK((step.gamma == 0.5 && multi.milestones.size() == 2 && constant.total_iters == 4));
     CHECK((linear.end_factor == 1.0 && cosine.eta_min == 1e-4 && restarts.T_mult == 2));
     CHECK((one_cycle.div_factor == 10.0 && one_cycle.three_phase));
+    CHECK((one_cycle_by_epochs.steps_per_epoch == 25 && one_cycle_by_epochs.pct_start == 0.25));
     CHECK((plateau.cooldown == 1 && plateau.min_lr == 1e-5 && plateau.eps == 1e-9));
 }

@@ -407,7 +407,24 @@ TEST_CASE("scheduler options are checked where they are given", "[schedulers][va
     REQUIRE_THROWS_MATCHES(OneCycleLR(sgd, OneCycleLROptions{.total_steps = 100}), value_error,
                            M("OneCycleLR: max_lr must be finite and positive, got 0"));
     REQUIRE_THROWS_MATCHES(OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0}), value_error,
-                           M("OneCycleLR: total_steps must be >= 2, got 0"));
+                           M("OneCycleLR: total_steps is required (the run's number of optimizer "
+                             "steps, >= 2), or epochs and steps_per_epoch"));
+    REQUIRE_THROWS_MATCHES(OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .total_steps = -3}),
+                           value_error, M("OneCycleLR: total_steps must be >= 2, got -3"));
+    REQUIRE_THROWS_MATCHES(
+        OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .total_steps = 100, .epochs = 10}),
+        value_error,
+        M("OneCycleLR: give total_steps (100) or epochs and steps_per_epoch, not both"));
+    REQUIRE_THROWS_MATCHES(OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .epochs = 10}),
+                           value_error, M("OneCycleLR: steps_per_epoch must be >= 1, got 0"));
+    REQUIRE_THROWS_MATCHES(
+        OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .epochs = 1, .steps_per_epoch = 1}),
+        value_error, M("OneCycleLR: epochs * steps_per_epoch must be >= 2, got 1"));
+    REQUIRE_THROWS_MATCHES(
+        OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0,
+                                          .epochs = std::int64_t{1} << 40,
+                                          .steps_per_epoch = std::int64_t{1} << 30}),
+        value_error, M("does not fit a 64-bit count"));
     REQUIRE_THROWS_MATCHES(
         OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .total_steps = 10, .pct_start = 1.2}),
         value_error, M("OneCycleLR: pct_start must be in [0, 1], got 1.2"));
@@ -415,6 +432,13 @@ TEST_CASE("scheduler options are checked where they are given", "[schedulers][va
         OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .total_steps = 10, .pct_start = 0.05}),
         value_error,
         M("OneCycleLR: pct_start 0.05 with total_steps 10 leaves a phase with no steps"));
+    REQUIRE_THROWS_MATCHES(
+        OneCycleLR(
+            sgd,
+            OneCycleLROptions{.max_lr = 1.0, .epochs = 2, .steps_per_epoch = 5, .pct_start = 0.05}),
+        value_error,
+        M("OneCycleLR: pct_start 0.05 with total_steps 10 (2 epochs of 5) leaves a phase with no "
+          "steps"));
     REQUIRE_THROWS_MATCHES(ReduceLROnPlateau(sgd, ReduceLROnPlateauOptions{.factor = 1.0}),
                            value_error, M("ReduceLROnPlateau: factor must be in [0, 1), got 1"));
     REQUIRE_THROWS_MATCHES(ReduceLROnPlateau(sgd, ReduceLROnPlateauOptions{.patience = -1}),
@@ -479,6 +503,27 @@ TEST_CASE("per-group min_lrs and max_lrs are checked against the optimiser's gro
     // One number still serves every group.
     OneCycleLR cycle(sgd, OneCycleLROptions{.max_lr = 0.5, .total_steps = 10});
     REQUIRE(cycle.base_lrs() == std::vector<double>{0.02, 0.02});
+}
+
+TEST_CASE("OneCycleLR over epochs * steps_per_epoch is the schedule of that many total_steps",
+          "[schedulers]") {
+    // one_cycle_cos, which equals PyTorch's lrs in the reference test, as 8 epochs of 25 steps.
+    const std::vector<double> want = run("one_cycle_cos", 200);
+    SGD<double> sgd = make_sgd();
+    OneCycleLR cycle(
+        sgd,
+        OneCycleLROptions{.max_lr = 0.5, .epochs = 8, .steps_per_epoch = 25, .pct_start = 0.25});
+    REQUIRE(cycle.total_steps() == 200);
+    std::vector<double> got{sgd.lr()};
+    for (std::size_t i = 1; i < want.size(); ++i) {
+        cycle.step();
+        got.push_back(sgd.lr());
+    }
+    REQUIRE(got == want);
+    cycle.step();  // step 200 is allowed, as with total_steps
+    REQUIRE_THROWS_MATCHES(
+        cycle.step(), value_error,
+        MessageContains("OneCycleLR: stepped 202 times, but total_steps is 200"));
 }
 
 TEST_CASE("OneCycleLR refuses to step past total_steps, as PyTorch does", "[schedulers]") {

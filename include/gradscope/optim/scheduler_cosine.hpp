@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numbers>
 #include <optional>
 #include <string>
@@ -145,20 +146,24 @@ private:
 // of total_steps, then falls to max_lr / (div_factor * final_div_factor); with three_phase it
 // first falls back to the initial lr, symmetrically, and only then to the minimum. With max_lrs,
 // each group follows this with its own max_lr. Counted in batches: step() once per
-// optimizer.step(); a step past total_steps is a value_error.
+// optimizer.step(); a step past total_steps is a value_error. As in PyTorch, the length is
+// total_steps or, instead, epochs × steps_per_epoch (giving both is an error here, where PyTorch
+// ignores the second).
 //
 // PyTorch also cycles the optimiser's momentum (or Adam's beta1) inversely to the lr. That is
 // not done here: the optimisers expose only their lr to a scheduler so far.
 struct OneCycleLROptions {
     double max_lr = 0.0;           // required (> 0), unless max_lrs is given
-    std::int64_t total_steps = 0;  // required: >= 2
+    std::int64_t total_steps = 0;  // >= 2; 0: epochs × steps_per_epoch
+    std::int64_t epochs = 0;
+    std::int64_t steps_per_epoch = 0;
     double pct_start = 0.3;
     enum class Anneal { cos, linear } anneal_strategy = Anneal::cos;
     double div_factor = 25.0;
     double final_div_factor = 1e4;
     bool three_phase = false;
-    // One max_lr per group, each > 0 (see Note [Scheduler groups]); last, so that options
-    // written in order without it still mean what they did.
+    // One max_lr per group, each > 0 (see Note [Scheduler groups]); not a PyTorch keyword
+    // (PyTorch's max_lr takes a list), so it comes after PyTorch's fields.
     std::vector<double> max_lrs = {};
 };
 
@@ -169,11 +174,11 @@ public:
         : LRScheduler("OneCycleLR", optimizer), options_(options) {
         max_lrs_ = detail::per_group(name(), "max_lr", options_.max_lr, options_.max_lrs,
                                      optimizer_groups(), detail::check_positive);
-        detail::check_whole_at_least(name(), "total_steps", options_.total_steps, 2);
+        total_steps_ = total_steps_of(options_);
         detail::check_unit_interval_closed(name(), "pct_start", options_.pct_start);
         detail::check_positive(name(), "div_factor", options_.div_factor);
         detail::check_positive(name(), "final_div_factor", options_.final_div_factor);
-        const double steps = static_cast<double>(options_.total_steps);
+        const double steps = static_cast<double>(total_steps_);
         const double rise_end = options_.pct_start * steps - 1.0;
         if (options_.three_phase) {
             phases_ = {{rise_end, Level::initial, Level::max},
@@ -187,9 +192,13 @@ public:
         double previous_end = 0.0;
         for (const Phase& phase : phases_) {
             if (!(phase.end > previous_end)) {
+                const std::string by_epochs =
+                    options_.epochs == 0 ? ""
+                                         : " (" + std::to_string(options_.epochs) + " epochs of " +
+                                               std::to_string(options_.steps_per_epoch) + ")";
                 throw value_error(std::string(name()) + ": pct_start " +
                                   detail::number_text(options_.pct_start) + " with total_steps " +
-                                  std::to_string(options_.total_steps) +
+                                  std::to_string(total_steps_) + by_epochs +
                                   " leaves a phase with no steps");
             }
             previous_end = phase.end;
@@ -200,13 +209,15 @@ public:
         start();
     }
     [[nodiscard]] const OneCycleLROptions& options() const noexcept { return options_; }
+    // The schedule's length in steps: total_steps, or epochs × steps_per_epoch.
+    [[nodiscard]] std::int64_t total_steps() const noexcept { return total_steps_; }
 
 protected:
     [[nodiscard]] std::vector<double> next_lrs() override {
         const std::int64_t step = last_epoch();
-        if (step > options_.total_steps) {
+        if (step > total_steps_) {
             throw value_error(std::string(name()) + ": stepped " + std::to_string(step + 1) +
-                              " times, but total_steps is " + std::to_string(options_.total_steps));
+                              " times, but total_steps is " + std::to_string(total_steps_));
         }
         std::vector<double> out(groups());
         for (std::size_t g = 0; g < out.size(); ++g) {
@@ -232,6 +243,37 @@ private:
         Level from, to;
     };
 
+    static std::int64_t total_steps_of(const OneCycleLROptions& options) {
+        const char* who = "OneCycleLR";
+        const bool by_epochs = options.epochs != 0 || options.steps_per_epoch != 0;
+        if (options.total_steps != 0 && by_epochs) {
+            detail::throw_value(who, "give total_steps (" + std::to_string(options.total_steps) +
+                                         ") or epochs and steps_per_epoch, not both");
+        }
+        if (!by_epochs) {
+            if (options.total_steps == 0) {
+                detail::throw_value(who,
+                                    "total_steps is required (the run's number of "
+                                    "optimizer steps, >= 2), or epochs and steps_per_epoch");
+            }
+            detail::check_whole_at_least(who, "total_steps", options.total_steps, 2);
+            return options.total_steps;
+        }
+        detail::check_whole_at_least(who, "epochs", options.epochs, 1);
+        detail::check_whole_at_least(who, "steps_per_epoch", options.steps_per_epoch, 1);
+        if (options.epochs > std::numeric_limits<std::int64_t>::max() / options.steps_per_epoch) {
+            detail::throw_value(who, "epochs * steps_per_epoch (" + std::to_string(options.epochs) +
+                                         " * " + std::to_string(options.steps_per_epoch) +
+                                         ") does not fit a 64-bit count");
+        }
+        const std::int64_t steps = options.epochs * options.steps_per_epoch;
+        if (steps < 2) {
+            detail::throw_value(
+                who, "epochs * steps_per_epoch must be >= 2, got " + std::to_string(steps));
+        }
+        return steps;
+    }
+
     [[nodiscard]] double level(std::size_t g, Level which) const {
         const double initial = base_lrs()[g];
         switch (which) {
@@ -254,6 +296,7 @@ private:
     }
 
     OneCycleLROptions options_;
+    std::int64_t total_steps_ = 0;
     std::vector<double> max_lrs_;  // one per group
     std::vector<Phase> phases_;
 };
