@@ -5,6 +5,7 @@
 
 #include <gradscope/dist.hpp>
 #include <gradscope/dist/checkpoint.hpp>
+#include <gradscope/dist/early_stopping.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace gradscope;
@@ -552,6 +554,161 @@ TEST_CASE("a data-parallel run with dropout, resumed from a checkpoint, takes th
     REQUIRE_THROWS_MATCHES(dist::save_checkpoint(comm, dir / "reserved.safetensors", *net,
                                                  SaveOptions{.metadata = {{"dist.mine", "1"}}}),
                            dist_error, MessageContains({"dist.mine", "reserved"}));
+}
+
+namespace {
+
+// Each rank's parameters change alike (DataParallel keeps them equal); its batch norm's running
+// statistics drift apart, from a training-mode forward on the rank's own rows.
+void train_epoch_with_drift(const Communicator& comm, MLP<double>& net, std::uint64_t epoch) {
+    for (auto& [name, t] : net.named_parameters()) {
+        t.assign(t.value() + 0.1 * normal(t.rows(), t.cols(), 500 + epoch));
+    }
+    net.train();
+    (void)net(TensorD::constant(normal(6, inputs, 600 + 10 * epoch + comm.rank())));
+}
+
+// A module whose extra state on rank 1 is not UTF-8, which no checkpoint can hold: saving it
+// fails there and nowhere else.
+class UnsavableOnRank1 : public Module<double> {
+public:
+    explicit UnsavableOnRank1(int rank) : rank_(rank) {}
+    TensorD forward_impl(const TensorD& x) override { return x; }
+    [[nodiscard]] std::string extra_state() const override {
+        return rank_ == 1 ? std::string("\xff") : std::string("ok");
+    }
+    void set_extra_state(std::string_view) override {}
+
+private:
+    int rank_;
+};
+
+// This rank's parameters and buffers as checkpoint bytes, and rank 0's.
+std::pair<std::vector<std::byte>, std::vector<std::byte>> mine_and_rank_0s(
+    const Communicator& comm, const Module<double>& net) {
+    std::vector<std::byte> mine = save_checkpoint_to_bytes(net), root = mine;
+    comm.broadcast_vector(root, 0);
+    return {std::move(mine), std::move(root)};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "early stopping across ranks: one decision from the averaged metric, rank 0's file, "
+    "every rank's best and a resumed stopper the same",
+    "[dist]") {
+    Communicator comm;
+    const std::filesystem::path dir = scratch_dir(comm);
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    const auto file_of = [&](int rank) {
+        return dir / ("best_" + std::to_string(rank) + ".safetensors");
+    };
+    if (comm.rank() == 0) {
+        for (int r = 0; r < comm.size(); ++r) std::filesystem::remove(file_of(r));
+    }
+    comm.barrier();
+
+    // The average metric: best at epoch 4, then three epochs without improvement. Epoch 5's
+    // metrics are spread over the ranks, so rank 0's alone would be a new best; each value is a
+    // binary fraction, so the average over 2 or 3 ranks is exact.
+    const std::vector<double> average{1.0, 0.75, 0.875, 0.5, 0.625, 0.5625, 0.53125};
+    const auto metric = [&](std::size_t epoch) {
+        const double spread = epoch == 4 ? 0.25 : 0.0;
+        return average[epoch] + spread * (2 * comm.rank() - (comm.size() - 1));
+    };
+    auto net =
+        mlp<double>({.widths = {inputs, 6, classes}, .norm = Normalization::batch, .seed = 3});
+    // Every rank names its own file: only rank 0's may be written.
+    dist::EarlyStopping<double> stopper(comm, *net,
+                                        {.patience = 3, .checkpoint = file_of(comm.rank())});
+    EarlyStopping<double> alone(*net, {.patience = 3});  // one process fed the averages
+    std::vector<std::byte> best_on_rank_0;
+    std::map<std::string, std::string> state_after_5;
+    for (std::size_t epoch = 0; epoch < average.size(); ++epoch) {
+        train_epoch_with_drift(comm, *net, epoch);
+        const bool stop = stopper.step(metric(epoch));
+        CHECK(stop == alone.step(average[epoch]));
+        CHECK(stop == (epoch + 1 == average.size()));
+        if (epoch == 3) best_on_rank_0 = mine_and_rank_0s(comm, *net).second;
+        if (epoch == 4) state_after_5 = stopper.state_metadata();
+    }
+    CHECK(stopper.best_epoch() == 4);
+    CHECK(stopper.best_metric() == 0.5);
+    CHECK(stopper.state_metadata() == alone.state_metadata());
+    CHECK(std::filesystem::exists(file_of(comm.rank())) == (comm.rank() == 0));
+    if (comm.rank() == 0) {
+        const auto metadata = read_checkpoint_metadata(file_of(0));
+        CHECK(metadata.at("early_stopping.best_epoch") == "4");
+        CHECK(metadata.at("early_stopping.best_metric") == "0.5");
+    }
+
+    // restore_best: every rank holds rank 0's best epoch, running statistics included, though
+    // each rank's own copy had its own.
+    std::vector<std::byte> rank_0s_copy(stopper.best_checkpoint().begin(),
+                                        stopper.best_checkpoint().end());
+    comm.broadcast_vector(rank_0s_copy, 0);
+    CHECK(std::ranges::equal(stopper.best_checkpoint(), rank_0s_copy) == (comm.rank() == 0));
+    stopper.restore_best();
+    const auto [restored, restored_on_rank_0] = mine_and_rank_0s(comm, *net);
+    CHECK(restored == restored_on_rank_0);
+    CHECK(restored == best_on_rank_0);
+
+    // Resumed after epoch 5 on every rank from rank 0's file: the ranks without one get its
+    // bytes, and the stopper ends where the uninterrupted one did.
+    dist::EarlyStopping<double> resumed(comm, *net,
+                                        {.patience = 3, .checkpoint = file_of(comm.rank())});
+    resumed.load_state(state_after_5);
+    CHECK(std::ranges::equal(resumed.best_checkpoint(), rank_0s_copy));
+    CHECK_FALSE(resumed.step(metric(5)));
+    CHECK(resumed.step(metric(6)));
+    CHECK(resumed.state_metadata() == stopper.state_metadata());
+
+    // A write rank 0 cannot make is an error on every rank, and no rank has taken the step.
+    dist::EarlyStopping<double> unwritable(
+        comm, *net, {.checkpoint = dir / "no" / "such" / "dir" / "best.safetensors"});
+    REQUIRE_THROWS_MATCHES(unwritable.step(1.0), dist_error, MessageContains("rank 0 of"));
+    CHECK(unwritable.epochs() == 0);
+    // So is a best file rank 0 cannot read when resuming, and the stopper stays as it was.
+    REQUIRE_THROWS_MATCHES(unwritable.load_state(state_after_5), dist_error,
+                           MessageContains({"rank 0 of", "cannot open"}));
+    CHECK(unwritable.epochs() == 0);
+
+    if (comm.size() < 2) return;
+    // Options one rank refuses, or that differ between ranks, are an error on every rank.
+    REQUIRE_THROWS_MATCHES(
+        dist::EarlyStopping<double>(comm, *net, {.patience = comm.rank() == 1 ? 0 : 3}), dist_error,
+        MessageContains({"rank 1 of", "patience must be at least 1"}));
+    REQUIRE_THROWS_MATCHES(dist::EarlyStopping<double>(comm, *net, {.patience = 3 + comm.rank()}),
+                           dist_error,
+                           MessageContains({"rank 1 of", "patience is 4 here but 3 on rank 0"}));
+    REQUIRE_THROWS_MATCHES(
+        dist::EarlyStopping<double>(comm, *net,
+                                    {.mode = comm.rank() == 0 ? EarlyStoppingOptions::Mode::min
+                                                              : EarlyStoppingOptions::Mode::max}),
+        dist_error, MessageContains("mode is max here but min on rank 0"));
+    REQUIRE_THROWS_MATCHES(
+        dist::EarlyStopping<double>(comm, *net, {.min_delta = comm.rank() == 0 ? 0.0 : 0.125}),
+        dist_error, MessageContains("min_delta is 0.125 here but 0 on rank 0"));
+
+    // A step that fails on rank 1 alone (its checkpoint cannot be made) is an error on every
+    // rank, and no rank has taken it: rank 0, which stepped last, has not written its file.
+    UnsavableOnRank1 unsavable(comm.rank());
+    const auto unsavable_file = dir / "unsavable.safetensors";
+    if (comm.rank() == 0) std::filesystem::remove(unsavable_file);
+    dist::EarlyStopping<double> fails_on_1(comm, unsavable, {.checkpoint = unsavable_file});
+    REQUIRE_THROWS_MATCHES(fails_on_1.step(1.0), dist_error, MessageContains("rank 1 of"));
+    CHECK(fails_on_1.epochs() == 0);
+    CHECK_FALSE(fails_on_1.best_epoch());
+    CHECK_FALSE(std::filesystem::exists(unsavable_file));
+
+    // A state that rank 1 refuses and the others accept: no rank loads it.
+    dist::EarlyStopping<double> refuses_on_1(comm, *net, {.patience = 3, .checkpoint = file_of(0)});
+    std::map<std::string, std::string> state = state_after_5;
+    if (comm.rank() == 1) state["early_stopping.epochs"] = "five";
+    REQUIRE_THROWS_MATCHES(refuses_on_1.load_state(state), dist_error,
+                           MessageContains({"rank 1 of", "'early_stopping.epochs' is 'five'"}));
+    CHECK(refuses_on_1.epochs() == 0);
+    CHECK(refuses_on_1.best_checkpoint().empty());
 }
 
 TEST_CASE("gather_bytes collects every rank's bytes of its own length on the root, in rank order",
