@@ -22,11 +22,11 @@
 // Only rank 0 writes `checkpoint` (its best epoch's parameters and buffers); the other ranks
 // keep their best in memory, so they need no file system of their own. A step that fails on any
 // rank (a write rank 0 cannot make) is the same dist_error on every rank, and no rank's stopper
-// has taken it (rank 0's file still holds the previous best). restore_best() puts every rank's best epoch back and then
-// copies rank 0's parameters and buffers to the others, so the ranks hold the same network even
-// where their running statistics had drifted apart. state_metadata() goes into the training
-// checkpoint (dist::save_checkpoint) and load_state() takes it back, rank 0 reading the best file
-// and sending its bytes to the others.
+// has taken it (rank 0's file still holds the previous best). restore_best() puts every rank's
+// best epoch back and then copies rank 0's parameters and buffers to the others, so the ranks
+// hold the same network even where their running statistics had drifted apart.
+// state_metadata() goes into the training checkpoint (dist::save_checkpoint) and load_state()
+// takes it back, rank 0 reading the best file and sending its bytes to the others.
 //
 // Like dist/checkpoint.hpp this needs nlohmann_json, for the safetensors header.
 #pragma once

@@ -12,13 +12,13 @@
 //
 // step(metric) once per epoch. An epoch improves when its metric beats the best so far by more
 // than min_delta (smaller in Mode::min, larger in Mode::max); the first metric that is not NaN
-// always does (an infinity too), and a NaN never does. On an improvement the network's parameters and buffers are
-// copied (in memory, for restore_best) and, when `checkpoint` names a file, written there with
-// save_checkpoint, which replaces the file atomically: if the write fails, the file still holds
-// the previous best, the exception propagates, and the stopper's state (best metric, epoch,
-// the in-memory copy) is left as it was, so the caller can free space and go on. Otherwise
-// the count of epochs without improvement grows; step returns true once it reaches
-// `patience`, and keeps returning true until a new best resets the count.
+// always does (an infinity too), and a NaN never does. On an improvement the network's
+// parameters and buffers are copied (in memory, for restore_best) and, when `checkpoint` names a
+// file, written there with save_checkpoint, which replaces the file atomically: if the write
+// fails, the file still holds the previous best, the exception propagates, and the stopper's
+// state (best metric, epoch, the in-memory copy) is left as it was, so the caller can free space
+// and go on. Otherwise the count of epochs without improvement grows; step returns true once it
+// reaches `patience`, and keeps returning true until a new best resets the count.
 //
 // Writing the file on every new best is what makes a crash lose nothing, and costs a write and
 // an fsync per improvement: next to epochs of a few milliseconds (a small table) that can be
