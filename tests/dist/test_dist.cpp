@@ -663,6 +663,32 @@ TEST_CASE(
     CHECK(resumed.step(metric(6)));
     CHECK(resumed.state_metadata() == stopper.state_metadata());
 
+    // With write_every_best off, save_best() writes once, on rank 0 only; a write rank 0 cannot
+    // make is an error on every rank.
+    const auto saved_file_of = [&](int rank) {
+        return dir / ("saved_" + std::to_string(rank) + ".safetensors");
+    };
+    if (comm.rank() == 0) {
+        for (int r = 0; r < comm.size(); ++r) std::filesystem::remove(saved_file_of(r));
+    }
+    comm.barrier();
+    dist::EarlyStopping<double> quiet(
+        comm, *net, {.checkpoint = saved_file_of(comm.rank()), .write_every_best = false});
+    quiet.step(metric(0));
+    CHECK_FALSE(std::filesystem::exists(saved_file_of(comm.rank())));
+    quiet.save_best();
+    comm.barrier();
+    CHECK(std::filesystem::exists(saved_file_of(comm.rank())) == (comm.rank() == 0));
+    if (comm.rank() == 0) {
+        CHECK(read_checkpoint_metadata(saved_file_of(0)).at("early_stopping.best_epoch") == "1");
+    }
+    dist::EarlyStopping<double> quiet_unwritable(
+        comm, *net,
+        {.checkpoint = dir / "no" / "such" / "dir" / "saved.safetensors",
+         .write_every_best = false});
+    quiet_unwritable.step(metric(0));
+    REQUIRE_THROWS_MATCHES(quiet_unwritable.save_best(), dist_error, MessageContains("rank 0 of"));
+
     // A write rank 0 cannot make is an error on every rank, and no rank has taken the step.
     dist::EarlyStopping<double> unwritable(
         comm, *net, {.checkpoint = dir / "no" / "such" / "dir" / "best.safetensors"});

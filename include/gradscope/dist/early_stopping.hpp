@@ -120,35 +120,34 @@ public:
     }
 
     // A collective: goes on from the state in `metadata` (a LoadReport's from
-    // dist::load_checkpoint, the same on every rank). Rank 0 reads the best epoch's weights from
-    // `checkpoint` and sends them to the others. Any rank's error is a dist_error on every rank,
-    // and then no rank's stopper has changed (each loads into a copy, kept only when every rank
-    // has succeeded).
+    // dist::load_checkpoint, the same on every rank). Rank 0 loads it as one process does,
+    // reading the best epoch's weights from `checkpoint`, and sends those bytes to the others.
+    // Any rank's error is a dist_error on every rank, and then no rank's stopper has changed
+    // (each loads into a copy, kept only when every rank has succeeded).
     void load_state(const std::map<std::string, std::string>& metadata) {
-        const bool has_best = metadata.contains(
-            std::string(gradscope::EarlyStopping<T>::kMetadataPrefix) + "best_epoch");
-        std::vector<std::byte> best;
+        std::optional<gradscope::EarlyStopping<T>> next;
         std::string failure;
-        if (comm_.rank() == 0 && has_best) {
+        if (comm_.rank() == 0) {
             failure = detail::failure_of([&] {
-                if (options_.checkpoint.empty()) {
-                    gradscope::detail::throw_value(
-                        "EarlyStopping",
-                        "load_state: there is a best epoch, but no checkpoint "
-                        "path to read its weights from");
-                }
-                best = gradscope::detail::safetensors::read_file(options_.checkpoint);
+                next.emplace(local_);
+                next->load_state(metadata);
             });
         }
         comm_.agree_or_throw(failure);
+        std::vector<std::byte> best;
+        if (comm_.rank() == 0)
+            best.assign(next->best_checkpoint().begin(), next->best_checkpoint().end());
         comm_.broadcast_vector(best, 0);
         std::string source = options_.checkpoint.string();  // rank 0's names the bytes
         comm_.broadcast_string(source, 0);
-        std::optional<gradscope::EarlyStopping<T>> next;
-        comm_.agree_or_throw(detail::failure_of([&] {
-            next.emplace(local_);
-            next->load_state(metadata, best, source);
-        }));
+        failure.clear();
+        if (comm_.rank() != 0) {
+            failure = detail::failure_of([&] {
+                next.emplace(local_);
+                next->load_state(metadata, best, source);
+            });
+        }
+        comm_.agree_or_throw(failure);
         local_ = std::move(*next);
     }
 
