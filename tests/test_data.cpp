@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <numeric>
 #include <set>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 using namespace gradscope;
@@ -81,6 +83,60 @@ TEST_CASE("a dataset refuses targets or labels that do not match its rows", "[da
     REQUIRE_THROWS_MATCHES(
         TensorDataset<double>(Matrix<double>(4, 2), Matrix<double>(4, 0)), shape_error,
         MessageContains({"the targets have no columns", "std::vector<int>", "[4x2]", "[4x0]"}));
+}
+
+TEST_CASE("labels of another integer type are taken as ints, and one an int cannot hold is refused",
+          "[data][labels]") {
+    // PyTorch's labels are int64, a label file's uint8: both give the dataset of int labels.
+    const std::vector<int> want = {2, 0, 1, 0};
+    CHECK(TensorDataset<double>(Matrix<double>::Zero(4, 2), std::vector<std::int64_t>{2, 0, 1, 0})
+              .labels() == want);
+    CHECK(TensorDataset<double>(Matrix<double>::Zero(4, 2), std::vector<std::uint8_t>{2, 0, 1, 0})
+              .labels() == want);
+    CHECK(TensorDataset<float>(Matrix<float>::Zero(4, 2), std::vector<std::size_t>{2, 0, 1, 0})
+              .labels() == want);
+    // The element type is deduced from the features, as with int labels.
+    const Matrix<float> features = Matrix<float>::Zero(4, 2);
+    const TensorDataset deduced(features, std::vector<std::int64_t>{2, 0, 1, 0});
+    STATIC_REQUIRE(std::is_same_v<decltype(deduced), const TensorDataset<float>>);
+    CHECK(deduced.labels() == want);
+
+    // 2^32 would wrap to class 0 as an int.
+    const std::int64_t too_large = std::int64_t{1} << 32;
+    REQUIRE_THROWS_MATCHES(
+        TensorDataset<double>(Matrix<double>::Zero(3, 2),
+                              std::vector<std::int64_t>{0, too_large, 1}),
+        value_error,
+        MessageContains(
+            "TensorDataset: label 4294967296 at row 1 does not fit in an int (labels are class "
+            "indices)"));
+    // After the conversion, the int constructor's checks, with its messages.
+    REQUIRE_THROWS_MATCHES(
+        TensorDataset<double>(Matrix<double>::Zero(3, 2), std::vector<std::int64_t>{0, -1, 2}),
+        value_error, MessageContains("label -1 at row 1 is negative"));
+    REQUIRE_THROWS_MATCHES(
+        TensorDataset<double>(Matrix<double>(4, 2), std::vector<std::int64_t>{0, 1}), shape_error,
+        MessageContains("2 labels for 4 feature rows"));
+
+    // The same split and the same weights as from int labels.
+    std::vector<int> labels;
+    for (int i = 0; i < 30; ++i) labels.push_back(i % 7 == 0 ? 1 : 0);
+    const std::vector<std::int64_t> wide(labels.begin(), labels.end());
+    const data::SplitOptions stratified{
+        .validation = 0.2, .test = 0.2, .seed = 5, .stratify = true};
+    const auto from_int = data::split_indices(labels, stratified);
+    const auto from_wide = data::split_indices(wide, stratified);
+    CHECK(from_wide.train == from_int.train);
+    CHECK(from_wide.validation == from_int.validation);
+    CHECK(from_wide.test == from_int.test);
+    const std::vector<std::uint8_t> bytes(labels.begin(), labels.end());
+    CHECK(data::split_indices(bytes, stratified).test == from_int.test);
+    CHECK(data::class_balancing_weights(wide) == data::class_balancing_weights(labels));
+    const std::vector<std::int64_t> too_negative = {0, -too_large};
+    REQUIRE_THROWS_MATCHES(data::split_indices(too_negative, stratified), value_error,
+                           MessageContains("split: label -4294967296 at row 1 does not fit"));
+    REQUIRE_THROWS_MATCHES(data::class_balancing_weights(too_negative), value_error,
+                           MessageContains("class_balancing_weights: label -4294967296 at row 1"));
 }
 
 TEST_CASE("without shuffle the batches are the rows in order, each row's own values", "[data]") {

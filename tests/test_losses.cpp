@@ -3,6 +3,7 @@
 #include "support/reference.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -92,6 +93,33 @@ TEST_CASE("cross_entropy names a label outside the classes, and a count mismatch
                       Catch::Contains("label -1"));
     CHECK_THROWS_WITH(cross_entropy(logits, std::vector<int>{0, 1}),
                       Catch::Contains("2 labels") && Catch::Contains("[3x4]"));
+}
+
+TEST_CASE("cross_entropy takes int64 labels as PyTorch gives them, with the same loss and gradient",
+          "[losses][labels]") {
+    const std::vector<int> labels = {3, -100, 0};
+    const std::vector<std::int64_t> wide = {3, -100, 0};
+    const CrossEntropyOptions options{.ignore_index = -100, .label_smoothing = 0.1};
+    auto narrow_logits = param(3, 4, 4);
+    auto wide_logits = param(3, 4, 4);
+    auto narrow_loss = cross_entropy(narrow_logits, labels, options);
+    auto wide_loss = cross_entropy(wide_logits, wide, options);
+    CHECK(wide_loss.item() == narrow_loss.item());
+    narrow_loss.backward();
+    wide_loss.backward();
+    CHECK(wide_logits.grad() == narrow_logits.grad());
+    CHECK(cross_entropy(wide_logits, std::vector<std::int64_t>{3, 1, 0}, Reduction::sum).item() ==
+          cross_entropy(narrow_logits, std::vector<int>{3, 1, 0}, Reduction::sum).item());
+
+    // 2^32 + 1 would wrap to class 1 as an int.
+    const std::vector<std::int64_t> too_large = {0, 1, (std::int64_t{1} << 32) + 1};
+    CHECK_THROWS_MATCHES(cross_entropy(wide_logits, too_large), value_error,
+                         MessageContains("cross_entropy: label 4294967297 at row 2 does not fit "
+                                         "in an int"));
+    CHECK_THROWS_MATCHES(cross_entropy(wide_logits, too_large, Reduction::sum), value_error,
+                         MessageContains("label 4294967297 at row 2"));
+    CHECK_THROWS_MATCHES(cross_entropy(wide_logits, std::vector<std::int64_t>{0, 4, 1}),
+                         value_error, MessageContains({"label 4", "row 1", "4 classes"}));
 }
 
 TEST_CASE("losses reject prediction and target shapes that differ", "[losses][errors]") {

@@ -6,6 +6,7 @@
 #include <gradscope/metrics.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -54,6 +55,49 @@ TEST_CASE("the confusion matrix has the truth in rows and the prediction in colu
     want << 1, 0, 0, 2, 0, 0, 1, 1, 1;
     REQUIRE(metrics::confusion_matrix(scores(), labels) == want);
     REQUIRE(metrics::confusion_matrix(metrics::predictions(scores()), labels, 3) == want);
+}
+
+TEST_CASE("classification metrics take labels of another integer type as ints",
+          "[metrics][labels]") {
+    const std::vector<std::int64_t> wide(labels.begin(), labels.end());
+    const std::vector<std::uint8_t> bytes(labels.begin(), labels.end());
+    REQUIRE_THAT(metrics::accuracy(scores(), wide), WithinRel(2.0 / 6.0, 1e-15));
+    REQUIRE_THAT(metrics::accuracy(TensorD::constant(scores()), bytes),
+                 WithinRel(2.0 / 6.0, 1e-15));
+    REQUIRE_THAT(metrics::top_k_accuracy(scores(), wide, 2), WithinRel(5.0 / 6.0, 1e-15));
+    REQUIRE_THAT(metrics::top_k_accuracy(TensorD::constant(scores()), wide, 2),
+                 WithinRel(5.0 / 6.0, 1e-15));
+    CHECK(metrics::confusion_matrix(scores(), wide) == metrics::confusion_matrix(scores(), labels));
+    CHECK(metrics::confusion_matrix(TensorD::constant(scores()), bytes) ==
+          metrics::confusion_matrix(scores(), labels));
+
+    std::vector<std::int64_t> too_large = wide;
+    too_large[4] = std::int64_t{1} << 31;
+    REQUIRE_THROWS_MATCHES(
+        metrics::accuracy(scores(), too_large), value_error,
+        MessageContains("metrics::accuracy: label 2147483648 at row 4 does not fit in an int"));
+    REQUIRE_THROWS_MATCHES(metrics::top_k_accuracy(scores(), too_large, 1), value_error,
+                           MessageContains("metrics::top_k_accuracy: label 2147483648 at row 4"));
+    REQUIRE_THROWS_MATCHES(metrics::confusion_matrix(scores(), too_large), value_error,
+                           MessageContains("metrics::confusion_matrix: label 2147483648 at row 4"));
+    // Predictions and labels as PyTorch's argmax and targets give them.
+    const std::vector<int> predicted = metrics::predictions(scores());
+    const std::vector<std::int64_t> wide_predicted(predicted.begin(), predicted.end());
+    CHECK(metrics::confusion_matrix(wide_predicted, wide, 3) ==
+          metrics::confusion_matrix(predicted, labels, 3));
+    CHECK(metrics::confusion_matrix(predicted, wide, 3) ==
+          metrics::confusion_matrix(predicted, labels, 3));
+    std::vector<std::int64_t> too_large_prediction = wide_predicted;
+    too_large_prediction[1] = -(std::int64_t{1} << 40);
+    REQUIRE_THROWS_MATCHES(
+        metrics::confusion_matrix(too_large_prediction, labels, 3), value_error,
+        MessageContains("metrics::confusion_matrix: prediction -1099511627776 at row 1 does not "
+                        "fit in an int"));
+    // In range, the int checks follow: a label outside the classes.
+    std::vector<std::int64_t> outside = wide;
+    outside[2] = 3;
+    REQUIRE_THROWS_MATCHES(metrics::accuracy(scores(), outside), value_error,
+                           MessageContains("label 3 at row 2 is outside the 3 classes"));
 }
 
 TEST_CASE("precision, recall and F1 per class and averaged, worked out by hand", "[metrics]") {

@@ -4,9 +4,11 @@
 #pragma once
 
 #include "../core/errors.hpp"
+#include "../core/labels.hpp"
 #include "../core/matrix.hpp"
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +55,13 @@ public:
             }
         }
     }
+
+    // Labels of another integer type (PyTorch's int64, a file's uint8), converted to int; a label
+    // int cannot hold is a value_error naming its row.
+    template <ConvertibleLabel L>
+    TensorDataset(Matrix<T> features, const std::vector<L>& labels)
+        : TensorDataset(std::move(features),
+                        gradscope::detail::labels_as_int("TensorDataset", std::span(labels))) {}
 
     [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(features_.rows()); }
     [[nodiscard]] Index feature_count() const { return features_.cols(); }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "../core/errors.hpp"
+#include "../core/labels.hpp"
 #include "dataset.hpp"
 #include "sampler.hpp"
 
@@ -127,6 +128,12 @@ inline SplitIndices split_indices(std::span<const int> labels, const SplitOption
         detail::split::deal(by_class[c], options, c, out);
     }
     return detail::split::finish(std::move(out), options, labels.size());
+}
+
+// Labels of another integer type (PyTorch's int64), converted to int first.
+template <ConvertibleLabel L>
+SplitIndices split_indices(const std::vector<L>& labels, const SplitOptions& options) {
+    return split_indices(gradscope::detail::labels_as_int("split", std::span(labels)), options);
 }
 
 template <class T>

@@ -25,6 +25,7 @@
 #pragma once
 
 #include "../core/errors.hpp"
+#include "../core/labels.hpp"
 #include "sampler.hpp"
 
 #include <algorithm>
@@ -166,6 +167,13 @@ inline std::vector<double> class_balancing_weights(const std::vector<int>& label
     weights.reserve(labels.size());
     for (const int label : labels) weights.push_back(1.0 / static_cast<double>(count[label]));
     return weights;
+}
+
+// Labels of another integer type (PyTorch's int64), converted to int first.
+template <ConvertibleLabel L>
+std::vector<double> class_balancing_weights(const std::vector<L>& labels) {
+    return class_balancing_weights(
+        gradscope::detail::labels_as_int("class_balancing_weights", std::span(labels)));
 }
 
 }  // namespace gradscope::data

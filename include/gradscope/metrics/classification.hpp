@@ -17,6 +17,7 @@
 #pragma once
 
 #include "../core/errors.hpp"
+#include "../core/labels.hpp"
 #include "../core/matrix.hpp"
 #include "../core/tensor.hpp"
 
@@ -232,6 +233,41 @@ double top_k_accuracy(const Tensor<T>& scores, std::span<const int> labels, Inde
 template <class T>
 ConfusionMatrix confusion_matrix(const Tensor<T>& scores, std::span<const int> labels) {
     return confusion_matrix(scores.value(), labels);
+}
+
+// Labels of another integer type (PyTorch's int64), converted to int first (a label int cannot
+// hold is a value_error naming its row); the scores a matrix or a Tensor, as above.
+template <class Scores, ConvertibleLabel L>
+requires requires(const Scores& scores, std::span<const int> labels) { accuracy(scores, labels); }
+double accuracy(const Scores& scores, const std::vector<L>& labels) {
+    return accuracy(scores,
+                    gradscope::detail::labels_as_int("metrics::accuracy", std::span(labels)));
+}
+template <class Scores, ConvertibleLabel L>
+requires requires(const Scores& scores, std::span<const int> labels) {
+    top_k_accuracy(scores, labels, Index{1});
+}
+double top_k_accuracy(const Scores& scores, const std::vector<L>& labels, Index k) {
+    return top_k_accuracy(
+        scores, gradscope::detail::labels_as_int("metrics::top_k_accuracy", std::span(labels)), k);
+}
+template <class Scores, ConvertibleLabel L>
+requires requires(const Scores& scores, std::span<const int> labels) {
+    confusion_matrix(scores, labels);
+}
+ConfusionMatrix confusion_matrix(const Scores& scores, const std::vector<L>& labels) {
+    return confusion_matrix(
+        scores, gradscope::detail::labels_as_int("metrics::confusion_matrix", std::span(labels)));
+}
+// Predictions and labels either of which is of another integer type (argmax in PyTorch gives
+// int64).
+template <LabelInteger P, LabelInteger L>
+requires(!std::same_as<P, int> || !std::same_as<L, int>) ConfusionMatrix
+    confusion_matrix(const std::vector<P>& predicted, const std::vector<L>& labels, Index classes) {
+    const char* who = "metrics::confusion_matrix";
+    return confusion_matrix(
+        gradscope::detail::labels_as_int(who, std::span(predicted), "prediction"),
+        gradscope::detail::labels_as_int(who, std::span(labels)), classes);
 }
 
 }  // namespace gradscope::metrics

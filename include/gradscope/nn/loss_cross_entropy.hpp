@@ -20,6 +20,7 @@
 // parameters; gradscope refuses it with a value_error instead (Reduction::sum gives 0 there).
 #pragma once
 
+#include "../core/labels.hpp"
 #include "../core/ops/softmax.hpp"
 #include "loss_reduction.hpp"
 
@@ -214,6 +215,22 @@ template <class T>
 Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<int>& labels,
                         Reduction reduction) {
     return cross_entropy(logits, std::span<const int>(labels), reduction);
+}
+
+// Labels of another integer type (PyTorch's int64), converted to int first; a label int cannot
+// hold is a value_error naming its row.
+template <class T, ConvertibleLabel L>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<L>& labels,
+                        const CrossEntropyOptions& options = {}) {
+    return cross_entropy(logits, detail::labels_as_int("cross_entropy", std::span(labels)),
+                         options);
+}
+
+template <class T, ConvertibleLabel L>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<L>& labels,
+                        Reduction reduction) {
+    return cross_entropy(logits, detail::labels_as_int("cross_entropy", std::span(labels)),
+                         reduction);
 }
 
 }  // namespace gradscope
