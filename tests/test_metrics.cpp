@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <vector>
 
 using namespace gradscope;
@@ -120,6 +122,61 @@ TEST_CASE("precision, recall and F1 per class and averaged, worked out by hand",
     REQUIRE_THAT(r.weighted_precision, WithinRel(3.25 / 6.0, 1e-15));
     REQUIRE_THAT(r.weighted_recall, WithinRel(2.0 / 6.0, 1e-15));  // always the accuracy
     REQUIRE_THAT(r.weighted_f1, WithinRel(1.9 / 6.0, 1e-15));
+}
+
+TEST_CASE("a report from scores and labels prints as scikit-learn prints it", "[metrics]") {
+    // From scikit-learn 1.2.1: classification_report([0, 2, 1, 2, 1, 2], [0, 1, 0, 2, 0, 0],
+    // zero_division=0), the labels and the predictions of scores() above.
+    const std::string sklearn =
+        "              precision    recall  f1-score   support\n"
+        "\n"
+        "           0       0.25      1.00      0.40         1\n"
+        "           1       0.00      0.00      0.00         2\n"
+        "           2       1.00      0.33      0.50         3\n"
+        "\n"
+        "    accuracy                           0.33         6\n"
+        "   macro avg       0.42      0.44      0.30         6\n"
+        "weighted avg       0.54      0.33      0.32         6\n";
+    const metrics::ClassificationReport from_scores =
+        metrics::classification_report(scores(), labels);
+    CHECK(metrics::format_report(from_scores) == sklearn);
+    std::ostringstream printed;
+    printed << from_scores;
+    CHECK(printed.str() == sklearn);
+    // The same report through a Tensor and int64 labels.
+    const std::vector<std::int64_t> wide(labels.begin(), labels.end());
+    CHECK(metrics::format_report(
+              metrics::classification_report(TensorD::constant(scores()), wide)) == sklearn);
+
+    // ... digits=4, target_names=["T-shirt/top", "coat", "bag"]: a name longer than
+    // "weighted avg" widens the first column.
+    const std::string named =
+        "              precision    recall  f1-score   support\n"
+        "\n"
+        " T-shirt/top     0.2500    1.0000    0.4000         1\n"
+        "        coat     0.0000    0.0000    0.0000         2\n"
+        "         bag     1.0000    0.3333    0.5000         3\n"
+        "\n"
+        "    accuracy                         0.3333         6\n"
+        "   macro avg     0.4167    0.4444    0.3000         6\n"
+        "weighted avg     0.5417    0.3333    0.3167         6\n";
+    CHECK(metrics::format_report(
+              from_scores, {.class_names = {"T-shirt/top", "coat", "bag"}, .digits = 4}) == named);
+    const std::string long_name =
+        metrics::format_report(from_scores, {.class_names = {"a", "b", "a rather long class"}});
+    CHECK(long_name.find("\na rather long class       1.00      0.33      0.50         3\n") !=
+          std::string::npos);
+    CHECK(long_name.find("\n       weighted avg       0.54") != std::string::npos);
+
+    REQUIRE_THROWS_MATCHES(metrics::format_report(from_scores, {.class_names = {"a", "b"}}),
+                           value_error,
+                           MessageContains("metrics::format_report: 2 class names for 3 classes"));
+    REQUIRE_THROWS_MATCHES(metrics::format_report(from_scores, {.digits = -1}), value_error,
+                           MessageContains("digits must be in [0, 15], got -1"));
+    metrics::ClassificationReport uneven = from_scores;
+    uneven.f1.pop_back();
+    REQUIRE_THROWS_MATCHES(metrics::format_report(uneven), value_error,
+                           MessageContains("per-class lists differ in length"));
 }
 
 TEST_CASE("a class never predicted or never seen scores 0, as scikit-learn's zero_division=0",

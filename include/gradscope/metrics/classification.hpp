@@ -259,15 +259,29 @@ ConfusionMatrix confusion_matrix(const Scores& scores, const std::vector<L>& lab
     return confusion_matrix(
         scores, gradscope::detail::labels_as_int("metrics::confusion_matrix", std::span(labels)));
 }
-// Predictions and labels either of which is of another integer type (argmax in PyTorch gives
-// int64).
-template <LabelInteger P, LabelInteger L>
-requires(!std::same_as<P, int> || !std::same_as<L, int>) ConfusionMatrix
-    confusion_matrix(const std::vector<P>& predicted, const std::vector<L>& labels, Index classes) {
+// Predictions or labels of another integer type (argmax in PyTorch gives int64).
+template <ConvertibleLabel P, LabelInteger L>
+ConfusionMatrix confusion_matrix(const std::vector<P>& predicted, const std::vector<L>& labels,
+                                 Index classes) {
     const char* who = "metrics::confusion_matrix";
     return confusion_matrix(
         gradscope::detail::labels_as_int(who, std::span(predicted), "prediction"),
         gradscope::detail::labels_as_int(who, std::span(labels)), classes);
+}
+template <ConvertibleLabel L>
+ConfusionMatrix confusion_matrix(std::span<const int> predicted, const std::vector<L>& labels,
+                                 Index classes) {
+    return confusion_matrix(
+        predicted, gradscope::detail::labels_as_int("metrics::confusion_matrix", std::span(labels)),
+        classes);
+}
+
+// From scores and labels, in any form confusion_matrix takes them: scikit-learn's
+// classification_report(y_true, y_pred) over every class of the scores.
+template <class Scores, class Labels>
+requires requires(const Scores& scores, const Labels& labels) { confusion_matrix(scores, labels); }
+ClassificationReport classification_report(const Scores& scores, const Labels& labels) {
+    return classification_report(confusion_matrix(scores, labels));
 }
 
 }  // namespace gradscope::metrics
