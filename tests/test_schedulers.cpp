@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstddef>
 #include <functional>
 #include <limits>
 #include <map>
@@ -426,6 +427,12 @@ TEST_CASE("scheduler options are checked where they are given", "[schedulers][va
                                           .steps_per_epoch = std::int64_t{1} << 30}),
         value_error, M("does not fit a 64-bit count"));
     REQUIRE_THROWS_MATCHES(
+        OneCycleLR(sgd,
+                   OneCycleLROptions{.max_lr = 1.0,
+                                     .epochs = 1,
+                                     .steps_per_epoch = std::numeric_limits<std::size_t>::max()}),
+        value_error, M("epochs * steps_per_epoch (1 * 18446744073709551615) does not fit"));
+    REQUIRE_THROWS_MATCHES(
         OneCycleLR(sgd, OneCycleLROptions{.max_lr = 1.0, .total_steps = 10, .pct_start = 1.2}),
         value_error, M("OneCycleLR: pct_start must be in [0, 1], got 1.2"));
     REQUIRE_THROWS_MATCHES(
@@ -510,9 +517,10 @@ TEST_CASE("OneCycleLR over epochs * steps_per_epoch is the schedule of that many
     // one_cycle_cos, which equals PyTorch's lrs in the reference test, as 8 epochs of 25 steps.
     const std::vector<double> want = run("one_cycle_cos", 200);
     SGD<double> sgd = make_sgd();
+    const std::size_t batches = 25;  // a loader's size(), as PyTorch's steps_per_epoch=len(loader)
     OneCycleLR cycle(
-        sgd,
-        OneCycleLROptions{.max_lr = 0.5, .epochs = 8, .steps_per_epoch = 25, .pct_start = 0.25});
+        sgd, OneCycleLROptions{
+                 .max_lr = 0.5, .epochs = 8, .steps_per_epoch = batches, .pct_start = 0.25});
     REQUIRE(cycle.total_steps() == 200);
     std::vector<double> got{sgd.lr()};
     for (std::size_t i = 1; i < want.size(); ++i) {

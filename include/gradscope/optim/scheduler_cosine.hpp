@@ -6,11 +6,13 @@
 #include "scheduler.hpp"
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <numbers>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gradscope {
@@ -156,7 +158,7 @@ struct OneCycleLROptions {
     double max_lr = 0.0;           // required (> 0), unless max_lrs is given
     std::int64_t total_steps = 0;  // >= 2; 0: epochs × steps_per_epoch
     std::int64_t epochs = 0;
-    std::int64_t steps_per_epoch = 0;
+    std::size_t steps_per_epoch = 0;  // a std::size_t, as loader.size() (PyTorch's len(loader))
     double pct_start = 0.3;
     enum class Anneal { cos, linear } anneal_strategy = Anneal::cos;
     double div_factor = 25.0;
@@ -260,13 +262,18 @@ private:
             return options.total_steps;
         }
         detail::check_whole_at_least(who, "epochs", options.epochs, 1);
-        detail::check_whole_at_least(who, "steps_per_epoch", options.steps_per_epoch, 1);
-        if (options.epochs > std::numeric_limits<std::int64_t>::max() / options.steps_per_epoch) {
+        if (options.steps_per_epoch == 0) {
+            detail::throw_value(who, "steps_per_epoch must be >= 1, got 0");
+        }
+        constexpr std::int64_t largest = std::numeric_limits<std::int64_t>::max();
+        if (!std::in_range<std::int64_t>(options.steps_per_epoch) ||
+            options.epochs > largest / static_cast<std::int64_t>(options.steps_per_epoch)) {
             detail::throw_value(who, "epochs * steps_per_epoch (" + std::to_string(options.epochs) +
                                          " * " + std::to_string(options.steps_per_epoch) +
                                          ") does not fit a 64-bit count");
         }
-        const std::int64_t steps = options.epochs * options.steps_per_epoch;
+        const std::int64_t steps =
+            options.epochs * static_cast<std::int64_t>(options.steps_per_epoch);
         if (steps < 2) {
             detail::throw_value(
                 who, "epochs * steps_per_epoch must be >= 2, got " + std::to_string(steps));
