@@ -107,6 +107,7 @@ TEST_CASE("precision, recall and F1 per class and averaged, worked out by hand",
         metrics::classification_report(metrics::confusion_matrix(scores(), labels));
     // Column sums (predicted) 4, 1, 1; row sums (support) 1, 2, 3; diagonal 1, 0, 1.
     REQUIRE(r.support == std::vector<std::int64_t>{1, 2, 3});
+    REQUIRE(r.predicted == std::vector<std::int64_t>{4, 1, 1});
     REQUIRE(r.precision == std::vector<double>{0.25, 0.0, 1.0});
     REQUIRE_THAT(r.recall[0], WithinRel(1.0, 1e-15));
     REQUIRE(r.recall[1] == 0.0);
@@ -148,8 +149,7 @@ TEST_CASE("a report from scores and labels prints as scikit-learn prints it", "[
     CHECK(metrics::format_report(
               metrics::classification_report(TensorD::constant(scores()), wide)) == sklearn);
 
-    // ... digits=4, target_names=["T-shirt/top", "coat", "bag"]: a name longer than
-    // "weighted avg" widens the first column.
+    // ... digits=4, target_names=["T-shirt/top", "coat", "bag"].
     const std::string named =
         "              precision    recall  f1-score   support\n"
         "\n"
@@ -172,11 +172,80 @@ TEST_CASE("a report from scores and labels prints as scikit-learn prints it", "[
                            value_error,
                            MessageContains("metrics::format_report: 2 class names for 3 classes"));
     REQUIRE_THROWS_MATCHES(metrics::format_report(from_scores, {.digits = -1}), value_error,
-                           MessageContains("digits must be in [0, 15], got -1"));
+                           MessageContains("digits must be >= 0, got -1"));
     metrics::ClassificationReport uneven = from_scores;
     uneven.f1.pop_back();
     REQUIRE_THROWS_MATCHES(metrics::format_report(uneven), value_error,
                            MessageContains("per-class lists differ in length"));
+    REQUIRE_THROWS_MATCHES(metrics::format_report(metrics::ClassificationReport{}), value_error,
+                           MessageContains("the report has no classes"));
+}
+
+TEST_CASE("a report's numbers are scikit-learn's to the last bit, and so is its text",
+          "[metrics]") {
+    // Each expected text is scikit-learn 1.2.1's classification_report(y_true, y_pred,
+    // labels=range(classes), zero_division=0, ...) for the same y_true and y_pred.
+    const auto report_of = [](const std::vector<int>& truth, const std::vector<int>& predicted,
+                              Index classes) {
+        return metrics::classification_report(metrics::confusion_matrix(predicted, truth, classes));
+    };
+
+    // 79 samples of class 0, one predicted right, and one of class 1: F1 is 2 p r / (p + r),
+    // which here rounds to 0.02 where 2 tp / (2 tp + fp + fn) = 0.025 would print 0.03; the
+    // accuracy row prints the micro F1 (0.03). Names are measured in characters, not bytes.
+    std::vector<int> truth(79, 0), predicted(79, 1);
+    truth.push_back(1);
+    predicted.push_back(1);
+    predicted[0] = 0;
+    CHECK(metrics::format_report(report_of(truth, predicted, 2),
+                                 {.class_names = {"Schn\u00fcrstiefel", "Sandale"}}) ==
+          "               precision    recall  f1-score   support\n"
+          "\n"
+          "Schn\u00fcrstiefel       1.00      0.01      0.02        79\n"
+          "      Sandale       0.01      1.00      0.02         1\n"
+          "\n"
+          "     accuracy                           0.03        80\n"
+          "    macro avg       0.51      0.51      0.02        80\n"
+          " weighted avg       0.99      0.03      0.02        80\n");
+
+    // Ten classes at 17 digits: every double, including the means numpy sums pairwise.
+    const std::vector<int> truth10 = {9, 6, 6, 8, 5, 7, 8, 2, 0, 3, 2, 8, 9, 0, 4, 8, 1, 7, 1, 4,
+                                      8, 3, 3, 2, 7, 2, 9, 4, 4, 5, 5, 5, 5, 9, 8, 7, 7, 6, 3, 9,
+                                      4, 2, 8, 1, 8, 6, 1, 0, 4, 0, 1, 5, 9, 4, 8, 9, 8, 6, 4, 5};
+    const std::vector<int> predicted10 = {
+        9, 6, 6, 8, 5, 7, 8, 2, 4, 3, 2, 7, 9, 0, 7, 3, 1, 7, 1, 1, 8, 3, 3, 2, 7, 2, 0, 4, 4, 5,
+        6, 3, 0, 9, 8, 7, 7, 6, 9, 9, 5, 2, 7, 9, 8, 1, 4, 9, 4, 0, 1, 7, 9, 4, 6, 1, 8, 6, 4, 5};
+    CHECK(
+        metrics::format_report(report_of(truth10, predicted10, 10), {.digits = 17}) ==
+        "                   precision    recall  f1-score   support\n"
+        "\n"
+        "                0  0.50000000000000000 0.50000000000000000 0.50000000000000000         4\n"
+        "                1  0.50000000000000000 0.59999999999999998 0.54545454545454541         5\n"
+        "                2  1.00000000000000000 1.00000000000000000 1.00000000000000000         5\n"
+        "                3  0.59999999999999998 0.75000000000000000 0.66666666666666652         4\n"
+        "                4  0.71428571428571430 0.62500000000000000 0.66666666666666663         8\n"
+        "                5  0.75000000000000000 0.42857142857142855 0.54545454545454541         7\n"
+        "                6  0.66666666666666663 0.80000000000000004 0.72727272727272718         5\n"
+        "                7  0.55555555555555558 1.00000000000000000 0.71428571428571430         5\n"
+        "                8  1.00000000000000000 0.59999999999999998 0.74999999999999989        10\n"
+        "                9  0.62500000000000000 0.71428571428571430 0.66666666666666663         7\n"
+        "\n"
+        "         accuracy                      0.68333333333333335        60\n"
+        "        macro avg  0.69115079365079368 0.70178571428571435 0.67824675324675332        60\n"
+        "     weighted avg  0.72250661375661385 0.68333333333333335 0.68199855699855694        60\n");
+
+    // Classes 2 and 3 neither in the truth nor predicted: scikit-learn prints "micro avg".
+    CHECK(metrics::format_report(report_of({0, 1, 1, 0}, {0, 1, 1, 1}, 4)) ==
+          "              precision    recall  f1-score   support\n"
+          "\n"
+          "           0       1.00      0.50      0.67         2\n"
+          "           1       0.67      1.00      0.80         2\n"
+          "           2       0.00      0.00      0.00         0\n"
+          "           3       0.00      0.00      0.00         0\n"
+          "\n"
+          "   micro avg       0.75      0.75      0.75         4\n"
+          "   macro avg       0.42      0.38      0.37         4\n"
+          "weighted avg       0.83      0.75      0.73         4\n");
 }
 
 TEST_CASE("a class never predicted or never seen scores 0, as scikit-learn's zero_division=0",

@@ -12,8 +12,10 @@
 //
 // Undefined ratios follow scikit-learn with zero_division=0, without its warning: a class
 // never predicted has precision 0, a class with no samples has recall 0, and F1 is
-// 2 tp / (2 tp + fp + fn), 0 when that is 0/0. Averages are over all `classes` classes (as
-// scikit-learn's with labels=range(classes)), including classes absent from both.
+// 2 p r / (p + r), 0 when p + r is 0. Averages are over all `classes` classes (as
+// scikit-learn's with labels=range(classes)), including classes absent from both. Every ratio
+// and mean is computed as scikit-learn 1.2 computes it (F1 from p and r, sums in numpy's
+// pairwise order), so the doubles are the same and so is the text format_report prints.
 #pragma once
 
 #include "../core/errors.hpp"
@@ -23,6 +25,7 @@
 
 #include <Eigen/Core>
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -169,12 +172,62 @@ struct ClassificationReport {
     // One entry per class.
     std::vector<double> precision, recall, f1;
     std::vector<std::int64_t> support;  // samples of the class (row sums of the confusion matrix)
+    std::vector<std::int64_t> predicted;  // samples predicted as the class (column sums)
     double accuracy = 0.0;
     // Unweighted means over the classes.
     double macro_precision = 0.0, macro_recall = 0.0, macro_f1 = 0.0;
     // Means weighted by support.
     double weighted_precision = 0.0, weighted_recall = 0.0, weighted_f1 = 0.0;
 };
+
+namespace detail {
+
+// The sum numpy's np.sum gives (its pairwise summation: sequential below 8 values, 8 running
+// sums up to 128, halves above), so that a mean here is the double scikit-learn reports.
+inline double numpy_sum(std::span<const double> values) {
+    const std::size_t n = values.size();
+    if (n < 8) {
+        double sum = 0.0;
+        for (const double v : values) sum += v;
+        return sum;
+    }
+    if (n <= 128) {
+        std::array<double, 8> r{};
+        for (std::size_t j = 0; j < 8; ++j) r[j] = values[j];
+        std::size_t i = 8;
+        for (; i < n - n % 8; i += 8) {
+            for (std::size_t j = 0; j < 8; ++j) r[j] += values[i + j];
+        }
+        double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i) sum += values[i];
+        return sum;
+    }
+    std::size_t half = n / 2;
+    half -= half % 8;
+    return numpy_sum(values.first(half)) + numpy_sum(values.subspan(half));
+}
+
+// np.average(values) and np.average(values, weights=weights).
+inline double numpy_mean(const std::vector<double>& values) {
+    return numpy_sum(values) / static_cast<double>(values.size());
+}
+inline double numpy_weighted_mean(const std::vector<double>& values,
+                                  const std::vector<std::int64_t>& weights) {
+    std::vector<double> products(values.size()), as_double(weights.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        as_double[i] = static_cast<double>(weights[i]);
+        products[i] = values[i] * as_double[i];
+    }
+    return numpy_sum(products) / numpy_sum(as_double);
+}
+
+// scikit-learn's F-score with beta = 1: (1 + beta^2) p r / (beta^2 p + r), 0 when p + r is 0.
+inline double f1_of(double precision, double recall) {
+    const double denominator = precision + recall;
+    return 2.0 * precision * recall / (denominator == 0.0 ? 1.0 : denominator);
+}
+
+}  // namespace detail
 
 // Per-class precision, recall and F1, and their averages (zero division: see the top).
 inline ClassificationReport classification_report(const ConfusionMatrix& counts) {
@@ -192,31 +245,20 @@ inline ClassificationReport classification_report(const ConfusionMatrix& counts)
         return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den);
     };
     ClassificationReport out;
-    const Index classes = counts.rows();
-    const auto n = static_cast<double>(classes);
-    for (Index c = 0; c < classes; ++c) {
+    for (Index c = 0; c < counts.rows(); ++c) {
         const std::int64_t tp = counts(c, c);
-        const std::int64_t predicted = counts.col(c).sum();
-        const std::int64_t actual = counts.row(c).sum();
-        out.precision.push_back(ratio(tp, predicted));
-        out.recall.push_back(ratio(tp, actual));
-        out.f1.push_back(ratio(2 * tp, predicted + actual));  // 2tp + fp + fn
-        out.support.push_back(actual);
-        const auto weight = static_cast<double>(actual);
-        out.macro_precision += out.precision.back();
-        out.macro_recall += out.recall.back();
-        out.macro_f1 += out.f1.back();
-        out.weighted_precision += out.precision.back() * weight;
-        out.weighted_recall += out.recall.back() * weight;
-        out.weighted_f1 += out.f1.back() * weight;
+        out.support.push_back(counts.row(c).sum());
+        out.predicted.push_back(counts.col(c).sum());
+        out.precision.push_back(ratio(tp, out.predicted.back()));
+        out.recall.push_back(ratio(tp, out.support.back()));
+        out.f1.push_back(detail::f1_of(out.precision.back(), out.recall.back()));
     }
-    const auto samples = static_cast<double>(total);
-    out.macro_precision /= n;
-    out.macro_recall /= n;
-    out.macro_f1 /= n;
-    out.weighted_precision /= samples;
-    out.weighted_recall /= samples;
-    out.weighted_f1 /= samples;
+    out.macro_precision = detail::numpy_mean(out.precision);
+    out.macro_recall = detail::numpy_mean(out.recall);
+    out.macro_f1 = detail::numpy_mean(out.f1);
+    out.weighted_precision = detail::numpy_weighted_mean(out.precision, out.support);
+    out.weighted_recall = detail::numpy_weighted_mean(out.recall, out.support);
+    out.weighted_f1 = detail::numpy_weighted_mean(out.f1, out.support);
     out.accuracy = ratio(counts.trace(), total);
     return out;
 }

@@ -158,7 +158,9 @@ struct OneCycleLROptions {
     double max_lr = 0.0;           // required (> 0), unless max_lrs is given
     std::int64_t total_steps = 0;  // >= 2; 0: epochs × steps_per_epoch
     std::int64_t epochs = 0;
-    std::size_t steps_per_epoch = 0;  // a std::size_t, as loader.size() (PyTorch's len(loader))
+    // A std::size_t, as loader.size() (PyTorch's len(loader)) gives it; a variable of a signed
+    // type needs a cast, and a negative one wraps to a count the overflow check refuses.
+    std::size_t steps_per_epoch = 0;
     double pct_start = 0.3;
     enum class Anneal { cos, linear } anneal_strategy = Anneal::cos;
     double div_factor = 25.0;
