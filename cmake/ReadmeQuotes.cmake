@@ -1,5 +1,5 @@
-# cmake -DREADME=<README.md> -DSOURCE=<file> -P ReadmeQuotes.cmake
-# Fails unless the README quotes SOURCE verbatim (its whole text after the comment lines that
+# cmake -DREADME=<README.md or a page of docs/> -DSOURCE=<file> -P ReadmeQuotes.cmake
+# Fails unless the page quotes SOURCE verbatim (its whole text after the comment lines that
 # open it, in a code block), so that a program the README shows is the one the build compiles
 # and ctest runs.
 file(READ "${README}" readme)

@@ -1,6 +1,7 @@
 // Data-parallel training over MPI is the same computation as one process on the whole batch.
 // Every rank runs each test case; each rank also trains the single-process reference itself, so
 // that every rank checks its own parameters against it.
+#include "../support/temp_dir.hpp"
 #include "../support/testing.hpp"
 
 #include <gradscope/dist.hpp>
@@ -753,5 +754,103 @@ TEST_CASE("gather_bytes collects every rank's bytes of its own length on the roo
         CHECK(got.size() == static_cast<std::size_t>(r) * 3 + 1);
         CHECK(std::all_of(got.begin(), got.end(),
                           [&](std::byte b) { return b == static_cast<std::byte>(r + 7); }));
+    }
+}
+
+// The code blocks of docs/DISTRIBUTED.md (tests/test_doc_snippets.cpp checks that each is here
+// or in examples/distributed_training.cpp), verbatim between clang-format off/on.
+
+TEST_CASE("docs/DISTRIBUTED.md: micro-batches accumulate under no_sync() as one process's do",
+          "[dist]") {
+    Communicator comm;
+    const std::size_t micro_batches = 3;
+    // One process: the whole of each micro-batch.
+    auto alone = network(Normalization::none);
+    AdamW<double> alone_optimizer(alone->parameters(), {.lr = 0.05});
+    alone_optimizer.zero_grad();
+    for (std::uint64_t m = 0; m < micro_batches; ++m) {
+        const Batch b = whole_batch(m);
+        (cross_entropy((*alone)(TensorD::constant(b.x)), b.y) * (1.0 / micro_batches)).backward();
+    }
+    alone_optimizer.step();
+
+    auto net = network(Normalization::none);
+    DataParallel<double> ddp(*net, comm);
+    AdamW<double> optimizer(net->parameters(), {.lr = 0.05});
+    std::vector<TensorD> x;
+    std::vector<std::vector<int>> y;
+    for (std::uint64_t m = 0; m < micro_batches; ++m) {
+        const Batch b = shard(whole_batch(m), comm.rank(), comm.size());
+        x.push_back(TensorD::constant(b.x));
+        y.push_back(b.y);
+    }
+    // clang-format off
+  optimizer.zero_grad();
+  for (std::size_t m = 0; m < micro_batches; ++m) {
+      auto loss = cross_entropy(ddp(x[m]), y[m]) * (1.0 / micro_batches);
+      if (m + 1 < micro_batches) {
+          auto local = ddp.no_sync();  // this pass's gradients stay on this rank
+          loss.backward();
+      } else {
+          loss.backward();             // averages everything accumulated
+      }
+  }
+  optimizer.step();
+    // clang-format on
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    CHECK(largest_difference(*alone, *net) < 1e-12);
+    // One synchronised pass, whose all-reduce averages the sum of the three; the parameters
+    // alone would not tell (averaging is linear): these counts do.
+    CHECK(ddp.stats().passes == 1);
+    CHECK(ddp.stats().local_passes == 2);
+}
+
+TEST_CASE("docs/DISTRIBUTED.md: early stopping decides once for every rank", "[dist]") {
+    Communicator comm;
+    InDirectory here(scratch_dir(comm));
+    if (comm.rank() == 0) std::filesystem::remove("best.safetensors");
+    comm.barrier();
+    auto net = mlp<float>({.widths = {inputs, 6, classes}, .seed = 3});
+    DataParallel<float> ddp(*net, comm);
+    AdamW<float> optimizer(net->parameters(), {.lr = 0.01});
+    // The ranks' metrics average to their best at the third epoch. At the fourth they differ:
+    // rank r's is off by 0.25 (2r - (size - 1)), so rank 0's alone would be a new best (binary
+    // fractions: the averages are exact).
+    const std::vector<double> average{1.0, 0.75, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25};
+    const int epochs = static_cast<int>(average.size());
+    int trained = 0;
+    std::vector<Matrix<float>> after_third;
+    auto train_one_epoch = [&] {
+        const Batch b =
+            shard(whole_batch(static_cast<std::uint64_t>(trained)), comm.rank(), comm.size());
+        auto loss = cross_entropy(ddp(TensorF::constant(b.x.cast<float>())), b.y);
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step();
+        if (++trained == 3) {
+            for (const auto& p : net->parameters()) after_third.push_back(p.value());
+        }
+    };
+    auto validation_loss_of_this_ranks_shard = [&] {
+        const double spread = trained == 4 ? 0.25 : 0.0;
+        return average[static_cast<std::size_t>(trained - 1)] +
+               spread * (2 * comm.rank() - (comm.size() - 1));
+    };
+    // clang-format off
+  dist::EarlyStopping<float> stopper(comm, *net, {.patience = 5, .checkpoint = "best.safetensors"});
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+      train_one_epoch();                               // through ddp
+      if (stopper.step(validation_loss_of_this_ranks_shard())) break;  // all ranks, one epoch
+  }
+  stopper.restore_best();
+    // clang-format on
+    INFO("rank " << comm.rank() << " of " << comm.size());
+    CHECK(trained == 8);  // five epochs without a better average after the third
+    CHECK(stopper.best_epoch() == 3);
+    const auto params = net->parameters();
+    REQUIRE(after_third.size() == params.size());
+    for (std::size_t i = 0; i < params.size(); ++i) CHECK(params[i].value() == after_third[i]);
+    if (comm.rank() == 0) {  // only rank 0 writes the best file
+        CHECK(read_checkpoint_metadata("best.safetensors").at("early_stopping.best_epoch") == "3");
     }
 }

@@ -1,6 +1,6 @@
 // A fresh directory under the system's temporary directory for one test, removed with its
-// contents when the test ends, and a helper that writes raw bytes to a file (the file-format
-// tests write real files).
+// contents when the test ends; a guard that makes a directory the current one for a while; and a
+// helper that writes raw bytes to a file (the file-format tests write real files).
 #pragma once
 
 #include <algorithm>
@@ -37,6 +37,25 @@ struct TempDir {
         std::sort(out.begin(), out.end());
         return out;
     }
+};
+
+// `directory` is the current directory while the guard lives (for code that names its files
+// relative to it, as the docs' snippets do); then the previous one is again.
+class InDirectory {
+public:
+    explicit InDirectory(const std::filesystem::path& directory)
+        : previous_(std::filesystem::current_path()) {
+        std::filesystem::current_path(directory);
+    }
+    InDirectory(const InDirectory&) = delete;
+    InDirectory& operator=(const InDirectory&) = delete;
+    ~InDirectory() {
+        std::error_code ignored;
+        std::filesystem::current_path(previous_, ignored);
+    }
+
+private:
+    std::filesystem::path previous_;
 };
 
 // Writes `bytes` (any contiguous container of one-byte elements: std::byte, std::uint8_t, char)
