@@ -441,14 +441,15 @@ void print_scores(const Settings& s, const Prepared& p, const char* part, const 
     }
     std::printf("%s: accuracy %.2f%%, macro F1 %.4f\n", part, 100.0 * sc.accuracy,
                 sc.report->macro_f1);
-    std::printf("  %-16s %9s %9s %9s %8s   confusion (rows: true class)\n", "class", "precision",
-                "recall", "F1", "support");
-    for (std::size_t c = 0; c < p.table.class_names.size(); ++c) {
-        std::printf("  %-16s %9.4f %9.4f %9.4f %8lld  ", p.table.class_names[c].c_str(),
-                    sc.report->precision[c], sc.report->recall[c], sc.report->f1[c],
-                    static_cast<long long>(sc.report->support[c]));
+    // The per-class table as scikit-learn's classification_report prints it, then the confusion.
+    const std::string table =
+        metrics::format_report(*sc.report, {.class_names = p.table.class_names, .digits = 4});
+    std::printf("%s", table.c_str());
+    std::printf("confusion (rows: true class, columns: predicted, in the order above)\n");
+    for (Index c = 0; c < sc.confusion.rows(); ++c) {
+        std::printf("  %-16s", p.table.class_names[static_cast<std::size_t>(c)].c_str());
         for (Index k = 0; k < sc.confusion.cols(); ++k)
-            std::printf(" %4lld", static_cast<long long>(sc.confusion(static_cast<Index>(c), k)));
+            std::printf(" %4lld", static_cast<long long>(sc.confusion(c, k)));
         std::printf("\n");
     }
 }
