@@ -22,7 +22,9 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "support/temp_dir.hpp"
@@ -117,8 +119,7 @@ std::vector<CodeBlock> cpp_blocks(const fs::path& markdown) {
 }
 
 // What the docs may quote, whitespace collapsed: each region between "// clang-format off" and
-// "// clang-format on" of a file with fragments, and each whole program after its opening
-// comment lines.
+// "// clang-format on" of a file with fragments...
 std::vector<std::string> compiled_fragments(const fs::path& source) {
     const std::string text = read_text(source);
     std::vector<std::string> out;
@@ -132,6 +133,8 @@ std::vector<std::string> compiled_fragments(const fs::path& source) {
     }
     return out;
 }
+
+// ...and a whole program after its opening comment lines, as cmake/ReadmeQuotes.cmake has it.
 std::string compiled_program(const fs::path& source) {
     std::istringstream in(read_text(source));
     std::string line, body;
