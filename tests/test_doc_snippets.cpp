@@ -210,9 +210,68 @@ TEST_CASE("every C++ block of the README and docs/ is compiled here or in a quot
         }
     }
     // As many as the pages have today, at least: fewer means the reader above lost some.
-    CHECK(blocks_per_document["README.md"] >= 11);
+    CHECK(blocks_per_document["README.md"] >= 13);
     CHECK(blocks_per_document["docs/GRADIENTS.md"] >= 2);
     CHECK(blocks_per_document["docs/DISTRIBUTED.md"] >= 3);
+}
+
+namespace {
+
+// The README's save and resume blocks in a training program: from scratch, or from the
+// checkpoint; trains while the loader's epoch is below `epochs`, saves if asked, and returns the
+// parameters. Dropout, AdamW's moments, a warm-up and cosine schedule stepped per batch, clipping
+// and the shuffle all carry state from one epoch to the next.
+std::vector<Matrix<float>> train_until(const data::TensorDataset<float>& dataset,
+                                       std::size_t epochs, bool resume, bool save) {
+    auto net = mlp<float>({.widths = {4, 16, 16, 3}, .dropout = 0.2, .seed = 1});
+    AdamW<float> optimizer(weight_decay_groups(*net), {.lr = 1e-2, .weight_decay = 0.01});
+    LinearLR warmup(optimizer, {.start_factor = 0.1, .total_iters = 10});
+    CosineAnnealingLR cosine(optimizer, {.T_max = 30});
+    SequentialLR schedule({warmup, cosine}, {10});
+    data::DataLoader<float> loader(dataset, {.batch_size = 16, .shuffle = true, .seed = 3});
+    if (resume) {
+        // clang-format off
+auto report = load_checkpoint("run.safetensors", *net, optimizer);  // weights, moments, dropout
+schedule.load_state(scheduler_state_from_metadata(report.metadata));
+loader.set_epoch(std::stoull(report.metadata.at("loader.epoch")));
+        // clang-format on
+    }
+    while (loader.epoch() < epochs) {
+        for (const auto& batch : loader) {
+            auto loss = cross_entropy((*net)(TensorF::constant(batch.x)), batch.labels);
+            optimizer.zero_grad();
+            loss.backward();
+            clip_grad_norm<float>(net->parameters(), 1.0);
+            optimizer.step();
+            schedule.step();
+        }
+    }
+    if (save) {
+        // clang-format off
+auto metadata = scheduler_metadata(schedule.state());       // the schedulers' counters
+metadata["loader.epoch"] = std::to_string(loader.epoch());  // the next epoch's shuffle
+save_checkpoint("run.safetensors", *net, optimizer, {.metadata = metadata});
+        // clang-format on
+    }
+    std::vector<Matrix<float>> values;
+    for (const auto& parameter : net->parameters()) values.push_back(parameter.value());
+    return values;
+}
+
+}  // namespace
+
+TEST_CASE("README: a run saved after two epochs and resumed takes the uninterrupted run's steps",
+          "[docs]") {
+    testing::TempDir directory;
+    testing::InDirectory here(directory.path);
+    const data::TensorDataset<float> dataset(Rng(8).normal_matrix<float>(72, 4),
+                                             cycling_labels(72, 3));
+    const auto uninterrupted = train_until(dataset, 4, false, false);
+    const auto after_two = train_until(dataset, 2, false, true);
+    CHECK(after_two != uninterrupted);
+    const auto resumed = train_until(dataset, 4, true, false);
+    CHECK(resumed == uninterrupted);  // bit for bit
+    CHECK(read_checkpoint_metadata("run.safetensors").at("loader.epoch") == "2");
 }
 
 TEST_CASE("README: cross_entropy with class weights, ignore_index and label smoothing", "[docs]") {
