@@ -62,9 +62,10 @@ Bytes read_plain(const fs::path& path) {
 }
 
 // read_idx must refuse the file with an io_error naming it and containing every fragment.
-void expect_rejected(const fs::path& path, const std::vector<std::string>& fragments) {
+void expect_rejected(const fs::path& path, const std::vector<std::string>& fragments,
+                     const IdxReadOptions& options = {}) {
     try {
-        (void)read_idx(path);
+        (void)read_idx(path, options);
         FAIL("read_idx accepted " << path.string());
     } catch (const io_error& e) {
         const std::string message = e.what();
@@ -191,6 +192,48 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
     }
 }
 
+TEST_CASE("max_items reads the first items only, and whole files as before", "[idx]") {
+    TempDir dir;
+    const Bytes pixels = counting(5 * 2 * 3);
+    const Bytes file = idx_file(0x08, {5, 2, 3}, pixels);
+    for (const bool gzipped : {false, true}) {
+        INFO((gzipped ? "gzipped" : "plain"));
+        const auto write = gzipped ? write_gzip : write_file<Bytes>;
+        const fs::path path = write(dir.path / (gzipped ? "images.gz" : "images"), file);
+
+        const IdxArray first = read_idx(path, {.max_items = 2});
+        CHECK(first.dims == std::vector<std::uint32_t>{2, 2, 3});
+        CHECK(first.data == Bytes(pixels.begin(), pixels.begin() + 12));
+        const Matrix<float> rows = idx_images_as_rows(first);
+        CHECK(rows.rows() == 2);
+        CHECK(rows.cols() == 6);
+
+        for (const std::size_t all : {std::size_t{5}, std::size_t{9}}) {
+            const IdxArray whole = read_idx(path, {.max_items = all});
+            CHECK(whole.dims == std::vector<std::uint32_t>{5, 2, 3});
+            CHECK(whole.data == pixels);
+        }
+        const IdxArray none = read_idx(path, {.max_items = 0});
+        CHECK(none.dims == std::vector<std::uint32_t>{0, 2, 3});
+        CHECK(none.data.empty());
+        CHECK(idx_images_as_rows(none).rows() == 0);
+    }
+    const fs::path labels = write_file(dir.path / "labels", idx_file(0x08, {4}, {3, 1, 4, 1}));
+    CHECK(idx_labels(read_idx(labels, {.max_items = 3})) == std::vector<int>{3, 1, 4});
+
+    // Data missing inside the first items is still refused; what follows them is not read, so
+    // trailing bytes pass unnoticed then and are refused only when the whole file is read.
+    expect_rejected(
+        write_file(dir.path / "truncated", Bytes(file.begin(), file.begin() + 16 + 9)),
+        {"truncated: the first 2 items of the dimensions [5 x 2 x 3] need 12 bytes", "has 9"},
+        {.max_items = 2});
+    Bytes trailing = file;
+    trailing.insert(trailing.end(), {1, 2, 3});
+    const fs::path trailing_path = write_file(dir.path / "trailing", trailing);
+    CHECK(read_idx(trailing_path, {.max_items = 4}).dims == std::vector<std::uint32_t>{4, 2, 3});
+    expect_rejected(trailing_path, {"3 trailing bytes"}, {.max_items = 5});
+}
+
 TEST_CASE("the helpers refuse arrays of the wrong kind", "[idx]") {
     TempDir dir;
     const IdxArray labels =
@@ -232,6 +275,10 @@ TEST_CASE("the Fashion-MNIST test set reads as 10000 images of 28 by 28 with lab
         ++per_class[static_cast<std::size_t>(label)];
     }
     CHECK(per_class == std::vector<int>(10, 1000));  // the test set is balanced
+
+    const IdxArray first = read_idx(images_file, {.max_items = 500});
+    CHECK(first.dims == std::vector<std::uint32_t>{500, 28, 28});
+    CHECK(first.data == Bytes(images.data.begin(), images.data.begin() + 500 * 28 * 28));
 }
 
 #else
