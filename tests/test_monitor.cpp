@@ -269,6 +269,29 @@ TEST_CASE("net->forward runs the hooks, so the monitor sees the step", "[monitor
     CHECK(monitor.last().layers().back().output_grad_norm > 0.0);
 }
 
+// The root's path is "": a monitor on a bare Linear names its one layer module_label("").
+TEST_CASE("a monitor on a bare Linear names it (the network), sharpness included", "[monitor]") {
+    Rng rng(3);
+    auto linear = std::make_shared<Linear<double>>(4, 2, rng);
+    diag::GradientMonitor<double> monitor(
+        *linear, {.sharpness = diag::SharpnessOptions{.every = 1, .per_layer = true}});
+    CHECK(monitor.layer_names() == std::vector<std::string>{"(the network)"});
+    const TensorD x = TensorD::constant(normal(6, 4, 5));
+    auto loss = mean(square((*linear)(x)));
+    monitor.observe_loss(loss);
+    loss.backward();
+    REQUIRE(monitor.history().size() == 1);
+    const diag::LayerStats& layer = monitor.last().layers().front();
+    CHECK(layer.name == "(the network)");
+    CHECK(diag::format_profile(monitor.last()).find("(the network)") != std::string::npos);
+    // The layer's Hessian block is the whole Hessian, so the two sharpnesses agree: a block
+    // left unmatched by name would leave the layer's NaN.
+    const diag::NetworkSharpness& whole = monitor.last().sharpness();
+    REQUIRE(whole.measured());
+    CHECK(whole.sharpness > 0.0);
+    CHECK(layer.sharpness == Approx(whole.sharpness).epsilon(1e-6));
+}
+
 TEST_CASE("a watched module that no gradient reaches is not measured, not non-finite",
           "[monitor][profile]") {
     // An RNN's cell runs its steps without its own forward (and so without hooks): selected, it

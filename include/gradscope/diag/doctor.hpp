@@ -274,8 +274,7 @@ Measurement measure_once(Module<T>& net, const Matrix<T>& batch, const LossOf<T>
     ScopedHooks hooks;
     for (const auto& [path, module] : net.named_modules()) {
         hooks.add(module->register_forward_hook(
-            [&out, name = path.empty() ? std::string("(the network)") : path](
-                Module<T>&, const Tensor<T>&, const Tensor<T>& y) {
+            [&out, name = module_label(path)](Module<T>&, const Tensor<T>&, const Tensor<T>& y) {
                 if (out.first_nonfinite_module.empty() && !y.value().allFinite())
                     out.first_nonfinite_module = name;
             }));
@@ -351,8 +350,7 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
         if (dynamic_cast<BatchNorm1d<T>*>(module)) d.batch_norm = true;
         if (auto* a = dynamic_cast<ActivationLayer<T>*>(module); a && !activation) activation = a;
         if (!detail::modelled_by_theory(*module)) {
-            d.unmodelled.push_back((path.empty() ? std::string("(the network)") : path) + " (" +
-                                   module->type_name() + ")");
+            d.unmodelled.push_back(module_label(path) + " (" + module->type_name() + ")");
         }
     }
     if (linears.size() < 2) {

@@ -138,6 +138,7 @@ public:
     }
 
     [[nodiscard]] std::size_t layer_count() const noexcept { return layers_.size(); }
+    // The watched layers' module paths, "(the network)" for a root (module_label).
     [[nodiscard]] std::vector<std::string> layer_names() const {
         std::vector<std::string> out;
         for (const auto& l : layers_) out.push_back(l.name);
@@ -210,7 +211,7 @@ private:
         const std::size_t index = layers_.size();
         // A selected module without a weight or bias (an activation, say) is watched for its
         // output and gradient only.
-        Layer layer{path,
+        Layer layer{module_label(path),
                     parameter_of(module, TensorRole::weight, TensorRole::norm_scale),
                     parameter_of(module, TensorRole::bias, TensorRole::norm_shift),
                     {}};
@@ -243,7 +244,7 @@ private:
         if (!options_.sharpness->per_layer) return;
         for (HessianBlock& block : layer_blocks(network)) {
             for (std::size_t i = 0; i < layers_.size(); ++i) {
-                if (layers_[i].name != block.name) continue;
+                if (layers_[i].name != module_label(block.name)) continue;
                 blocks_.push_back(std::move(block));
                 block_layers_.push_back(i);
                 break;

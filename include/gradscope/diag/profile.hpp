@@ -16,7 +16,7 @@
 namespace gradscope::diag {
 
 struct LayerStats {
-    std::string name;                        // the layer's module path
+    std::string name;                        // the layer's module_label (its path)
     double output_grad_norm = not_measured;  // |delta_l| = |dL/dz_l|, z_l the layer's output
     double weight_grad_norm = not_measured;
     double bias_grad_norm = not_measured;

@@ -43,6 +43,12 @@ inline std::string join_path(const std::string& prefix, const std::string& name)
 }
 }  // namespace detail
 
+// How reports and messages name a module: its path, or "(the network)" for the root, whose path
+// is "" (a monitor watching a bare Linear would otherwise list a layer without a name).
+inline std::string module_label(const std::string& path) {
+    return path.empty() ? std::string("(the network)") : path;
+}
+
 // Note [Hook lifetimes]
 // A module keeps its hooks in a registry that only the module holds strongly; everything else
 // that refers to them holds it weakly, so that any destruction order is safe:
