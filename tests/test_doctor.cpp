@@ -79,6 +79,12 @@ void check_top_remedy_heals(const MlpOptions<double>& broken, const diag::Diagno
     const auto& top = d.remedies.front();
     INFO("top remedy: " << top.action << ", predicted " << top.predicted_gain << "/layer");
     CHECK(top.predicted_verdict == diag::Verdict::healthy);
+    // The prediction assumes the critical point's biases, so the words must say which.
+    if (top.kind == diag::RemedyKind::critical_init ||
+        top.kind == diag::RemedyKind::remove_batch_norm) {
+        CHECK_THAT(top.action, Catch::Contains(top.sigma_b2 > 0.0 ? ") biases (its .bias())"
+                                                                  : " and zero biases"));
+    }
     auto fixed = apply(top, broken);
     const auto after = diag::doctor<double>(*fixed, p.x, p.loss);
     INFO("after: " << after.text());

@@ -561,7 +561,12 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
         edge ? "init::critical(" + act +
                    (edge_sigma_b2 > 0.0 ? ", {.sigma_b2 = " + format_number(edge_sigma_b2) + "}"
                                         : "") +
-                   ") (sigma_w2 = " + format_number(edge->sigma_w2, table_gain) + ")"
+                   ") (sigma_w2 = " + format_number(edge->sigma_w2, table_gain) + ")" +
+                   // The prediction is for the critical point's biases too: near sigma_b2 = 0 a
+                   // small bias variance (PyTorch's default biases) moves q*, and the gain, a lot.
+                   (edge_sigma_b2 > 0.0
+                        ? " and N(0, " + format_number(edge_sigma_b2) + ") biases (its .bias())"
+                        : " and zero biases")
              : std::string();
     auto predicted_by_theory = [&](Remedy r) {
         const auto mf =
