@@ -274,6 +274,40 @@ TEST_CASE("README: a run saved after two epochs and resumed takes the uninterrup
     CHECK(read_checkpoint_metadata("run.safetensors").at("loader.epoch") == "2");
 }
 
+// A class with member templates cannot be local to a function: this block is at namespace scope.
+namespace readme_activation {
+// clang-format off
+struct Softsign {  // f(x) = x / (1 + |x|)
+    static constexpr const char* name = "softsign";
+    template <class T> T value(T x) const { return x / (T(1) + std::abs(x)); }
+    template <class T> T derivative(T x, T /*y*/) const {
+        const T d = T(1) + std::abs(x);
+        return T(1) / (d * d);
+    }
+};
+// clang-format on
+}  // namespace readme_activation
+
+TEST_CASE("README: a custom activation serves mlp in float and double, and passes gradcheck",
+          "[docs]") {
+    using readme_activation::Softsign;
+    CHECK(Softsign{}.value(1.0) == 0.5);
+    CHECK(Softsign{}.derivative(-3.0, 0.0) == 1.0 / 16.0);
+    auto net = mlp<double>({.widths = {2, 32, 3}, .activation = Softsign{}});
+    Rng rng(4);
+    const auto x = TensorD::parameter(rng.normal_matrix<double>(5, 2));
+    const GradcheckReport report =
+        gradcheck([&](const std::vector<TensorD>& in) { return (*net)(in[0]); }, {x});
+    INFO(report.message);
+    CHECK(report.passed);
+    CHECK(!report.all_zero);
+    // The same type in float, where the layer reports the activation's name.
+    auto single = mlp<float>({.widths = {2, 4, 1}, .activation = Softsign{}});
+    std::ostringstream printed;
+    printed << *single;
+    CHECK(printed.str().find("softsign") != std::string::npos);
+}
+
 TEST_CASE("README: cross_entropy with class weights, ignore_index and label smoothing", "[docs]") {
     Matrix<double> equal_logits = Matrix<double>::Zero(4, 3);
     const auto logits = TensorD::parameter(equal_logits);
