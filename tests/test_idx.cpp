@@ -192,7 +192,8 @@ TEST_CASE("broken IDX files give io_error naming the file and the problem", "[id
     }
 }
 
-TEST_CASE("max_items reads the first items only, and whole files as before", "[idx]") {
+TEST_CASE("max_items reads the first items only, or the whole file when it holds no more",
+          "[idx]") {
     TempDir dir;
     const Bytes pixels = counting(5 * 2 * 3);
     const Bytes file = idx_file(0x08, {5, 2, 3}, pixels);

@@ -36,7 +36,7 @@ struct LsuvOptions {
 };
 
 struct LsuvLayer {
-    std::string name;       // the Linear module's path, "layers.3.linear"
+    std::string name;       // the Linear's path, "layers.3.linear" (module_label)
     int iterations = 0;     // rescalings it took (0: already within tolerance)
     double variance = 0.0;  // its output's variance over the batch at the end, averaged over units
 };
@@ -144,7 +144,7 @@ std::vector<LsuvLayer> lsuv(Module<T>& net, const std::type_identity_t<Matrix<T>
 
     std::vector<LsuvLayer> out;
     for (const std::size_t k : order) {
-        const std::string& name = linears[k].first;
+        const std::string name = module_label(linears[k].first);
         LsuvLayer result{name, 0, 0.0};
         for (;;) {
             net(input);

@@ -44,7 +44,7 @@ inline std::string join_path(const std::string& prefix, const std::string& name)
 }  // namespace detail
 
 // How reports and messages name a module: its path, or "(the network)" for the root, whose path
-// is "" (a monitor watching a bare Linear would otherwise list a layer without a name).
+// is "" (a bare Linear watched by a monitor, say).
 inline std::string module_label(const std::string& path) {
     return path.empty() ? std::string("(the network)") : path;
 }

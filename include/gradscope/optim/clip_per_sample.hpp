@@ -113,7 +113,7 @@ public:
         }
         layers_.reserve(chosen.size());
         for (auto& [path, linear] : chosen) {
-            layers_.push_back(Layer{path, linear->weight(), linear->bias(), {}});
+            layers_.push_back(Layer{module_label(path), linear->weight(), linear->bias(), {}});
         }
         for (std::size_t i = 0; i < chosen.size(); ++i) {
             detail::capture_samples(*chosen[i].second, hooks_,
@@ -154,7 +154,8 @@ public:
     // |g_i| of the last clip(), before clipping, in batch order.
     [[nodiscard]] std::span<const double> sample_norms() const noexcept { return norms_; }
 
-    // The watched Linear layers' paths, in the order noise is drawn.
+    // The watched Linear layers' paths ("(the network)" for a root: module_label), in the order
+    // noise is drawn.
     [[nodiscard]] std::vector<std::string> layer_names() const {
         std::vector<std::string> out;
         for (const auto& l : layers_) out.push_back(l.name);
