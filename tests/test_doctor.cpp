@@ -82,8 +82,9 @@ void check_top_remedy_heals(const MlpOptions<double>& broken, const diag::Diagno
     // The prediction assumes the critical point's biases, so the words must say which.
     if (top.kind == diag::RemedyKind::critical_init ||
         top.kind == diag::RemedyKind::remove_batch_norm) {
-        CHECK_THAT(top.action, Catch::Contains(top.sigma_b2 > 0.0 ? ") biases (its .bias())"
-                                                                  : " and zero biases"));
+        CHECK_THAT(top.action,
+                   Catch::Contains(top.sigma_b2 > 0.0 ? " and biases of variance 0.05 (its .bias())"
+                                                      : " and zero biases"));
     }
     auto fixed = apply(top, broken);
     const auto after = diag::doctor<double>(*fixed, p.x, p.loss);

@@ -442,8 +442,9 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
     // The theory, where it applies: a plain network (no batch norm, no residual blocks, nothing
     // it does not model).
     const bool plain = !d.batch_norm && !d.residual && d.unmodelled.empty();
-    // The activation's edge of chaos without biases, or else with a small bias variance (tanh
-    // reaches it at sigma_b2 = 0 only in the limit q* -> 0; GELU and SiLU only with biases).
+    // The activation's edge of chaos without biases, or else, for an activation of the user's
+    // own that has none at sigma_b2 = 0, with a small bias variance. (Every built-in with an
+    // edge has one at 0; GELU, SiLU and softplus have none at 0.05 either.)
     std::optional<CriticalPoint> edge;
     double edge_sigma_b2 = 0.0;
     if (activation) {
@@ -564,9 +565,9 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
                    ") (sigma_w2 = " + format_number(edge->sigma_w2, table_gain) + ")" +
                    // The prediction is for the critical point's biases too: near sigma_b2 = 0 a
                    // small bias variance (PyTorch's default biases) moves q*, and the gain, a lot.
-                   (edge_sigma_b2 > 0.0
-                        ? " and N(0, " + format_number(edge_sigma_b2) + ") biases (its .bias())"
-                        : " and zero biases")
+                   (edge_sigma_b2 > 0.0 ? " and biases of variance " +
+                                              format_number(edge_sigma_b2) + " (its .bias())"
+                                        : " and zero biases")
              : std::string();
     auto predicted_by_theory = [&](Remedy r) {
         const auto mf =
@@ -617,7 +618,7 @@ Diagnosis run_doctor(Module<T>& net, const Matrix<T>& batch, const LossOf<T>& lo
     if (d.cause == Cause::dead_layer) {
         // The Linear that feeds the dead units: the watched layer itself.
         for (auto& [path, l] : linears) {
-            if (path != dead_layer) continue;
+            if (module_label(path) != dead_layer) continue;  // dead_layer is a monitor's name
             Linear<T>* layer = l;
             predicted_by_measuring(
                 Remedy{.kind = RemedyKind::reinitialise_layer,
